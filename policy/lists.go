@@ -1,0 +1,195 @@
+package policy
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"sort"
+	"strings"
+)
+
+func mustPrefixes(ss ...string) []netip.Prefix {
+	out := make([]netip.Prefix, len(ss))
+	for i, s := range ss {
+		out[i] = netip.MustParsePrefix(s)
+	}
+	return out
+}
+
+// Builtin list contents.
+var (
+	privatePrefixes  = mustPrefixes("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16", "fc00::/7", "fe80::/10")
+	metadataPrefixes = mustPrefixes("169.254.169.254/32", "fd00:ec2::254/128")
+)
+
+// builtinLists returns @private, @metadata and @resolvers, the last read from resolvConf.
+func builtinLists(resolvConf string) map[string]*List {
+	res, _ := ReadResolvers(resolvConf)
+	return map[string]*List{
+		"private":   {Name: "private", Builtin: true, Prefixes: privatePrefixes},
+		"metadata":  {Name: "metadata", Builtin: true, Prefixes: metadataPrefixes},
+		"resolvers": {Name: "resolvers", Builtin: true, Prefixes: res},
+	}
+}
+
+func resolversWarning(lists map[string]*List, resolvConf string) string {
+	if _, err := ReadResolvers(resolvConf); err != nil {
+		return fmt.Sprintf("@resolvers is empty: %v", err)
+	}
+	return ""
+}
+
+// ReadResolvers returns the nameserver addresses of a resolv.conf file as host prefixes.
+func ReadResolvers(file string) ([]netip.Prefix, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.Prefix
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 2 || f[0] != "nameserver" {
+			continue
+		}
+		a, err := netip.ParseAddr(f[1])
+		if err != nil {
+			continue
+		}
+		a = a.WithZone("").Unmap()
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
+}
+
+// ReadListFile reads a list file: one address or CIDR a line, '#' starts a
+// comment, blank lines are skipped. It reads at most max entries (0 means
+// 1,000,000). Errors carry the list file's positions; an error without a
+// file name is about the file as a whole.
+func ReadListFile(file string, max int) ([]netip.Prefix, []*Error) {
+	if max <= 0 {
+		max = 1_000_000
+	}
+	whole := func(format string, args ...any) []*Error {
+		return []*Error{{Msg: fmt.Sprintf(format, args...)}}
+	}
+	st, err := os.Stat(file)
+	if err != nil {
+		return nil, whole("cannot read list file %s: %v", file, unwrapPathError(err))
+	}
+	if st.IsDir() {
+		return nil, whole("list file %s is a directory", file)
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, whole("cannot read list file %s: %v", file, unwrapPathError(err))
+	}
+	defer f.Close()
+	var (
+		out  []netip.Prefix
+		errs []*Error
+	)
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 64*1024)
+	line := 0
+	for sc.Scan() {
+		line++
+		text := sc.Text()
+		if i := strings.IndexByte(text, '#'); i >= 0 {
+			text = text[:i]
+		}
+		trimmed := strings.TrimSpace(text)
+		if trimmed == "" {
+			continue
+		}
+		col := strings.Index(text, trimmed) + 1
+		pos := Pos{File: file, Line: line, Column: col}
+		if strings.IndexByte(trimmed, 0) >= 0 {
+			errs = append(errs, &Error{Pos: pos, Msg: "NUL byte in list entry; a list file is text"})
+		} else if pfx, err := ParsePrefix(trimmed); err != nil {
+			errs = append(errs, &Error{Pos: pos, Msg: err.Error()})
+		} else {
+			out = append(out, pfx)
+		}
+		if len(errs) >= maxErrors {
+			break
+		}
+		if len(out) > max {
+			return nil, []*Error{{Pos: pos, Msg: fmt.Sprintf("more than %d entries; split the list or aggregate prefixes", max)}}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			err = errors.New("a line longer than 64 KiB")
+		}
+		errs = append(errs, &Error{Pos: Pos{File: file, Line: line + 1, Column: 1}, Msg: fmt.Sprintf("cannot read: %v", err)})
+	}
+	return out, errs
+}
+
+// Range is an inclusive address range of one family.
+type Range struct{ From, To netip.Addr }
+
+// Ranges merges prefixes into sorted, disjoint, non-adjacent ranges, IPv4
+// first then IPv6. Overlapping and adjacent prefixes collapse, which is what
+// an nftables interval set requires.
+func Ranges(prefixes []netip.Prefix) []Range {
+	rs := make([]Range, 0, len(prefixes))
+	for _, p := range prefixes {
+		rs = append(rs, Range{From: p.Masked().Addr(), To: lastAddr(p)})
+	}
+	sort.Slice(rs, func(i, j int) bool {
+		a, b := rs[i].From, rs[j].From
+		if a.Is4() != b.Is4() {
+			return a.Is4()
+		}
+		return a.Less(b)
+	})
+	out := rs[:0]
+	for _, r := range rs {
+		if n := len(out); n > 0 && out[n-1].To.Is4() == r.From.Is4() {
+			last := &out[n-1]
+			next := last.To.Next() // invalid when last reaches the family's end
+			if !next.IsValid() {
+				continue
+			}
+			if !next.Less(r.From) { // overlaps or touches
+				if last.To.Less(r.To) {
+					last.To = r.To
+				}
+				continue
+			}
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// lastAddr returns the last address of the prefix.
+func lastAddr(p netip.Prefix) netip.Addr {
+	a := p.Masked().Addr()
+	b := a.AsSlice()
+	bits := p.Bits()
+	for i := range b {
+		for bit := 0; bit < 8; bit++ {
+			if i*8+bit >= bits {
+				b[i] |= 0x80 >> bit
+			}
+		}
+	}
+	out, _ := netip.AddrFromSlice(b)
+	return out
+}
+
+// Contains reports whether the address is in one of the prefixes.
+func Contains(prefixes []netip.Prefix, a netip.Addr) bool {
+	for _, p := range prefixes {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}

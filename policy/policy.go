@@ -1,0 +1,373 @@
+// Package policy parses, validates and evaluates dockerfence policy files.
+//
+// A policy says, for each Docker network that one of its sections matches,
+// which destinations containers may reach (egress, judged in the forward
+// hook) and which of the host's own services they may use (host, judged in
+// the input hook). The package is pure: apart from reading the policy, its
+// list files and resolv.conf, it does no I/O.
+package policy
+
+import (
+	"fmt"
+	"net/netip"
+	"path"
+	"strings"
+)
+
+// Verdict is the outcome of a rule or a default.
+type Verdict int
+
+// Verdicts.
+const (
+	Allow Verdict = iota
+	Deny
+)
+
+// String returns "allow" or "deny".
+func (v Verdict) String() string {
+	if v == Deny {
+		return "deny"
+	}
+	return "allow"
+}
+
+// Hook names the direction a rule list judges.
+type Hook int
+
+// Hooks.
+const (
+	// Egress judges traffic from a container to anywhere but the host (forward hook).
+	Egress Hook = iota
+	// Host judges traffic from a container to the host's own addresses (input hook).
+	Host
+)
+
+// String returns "egress" or "host".
+func (h Hook) String() string {
+	if h == Host {
+		return "host"
+	}
+	return "egress"
+}
+
+// Pos is a position in a source file.
+type Pos struct {
+	File   string
+	Line   int
+	Column int
+}
+
+// String formats the position as file:line:column.
+func (p Pos) String() string { return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Column) }
+
+// Policy is a parsed and validated policy file.
+type Policy struct {
+	// Source is the file the policy came from (a name for embedded policies).
+	Source   string
+	Version  int
+	Settings Settings
+	// Lists holds every list that rules may reference, built-in ones included,
+	// with user lists overriding built-ins of the same name.
+	Lists    map[string]*List
+	Sections []*Section
+	// Warnings are non-fatal findings, such as an unreadable resolv.conf.
+	Warnings []string
+}
+
+// Mode is enforce or audit.
+type Mode string
+
+// Modes.
+const (
+	Enforce Mode = "enforce"
+	Audit   Mode = "audit"
+)
+
+// DenyAction is how a denied packet is refused.
+type DenyAction string
+
+// Deny actions.
+const (
+	Reject DenyAction = "reject"
+	Drop   DenyAction = "drop"
+)
+
+// Settings are the policy-wide settings.
+type Settings struct {
+	Table      string
+	Priority   int
+	DenyAction DenyAction
+	LogDenied  bool
+	LogGroup   uint16
+	// LogRate is the most denials a second that each rule logs.
+	LogRate int
+	Mode    Mode
+}
+
+// DefaultSettings returns the settings a policy gets for every key it leaves out.
+func DefaultSettings() Settings {
+	return Settings{
+		Table:      "dockerfence",
+		Priority:   -10,
+		DenyAction: Reject,
+		LogDenied:  true,
+		LogGroup:   100,
+		LogRate:    10,
+		Mode:       Enforce,
+	}
+}
+
+// List is a named set of prefixes.
+type List struct {
+	Name     string
+	Builtin  bool
+	Pos      Pos
+	Prefixes []netip.Prefix // as written, masked
+}
+
+// Section is one entry of networks: a match and the rules for the networks it matches.
+type Section struct {
+	// Index is the 1-based position of the section in networks.
+	Index         int
+	Pos           Pos
+	Match         Match
+	Egress        []*Rule
+	EgressDefault Verdict
+	Host          []*Rule
+	HostDefault   Verdict
+}
+
+// Rules returns the rules of the hook.
+func (s *Section) Rules(h Hook) []*Rule {
+	if h == Host {
+		return s.Host
+	}
+	return s.Egress
+}
+
+// Default returns the default verdict of the hook.
+func (s *Section) Default(h Hook) Verdict {
+	if h == Host {
+		return s.HostDefault
+	}
+	return s.EgressDefault
+}
+
+// Match selects Docker networks. Every field that is set must hold.
+type Match struct {
+	Name       string // glob
+	LabelKey   string
+	LabelValue string // empty with LabelHasValue false: the key must only be present
+	HasLabel   bool
+	LabelHasValue bool
+	Subnet     netip.Prefix // valid if set
+	Bridge     string       // glob
+}
+
+// String renders the match as in the policy file.
+func (m Match) String() string {
+	var parts []string
+	if m.Name != "" {
+		parts = append(parts, fmt.Sprintf("name: %q", m.Name))
+	}
+	if m.HasLabel {
+		l := m.LabelKey
+		if m.LabelHasValue {
+			l += "=" + m.LabelValue
+		}
+		parts = append(parts, fmt.Sprintf("label: %q", l))
+	}
+	if m.Subnet.IsValid() {
+		parts = append(parts, "subnet: "+m.Subnet.String())
+	}
+	if m.Bridge != "" {
+		parts = append(parts, fmt.Sprintf("bridge: %q", m.Bridge))
+	}
+	return "{" + strings.Join(parts, ", ") + "}"
+}
+
+// CatchAll reports whether the match is exactly {name: "*"}: it then also
+// covers Docker bridges (docker0, br-*) that are not known yet.
+func (m Match) CatchAll() bool {
+	return m.Name == "*" && !m.HasLabel && !m.Subnet.IsValid() && m.Bridge == ""
+}
+
+// NeedsDocker reports whether the match can only be decided with Docker's
+// metadata (a network name other than "*", or a label).
+func (m Match) NeedsDocker() bool {
+	return (m.Name != "" && m.Name != "*") || m.HasLabel
+}
+
+// Matches reports whether the network fits the match.
+func (m Match) Matches(n Network) bool {
+	if m.Name != "" {
+		if ok, _ := path.Match(m.Name, n.Name); !ok {
+			return false
+		}
+	}
+	if m.Bridge != "" {
+		if ok, _ := path.Match(m.Bridge, n.Bridge); !ok {
+			return false
+		}
+	}
+	if m.HasLabel {
+		v, ok := n.Labels[m.LabelKey]
+		if !ok || (m.LabelHasValue && v != m.LabelValue) {
+			return false
+		}
+	}
+	if m.Subnet.IsValid() {
+		in := false
+		for _, s := range n.Subnets {
+			if s.Addr().Is4() == m.Subnet.Addr().Is4() && s.Bits() >= m.Subnet.Bits() && m.Subnet.Contains(s.Addr()) {
+				in = true
+				break
+			}
+		}
+		if !in {
+			return false
+		}
+	}
+	return true
+}
+
+// Proto is a rule's protocol.
+type Proto string
+
+// Protocols.
+const (
+	ProtoAny    Proto = "any"
+	ProtoTCP    Proto = "tcp"
+	ProtoUDP    Proto = "udp"
+	ProtoSCTP   Proto = "sctp"
+	ProtoICMP   Proto = "icmp"
+	ProtoICMPv6 Proto = "icmpv6"
+)
+
+// HasPorts reports whether the protocol has ports.
+func (p Proto) HasPorts() bool {
+	return p == ProtoAny || p == ProtoTCP || p == ProtoUDP || p == ProtoSCTP
+}
+
+// PortRange is an inclusive range of ports; a single port has First == Last.
+type PortRange struct{ First, Last uint16 }
+
+// String renders "53" or "8000-8080".
+func (r PortRange) String() string {
+	if r.First == r.Last {
+		return fmt.Sprint(r.First)
+	}
+	return fmt.Sprintf("%d-%d", r.First, r.Last)
+}
+
+// Rule is one allow or deny entry.
+type Rule struct {
+	// Index is the 1-based position of the rule in its list.
+	Index   int
+	Hook    Hook
+	Pos     Pos
+	Verdict Verdict
+	Addrs   AddrSpec
+	Proto   Proto
+	Ports   []PortRange
+	Comment string
+}
+
+// Protos returns the concrete protocols the rule matches, or nil for any.
+func (r *Rule) Protos() []Proto {
+	switch {
+	case r.Proto == ProtoAny && len(r.Ports) > 0:
+		return []Proto{ProtoTCP, ProtoUDP}
+	case r.Proto == ProtoAny:
+		return nil
+	default:
+		return []Proto{r.Proto}
+	}
+}
+
+// ID is a short stable name of the rule: "egress 3" or "host 1".
+func (r *Rule) ID() string { return fmt.Sprintf("%s %d", r.Hook, r.Index) }
+
+// AddrSpec is the value of allow: or deny:.
+type AddrSpec struct {
+	Any      bool
+	Self     bool
+	Lists    []string       // referenced list names, without '@'
+	Prefixes []netip.Prefix // inline addresses and prefixes, masked
+	// Text is the spec as written, for messages.
+	Text string
+}
+
+// Network is a Docker network as the policy sees it.
+type Network struct {
+	ID      string
+	Name    string
+	Bridge  string
+	Labels  map[string]string
+	Subnets []netip.Prefix
+}
+
+// SectionFor returns the first section whose match fits the network, or nil.
+func (p *Policy) SectionFor(n Network) *Section {
+	for _, s := range p.Sections {
+		if s.Match.Matches(n) {
+			return s
+		}
+	}
+	return nil
+}
+
+// CatchAll returns the first section whose match is {name: "*"}, or nil.
+func (p *Policy) CatchAll() *Section {
+	for _, s := range p.Sections {
+		if s.Match.CatchAll() {
+			return s
+		}
+	}
+	return nil
+}
+
+// NeedsDocker reports whether some section can only be matched with Docker's metadata.
+func (p *Policy) NeedsDocker() bool {
+	for _, s := range p.Sections {
+		if s.Match.NeedsDocker() {
+			return true
+		}
+	}
+	return false
+}
+
+// Resolve returns the prefixes of the spec for network n, unmerged, in
+// written order. Any yields nil: callers check Any first.
+func (p *Policy) Resolve(a AddrSpec, n Network) []netip.Prefix {
+	var out []netip.Prefix
+	if a.Self {
+		out = append(out, n.Subnets...)
+	}
+	for _, l := range a.Lists {
+		if list := p.Lists[l]; list != nil {
+			out = append(out, list.Prefixes...)
+		}
+	}
+	return append(out, a.Prefixes...)
+}
+
+// UsedLists returns the names of the lists that rules reference, sorted.
+func (p *Policy) UsedLists() []string {
+	seen := map[string]bool{}
+	var names []string
+	for _, s := range p.Sections {
+		for _, h := range []Hook{Egress, Host} {
+			for _, r := range s.Rules(h) {
+				for _, l := range r.Addrs.Lists {
+					if !seen[l] {
+						seen[l] = true
+						names = append(names, l)
+					}
+				}
+			}
+		}
+	}
+	sortStrings(names)
+	return names
+}

@@ -1,0 +1,313 @@
+package policy
+
+import (
+	"errors"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func testOpts(t testing.TB) Options {
+	t.Helper()
+	rc := filepath.Join(t.TempDir(), "resolv.conf")
+	if err := os.WriteFile(rc, []byte("# test\nnameserver 192.168.100.2\nnameserver fd00:100::2\noptions edns0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return Options{ResolvConf: rc}
+}
+
+func TestDefaultPolicy(t *testing.T) {
+	p, err := Default(testOpts(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Sections) != 1 || !p.Sections[0].Match.CatchAll() {
+		t.Fatalf("default policy must have one catch-all section, got %+v", p.Sections)
+	}
+	if got := p.UsedLists(); !cmp.Equal(got, []string{"metadata", "private", "resolvers"}) {
+		t.Errorf("UsedLists = %v", got)
+	}
+	if p.NeedsDocker() {
+		t.Error("the default policy must apply without Docker")
+	}
+	want := mustPrefixes("192.168.100.2/32", "fd00:100::2/128")
+	if got := p.Lists["resolvers"].Prefixes; !cmp.Equal(got, want, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })) {
+		t.Errorf("@resolvers = %v, want %v", got, want)
+	}
+}
+
+func TestSeedPolicy(t *testing.T) {
+	p, err := Load("testdata/seed.yaml", testOpts(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := p.Sections[0]
+	if s.Match.Subnet != netip.MustParsePrefix("172.20.0.0/16") {
+		t.Errorf("match subnet = %v", s.Match.Subnet)
+	}
+	if len(s.Egress) != 4 {
+		t.Fatalf("egress rules = %d, want 4", len(s.Egress))
+	}
+	dns := s.Egress[2]
+	if dns.Proto != ProtoUDP || !cmp.Equal(dns.Ports, []PortRange{{53, 53}}) || dns.Comment != "DNS" || dns.ID() != "egress 3" {
+		t.Errorf("DNS rule = %+v", dns)
+	}
+	if dns.Pos.Line != 8 || dns.Pos.Column != 9 {
+		t.Errorf("DNS rule position = %v, want line 8 column 9", dns.Pos)
+	}
+	if p.Settings != DefaultSettings() {
+		t.Errorf("settings = %+v, want defaults", p.Settings)
+	}
+}
+
+func TestListFile(t *testing.T) {
+	dir := t.TempDir()
+	data, _ := os.ReadFile("testdata/blocklist.txt")
+	os.WriteFile(filepath.Join(dir, "block.txt"), data, 0o644)
+	src := "version: 1\nlists:\n  bad: {file: block.txt}\n  office: [192.168.10.0/24, \"2001:db8:10::/48\"]\nnetworks:\n  - match: {name: \"*\"}\n    egress:\n      - deny: [\"@bad\", \"@office\"]\n"
+	file := filepath.Join(dir, "policy.yaml")
+	os.WriteFile(file, []byte(src), 0o644)
+	p, err := Load(file, testOpts(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := p.Lists["bad"].Prefixes
+	want := mustPrefixes("203.0.113.0/24", "2001:db8:bad::/48", "198.51.100.7/32")
+	if !cmp.Equal(got, want, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })) {
+		t.Errorf("bad = %v, want %v", got, want)
+	}
+	if r := p.Sections[0].Egress[0]; !cmp.Equal(r.Addrs.Lists, []string{"bad", "office"}) {
+		t.Errorf("lists = %v", r.Addrs.Lists)
+	}
+}
+
+// TestErrors checks that each kind of mistake is reported at its position
+// with a message that says what was expected.
+func TestErrors(t *testing.T) {
+	head := "version: 1\nnetworks:\n  - match: {name: \"*\"}\n    egress:\n"
+	tests := []struct {
+		name, src, want string
+	}{
+		{"empty", "", "policy.yaml:1:1: the policy is empty"},
+		{"blank", "\n\n  \n", "policy.yaml:1:1: the policy is empty"},
+		{"not a mapping", "- a\n- b\n", "policy.yaml:1:1: expected a mapping"},
+		{"bad yaml", "version: 1\nnetworks: [\n", "policy.yaml:2:1: invalid YAML: did not find expected node content"},
+		{"tab yaml", "version: 1\n\tnetworks: []\n", "policy.yaml:2:1: invalid YAML"},
+		{"missing version", "networks:\n  - match: {name: x}\n", "policy.yaml:1:1: missing version"},
+		{"wrong version", "version: 2\nnetworks:\n  - match: {name: x}\n", "policy.yaml:1:10: unsupported version \"2\""},
+		{"unknown top key", "version: 1\nnetwork: []\n", "policy.yaml:2:1: top level: unknown key \"network\"; expected one of lists, networks, settings, version"},
+		{"missing networks", "version: 1\n", "policy.yaml:1:1: missing networks"},
+		{"empty networks", "version: 1\nnetworks: []\n", "policy.yaml:2:11: networks: expected a list of sections"},
+		{"unknown setting", "version: 1\nsettings: {tabel: x}\nnetworks:\n  - match: {name: x}\n", "policy.yaml:2:12: settings: unknown key \"tabel\""},
+		{"priority low", "version: 1\nsettings: {priority: -300}\nnetworks:\n  - match: {name: x}\n", "policy.yaml:2:22: settings.priority: -300 is outside -199..-1"},
+		{"priority -200", "version: 1\nsettings: {priority: -200}\nnetworks:\n  - match: {name: x}\n", "settings.priority: -200 is outside"},
+		{"priority high", "version: 1\nsettings: {priority: 10}\nnetworks:\n  - match: {name: x}\n", "policy.yaml:2:22: settings.priority: 10 is outside"},
+		{"priority 0", "version: 1\nsettings: {priority: 0}\nnetworks:\n  - match: {name: x}\n", "settings.priority: 0 is outside"},
+		{"priority string", "version: 1\nsettings: {priority: low}\nnetworks:\n  - match: {name: x}\n", "settings.priority: expected an integer, found \"low\""},
+		{"deny action", "version: 1\nsettings: {deny_action: kill}\nnetworks:\n  - match: {name: x}\n", "settings.deny_action: expected reject or drop, found \"kill\""},
+		{"mode", "version: 1\nsettings: {mode: log}\nnetworks:\n  - match: {name: x}\n", "settings.mode: expected enforce or audit"},
+		{"table name", "version: 1\nsettings: {table: \"a b\"}\nnetworks:\n  - match: {name: x}\n", "settings.table: \"a b\" is not a table name"},
+		{"missing match", "version: 1\nnetworks:\n  - egress: []\n", "policy.yaml:3:5: networks[1]: missing match"},
+		{"unknown match key", "version: 1\nnetworks:\n  - match: {nam: x}\n", "policy.yaml:3:13: networks[1].match: unknown key \"nam\""},
+		{"bad subnet", "version: 1\nnetworks:\n  - match: {subnet: 172.20.0.0/33}\n", "policy.yaml:3:21: networks[1].match.subnet: \"172.20.0.0/33\" is not a CIDR"},
+		{"subnet host bits", "version: 1\nnetworks:\n  - match: {subnet: 172.20.0.1/16}\n", "did you mean 172.20.0.0/16?"},
+		{"unknown rule key", head + "      - allow: any\n        port: 53\n", "policy.yaml:6:9: networks[1].egress[1]: unknown key \"port\"; expected one of allow, comment, deny, ports, proto"},
+		{"allow and deny", head + "      - {allow: any, deny: any}\n", "policy.yaml:5:9: networks[1].egress[1]: a rule has exactly one of allow: and deny:"},
+		{"no verdict", head + "      - {proto: tcp}\n", "policy.yaml:5:9: networks[1].egress[1]: a rule needs allow: or deny:"},
+		{"bad address", head + "      - allow: 192.168.1.300\n", "policy.yaml:5:16: networks[1].egress[1].allow: \"192.168.1.300\" is not an address or CIDR prefix"},
+		{"bad prefix", head + "      - deny: 10.0.0.0/40\n", "policy.yaml:5:15: networks[1].egress[1].deny: \"10.0.0.0/40\" is not an address"},
+		{"zone", head + "      - deny: \"fe80::1%eth0\"\n", "has an IPv6 zone"},
+		{"unknown list", head + "      - deny: \"@lan\"\n", "policy.yaml:5:15: networks[1].egress[1].deny: unknown list \"@lan\""},
+		{"any with more", head + "      - deny: [any, 10.0.0.1]\n", "any stands alone"},
+		{"port 0", head + "      - allow: any\n        ports: [0]\n", "policy.yaml:6:17: networks[1].egress[1].ports: port 0 is out of range; expected 1..65535"},
+		{"port 65536", head + "      - allow: any\n        ports: [65536]\n", "policy.yaml:6:17: networks[1].egress[1].ports: port 65536 is out of range"},
+		{"port backwards", head + "      - allow: any\n        ports: [\"90-80\"]\n", "runs backwards"},
+		{"port word", head + "      - allow: any\n        ports: [http]\n", "\"http\" is not a port"},
+		{"ports with icmp", head + "      - allow: any\n        proto: icmp\n        ports: [53]\n", "policy.yaml:7:16: networks[1].egress[1].ports: protocol icmp has no ports"},
+		{"unknown proto", head + "      - allow: any\n        proto: gre\n", "policy.yaml:6:16: networks[1].egress[1].proto: expected tcp or udp or sctp or icmp or icmpv6 or any, found \"gre\""},
+		{"icmp v6 only", head + "      - allow: \"2001:db8::1\"\n        proto: icmp\n", "proto: icmp never reaches the IPv6 addresses of this rule; use icmpv6"},
+		{"bad default", "version: 1\nnetworks:\n  - match: {name: x}\n    egress_default: reject\n", "policy.yaml:4:21: networks[1].egress_default: expected allow or deny, found \"reject\""},
+		{"list item", "version: 1\nlists:\n  lan: [10.0.0.0/8, nope]\nnetworks:\n  - match: {name: x}\n", "policy.yaml:3:21: lists.lan: \"nope\" is not an address"},
+		{"list file missing", "version: 1\nlists:\n  lan: {file: /nonexistent/list.txt}\nnetworks:\n  - match: {name: x}\n", "policy.yaml:3:15: lists.lan.file: cannot read list file /nonexistent/list.txt: no such file or directory"},
+		{"list name", "version: 1\nlists:\n  \"a b\": [10.0.0.0/8]\nnetworks:\n  - match: {name: x}\n", "lists: \"a b\" is not a list name"},
+		{"comment quote", head + "      - allow: any\n        comment: 'say \"hi\"'\n", "comment: expected 1 to 100 printable characters"},
+		{"two documents", "version: 1\nnetworks:\n  - match: {name: x}\n---\nversion: 1\n", "a second YAML document"},
+		{"nul", "version: 1\x00\n", "policy.yaml:1:1: the policy contains a NUL byte"},
+		{"duplicate key", "version: 1\nversion: 1\nnetworks:\n  - match: {name: x}\n", "policy.yaml:2:1: top level: \"version\" given twice"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("policy.yaml", []byte(tt.src), testOpts(t))
+			if err == nil {
+				t.Fatalf("no error; want %q", tt.want)
+			}
+			var el ErrorList
+			if !errors.As(err, &el) {
+				t.Fatalf("error is %T, want ErrorList: %v", err, err)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error:\n%v\nwant it to contain:\n%s", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestLoadFileErrors(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Load(dir, testOpts(t)); err == nil || !strings.Contains(err.Error(), "is a directory") {
+		t.Errorf("directory: %v", err)
+	}
+	if _, err := Load(filepath.Join(dir, "missing.yaml"), testOpts(t)); err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Errorf("missing: %v", err)
+	}
+	loop := filepath.Join(dir, "loop.yaml")
+	os.Symlink(loop, loop)
+	if _, err := Load(loop, testOpts(t)); err == nil || !strings.Contains(err.Error(), "too many levels of symbolic links") {
+		t.Errorf("symlink loop: %v", err)
+	}
+}
+
+func TestListFileErrors(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "l.txt")
+	os.WriteFile(file, []byte("10.0.0.0/8\n  garbage here\nfe80::1%eth0\n1.2.3.4\x00\n"), 0o644)
+	_, errs := ReadListFile(file, 0)
+	var got []string
+	for _, e := range errs {
+		got = append(got, e.Error())
+	}
+	want := []string{
+		file + `:2:3: "garbage here" is not an address or CIDR prefix (e.g. 192.168.0.0/16, 2001:db8::/32)`,
+		file + `:3:1: "fe80::1%eth0" has an IPv6 zone; zones have no meaning in a firewall, drop the %…`,
+		file + `:4:1: NUL byte in list entry; a list file is text`,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("errors (-want +got):\n%s", diff)
+	}
+	os.WriteFile(file, []byte(strings.Repeat("10.0.0.1\n", 11)), 0o644)
+	if _, errs := ReadListFile(file, 10); len(errs) != 1 || !strings.Contains(errs[0].Msg, "more than 10 entries") {
+		t.Errorf("limit: %v", errs)
+	}
+}
+
+func TestRanges(t *testing.T) {
+	r := func(a, b string) Range { return Range{netip.MustParseAddr(a), netip.MustParseAddr(b)} }
+	tests := []struct {
+		in   []string
+		want []Range
+	}{
+		{[]string{"10.0.0.0/8"}, []Range{r("10.0.0.0", "10.255.255.255")}},
+		{[]string{"10.1.0.0/16", "10.0.0.0/8"}, []Range{r("10.0.0.0", "10.255.255.255")}},
+		{[]string{"10.0.0.0/24", "10.0.1.0/24"}, []Range{r("10.0.0.0", "10.0.1.255")}},
+		{[]string{"10.0.0.0/24", "10.0.2.0/24"}, []Range{r("10.0.0.0", "10.0.0.255"), r("10.0.2.0", "10.0.2.255")}},
+		{[]string{"fc00::/7", "192.168.0.0/16", "0.0.0.0/0"}, []Range{r("0.0.0.0", "255.255.255.255"), r("fc00::", "fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")}},
+		{[]string{"255.255.255.255/32", "255.255.255.0/24", "1.1.1.1/32"}, []Range{r("1.1.1.1", "1.1.1.1"), r("255.255.255.0", "255.255.255.255")}},
+		{[]string{"::/0", "2001:db8::/32"}, []Range{r("::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")}},
+		{nil, []Range{}},
+	}
+	for _, tt := range tests {
+		got := Ranges(mustPrefixes(tt.in...))
+		if diff := cmp.Diff(tt.want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+			t.Errorf("Ranges(%v) (-want +got):\n%s", tt.in, diff)
+		}
+	}
+}
+
+func TestEvaluate(t *testing.T) {
+	opts := testOpts(t)
+	seed, err := Load("testdata/seed.yaml", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	def, err := Default(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostPol, err := Parse("host.yaml", []byte(`version: 1
+settings: {mode: audit}
+networks:
+  - match: {label: "com.docker.compose.project=app"}
+    host:
+      - allow: any
+        proto: udp
+        ports: [53]
+      - allow: self
+        proto: icmp
+    host_default: deny
+`), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := Network{Name: "app_default", Bridge: "br-1", Subnets: mustPrefixes("172.20.0.0/16", "fd00:20::/64"), Labels: map[string]string{"com.docker.compose.project": "app"}}
+	other := Network{Name: "other", Bridge: "br-2", Subnets: mustPrefixes("172.30.0.0/16")}
+	a := netip.MustParseAddr
+	tests := []struct {
+		name    string
+		pol     *Policy
+		net     Network
+		probe   Probe
+		rule    string // "" for none
+		verdict Verdict
+		spoofed bool
+		passes  bool
+	}{
+		{"proxy", seed, app, Probe{Dst: a("192.168.100.1"), Proto: ProtoTCP, Port: 3128}, "egress 2", Allow, false, true},
+		{"dns udp", seed, app, Probe{Dst: a("192.168.100.2"), Proto: ProtoUDP, Port: 53}, "egress 3", Allow, false, true},
+		{"dns tcp", seed, app, Probe{Dst: a("192.168.100.2"), Proto: ProtoTCP, Port: 53}, "egress 4", Deny, false, false},
+		{"database", seed, app, Probe{Dst: a("192.168.100.50"), Proto: ProtoTCP, Port: 5432}, "egress 4", Deny, false, false},
+		{"self", seed, app, Probe{Dst: a("172.20.0.3"), Proto: ProtoTCP, Port: 80}, "egress 1", Allow, false, true},
+		{"internet", seed, app, Probe{Dst: a("203.0.113.10"), Proto: ProtoTCP, Port: 80}, "", Allow, false, true},
+		{"spoofed", seed, app, Probe{Src: a("10.9.9.9"), Dst: a("203.0.113.10"), Proto: ProtoTCP, Port: 80}, "", Deny, true, false},
+		{"unfenced", seed, other, Probe{Dst: a("192.168.100.50"), Proto: ProtoTCP, Port: 5432}, "", Allow, false, true},
+		{"default resolvers", def, other, Probe{Dst: a("192.168.100.2"), Proto: ProtoUDP, Port: 53}, "egress 2", Allow, false, true},
+		{"default resolvers tcp", def, other, Probe{Dst: a("fd00:100::2"), Proto: ProtoTCP, Port: 53}, "egress 2", Allow, false, true},
+		{"default resolvers other port", def, other, Probe{Dst: a("192.168.100.2"), Proto: ProtoTCP, Port: 80}, "egress 4", Deny, false, false},
+		{"default metadata", def, other, Probe{Dst: a("169.254.169.254"), Proto: ProtoTCP, Port: 80}, "egress 3", Deny, false, false},
+		{"default private v6", def, app, Probe{Dst: a("fd00:100::50"), Proto: ProtoTCP, Port: 5432}, "egress 4", Deny, false, false},
+		{"default self v6", def, app, Probe{Dst: a("fd00:20::9"), Proto: ProtoUDP, Port: 9}, "egress 1", Allow, false, true},
+		{"default open proto", def, app, Probe{Dst: a("192.168.1.1")}, "egress 4", Deny, false, false},
+		{"host dns", hostPol, app, Probe{Hook: Host, Dst: a("172.20.0.1"), Proto: ProtoUDP, Port: 53}, "host 1", Allow, false, true},
+		{"host ssh audit", hostPol, app, Probe{Hook: Host, Dst: a("172.20.0.1"), Proto: ProtoTCP, Port: 22}, "", Deny, false, true},
+		{"host ping", hostPol, app, Probe{Hook: Host, Dst: a("172.20.0.1"), Proto: ProtoICMP}, "host 2", Allow, false, true},
+		{"host ping6 is not icmp", hostPol, app, Probe{Hook: Host, Dst: a("fd00:20::1"), Proto: ProtoICMP}, "", Deny, false, true},
+		{"host link-local source", hostPol, app, Probe{Hook: Host, Src: a("fe80::1"), Dst: a("fd00:20::1"), Proto: ProtoUDP, Port: 53}, "host 1", Allow, false, true},
+		{"egress link-local source is spoofed", seed, app, Probe{Src: a("fe80::1"), Dst: a("2001:db8::1"), Proto: ProtoUDP, Port: 53}, "", Deny, true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := tt.pol.Evaluate(tt.net, tt.probe)
+			rule := ""
+			if d.Rule != nil {
+				rule = d.Rule.ID()
+			}
+			if rule != tt.rule || d.Verdict != tt.verdict || d.Spoofed != tt.spoofed || d.Passes() != tt.passes {
+				t.Errorf("got rule %q verdict %v spoofed %v passes %v; want %q %v %v %v", rule, d.Verdict, d.Spoofed, d.Passes(), tt.rule, tt.verdict, tt.spoofed, tt.passes)
+			}
+		})
+	}
+}
+
+func TestMatch(t *testing.T) {
+	n := Network{Name: "app_default", Bridge: "br-abc", Labels: map[string]string{"k": "v"}, Subnets: mustPrefixes("172.20.1.0/24")}
+	tests := []struct {
+		m    Match
+		want bool
+	}{
+		{Match{Name: "app_*"}, true},
+		{Match{Name: "web_*"}, false},
+		{Match{Bridge: "br-*"}, true},
+		{Match{HasLabel: true, LabelKey: "k"}, true},
+		{Match{HasLabel: true, LabelKey: "k", LabelValue: "w", LabelHasValue: true}, false},
+		{Match{Subnet: netip.MustParsePrefix("172.20.0.0/16")}, true},
+		{Match{Subnet: netip.MustParsePrefix("172.20.1.0/25")}, false},
+		{Match{Name: "app_*", Subnet: netip.MustParsePrefix("10.0.0.0/8")}, false},
+	}
+	for _, tt := range tests {
+		if got := tt.m.Matches(n); got != tt.want {
+			t.Errorf("%v.Matches = %v, want %v", tt.m, got, tt.want)
+		}
+	}
+}
