@@ -1,0 +1,173 @@
+// Package docker lists Docker's bridge networks through the Docker Engine
+// API.
+package docker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/client"
+)
+
+// Network is a Docker bridge network as dockerfence sees it.
+type Network struct {
+	ID   string
+	Name string
+	// Bridge is the name of the Linux bridge interface: the
+	// com.docker.network.bridge.name option if set, else "docker0" for the
+	// default network named "bridge", else "br-" followed by the first 12
+	// characters of ID.
+	Bridge string
+	// Labels are the network's labels, nil if it has none.
+	Labels map[string]string
+	// Subnets are the masked subnets of the network's IPAM configuration,
+	// IPv4 first then IPv6, sorted and deduplicated.
+	Subnets []netip.Prefix
+}
+
+// Source lists Docker's bridge networks.
+type Source interface {
+	Networks(ctx context.Context) ([]Network, error)
+	Close() error
+}
+
+// ErrUnreachable is wrapped by errors returned when the Docker daemon cannot
+// be contacted: connection refused, no socket, permission denied on the
+// socket, or a timeout.
+var ErrUnreachable = errors.New("docker daemon unreachable")
+
+// bridgeNameOption is the network option that names a bridge network's Linux
+// bridge interface.
+const bridgeNameOption = "com.docker.network.bridge.name"
+
+// Client is a Source backed by the Docker Engine API. It negotiates the API
+// version with the daemon on first use.
+type Client struct {
+	api *client.Client
+}
+
+var _ Source = (*Client)(nil)
+
+// Dial returns a Client for the daemon at host, for example
+// "unix:///var/run/docker.sock". An empty host means DOCKER_HOST, or the
+// default socket if that is unset; the other DOCKER_* variables of the
+// Docker CLI (TLS, API version) are honoured too. Dial does not contact the
+// daemon: it fails only if host or the environment is invalid, and a daemon
+// that is down is reported by the first request.
+func Dial(host string) (*Client, error) {
+	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
+	if host != "" {
+		opts = append(opts, client.WithHost(host))
+	}
+	api, err := client.NewClientWithOpts(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("docker client for %q: %w", host, err)
+	}
+	return &Client{api: api}, nil
+}
+
+// Host returns the address of the daemon the Client talks to.
+func (c *Client) Host() string {
+	return c.api.DaemonHost()
+}
+
+// Networks returns Docker's networks that use the bridge driver, sorted by
+// name.
+func (c *Client) Networks(ctx context.Context) ([]Network, error) {
+	list, err := c.api.NetworkList(ctx, network.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list docker networks: %w", classify(err))
+	}
+	return bridgeNetworks(list)
+}
+
+// Version returns the API version the Client negotiated with the daemon and
+// the daemon's own version, such as "1.51" and "28.5.2".
+func (c *Client) Version(ctx context.Context) (apiVersion, serverVersion string, err error) {
+	v, err := c.api.ServerVersion(ctx)
+	if err != nil {
+		return "", "", fmt.Errorf("docker version: %w", classify(err))
+	}
+	return c.api.ClientVersion(), v.Version, nil
+}
+
+// Close releases the Client's connections.
+func (c *Client) Close() error {
+	return c.api.Close()
+}
+
+// classify wraps err with ErrUnreachable if it means that the daemon could
+// not be contacted.
+func classify(err error) error {
+	if client.IsErrConnectionFailed(err) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w: %w", ErrUnreachable, err)
+	}
+	return err
+}
+
+// bridgeNetworks converts the networks that use the bridge driver and sorts
+// them by name.
+func bridgeNetworks(list []network.Summary) ([]Network, error) {
+	var out []Network
+	for _, s := range list {
+		if s.Driver != "bridge" {
+			continue
+		}
+		subnets, err := parseSubnets(s.IPAM.Config)
+		if err != nil {
+			return nil, fmt.Errorf("network %q: %w", s.Name, err)
+		}
+		var labels map[string]string
+		if len(s.Labels) > 0 {
+			labels = s.Labels
+		}
+		out = append(out, Network{
+			ID:      s.ID,
+			Name:    s.Name,
+			Bridge:  bridgeName(s),
+			Labels:  labels,
+			Subnets: subnets,
+		})
+	}
+	slices.SortFunc(out, func(a, b Network) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// bridgeName returns the Linux bridge interface of a bridge network.
+func bridgeName(s network.Summary) string {
+	if name := s.Options[bridgeNameOption]; name != "" {
+		return name
+	}
+	if s.Name == "bridge" && s.Driver == "bridge" {
+		return "docker0"
+	}
+	id := s.ID
+	if len(id) > 12 {
+		id = id[:12]
+	}
+	return "br-" + id
+}
+
+// parseSubnets returns the masked subnets of an IPAM configuration, IPv4
+// first then IPv6, sorted and deduplicated. Entries without a subnet are
+// skipped; an unparsable subnet is an error.
+func parseSubnets(cfgs []network.IPAMConfig) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, c := range cfgs {
+		if c.Subnet == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(c.Subnet)
+		if err != nil {
+			return nil, fmt.Errorf("bad subnet %q: %w", c.Subnet, err)
+		}
+		out = append(out, p.Masked())
+	}
+	slices.SortFunc(out, netip.Prefix.Compare)
+	return slices.Compact(out), nil
+}

@@ -1,0 +1,399 @@
+package docker
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/network"
+	"github.com/google/go-cmp/cmp"
+)
+
+// comparePrefixes lets go-cmp compare netip.Prefix, whose fields are
+// unexported.
+var comparePrefixes = cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })
+
+func prefixes(ss ...string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range ss {
+		out = append(out, netip.MustParsePrefix(s))
+	}
+	return out
+}
+
+func TestBridgeName(t *testing.T) {
+	const id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	tests := []struct {
+		name string
+		in   network.Summary
+		want string
+	}{
+		{name: "option wins", in: network.Summary{Name: "bridge", Driver: "bridge", ID: id, Options: map[string]string{bridgeNameOption: "mybr0"}}, want: "mybr0"},
+		{name: "option on user network", in: network.Summary{Name: "app", Driver: "bridge", ID: id, Options: map[string]string{bridgeNameOption: "br-app"}}, want: "br-app"},
+		{name: "empty option ignored", in: network.Summary{Name: "app", Driver: "bridge", ID: id, Options: map[string]string{bridgeNameOption: ""}}, want: "br-0123456789ab"},
+		{name: "default network", in: network.Summary{Name: "bridge", Driver: "bridge", ID: id}, want: "docker0"},
+		{name: "user network", in: network.Summary{Name: "app_default", Driver: "bridge", ID: id}, want: "br-0123456789ab"},
+		{name: "network named bridge with other driver", in: network.Summary{Name: "bridge", Driver: "macvlan", ID: id}, want: "br-0123456789ab"},
+		{name: "short ID", in: network.Summary{Name: "x", Driver: "bridge", ID: "abc"}, want: "br-abc"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := bridgeName(tc.in); got != tc.want {
+				t.Errorf("bridgeName() = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseSubnets(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      []network.IPAMConfig
+		want    []netip.Prefix
+		wantErr string
+	}{
+		{name: "none", in: nil, want: nil},
+		{name: "IPv4", in: []network.IPAMConfig{{Subnet: "172.17.0.0/16", Gateway: "172.17.0.1"}}, want: prefixes("172.17.0.0/16")},
+		{name: "IPv6 listed first", in: []network.IPAMConfig{{Subnet: "fd00:1::/64"}, {Subnet: "172.18.0.0/16"}}, want: prefixes("172.18.0.0/16", "fd00:1::/64")},
+		{name: "sorted", in: []network.IPAMConfig{{Subnet: "192.168.0.0/24"}, {Subnet: "10.0.0.0/8"}, {Subnet: "fd00:2::/64"}, {Subnet: "fd00:1::/64"}}, want: prefixes("10.0.0.0/8", "192.168.0.0/24", "fd00:1::/64", "fd00:2::/64")},
+		{name: "masked and deduplicated", in: []network.IPAMConfig{{Subnet: "172.20.0.1/16"}, {Subnet: "172.20.0.0/16"}}, want: prefixes("172.20.0.0/16")},
+		{name: "empty subnet skipped", in: []network.IPAMConfig{{Gateway: "172.20.0.1"}, {Subnet: "172.20.0.0/16"}}, want: prefixes("172.20.0.0/16")},
+		{name: "unparsable", in: []network.IPAMConfig{{Subnet: "172.20.0.0/16"}, {Subnet: "not-a-subnet"}}, wantErr: `bad subnet "not-a-subnet"`},
+		{name: "address without length", in: []network.IPAMConfig{{Subnet: "172.20.0.0"}}, wantErr: `bad subnet "172.20.0.0"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseSubnets(tc.in)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("parseSubnets() error = %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("parseSubnets() error = %v", err)
+			}
+			if diff := cmp.Diff(tc.want, got, comparePrefixes); diff != "" {
+				t.Errorf("parseSubnets() mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestBridgeNetworks(t *testing.T) {
+	const id = "aaaaaaaaaaaabbbbbbbbbbbbccccccccccccddddddddddddeeeeeeeeeeeeffff"
+	tests := []struct {
+		name    string
+		in      []network.Summary
+		want    []Network
+		wantErr string
+	}{
+		{name: "none", in: nil, want: nil},
+		{
+			name: "filters other drivers and sorts by name",
+			in: []network.Summary{
+				{Name: "zeta", ID: id, Driver: "bridge"},
+				{Name: "host", ID: "h", Driver: "host"},
+				{Name: "none", ID: "n", Driver: "null"},
+				{Name: "ov", ID: "o", Driver: "overlay", IPAM: network.IPAM{Config: []network.IPAMConfig{{Subnet: "10.0.0.0/24"}}}},
+				{Name: "alpha", ID: id, Driver: "bridge", Labels: map[string]string{"k": "v"}, IPAM: network.IPAM{Config: []network.IPAMConfig{{Subnet: "172.30.0.0/16"}}}},
+			},
+			want: []Network{
+				{ID: id, Name: "alpha", Bridge: "br-aaaaaaaaaaaa", Labels: map[string]string{"k": "v"}, Subnets: prefixes("172.30.0.0/16")},
+				{ID: id, Name: "zeta", Bridge: "br-aaaaaaaaaaaa"},
+			},
+		},
+		{name: "empty labels become nil", in: []network.Summary{{Name: "a", ID: id, Driver: "bridge", Labels: map[string]string{}}}, want: []Network{{ID: id, Name: "a", Bridge: "br-aaaaaaaaaaaa"}}},
+		{
+			name:    "bad subnet names network",
+			in:      []network.Summary{{Name: "broken", ID: id, Driver: "bridge", IPAM: network.IPAM{Config: []network.IPAMConfig{{Subnet: "300.0.0.0/8"}}}}},
+			wantErr: `network "broken": bad subnet "300.0.0.0/8"`,
+		},
+		{
+			name: "bad subnet of other driver ignored",
+			in:   []network.Summary{{Name: "ov", ID: "o", Driver: "overlay", IPAM: network.IPAM{Config: []network.IPAMConfig{{Subnet: "junk"}}}}},
+			want: nil,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := bridgeNetworks(tc.in)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("bridgeNetworks() error = %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("bridgeNetworks() error = %v", err)
+			}
+			if diff := cmp.Diff(tc.want, got, comparePrefixes); diff != "" {
+				t.Errorf("bridgeNetworks() mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// clearDockerEnv keeps the caller's DOCKER_* variables from changing how
+// Dial sets up the client.
+func clearDockerEnv(t *testing.T) {
+	for _, k := range []string{"DOCKER_HOST", "DOCKER_API_VERSION", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY"} {
+		t.Setenv(k, "")
+	}
+}
+
+// fakeAPIVersion is below the client's default so that the test sees
+// whether the client negotiated it.
+const fakeAPIVersion = "1.47"
+
+const fakeNetworks = `[
+  {
+    "Name": "host", "Id": "9d1ac0c2b5e4f1d8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4",
+    "Created": "2025-01-02T10:00:00Z", "Scope": "local", "Driver": "host",
+    "EnableIPv4": true, "EnableIPv6": false,
+    "IPAM": {"Driver": "default", "Options": null, "Config": null},
+    "Internal": false, "Attachable": false, "Ingress": false, "ConfigFrom": {"Network": ""},
+    "ConfigOnly": false, "Containers": {}, "Options": {}, "Labels": {}
+  },
+  {
+    "Name": "bridge", "Id": "f3b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1",
+    "Created": "2025-01-02T10:00:00Z", "Scope": "local", "Driver": "bridge",
+    "EnableIPv4": true, "EnableIPv6": false,
+    "IPAM": {"Driver": "default", "Options": null, "Config": [{"Subnet": "172.17.0.0/16", "Gateway": "172.17.0.1"}]},
+    "Internal": false, "Attachable": false, "Ingress": false, "ConfigFrom": {"Network": ""},
+    "ConfigOnly": false, "Containers": {},
+    "Options": {
+      "com.docker.network.bridge.default_bridge": "true",
+      "com.docker.network.bridge.enable_icc": "true",
+      "com.docker.network.bridge.enable_ip_masquerade": "true",
+      "com.docker.network.bridge.host_binding_ipv4": "0.0.0.0",
+      "com.docker.network.driver.mtu": "1500"
+    },
+    "Labels": {}
+  },
+  {
+    "Name": "app_default", "Id": "4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f",
+    "Created": "2025-01-02T10:05:00Z", "Scope": "local", "Driver": "bridge",
+    "EnableIPv4": true, "EnableIPv6": true,
+    "IPAM": {"Driver": "default", "Options": null, "Config": [
+      {"Subnet": "fd00:db8:1::/64", "Gateway": "fd00:db8:1::1"},
+      {"Subnet": "172.19.0.0/16", "Gateway": "172.19.0.1"}
+    ]},
+    "Internal": false, "Attachable": false, "Ingress": false, "ConfigFrom": {"Network": ""},
+    "ConfigOnly": false, "Containers": {}, "Options": {},
+    "Labels": {"com.docker.compose.network": "default", "com.docker.compose.project": "app", "com.docker.compose.version": "2.29.1"}
+  }
+]`
+
+const fakeVersion = `{
+  "Platform": {"Name": "Docker Engine - Community"},
+  "Version": "27.3.1", "ApiVersion": "1.47", "MinAPIVersion": "1.24",
+  "GitCommit": "41ca978", "GoVersion": "go1.22.7", "Os": "linux", "Arch": "amd64"
+}`
+
+// fakeDaemon serves a canned Docker Engine API on a unix socket and records
+// the requests it gets.
+type fakeDaemon struct {
+	mu    sync.Mutex
+	paths []string
+}
+
+func (f *fakeDaemon) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	f.paths = append(f.paths, r.Method+" "+r.URL.Path)
+	f.mu.Unlock()
+
+	w.Header().Set("Api-Version", fakeAPIVersion)
+	w.Header().Set("Ostype", "linux")
+	switch {
+	case r.URL.Path == "/_ping" && (r.Method == http.MethodHead || r.Method == http.MethodGet):
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if r.Method == http.MethodGet {
+			_, _ = w.Write([]byte("OK"))
+		}
+	case r.Method == http.MethodGet && r.URL.Path == "/v"+fakeAPIVersion+"/networks":
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(fakeNetworks))
+	case r.Method == http.MethodGet && r.URL.Path == "/v"+fakeAPIVersion+"/version":
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(fakeVersion))
+	default:
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = w.Write([]byte(`{"message":"page not found"}`))
+	}
+}
+
+func (f *fakeDaemon) requests() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.paths)
+}
+
+// startFakeDaemon serves h on a unix socket in a temporary directory and
+// returns the socket's host URL.
+func startFakeDaemon(t *testing.T, h http.Handler) string {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "docker.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatalf("listen on %s: %v", sock, err)
+	}
+	srv := httptest.NewUnstartedServer(h)
+	srv.Listener.Close()
+	srv.Listener = l
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return "unix://" + sock
+}
+
+func dial(t *testing.T, host string) *Client {
+	t.Helper()
+	c, err := Dial(host)
+	if err != nil {
+		t.Fatalf("Dial(%q): %v", host, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestClientNetworksFakeDaemon(t *testing.T) {
+	clearDockerEnv(t)
+	fake := &fakeDaemon{}
+	host := startFakeDaemon(t, fake)
+	c := dial(t, host)
+	if got := c.Host(); got != host {
+		t.Errorf("Host() = %q, want %q", got, host)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	got, err := c.Networks(ctx)
+	if err != nil {
+		t.Fatalf("Networks: %v", err)
+	}
+	want := []Network{
+		{
+			ID:     "4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f",
+			Name:   "app_default",
+			Bridge: "br-4e5f6a7b8c9d",
+			Labels: map[string]string{
+				"com.docker.compose.network": "default",
+				"com.docker.compose.project": "app",
+				"com.docker.compose.version": "2.29.1",
+			},
+			Subnets: prefixes("172.19.0.0/16", "fd00:db8:1::/64"),
+		},
+		{
+			ID:      "f3b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1",
+			Name:    "bridge",
+			Bridge:  "docker0",
+			Subnets: prefixes("172.17.0.0/16"),
+		},
+	}
+	if diff := cmp.Diff(want, got, comparePrefixes); diff != "" {
+		t.Errorf("Networks() mismatch (-want +got):\n%s", diff)
+	}
+
+	apiVersion, serverVersion, err := c.Version(ctx)
+	if err != nil {
+		t.Fatalf("Version: %v", err)
+	}
+	if apiVersion != fakeAPIVersion || serverVersion != "27.3.1" {
+		t.Errorf("Version() = %q, %q; want %q, %q", apiVersion, serverVersion, fakeAPIVersion, "27.3.1")
+	}
+
+	// The client pings once to negotiate, then uses the negotiated version.
+	wantReqs := []string{
+		"HEAD /_ping",
+		"GET /v" + fakeAPIVersion + "/networks",
+		"GET /v" + fakeAPIVersion + "/version",
+	}
+	if diff := cmp.Diff(wantReqs, fake.requests()); diff != "" {
+		t.Errorf("requests mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func TestClientServerErrorIsNotUnreachable(t *testing.T) {
+	clearDockerEnv(t)
+	host := startFakeDaemon(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Api-Version", fakeAPIVersion)
+		if r.URL.Path == "/_ping" {
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = w.Write([]byte(`{"message":"boom"}`))
+	}))
+	c := dial(t, host)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := c.Networks(ctx)
+	if err == nil || errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "boom") {
+		t.Fatalf("Networks() error = %v, want the daemon's error, not ErrUnreachable", err)
+	}
+}
+
+func TestClientUnreachable(t *testing.T) {
+	clearDockerEnv(t)
+
+	t.Run("no socket", func(t *testing.T) {
+		host := "unix://" + filepath.Join(t.TempDir(), "missing.sock")
+		c := dial(t, host)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err := c.Networks(ctx)
+		if !errors.Is(err, ErrUnreachable) {
+			t.Fatalf("Networks() error = %v, want ErrUnreachable", err)
+		}
+		if _, _, err := c.Version(ctx); !errors.Is(err, ErrUnreachable) {
+			t.Fatalf("Version() error = %v, want ErrUnreachable", err)
+		}
+	})
+
+	t.Run("connection refused", func(t *testing.T) {
+		// A socket file nobody listens on any more.
+		sock := filepath.Join(t.TempDir(), "stale.sock")
+		l, err := net.Listen("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.(*net.UnixListener).SetUnlinkOnClose(false)
+		l.Close()
+		c := dial(t, "unix://"+sock)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := c.Networks(ctx); !errors.Is(err, ErrUnreachable) {
+			t.Fatalf("Networks() error = %v, want ErrUnreachable", err)
+		}
+	})
+
+	t.Run("timeout", func(t *testing.T) {
+		// A daemon that accepts connections but never answers.
+		hang := make(chan struct{})
+		host := startFakeDaemon(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-hang:
+			case <-r.Context().Done():
+			}
+		}))
+		defer close(hang)
+		c := dial(t, host)
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		_, err := c.Networks(ctx)
+		if !errors.Is(err, ErrUnreachable) || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Networks() error = %v, want ErrUnreachable wrapping context.DeadlineExceeded", err)
+		}
+	})
+}

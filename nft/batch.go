@@ -1,0 +1,301 @@
+package nft
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
+	"golang.org/x/sys/unix"
+)
+
+// Rule userdata types. Type 0 is nft's comment; nft ignores the others.
+const (
+	udataComment = userdata.Type(0)
+	udataID      = userdata.Type(0xd0)
+	udataDigest  = userdata.Type(0xd1)
+)
+
+// elemChunk bounds the set elements put in one netlink message, so that the
+// element list stays far below the 64 KiB limit of one netlink attribute.
+const elemChunk = 512
+
+// Digest is a short hash of the rule's nft text, stored in the kernel rule so
+// that plan can tell whether the rule is still what dockerfence wrote.
+func (r *Rule) Digest() string {
+	sum := sha256.Sum256([]byte(r.Text()))
+	return hex.EncodeToString(sum[:8])
+}
+
+// enqueue adds the operations that create the table if it is missing and
+// replace it whole to c's batch; nothing is sent until c.Flush.
+func (t *Table) enqueue(c *nftables.Conn) error {
+	tbl := &nftables.Table{Name: t.Name, Family: nftables.TableFamilyINet}
+	c.AddTable(tbl)
+	c.DelTable(tbl)
+	c.AddTable(tbl)
+	chains := make(map[string]*nftables.Chain, len(t.Chains))
+	for _, ch := range t.Chains {
+		nc := &nftables.Chain{Name: ch.Name, Table: tbl}
+		if ch.Hook != "" {
+			hook := nftables.ChainHookForward
+			if ch.Hook == "input" {
+				hook = nftables.ChainHookInput
+			}
+			accept := nftables.ChainPolicyAccept
+			nc.Type, nc.Hooknum, nc.Priority, nc.Policy = nftables.ChainTypeFilter, hook, nftables.ChainPriorityRef(nftables.ChainPriority(t.Priority)), &accept
+		}
+		chains[ch.Name] = c.AddChain(nc)
+	}
+	sets := make(map[string]*nftables.Set, len(t.Sets))
+	for _, s := range t.Sets {
+		ns, elems := kernelSet(tbl, s)
+		if err := c.AddSet(ns, nil); err != nil {
+			return fmt.Errorf("set %s: %w", s.Name, err)
+		}
+		for i := 0; i < len(elems); i += elemChunk {
+			if err := c.SetAddElements(ns, elems[i:min(i+elemChunk, len(elems))]); err != nil {
+				return fmt.Errorf("set %s: %w", s.Name, err)
+			}
+		}
+		sets[s.Name] = ns
+	}
+	for _, ch := range t.Chains {
+		for _, r := range ch.Rules {
+			exprs, err := ruleExprs(c, tbl, sets, r)
+			if err != nil {
+				return fmt.Errorf("chain %s rule %q: %w", ch.Name, r.Text(), err)
+			}
+			c.AddRule(&nftables.Rule{Table: tbl, Chain: chains[ch.Name], Exprs: exprs, UserData: ruleUserData(r)})
+		}
+	}
+	return nil
+}
+
+func ruleUserData(r *Rule) []byte {
+	var ud []byte
+	if r.Comment != "" {
+		ud = userdata.AppendString(ud, udataComment, r.Comment)
+	}
+	ud = userdata.AppendString(ud, udataID, r.ID)
+	return userdata.AppendString(ud, udataDigest, r.Digest())
+}
+
+// kernelSet returns the google/nftables set and its elements.
+func kernelSet(tbl *nftables.Table, s *Set) (*nftables.Set, []nftables.SetElement) {
+	ns := &nftables.Set{Table: tbl, Name: s.Name}
+	var elems []nftables.SetElement
+	switch s.Kind {
+	case SetIPv4, SetIPv6:
+		ns.Interval, ns.KeyType = true, nftables.TypeIPAddr
+		if s.Kind == SetIPv6 {
+			ns.KeyType = nftables.TypeIP6Addr
+		}
+		for _, r := range s.Ranges {
+			elems = append(elems, nftables.SetElement{Key: r.From.AsSlice()})
+			if next := r.To.Next(); next.IsValid() {
+				elems = append(elems, nftables.SetElement{Key: next.AsSlice(), IntervalEnd: true})
+			}
+		}
+	case SetService:
+		ns.Interval, ns.KeyType = true, nftables.TypeInetService
+		for _, p := range s.Ports {
+			elems = append(elems, nftables.SetElement{Key: binaryutil.BigEndian.PutUint16(p.First)})
+			if p.Last < 65535 {
+				elems = append(elems, nftables.SetElement{Key: binaryutil.BigEndian.PutUint16(p.Last + 1), IntervalEnd: true})
+			}
+		}
+	case SetIfVMap:
+		// nft treats interface names as host-endian strings; without this hint it lists the keys as "".
+		ns.IsMap, ns.KeyType, ns.DataType, ns.KeyByteOrder = true, nftables.TypeIFName, nftables.TypeVerdict, binaryutil.NativeEndian
+		for _, e := range s.VMap {
+			elems = append(elems, nftables.SetElement{Key: ifname(e.Key), VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: e.Chain}})
+		}
+	}
+	ns.Comment = setComment(elems)
+	return ns, elems
+}
+
+// setComment is the comment dockerfence gives a set: a digest of its
+// elements, which Read and Diff compare instead of dumping large sets.
+func setComment(elems []nftables.SetElement) string {
+	h := sha256.New()
+	for _, e := range elems {
+		h.Write([]byte(elemKey(e)))
+		h.Write([]byte{'\n'})
+	}
+	return fmt.Sprintf("dockerfence %d %s", len(elems), hex.EncodeToString(h.Sum(nil)[:8]))
+}
+
+// ifname pads an interface name to IFNAMSIZ, as the kernel compares it.
+func ifname(s string) []byte {
+	b := make([]byte, unix.IFNAMSIZ)
+	copy(b, s)
+	return b
+}
+
+func cmpEq(data []byte) *expr.Cmp {
+	return &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: data}
+}
+
+func nfproto(v6 bool) []expr.Any {
+	p := byte(unix.NFPROTO_IPV4)
+	if v6 {
+		p = unix.NFPROTO_IPV6
+	}
+	return []expr.Any{&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1}, cmpEq([]byte{p})}
+}
+
+func ruleExprs(c *nftables.Conn, tbl *nftables.Table, sets map[string]*nftables.Set, r *Rule) ([]expr.Any, error) {
+	var out []expr.Any
+	lookup := func(name string, invert bool) (*expr.Lookup, error) {
+		s, ok := sets[name]
+		if !ok {
+			return nil, fmt.Errorf("no set %q", name)
+		}
+		return &expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID, Invert: invert}, nil
+	}
+	for _, m := range r.Matches {
+		switch m := m.(type) {
+		case CtReply:
+			out = append(out, &expr.Ct{Register: 1, Key: expr.CtKeyDIRECTION}, cmpEq([]byte{ctDirReply}))
+		case NFProto:
+			out = append(out, nfproto(m.V6)...)
+		case L4Proto:
+			out = append(out, &expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1})
+			if len(m.Protos) == 1 {
+				out = append(out, cmpEq([]byte{m.Protos[0]}))
+				break
+			}
+			anon := &nftables.Set{Table: tbl, Anonymous: true, Constant: true, KeyType: nftables.TypeInetProto}
+			var elems []nftables.SetElement
+			for _, p := range m.Protos {
+				elems = append(elems, nftables.SetElement{Key: []byte{p}})
+			}
+			if err := c.AddSet(anon, elems); err != nil {
+				return nil, err
+			}
+			out = append(out, &expr.Lookup{SourceRegister: 1, SetName: anon.Name, SetID: anon.ID})
+		case Addr:
+			out = append(out, nfproto(m.V6)...)
+			off, size := uint32(16), uint32(4)
+			switch {
+			case m.V6 && m.Src:
+				off, size = 8, 16
+			case m.V6:
+				off, size = 24, 16
+			case m.Src:
+				off = 12
+			}
+			out = append(out, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: size})
+			if m.Set != "" {
+				l, err := lookup(m.Set, m.Neg)
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, l)
+				break
+			}
+			op := expr.CmpOpEq
+			if m.Neg {
+				op = expr.CmpOpNeq
+			}
+			if m.Prefix.Bits() < m.Prefix.Addr().BitLen() {
+				out = append(out, &expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: size, Mask: prefixMask(m.Prefix), Xor: make([]byte, size)})
+			}
+			out = append(out, &expr.Cmp{Op: op, Register: 1, Data: m.Prefix.Masked().Addr().AsSlice()})
+		case DPort:
+			out = append(out, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2})
+			switch {
+			case m.Set != "":
+				l, err := lookup(m.Set, false)
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, l)
+			case m.Range.First == m.Range.Last:
+				out = append(out, cmpEq(binaryutil.BigEndian.PutUint16(m.Range.First)))
+			default:
+				out = append(out, &expr.Range{Op: expr.CmpOpEq, Register: 1, FromData: binaryutil.BigEndian.PutUint16(m.Range.First), ToData: binaryutil.BigEndian.PutUint16(m.Range.Last)})
+			}
+		case IIfName:
+			data := ifname(m.Name)
+			if m.Prefix {
+				data = []byte(m.Name)
+			}
+			out = append(out, &expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1}, cmpEq(data))
+		case Fib:
+			op := expr.CmpOpNeq
+			if m.Missing {
+				op = expr.CmpOpEq
+			}
+			out = append(out, &expr.Fib{Register: 1, FlagSADDR: m.Src, FlagDADDR: !m.Src, FlagIIF: true, ResultOIF: true},
+				&expr.Cmp{Op: op, Register: 1, Data: make([]byte, 4)})
+		case ICMPv6Type:
+			out = append(out, &expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1}, cmpEq([]byte{protoICMPv6}),
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1})
+			lo, hi, ok := contiguous(m.Types)
+			if !ok {
+				return nil, fmt.Errorf("icmpv6 types %v are not contiguous", m.Types)
+			}
+			out = append(out, &expr.Range{Op: expr.CmpOpEq, Register: 1, FromData: []byte{lo}, ToData: []byte{hi}})
+		default:
+			return nil, fmt.Errorf("unknown match %T", m)
+		}
+	}
+	if r.Counter {
+		out = append(out, &expr.Counter{})
+	}
+	if r.Limit > 0 {
+		out = append(out, &expr.Limit{Type: expr.LimitTypePkts, Rate: uint64(r.Limit), Unit: expr.LimitTimeSecond, Burst: uint32(r.Limit)})
+	}
+	if r.Log != nil {
+		out = append(out, &expr.Log{Key: 1<<unix.NFTA_LOG_PREFIX | 1<<unix.NFTA_LOG_GROUP, Group: r.Log.Group, Data: []byte(r.Log.Prefix)})
+	}
+	switch r.Verdict.Kind {
+	case Continue:
+	case Accept:
+		out = append(out, &expr.Verdict{Kind: expr.VerdictAccept})
+	case Drop:
+		out = append(out, &expr.Verdict{Kind: expr.VerdictDrop})
+	case Goto:
+		out = append(out, &expr.Verdict{Kind: expr.VerdictGoto, Chain: r.Verdict.Target})
+	case VMap:
+		s, ok := sets[r.Verdict.Target]
+		if !ok {
+			return nil, fmt.Errorf("no map %q", r.Verdict.Target)
+		}
+		out = append(out, &expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+			&expr.Lookup{SourceRegister: 1, DestRegister: 0, IsDestRegSet: true, SetName: s.Name, SetID: s.ID})
+	case RejectTCPReset:
+		out = append(out, &expr.Reject{Type: unix.NFT_REJECT_TCP_RST})
+	case RejectAdminProhibited:
+		out = append(out, &expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH, Code: unix.NFT_REJECT_ICMPX_ADMIN_PROHIBITED})
+	}
+	return out, nil
+}
+
+func contiguous(ts []uint8) (lo, hi uint8, ok bool) {
+	lo, hi = ts[0], ts[len(ts)-1]
+	for i, t := range ts {
+		if int(t) != int(lo)+i {
+			return 0, 0, false
+		}
+	}
+	return lo, hi, true
+}
+
+func prefixMask(p netip.Prefix) []byte {
+	b := make([]byte, p.Addr().BitLen()/8)
+	for i := 0; i < p.Bits(); i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	return b
+}
+
+// ctDirReply is IP_CT_DIR_REPLY, the reply direction of a connection.
+const ctDirReply = 1

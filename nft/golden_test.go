@@ -1,0 +1,179 @@
+package nft
+
+import (
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/dockerfence/dockerfence/policy"
+	"github.com/google/go-cmp/cmp"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+func prefixes(ss ...string) []netip.Prefix {
+	out := make([]netip.Prefix, len(ss))
+	for i, s := range ss {
+		out[i] = netip.MustParsePrefix(s)
+	}
+	return out
+}
+
+// testNetworks are the networks of a typical compose host.
+var testNetworks = []policy.Network{
+	{Name: "bridge", Bridge: "docker0", Subnets: prefixes("172.17.0.0/16")},
+	{Name: "app_default", Bridge: "br-0123456789ab", Labels: map[string]string{"com.docker.compose.project": "app"}, Subnets: prefixes("172.20.0.0/16", "fd00:20::/64")},
+}
+
+func loadPolicy(t *testing.T, file string) *policy.Policy {
+	t.Helper()
+	rc := filepath.Join(t.TempDir(), "resolv.conf")
+	os.WriteFile(rc, []byte("nameserver 192.168.100.2\nnameserver fd00:100::2\n"), 0o644)
+	opts := policy.Options{ResolvConf: rc}
+	if file == "" {
+		p, err := policy.Default(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	p, err := policy.Load(file, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func checkGolden(t *testing.T, name, got string) {
+	t.Helper()
+	file := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.WriteFile(file, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatalf("%v (run go test ./nft -update to create it)", err)
+	}
+	if diff := cmp.Diff(string(want), got); diff != "" {
+		t.Errorf("%s differs from the rendered table (-golden +got); if the change is intended run go test ./nft -update:\n%s", file, diff)
+	}
+}
+
+func TestGolden(t *testing.T) {
+	big := filepath.Join(t.TempDir(), "big.txt")
+	var b strings.Builder
+	for i := 0; i < 10000; i++ {
+		fmt.Fprintf(&b, "10.%d.%d.0/24\n", i/256, i%256)
+	}
+	b.WriteString("10.0.0.0/16\n") // overlaps the first 256 entries: merged, never a kernel error
+	os.WriteFile(big, []byte(b.String()), 0o644)
+	bigPolicy := filepath.Join(t.TempDir(), "big.yaml")
+	os.WriteFile(bigPolicy, []byte("version: 1\nlists:\n  big: {file: "+big+"}\nnetworks:\n  - match: {name: app_default}\n    egress:\n      - deny: \"@big\"\n"), 0o644)
+
+	tests := []struct {
+		name, policy string
+		networks     []policy.Network
+	}{
+		{"default", "", testNetworks},
+		{"default-no-networks", "", nil},
+		{"seed", "testdata/seed.yaml", testNetworks},
+		{"ipv6", "testdata/ipv6.yaml", testNetworks},
+		{"audit", "testdata/audit.yaml", testNetworks},
+		{"list10k", bigPolicy, testNetworks},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tbl := Build(loadPolicy(t, tt.policy), tt.networks)
+			checkGolden(t, tt.name, tbl.Text())
+		})
+	}
+}
+
+func TestBuildFacts(t *testing.T) {
+	tbl := Build(loadPolicy(t, "testdata/seed.yaml"), testNetworks)
+	if len(tbl.Fenced) != 1 || tbl.Fenced[0].Network.Name != "app_default" || tbl.Fenced[0].Forward != "fwd_br-0123456789ab" {
+		t.Errorf("fenced = %+v", tbl.Fenced)
+	}
+	if len(tbl.Unfenced) != 1 || tbl.Unfenced[0].Name != "bridge" {
+		t.Errorf("unfenced = %+v", tbl.Unfenced)
+	}
+	if tbl.CatchAll != nil {
+		t.Error("the seed policy has no catch-all section")
+	}
+	def := Build(loadPolicy(t, ""), testNetworks)
+	if def.CatchAll == nil || def.Chain("fwd_unknown") == nil || def.Chain("in_unknown") == nil {
+		t.Error("the default policy must fence bridges not known yet")
+	}
+}
+
+func TestBuildSkipsBadBridges(t *testing.T) {
+	nets := []policy.Network{
+		{Name: "a", Bridge: "br-a", Subnets: prefixes("172.21.0.0/16")},
+		{Name: "dup", Bridge: "br-a", Subnets: prefixes("172.22.0.0/16")},
+		{Name: "long", Bridge: strings.Repeat("x", 300), Subnets: prefixes("172.23.0.0/16")},
+		{Name: "odd", Bridge: "br+odd@", Subnets: prefixes("172.24.0.0/16")},
+	}
+	tbl := Build(loadPolicy(t, ""), nets)
+	if len(tbl.Warnings) != 2 {
+		t.Errorf("warnings = %q, want 2 (duplicate bridge, bad name)", tbl.Warnings)
+	}
+	if len(tbl.Fenced) != 2 || tbl.Fenced[0].Forward != "fwd_br_odd_" {
+		t.Errorf("fenced = %+v", tbl.Fenced)
+	}
+}
+
+func TestDiff(t *testing.T) {
+	tbl := Build(loadPolicy(t, "testdata/seed.yaml"), testNetworks)
+	if got := Diff(tbl, nil); len(got) != 1 || !strings.HasPrefix(got[0], "+ table inet dockerfence") {
+		t.Errorf("Diff(nil) = %q", got)
+	}
+	st := stateOf(tbl)
+	if got := Diff(tbl, st); len(got) != 0 {
+		t.Errorf("Diff(own state) = %q, want none", got)
+	}
+	// Someone inserts an accept at the top of a network chain and empties a set.
+	c := &st.Chains[0]
+	for i := range st.Chains {
+		if st.Chains[i].Name == "fwd_br-0123456789ab" {
+			c = &st.Chains[i]
+		}
+	}
+	c.Rules = append([]RuleState{{Handle: 99}}, c.Rules...)
+	st.Sets[0].Comment = "dockerfence 0 0000"
+	st.Chains = append(st.Chains, ChainState{Name: "extra"})
+	got := Diff(tbl, st)
+	want := []string{
+		"- chain fwd_br-0123456789ab: rule handle 99 (a rule dockerfence did not write)",
+		"- chain extra (0 rules)",
+		"~ set fwd_if: elements differ (want 1)",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Diff (-want +got):\n%s", diff)
+	}
+}
+
+// stateOf returns the state the kernel would report right after applying t.
+func stateOf(t *Table) *State {
+	st := &State{Name: t.Name}
+	for _, c := range t.Chains {
+		cs := ChainState{Name: c.Name, Hook: c.Hook}
+		if c.Hook != "" {
+			cs.Priority = t.Priority
+		}
+		for i, r := range c.Rules {
+			cs.Rules = append(cs.Rules, RuleState{Handle: uint64(i + 1), ID: r.ID, Digest: r.Digest(), Comment: r.Comment})
+		}
+		st.Chains = append(st.Chains, cs)
+	}
+	for _, s := range t.Sets {
+		ns, _ := kernelSet(nil, s)
+		st.Sets = append(st.Sets, SetState{Name: s.Name, Comment: ns.Comment})
+	}
+	return st
+}

@@ -1,0 +1,384 @@
+package nft
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Socket buffer sizes for the nf_tables netlink socket. The kernel refuses a
+// batch larger than the send buffer, and answers every message of the batch,
+// so both must hold a whole table: 100k prefixes make a batch of about 8 MiB.
+// Memory is only used while a batch is in flight.
+const (
+	sendBuffer    = 64 << 20
+	receiveBuffer = 16 << 20
+)
+
+// Kernel applies and reads dockerfence's table over netlink.
+type Kernel struct {
+	// NetNS is a file descriptor of the network namespace to work in; 0 means
+	// the calling thread's.
+	NetNS int
+}
+
+func (k Kernel) conn() (*nftables.Conn, error) {
+	opts := []nftables.ConnOption{nftables.WithSockOptions(setBuffers)}
+	if k.NetNS != 0 {
+		opts = append(opts, nftables.WithNetNSFd(k.NetNS))
+	}
+	c, err := nftables.New(opts...)
+	if err != nil {
+		return nil, explain(err)
+	}
+	return c, nil
+}
+
+// setBuffers enlarges the socket buffers, past the sysctl limits where the
+// process has CAP_NET_ADMIN (which changing nf_tables needs anyway).
+func setBuffers(c *netlink.Conn) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	err = rc.Control(func(fd uintptr) {
+		for _, o := range []struct{ opt, force, size int }{
+			{unix.SO_SNDBUF, unix.SO_SNDBUFFORCE, sendBuffer},
+			{unix.SO_RCVBUF, unix.SO_RCVBUFFORCE, receiveBuffer},
+		} {
+			if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, o.force, o.size) != nil {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, o.opt, o.size)
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}
+
+// explain turns the kernel's bare errno into a message that says what to do.
+func explain(err error) error {
+	switch {
+	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
+		return fmt.Errorf("%w: changing nftables needs CAP_NET_ADMIN; run as root (sudo) or grant the capability", err)
+	case errors.Is(err, unix.EPROTONOSUPPORT), errors.Is(err, unix.EAFNOSUPPORT):
+		return fmt.Errorf("%w: this kernel has no nf_tables; load the nf_tables module or use a kernel built with CONFIG_NF_TABLES", err)
+	case errors.Is(err, unix.ENOBUFS):
+		return fmt.Errorf("%w: the kernel ran out of netlink buffer space for the batch", err)
+	}
+	return err
+}
+
+// Apply replaces the table in the kernel with t in one netlink transaction:
+// the table is created if missing, and if the kernel rejects any part of the
+// batch, nothing changes.
+func (k Kernel) Apply(t *Table) error {
+	c, err := k.conn()
+	if err != nil {
+		return err
+	}
+	if err := t.enqueue(c); err != nil {
+		return fmt.Errorf("build batch for table inet %s: %w", t.Name, err)
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("apply table inet %s: the kernel refused the transaction, the previous table is unchanged: %w", t.Name, explain(err))
+	}
+	return nil
+}
+
+// Delete removes the table in one transaction. It reports whether the table existed.
+func (k Kernel) Delete(name string) (bool, error) {
+	st, err := k.Read(name)
+	if err != nil || st == nil {
+		return false, err
+	}
+	c, err := k.conn()
+	if err != nil {
+		return false, err
+	}
+	c.DelTable(&nftables.Table{Name: name, Family: nftables.TableFamilyINet})
+	if err := c.Flush(); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return false, nil
+		}
+		return false, fmt.Errorf("delete table inet %s: %w", name, explain(err))
+	}
+	return true, nil
+}
+
+// State is the table as the kernel has it.
+type State struct {
+	Name   string
+	Chains []ChainState
+	Sets   []SetState
+}
+
+// ChainState is a chain as the kernel has it.
+type ChainState struct {
+	Name     string
+	Hook     string // "" for regular chains
+	Priority int
+	Rules    []RuleState
+}
+
+// RuleState is a rule as the kernel has it, with dockerfence's tags and its counter.
+type RuleState struct {
+	Handle         uint64
+	ID, Digest     string
+	Comment        string
+	Packets, Bytes uint64
+	HasCounter     bool
+}
+
+// SetState is a set as the kernel has it. Comment holds the digest of the
+// elements dockerfence wrote; elements are not read back, because dumping a
+// large interval set costs the kernel time quadratic in its size.
+type SetState struct {
+	Name    string
+	Comment string
+}
+
+// Read returns the table named name as the kernel has it, or nil if there is none.
+func (k Kernel) Read(name string) (*State, error) {
+	c, err := k.conn()
+	if err != nil {
+		return nil, err
+	}
+	tbl, err := c.ListTableOfFamily(name, nftables.TableFamilyINet)
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("read table inet %s: %w", name, explain(err))
+	}
+	st := &State{Name: name}
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return nil, fmt.Errorf("read chains of inet %s: %w", name, explain(err))
+	}
+	for _, ch := range chains {
+		if ch.Table.Name != name {
+			continue
+		}
+		cs := ChainState{Name: ch.Name}
+		if ch.Hooknum != nil {
+			switch *ch.Hooknum {
+			case *nftables.ChainHookForward:
+				cs.Hook = "forward"
+			case *nftables.ChainHookInput:
+				cs.Hook = "input"
+			default:
+				cs.Hook = fmt.Sprintf("hook%d", *ch.Hooknum)
+			}
+			if ch.Priority != nil {
+				cs.Priority = int(*ch.Priority)
+			}
+		}
+		rules, err := c.GetRules(tbl, ch)
+		if err != nil {
+			return nil, fmt.Errorf("read rules of chain %s: %w", ch.Name, explain(err))
+		}
+		for _, r := range rules {
+			rs := RuleState{Handle: r.Handle}
+			rs.Comment, _ = userdata.GetString(r.UserData, udataComment)
+			rs.ID, _ = userdata.GetString(r.UserData, udataID)
+			rs.Digest, _ = userdata.GetString(r.UserData, udataDigest)
+			for _, e := range r.Exprs {
+				if ctr, ok := e.(*expr.Counter); ok {
+					rs.Packets, rs.Bytes, rs.HasCounter = ctr.Packets, ctr.Bytes, true
+				}
+			}
+			cs.Rules = append(cs.Rules, rs)
+		}
+		st.Chains = append(st.Chains, cs)
+	}
+	if st.Sets, err = k.readSets(name); err != nil {
+		return nil, fmt.Errorf("read sets of inet %s: %w", name, explain(err))
+	}
+	sort.Slice(st.Chains, func(i, j int) bool { return st.Chains[i].Name < st.Chains[j].Name })
+	sort.Slice(st.Sets, func(i, j int) bool { return st.Sets[i].Name < st.Sets[j].Name })
+	return st, nil
+}
+
+// elemKey renders a set element canonically, so that desired and kernel
+// elements compare as strings.
+func elemKey(e nftables.SetElement) string {
+	k := hex.EncodeToString(e.Key)
+	if e.IntervalEnd {
+		k += "/end"
+	}
+	switch {
+	case e.VerdictData != nil:
+		k += fmt.Sprintf(" -> %d %s", int32(e.VerdictData.Kind), e.VerdictData.Chain)
+	case len(e.Val) > 0:
+		// Dumps carry a verdict as NFTA_VERDICT_CODE and NFTA_VERDICT_CHAIN attributes.
+		var code int32
+		var chain string
+		if ad, err := netlink.NewAttributeDecoder(e.Val); err == nil {
+			ad.ByteOrder = binary.BigEndian
+			for ad.Next() {
+				switch ad.Type() {
+				case unix.NFTA_VERDICT_CODE:
+					code = int32(ad.Uint32())
+				case unix.NFTA_VERDICT_CHAIN:
+					chain = ad.String()
+				}
+			}
+		}
+		k += fmt.Sprintf(" -> %d %s", code, chain)
+	}
+	return k
+}
+
+// Diff lists what applying t would change in the kernel state st (nil for no
+// table), one line a change. An empty result means the kernel matches t.
+func Diff(t *Table, st *State) []string {
+	if st == nil {
+		return []string{fmt.Sprintf("+ table inet %s: %d chains, %d sets, %d elements", t.Name, len(t.Chains), len(t.Sets), t.Elements())}
+	}
+	var out []string
+	have := map[string]*ChainState{}
+	for i := range st.Chains {
+		have[st.Chains[i].Name] = &st.Chains[i]
+	}
+	for _, c := range t.Chains {
+		kc, ok := have[c.Name]
+		if !ok {
+			out = append(out, fmt.Sprintf("+ chain %s (%d rules)", c.Name, len(c.Rules)))
+			continue
+		}
+		delete(have, c.Name)
+		if c.Hook != kc.Hook || (c.Hook != "" && kc.Priority != t.Priority) {
+			out = append(out, fmt.Sprintf("~ chain %s: hook %s priority %d, want hook %s priority %d", c.Name, kc.Hook, kc.Priority, c.Hook, t.Priority))
+		}
+		out = append(out, diffRules(c, kc)...)
+	}
+	for _, kc := range st.Chains {
+		if _, ok := have[kc.Name]; ok {
+			out = append(out, fmt.Sprintf("- chain %s (%d rules)", kc.Name, len(kc.Rules)))
+		}
+	}
+	haveSets := map[string]*SetState{}
+	for i := range st.Sets {
+		haveSets[st.Sets[i].Name] = &st.Sets[i]
+	}
+	for _, s := range t.Sets {
+		ks, ok := haveSets[s.Name]
+		ns, elems := kernelSet(&nftables.Table{}, s)
+		if !ok {
+			out = append(out, fmt.Sprintf("+ set %s (%d elements)", s.Name, len(elems)))
+			continue
+		}
+		delete(haveSets, s.Name)
+		if ks.Comment != ns.Comment {
+			out = append(out, fmt.Sprintf("~ set %s: elements differ (want %d)", s.Name, len(elems)))
+		}
+	}
+	for _, ks := range st.Sets {
+		if _, ok := haveSets[ks.Name]; ok {
+			out = append(out, fmt.Sprintf("- set %s", ks.Name))
+		}
+	}
+	return out
+}
+
+func diffRules(c *Chain, kc *ChainState) []string {
+	var out []string
+	want := make([]string, len(c.Rules))
+	for i, r := range c.Rules {
+		want[i] = r.Digest()
+	}
+	got := make([]string, len(kc.Rules))
+	for i, r := range kc.Rules {
+		got[i] = r.Digest
+	}
+	if strings.Join(want, ",") == strings.Join(got, ",") {
+		return nil
+	}
+	wantSet := map[string]bool{}
+	for _, d := range want {
+		wantSet[d] = true
+	}
+	gotSet := map[string]bool{}
+	for _, r := range kc.Rules {
+		gotSet[r.Digest] = true
+		if !wantSet[r.Digest] {
+			what := r.Comment
+			if r.Digest == "" {
+				what = "a rule dockerfence did not write"
+			}
+			out = append(out, fmt.Sprintf("- chain %s: rule handle %d (%s)", c.Name, r.Handle, what))
+		}
+	}
+	for _, r := range c.Rules {
+		if !gotSet[r.Digest()] {
+			out = append(out, fmt.Sprintf("+ chain %s: %s", c.Name, r.Text()))
+		}
+	}
+	if len(out) == 0 {
+		out = append(out, fmt.Sprintf("~ chain %s: rules out of order", c.Name))
+	}
+	return out
+}
+
+
+// readSets dumps the named sets of the table with their comments, which
+// google/nftables v0.3.0 does not decode.
+func (k Kernel) readSets(table string) ([]SetState, error) {
+	nc, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: k.NetNS})
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close()
+	attrs, err := netlink.MarshalAttributes([]netlink.Attribute{{Type: unix.NFTA_SET_TABLE, Data: append([]byte(table), 0)}})
+	if err != nil {
+		return nil, err
+	}
+	msgs, err := nc.Execute(netlink.Message{
+		Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETSET), Flags: netlink.Request | netlink.Dump},
+		Data:   append([]byte{unix.NFPROTO_INET, unix.NFNETLINK_V0, 0, 0}, attrs...),
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []SetState
+	for _, m := range msgs {
+		if len(m.Data) < 4 {
+			continue
+		}
+		ad, err := netlink.NewAttributeDecoder(m.Data[4:])
+		if err != nil {
+			return nil, err
+		}
+		var s SetState
+		var flags uint32
+		for ad.Next() {
+			switch ad.Type() {
+			case unix.NFTA_SET_NAME:
+				s.Name = ad.String()
+			case unix.NFTA_SET_FLAGS:
+				flags = binary.BigEndian.Uint32(ad.Bytes())
+			case unix.NFTA_SET_USERDATA:
+				s.Comment, _ = userdata.GetString(ad.Bytes(), userdata.NFTNL_UDATA_SET_COMMENT)
+			}
+		}
+		if err := ad.Err(); err != nil {
+			return nil, err
+		}
+		if flags&unix.NFT_SET_ANONYMOUS == 0 {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}

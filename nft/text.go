@@ -1,0 +1,206 @@
+package nft
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/dockerfence/dockerfence/policy"
+)
+
+// Text renders the table in nft syntax, as `nft -f` reads it. The output
+// creates the table if it is missing and replaces it whole, like Apply.
+func (t *Table) Text() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "table inet %s\ndelete table inet %s\n", t.Name, t.Name)
+	b.WriteString(t.Body())
+	return b.String()
+}
+
+// Body renders just the table block in nft syntax.
+func (t *Table) Body() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "table inet %s {\n", t.Name)
+	for _, s := range t.Sets {
+		writeSet(&b, s)
+	}
+	for _, c := range t.Chains {
+		fmt.Fprintf(&b, "\tchain %s {\n", c.Name)
+		if c.Hook != "" {
+			fmt.Fprintf(&b, "\t\ttype filter hook %s priority %d; policy accept;\n", c.Hook, t.Priority)
+		}
+		for _, r := range c.Rules {
+			fmt.Fprintf(&b, "\t\t%s\n", r.Text())
+		}
+		b.WriteString("\t}\n")
+	}
+	b.WriteString("}\n")
+	return b.String()
+}
+
+func writeSet(b *strings.Builder, s *Set) {
+	kw, typ, flags := "set", "", ""
+	var elems []string
+	switch s.Kind {
+	case SetIPv4, SetIPv6:
+		typ, flags = "ipv4_addr", "interval"
+		if s.Kind == SetIPv6 {
+			typ = "ipv6_addr"
+		}
+		for _, r := range s.Ranges {
+			elems = append(elems, rangeText(r))
+		}
+	case SetService:
+		typ, flags = "inet_service", "interval"
+		for _, p := range s.Ports {
+			elems = append(elems, p.String())
+		}
+	case SetIfVMap:
+		kw, typ = "map", "ifname : verdict"
+		for _, e := range s.VMap {
+			elems = append(elems, fmt.Sprintf("%q : goto %s", e.Key, e.Chain))
+		}
+	}
+	fmt.Fprintf(b, "\t%s %s {\n\t\ttype %s\n", kw, s.Name, typ)
+	if flags != "" {
+		fmt.Fprintf(b, "\t\tflags %s\n", flags)
+	}
+	if len(elems) > 0 {
+		b.WriteString("\t\telements = {\n")
+		for i, e := range elems {
+			sep := ","
+			if i == len(elems)-1 {
+				sep = ""
+			}
+			fmt.Fprintf(b, "\t\t\t%s%s\n", e, sep)
+		}
+		b.WriteString("\t\t}\n")
+	}
+	b.WriteString("\t}\n")
+}
+
+// rangeText renders a range as an address, a prefix or from-to.
+func rangeText(r policy.Range) string {
+	if r.From == r.To {
+		return r.From.String()
+	}
+	if p, ok := rangePrefix(r); ok {
+		return p.String()
+	}
+	return r.From.String() + "-" + r.To.String()
+}
+
+// Text renders the rule in nft syntax.
+func (r *Rule) Text() string {
+	var parts []string
+	for _, m := range r.Matches {
+		parts = append(parts, matchText(m))
+	}
+	if r.Counter {
+		parts = append(parts, "counter")
+	}
+	if r.Limit > 0 {
+		parts = append(parts, fmt.Sprintf("limit rate %d/second burst %d packets", r.Limit, r.Limit))
+	}
+	if r.Log != nil {
+		parts = append(parts, fmt.Sprintf("log prefix %q group %d", r.Log.Prefix, r.Log.Group))
+	}
+	switch r.Verdict.Kind {
+	case Accept:
+		parts = append(parts, "accept")
+	case Drop:
+		parts = append(parts, "drop")
+	case Goto:
+		parts = append(parts, "goto "+r.Verdict.Target)
+	case VMap:
+		// nft puts the counter before the lookup: iifname vmap must be last.
+		parts = append(parts, "iifname vmap @"+r.Verdict.Target)
+	case RejectTCPReset:
+		parts = append(parts, "reject with tcp reset")
+	case RejectAdminProhibited:
+		parts = append(parts, "reject with icmpx admin-prohibited")
+	}
+	if r.Comment != "" {
+		parts = append(parts, fmt.Sprintf("comment %q", r.Comment))
+	}
+	return strings.Join(parts, " ")
+}
+
+var protoNames = map[uint8]string{protoICMP: "icmp", protoTCP: "tcp", protoUDP: "udp", protoICMPv6: "ipv6-icmp", protoSCTP: "sctp"}
+
+var icmpv6Names = map[uint8]string{133: "nd-router-solicit", 134: "nd-router-advert", 135: "nd-neighbor-solicit", 136: "nd-neighbor-advert", 137: "nd-redirect"}
+
+func matchText(m Match) string {
+	switch m := m.(type) {
+	case CtReply:
+		return "ct direction reply"
+	case NFProto:
+		if m.V6 {
+			return "meta nfproto ipv6"
+		}
+		return "meta nfproto ipv4"
+	case L4Proto:
+		names := make([]string, len(m.Protos))
+		for i, p := range m.Protos {
+			names[i] = protoNames[p]
+		}
+		return "meta l4proto " + braces(names)
+	case Addr:
+		s := "ip "
+		if m.V6 {
+			s = "ip6 "
+		}
+		if m.Src {
+			s += "saddr "
+		} else {
+			s += "daddr "
+		}
+		if m.Neg {
+			s += "!= "
+		}
+		if m.Set != "" {
+			return s + "@" + m.Set
+		}
+		return s + prefixText(m.Prefix)
+	case DPort:
+		if m.Set != "" {
+			return "th dport @" + m.Set
+		}
+		return "th dport " + m.Range.String()
+	case IIfName:
+		if m.Prefix {
+			return fmt.Sprintf("iifname %q", m.Name+"*")
+		}
+		return fmt.Sprintf("iifname %q", m.Name)
+	case Fib:
+		addr, res := "daddr", "exists"
+		if m.Src {
+			addr = "saddr"
+		}
+		if m.Missing {
+			res = "missing"
+		}
+		return fmt.Sprintf("fib %s . iif oif %s", addr, res)
+	case ICMPv6Type:
+		names := make([]string, len(m.Types))
+		for i, t := range m.Types {
+			names[i] = icmpv6Names[t]
+		}
+		return "icmpv6 type " + braces(names)
+	}
+	panic(fmt.Sprintf("nft: unknown match %T", m))
+}
+
+func braces(items []string) string {
+	if len(items) == 1 {
+		return items[0]
+	}
+	return "{ " + strings.Join(items, ", ") + " }"
+}
+
+func prefixText(p netip.Prefix) string {
+	if p.Bits() == p.Addr().BitLen() {
+		return p.Addr().String()
+	}
+	return p.String()
+}
