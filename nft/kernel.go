@@ -332,7 +332,6 @@ func diffRules(c *Chain, kc *ChainState) []string {
 	return out
 }
 
-
 // readSets dumps the named sets of the table with their comments, which
 // google/nftables v0.3.0 does not decode.
 func (k Kernel) readSets(table string) ([]SetState, error) {

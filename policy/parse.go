@@ -96,6 +96,13 @@ func Parse(file string, data []byte, opts Options) (*Policy, error) {
 	p := &parser{file: file, opts: opts}
 	pol := p.parse(data)
 	if len(p.errs) > 0 {
+		sort.SliceStable(p.errs, func(i, j int) bool {
+			a, b := p.errs[i].Pos, p.errs[j].Pos
+			if a.File != b.File {
+				return a.File == file
+			}
+			return a.Line < b.Line || a.Line == b.Line && a.Column < b.Column
+		})
 		return nil, p.errs
 	}
 	return pol, nil
@@ -168,7 +175,7 @@ func (p *parser) parse(data []byte) *Policy {
 	}
 	var versionNode, networksNode *yaml.Node
 	p.mapping(root, "top level", map[string]func(k, v *yaml.Node){
-		"version": func(_, v *yaml.Node) { versionNode = v },
+		"version":  func(_, v *yaml.Node) { versionNode = v },
 		"settings": func(_, v *yaml.Node) { p.settings(v, &pol.Settings) },
 		"lists":    func(_, v *yaml.Node) { p.lists(v, pol) },
 		"networks": func(_, v *yaml.Node) { networksNode = v },

@@ -155,13 +155,13 @@ func (s *Section) Default(h Hook) Verdict {
 
 // Match selects Docker networks. Every field that is set must hold.
 type Match struct {
-	Name       string // glob
-	LabelKey   string
-	LabelValue string // empty with LabelHasValue false: the key must only be present
-	HasLabel   bool
+	Name          string // glob
+	LabelKey      string
+	LabelValue    string // empty with LabelHasValue false: the key must only be present
+	HasLabel      bool
 	LabelHasValue bool
-	Subnet     netip.Prefix // valid if set
-	Bridge     string       // glob
+	Subnet        netip.Prefix // valid if set
+	Bridge        string       // glob
 }
 
 // String renders the match as in the policy file.
@@ -201,6 +201,10 @@ func (m Match) NeedsDocker() bool {
 // Matches reports whether the network fits the match.
 func (m Match) Matches(n Network) bool {
 	if m.Name != "" {
+		// A bridge found without Docker has no name and no name pattern fits it.
+		if n.Name == "" {
+			return false
+		}
 		if ok, _ := path.Match(m.Name, n.Name); !ok {
 			return false
 		}

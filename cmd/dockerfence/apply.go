@@ -1,0 +1,136 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/dockerfence/dockerfence/nft"
+	"github.com/dockerfence/dockerfence/policy"
+	"github.com/spf13/cobra"
+)
+
+func applyCmd(g *globalFlags) *cobra.Command {
+	var dryRun bool
+	cmd := &cobra.Command{
+		Use:   "apply [-c FILE] [--dry-run]",
+		Short: "Make the kernel's table match the policy, in one atomic transaction",
+		Long: `apply loads the policy, finds Docker's bridge networks (or, without Docker and
+with a policy that matches only by subnet, bridge or "*", the bridges on this
+host) and replaces table inet dockerfence in one netlink transaction. If the
+policy or the kernel refuses, the table stays exactly as it was.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, d, t, err := build(cmd.Context(), g)
+			if err != nil {
+				return err
+			}
+			if dryRun {
+				fmt.Fprint(cmd.OutOrStdout(), t.Text())
+				return nil
+			}
+			start := time.Now()
+			if err := (nft.Kernel{}).Apply(t); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "applied table inet %s in %s: %s\n", t.Name, time.Since(start).Round(time.Millisecond/10), summary(t, d))
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the table in nft syntax instead of applying it")
+	return cmd
+}
+
+// summary says in one line what the table fences.
+func summary(t *nft.Table, d *discovery) string {
+	var fenced []string
+	for _, f := range t.Fenced {
+		fenced = append(fenced, networkLabel(f.Network)+" on "+f.Network.Bridge)
+	}
+	s := fmt.Sprintf("%d networks fenced", len(t.Fenced))
+	if len(fenced) > 0 {
+		s += " (" + strings.Join(fenced, ", ") + ")"
+	}
+	if len(t.Unfenced) > 0 {
+		var names []string
+		for _, n := range t.Unfenced {
+			names = append(names, networkLabel(n))
+		}
+		s += fmt.Sprintf(", %d matched by no section (%s)", len(t.Unfenced), strings.Join(names, ", "))
+	}
+	if t.CatchAll != nil {
+		s += fmt.Sprintf(", new docker0/br-* bridges fenced by section %d", t.CatchAll.Index)
+	}
+	if !d.FromDocker {
+		s += "; Docker not reachable, bridges found over netlink"
+	}
+	return s
+}
+
+func networkLabel(n policy.Network) string {
+	if n.Name == "" {
+		return n.Bridge
+	}
+	return n.Name
+}
+
+func planCmd(g *globalFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "plan [-c FILE]",
+		Short: "Show what apply would change in the kernel's table now",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, d, t, err := build(cmd.Context(), g)
+			if err != nil {
+				return err
+			}
+			st, err := (nft.Kernel{}).Read(t.Name)
+			if err != nil {
+				return err
+			}
+			changes := nft.Diff(t, st)
+			out := cmd.OutOrStdout()
+			if len(changes) == 0 {
+				fmt.Fprintf(out, "table inet %s is up to date: %s\n", t.Name, summary(t, d))
+				return nil
+			}
+			fmt.Fprintf(out, "apply would change table inet %s (%d changes):\n", t.Name, len(changes))
+			for _, c := range changes {
+				fmt.Fprintln(out, "  "+c)
+			}
+			return nil
+		},
+	}
+}
+
+func deleteCmd(g *globalFlags) *cobra.Command {
+	var table string
+	cmd := &cobra.Command{
+		Use:   "delete",
+		Short: "Remove dockerfence's table: the only command that un-fences",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if table == "" {
+				table = policy.DefaultSettings().Table
+				if pol, err := loadPolicy(g); err == nil {
+					table = pol.Settings.Table
+				} else {
+					slog.Warn("policy not loaded; deleting the default table name", "table", table, "err", err)
+				}
+			}
+			existed, err := (nft.Kernel{}).Delete(table)
+			if err != nil {
+				return err
+			}
+			if !existed {
+				fmt.Fprintf(cmd.OutOrStdout(), "table inet %s does not exist; nothing to delete\n", table)
+				return nil
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "deleted table inet %s: containers are no longer fenced\n", table)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&table, "table", "", "table to delete (default: the policy's settings.table)")
+	return cmd
+}

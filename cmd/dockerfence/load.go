@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/dockerfence/dockerfence/bridge"
+	"github.com/dockerfence/dockerfence/docker"
+	"github.com/dockerfence/dockerfence/nft"
+	"github.com/dockerfence/dockerfence/policy"
+)
+
+// policyError marks errors whose every line matters (one problem a line).
+type policyError struct{ error }
+
+func (e policyError) Unwrap() error { return e.error }
+
+// loadPolicy loads -c, else the default path, else the embedded default.
+func loadPolicy(g *globalFlags) (*policy.Policy, error) {
+	opts := policy.Options{ResolvConf: g.resolvConf}
+	file := g.config
+	if file == "" {
+		if _, err := os.Stat(defaultPolicyPath); err == nil {
+			file = defaultPolicyPath
+		} else {
+			slog.Debug("no policy file; using the embedded default policy", "path", defaultPolicyPath)
+			p, err := policy.Default(opts)
+			return p, err
+		}
+	}
+	p, err := policy.Load(file, opts)
+	if err != nil {
+		var el policy.ErrorList
+		if errors.As(err, &el) {
+			return nil, policyError{fmt.Errorf("policy not loaded, nothing changed:\n%w", err)}
+		}
+		return nil, err
+	}
+	for _, w := range p.Warnings {
+		slog.Warn(w)
+	}
+	return p, nil
+}
+
+// dockerTimeout bounds each call to the Docker API.
+const dockerTimeout = 5 * time.Second
+
+// discovery is what dockerfence found to fence, and where it came from.
+type discovery struct {
+	Networks []policy.Network
+	// FromDocker is false when the networks are bridges found over netlink.
+	FromDocker bool
+	DockerErr  error
+}
+
+// discover lists Docker's bridge networks, or, when Docker is unreachable
+// and the policy can do without it, the bridges over netlink.
+func discover(ctx context.Context, g *globalFlags, pol *policy.Policy) (*discovery, error) {
+	bridges, err := bridge.Netlink{}.Bridges()
+	if err != nil {
+		return nil, fmt.Errorf("list bridges: %w", err)
+	}
+	nets, derr := dockerNetworks(ctx, g.dockerHost)
+	if derr == nil {
+		fillSubnets(nets, bridges)
+		return &discovery{Networks: nets, FromDocker: true}, nil
+	}
+	if pol != nil && pol.NeedsDocker() {
+		return nil, fmt.Errorf("%v; the policy matches networks by name or label, which needs Docker: start Docker or set --docker-host, or match by subnet or bridge", derr)
+	}
+	slog.Debug("Docker not reachable; fencing bridges found over netlink", "err", derr)
+	return &discovery{Networks: bridgeNetworks(bridges), DockerErr: derr}, nil
+}
+
+func dockerNetworks(ctx context.Context, host string) ([]policy.Network, error) {
+	c, err := docker.Dial(host)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, dockerTimeout)
+	defer cancel()
+	dn, err := c.Networks(ctx)
+	if err != nil {
+		if errors.Is(err, docker.ErrUnreachable) {
+			return nil, fmt.Errorf("Docker is not reachable at %s", c.Host())
+		}
+		return nil, err
+	}
+	out := make([]policy.Network, len(dn))
+	for i, n := range dn {
+		out[i] = policy.Network{ID: n.ID, Name: n.Name, Bridge: n.Bridge, Labels: n.Labels, Subnets: n.Subnets}
+	}
+	return out, nil
+}
+
+// fillSubnets gives Docker networks without IPAM subnets those of their bridge.
+func fillSubnets(nets []policy.Network, bridges []bridge.Bridge) {
+	by := map[string]bridge.Bridge{}
+	for _, b := range bridges {
+		by[b.Name] = b
+	}
+	for i := range nets {
+		if len(nets[i].Subnets) == 0 {
+			nets[i].Subnets = by[nets[i].Bridge].Subnets
+		}
+	}
+}
+
+// bridgeNetworks turns bridges into networks. Only docker0 and br-* look like
+// Docker's, and only they get a name (the bridge's) that name patterns can match.
+func bridgeNetworks(bridges []bridge.Bridge) []policy.Network {
+	out := make([]policy.Network, 0, len(bridges))
+	for _, b := range bridges {
+		n := policy.Network{Bridge: b.Name, Subnets: b.Subnets}
+		if isDockerBridge(b.Name) {
+			n.Name = b.Name
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+func isDockerBridge(name string) bool {
+	return name == "docker0" || len(name) > 3 && name[:3] == "br-"
+}
+
+// build loads the policy, discovers networks and builds the table.
+func build(ctx context.Context, g *globalFlags) (*policy.Policy, *discovery, *nft.Table, error) {
+	pol, err := loadPolicy(g)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	d, err := discover(ctx, g, pol)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("nothing changed: %w", err)
+	}
+	t := nft.Build(pol, d.Networks)
+	for _, w := range t.Warnings {
+		slog.Warn(w)
+	}
+	return pol, d, t, nil
+}

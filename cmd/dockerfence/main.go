@@ -1,0 +1,76 @@
+// Command dockerfence keeps Docker containers away from the networks they
+// must not reach, with a dedicated nftables table that Docker cannot bypass.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+// Build information, set with -ldflags "-X main.version=... -X main.commit=...".
+var (
+	version = "dev"
+	commit  = ""
+)
+
+// defaultPolicyPath is where apply looks for a policy without -c.
+const defaultPolicyPath = "/etc/dockerfence/policy.yaml"
+
+// globalFlags are the flags every command shares.
+type globalFlags struct {
+	config     string
+	dockerHost string
+	logLevel   string
+	resolvConf string
+}
+
+func main() {
+	if err := newRoot().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "dockerfence: "+oneLine(err))
+		os.Exit(1)
+	}
+}
+
+// oneLine keeps the first line of an error for the exit message; policy
+// errors keep all their lines, one problem each.
+func oneLine(err error) string {
+	s := err.Error()
+	if strings.Contains(s, "\n") && !errors.As(err, new(policyError)) {
+		return strings.SplitN(s, "\n", 2)[0]
+	}
+	return s
+}
+
+func newRoot() *cobra.Command {
+	g := &globalFlags{}
+	root := &cobra.Command{
+		Use:   "dockerfence",
+		Short: "Fence Docker containers' egress with an nftables table Docker cannot bypass",
+		Long: `dockerfence owns one nftables table (inet dockerfence) whose forward and input
+chains run before Docker's own filter. A denial there is final, whatever Docker
+later does to its chains, so recreating a network no longer opens the fence.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			var lvl slog.Level
+			if err := lvl.UnmarshalText([]byte(g.logLevel)); err != nil {
+				return fmt.Errorf("--log-level %q: use debug, info, warn or error", g.logLevel)
+			}
+			slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})))
+			return nil
+		},
+	}
+	pf := root.PersistentFlags()
+	pf.StringVarP(&g.config, "config", "c", "", "policy file (default "+defaultPolicyPath+", else the embedded default policy)")
+	pf.StringVar(&g.dockerHost, "docker-host", os.Getenv("DOCKER_HOST"), "Docker API address (default $DOCKER_HOST or unix:///var/run/docker.sock)")
+	pf.StringVar(&g.logLevel, "log-level", "info", "debug, info, warn or error")
+	pf.StringVar(&g.resolvConf, "resolv-conf", "/etc/resolv.conf", "file whose nameservers make up @resolvers")
+	_ = pf.MarkHidden("resolv-conf")
+	root.AddCommand(applyCmd(g), planCmd(g), statusCmd(g), checkCmd(g), explainCmd(g), deleteCmd(g), policyCmd(), versionCmd(g))
+	return root
+}
