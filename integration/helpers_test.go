@@ -1,0 +1,157 @@
+// Package integration proves dockerfence in network namespaces with real
+// packets. The tests need root (CI runs them as root) and the nft and
+// iptables commands, which they use only to inspect and to play Docker.
+package integration
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dockerfence/dockerfence/integration/topo"
+)
+
+// binary is the dockerfence binary built once for the whole package.
+var binary string
+
+func TestMain(m *testing.M) {
+	code := func() int {
+		if os.Geteuid() != 0 {
+			return m.Run() // every test skips with "needs root"
+		}
+		dir, err := os.MkdirTemp("", "dockerfence-it-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		binary = filepath.Join(dir, "dockerfence")
+		out, err := exec.Command("go", "build", "-o", binary, "../cmd/dockerfence").CombinedOutput()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "build dockerfence: %v\n%s", err, out)
+			return 1
+		}
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+// env is one test's topology plus its files.
+type env struct {
+	t          *testing.T
+	tp         *topo.Topo
+	dir        string
+	resolvConf string
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	tp := topo.New(t)
+	for _, tool := range []string{"nft", "iptables", "nsenter"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is needed (apt-get install nftables iptables util-linux): %v", tool, err)
+		}
+	}
+	e := &env{t: t, tp: tp, dir: t.TempDir()}
+	e.resolvConf = e.write("resolv.conf", "nameserver "+topo.LANDNS4+"\nnameserver "+topo.LANDNS6+"\n")
+	return e
+}
+
+func (e *env) write(name, content string) string {
+	e.t.Helper()
+	p := filepath.Join(e.dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+	return p
+}
+
+// df runs the dockerfence binary inside the Host namespace; Docker is never
+// reachable there unless a test says so.
+func (e *env) df(args ...string) (string, error) {
+	full := append([]string{"--net=" + e.tp.Host.Path(), binary, "--resolv-conf", e.resolvConf, "--docker-host", "unix://" + filepath.Join(e.dir, "no-docker.sock")}, args...)
+	out, err := exec.Command("nsenter", full...).CombinedOutput()
+	return string(out), err
+}
+
+// mustDF is df that fails the test on error.
+func (e *env) mustDF(args ...string) string {
+	e.t.Helper()
+	out, err := e.df(args...)
+	if err != nil {
+		e.t.Fatalf("dockerfence %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// table lists dockerfence's table in Host without counters ("" if absent).
+func (e *env) table() string {
+	out, err := e.tp.Host.Try("nft", "-s", "list", "table", "inet", "dockerfence")
+	if err != nil {
+		return ""
+	}
+	return out
+}
+
+const dialTimeout = 2 * time.Second
+
+// tcpOutcome connects from ns and reports "ok", "refused" or "timeout".
+func tcpOutcome(ns *topo.NS, addr string) string {
+	c, err := ns.DialTCP(addr, dialTimeout)
+	switch {
+	case err == nil:
+		defer c.Close()
+		c.SetReadDeadline(time.Now().Add(dialTimeout))
+		buf := make([]byte, 64)
+		if _, err := c.Read(buf); err != nil {
+			return "no greeting: " + err.Error()
+		}
+		return "ok"
+	case topo.IsRefused(err):
+		return "refused"
+	case topo.IsTimeout(err):
+		return "timeout"
+	}
+	return err.Error()
+}
+
+// udpOutcome sends one datagram from ns and reports "ok" (an echo came) or "no answer".
+func udpOutcome(t *testing.T, ns *topo.NS, addr string) string {
+	ok, err := ns.UDPExchange(addr, []byte("ping"), dialTimeout)
+	switch {
+	case ok:
+		return "ok"
+	case err != nil && topo.IsRefused(err):
+		return "refused"
+	case err != nil:
+		return err.Error()
+	}
+	return "no answer"
+}
+
+func hostPort(addr string, port int) string { return net.JoinHostPort(addr, fmt.Sprint(port)) }
+
+// expect checks a table of probes.
+type probe struct {
+	name, proto, addr, want string
+}
+
+func (e *env) expect(ns *topo.NS, probes []probe) {
+	e.t.Helper()
+	for _, p := range probes {
+		var got string
+		if p.proto == "udp" {
+			got = udpOutcome(e.t, ns, p.addr)
+		} else {
+			got = tcpOutcome(ns, p.addr)
+		}
+		if got != p.want {
+			e.t.Errorf("%s: %s %s: got %s, want %s", p.name, p.proto, p.addr, got, p.want)
+		}
+	}
+}
