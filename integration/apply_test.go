@@ -384,8 +384,8 @@ func Test100kPrefixes(t *testing.T) {
 	e.lanServers()
 	var b strings.Builder
 	for i := 0; i < 50000; i++ {
-		fmt.Fprintf(&b, "10.%d.%d.0/24\n", i/256, i%256)
-		fmt.Fprintf(&b, "2001:db8:%x::/48\n", i)
+		fmt.Fprintf(&b, "10.%d.%d.0/25\n", i/256, i%256) // halves: no two prefixes merge
+		fmt.Fprintf(&b, "2001:db8:%x::/49\n", i)
 	}
 	b.WriteString(topo.LANDB4 + "\n" + topo.LANDB6 + "\n")
 	list := e.write("big.txt", b.String())
@@ -406,5 +406,9 @@ func Test100kPrefixes(t *testing.T) {
 	})
 	if out := e.mustDF("plan", "-c", pol); !strings.Contains(out, "is up to date") {
 		t.Errorf("plan after a 100k apply: %s", out)
+	}
+	n4 := strings.Count(e.tp.Host.Run(t, "nft", "list", "set", "inet", "dockerfence", "l_big_4"), "/25")
+	if n4 != 50000 {
+		t.Errorf("set l_big_4 holds %d /25 prefixes, want 50000", n4)
 	}
 }
