@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -153,7 +152,7 @@ func TestReapplyIdempotentAndBadPolicyChangesNothing(t *testing.T) {
 	}
 	needsDocker := e.write("named.yaml", strings.Replace(seedPolicy, "{subnet: 172.20.0.0/16}", "{name: app_default}", 1))
 	out, err = e.df("apply", "-c", needsDocker)
-	if err == nil || !strings.Contains(out, "Docker is not reachable") || !strings.Contains(out, "nothing changed") {
+	if err == nil || !strings.Contains(out, "docker is not reachable") || !strings.Contains(out, "nothing changed") {
 		t.Errorf("name match without Docker: err=%v\n%s", err, out)
 	}
 	if after := e.table(); after != before {
@@ -309,25 +308,9 @@ func TestNoLeakDuringReapplies(t *testing.T) {
 	srv := e.tp.LAN.ListenUDP(t, target)
 	p1 := e.write("p1.yaml", seedPolicy)
 	p2 := e.write("p2.yaml", strings.Replace(seedPolicy, "192.168.100.1\n", "192.168.100.3\n", 1))
-	flood := func(stop <-chan struct{}) (sent int64, err error) {
-		err = e.tp.Ctr.Do(func() error {
-			c, err := netDialUDPFrom("", target)
-			if err != nil {
-				return err
-			}
-			go func() {
-				defer c.Close()
-				floodLoop(c, stop, &sent)
-			}()
-			return nil
-		})
-		return 0, err
-	}
 	// Without the fence, the harness sees the datagrams.
-	stop := make(chan struct{})
-	if _, err := flood(stop); err != nil {
-		t.Fatal(err)
-	}
+	var probeSent int64
+	stop := startFlood(t, e.tp.Ctr, target, &probeSent)
 	time.Sleep(200 * time.Millisecond)
 	close(stop)
 	time.Sleep(100 * time.Millisecond)
@@ -336,25 +319,8 @@ func TestNoLeakDuringReapplies(t *testing.T) {
 	}
 	e.mustDF("apply", "-c", p1)
 	base := srv.Received()
-	stop = make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
 	var sent int64
-	go func() {
-		defer wg.Done()
-		e.tp.Ctr.Do(func() error {
-			c, err := netDialUDPFrom("", target)
-			if err != nil {
-				return err
-			}
-			go func() {
-				defer c.Close()
-				floodLoop(c, stop, &sent)
-			}()
-			return nil
-		})
-	}()
-	wg.Wait()
+	stop = startFlood(t, e.tp.Ctr, target, &sent)
 	start := time.Now()
 	for i := 0; i < 200; i++ {
 		p := p1

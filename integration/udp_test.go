@@ -2,6 +2,9 @@ package integration
 
 import (
 	"net"
+	"testing"
+
+	"github.com/dockerfence/dockerfence/integration/topo"
 	"sync/atomic"
 	"time"
 )
@@ -36,4 +39,26 @@ func floodLoop(c *net.UDPConn, stop <-chan struct{}, sent *int64) {
 			}
 		}
 	}
+}
+
+// startFlood starts floodLoop from a socket in ns towards target; closing the
+// returned channel stops it. sent counts the datagrams sent.
+func startFlood(t *testing.T, ns *topo.NS, target string, sent *int64) chan struct{} {
+	t.Helper()
+	stop := make(chan struct{})
+	err := ns.Do(func() error {
+		c, err := netDialUDPFrom("", target)
+		if err != nil {
+			return err
+		}
+		go func() {
+			defer c.Close()
+			floodLoop(c, stop, sent)
+		}()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stop
 }

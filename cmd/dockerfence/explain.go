@@ -169,7 +169,7 @@ func printDecision(cmd *cobra.Command, pol *policy.Policy, n policy.Network, not
 	default:
 		fmt.Fprintf(out, "rule     none matches: %s_default\n", pr.Hook)
 	}
-	v := d.Verdict.String()
+	var v string
 	switch {
 	case d.Verdict == policy.Deny && d.Audit:
 		v = "allow (audit mode: would deny, logged and counted)"

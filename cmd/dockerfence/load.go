@@ -87,7 +87,7 @@ func dockerNetworks(ctx context.Context, host string) ([]policy.Network, error) 
 	dn, err := c.Networks(ctx)
 	if err != nil {
 		if errors.Is(err, docker.ErrUnreachable) {
-			return nil, fmt.Errorf("Docker is not reachable at %s", c.Host())
+			return nil, fmt.Errorf("docker is not reachable at %s", c.Host())
 		}
 		return nil, err
 	}

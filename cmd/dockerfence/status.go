@@ -51,6 +51,8 @@ type RuleStatus struct {
 	Hook    string `json:"hook"`
 	Index   int    `json:"index,omitempty"`
 	Verdict string `json:"verdict"`
+	// Match is what the rule matches, as written: "@private", "192.168.100.2 udp/53".
+	Match   string `json:"match"`
 	Comment string `json:"comment"`
 	Packets uint64 `json:"packets"`
 	Bytes   uint64 `json:"bytes"`
@@ -122,13 +124,13 @@ func makeStatus(pol *policy.Policy, d *discovery, t *nft.Table, st *nft.State) S
 				return p, b
 			}
 			p, b := count("spoof")
-			ns.Rules = append(ns.Rules, RuleStatus{ID: "anti-spoofing", Hook: h.String(), Verdict: "deny", Comment: "source outside the network", Packets: p, Bytes: b})
+			ns.Rules = append(ns.Rules, RuleStatus{ID: "anti-spoofing", Hook: h.String(), Verdict: "deny", Match: "source not in subnets", Packets: p, Bytes: b})
 			for _, r := range f.Section.Rules(h) {
 				p, b := count(r.ID())
-				ns.Rules = append(ns.Rules, RuleStatus{ID: r.ID(), Hook: h.String(), Index: r.Index, Verdict: r.Verdict.String(), Comment: r.Comment, Packets: p, Bytes: b})
+				ns.Rules = append(ns.Rules, RuleStatus{ID: r.ID(), Hook: h.String(), Index: r.Index, Verdict: r.Verdict.String(), Match: ruleMatch(r), Comment: r.Comment, Packets: p, Bytes: b})
 			}
 			p, b = count("default")
-			ns.Rules = append(ns.Rules, RuleStatus{ID: h.String() + "_default", Hook: h.String(), Verdict: f.Section.Default(h).String(), Packets: p, Bytes: b})
+			ns.Rules = append(ns.Rules, RuleStatus{ID: h.String() + "_default", Hook: h.String(), Verdict: f.Section.Default(h).String(), Match: "anything else", Packets: p, Bytes: b})
 		}
 		s.Networks = append(s.Networks, ns)
 	}
@@ -165,10 +167,10 @@ func printStatus(cmd *cobra.Command, s Status) {
 	tw.Flush()
 	for _, n := range s.Networks {
 		fmt.Fprintf(out, "\n%s (%s)\n", orDash(n.Name), n.Bridge)
-		tw := tabwriter.NewWriter(out, 2, 8, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "  RULE\tVERDICT\tPACKETS\tBYTES\t  COMMENT\t")
+		tw := tabwriter.NewWriter(out, 2, 8, 2, ' ', 0)
+		fmt.Fprintln(tw, "  RULE\tVERDICT\tMATCH\tPACKETS\tBYTES\tCOMMENT")
 		for _, r := range n.Rules {
-			fmt.Fprintf(tw, "  %s\t%s\t%d\t%d\t  %s\t\n", r.ID, r.Verdict, r.Packets, r.Bytes, r.Comment)
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%d\t%s\n", r.ID, r.Verdict, r.Match, r.Packets, r.Bytes, r.Comment)
 		}
 		tw.Flush()
 	}
@@ -177,6 +179,25 @@ func printStatus(cmd *cobra.Command, s Status) {
 func orDash(s string) string {
 	if s == "" {
 		return "-"
+	}
+	return s
+}
+
+// ruleMatch renders what a rule matches: its addresses, protocol and ports.
+func ruleMatch(r *policy.Rule) string {
+	s := r.Addrs.Text
+	if r.Proto != policy.ProtoAny {
+		s += " " + string(r.Proto)
+	}
+	if len(r.Ports) > 0 {
+		ports := make([]string, len(r.Ports))
+		for i, p := range r.Ports {
+			ports[i] = p.String()
+		}
+		if r.Proto == policy.ProtoAny {
+			s += " tcp+udp"
+		}
+		s += "/" + strings.Join(ports, ",")
 	}
 	return s
 }
