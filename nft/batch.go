@@ -31,15 +31,45 @@ func (r *Rule) Digest() string {
 	return hex.EncodeToString(sum[:8])
 }
 
-// enqueue adds the operations that create the table if it is missing and
-// replace it whole to c's batch; nothing is sent until c.Flush.
-func (t *Table) enqueue(c *nftables.Conn) error {
+// enqueue adds to c's batch the operations that turn the kernel's table
+// (have, nil if there is none) into t; nothing is sent until c.Flush.
+//
+// Base chains that already hook where t wants them are kept, never deleted
+// and re-created: the kernel registers a new base chain's hook before the
+// transaction commits, ahead of an old one of equal priority, so a packet
+// could cross the new chain before the commit (still empty) and the old one
+// after it (already empty) and pass. Instead all rules are flushed, the old
+// sets and regular chains deleted, and the new ones added, so that every
+// packet meets either the old rules or the new ones.
+func (t *Table) enqueue(c *nftables.Conn, have *State) error {
 	tbl := &nftables.Table{Name: t.Name, Family: nftables.TableFamilyINet}
 	c.AddTable(tbl)
-	c.DelTable(tbl)
-	c.AddTable(tbl)
+	keep := map[string]bool{}
+	if have != nil {
+		if t.baseChainsMatch(have) {
+			c.FlushTable(tbl)
+			for _, s := range have.Sets {
+				c.DelSet(&nftables.Set{Table: tbl, Name: s.Name})
+			}
+			for _, ch := range have.Chains {
+				if ch.Hook == "" {
+					c.DelChain(&nftables.Chain{Table: tbl, Name: ch.Name})
+				} else {
+					keep[ch.Name] = true
+				}
+			}
+		} else {
+			// The hook priority changes (or a base chain is foreign): replace the table.
+			c.DelTable(tbl)
+			c.AddTable(tbl)
+		}
+	}
 	chains := make(map[string]*nftables.Chain, len(t.Chains))
 	for _, ch := range t.Chains {
+		if keep[ch.Name] {
+			chains[ch.Name] = &nftables.Chain{Name: ch.Name, Table: tbl}
+			continue
+		}
 		nc := &nftables.Chain{Name: ch.Name, Table: tbl}
 		if ch.Hook != "" {
 			hook := nftables.ChainHookForward
@@ -129,6 +159,28 @@ func setComment(elems []nftables.SetElement) string {
 		h.Write([]byte{'\n'})
 	}
 	return fmt.Sprintf("dockerfence %d %s", len(elems), hex.EncodeToString(h.Sum(nil)[:8]))
+}
+
+// baseChainsMatch reports whether the kernel's base chains are exactly t's,
+// with the same hooks and priority, so that they can be kept.
+func (t *Table) baseChainsMatch(have *State) bool {
+	want := map[string]string{}
+	for _, c := range t.Chains {
+		if c.Hook != "" {
+			want[c.Name] = c.Hook
+		}
+	}
+	n := 0
+	for _, c := range have.Chains {
+		if c.Hook == "" {
+			continue
+		}
+		n++
+		if want[c.Name] != c.Hook || c.Priority != t.Priority {
+			return false
+		}
+	}
+	return n == len(want)
 }
 
 // ifname pads an interface name to IFNAMSIZ, as the kernel compares it.

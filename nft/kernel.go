@@ -80,15 +80,21 @@ func explain(err error) error {
 	return err
 }
 
-// Apply replaces the table in the kernel with t in one netlink transaction:
-// the table is created if missing, and if the kernel rejects any part of the
-// batch, nothing changes.
+// Apply makes the kernel's table equal to t in one netlink transaction: the
+// table is created if missing, and if the kernel rejects any part of the
+// batch, nothing changes. If another process changes the table between the
+// read that plans the batch and the batch, the kernel refuses it and Apply
+// returns the error; calling it again is safe.
 func (k Kernel) Apply(t *Table) error {
+	have, err := k.Read(t.Name)
+	if err != nil {
+		return err
+	}
 	c, err := k.conn()
 	if err != nil {
 		return err
 	}
-	if err := t.enqueue(c); err != nil {
+	if err := t.enqueue(c, have); err != nil {
 		return fmt.Errorf("build batch for table inet %s: %w", t.Name, err)
 	}
 	if err := c.Flush(); err != nil {
