@@ -323,20 +323,11 @@ func (b *builder) addrMatches(name string, prefixes []netip.Prefix, src, neg boo
 func rangePrefix(r policy.Range) (netip.Prefix, bool) {
 	for bits := 0; bits <= r.From.BitLen(); bits++ {
 		p := netip.PrefixFrom(r.From, bits)
-		if p.Masked().Addr() == r.From && lastAddr(p) == r.To {
+		if p.Masked().Addr() == r.From && policy.LastAddr(p) == r.To {
 			return p, true
 		}
 	}
 	return netip.Prefix{}, false
-}
-
-func lastAddr(p netip.Prefix) netip.Addr {
-	b := p.Masked().Addr().AsSlice()
-	for i := p.Bits(); i < len(b)*8; i++ {
-		b[i/8] |= 0x80 >> (i % 8)
-	}
-	a, _ := netip.AddrFromSlice(b)
-	return a
 }
 
 // networkChain builds the chain that judges packets from network n (nil for

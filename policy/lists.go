@@ -139,7 +139,7 @@ type Range struct{ From, To netip.Addr }
 func Ranges(prefixes []netip.Prefix) []Range {
 	rs := make([]Range, 0, len(prefixes))
 	for _, p := range prefixes {
-		rs = append(rs, Range{From: p.Masked().Addr(), To: lastAddr(p)})
+		rs = append(rs, Range{From: p.Masked().Addr(), To: LastAddr(p)})
 	}
 	sort.Slice(rs, func(i, j int) bool {
 		a, b := rs[i].From, rs[j].From
@@ -168,8 +168,8 @@ func Ranges(prefixes []netip.Prefix) []Range {
 	return out
 }
 
-// lastAddr returns the last address of the prefix.
-func lastAddr(p netip.Prefix) netip.Addr {
+// LastAddr returns the last address of the prefix.
+func LastAddr(p netip.Prefix) netip.Addr {
 	a := p.Masked().Addr()
 	b := a.AsSlice()
 	bits := p.Bits()
