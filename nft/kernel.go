@@ -105,10 +105,6 @@ func (k Kernel) Apply(t *Table) error {
 
 // Delete removes the table in one transaction. It reports whether the table existed.
 func (k Kernel) Delete(name string) (bool, error) {
-	st, err := k.Read(name)
-	if err != nil || st == nil {
-		return false, err
-	}
 	c, err := k.conn()
 	if err != nil {
 		return false, err

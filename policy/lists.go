@@ -25,21 +25,19 @@ var (
 	metadataPrefixes = mustPrefixes("169.254.169.254/32", "fd00:ec2::254/128")
 )
 
-// builtinLists returns @private, @metadata and @resolvers, the last read from resolvConf.
-func builtinLists(resolvConf string) map[string]*List {
-	res, _ := ReadResolvers(resolvConf)
+// builtinLists returns @private, @metadata and @resolvers, the last read
+// from resolvConf, and a warning if resolvConf could not be read.
+func builtinLists(resolvConf string) (map[string]*List, string) {
+	res, err := ReadResolvers(resolvConf)
+	warning := ""
+	if err != nil {
+		warning = fmt.Sprintf("@resolvers is empty: %v", err)
+	}
 	return map[string]*List{
 		"private":   {Name: "private", Builtin: true, Prefixes: privatePrefixes},
 		"metadata":  {Name: "metadata", Builtin: true, Prefixes: metadataPrefixes},
 		"resolvers": {Name: "resolvers", Builtin: true, Prefixes: res},
-	}
-}
-
-func resolversWarning(lists map[string]*List, resolvConf string) string {
-	if _, err := ReadResolvers(resolvConf); err != nil {
-		return fmt.Sprintf("@resolvers is empty: %v", err)
-	}
-	return ""
+	}, warning
 }
 
 // ReadResolvers returns the nameserver addresses of a resolv.conf file as host prefixes.

@@ -169,9 +169,10 @@ func (p *parser) parse(data []byte) *Policy {
 		p.errorf(root, "expected a mapping with version: 1 and networks, found %s", kindName(root))
 		return nil
 	}
-	pol := &Policy{Source: p.file, Settings: DefaultSettings(), Lists: builtinLists(p.opts.resolvConf())}
-	if w := resolversWarning(pol.Lists, p.opts.resolvConf()); w != "" {
-		pol.Warnings = append(pol.Warnings, w)
+	lists, warning := builtinLists(p.opts.resolvConf())
+	pol := &Policy{Source: p.file, Settings: DefaultSettings(), Lists: lists}
+	if warning != "" {
+		pol.Warnings = append(pol.Warnings, warning)
 	}
 	var versionNode, networksNode *yaml.Node
 	p.mapping(root, "top level", map[string]func(k, v *yaml.Node){
@@ -723,5 +724,3 @@ func ParsePrefix(s string) (netip.Prefix, error) {
 	}
 	return netip.PrefixFrom(a, a.BitLen()), nil
 }
-
-func sortStrings(s []string) { sort.Strings(s) }

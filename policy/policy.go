@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path"
+	"sort"
 	"strings"
 )
 
@@ -372,6 +373,6 @@ func (p *Policy) UsedLists() []string {
 			}
 		}
 	}
-	sortStrings(names)
+	sort.Strings(names)
 	return names
 }
