@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/netip"
+	"strings"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -18,6 +19,9 @@ const (
 	udataComment = userdata.Type(0)
 	udataID      = userdata.Type(0xd0)
 	udataDigest  = userdata.Type(0xd1)
+	// udataSets records the contents of the sets the rule looks up, as
+	// "name=digest" pairs separated by commas (see setDigest).
+	udataSets = userdata.Type(0xd2)
 )
 
 // elemChunk bounds the set elements put in one netlink message, so that the
@@ -31,88 +35,44 @@ func (r *Rule) Digest() string {
 	return hex.EncodeToString(sum[:8])
 }
 
-// enqueue adds to c's batch the operations that turn the kernel's table
-// (have, nil if there is none) into t; nothing is sent until c.Flush.
-//
-// Base chains that already hook where t wants them are kept, never deleted
-// and re-created: the kernel registers a new base chain's hook before the
-// transaction commits, ahead of an old one of equal priority, so a packet
-// could cross the new chain before the commit (still empty) and the old one
-// after it (already empty) and pass. Instead all rules are flushed, the old
-// sets and regular chains deleted, and the new ones added, so that every
-// packet meets either the old rules or the new ones.
-func (t *Table) enqueue(c *nftables.Conn, have *State) error {
-	tbl := &nftables.Table{Name: t.Name, Family: nftables.TableFamilyINet}
-	c.AddTable(tbl)
-	keep := map[string]bool{}
-	if have != nil {
-		if t.baseChainsMatch(have) {
-			c.FlushTable(tbl)
-			for _, s := range have.Sets {
-				c.DelSet(&nftables.Set{Table: tbl, Name: s.Name})
-			}
-			for _, ch := range have.Chains {
-				if ch.Hook == "" {
-					c.DelChain(&nftables.Chain{Table: tbl, Name: ch.Name})
-				} else {
-					keep[ch.Name] = true
-				}
-			}
-		} else {
-			// The hook priority changes (or a base chain is foreign): replace the table.
-			c.DelTable(tbl)
-			c.AddTable(tbl)
-		}
-	}
-	chains := make(map[string]*nftables.Chain, len(t.Chains))
-	for _, ch := range t.Chains {
-		if keep[ch.Name] {
-			chains[ch.Name] = &nftables.Chain{Name: ch.Name, Table: tbl}
-			continue
-		}
-		nc := &nftables.Chain{Name: ch.Name, Table: tbl}
-		if ch.Hook != "" {
-			hook := nftables.ChainHookForward
-			if ch.Hook == "input" {
-				hook = nftables.ChainHookInput
-			}
-			accept := nftables.ChainPolicyAccept
-			nc.Type, nc.Hooknum, nc.Priority, nc.Policy = nftables.ChainTypeFilter, hook, nftables.ChainPriorityRef(nftables.ChainPriority(t.Priority)), &accept
-		}
-		chains[ch.Name] = c.AddChain(nc)
-	}
-	sets := make(map[string]*nftables.Set, len(t.Sets))
-	for _, s := range t.Sets {
-		ns, elems := kernelSet(tbl, s)
-		if err := c.AddSet(ns, nil); err != nil {
-			return fmt.Errorf("set %s: %w", s.Name, err)
-		}
-		for i := 0; i < len(elems); i += elemChunk {
-			if err := c.SetAddElements(ns, elems[i:min(i+elemChunk, len(elems))]); err != nil {
-				return fmt.Errorf("set %s: %w", s.Name, err)
-			}
-		}
-		sets[s.Name] = ns
-	}
-	for _, ch := range t.Chains {
-		for _, r := range ch.Rules {
-			exprs, err := ruleExprs(c, tbl, sets, r)
-			if err != nil {
-				return fmt.Errorf("chain %s rule %q: %w", ch.Name, r.Text(), err)
-			}
-			c.AddRule(&nftables.Rule{Table: tbl, Chain: chains[ch.Name], Exprs: exprs, UserData: ruleUserData(r)})
-		}
-	}
-	return nil
-}
-
-func ruleUserData(r *Rule) []byte {
+// ruleUserData tags the rule with its comment, ID and digest, and with the
+// digests of the sets it looks up (from digests, by set name).
+func ruleUserData(r *Rule, digests map[string]string) []byte {
 	var ud []byte
 	if r.Comment != "" {
 		ud = userdata.AppendString(ud, udataComment, r.Comment)
 	}
 	ud = userdata.AppendString(ud, udataID, r.ID)
-	return userdata.AppendString(ud, udataDigest, r.Digest())
+	ud = userdata.AppendString(ud, udataDigest, r.Digest())
+	if refs := setRefs(r, digests); refs != "" {
+		ud = userdata.AppendString(ud, udataSets, refs)
+	}
+	return ud
+}
+
+// setRefs renders the "name=digest" list of the plain sets r looks up.
+func setRefs(r *Rule, digests map[string]string) string {
+	var parts []string
+	for _, name := range r.sets() {
+		if d, ok := digests[name]; ok {
+			parts = append(parts, name+"="+d)
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+// parseSetRefs reads what setRefs wrote.
+func parseSetRefs(s string) map[string]string {
+	if s == "" {
+		return nil
+	}
+	out := map[string]string{}
+	for _, kv := range strings.Split(s, ",") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // kernelSet returns the google/nftables set and its elements.
@@ -142,45 +102,46 @@ func kernelSet(tbl *nftables.Table, s *Set) (*nftables.Set, []nftables.SetElemen
 	case SetIfVMap:
 		// nft treats interface names as host-endian strings; without this hint it lists the keys as "".
 		ns.IsMap, ns.KeyType, ns.DataType, ns.KeyByteOrder = true, nftables.TypeIFName, nftables.TypeVerdict, binaryutil.NativeEndian
-		for _, e := range s.VMap {
-			elems = append(elems, nftables.SetElement{Key: ifname(e.Key), VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: e.Chain}})
-		}
+		elems = vmapElements(s.VMap)
 	}
-	ns.Comment = setComment(elems)
+	ns.Comment = setComment
 	return ns, elems
 }
 
-// setComment is the comment dockerfence gives a set: a digest of its
-// elements, which Read and Diff compare instead of dumping large sets.
-func setComment(elems []nftables.SetElement) string {
+// setComment marks the sets and maps dockerfence writes. Their elements
+// change in place (see changes), so the comment, which cannot, holds no
+// digest: the rules that look a set up record its digest instead.
+const setComment = "dockerfence"
+
+// setDigest is a short hash of a plain set's elements, as kernelSet renders them.
+func setDigest(s *Set) string {
+	_, elems := kernelSet(nil, s)
 	h := sha256.New()
 	for _, e := range elems {
 		h.Write([]byte(elemKey(e)))
 		h.Write([]byte{'\n'})
 	}
-	return fmt.Sprintf("dockerfence %d %s", len(elems), hex.EncodeToString(h.Sum(nil)[:8]))
+	return fmt.Sprintf("%d:%s", len(elems), hex.EncodeToString(h.Sum(nil)[:8]))
 }
 
-// baseChainsMatch reports whether the kernel's base chains are exactly t's,
-// with the same hooks and priority, so that they can be kept.
-func (t *Table) baseChainsMatch(have *State) bool {
-	want := map[string]string{}
-	for _, c := range t.Chains {
-		if c.Hook != "" {
-			want[c.Name] = c.Hook
+// setDigests returns the digest of every plain set of t, by name.
+func (t *Table) setDigests() map[string]string {
+	out := make(map[string]string, len(t.Sets))
+	for _, s := range t.Sets {
+		if s.Kind != SetIfVMap {
+			out[s.Name] = setDigest(s)
 		}
 	}
-	n := 0
-	for _, c := range have.Chains {
-		if c.Hook == "" {
-			continue
-		}
-		n++
-		if want[c.Name] != c.Hook || c.Priority != t.Priority {
-			return false
-		}
+	return out
+}
+
+// elemKey identifies a plain set's element: its key and whether it ends an interval.
+func elemKey(e nftables.SetElement) string {
+	k := hex.EncodeToString(e.Key)
+	if e.IntervalEnd {
+		k += "/end"
 	}
-	return n == len(want)
+	return k
 }
 
 // ifname pads an interface name to IFNAMSIZ, as the kernel compares it.

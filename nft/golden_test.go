@@ -11,6 +11,7 @@ import (
 
 	"github.com/dockerfence/dockerfence/policy"
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -145,13 +146,23 @@ func TestDiff(t *testing.T) {
 		}
 	}
 	c.Rules = append([]RuleState{{Handle: 99}}, c.Rules...)
-	st.Sets[0].Comment = "dockerfence 0 0000"
 	st.Chains = append(st.Chains, ChainState{Name: "extra"})
+	// It also points a map element elsewhere and empties a map.
+	for i := range st.Sets {
+		switch s := &st.Sets[i]; s.Name {
+		case "fwd_if":
+			s.VMap[0].Chain = "extra"
+		case "in_if":
+			s.VMap = nil
+		}
+	}
 	got := Diff(tbl, st)
 	want := []string{
 		"- chain fwd_br-0123456789ab: rule handle 99 (a rule dockerfence did not write)",
 		"- chain extra (0 rules)",
-		"~ set fwd_if: elements differ (want 1)",
+		`- map fwd_if: "br-0123456789ab" : goto extra`,
+		`+ map fwd_if: "br-0123456789ab" : goto fwd_br-0123456789ab`,
+		`+ map in_if: "br-0123456789ab" : goto in_br-0123456789ab`,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Diff (-want +got):\n%s", diff)
@@ -159,21 +170,45 @@ func TestDiff(t *testing.T) {
 }
 
 // stateOf returns the state the kernel would report right after applying t.
+// Plain sets are not dumped, as in Read.
 func stateOf(t *Table) *State {
 	st := &State{Name: t.Name}
+	digests := t.setDigests()
 	for _, c := range t.Chains {
 		cs := ChainState{Name: c.Name, Hook: c.Hook}
 		if c.Hook != "" {
 			cs.Priority = t.Priority
 		}
 		for i, r := range c.Rules {
-			cs.Rules = append(cs.Rules, RuleState{Handle: uint64(i + 1), ID: r.ID, Digest: r.Digest(), Comment: r.Comment})
+			cs.Rules = append(cs.Rules, RuleState{Handle: uint64(i + 1), ID: r.ID, Digest: r.Digest(), Comment: r.Comment, Sets: parseSetRefs(setRefs(r, digests))})
 		}
 		st.Chains = append(st.Chains, cs)
 	}
 	for _, s := range t.Sets {
 		ns, _ := kernelSet(nil, s)
-		st.Sets = append(st.Sets, SetState{Name: s.Name, Comment: ns.Comment})
+		ss := SetState{Name: s.Name, Comment: ns.Comment, KeyType: ns.KeyType.GetNFTMagic(), Digest: digests[s.Name]}
+		if ns.Interval {
+			ss.Flags |= unix.NFT_SET_INTERVAL
+		}
+		if ns.IsMap {
+			ss.Flags |= unix.NFT_SET_MAP
+			ss.DataType = unix.NFT_DATA_VERDICT
+			ss.VMap = append([]VMapElem(nil), s.VMap...)
+		}
+		st.Sets = append(st.Sets, ss)
 	}
 	return st
+}
+
+// dump fills in the elements of st's plain sets as t has them, as Apply's
+// dumpSets would read them from the kernel.
+func dump(st *State, t *Table, names []string) {
+	for _, name := range names {
+		for i := range st.Sets {
+			if st.Sets[i].Name == name {
+				_, st.Sets[i].Elems = kernelSet(nil, t.Set(name))
+				st.Sets[i].Dumped = true
+			}
+		}
+	}
 }

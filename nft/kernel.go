@@ -2,7 +2,6 @@ package nft
 
 import (
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"sort"
@@ -80,21 +79,53 @@ func explain(err error) error {
 	return err
 }
 
-// Apply makes the kernel's table equal to t in one netlink transaction: the
-// table is created if missing, and if the kernel rejects any part of the
-// batch, nothing changes. If another process changes the table between the
-// read that plans the batch and the batch, the kernel refuses it and Apply
-// returns the error; calling it again is safe.
-func (k Kernel) Apply(t *Table) error {
+// Apply makes the kernel's table equal to t and reports whether anything
+// changed. A missing table is created in one netlink transaction. An
+// existing one is changed in place, chain by chain and element by element
+// (see changes), so that counters of unchanged rules survive and no packet
+// crossing the commit meets a mix of old and new that lets it through: sets
+// the new rules need are first created in a transaction that nothing refers
+// to yet, then one transaction switches the table over. If the kernel
+// rejects any part of that, the previous table stays exactly as it was, and
+// the staged sets are removed again.
+func (k Kernel) Apply(t *Table) (bool, error) {
 	have, err := k.Read(t.Name)
 	if err != nil {
-		return err
+		return false, err
 	}
+	if have == nil || !t.baseChainsMatch(have) {
+		return true, k.send(t, func(b *batch) error { return b.enqueue(t.fresh(), have != nil) })
+	}
+	if err := k.dumpSets(have, t.needDump(have)); err != nil {
+		return false, err
+	}
+	ch := t.changes(have)
+	if ch.empty() {
+		return false, nil
+	}
+	if len(ch.Stage) > 0 {
+		if err := k.send(t, func(b *batch) error { return b.stage(ch) }); err != nil {
+			return false, err
+		}
+	}
+	if err := k.send(t, func(b *batch) error { return b.enqueue(ch, false) }); err != nil {
+		if len(ch.Stage) > 0 {
+			if cerr := k.send(t, func(b *batch) error { return b.unstage(ch) }); cerr != nil {
+				err = fmt.Errorf("%w; removing the sets staged for it also failed (%v), they are unused and the next apply deletes them", err, cerr)
+			}
+		}
+		return false, err
+	}
+	return true, nil
+}
+
+// send builds one batch with fill and sends it as one transaction.
+func (k Kernel) send(t *Table, fill func(*batch) error) error {
 	c, err := k.conn()
 	if err != nil {
 		return err
 	}
-	if err := t.enqueue(c, have); err != nil {
+	if err := fill(t.newBatch(c)); err != nil {
 		return fmt.Errorf("build batch for table inet %s: %w", t.Name, err)
 	}
 	if err := c.Flush(); err != nil {
@@ -141,14 +172,29 @@ type RuleState struct {
 	Comment        string
 	Packets, Bytes uint64
 	HasCounter     bool
+	// Sets holds the digests of the sets the rule looks up, as written.
+	Sets map[string]string
 }
 
-// SetState is a set as the kernel has it. Comment holds the digest of the
-// elements dockerfence wrote; elements are not read back, because dumping a
-// large interval set costs the kernel time quadratic in its size.
+// SetState is a set as the kernel has it.
+//
+// Read does not dump the elements of plain sets, which may hold hundreds of
+// thousands: Digest says what they are, as recorded by the rules that look
+// the set up ("" if none does or they disagree). Apply dumps a set only when
+// that digest shows it must change, into Elems. Verdict maps are small, and
+// Read always dumps them into VMap.
 type SetState struct {
 	Name    string
 	Comment string
+	// Flags, KeyType and DataType are the kernel's NFTA_SET_* values.
+	Flags, KeyType, DataType uint32
+	Digest                   string
+	// Elems holds a plain set's elements once dumped (Dumped is then true).
+	Elems  []nftables.SetElement
+	Dumped bool
+	// VMap holds a verdict map's elements, sorted by key; Chain is empty
+	// where the verdict is not a goto.
+	VMap []VMapElem
 }
 
 // Read returns the table named name as the kernel has it, or nil if there is none.
@@ -196,6 +242,8 @@ func (k Kernel) Read(name string) (*State, error) {
 			rs.Comment, _ = userdata.GetString(r.UserData, udataComment)
 			rs.ID, _ = userdata.GetString(r.UserData, udataID)
 			rs.Digest, _ = userdata.GetString(r.UserData, udataDigest)
+			refs, _ := userdata.GetString(r.UserData, udataSets)
+			rs.Sets = parseSetRefs(refs)
 			for _, e := range r.Exprs {
 				if ctr, ok := e.(*expr.Counter); ok {
 					rs.Packets, rs.Bytes, rs.HasCounter = ctr.Packets, ctr.Bytes, true
@@ -208,39 +256,64 @@ func (k Kernel) Read(name string) (*State, error) {
 	if st.Sets, err = k.readSets(name); err != nil {
 		return nil, fmt.Errorf("read sets of inet %s: %w", name, explain(err))
 	}
+	recorded := map[string]string{}
+	for _, ch := range st.Chains {
+		for _, r := range ch.Rules {
+			for name, d := range r.Sets {
+				if old, ok := recorded[name]; ok && old != d {
+					d = "" // rules disagree: unknown
+				}
+				recorded[name] = d
+			}
+		}
+	}
+	for i := range st.Sets {
+		s := &st.Sets[i]
+		if s.Flags&unix.NFT_SET_MAP == 0 {
+			s.Digest = recorded[s.Name]
+			continue
+		}
+		elems, err := c.GetSetElements(&nftables.Set{Table: tbl, Name: s.Name})
+		if err != nil {
+			return nil, fmt.Errorf("read map %s of inet %s: %w", s.Name, name, explain(err))
+		}
+		for _, e := range elems {
+			s.VMap = append(s.VMap, VMapElem{Key: strings.TrimRight(string(e.Key), "\x00"), Chain: gotoChain(e)})
+		}
+		sort.Slice(s.VMap, func(i, j int) bool { return s.VMap[i].Key < s.VMap[j].Key })
+	}
 	sort.Slice(st.Chains, func(i, j int) bool { return st.Chains[i].Name < st.Chains[j].Name })
 	sort.Slice(st.Sets, func(i, j int) bool { return st.Sets[i].Name < st.Sets[j].Name })
 	return st, nil
 }
 
-// elemKey renders a set element canonically, so that desired and kernel
-// elements compare as strings.
-func elemKey(e nftables.SetElement) string {
-	k := hex.EncodeToString(e.Key)
-	if e.IntervalEnd {
-		k += "/end"
+// gotoChain returns the chain a dumped verdict-map element goes to, or ""
+// if its verdict is not a goto. Dumps carry the verdict as nested
+// NFTA_VERDICT_CODE and NFTA_VERDICT_CHAIN attributes.
+func gotoChain(e nftables.SetElement) string {
+	if e.VerdictData != nil {
+		if e.VerdictData.Kind == expr.VerdictGoto {
+			return e.VerdictData.Chain
+		}
+		return ""
 	}
-	switch {
-	case e.VerdictData != nil:
-		k += fmt.Sprintf(" -> %d %s", int32(e.VerdictData.Kind), e.VerdictData.Chain)
-	case len(e.Val) > 0:
-		// Dumps carry a verdict as NFTA_VERDICT_CODE and NFTA_VERDICT_CHAIN attributes.
-		var code int32
-		var chain string
-		if ad, err := netlink.NewAttributeDecoder(e.Val); err == nil {
-			ad.ByteOrder = binary.BigEndian
-			for ad.Next() {
-				switch ad.Type() {
-				case unix.NFTA_VERDICT_CODE:
-					code = int32(ad.Uint32())
-				case unix.NFTA_VERDICT_CHAIN:
-					chain = ad.String()
-				}
+	var code int32
+	var chain string
+	if ad, err := netlink.NewAttributeDecoder(e.Val); err == nil {
+		ad.ByteOrder = binary.BigEndian
+		for ad.Next() {
+			switch ad.Type() {
+			case unix.NFTA_VERDICT_CODE:
+				code = int32(ad.Uint32())
+			case unix.NFTA_VERDICT_CHAIN:
+				chain = ad.String()
 			}
 		}
-		k += fmt.Sprintf(" -> %d %s", code, chain)
 	}
-	return k
+	if code != unix.NFT_GOTO {
+		return ""
+	}
+	return chain
 }
 
 // Diff lists what applying t would change in the kernel state st (nil for no
@@ -277,15 +350,27 @@ func Diff(t *Table, st *State) []string {
 	}
 	for _, s := range t.Sets {
 		ks, ok := haveSets[s.Name]
-		ns, elems := kernelSet(&nftables.Table{}, s)
-		if !ok {
+		_, elems := kernelSet(nil, s)
+		switch {
+		case !ok:
 			out = append(out, fmt.Sprintf("+ set %s (%d elements)", s.Name, len(elems)))
 			continue
-		}
-		delete(haveSets, s.Name)
-		if ks.Comment != ns.Comment {
+		case !ks.compatible(s):
+			out = append(out, fmt.Sprintf("~ set %s: type or flags differ", s.Name))
+		case s.Kind == SetIfVMap:
+			del, add := vmapDiff(ks.VMap, s.VMap)
+			for _, e := range del {
+				out = append(out, fmt.Sprintf("- map %s: %s", s.Name, vmapElemText(e)))
+			}
+			for _, e := range add {
+				out = append(out, fmt.Sprintf("+ map %s: %s", s.Name, vmapElemText(e)))
+			}
+		case ks.Digest == "":
+			out = append(out, fmt.Sprintf("~ set %s: no rule records its elements (want %d)", s.Name, len(elems)))
+		case ks.Digest != setDigest(s):
 			out = append(out, fmt.Sprintf("~ set %s: elements differ (want %d)", s.Name, len(elems)))
 		}
+		delete(haveSets, s.Name)
 	}
 	for _, ks := range st.Sets {
 		if _, ok := haveSets[ks.Name]; ok {
@@ -295,6 +380,9 @@ func Diff(t *Table, st *State) []string {
 	return out
 }
 
+// diffRules lists how the kernel chain's rules differ from c's. Rules that
+// differ only in the set digests they record are not reported: the set's
+// own line says its elements differ.
 func diffRules(c *Chain, kc *ChainState) []string {
 	var out []string
 	want := make([]string, len(c.Rules))
@@ -334,6 +422,31 @@ func diffRules(c *Chain, kc *ChainState) []string {
 	return out
 }
 
+// dumpSets reads the elements of the named plain sets into st.
+func (k Kernel) dumpSets(st *State, names []string) error {
+	if len(names) == 0 {
+		return nil
+	}
+	c, err := k.conn()
+	if err != nil {
+		return err
+	}
+	tbl := &nftables.Table{Name: st.Name, Family: nftables.TableFamilyINet}
+	for _, name := range names {
+		for i := range st.Sets {
+			s := &st.Sets[i]
+			if s.Name != name {
+				continue
+			}
+			if s.Elems, err = c.GetSetElements(&nftables.Set{Table: tbl, Name: name}); err != nil {
+				return fmt.Errorf("read set %s of inet %s: %w", name, st.Name, explain(err))
+			}
+			s.Dumped = true
+		}
+	}
+	return nil
+}
+
 // readSets dumps the named sets of the table with their comments, which
 // google/nftables v0.3.0 does not decode.
 func (k Kernel) readSets(table string) ([]SetState, error) {
@@ -363,13 +476,16 @@ func (k Kernel) readSets(table string) ([]SetState, error) {
 			return nil, err
 		}
 		var s SetState
-		var flags uint32
 		for ad.Next() {
 			switch ad.Type() {
 			case unix.NFTA_SET_NAME:
 				s.Name = ad.String()
 			case unix.NFTA_SET_FLAGS:
-				flags = binary.BigEndian.Uint32(ad.Bytes())
+				s.Flags = binary.BigEndian.Uint32(ad.Bytes())
+			case unix.NFTA_SET_KEY_TYPE:
+				s.KeyType = binary.BigEndian.Uint32(ad.Bytes())
+			case unix.NFTA_SET_DATA_TYPE:
+				s.DataType = binary.BigEndian.Uint32(ad.Bytes())
 			case unix.NFTA_SET_USERDATA:
 				s.Comment, _ = userdata.GetString(ad.Bytes(), userdata.NFTNL_UDATA_SET_COMMENT)
 			}
@@ -377,7 +493,7 @@ func (k Kernel) readSets(table string) ([]SetState, error) {
 		if err := ad.Err(); err != nil {
 			return nil, err
 		}
-		if flags&unix.NFT_SET_ANONYMOUS == 0 {
+		if s.Flags&unix.NFT_SET_ANONYMOUS == 0 {
 			out = append(out, s)
 		}
 	}

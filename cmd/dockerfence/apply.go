@@ -31,10 +31,16 @@ policy or the kernel refuses, the table stays exactly as it was.`,
 				return nil
 			}
 			start := time.Now()
-			if err := (nft.Kernel{}).Apply(t); err != nil {
+			changed, err := (nft.Kernel{}).Apply(t)
+			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "applied table inet %s in %s: %s\n", t.Name, time.Since(start).Round(time.Millisecond/10), summary(t, d))
+			took := time.Since(start).Round(time.Millisecond / 10)
+			if changed {
+				fmt.Fprintf(cmd.OutOrStdout(), "applied table inet %s in %s: %s\n", t.Name, took, summary(t, d))
+			} else {
+				fmt.Fprintf(cmd.OutOrStdout(), "table inet %s is already up to date, nothing sent (checked in %s): %s\n", t.Name, took, summary(t, d))
+			}
 			return nil
 		},
 	}

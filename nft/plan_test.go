@@ -1,0 +1,293 @@
+package nft
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/dockerfence/dockerfence/policy"
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/google/nftables"
+)
+
+// planSummary is changes with chains, sets and elements as text, for comparing.
+type planSummary struct {
+	Stage, Flush, DelSets, DelChains, AddChains, AddSets, Fill []string
+	DelElems, AddElems                                         []string // "set: element"
+}
+
+func summarize(c *changes) planSummary {
+	var s planSummary
+	names := func(dst *[]string, chains []*Chain) {
+		for _, ch := range chains {
+			*dst = append(*dst, ch.Name)
+		}
+	}
+	sets := func(dst *[]string, sets []*Set) {
+		for _, st := range sets {
+			*dst = append(*dst, st.Name)
+		}
+	}
+	elems := func(dst *[]string, es []setElems) {
+		for _, m := range es {
+			for _, e := range m.Elems {
+				*dst = append(*dst, m.Set+": "+elemText(e))
+			}
+		}
+	}
+	maps := func(dst *[]string, ms []mapElems) {
+		for _, m := range ms {
+			for _, e := range m.Elems {
+				*dst = append(*dst, m.Set+": "+vmapElemText(e))
+			}
+		}
+	}
+	sets(&s.Stage, c.Stage)
+	s.Flush, s.DelSets, s.DelChains = c.Flush, c.DelSets, c.DelChains
+	maps(&s.DelElems, c.DelMapElems)
+	elems(&s.DelElems, c.DelElems)
+	names(&s.AddChains, c.AddChains)
+	sets(&s.AddSets, c.AddSets)
+	elems(&s.AddElems, c.AddElems)
+	maps(&s.AddElems, c.AddMapElems)
+	names(&s.Fill, c.Fill)
+	return s
+}
+
+// elemText renders an address element for test output: "10.0.0.0" or "11.0.0.0 end".
+func elemText(e nftables.SetElement) string {
+	a, _ := netip.AddrFromSlice(e.Key)
+	if e.IntervalEnd {
+		return a.String() + " end"
+	}
+	return a.String()
+}
+
+func TestChanges(t *testing.T) {
+	def := loadPolicy(t, "")
+	// A network with two IPv4 subnets has them in a set.
+	two := testNetworks[1]
+	two.Subnets = prefixes("172.20.0.0/16", "172.22.0.0/16", "fd00:20::/64")
+	moved := two
+	moved.Subnets = prefixes("172.20.0.0/16", "172.24.0.0/16", "fd00:20::/64")
+	other := policy.Network{Name: "other", Bridge: "br-other", Subnets: prefixes("172.31.0.0/16")}
+	tighter := loadPolicy(t, "")
+	tighter.Sections[0].EgressDefault = policy.Deny
+	app4 := netSetName("fwd_br-0123456789ab") + "_4"
+	appChains := []string{"fwd_br-0123456789ab", "in_br-0123456789ab"}
+	otherChains := []string{"fwd_br-other", "fwd_br-other.spoof", "fwd_br-other.e3", "fwd_br-other.e4", "in_br-other", "in_br-other.spoof"}
+
+	tests := []struct {
+		name     string
+		from, to *Table
+		// edit changes the kernel state before planning; dump says whether
+		// the sets needDump names are dumped, as Apply does.
+		edit      func(*State)
+		noDump    bool
+		want      planSummary
+		wantEmpty bool
+	}{{
+		name:      "nothing changed",
+		from:      Build(def, testNetworks),
+		to:        Build(def, testNetworks),
+		wantEmpty: true,
+	}, {
+		// A new network adds its chains and its map elements; the base
+		// chains and the other networks stay untouched.
+		name: "network created",
+		from: Build(def, testNetworks),
+		to:   Build(def, append(testNetworks[:2:2], other)),
+		want: planSummary{
+			AddChains: otherChains,
+			AddElems:  []string{`fwd_if: "br-other" : goto fwd_br-other`, `in_if: "br-other" : goto in_br-other`},
+			Fill:      otherChains,
+		},
+	}, {
+		name: "network removed",
+		from: Build(def, append(testNetworks[:2:2], other)),
+		to:   Build(def, testNetworks),
+		want: planSummary{
+			Flush:     otherChains,
+			DelElems:  []string{`fwd_if: "br-other" : goto fwd_br-other`, `in_if: "br-other" : goto in_br-other`},
+			DelChains: otherChains,
+		},
+	}, {
+		// Compose recreates a network with another subnet on the same
+		// bridge name: the subnet set is edited in place, the element the
+		// old and new sets share untouched; the chains that look it up are
+		// refilled to record its new digest.
+		name: "set elements change",
+		from: Build(def, []policy.Network{testNetworks[0], two}),
+		to:   Build(def, []policy.Network{testNetworks[0], moved}),
+		want: planSummary{
+			Flush:    appChains,
+			DelElems: []string{app4 + ": 172.22.0.0", app4 + ": 172.23.0.0 end"},
+			AddElems: []string{app4 + ": 172.24.0.0", app4 + ": 172.25.0.0 end"},
+			Fill:     appChains,
+		},
+	}, {
+		// Without the dump, the set cannot be edited, and is replaced.
+		name:   "set not dumped",
+		from:   Build(def, []policy.Network{testNetworks[0], two}),
+		to:     Build(def, []policy.Network{testNetworks[0], moved}),
+		noDump: true,
+		want: planSummary{
+			Flush:   appChains,
+			DelSets: []string{app4},
+			AddSets: []string{app4},
+			Fill:    appChains,
+		},
+	}, {
+		// A set that did not exist is staged before the main transaction.
+		name: "new set",
+		from: Build(def, testNetworks),
+		to:   Build(def, []policy.Network{testNetworks[0], two}),
+		want: planSummary{
+			Stage: []string{app4},
+			Flush: appChains,
+			Fill:  appChains,
+		},
+	}, {
+		name: "set no longer used",
+		from: Build(def, []policy.Network{testNetworks[0], two}),
+		to:   Build(def, testNetworks),
+		want: planSummary{
+			Flush:   appChains,
+			DelSets: []string{app4},
+			Fill:    appChains,
+		},
+	}, {
+		name: "one rule changed",
+		from: Build(def, testNetworks),
+		to:   Build(tighter, testNetworks),
+		want: planSummary{
+			Flush:     []string{"fwd_br-0123456789ab", "fwd_docker0", "fwd_unknown"},
+			AddChains: []string{"fwd_br-0123456789ab.default", "fwd_docker0.default", "fwd_unknown.default"},
+			Fill:      []string{"fwd_br-0123456789ab", "fwd_br-0123456789ab.default", "fwd_docker0", "fwd_docker0.default", "fwd_unknown", "fwd_unknown.default"},
+		},
+	}, {
+		// A map that is not ours (no comment) is replaced whole, and the
+		// base chains that look it up are refilled.
+		name: "foreign map",
+		from: Build(def, testNetworks),
+		to:   Build(def, testNetworks),
+		edit: func(st *State) {
+			for i := range st.Sets {
+				if st.Sets[i].Name == "fwd_if" {
+					st.Sets[i].Comment = ""
+				}
+			}
+		},
+		want: planSummary{
+			Flush:   []string{"forward"},
+			DelSets: []string{"fwd_if"},
+			AddSets: []string{"fwd_if"},
+			Fill:    []string{"forward"},
+		},
+	}, {
+		// Someone adds a rule to a chain and an element to a map.
+		name: "tampered",
+		from: Build(def, testNetworks),
+		to:   Build(def, testNetworks),
+		edit: func(st *State) {
+			for i := range st.Sets {
+				if st.Sets[i].Name == "fwd_if" {
+					st.Sets[i].VMap = append(st.Sets[i].VMap, VMapElem{"eth0", "fwd_docker0"})
+				}
+			}
+			for i := range st.Chains {
+				if st.Chains[i].Name == "fwd_docker0" {
+					st.Chains[i].Rules = append(st.Chains[i].Rules, RuleState{Handle: 99})
+				}
+			}
+		},
+		want: planSummary{
+			Flush:    []string{"fwd_docker0"},
+			DelElems: []string{`fwd_if: "eth0" : goto fwd_docker0`},
+			Fill:     []string{"fwd_docker0"},
+		},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := stateOf(tt.from)
+			if tt.edit != nil {
+				tt.edit(st)
+			}
+			if !tt.to.baseChainsMatch(st) {
+				t.Fatal("base chains do not match")
+			}
+			if !tt.noDump {
+				dump(st, tt.from, tt.to.needDump(st))
+			}
+			c := tt.to.changes(st)
+			if c.empty() != tt.wantEmpty {
+				t.Fatalf("empty() = %v, want %v: %+v", c.empty(), tt.wantEmpty, summarize(c))
+			}
+			if got := Diff(tt.to, st); (len(got) == 0) != tt.wantEmpty {
+				t.Errorf("Diff = %q, but changes.empty() = %v", got, c.empty())
+			}
+			if tt.wantEmpty {
+				return
+			}
+			if diff := cmp.Diff(tt.want, summarize(c), cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("changes (-want +got):\n%s", diff)
+			}
+			// Whatever changes, our maps are never replaced and the base
+			// chains never re-created.
+			for _, name := range c.DelSets {
+				if strings.HasSuffix(name, "_if") && tt.edit == nil {
+					t.Errorf("map %s replaced", name)
+				}
+			}
+			for _, ch := range c.AddChains {
+				if ch.Hook != "" {
+					t.Errorf("base chain %s re-created", ch.Name)
+				}
+			}
+		})
+	}
+}
+
+func TestElemDiff(t *testing.T) {
+	set := func(ss ...string) *Set {
+		var rs []policy.Range
+		for _, s := range ss {
+			p := netip.MustParsePrefix(s)
+			rs = append(rs, policy.Range{From: p.Addr(), To: policy.LastAddr(p)})
+		}
+		return &Set{Name: "s", Kind: SetIPv4, Ranges: rs}
+	}
+	_, have := kernelSet(nil, set("10.0.0.0/8", "192.168.0.0/17"))
+	// The second range grows: its start stays, its end moves; 0.0.0.0/1 is new.
+	_, want := kernelSet(nil, set("0.0.0.0/1", "192.168.0.0/16"))
+	del, add := elemDiff(have, want)
+	var got []string
+	for _, e := range del {
+		got = append(got, "-"+elemText(e))
+	}
+	for _, e := range add {
+		got = append(got, "+"+elemText(e))
+	}
+	wantText := []string{"-10.0.0.0", "-11.0.0.0 end", "-192.168.128.0 end", "+0.0.0.0", "+128.0.0.0 end", "+192.169.0.0 end"}
+	if diff := cmp.Diff(wantText, got); diff != "" {
+		t.Errorf("elemDiff (-want +got):\n%s", diff)
+	}
+}
+
+func TestBaseChainsMatch(t *testing.T) {
+	tbl := Build(loadPolicy(t, ""), testNetworks)
+	st := stateOf(tbl)
+	if !tbl.baseChainsMatch(st) {
+		t.Fatal("own state does not match")
+	}
+	tbl.Priority = -20
+	if tbl.baseChainsMatch(st) {
+		t.Error("a priority change matches")
+	}
+	tbl.Priority = st.Chains[0].Priority
+	st.Chains = append(st.Chains, ChainState{Name: "foreign", Hook: "hook0"})
+	if tbl.baseChainsMatch(st) {
+		t.Error("a foreign base chain matches")
+	}
+}
