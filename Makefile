@@ -6,7 +6,7 @@ LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
 # Commands the demo and the tests need, and the Debian package that provides each.
 DEMO_DEPS := nft:nftables ip:iproute2 busybox:busybox-static
-TEST_DEPS := $(DEMO_DEPS) iptables:iptables nsenter:util-linux
+TEST_DEPS := $(DEMO_DEPS) iptables:iptables nsenter:util-linux dockerd:docker.io containerd:containerd runc:runc
 
 .PHONY: all build check test lint clean demo demo-root demo-deps test-deps
 
@@ -29,6 +29,20 @@ lint:
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
 
+# e2e runs the end-to-end suite (a real dockerd in a network namespace and
+# "dockerfence run" next to it) against Debian's Docker 20.10; make check
+# runs it too. e2e-docker29 builds Docker 29 (moby v2, about 5 minutes the
+# first time, cached after) and runs the same suite against it, with its
+# native nftables firewall backend.
+E2E := -count=1 -v -run TestDaemonAgainstDocker ./integration
+.PHONY: e2e e2e-docker29
+e2e: test-deps
+	$(GO) test $(E2E)
+
+e2e-docker29: test-deps
+	bin=$$(./scripts/build-docker29.sh | tail -n 1) && \
+	DOCKERFENCE_ENGINE=docker29 DOCKER29_BIN=$$bin $(GO) test $(E2E)
+
 test-deps:
 	@if [ "$$(id -u)" -ne 0 ]; then echo "make check: not root, so the integration tests will skip (they need network namespaces)" >&2; exit 0; fi; \
 	$(MAKE) --no-print-directory install-deps DEPS="$(TEST_DEPS)"
@@ -44,7 +58,10 @@ demo-root:
 demo-deps: demo-root
 	@$(MAKE) --no-print-directory install-deps DEPS="$(DEMO_DEPS)"
 
-# install-deps installs the packages of DEPS whose command is missing.
+# install-deps installs the packages of DEPS whose command is missing. A
+# policy-rc.d that refuses every start keeps the packages' services (dockerd,
+# containerd) from starting in the machine's own namespace: the tests start
+# their own daemons, each inside a network namespace of its own.
 .PHONY: install-deps
 install-deps:
 	@missing=""; \
@@ -54,7 +71,26 @@ install-deps:
 	if [ -n "$$missing" ]; then \
 		command -v apt-get >/dev/null 2>&1 || { echo "missing packages:$$missing (install them; no apt-get here)" >&2; exit 1; }; \
 		echo "installing$$missing"; \
-		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
+		rcd=""; \
+		if [ ! -e /usr/sbin/policy-rc.d ]; then \
+			rcd=/usr/sbin/policy-rc.d; printf '#!/bin/sh\nexit 101\n' > $$rcd; chmod 755 $$rcd; \
+		fi; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; rc=$$?; \
+		[ -z "$$rcd" ] || rm -f $$rcd; \
+		exit $$rc; \
+	fi
+
+# install puts the binary, the systemd unit and (if there is none yet) the
+# default policy in place; it does not enable or start anything.
+PREFIX ?= /usr/local
+.PHONY: install
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/dockerfence
+	install -D -m 0644 packaging/dockerfence.service $(DESTDIR)/etc/systemd/system/dockerfence.service
+	@if [ ! -e $(DESTDIR)/etc/dockerfence/policy.yaml ]; then \
+		install -d -m 0755 $(DESTDIR)/etc/dockerfence && \
+		$(BIN) policy default > $(DESTDIR)/etc/dockerfence/policy.yaml && \
+		echo "wrote the default policy to $(DESTDIR)/etc/dockerfence/policy.yaml"; \
 	fi
 
 clean:

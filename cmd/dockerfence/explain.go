@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/dockerfence/dockerfence/daemon"
 	"github.com/dockerfence/dockerfence/policy"
 	"github.com/spf13/cobra"
 )
@@ -68,7 +69,7 @@ func explainNetwork(cmd *cobra.Command, g *globalFlags, s string) (policy.Networ
 	if err != nil {
 		return policy.Network{Name: s}, fmt.Sprintf("%v: labels and subnets unknown, so label and subnet matches and 'self' cannot hold", err)
 	}
-	for _, n := range nets {
+	for _, n := range daemon.FromDocker(nets, nil) {
 		if n.Name == s {
 			return n, ""
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dockerfence/dockerfence/bridge"
+	"github.com/dockerfence/dockerfence/daemon"
 	"github.com/dockerfence/dockerfence/docker"
 	"github.com/dockerfence/dockerfence/nft"
 	"github.com/dockerfence/dockerfence/policy"
@@ -64,19 +65,18 @@ func discover(ctx context.Context, g *globalFlags, pol *policy.Policy) (*discove
 	if err != nil {
 		return nil, fmt.Errorf("list bridges: %w", err)
 	}
-	nets, derr := dockerNetworks(ctx, g.dockerHost)
+	dn, derr := dockerNetworks(ctx, g.dockerHost)
 	if derr == nil {
-		fillSubnets(nets, bridges)
-		return &discovery{Networks: nets, FromDocker: true}, nil
+		return &discovery{Networks: daemon.FromDocker(dn, bridges), FromDocker: true}, nil
 	}
 	if pol != nil && pol.NeedsDocker() {
 		return nil, fmt.Errorf("%v; the policy matches networks by name or label, which needs Docker: start Docker or set --docker-host, or match by subnet or bridge", derr)
 	}
 	slog.Debug("Docker not reachable; fencing bridges found over netlink", "err", derr)
-	return &discovery{Networks: bridgeNetworks(bridges), DockerErr: derr}, nil
+	return &discovery{Networks: daemon.FromBridges(bridges), DockerErr: derr}, nil
 }
 
-func dockerNetworks(ctx context.Context, host string) ([]policy.Network, error) {
+func dockerNetworks(ctx context.Context, host string) ([]docker.Network, error) {
 	c, err := docker.Dial(host)
 	if err != nil {
 		return nil, err
@@ -91,42 +91,7 @@ func dockerNetworks(ctx context.Context, host string) ([]policy.Network, error) 
 		}
 		return nil, err
 	}
-	out := make([]policy.Network, len(dn))
-	for i, n := range dn {
-		out[i] = policy.Network{ID: n.ID, Name: n.Name, Bridge: n.Bridge, Labels: n.Labels, Subnets: n.Subnets}
-	}
-	return out, nil
-}
-
-// fillSubnets gives Docker networks without IPAM subnets those of their bridge.
-func fillSubnets(nets []policy.Network, bridges []bridge.Bridge) {
-	by := map[string]bridge.Bridge{}
-	for _, b := range bridges {
-		by[b.Name] = b
-	}
-	for i := range nets {
-		if len(nets[i].Subnets) == 0 {
-			nets[i].Subnets = by[nets[i].Bridge].Subnets
-		}
-	}
-}
-
-// bridgeNetworks turns bridges into networks. Only docker0 and br-* look like
-// Docker's, and only they get a name (the bridge's) that name patterns can match.
-func bridgeNetworks(bridges []bridge.Bridge) []policy.Network {
-	out := make([]policy.Network, 0, len(bridges))
-	for _, b := range bridges {
-		n := policy.Network{Bridge: b.Name, Subnets: b.Subnets}
-		if isDockerBridge(b.Name) {
-			n.Name = b.Name
-		}
-		out = append(out, n)
-	}
-	return out
-}
-
-func isDockerBridge(name string) bool {
-	return name == "docker0" || len(name) > 3 && name[:3] == "br-"
+	return dn, nil
 }
 
 // build loads the policy, discovers networks and builds the table.

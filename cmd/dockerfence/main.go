@@ -71,6 +71,6 @@ later does to its chains, so recreating a network no longer opens the fence.`,
 	pf.StringVar(&g.logLevel, "log-level", "info", "debug, info, warn or error")
 	pf.StringVar(&g.resolvConf, "resolv-conf", "/etc/resolv.conf", "file whose nameservers make up @resolvers")
 	_ = pf.MarkHidden("resolv-conf")
-	root.AddCommand(applyCmd(g), planCmd(g), statusCmd(g), checkCmd(g), explainCmd(g), deleteCmd(g), policyCmd(), versionCmd(g))
+	root.AddCommand(applyCmd(g), runCmd(g), planCmd(g), statusCmd(g), checkCmd(g), explainCmd(g), deleteCmd(g), policyCmd(), versionCmd(g))
 	return root
 }

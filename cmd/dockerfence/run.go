@@ -1,0 +1,101 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/dockerfence/dockerfence/bridge"
+	"github.com/dockerfence/dockerfence/daemon"
+	"github.com/dockerfence/dockerfence/docker"
+	"github.com/dockerfence/dockerfence/nft"
+	"github.com/dockerfence/dockerfence/policy"
+	"github.com/spf13/cobra"
+)
+
+func runCmd(g *globalFlags) *cobra.Command {
+	var cfg daemon.Config
+	var noDocker bool
+	cmd := &cobra.Command{
+		Use:   "run [-c FILE]",
+		Short: "Keep the fence true: follow Docker, repair the table, reload the policy",
+		Long: `run is the daemon (systemd starts it before Docker). It applies the policy at
+once and then keeps table inet dockerfence equal to it:
+
+  Docker creates, removes or recreates a network, or starts a container
+      The table is rebuilt within about 100 ms of the burst of events. A
+      network recreated by "docker compose down && up" (new id, new bridge,
+      maybe a new subnet) is fenced again by the section that matches it.
+      A bridge named docker0 or br-* that appears before that is already
+      fenced by the "*" section, if the policy has one.
+  Docker stops, restarts or is not running yet
+      The fence stays as it is and follows the networks Docker last
+      reported; run reconnects with backoff and resyncs everything when
+      Docker is back. Started before Docker, it fences the bridges it finds.
+  Someone deletes or flushes the table, or changes its chains or sets
+      ("nft flush ruleset", "nft delete table inet dockerfence", a firewall
+      reload)  The table is repaired at once, well within a second.
+  The policy file changes, or run gets SIGHUP
+      The policy is reloaded. An invalid policy is logged with file:line:col
+      and the previous policy stays in force.
+  An apply fails
+      The table stays as it was and the sync is retried with backoff
+      (100 ms doubling to 10 s).
+  Every 30 s
+      A full resync, in case an event was missed.
+  SIGTERM or SIGINT
+      run exits and leaves the table in place: the fence stays closed while
+      the daemon is down. Only "dockerfence delete" removes it.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+
+			cfg.LoadPolicy = func() (*policy.Policy, error) { return loadPolicy(g) }
+			cfg.PolicyFile = g.config
+			if cfg.PolicyFile == "" {
+				cfg.PolicyFile = defaultPolicyPath
+			}
+			cfg.Reload = hup
+			if !noDocker {
+				c, err := docker.Dial(g.dockerHost)
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				cfg.Docker = c
+				slog.Info("following Docker", "host", c.Host())
+			}
+			cfg.Bridges = bridge.Netlink{}.Bridges
+			cfg.Kernel = nft.Kernel{}
+			cfg.Log = slog.Default()
+			cfg.Ready = func() {
+				if err := sdNotify("READY=1"); err != nil {
+					slog.Warn("could not tell systemd the fence is up", "err", err)
+				}
+			}
+			slog.Info("dockerfence run starting", "version", version, "pid", os.Getpid(), "policy", cfg.PolicyFile)
+			return daemon.Run(ctx, cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.DurationVar(&cfg.Resync, "resync", 30*time.Second, "period of the full resync")
+	f.DurationVar(&cfg.Debounce, "debounce", 50*time.Millisecond, "how long to gather a burst of Docker events (at most 100ms)")
+	f.BoolVar(&noDocker, "no-docker", false, "do not follow Docker: fence the bridges found over netlink (policies that match by name or label then match nothing)")
+	cmd.PreRunE = func(*cobra.Command, []string) error {
+		if cfg.Debounce <= 0 || cfg.Debounce > 100*time.Millisecond {
+			return fmt.Errorf("--debounce %v: use a duration above 0 and at most 100ms", cfg.Debounce)
+		}
+		if cfg.Resync < time.Second {
+			return fmt.Errorf("--resync %v: use at least 1s", cfg.Resync)
+		}
+		return nil
+	}
+	return cmd
+}

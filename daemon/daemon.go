@@ -1,0 +1,381 @@
+// Package daemon keeps dockerfence's table true while Docker creates,
+// removes and recreates networks, while Docker restarts, while the policy
+// file changes and while other programs touch the ruleset.
+//
+// Every sync rebuilds the desired table from the policy and the networks
+// found, and applies it; nft.Kernel.Apply sends nothing when the kernel
+// already matches. Syncs are triggered by Docker events (coalesced), by
+// changes of the table by other processes (at once), by a policy reload, by
+// a periodic resync, and by the retry of a failed sync.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/dockerfence/dockerfence/bridge"
+	"github.com/dockerfence/dockerfence/docker"
+	"github.com/dockerfence/dockerfence/nft"
+	"github.com/dockerfence/dockerfence/policy"
+)
+
+// Kernel is what the daemon needs of nft.Kernel.
+type Kernel interface {
+	Apply(t *nft.Table) (bool, error)
+	Read(table string) (*nft.State, error)
+	Watch(ctx context.Context, table string, out chan<- nft.Change) error
+}
+
+// Docker is what the daemon needs of docker.Client.
+type Docker interface {
+	Networks(ctx context.Context) ([]docker.Network, error)
+	Follow(ctx context.Context, out chan<- docker.Update, b docker.Backoff)
+}
+
+// Config is what Run needs. Zero durations take the defaults.
+type Config struct {
+	// LoadPolicy loads the policy; it is called at start and on every reload.
+	LoadPolicy func() (*policy.Policy, error)
+	// PolicyFile, if set, is watched: a change of it reloads the policy.
+	PolicyFile string
+	// Reload delivers reload requests (SIGHUP).
+	Reload <-chan os.Signal
+	// Docker is nil when the daemon runs without Docker.
+	Docker Docker
+	// Bridges lists the bridges over netlink.
+	Bridges func() ([]bridge.Bridge, error)
+	Kernel  Kernel
+	Log     *slog.Logger
+	// Resync is the period of the full resync (default 30 s); Debounce
+	// coalesces bursts of Docker events (default 50 ms, at most 100 ms);
+	// RetryMin and RetryMax bound the backoff of failed syncs (100 ms, 10 s).
+	Resync, Debounce, RetryMin, RetryMax time.Duration
+	// PollPolicy is how often PolicyFile is checked (default 1 s).
+	PollPolicy time.Duration
+	// OnSync, if set, is called after every sync, for tests and metrics.
+	OnSync func(Result)
+	// Ready, if set, is called once after the first sync, so that systemd
+	// starts Docker only once the fence is up.
+	Ready func()
+}
+
+// Result is the outcome of one sync.
+type Result struct {
+	// Reason says what triggered the sync.
+	Reason string
+	// Changed says whether the kernel's table was changed.
+	Changed bool
+	// Source says where the networks came from: "docker", "docker (last
+	// known)", "netlink" or "" when the sync was skipped.
+	Source string
+	Table  *nft.Table
+	Err    error
+	Took   time.Duration
+}
+
+func (c *Config) defaults() {
+	set := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	set(&c.Resync, 30*time.Second)
+	set(&c.Debounce, 50*time.Millisecond)
+	set(&c.RetryMin, 100*time.Millisecond)
+	set(&c.RetryMax, 10*time.Second)
+	set(&c.PollPolicy, time.Second)
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+}
+
+// daemon is the state of one Run, owned by its loop goroutine.
+type daemon struct {
+	cfg Config
+	pol *policy.Policy
+	// dockerUp says whether Docker's event stream is up; cached holds the
+	// networks Docker last reported (haveCache once it did).
+	dockerUp  bool
+	cached    []policy.Network
+	haveCache bool
+	retry     time.Duration
+}
+
+// Run keeps the table true until ctx ends, and then returns nil, leaving
+// the table in place so that the fence stays closed. It returns an error
+// only if the policy cannot be loaded at start.
+func Run(ctx context.Context, cfg Config) error {
+	cfg.defaults()
+	pol, err := cfg.LoadPolicy()
+	if err != nil {
+		return err
+	}
+	d := &daemon{cfg: cfg, pol: pol}
+	log := cfg.Log
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	dockerCh := make(chan docker.Update, 16)
+	if cfg.Docker != nil {
+		go cfg.Docker.Follow(ctx, dockerCh, docker.Backoff{Min: cfg.RetryMin, Max: 5 * time.Second})
+		// Give Docker a moment to answer before the first sync, so that a
+		// running Docker's names and labels are known from the start.
+		select {
+		case u := <-dockerCh:
+			d.docker(u)
+		case <-time.After(2 * time.Second):
+			log.Warn("Docker does not answer yet; fencing what is known without it until it does")
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	kernelCh := make(chan nft.Change, 16)
+	resyncCh := make(chan string, 1)
+	go d.watchKernel(ctx, pol.Settings.Table, kernelCh, resyncCh)
+	policyCh := make(chan struct{}, 1)
+	if cfg.PolicyFile != "" {
+		last := fileStamp(cfg.PolicyFile) // now, so that no change after Run starts is missed
+		go watchFile(ctx, cfg.PolicyFile, last, cfg.PollPolicy, policyCh)
+	}
+
+	d.sync(ctx, "start")
+	if cfg.Ready != nil {
+		cfg.Ready()
+	}
+	resync := time.NewTicker(cfg.Resync)
+	defer resync.Stop()
+	var debounce <-chan time.Time
+	debounceReasons := 0
+	for {
+		// A failed sync is retried after its backoff, unless another
+		// trigger syncs first.
+		var retry <-chan time.Time
+		if d.retry > 0 {
+			retry = time.After(d.retry)
+		}
+		select {
+		case <-ctx.Done():
+			log.Info("stopping; the table stays in place, so the fence stays closed (dockerfence delete removes it)")
+			return nil
+		case u := <-dockerCh:
+			switch d.docker(u) {
+			case docker.Connected:
+				d.sync(ctx, "Docker connected")
+			case docker.Changed:
+				debounceReasons++
+				if debounce == nil {
+					debounce = time.After(cfg.Debounce)
+				}
+			}
+		case <-debounce:
+			debounce = nil
+			d.sync(ctx, fmt.Sprintf("%d Docker events", debounceReasons))
+			debounceReasons = 0
+		case ch := <-kernelCh:
+			d.sync(ctx, fmt.Sprintf("table changed by pid %d (%s)", ch.Pid, ch.Proc))
+		case why := <-resyncCh:
+			d.sync(ctx, why)
+		case <-cfg.Reload:
+			d.reload(ctx, "SIGHUP")
+		case <-policyCh:
+			d.reload(ctx, "policy file changed")
+		case <-resync.C:
+			d.sync(ctx, "periodic resync")
+		case <-retry:
+			d.sync(ctx, "retry")
+		}
+	}
+}
+
+// docker records what an update says about Docker and returns its signal.
+func (d *daemon) docker(u docker.Update) docker.Signal {
+	switch u.Signal {
+	case docker.Connected:
+		if !d.dockerUp {
+			d.cfg.Log.Info("Docker connected; resyncing all networks")
+		}
+		d.dockerUp = true
+	case docker.Lost:
+		if d.dockerUp || !d.haveCache {
+			d.cfg.Log.Warn("lost Docker's event stream; the fence stays as it is and follows the last known networks until Docker is back", "err", u.Err)
+		}
+		d.dockerUp = false
+	case docker.Changed:
+		d.cfg.Log.Debug("Docker event", "event", u.Event)
+	}
+	return u.Signal
+}
+
+// reload loads the policy again; a bad policy is logged and the old one kept.
+func (d *daemon) reload(ctx context.Context, why string) {
+	pol, err := d.cfg.LoadPolicy()
+	if err != nil {
+		d.cfg.Log.Error("policy reload failed; the previous policy stays in force", "trigger", why, "err", err)
+		return
+	}
+	if pol.Settings.Table != d.pol.Settings.Table {
+		d.cfg.Log.Error("policy reload refused: settings.table changed; restart the daemon to move the fence to another table (and delete the old one)", "trigger", why, "table", d.pol.Settings.Table, "new", pol.Settings.Table)
+		return
+	}
+	d.pol = pol
+	d.cfg.Log.Info("policy reloaded", "trigger", why, "source", pol.Source)
+	d.sync(ctx, "policy reload")
+}
+
+// sync rebuilds the table and applies it; a failure schedules a retry.
+func (d *daemon) sync(ctx context.Context, reason string) {
+	start := time.Now()
+	res := Result{Reason: reason}
+	defer func() {
+		res.Took = time.Since(start)
+		if d.cfg.OnSync != nil {
+			d.cfg.OnSync(res)
+		}
+	}()
+	nets, source, err := d.networks(ctx)
+	if err != nil {
+		res.Err = err
+		d.failed(reason, err)
+		return
+	}
+	if source == "netlink" && d.pol.NeedsDocker() && d.cfg.Docker != nil {
+		// Without Docker, sections that match by name or label match
+		// nothing; an existing table fences better than a rebuilt one.
+		if st, err := d.cfg.Kernel.Read(d.pol.Settings.Table); err == nil && st != nil {
+			d.cfg.Log.Debug("Docker not known yet; keeping the existing table", "reason", reason)
+			d.retry = 0
+			return
+		}
+	}
+	res.Source = source
+	t := nft.Build(d.pol, nets)
+	res.Table = t
+	res.Changed, res.Err = d.cfg.Kernel.Apply(t)
+	if res.Err != nil {
+		d.failed(reason, res.Err)
+		return
+	}
+	d.retry = 0
+	if res.Changed {
+		d.cfg.Log.Info("table applied", "reason", reason, "networks", len(t.Fenced), "unfenced", len(t.Unfenced), "source", source, "took", time.Since(start).Round(time.Microsecond))
+		for _, w := range t.Warnings {
+			d.cfg.Log.Warn(w)
+		}
+	} else {
+		d.cfg.Log.Debug("table up to date", "reason", reason)
+	}
+}
+
+func (d *daemon) failed(reason string, err error) {
+	if d.retry == 0 {
+		d.retry = d.cfg.RetryMin
+	} else {
+		d.retry = min(2*d.retry, d.cfg.RetryMax)
+	}
+	d.cfg.Log.Error("sync failed; the table stays as it was, retrying", "reason", reason, "err", err, "retry_in", d.retry)
+}
+
+// dockerTimeout bounds one network listing.
+const dockerTimeout = 5 * time.Second
+
+// networks returns the networks to fence and where they came from.
+func (d *daemon) networks(ctx context.Context) ([]policy.Network, string, error) {
+	bridges, err := d.cfg.Bridges()
+	if err != nil {
+		return nil, "", fmt.Errorf("list bridges: %w", err)
+	}
+	if d.cfg.Docker != nil && d.dockerUp {
+		ctx, cancel := context.WithTimeout(ctx, dockerTimeout)
+		dn, err := d.cfg.Docker.Networks(ctx)
+		cancel()
+		if err == nil {
+			d.cached, d.haveCache = FromDocker(dn, bridges), true
+			return d.cached, "docker", nil
+		}
+		if !errors.Is(err, docker.ErrUnreachable) {
+			return nil, "", err
+		}
+		d.cfg.Log.Warn("Docker unreachable while listing networks", "err", err)
+	}
+	if d.haveCache {
+		return d.cached, "docker (last known)", nil
+	}
+	return FromBridges(bridges), "netlink", nil
+}
+
+// watchKernel runs Kernel.Watch, forwarding changes by other processes to
+// out; when the watch fails or overruns it asks for a resync and watches again.
+func (d *daemon) watchKernel(ctx context.Context, table string, out chan<- nft.Change, resync chan<- string) {
+	self := uint32(os.Getpid())
+	changes := make(chan nft.Change, 16)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case ch := <-changes:
+				if ch.Pid == self {
+					continue
+				}
+				select {
+				case out <- ch:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	delay := d.cfg.RetryMin
+	for {
+		err := d.cfg.Kernel.Watch(ctx, table, changes)
+		if ctx.Err() != nil {
+			return
+		}
+		d.cfg.Log.Warn("nftables monitor stopped; resyncing and subscribing again", "err", err)
+		select {
+		case resync <- "nftables monitor restarted":
+		default:
+		}
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return
+		}
+		if !errors.Is(err, nft.ErrOverrun) {
+			delay = min(2*delay, d.cfg.RetryMax)
+		}
+	}
+}
+
+// fileStamp identifies a file's version by its size, time and inode.
+func fileStamp(path string) string {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "missing"
+	}
+	return fmt.Sprintf("%d %d %v", fi.Size(), fi.ModTime().UnixNano(), inode(fi))
+}
+
+// watchFile signals out when the file's stamp is no longer last.
+func watchFile(ctx context.Context, path, last string, every time.Duration, out chan<- struct{}) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if s := fileStamp(path); s != last {
+				last = s
+				select {
+				case out <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}
+}
