@@ -1,0 +1,182 @@
+package dockerd
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/pkg/stdcopy"
+)
+
+// Label is set on every container that RunContainer creates.
+const Label = "dockerfence.test"
+
+// CreateNetwork creates a bridge network called name with the IPv4 subnet
+// (e.g. "10.77.0.0/24") and labels, and returns its id and the name of its
+// Linux bridge, "br-" followed by the first 12 characters of the id.
+func (d *Daemon) CreateNetwork(t testing.TB, name, subnet string, labels map[string]string) (id, bridge string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
+	defer cancel()
+	resp, err := d.Client.NetworkCreate(ctx, name, network.CreateOptions{
+		Driver: "bridge",
+		IPAM:   &network.IPAM{Config: []network.IPAMConfig{{Subnet: subnet}}},
+		Labels: labels,
+	})
+	if err != nil {
+		t.Fatalf("dockerd (%s): create network %s %s: %v", d.Engine.Name, name, subnet, err)
+	}
+	if len(resp.ID) < 12 {
+		t.Fatalf("dockerd (%s): create network %s: bad id %q", d.Engine.Name, name, resp.ID)
+	}
+	return resp.ID, "br-" + resp.ID[:12]
+}
+
+// RemoveNetwork removes the network name (or id).
+func (d *Daemon) RemoveNetwork(t testing.TB, name string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
+	defer cancel()
+	if err := d.Client.NetworkRemove(ctx, name); err != nil {
+		t.Fatalf("dockerd (%s): remove network %s: %v", d.Engine.Name, name, err)
+	}
+}
+
+// RunContainer creates and starts a container called name from Image on
+// network, running "sleep 3600", and returns its id. Its stop signal is
+// SIGKILL (sleep as pid 1 ignores SIGTERM), so stopping it, or stopping
+// dockerd, does not wait for a timeout.
+func (d *Daemon) RunContainer(t testing.TB, name, network string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
+	defer cancel()
+	resp, err := d.Client.ContainerCreate(ctx,
+		&container.Config{
+			Image:      Image,
+			Cmd:        []string{"sleep", "3600"},
+			StopSignal: "SIGKILL",
+			Labels:     map[string]string{Label: "1"},
+		},
+		&container.HostConfig{NetworkMode: container.NetworkMode(network)},
+		nil, nil, name)
+	if err != nil {
+		t.Fatalf("dockerd (%s): create container %s on %s: %v", d.Engine.Name, name, network, err)
+	}
+	if err := d.Client.ContainerStart(ctx, resp.ID, container.StartOptions{}); err != nil {
+		t.Fatalf("dockerd (%s): start container %s: %v\n%s", d.Engine.Name, name, err, d.logTail("dockerd.log"))
+	}
+	return resp.ID
+}
+
+// RemoveContainer force-removes the container name (or id), running or not.
+func (d *Daemon) RemoveContainer(t testing.TB, name string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
+	defer cancel()
+	if err := d.Client.ContainerRemove(ctx, name, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil {
+		t.Fatalf("dockerd (%s): remove container %s: %v", d.Engine.Name, name, err)
+	}
+}
+
+// Exec runs cmd in the running container (name or id), like "docker exec",
+// and returns its exit code and its output, stdout then stderr. It fails the
+// test only if the command cannot be run.
+func (d *Daemon) Exec(t testing.TB, container string, cmd ...string) (exitCode int, output string) {
+	t.Helper()
+	code, out, err := d.exec(container, cmd, apiTimeout)
+	if err != nil {
+		t.Fatalf("dockerd (%s): exec %q in %s: %v", d.Engine.Name, cmd, container, err)
+	}
+	return code, out
+}
+
+func (d *Daemon) exec(ctr string, cmd []string, timeout time.Duration) (int, string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	ex, err := d.Client.ContainerExecCreate(ctx, ctr, container.ExecOptions{Cmd: cmd, AttachStdout: true, AttachStderr: true})
+	if err != nil {
+		return 0, "", err
+	}
+	att, err := d.Client.ContainerExecAttach(ctx, ex.ID, container.ExecAttachOptions{})
+	if err != nil {
+		return 0, "", err
+	}
+	defer att.Close()
+	var stdout, stderr bytes.Buffer
+	if _, err := stdcopy.StdCopy(&stdout, &stderr, att.Reader); err != nil {
+		return 0, "", fmt.Errorf("read output: %w", err)
+	}
+	// The exit code may lag a little behind the end of the output.
+	for {
+		ins, err := d.Client.ContainerExecInspect(ctx, ex.ID)
+		if err != nil {
+			return 0, "", err
+		}
+		if !ins.Running {
+			return ins.ExitCode, stdout.String() + stderr.String(), nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, "", fmt.Errorf("exec still running: %w", ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// TCP connects from inside the container to addr ("host:port", IPv6 in
+// brackets) with busybox nc and reports "ok", "refused" (reset, or an ICMP
+// error such as admin-prohibited or unreachable) or "timeout" (no answer
+// within timeout, rounded up to whole seconds). Anything else is returned as
+// nc's output. Only the connection is tested: nc runs "true" as soon as it
+// is connected, so the server's behaviour afterwards does not matter.
+//
+// As with topo.NS.DialTCP, an ICMP reject may only be noticed on the first
+// SYN retransmission after about a second: use a timeout of at least 2s
+// where a reject is expected.
+func (d *Daemon) TCP(t testing.TB, container, addr string, timeout time.Duration) string {
+	t.Helper()
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatalf("dockerd: TCP probe: %v", err)
+	}
+	secs := int(math.Ceil(timeout.Seconds()))
+	if secs < 1 {
+		secs = 1
+	}
+	code, out, err := d.exec(container, []string{"nc", "-w", fmt.Sprint(secs), host, port, "-e", "true"}, time.Duration(secs)*time.Second+apiTimeout)
+	if err != nil {
+		t.Fatalf("dockerd (%s): TCP probe %s from %s: %v", d.Engine.Name, addr, container, err)
+	}
+	return classifyNC(code, out)
+}
+
+// classifyNC maps the exit code and output of busybox nc (as verified with
+// busybox 1.35) to "ok", "refused" or "timeout".
+func classifyNC(code int, out string) string {
+	out = strings.TrimSpace(out)
+	if code == 0 {
+		return "ok"
+	}
+	switch {
+	case strings.HasSuffix(out, "timed out"):
+		return "timeout"
+	case strings.Contains(out, "can't connect"):
+		for _, refused := range []string{
+			"Connection refused", "Connection reset by peer", // TCP reset
+			"No route to host", "Network is unreachable", // ICMP unreachable
+			"Permission denied", "Operation not permitted", // ICMP admin prohibited
+		} {
+			if strings.HasSuffix(out, refused) {
+				return "refused"
+			}
+		}
+	}
+	return fmt.Sprintf("nc exit %d: %s", code, out)
+}

@@ -1,0 +1,350 @@
+package integration
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dockerfence/dockerfence/integration/dockerd"
+	"github.com/dockerfence/dockerfence/integration/topo"
+	"github.com/dockerfence/dockerfence/nft"
+)
+
+// engine returns the Docker engine the end-to-end suite runs against:
+// Debian's docker.io by default, or Docker 29 (moby v2, native nftables
+// firewall backend) with DOCKERFENCE_ENGINE=docker29, built by
+// scripts/build-docker29.sh into DOCKER29_BIN.
+func engine(t *testing.T) dockerd.Engine {
+	switch e := os.Getenv("DOCKERFENCE_ENGINE"); e {
+	case "", "debian":
+		return dockerd.Debian()
+	case "docker29":
+		bin := os.Getenv("DOCKER29_BIN")
+		if bin == "" {
+			t.Fatal("DOCKERFENCE_ENGINE=docker29 needs DOCKER29_BIN, the directory scripts/build-docker29.sh prints")
+		}
+		// The native nftables firewall backend is the point. A runc built
+		// without seccomp needs the unconfined profile; Debian's docker-proxy
+		// is too old for Docker 29, so it gets its own.
+		return dockerd.Engine{Name: "docker29", Dockerd: filepath.Join(bin, "dockerd"), PathPrefix: bin,
+			Args: []string{"--firewall-backend=nftables", "--seccomp-profile=unconfined", "--userland-proxy-path=" + filepath.Join(bin, "docker-proxy")}}
+	default:
+		t.Fatalf("DOCKERFENCE_ENGINE=%q: use debian or docker29", e)
+	}
+	return dockerd.Engine{}
+}
+
+// e2ePolicy fences the network named app tightly and every other Docker
+// network loosely.
+const e2ePolicy = `version: 1
+networks:
+  - match: {name: app}
+    egress:
+      - allow: 192.168.100.1
+        proto: tcp
+        ports: [3128]
+        comment: proxy
+      - deny: 192.168.0.0/16
+        comment: LAN
+    egress_default: allow
+  - match: {name: "*"}
+    egress:
+      - deny: 192.168.100.50
+        comment: database
+    egress_default: allow
+`
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// daemonProc is a dockerfence run started by a test (with nsenter, which
+// execs it: the pid is the daemon's).
+type daemonProc struct {
+	cmd    *exec.Cmd
+	log    *syncBuffer
+	exited chan struct{} // closed when it has exited; err is then set
+	err    error
+}
+
+// startDaemon starts "dockerfence run" in the Host namespace, following d.
+// Cleanup stops it with SIGTERM (SIGKILL after 5s) if it still runs.
+func (e *env) startDaemon(d *dockerd.Daemon, pol string) *daemonProc {
+	e.t.Helper()
+	p := &daemonProc{log: &syncBuffer{}, exited: make(chan struct{})}
+	p.cmd = exec.Command("nsenter", "--net="+e.tp.Host.Path(), binary, "run", "--log-level", "debug",
+		"--resolv-conf", e.resolvConf, "--docker-host", "unix://"+d.Sock, "-c", pol)
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	if err := p.cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.exited) }()
+	e.t.Cleanup(func() {
+		select {
+		case <-p.exited:
+		default:
+			p.cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-p.exited:
+			case <-time.After(5 * time.Second):
+				p.cmd.Process.Kill()
+				<-p.exited
+			}
+		}
+		if e.t.Failed() {
+			e.t.Logf("dockerfence run log:\n%s", p.log.String())
+		}
+	})
+	return p
+}
+
+// waitLog waits until the daemon's log contains s.
+func (p *daemonProc) waitLog(t *testing.T, s string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(p.log.String(), s) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the daemon did not log %q within 10s:\n%s", s, p.log.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// kernel reads the Host namespace's table.
+func (e *env) kernel() nft.Kernel { return nft.Kernel{NetNS: int(e.tp.Host.Handle())} }
+
+// waitFenced polls the table until the bridge has its own chain in the
+// forward verdict map, and returns how long that took.
+func (e *env) waitFenced(bridge string, since time.Time) time.Duration {
+	e.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if e.mapped(bridge) {
+			return time.Since(since)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	e.t.Fatalf("bridge %s not fenced by its own chain within 10s", bridge)
+	return 0
+}
+
+// mapped reports whether the table maps bridge to a chain of its own.
+func (e *env) mapped(bridge string) bool {
+	st, err := e.kernel().Read("dockerfence")
+	if err != nil || st == nil {
+		return false
+	}
+	for _, s := range st.Sets {
+		if s.Name == "fwd_if" {
+			for _, el := range s.VMap {
+				if el.Key == bridge && el.Chain == "fwd_"+bridge {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// catchAll reports whether the table's forward chain sends unknown br-*
+// bridges to the "*" section.
+func (e *env) catchAll() bool {
+	out, err := e.tp.Host.Try("nft", "list", "chain", "inet", "dockerfence", "forward")
+	for _, l := range strings.Split(out, "\n") {
+		if err == nil && strings.Contains(l, `iifname "br-*"`) && strings.Contains(l, "goto fwd_unknown") {
+			return true
+		}
+	}
+	return false
+}
+
+// TestDaemonAgainstDocker runs dockerd (Debian's, or Docker 29) in the Host
+// namespace and "dockerfence run" next to it, and proves with packets from
+// inside containers that the fence follows Docker, heals, and stays.
+func TestDaemonAgainstDocker(t *testing.T) {
+	e := newEnv(t)
+	e.lanServers()
+	eng := engine(t)
+	start := time.Now()
+	d := dockerd.Start(t, e.tp.Host, eng)
+	v, err := d.Client.ServerVersion(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s dockerd %s (API %s) started with the busybox image in %v", eng.Name, v.Version, v.APIVersion, time.Since(start).Round(time.Millisecond))
+	// Prove the engine is the one claimed. A moby v2 built with go install
+	// calls itself "library-import"; its API version (1.52 is Docker 29.0)
+	// tells it apart, and its nftables backend shows once a network exists.
+	var apiMinor int
+	fmt.Sscanf(v.APIVersion, "1.%d", &apiMinor)
+	if eng.Name == "docker29" && apiMinor < 52 || eng.Name == "debian" && !strings.HasPrefix(v.Version, "20.10") {
+		t.Fatalf("engine %s is dockerd %s (API %s)", eng.Name, v.Version, v.APIVersion)
+	}
+	checkBackend := func() {
+		tables := e.tp.Host.Run(t, "nft", "list", "tables")
+		if native := strings.Contains(tables, "docker-bridges"); native != (eng.Name == "docker29") {
+			t.Errorf("engine %s: nftables tables in its namespace:\n%s", eng.Name, tables)
+		}
+	}
+	pol := e.write("policy.yaml", e2ePolicy)
+	df := e.startDaemon(d, pol)
+	var timings []string
+	report := func(format string, args ...any) {
+		s := fmt.Sprintf(format, args...)
+		timings = append(timings, s)
+		t.Log(s)
+	}
+	t.Cleanup(func() { t.Logf("time to fence on %s:\n  %s", eng.Name, strings.Join(timings, "\n  ")) })
+
+	proxy, db := hostPort(topo.LANProxy4, 3128), hostPort(topo.LANDB4, 5432)
+	probe := func(ctr string, want map[string]string) {
+		t.Helper()
+		for addr, w := range want {
+			if got := d.TCP(t, ctr, addr, 3*time.Second); got != w {
+				t.Errorf("%s -> %s: %s, want %s", ctr, addr, got, w)
+			}
+		}
+	}
+
+	var appBridge string
+	t.Run("named network, containers started after the daemon", func(t *testing.T) {
+		created := time.Now()
+		_, appBridge = d.CreateNetwork(t, "app", "10.10.0.0/24", nil)
+		report("network app created: fenced by its own section after %v", e.waitFenced(appBridge, created).Round(time.Millisecond))
+		checkBackend()
+		d.RunContainer(t, "web1", "app")
+		probe("web1", map[string]string{proxy: "ok", db: "refused", hostPort(topo.LANDNS4, 53): "refused", hostPort(topo.InetIP4, 80): "ok"})
+	})
+
+	t.Run("compose-style recreate with another subnet", func(t *testing.T) {
+		d.RemoveContainer(t, "web1")
+		d.RemoveNetwork(t, "app")
+		created := time.Now()
+		_, nb := d.CreateNetwork(t, "app", "10.20.0.0/24", nil)
+		covered := e.catchAll() // the "*" section fences any br-* from its creation
+		own := e.waitFenced(nb, created)
+		if nb == appBridge {
+			t.Errorf("the recreated network has the old bridge %s; the test proves nothing", nb)
+		}
+		if covered {
+			report("recreated network app (%s, 10.20.0.0/24): unfenced 0 ms (the \"*\" section covered it from creation); its own section after %v", nb, own.Round(time.Millisecond))
+		} else {
+			report("recreated network app (%s, 10.20.0.0/24): unfenced for %v", nb, own.Round(time.Millisecond))
+		}
+		appBridge = nb
+		d.RunContainer(t, "web2", "app")
+		probe("web2", map[string]string{proxy: "ok", db: "refused", hostPort(topo.LANDNS4, 53): "refused"})
+	})
+
+	t.Run("a network no section names falls to the * section", func(t *testing.T) {
+		created := time.Now()
+		_, ob := d.CreateNetwork(t, "other", "10.30.0.0/24", nil)
+		report("network other: own chain after %v", e.waitFenced(ob, created).Round(time.Millisecond))
+		d.RunContainer(t, "misc", "other")
+		// The "*" section denies only the database: the proxy port and DNS pass.
+		probe("misc", map[string]string{db: "refused", proxy: "ok", hostPort(topo.LANDNS4, 53): "ok"})
+		var st struct {
+			Networks []struct {
+				Name    string
+				Section int
+			}
+		}
+		out := e.mustDFDocker(d, "status", "--json", "-c", pol)
+		if err := json.Unmarshal([]byte(out), &st); err != nil {
+			t.Fatalf("status --json: %v\n%s", err, out)
+		}
+		sections := map[string]int{}
+		for _, n := range st.Networks {
+			sections[n.Name] = n.Section
+		}
+		if sections["other"] != 2 || sections["app"] != 1 {
+			t.Errorf("status: sections by network %v, want app in 1 and other in 2:\n%s", sections, out)
+		}
+	})
+
+	t.Run("nft delete table and nft flush ruleset are repaired within 1s", func(t *testing.T) {
+		for _, cmd := range [][]string{{"nft", "delete", "table", "inet", "dockerfence"}, {"nft", "flush", "ruleset"}} {
+			at := time.Now()
+			e.tp.Host.Run(t, cmd[0], cmd[1:]...)
+			took := e.waitFenced(appBridge, at)
+			report("%s: fence back after %v", strings.Join(cmd, " "), took.Round(time.Millisecond))
+			if took > time.Second {
+				t.Errorf("%s: repaired after %v, want within 1s", strings.Join(cmd, " "), took)
+			}
+		}
+		// Docker's own NAT went with the flush; the fence's reject does not need it.
+		probe("web2", map[string]string{db: "refused"})
+	})
+
+	t.Run("dockerd restart", func(t *testing.T) {
+		at := time.Now()
+		d.Restart(t)
+		report("dockerd restarted in %v", time.Since(at).Round(time.Millisecond))
+		d.RemoveContainer(t, "web2")
+		d.RunContainer(t, "web3", "app")
+		probe("web3", map[string]string{proxy: "ok", db: "refused"})
+		if strings.Count(df.log.String(), "Docker connected") < 2 {
+			t.Errorf("the daemon did not log Docker's return:\n%s", df.log.String())
+		}
+	})
+
+	t.Run("SIGTERM leaves the table", func(t *testing.T) {
+		df.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-df.exited:
+			if df.err != nil {
+				t.Errorf("dockerfence run after SIGTERM: %v", df.err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("dockerfence run did not stop within 5s of SIGTERM")
+		}
+		if !e.mapped(appBridge) {
+			t.Error("the table is gone after SIGTERM")
+		}
+		probe("web3", map[string]string{db: "refused", proxy: "ok"})
+	})
+
+	t.Run("SIGKILL leaves the table", func(t *testing.T) {
+		df2 := e.startDaemon(d, pol)
+		df2.waitLog(t, "Docker connected")
+		df2.cmd.Process.Kill()
+		<-df2.exited
+		if !e.mapped(appBridge) {
+			t.Error("the table is gone after SIGKILL")
+		}
+		probe("web3", map[string]string{db: "refused", proxy: "ok"})
+	})
+}
+
+// mustDFDocker runs the dockerfence binary in Host with Docker at d.
+func (e *env) mustDFDocker(d *dockerd.Daemon, args ...string) string {
+	e.t.Helper()
+	full := append([]string{"--net=" + e.tp.Host.Path(), binary, "--resolv-conf", e.resolvConf, "--docker-host", "unix://" + d.Sock}, args...)
+	out, err := exec.Command("nsenter", full...).CombinedOutput()
+	if err != nil {
+		e.t.Fatalf("dockerfence %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
