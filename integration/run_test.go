@@ -310,6 +310,33 @@ func TestDaemonAgainstDocker(t *testing.T) {
 		}
 	})
 
+	t.Run("policy reload: a bad policy keeps the old one, a good one takes effect", func(t *testing.T) {
+		os.WriteFile(pol, []byte(strings.Replace(e2ePolicy, "deny: 192.168.0.0/16", "deny: 192.168.0.0/33", 1)), 0o644)
+		df.cmd.Process.Signal(syscall.SIGHUP)
+		df.waitLog(t, "policy reload failed")
+		if !strings.Contains(df.log.String(), pol+":9:15:") {
+			t.Errorf("the reload error does not give the file and line:\n%s", df.log.String())
+		}
+		probe("web3", map[string]string{db: "refused"})
+		// The file is watched: no signal needed. The app section now allows the LAN.
+		os.WriteFile(pol, []byte(strings.Replace(e2ePolicy, "deny: 192.168.0.0/16", "allow: 192.168.0.0/16", 1)), 0o644)
+		df.waitLog(t, "policy reloaded")
+		deadline := time.Now().Add(5 * time.Second)
+		for d.TCP(t, "web3", db, 3*time.Second) != "ok" {
+			if time.Now().After(deadline) {
+				t.Fatal("the reloaded policy did not open the database for app")
+			}
+		}
+		os.WriteFile(pol, []byte(e2ePolicy), 0o644)
+		df.cmd.Process.Signal(syscall.SIGHUP)
+		deadline = time.Now().Add(5 * time.Second)
+		for d.TCP(t, "web3", db, 3*time.Second) != "refused" {
+			if time.Now().After(deadline) {
+				t.Fatal("the original policy did not come back")
+			}
+		}
+	})
+
 	t.Run("SIGTERM leaves the table", func(t *testing.T) {
 		df.cmd.Process.Signal(syscall.SIGTERM)
 		select {
