@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/dockerfence/dockerfence/bridge"
@@ -25,9 +26,9 @@ import (
 
 // Kernel is what the daemon needs of nft.Kernel.
 type Kernel interface {
-	Apply(t *nft.Table) (bool, error)
+	Apply(t *nft.Table, verify ...string) (bool, error)
 	Read(table string) (*nft.State, error)
-	Watch(ctx context.Context, table string, out chan<- nft.Change) error
+	Watch(ctx context.Context, table string, out chan<- nft.Change, ready func()) error
 }
 
 // Docker is what the daemon needs of docker.Client.
@@ -102,7 +103,15 @@ type daemon struct {
 	dockerUp  bool
 	cached    []policy.Network
 	haveCache bool
-	retry     time.Duration
+	// retry is the current backoff after failed syncs (0 after a success),
+	// and retryAt when the next retry is due.
+	retry   time.Duration
+	retryAt time.Time
+	// verify names sets whose elements some process changed: the next
+	// sync reads and compares them.
+	verify []string
+	// ready is true once a sync has succeeded (or kept the table).
+	ready bool
 }
 
 // Run keeps the table true until ctx ends, and then returns nil, leaving
@@ -143,19 +152,20 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	d.sync(ctx, "start")
-	if cfg.Ready != nil {
-		cfg.Ready()
-	}
 	resync := time.NewTicker(cfg.Resync)
 	defer resync.Stop()
 	var debounce <-chan time.Time
 	debounceReasons := 0
 	for {
-		// A failed sync is retried after its backoff, unless another
-		// trigger syncs first.
+		if d.ready && cfg.Ready != nil {
+			cfg.Ready()
+			cfg.Ready = nil
+		}
+		// A failed sync is retried when its backoff is over, unless
+		// another trigger syncs first.
 		var retry <-chan time.Time
-		if d.retry > 0 {
-			retry = time.After(d.retry)
+		if !d.retryAt.IsZero() {
+			retry = time.After(time.Until(d.retryAt))
 		}
 		select {
 		case <-ctx.Done():
@@ -176,7 +186,19 @@ func Run(ctx context.Context, cfg Config) error {
 			d.sync(ctx, fmt.Sprintf("%d Docker events", debounceReasons))
 			debounceReasons = 0
 		case ch := <-kernelCh:
-			d.sync(ctx, fmt.Sprintf("table changed by pid %d (%s)", ch.Pid, ch.Proc))
+			// Our own applies come back here too (the kernel's pid is a
+			// thread's, so they cannot be told apart): the sync then finds
+			// nothing to do. While a failed sync waits for its retry, a
+			// change only marks what to verify, so that a batch the kernel
+			// keeps refusing cannot turn into a loop.
+			for _, s := range ch.Sets {
+				if !slices.Contains(d.verify, s) {
+					d.verify = append(d.verify, s)
+				}
+			}
+			if d.retryAt.IsZero() {
+				d.sync(ctx, fmt.Sprintf("table changed by pid %d (%s)", ch.Pid, ch.Proc))
+			}
 		case why := <-resyncCh:
 			d.sync(ctx, why)
 		case <-cfg.Reload:
@@ -245,21 +267,28 @@ func (d *daemon) sync(ctx context.Context, reason string) {
 	if source == "netlink" && d.pol.NeedsDocker() && d.cfg.Docker != nil {
 		// Without Docker, sections that match by name or label match
 		// nothing; an existing table fences better than a rebuilt one.
-		if st, err := d.cfg.Kernel.Read(d.pol.Settings.Table); err == nil && st != nil {
-			d.cfg.Log.Debug("Docker not known yet; keeping the existing table", "reason", reason)
-			d.retry = 0
+		st, err := d.cfg.Kernel.Read(d.pol.Settings.Table)
+		if err != nil {
+			res.Err = err
+			d.failed(reason, err)
+			return
+		}
+		if st != nil {
+			d.cfg.Log.Info("Docker has not answered yet; the existing table stays as it is until it does (policy reloads and repairs wait for Docker too)", "reason", reason)
+			d.succeeded()
 			return
 		}
 	}
 	res.Source = source
 	t := nft.Build(d.pol, nets)
 	res.Table = t
-	res.Changed, res.Err = d.cfg.Kernel.Apply(t)
+	res.Changed, res.Err = d.cfg.Kernel.Apply(t, d.verify...)
 	if res.Err != nil {
 		d.failed(reason, res.Err)
 		return
 	}
-	d.retry = 0
+	d.succeeded()
+	d.verify = nil
 	if res.Changed {
 		d.cfg.Log.Info("table applied", "reason", reason, "networks", len(t.Fenced), "unfenced", len(t.Unfenced), "source", source, "took", time.Since(start).Round(time.Microsecond))
 		for _, w := range t.Warnings {
@@ -270,12 +299,19 @@ func (d *daemon) sync(ctx context.Context, reason string) {
 	}
 }
 
+// succeeded clears the backoff.
+func (d *daemon) succeeded() {
+	d.retry, d.retryAt, d.ready = 0, time.Time{}, true
+}
+
+// failed grows the backoff and schedules the retry.
 func (d *daemon) failed(reason string, err error) {
 	if d.retry == 0 {
 		d.retry = d.cfg.RetryMin
 	} else {
 		d.retry = min(2*d.retry, d.cfg.RetryMax)
 	}
+	d.retryAt = time.Now().Add(d.retry)
 	d.cfg.Log.Error("sync failed; the table stays as it was, retrying", "reason", reason, "err", err, "retry_in", d.retry)
 }
 
@@ -307,39 +343,25 @@ func (d *daemon) networks(ctx context.Context) ([]policy.Network, string, error)
 	return FromBridges(bridges), "netlink", nil
 }
 
-// watchKernel runs Kernel.Watch, forwarding changes by other processes to
-// out; when the watch fails or overruns it asks for a resync and watches again.
+// watchKernel runs Kernel.Watch, forwarding changes to out. Each time the
+// subscription is in place (at start, and again after the watch failed or
+// overran) it asks for a full resync, so that no change in between is missed.
 func (d *daemon) watchKernel(ctx context.Context, table string, out chan<- nft.Change, resync chan<- string) {
-	self := uint32(os.Getpid())
-	changes := make(chan nft.Change, 16)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case ch := <-changes:
-				if ch.Pid == self {
-					continue
-				}
-				select {
-				case out <- ch:
-				case <-ctx.Done():
-					return
-				}
-			}
+	why := "nftables monitor subscribed"
+	ready := func() {
+		select {
+		case resync <- why:
+		default: // a resync is already pending
 		}
-	}()
+	}
 	delay := d.cfg.RetryMin
 	for {
-		err := d.cfg.Kernel.Watch(ctx, table, changes)
+		err := d.cfg.Kernel.Watch(ctx, table, out, ready)
 		if ctx.Err() != nil {
 			return
 		}
-		d.cfg.Log.Warn("nftables monitor stopped; resyncing and subscribing again", "err", err)
-		select {
-		case resync <- "nftables monitor restarted":
-		default:
-		}
+		d.cfg.Log.Warn("nftables monitor stopped; subscribing again, then resyncing", "err", err)
+		why = "nftables monitor restarted"
 		select {
 		case <-time.After(delay):
 		case <-ctx.Done():

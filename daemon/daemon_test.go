@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -27,11 +28,13 @@ type fakeKernel struct {
 	watch    chan nft.Change
 	watchErr chan error
 	watches  int
+	verified [][]string
 }
 
-func (k *fakeKernel) Apply(t *nft.Table) (bool, error) {
+func (k *fakeKernel) Apply(t *nft.Table, verify ...string) (bool, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	k.verified = append(k.verified, verify)
 	if len(k.failures) > 0 {
 		err := k.failures[0]
 		k.failures = k.failures[1:]
@@ -51,10 +54,11 @@ func (k *fakeKernel) Read(string) (*nft.State, error) {
 	return &nft.State{}, nil
 }
 
-func (k *fakeKernel) Watch(ctx context.Context, _ string, out chan<- nft.Change) error {
+func (k *fakeKernel) Watch(ctx context.Context, _ string, out chan<- nft.Change, ready func()) error {
 	k.mu.Lock()
 	k.watches++
 	k.mu.Unlock()
+	ready()
 	for {
 		select {
 		case <-ctx.Done():
@@ -112,6 +116,8 @@ type harness struct {
 	pmu     sync.Mutex
 	done    chan error
 	cancel  context.CancelFunc
+	// first is the result of the sync at start.
+	first Result
 }
 
 func start(t *testing.T, withDocker bool, edit func(*Config)) *harness {
@@ -152,6 +158,12 @@ func start(t *testing.T, withDocker bool, edit func(*Config)) *harness {
 	h.cancel = cancel
 	go func() { h.done <- Run(ctx, cfg) }()
 	t.Cleanup(h.stop)
+	// The sync at start comes first, then the one the monitor asks for
+	// once it is subscribed.
+	h.first = h.next()
+	if r := h.next(); r.Reason != "nftables monitor subscribed" {
+		t.Fatalf("second sync = %+v, want the monitor's", r)
+	}
 	return h
 }
 
@@ -192,7 +204,7 @@ func (h *harness) none(d time.Duration) {
 
 func TestStartSyncsWithDockerNetworks(t *testing.T) {
 	h := start(t, true, nil)
-	r := h.next()
+	r := h.first
 	if r.Reason != "start" || r.Source != "docker" || r.Err != nil || len(r.Table.Fenced) != 1 || r.Table.Fenced[0].Network.Name != "app" {
 		t.Fatalf("first sync = %+v", r)
 	}
@@ -200,7 +212,6 @@ func TestStartSyncsWithDockerNetworks(t *testing.T) {
 
 func TestBurstIsCoalesced(t *testing.T) {
 	h := start(t, true, nil)
-	h.next()
 	for range 20 {
 		h.docker.updates <- docker.Update{Signal: docker.Changed, Event: "network create x"}
 	}
@@ -213,7 +224,6 @@ func TestBurstIsCoalesced(t *testing.T) {
 
 func TestDockerLostKeepsLastKnownNetworks(t *testing.T) {
 	h := start(t, true, nil)
-	h.next()
 	h.docker.mu.Lock()
 	calls := h.docker.calls
 	h.docker.mu.Unlock()
@@ -237,58 +247,75 @@ func TestDockerLostKeepsLastKnownNetworks(t *testing.T) {
 
 func TestFailedApplyIsRetriedWithBackoff(t *testing.T) {
 	h := start(t, false, func(c *Config) {
-		c.Kernel.(*fakeKernel).failures = []error{errors.New("EBUSY"), errors.New("EBUSY"), errors.New("EBUSY")}
+		c.Kernel.(*fakeKernel).failures = []error{errors.New("EBUSY"), errors.New("EBUSY"), errors.New("EBUSY"), errors.New("EBUSY")}
 	})
-	var at []time.Time
-	for i := 0; i < 4; i++ {
+	// start and the monitor's sync failed; then retries after 20 and 40 ms.
+	if h.first.Err == nil {
+		t.Fatalf("first sync = %+v, want the fake's failure", h.first)
+	}
+	at := []time.Time{time.Now()}
+	for i := 0; i < 3; i++ {
 		r := h.next()
 		at = append(at, time.Now())
-		if (r.Err != nil) != (i < 3) {
-			t.Fatalf("sync %d: %+v", i, r)
-		}
-		if i > 0 && r.Reason != "retry" {
-			t.Errorf("sync %d reason = %q, want retry", i, r.Reason)
+		if (r.Err != nil) != (i < 2) || r.Reason != "retry" {
+			t.Fatalf("retry %d: %+v", i, r)
 		}
 	}
-	// Delays 10, 20, 40 ms: the last gap is clearly longer than the first.
-	if first, last := at[1].Sub(at[0]), at[3].Sub(at[2]); last < first+15*time.Millisecond {
-		t.Errorf("retry gaps %v then %v: no backoff", first, last)
+	// Delays 20, 40, 40 ms (capped): the second gap is clearly longer than the first.
+	if first, second := at[1].Sub(at[0]), at[2].Sub(at[1]); second < first+10*time.Millisecond {
+		t.Errorf("retry gaps %v then %v: no backoff", first, second)
 	}
 	h.none(100 * time.Millisecond)
 }
 
-func TestKernelChangeByOthersIsRepaired(t *testing.T) {
+// A change of the table while a failed sync waits for its retry does not
+// sync at once: a batch the kernel keeps refusing must not become a loop.
+func TestKernelChangeWaitsForRetry(t *testing.T) {
+	h := start(t, false, func(c *Config) {
+		c.RetryMin, c.RetryMax = 200*time.Millisecond, 200*time.Millisecond
+		c.Kernel.(*fakeKernel).failures = []error{errors.New("EINVAL"), errors.New("EINVAL"), errors.New("EINVAL")}
+	})
+	at := time.Now()
+	h.kernel.watch <- nft.Change{Pid: 4242, Proc: "nft", Sets: []string{"l_x_4"}}
+	r := h.next()
+	if r.Reason != "retry" || time.Since(at) < 100*time.Millisecond {
+		t.Errorf("sync %+v after %v, want the retry, not an immediate sync", r, time.Since(at))
+	}
+	h.kernel.mu.Lock()
+	defer h.kernel.mu.Unlock()
+	if last := h.kernel.verified[len(h.kernel.verified)-1]; !slices.Equal(last, []string{"l_x_4"}) {
+		t.Errorf("the retry verified %q, want the set another process changed", last)
+	}
+}
+
+func TestKernelChangeIsRepaired(t *testing.T) {
 	h := start(t, false, nil)
-	h.next()
-	h.kernel.watch <- nft.Change{Pid: uint32(os.Getpid()), Proc: "self"}
-	h.none(50 * time.Millisecond)
-	h.kernel.watch <- nft.Change{Pid: 4242, Proc: "nft"}
+	h.kernel.watch <- nft.Change{Pid: 4242, Proc: "nft", Sets: []string{"l_private_4"}}
 	if r := h.next(); r.Reason != "table changed by pid 4242 (nft)" {
 		t.Errorf("reason = %q", r.Reason)
 	}
-	// A failing monitor leads to a full resync and a new subscription.
+	h.kernel.mu.Lock()
+	if last := h.kernel.verified[len(h.kernel.verified)-1]; !slices.Equal(last, []string{"l_private_4"}) {
+		t.Errorf("Apply verified %q, want the set whose elements changed", last)
+	}
+	h.kernel.mu.Unlock()
+	// A failing monitor subscribes again, then asks for a full resync.
 	h.kernel.watchErr <- nft.ErrOverrun
 	if r := h.next(); r.Reason != "nftables monitor restarted" {
 		t.Errorf("reason = %q", r.Reason)
 	}
-	deadline := time.Now().Add(time.Second)
-	for {
-		h.kernel.mu.Lock()
-		n := h.kernel.watches
-		h.kernel.mu.Unlock()
-		if n >= 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the monitor was not subscribed again")
-		}
-		time.Sleep(5 * time.Millisecond)
+	h.kernel.mu.Lock()
+	defer h.kernel.mu.Unlock()
+	if h.kernel.watches != 2 {
+		t.Errorf("%d subscriptions, want 2", h.kernel.watches)
+	}
+	if last := h.kernel.verified[len(h.kernel.verified)-1]; len(last) != 0 {
+		t.Errorf("verified %q again after a successful sync", last)
 	}
 }
 
 func TestBadReloadKeepsOldPolicy(t *testing.T) {
 	h := start(t, true, nil)
-	h.next()
 	h.pmu.Lock()
 	h.policy = "version: 1\nnetworks:\n  - match: {name: app}\n    egress:\n      - deny: 999.0.0.0/8\n"
 	h.pmu.Unlock()
@@ -308,7 +335,6 @@ func TestPolicyFileChangeReloads(t *testing.T) {
 	file := t.TempDir() + "/p.yaml"
 	os.WriteFile(file, []byte("x"), 0o644)
 	h := start(t, false, func(c *Config) { c.PolicyFile, c.PollPolicy = file, 10*time.Millisecond })
-	h.next()
 	os.WriteFile(file, []byte("changed"), 0o644)
 	if r := h.next(); r.Reason != "policy reload" {
 		t.Errorf("reason = %q", r.Reason)
@@ -319,8 +345,7 @@ func TestPolicyFileChangeReloads(t *testing.T) {
 // is kept rather than rebuilt without names; a missing one is created.
 func TestNoDockerYetKeepsExistingTable(t *testing.T) {
 	h := start(t, false, func(c *Config) { c.Docker = &fakeDocker{updates: make(chan docker.Update)} })
-	r := h.next()
-	if r.Err != nil || r.Source != "netlink" || len(h.kernel.applied) != 1 {
+	if r := h.first; r.Err != nil || r.Source != "netlink" {
 		t.Fatalf("first sync without a table = %+v", r)
 	}
 	h.reload <- os.Interrupt

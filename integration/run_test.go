@@ -89,13 +89,19 @@ type daemonProc struct {
 	err    error
 }
 
-// startDaemon starts "dockerfence run" in the Host namespace, following d.
-// Cleanup stops it with SIGTERM (SIGKILL after 5s) if it still runs.
+// startDaemon starts "dockerfence run" in the Host namespace, following d
+// (nil: without Docker). Cleanup stops it with SIGTERM (SIGKILL after 5s)
+// if it still runs.
 func (e *env) startDaemon(d *dockerd.Daemon, pol string) *daemonProc {
 	e.t.Helper()
 	p := &daemonProc{log: &syncBuffer{}, exited: make(chan struct{})}
-	p.cmd = exec.Command("nsenter", "--net="+e.tp.Host.Path(), binary, "run", "--log-level", "debug",
-		"--resolv-conf", e.resolvConf, "--docker-host", "unix://"+d.Sock, "-c", pol)
+	args := []string{"--net=" + e.tp.Host.Path(), binary, "run", "--log-level", "debug", "--resolv-conf", e.resolvConf, "-c", pol}
+	if d != nil {
+		args = append(args, "--docker-host", "unix://"+d.Sock)
+	} else {
+		args = append(args, "--no-docker")
+	}
+	p.cmd = exec.Command("nsenter", args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
 		e.t.Fatal(err)
@@ -374,4 +380,33 @@ func (e *env) mustDFDocker(d *dockerd.Daemon, args ...string) string {
 		e.t.Fatalf("dockerfence %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return string(out)
+}
+
+// TestDaemonRepairsSetElements has another process delete the element of a
+// deny list that holds the database: the rules still record the list as it
+// was, so only the monitor's report of the element change lets the daemon
+// see and repair it.
+func TestDaemonRepairsSetElements(t *testing.T) {
+	e := newEnv(t)
+	e.lanServers()
+	pol := e.write("p.yaml", strings.Replace(seedPolicy, "deny: 192.168.0.0/16", "deny: \"@lan\"", 1)+
+		"lists:\n  lan: [192.168.0.0/16, 10.0.0.0/8]\n")
+	df := e.startDaemon(nil, pol)
+	df.waitLog(t, "table applied")
+	db := hostPort(topo.LANDB4, 5432)
+	if got := tcpOutcome(e.tp.Ctr, db); got != "refused" {
+		t.Fatalf("database before: %s, want refused", got)
+	}
+	at := time.Now()
+	e.tp.Host.Run(t, "nft", "delete", "element", "inet", "dockerfence", "l_lan_4", "{ 192.168.0.0/16 }")
+	for !strings.Contains(e.tp.Host.Run(t, "nft", "list", "set", "inet", "dockerfence", "l_lan_4"), "192.168.0.0/16") {
+		if time.Since(at) > time.Second {
+			t.Fatalf("the deleted element is not back within 1s:\n%s", df.log.String())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Logf("element deleted by nft restored after %v", time.Since(at).Round(time.Millisecond))
+	if got := tcpOutcome(e.tp.Ctr, db); got != "refused" {
+		t.Errorf("database after the repair: %s, want refused", got)
+	}
 }

@@ -88,7 +88,12 @@ func explain(err error) error {
 // to yet, then one transaction switches the table over. If the kernel
 // rejects any part of that, the previous table stays exactly as it was, and
 // the staged sets are removed again.
-func (k Kernel) Apply(t *Table) (bool, error) {
+//
+// The rules record what each set should hold, so Apply reads a set's
+// elements only when that differs from t. Sets named in verify are read and
+// compared anyway: the daemon names those whose elements another process
+// changed.
+func (k Kernel) Apply(t *Table, verify ...string) (bool, error) {
 	have, err := k.Read(t.Name)
 	if err != nil {
 		return false, err
@@ -96,7 +101,7 @@ func (k Kernel) Apply(t *Table) (bool, error) {
 	if have == nil || !t.baseChainsMatch(have) {
 		return true, k.send(t, func(b *batch) error { return b.enqueue(t.fresh(), have != nil) })
 	}
-	if err := k.dumpSets(have, t.needDump(have)); err != nil {
+	if err := k.dumpSets(have, t.needDump(have, verify...)); err != nil {
 		return false, err
 	}
 	ch := t.changes(have)
@@ -364,6 +369,10 @@ func Diff(t *Table, st *State) []string {
 			}
 			for _, e := range add {
 				out = append(out, fmt.Sprintf("+ map %s: %s", s.Name, vmapElemText(e)))
+			}
+		case ks.Dumped:
+			if del, add := elemDiff(ks.Elems, elems); len(del)+len(add) > 0 {
+				out = append(out, fmt.Sprintf("~ set %s: %d elements to delete, %d to add", s.Name, len(del), len(add)))
 			}
 		case ks.Digest == "":
 			out = append(out, fmt.Sprintf("~ set %s: no rule records its elements (want %d)", s.Name, len(elems)))

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
@@ -12,9 +13,13 @@ import (
 
 // Change is one committed nf_tables transaction that touched the table.
 type Change struct {
-	// Pid and Proc name the process that committed it, as the kernel reports.
+	// Pid and Proc name the process that committed it, as the kernel
+	// reports them: the id of the sending thread, in the initial pid
+	// namespace, so it cannot tell dockerfence's own commits apart.
 	Pid  uint32
 	Proc string
+	// Sets names the sets whose elements the transaction changed.
+	Sets []string
 }
 
 // ErrOverrun is returned by Watch when the kernel dropped notifications
@@ -31,7 +36,11 @@ const monitorBuffer = 32 << 20
 // change of its chains, rules, sets or elements. It returns when ctx ends
 // (nil), or with an error when the subscription fails or overruns
 // (ErrOverrun); the caller should then resync fully and call Watch again.
-func (k Kernel) Watch(ctx context.Context, table string, out chan<- Change) error {
+//
+// ready, if not nil, is called once the subscription is in place: a change
+// after that is reported, so a caller that compares the table then misses
+// nothing.
+func (k Kernel) Watch(ctx context.Context, table string, out chan<- Change, ready func()) error {
 	c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: k.NetNS})
 	if err != nil {
 		return fmt.Errorf("nftables monitor: %w", explain(err))
@@ -51,7 +60,11 @@ func (k Kernel) Watch(ctx context.Context, table string, out chan<- Change) erro
 	}
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
+	if ready != nil {
+		ready()
+	}
 	touched := false
+	var sets []string
 	for {
 		msgs, err := c.Receive()
 		if err != nil {
@@ -71,31 +84,38 @@ func (k Kernel) Watch(ctx context.Context, table string, out chan<- Change) erro
 			if typ == unix.NFT_MSG_NEWGEN {
 				if touched {
 					ch := genChange(m.Data[4:])
+					ch.Sets = sets
 					select {
 					case out <- ch:
 					case <-ctx.Done():
 						return nil
 					}
 				}
-				touched = false
+				touched, sets = false, nil
 				continue
 			}
-			if m.Data[0] == unix.NFPROTO_INET && tableOf(m.Data[4:]) == table {
-				touched = true
+			if m.Data[0] != unix.NFPROTO_INET || attrString(m.Data[4:], 1) != table {
+				continue
+			}
+			touched = true
+			if typ == unix.NFT_MSG_NEWSETELEM || typ == unix.NFT_MSG_DELSETELEM {
+				if name := attrString(m.Data[4:], unix.NFTA_SET_ELEM_LIST_SET); name != "" && !slices.Contains(sets, name) {
+					sets = append(sets, name)
+				}
 			}
 		}
 	}
 }
 
-// tableOf returns the table a notification is about: attribute 1 is the
-// table's name in table, chain, rule, set and element messages alike.
-func tableOf(b []byte) string {
+// attrString returns the string attribute typ of a notification. Attribute
+// 1 is the table's name in table, chain, rule, set and element messages alike.
+func attrString(b []byte, typ uint16) string {
 	ad, err := netlink.NewAttributeDecoder(b)
 	if err != nil {
 		return ""
 	}
 	for ad.Next() {
-		if ad.Type() == 1 {
+		if ad.Type() == typ {
 			return ad.String()
 		}
 	}

@@ -78,13 +78,13 @@ func (t *Table) fresh() *changes {
 
 // needDump lists the plain sets of have whose elements Apply must read
 // before changes can edit them in place: ours, of the right type, and with
-// other contents than t wants.
-func (t *Table) needDump(have *State) []string {
+// other contents than t wants, or named in verify.
+func (t *Table) needDump(have *State, verify ...string) []string {
 	digests := t.setDigests()
 	var out []string
 	for _, ks := range have.Sets {
 		s := t.Set(ks.Name)
-		if s != nil && s.Kind != SetIfVMap && ks.compatible(s) && ks.Digest != digests[s.Name] {
+		if s != nil && s.Kind != SetIfVMap && ks.compatible(s) && (ks.Digest != digests[s.Name] || slices.Contains(verify, s.Name)) {
 			out = append(out, s.Name)
 		}
 	}
@@ -106,6 +106,11 @@ func (t *Table) changes(have *State) *changes {
 		ks, ok := haveSets[s.Name]
 		delete(haveSets, s.Name)
 		switch {
+		case !ok && s.Kind == SetIfVMap:
+			// A missing map cannot be staged: its elements go to chains
+			// that may not exist before the main transaction. Nothing
+			// looks it up while it is missing, so nothing is lost.
+			out.AddSets = append(out.AddSets, s)
 		case !ok:
 			out.Stage = append(out.Stage, s)
 		case !ks.compatible(s) || (s.Kind != SetIfVMap && ks.Digest != digests[s.Name] && !ks.Dumped):
@@ -120,7 +125,9 @@ func (t *Table) changes(have *State) *changes {
 			if len(add) > 0 {
 				out.AddMapElems = append(out.AddMapElems, mapElems{s.Name, add})
 			}
-		case ks.Digest != digests[s.Name]:
+		case ks.Dumped:
+			// Dumped because its digest differs, or because Apply was
+			// asked to verify it (another process changed elements).
 			_, want := kernelSet(nil, s)
 			del, add := elemDiff(ks.Elems, want)
 			if len(del) > 0 {

@@ -2,6 +2,7 @@ package nft
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -185,6 +186,45 @@ func TestChanges(t *testing.T) {
 			AddSets: []string{"fwd_if"},
 			Fill:    []string{"forward"},
 		},
+	}, {
+		// The map is gone (deleted by hand) while a network is new: the
+		// map comes back in the main transaction, after the chains its
+		// elements go to; staging it would refer to chains not there yet.
+		name: "map missing, network new",
+		from: Build(def, testNetworks),
+		to:   Build(def, append(testNetworks[:2:2], other)),
+		edit: func(st *State) {
+			// The kernel deletes a map only once no rule looks it up.
+			st.Sets = slices.DeleteFunc(st.Sets, func(s SetState) bool { return s.Name == "fwd_if" })
+			for i := range st.Chains {
+				if st.Chains[i].Name == "forward" {
+					st.Chains[i].Rules = nil
+				}
+			}
+		},
+		want: planSummary{
+			Flush:     []string{"forward"},
+			AddChains: otherChains,
+			AddSets:   []string{"fwd_if"},
+			AddElems:  []string{`in_if: "br-other" : goto in_br-other`},
+			Fill:      append([]string{"forward"}, otherChains...),
+		},
+	}, {
+		// Another process added an element to a set; the rules' digests
+		// still match, so only a verified (dumped) set shows it.
+		name: "foreign element in a verified set",
+		from: Build(def, []policy.Network{testNetworks[0], two}),
+		to:   Build(def, []policy.Network{testNetworks[0], two}),
+		edit: func(st *State) {
+			for i := range st.Sets {
+				if st.Sets[i].Name == app4 {
+					_, st.Sets[i].Elems = kernelSet(nil, Build(def, []policy.Network{testNetworks[0], two}).Set(app4))
+					st.Sets[i].Elems = append(st.Sets[i].Elems, nftables.SetElement{Key: []byte{0, 0, 0, 0}})
+					st.Sets[i].Dumped = true
+				}
+			}
+		},
+		want: planSummary{DelElems: []string{app4 + ": 0.0.0.0"}},
 	}, {
 		// Someone adds a rule to a chain and an element to a map.
 		name: "tampered",
