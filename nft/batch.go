@@ -77,14 +77,31 @@ func parseSetRefs(s string) map[string]string {
 
 // kernelSet returns the google/nftables set and its elements.
 func kernelSet(tbl *nftables.Table, s *Set) (*nftables.Set, []nftables.SetElement) {
-	ns := &nftables.Set{Table: tbl, Name: s.Name}
+	return setHeader(tbl, s), setElements(s)
+}
+
+// setHeader returns the google/nftables set without building its elements.
+func setHeader(tbl *nftables.Table, s *Set) *nftables.Set {
+	ns := &nftables.Set{Table: tbl, Name: s.Name, Comment: setComment}
+	switch s.Kind {
+	case SetIPv4:
+		ns.Interval, ns.KeyType = true, nftables.TypeIPAddr
+	case SetIPv6:
+		ns.Interval, ns.KeyType = true, nftables.TypeIP6Addr
+	case SetService:
+		ns.Interval, ns.KeyType = true, nftables.TypeInetService
+	case SetIfVMap:
+		// nft treats interface names as host-endian strings; without this hint it lists the keys as "".
+		ns.IsMap, ns.KeyType, ns.DataType, ns.KeyByteOrder = true, nftables.TypeIFName, nftables.TypeVerdict, binaryutil.NativeEndian
+	}
+	return ns
+}
+
+// setElements returns the set's elements as the kernel stores them.
+func setElements(s *Set) []nftables.SetElement {
 	var elems []nftables.SetElement
 	switch s.Kind {
 	case SetIPv4, SetIPv6:
-		ns.Interval, ns.KeyType = true, nftables.TypeIPAddr
-		if s.Kind == SetIPv6 {
-			ns.KeyType = nftables.TypeIP6Addr
-		}
 		for _, r := range s.Ranges {
 			elems = append(elems, nftables.SetElement{Key: r.From.AsSlice()})
 			if next := r.To.Next(); next.IsValid() {
@@ -92,7 +109,6 @@ func kernelSet(tbl *nftables.Table, s *Set) (*nftables.Set, []nftables.SetElemen
 			}
 		}
 	case SetService:
-		ns.Interval, ns.KeyType = true, nftables.TypeInetService
 		for _, p := range s.Ports {
 			elems = append(elems, nftables.SetElement{Key: binaryutil.BigEndian.PutUint16(p.First)})
 			if p.Last < 65535 {
@@ -100,12 +116,9 @@ func kernelSet(tbl *nftables.Table, s *Set) (*nftables.Set, []nftables.SetElemen
 			}
 		}
 	case SetIfVMap:
-		// nft treats interface names as host-endian strings; without this hint it lists the keys as "".
-		ns.IsMap, ns.KeyType, ns.DataType, ns.KeyByteOrder = true, nftables.TypeIFName, nftables.TypeVerdict, binaryutil.NativeEndian
 		elems = vmapElements(s.VMap)
 	}
-	ns.Comment = setComment
-	return ns, elems
+	return elems
 }
 
 // setComment marks the sets and maps dockerfence writes. Their elements
@@ -115,7 +128,7 @@ const setComment = "dockerfence"
 
 // setDigest is a short hash of a plain set's elements, as kernelSet renders them.
 func setDigest(s *Set) string {
-	_, elems := kernelSet(nil, s)
+	elems := setElements(s)
 	h := sha256.New()
 	for _, e := range elems {
 		h.Write([]byte(elemKey(e)))

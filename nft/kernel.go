@@ -98,24 +98,26 @@ func (k Kernel) Apply(t *Table, verify ...string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	digests := t.setDigests()
+	send := func(fill func(*batch) error) error { return k.send(t, digests, fill) }
 	if have == nil || !t.baseChainsMatch(have) {
-		return true, k.send(t, func(b *batch) error { return b.enqueue(t.fresh(), have != nil) })
+		return true, send(func(b *batch) error { return b.enqueue(t.fresh(), have != nil) })
 	}
-	if err := k.dumpSets(have, t.needDump(have, verify...)); err != nil {
+	if err := k.dumpSets(have, t.needDump(have, digests, verify...)); err != nil {
 		return false, err
 	}
-	ch := t.changes(have)
+	ch := t.changes(have, digests)
 	if ch.empty() {
 		return false, nil
 	}
 	if len(ch.Stage) > 0 {
-		if err := k.send(t, func(b *batch) error { return b.stage(ch) }); err != nil {
+		if err := send(func(b *batch) error { return b.stage(ch) }); err != nil {
 			return false, err
 		}
 	}
-	if err := k.send(t, func(b *batch) error { return b.enqueue(ch, false) }); err != nil {
+	if err := send(func(b *batch) error { return b.enqueue(ch, false) }); err != nil {
 		if len(ch.Stage) > 0 {
-			if cerr := k.send(t, func(b *batch) error { return b.unstage(ch) }); cerr != nil {
+			if cerr := send(func(b *batch) error { return b.unstage(ch) }); cerr != nil {
 				err = fmt.Errorf("%w; removing the sets staged for it also failed (%v), they are unused and the next apply deletes them", err, cerr)
 			}
 		}
@@ -125,12 +127,12 @@ func (k Kernel) Apply(t *Table, verify ...string) (bool, error) {
 }
 
 // send builds one batch with fill and sends it as one transaction.
-func (k Kernel) send(t *Table, fill func(*batch) error) error {
+func (k Kernel) send(t *Table, digests map[string]string, fill func(*batch) error) error {
 	c, err := k.conn()
 	if err != nil {
 		return err
 	}
-	if err := fill(t.newBatch(c)); err != nil {
+	if err := fill(t.newBatch(c, digests)); err != nil {
 		return fmt.Errorf("build batch for table inet %s: %w", t.Name, err)
 	}
 	if err := c.Flush(); err != nil {
@@ -355,7 +357,7 @@ func Diff(t *Table, st *State) []string {
 	}
 	for _, s := range t.Sets {
 		ks, ok := haveSets[s.Name]
-		_, elems := kernelSet(nil, s)
+		elems := setElements(s)
 		switch {
 		case !ok:
 			out = append(out, fmt.Sprintf("+ set %s (%d elements)", s.Name, len(elems)))

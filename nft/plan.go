@@ -78,9 +78,8 @@ func (t *Table) fresh() *changes {
 
 // needDump lists the plain sets of have whose elements Apply must read
 // before changes can edit them in place: ours, of the right type, and with
-// other contents than t wants, or named in verify.
-func (t *Table) needDump(have *State, verify ...string) []string {
-	digests := t.setDigests()
+// other contents than t wants (digests, from t.setDigests), or named in verify.
+func (t *Table) needDump(have *State, digests map[string]string, verify ...string) []string {
 	var out []string
 	for _, ks := range have.Sets {
 		s := t.Set(ks.Name)
@@ -91,12 +90,12 @@ func (t *Table) needDump(have *State, verify ...string) []string {
 	return out
 }
 
-// changes computes how to turn have into t. have must be non-nil, its base
-// chains must match t's (see baseChainsMatch), and the sets needDump names
-// must have been dumped; a set that was not is replaced whole.
-func (t *Table) changes(have *State) *changes {
+// changes computes how to turn have into t, whose set digests are digests
+// (t.setDigests). have must be non-nil, its base chains must match t's (see
+// baseChainsMatch), and the sets needDump names must have been dumped; a set
+// that was not is replaced whole.
+func (t *Table) changes(have *State, digests map[string]string) *changes {
 	out := &changes{}
-	digests := t.setDigests()
 	haveSets := map[string]*SetState{}
 	for i := range have.Sets {
 		haveSets[have.Sets[i].Name] = &have.Sets[i]
@@ -128,8 +127,7 @@ func (t *Table) changes(have *State) *changes {
 		case ks.Dumped:
 			// Dumped because its digest differs, or because Apply was
 			// asked to verify it (another process changed elements).
-			_, want := kernelSet(nil, s)
-			del, add := elemDiff(ks.Elems, want)
+			del, add := elemDiff(ks.Elems, setElements(s))
 			if len(del) > 0 {
 				out.DelElems = append(out.DelElems, setElems{s.Name, del})
 			}
@@ -172,7 +170,7 @@ func (t *Table) changes(have *State) *changes {
 // compatible reports whether the kernel's set is one of ours with the type
 // and flags of s, so that it can be kept and edited in place.
 func (ks *SetState) compatible(s *Set) bool {
-	ns, _ := kernelSet(nil, s)
+	ns := setHeader(nil, s)
 	var flags, data uint32
 	if ns.Interval {
 		flags |= unix.NFT_SET_INTERVAL
@@ -321,11 +319,11 @@ type batch struct {
 	sets map[string]*nftables.Set
 }
 
-func (t *Table) newBatch(c *nftables.Conn) *batch {
-	b := &batch{c: c, t: t, tbl: &nftables.Table{Name: t.Name, Family: nftables.TableFamilyINet}, digests: t.setDigests()}
+func (t *Table) newBatch(c *nftables.Conn, digests map[string]string) *batch {
+	b := &batch{c: c, t: t, tbl: &nftables.Table{Name: t.Name, Family: nftables.TableFamilyINet}, digests: digests}
 	b.sets = make(map[string]*nftables.Set, len(t.Sets))
 	for _, s := range t.Sets {
-		b.sets[s.Name], _ = kernelSet(b.tbl, s)
+		b.sets[s.Name] = setHeader(b.tbl, s)
 	}
 	return b
 }

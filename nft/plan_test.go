@@ -258,9 +258,9 @@ func TestChanges(t *testing.T) {
 				t.Fatal("base chains do not match")
 			}
 			if !tt.noDump {
-				dump(st, tt.from, tt.to.needDump(st))
+				dump(st, tt.from, tt.to.needDump(st, tt.to.setDigests()))
 			}
-			c := tt.to.changes(st)
+			c := tt.to.changes(st, tt.to.setDigests())
 			if c.empty() != tt.wantEmpty {
 				t.Fatalf("empty() = %v, want %v: %+v", c.empty(), tt.wantEmpty, summarize(c))
 			}
