@@ -212,14 +212,10 @@ func (f *fakeDaemon) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.paths = append(f.paths, r.Method+" "+r.URL.Path)
 	f.mu.Unlock()
 
-	w.Header().Set("Api-Version", fakeAPIVersion)
-	w.Header().Set("Ostype", "linux")
+	if servePing(w, r) {
+		return
+	}
 	switch {
-	case r.URL.Path == "/_ping" && (r.Method == http.MethodHead || r.Method == http.MethodGet):
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		if r.Method == http.MethodGet {
-			_, _ = w.Write([]byte("OK"))
-		}
 	case r.Method == http.MethodGet && r.URL.Path == "/v"+fakeAPIVersion+"/networks":
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(fakeNetworks))
@@ -227,10 +223,30 @@ func (f *fakeDaemon) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(fakeVersion))
 	default:
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusNotFound)
-		_, _ = w.Write([]byte(`{"message":"page not found"}`))
+		notFound(w)
 	}
+}
+
+// servePing sets the headers of every Engine API answer and answers
+// /_ping; it reports whether it answered.
+func servePing(w http.ResponseWriter, r *http.Request) bool {
+	w.Header().Set("Api-Version", fakeAPIVersion)
+	w.Header().Set("Ostype", "linux")
+	if r.URL.Path != "/_ping" || (r.Method != http.MethodHead && r.Method != http.MethodGet) {
+		return false
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if r.Method == http.MethodGet {
+		_, _ = w.Write([]byte("OK"))
+	}
+	return true
+}
+
+// notFound answers as the Engine API does for an unknown path.
+func notFound(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusNotFound)
+	_, _ = w.Write([]byte(`{"message":"page not found"}`))
 }
 
 func (f *fakeDaemon) requests() []string {

@@ -143,20 +143,12 @@ func (f *fakeEventsDaemon) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	f.mu.Unlock()
 
-	w.Header().Set("Api-Version", fakeAPIVersion)
-	w.Header().Set("Ostype", "linux")
 	switch {
-	case r.URL.Path == "/_ping" && (r.Method == http.MethodHead || r.Method == http.MethodGet):
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		if r.Method == http.MethodGet {
-			_, _ = w.Write([]byte("OK"))
-		}
+	case servePing(w, r):
 	case r.Method == http.MethodGet && r.URL.Path == "/v"+fakeAPIVersion+"/events":
 		f.serveEvents(w, r)
 	default:
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusNotFound)
-		_, _ = w.Write([]byte(`{"message":"page not found"}`))
+		notFound(w)
 	}
 }
 

@@ -4,9 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -343,40 +341,6 @@ func TestCleanupAfterCrash(t *testing.T) {
 	before.check(t)
 }
 
-// fakeTB records cleanups and turns fatal errors into runtime.Goexit, so
-// that a failing Start can be observed without failing the test.
-type fakeTB struct {
-	testing.TB
-	mu       sync.Mutex
-	cleanups []func()
-	fatal    string
-}
-
-func (f *fakeTB) Cleanup(fn func()) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.cleanups = append(f.cleanups, fn)
-}
-
-func (f *fakeTB) Fatal(args ...any) {
-	f.mu.Lock()
-	f.fatal = fmt.Sprint(args...)
-	f.mu.Unlock()
-	runtime.Goexit()
-}
-
-func (f *fakeTB) Fatalf(format string, args ...any) { f.Fatal(fmt.Sprintf(format, args...)) }
-
-func (f *fakeTB) runCleanups() {
-	f.mu.Lock()
-	fns := f.cleanups
-	f.cleanups = nil
-	f.mu.Unlock()
-	for i := len(fns) - 1; i >= 0; i-- {
-		fns[i]()
-	}
-}
-
 // TestStartFailure starts a dockerd that exits at once (unknown flag) and
 // checks that Start fails with its log and that cleanup leaves nothing.
 func TestStartFailure(t *testing.T) {
@@ -384,8 +348,8 @@ func TestStartFailure(t *testing.T) {
 		t.Skip("needs root: runs dockerd in network namespaces")
 	}
 	tp := topo.New(t)
-	ft := &fakeTB{TB: t}
-	t.Cleanup(ft.runCleanups) // safety net
+	ft := &topo.RecordingTB{TB: t}
+	t.Cleanup(ft.RunCleanups) // safety net
 	e := Debian()
 	e.Args = []string{"--no-such-flag"}
 	var d *Daemon
@@ -396,14 +360,14 @@ func TestStartFailure(t *testing.T) {
 		t.Error("Start did not fail")
 	}()
 	<-done
-	if !strings.Contains(ft.fatal, "exited during start") || !strings.Contains(ft.fatal, "no-such-flag") {
-		t.Errorf("Start failed with %q, want dockerd's exit and log", ft.fatal)
+	if !strings.Contains(ft.Fatalled(), "exited during start") || !strings.Contains(ft.Fatalled(), "no-such-flag") {
+		t.Errorf("Start failed with %q, want dockerd's exit and log", ft.Fatalled())
 	}
 	dir := fmt.Sprintf("/run/dfd-%d-%d", os.Getpid(), daemonCounter.Load())
 	if _, err := os.Stat(dir); err != nil || d != nil {
 		t.Fatalf("expected a half-started daemon in %s: %v", dir, err)
 	}
-	ft.runCleanups()
+	ft.RunCleanups()
 	if left := leftovers(dir, fmt.Sprintf("/dfd-%d-%d", os.Getpid(), daemonCounter.Load())); len(left) > 0 {
 		t.Errorf("left after cleanup: %v", left)
 	}

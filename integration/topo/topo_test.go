@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -339,44 +338,10 @@ func TestCleanupRemovesNamespaces(t *testing.T) {
 	}
 }
 
-// fakeTB records cleanups and turns fatal errors into runtime.Goexit, so a
-// failure midway through building can be observed without failing the test.
-type fakeTB struct {
-	testing.TB
-	mu       sync.Mutex
-	cleanups []func()
-	fatal    string
-}
-
-func (f *fakeTB) Cleanup(fn func()) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.cleanups = append(f.cleanups, fn)
-}
-
-func (f *fakeTB) Fatal(args ...any) {
-	f.mu.Lock()
-	f.fatal = fmt.Sprint(args...)
-	f.mu.Unlock()
-	runtime.Goexit()
-}
-
-func (f *fakeTB) Fatalf(format string, args ...any) { f.Fatal(fmt.Sprintf(format, args...)) }
-
-func (f *fakeTB) runCleanups() {
-	f.mu.Lock()
-	fns := f.cleanups
-	f.cleanups = nil
-	f.mu.Unlock()
-	for i := len(fns) - 1; i >= 0; i-- {
-		fns[i]()
-	}
-}
-
 func TestCleanupAfterFailureMidway(t *testing.T) {
 	needRoot(t)
-	ft := &fakeTB{TB: t}
-	t.Cleanup(ft.runCleanups) // safety net if this test fails early
+	ft := &RecordingTB{TB: t}
+	t.Cleanup(ft.RunCleanups) // safety net if this test fails early
 	var prefix string
 	done := make(chan struct{})
 	go func() {
@@ -390,14 +355,14 @@ func TestCleanupAfterFailureMidway(t *testing.T) {
 		t.Error("AddBridge with a clashing name did not fail")
 	}()
 	<-done
-	if ft.fatal == "" {
+	if ft.Fatalled() == "" {
 		t.Fatal("expected a fatal error")
 	}
-	t.Logf("expected failure: %s", ft.fatal)
+	t.Logf("expected failure: %s", ft.Fatalled())
 	if got := netnsEntries(t, prefix); len(got) != 2*5 {
 		t.Errorf("before cleanup: expected 5 namespaces, found %v", got)
 	}
-	ft.runCleanups()
+	ft.RunCleanups()
 	if left := netnsEntries(t, prefix); len(left) > 0 {
 		t.Fatalf("namespaces left after cleanup: %v", left)
 	}
