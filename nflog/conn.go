@@ -1,0 +1,282 @@
+package nflog
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// ErrBusy is returned by Open, wrapped, when another socket in the network
+// namespace already owns the group; test for it with errors.Is. The kernel
+// answers EPERM in that case, as it does to a process without
+// CAP_NET_ADMIN, and Open asks it once more to tell the two apart.
+var ErrBusy = errors.New("the NFLOG group is already bound by another socket")
+
+// ErrOverrun is returned by Receive when the socket's receive buffer
+// overflowed (ENOBUFS): the kernel dropped packets that were not read in
+// time. The Conn stays usable; the next Receive returns the packets that
+// came after.
+var ErrOverrun = errors.New("nflog: receive buffer overrun: the kernel dropped logged packets that were not read in time")
+
+// receiveBuffer is the receive buffer Open asks for: large, so that a burst
+// of logged packets rarely overruns it.
+const receiveBuffer = 8 << 20
+
+// configTimeout bounds how long Open waits for the kernel to acknowledge
+// the bind.
+const configTimeout = 5 * time.Second
+
+// Conn is a socket bound to one NFLOG group. Receive may be called from one
+// goroutine while Close or SetReadDeadline are called from another.
+type Conn struct {
+	nl     *netlink.Conn
+	group  uint16
+	closed atomic.Bool
+
+	mu      sync.Mutex // serialises Receive; guards pending and err
+	pending []Packet   // packets read before Open saw its acknowledgement
+	err     error      // an error met after packets of the same read, for the next Receive
+}
+
+// Open binds NFLOG group group in the calling thread's network namespace, in
+// copy mode "packet" with a copy range of copyRange bytes (0 means as much
+// as the kernel allows, about 64 KiB). It asks the kernel to send every
+// packet at once (queue threshold 1) and gives the socket a large receive
+// buffer (SO_RCVBUFFORCE, or SO_RCVBUF up to net.core.rmem_max without
+// CAP_NET_ADMIN).
+//
+// To bind a group in another namespace, call Open on a locked OS thread
+// that has switched into it; the socket stays there afterwards.
+//
+// Open returns an error that matches ErrBusy if another socket in the
+// namespace owns the group, and one that matches unix.EPERM if the process
+// lacks CAP_NET_ADMIN in the namespace.
+func Open(group uint16, copyRange uint16) (*Conn, error) {
+	nl, err := netlink.Dial(unix.NETLINK_NETFILTER, nil)
+	if err != nil {
+		return nil, fmt.Errorf("nflog: open a netfilter netlink socket: %w", err)
+	}
+	if err := setReceiveBuffer(nl); err != nil {
+		nl.Close()
+		return nil, err
+	}
+	if err := nl.SetReadDeadline(time.Now().Add(configTimeout)); err != nil {
+		nl.Close()
+		return nil, fmt.Errorf("nflog: set read deadline: %w", err)
+	}
+	c, err := open(nl, group, copyRange)
+	if err != nil {
+		nl.Close()
+		return nil, err
+	}
+	if err := nl.SetReadDeadline(time.Time{}); err != nil {
+		nl.Close()
+		return nil, fmt.Errorf("nflog: clear read deadline: %w", err)
+	}
+	return c, nil
+}
+
+// setReceiveBuffer sets the socket's receive buffer to receiveBuffer:
+// SO_RCVBUFFORCE ignores net.core.rmem_max but needs CAP_NET_ADMIN, so
+// SO_RCVBUF (capped at rmem_max) is the fallback.
+func setReceiveBuffer(nl *netlink.Conn) error {
+	rc, err := nl.SyscallConn()
+	if err == nil {
+		var serr error
+		err = rc.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, receiveBuffer)
+		})
+		if err == nil && serr == nil {
+			return nil
+		}
+	}
+	if err := nl.SetReadBuffer(receiveBuffer); err != nil {
+		return fmt.Errorf("nflog: set the receive buffer to %d bytes: %w", receiveBuffer, err)
+	}
+	return nil
+}
+
+// open binds group on nl and waits for the kernel's acknowledgement. Packets
+// that arrive before it are kept for the first Receive.
+func open(nl *netlink.Conn, group, copyRange uint16) (*Conn, error) {
+	c := &Conn{nl: nl, group: group}
+	req, err := configMessage(group, true, bindAttrs(copyRange))
+	if err != nil {
+		return nil, err
+	}
+	err = c.request(req)
+	switch {
+	case err == nil:
+		return c, nil
+	case errors.Is(err, unix.EBUSY):
+		// This socket already owns the group; a fresh socket never does.
+		return nil, busyError(group)
+	case errors.Is(err, unix.EPERM):
+		// The kernel answers EPERM both when the group belongs to another
+		// socket and when the sender lacks CAP_NET_ADMIN. Every nfnetlink
+		// request needs CAP_NET_ADMIN, and nfnetlink_log answers a
+		// (meaningless) packet message with ENOTSUPP and changes nothing:
+		// an EPERM to that means no capability, anything else a busy group.
+		probe := netlink.Message{
+			Header: netlink.Header{Type: headerType(msgPacket), Flags: netlink.Request | netlink.Acknowledge},
+			Data:   nfgenmsg(group),
+		}
+		if perr := c.request(probe); perr != nil && !errors.Is(perr, unix.EPERM) {
+			return nil, busyError(group)
+		}
+		return nil, fmt.Errorf("nflog: bind NFLOG group %d: %w: binding a group needs CAP_NET_ADMIN in the network namespace; run as root or grant the capability", group, unix.EPERM)
+	default:
+		return nil, fmt.Errorf("nflog: bind NFLOG group %d: %w", group, err)
+	}
+}
+
+// busyError is the error of Open for a group that another socket owns.
+func busyError(group uint16) error {
+	return fmt.Errorf("nflog: bind NFLOG group %d: %w: only one socket per network namespace can receive a group; stop the other listener (ulogd, another dockerfence) or use another group", group, ErrBusy)
+}
+
+// request sends req with an acknowledgement requested and waits for the
+// acknowledgement, keeping packets that arrive meanwhile in c.pending. It
+// returns the kernel's error, if any.
+func (c *Conn) request(req netlink.Message) error {
+	sent, err := c.nl.Send(req)
+	if err != nil {
+		return fmt.Errorf("send: %w", err)
+	}
+	for {
+		now := time.Time{}
+		for m, err := range c.nl.ReceiveIter() {
+			if err != nil {
+				// The only request in flight is ours, so a netlink
+				// error message answers it.
+				return unwrapOpError(err)
+			}
+			switch {
+			case m.Header.Type == netlink.Error && m.Header.Sequence == sent.Header.Sequence:
+				return nil // an acknowledgement: errors come as err above
+			case m.Header.Type == headerType(msgPacket):
+				if now.IsZero() {
+					now = time.Now()
+				}
+				p, err := parsePacket(m.Data, now)
+				if err != nil {
+					return err
+				}
+				c.pending = append(c.pending, p)
+			}
+		}
+	}
+}
+
+// unwrapOpError returns the error inside a *netlink.OpError, whose message
+// repeats the operation, or err itself.
+func unwrapOpError(err error) error {
+	var oe *netlink.OpError
+	if errors.As(err, &oe) && oe.Err != nil {
+		return oe.Err
+	}
+	return err
+}
+
+// Receive blocks until the kernel sends logged packets and returns them;
+// one read of the socket may hold several. It returns an error matching
+// net.ErrClosed once Close is called (also from another goroutine, which
+// ends a blocked Receive at once), one matching os.ErrDeadlineExceeded
+// after the read deadline, and ErrOverrun if packets were lost.
+func (c *Conn) Receive() ([]Packet, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed.Load() {
+		return nil, c.closedError()
+	}
+	if len(c.pending) > 0 {
+		p := c.pending
+		c.pending = nil
+		return p, nil
+	}
+	if err := c.err; err != nil {
+		c.err = nil
+		return nil, err
+	}
+	for {
+		pkts, err := c.read()
+		if len(pkts) > 0 {
+			c.err = err
+			return pkts, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// read reads the socket once and returns the packets it held. An error met
+// after some packets is returned with them.
+func (c *Conn) read() ([]Packet, error) {
+	var pkts []Packet
+	var now time.Time
+	for m, err := range c.nl.ReceiveIter() {
+		if err != nil {
+			return pkts, c.receiveError(err)
+		}
+		if m.Header.Type != headerType(msgPacket) {
+			continue // a late acknowledgement, or NLMSG_DONE after a batch
+		}
+		if now.IsZero() {
+			now = time.Now()
+		}
+		p, err := parsePacket(m.Data, now)
+		if err != nil {
+			return pkts, err
+		}
+		pkts = append(pkts, p)
+	}
+	return pkts, nil
+}
+
+// receiveError turns an error of the netlink socket into Receive's error.
+func (c *Conn) receiveError(err error) error {
+	switch {
+	case c.closed.Load():
+		return c.closedError()
+	case errors.Is(err, unix.ENOBUFS):
+		return ErrOverrun
+	}
+	return fmt.Errorf("nflog: receive from NFLOG group %d: %w", c.group, unwrapOpError(err))
+}
+
+func (c *Conn) closedError() error {
+	return fmt.Errorf("nflog: receive from NFLOG group %d: %w", c.group, net.ErrClosed)
+}
+
+// SetReadDeadline sets the time after which Receive gives up with an error
+// matching os.ErrDeadlineExceeded; the zero time means no deadline. It also
+// ends a Receive that is blocked already.
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	if err := c.nl.SetReadDeadline(t); err != nil {
+		return fmt.Errorf("nflog: set read deadline: %w", err)
+	}
+	return nil
+}
+
+// Close unbinds the group and closes the socket, which ends a blocked
+// Receive. The unbind is not waited for: closing the socket releases the
+// group in any case. Calling Close again does nothing and returns nil.
+func (c *Conn) Close() error {
+	if c.closed.Swap(true) {
+		return nil
+	}
+	if req, err := configMessage(c.group, false, unbindAttrs); err == nil {
+		_, _ = c.nl.Send(req) // best effort, see above
+	}
+	if err := c.nl.Close(); err != nil {
+		return fmt.Errorf("nflog: close: %w", err)
+	}
+	return nil
+}
