@@ -194,6 +194,16 @@ const fakeNetworks = `[
   }
 ]`
 
+const fakeContainers = `[
+  {"Id": "c0ffee00112233445566778899aabbccddeeff00112233445566778899aabbcc", "Names": ["/app-web-1"],
+   "State": "running",
+   "NetworkSettings": {"Networks": {
+     "app_default": {"NetworkID": "4e5f", "IPAddress": "172.19.0.2", "GlobalIPv6Address": "fd00:db8:1::2"}
+   }}},
+  {"Id": "beef000011112222333344445555666677778888999900001111222233334444", "Names": ["/lonely"],
+   "State": "running", "NetworkSettings": {"Networks": {"none": {"IPAddress": ""}}}}
+]`
+
 const fakeVersion = `{
   "Platform": {"Name": "Docker Engine - Community"},
   "Version": "27.3.1", "ApiVersion": "1.47", "MinAPIVersion": "1.24",
@@ -219,6 +229,9 @@ func (f *fakeDaemon) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodGet && r.URL.Path == "/v"+fakeAPIVersion+"/networks":
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(fakeNetworks))
+	case r.Method == http.MethodGet && r.URL.Path == "/v"+fakeAPIVersion+"/containers/json":
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(fakeContainers))
 	case r.Method == http.MethodGet && r.URL.Path == "/v"+fakeAPIVersion+"/version":
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(fakeVersion))
@@ -412,4 +425,25 @@ func TestClientUnreachable(t *testing.T) {
 			t.Fatalf("Networks() error = %v, want ErrUnreachable wrapping context.DeadlineExceeded", err)
 		}
 	})
+}
+
+func TestClientContainersFakeDaemon(t *testing.T) {
+	clearDockerEnv(t)
+	c := dial(t, startFakeDaemon(t, &fakeDaemon{}))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	got, err := c.Containers(ctx)
+	if err != nil {
+		t.Fatalf("Containers: %v", err)
+	}
+	want := []Container{
+		{ID: "c0ffee00112233445566778899aabbccddeeff00112233445566778899aabbcc", Name: "app-web-1", Addrs: map[netip.Addr]string{
+			netip.MustParseAddr("172.19.0.2"):    "app_default",
+			netip.MustParseAddr("fd00:db8:1::2"): "app_default",
+		}},
+		{ID: "beef000011112222333344445555666677778888999900001111222233334444", Name: "lonely", Addrs: map[netip.Addr]string{}},
+	}
+	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+		t.Errorf("Containers() mismatch (-want +got):\n%s", diff)
+	}
 }

@@ -212,3 +212,47 @@ func dump(st *State, t *Table, names []string) {
 		}
 	}
 }
+
+// TestDenials checks that every deny chain's log prefix leads back to the
+// network, section and rule it stands for.
+func TestDenials(t *testing.T) {
+	pol := loadPolicy(t, "testdata/seed.yaml")
+	nets := []policy.Network{{Name: "app_default", Bridge: "br-0123456789ab", Subnets: prefixes("172.20.0.0/16", "fd00:20::/64")}}
+	tbl := Build(pol, nets)
+	type got struct {
+		Chain, Network, RuleID, Comment, Reason string
+		Audit                                   bool
+	}
+	var all []got
+	for _, c := range tbl.Chains {
+		for _, r := range c.Rules {
+			if r.Log == nil {
+				continue
+			}
+			d := tbl.Denial(r.Log.Prefix)
+			if d == nil {
+				t.Fatalf("log prefix %q of chain %s has no denial", r.Log.Prefix, c.Name)
+			}
+			all = append(all, got{d.Chain, d.Network.Name, d.RuleID(), d.Comment(), d.Reason, d.Audit})
+		}
+	}
+	want := []got{
+		{"fwd_br-0123456789ab.spoof", "app_default", "anti-spoofing", "source outside the network", "spoof", false},
+		{"fwd_br-0123456789ab.e4", "app_default", "egress 4", "private network", "rule", false},
+		{"in_br-0123456789ab.spoof", "app_default", "anti-spoofing", "source outside the network", "spoof", false},
+	}
+	if diff := cmp.Diff(want, all); diff != "" {
+		t.Errorf("denials (-want +got):\n%s", diff)
+	}
+	for _, p := range []string{"", "df ", "df nope ", "xx fwd_br-0123456789ab.e4 "} {
+		if d := tbl.Denial(p); d != nil {
+			t.Errorf("Denial(%q) = %s, want nil", p, d.Chain)
+		}
+	}
+	audit := loadPolicy(t, "testdata/audit.yaml")
+	at := Build(audit, nets)
+	d := at.Denial("df-audit fwd_br-0123456789ab.e1 ")
+	if d == nil || !d.Audit || d.RuleID() != "egress 1" || d.Comment() != "cloud metadata" {
+		t.Errorf("audit denial = %+v", d)
+	}
+}

@@ -29,6 +29,86 @@ type Table struct {
 	CatchAll *policy.Section
 	// Warnings are findings a person should see, such as skipped networks.
 	Warnings []string
+	// Denials says, for each deny chain by name, what its packets were
+	// denied for, so that a logged packet can be attributed to a network
+	// and a rule.
+	Denials map[string]*Denial
+}
+
+// Denial is what one deny chain stands for.
+type Denial struct {
+	// Chain is the deny chain's name; its log prefix is LogPrefix (or
+	// AuditLogPrefix) followed by Chain and a space.
+	Chain string
+	// Network is the fenced network, nil for the chains that fence
+	// bridges not known yet.
+	Network *policy.Network
+	Section *policy.Section
+	Hook    policy.Hook
+	// Rule is the policy rule that denies, nil for anti-spoofing and for
+	// the hook's default.
+	Rule *policy.Rule
+	// Reason is "rule", "spoof" (source outside the network) or "default".
+	Reason string
+	// Audit is set in audit mode: the packet was let through.
+	Audit bool
+}
+
+// RuleID names the denial as status does: "egress 4", "egress_default",
+// "anti-spoofing".
+func (d *Denial) RuleID() string {
+	switch d.Reason {
+	case "spoof":
+		return "anti-spoofing"
+	case "default":
+		return d.Hook.String() + "_default"
+	}
+	return d.Rule.ID()
+}
+
+// Comment is the denial's human reason: the rule's comment if it has one.
+func (d *Denial) Comment() string {
+	switch {
+	case d.Reason == "spoof":
+		return "source outside the network"
+	case d.Reason == "default":
+		return d.Hook.String() + "_default deny"
+	case d.Rule.Comment != "":
+		return d.Rule.Comment
+	}
+	return RuleMatch(d.Rule)
+}
+
+// RuleMatch renders what a policy rule matches, as written: "@private",
+// "192.168.100.2 udp/53", "10.0.0.0/8 tcp+udp/80,443".
+func RuleMatch(r *policy.Rule) string {
+	s := r.Addrs.Text
+	if r.Proto != policy.ProtoAny {
+		s += " " + string(r.Proto)
+	}
+	if len(r.Ports) > 0 {
+		ports := make([]string, len(r.Ports))
+		for i, p := range r.Ports {
+			ports[i] = p.String()
+		}
+		if r.Proto == policy.ProtoAny {
+			s += " tcp+udp"
+		}
+		s += "/" + strings.Join(ports, ",")
+	}
+	return s
+}
+
+// Denial returns what the deny chain named by an NFLOG prefix stands for,
+// or nil if the prefix is not one of this table's.
+func (t *Table) Denial(prefix string) *Denial {
+	rest, ok := strings.CutPrefix(prefix, AuditLogPrefix)
+	if !ok {
+		if rest, ok = strings.CutPrefix(prefix, LogPrefix); !ok {
+			return nil
+		}
+	}
+	return t.Denials[strings.TrimSuffix(rest, " ")]
 }
 
 // Fenced is a network and the section that fences it.
@@ -200,7 +280,7 @@ const AuditLogPrefix = "df-audit "
 // Build returns the table that fences networks as the policy says.
 func Build(pol *policy.Policy, networks []policy.Network) *Table {
 	s := pol.Settings
-	b := &builder{pol: pol, t: &Table{Name: s.Table, Priority: s.Priority}, sets: map[string]*Set{}}
+	b := &builder{pol: pol, t: &Table{Name: s.Table, Priority: s.Priority, Denials: map[string]*Denial{}}, sets: map[string]*Set{}}
 	fwd := &Chain{Name: ForwardChain, Hook: "forward"}
 	in := &Chain{Name: InputChain, Hook: "input"}
 	b.t.Chains = append(b.t.Chains, fwd, in)
@@ -338,7 +418,7 @@ func (b *builder) networkChain(name string, sec *policy.Section, h policy.Hook, 
 	if h == policy.Host {
 		c.Rules = append(c.Rules, &Rule{Matches: []Match{ICMPv6Type{Types: ndTypes}}, Counter: true, Verdict: Verdict{Kind: Accept}, ID: "nd", Comment: "IPv6 neighbour discovery"})
 	}
-	spoof := b.denyChain(name, "spoof")
+	spoof := b.denyChain(name, &Denial{Network: n, Section: sec, Hook: h, Reason: "spoof"})
 	spoofRule := func(m ...Match) {
 		c.Rules = append(c.Rules, &Rule{Matches: m, Counter: true, Verdict: Verdict{Kind: Goto, Target: spoof}, ID: "spoof", Comment: "source outside the network (anti-spoofing)"})
 	}
@@ -367,20 +447,28 @@ func (b *builder) networkChain(name string, sec *policy.Section, h policy.Hook, 
 		}
 	}
 	for _, r := range sec.Rules(h) {
-		c.Rules = append(c.Rules, b.policyRules(name, r, n)...)
+		c.Rules = append(c.Rules, b.policyRules(name, sec, r, n)...)
 	}
 	def := &Rule{Counter: true, Verdict: Verdict{Kind: Accept}, ID: "default", Comment: h.String() + "_default allow"}
 	if sec.Default(h) == policy.Deny {
-		def.Verdict = Verdict{Kind: Goto, Target: b.denyChain(name, "default")}
+		def.Verdict = Verdict{Kind: Goto, Target: b.denyChain(name, &Denial{Network: n, Section: sec, Hook: h, Reason: "default"})}
 		def.Comment = h.String() + "_default deny"
 	}
 	c.Rules = append(c.Rules, def)
 }
 
-// denyChain adds the chain that logs and refuses packets for one reason and returns its name.
-func (b *builder) denyChain(network, reason string) string {
+// denyChain adds the chain that logs and refuses packets of network chain
+// for the reason d gives, records d under the chain's name, and returns the
+// name.
+func (b *builder) denyChain(network string, d *Denial) string {
 	s := b.pol.Settings
-	c := &Chain{Name: network + "." + reason}
+	suffix := d.Reason
+	if d.Rule != nil {
+		suffix = ruleTag(d.Rule)
+	}
+	c := &Chain{Name: network + "." + suffix}
+	d.Chain, d.Audit = c.Name, s.Mode == policy.Audit
+	b.t.Denials[c.Name] = d
 	if s.LogDenied {
 		prefix := LogPrefix
 		if s.Mode == policy.Audit {
@@ -407,10 +495,10 @@ func ruleTag(r *policy.Rule) string { return fmt.Sprintf("%c%d", r.Hook.String()
 
 // policyRules renders one policy rule as kernel rules: one per address family
 // it needs (or one for any), all with the rule's ID.
-func (b *builder) policyRules(chain string, r *policy.Rule, n *policy.Network) []*Rule {
+func (b *builder) policyRules(chain string, sec *policy.Section, r *policy.Rule, n *policy.Network) []*Rule {
 	verdict := Verdict{Kind: Accept}
 	if r.Verdict == policy.Deny {
-		verdict = Verdict{Kind: Goto, Target: b.denyChain(chain, ruleTag(r))}
+		verdict = Verdict{Kind: Goto, Target: b.denyChain(chain, &Denial{Network: n, Section: sec, Hook: r.Hook, Rule: r, Reason: "rule"})}
 	}
 	comment := fmt.Sprintf("%s %s", r.ID(), r.Verdict)
 	if r.Comment != "" {

@@ -1,0 +1,199 @@
+// Package status describes what dockerfence fences and what its rules have
+// counted, in the stable schema of `dockerfence status --json`.
+//
+// Make is pure: it joins the policy, the table built from it and the state
+// read back from the kernel.
+package status
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/dockerfence/dockerfence/nft"
+	"github.com/dockerfence/dockerfence/policy"
+)
+
+// Status is the JSON schema of `dockerfence status --json`. Fields are only
+// ever added, never renamed or removed.
+type Status struct {
+	Table TableStatus `json:"table"`
+	// Policy is the policy file in force, or "(embedded default)".
+	Policy string `json:"policy"`
+	// Mode is "enforce" or "audit".
+	Mode string `json:"mode"`
+	// Docker says whether the networks came from Docker (false: from the
+	// bridges found over netlink).
+	Docker bool `json:"docker"`
+	// Source says where the networks came from: "docker", "docker (last
+	// known)" or "netlink".
+	Source   string          `json:"source"`
+	Networks []NetworkStatus `json:"networks"`
+	Unfenced []NetworkStatus `json:"unfenced"`
+	// LastApply is the last apply that changed the table or failed, by
+	// `dockerfence apply` or by the daemon; nil if none is known.
+	LastApply *Apply `json:"last_apply"`
+	// Daemon is set when the status comes from `dockerfence run`.
+	Daemon *Daemon `json:"daemon,omitempty"`
+}
+
+// TableStatus describes the kernel table.
+type TableStatus struct {
+	Name     string `json:"name"`
+	Present  bool   `json:"present"`
+	Priority int    `json:"priority"`
+	// InSync is true when the kernel's table is what apply would write now.
+	InSync bool     `json:"in_sync"`
+	Drift  []string `json:"drift,omitempty"`
+}
+
+// NetworkStatus is one network and, if fenced, its section and rules.
+type NetworkStatus struct {
+	Name    string   `json:"name"`
+	ID      string   `json:"id,omitempty"`
+	Bridge  string   `json:"bridge"`
+	Subnets []string `json:"subnets"`
+	// Section is the 1-based index of the policy section that fences the
+	// network, and Match that section's match.
+	Section int    `json:"section,omitempty"`
+	Match   string `json:"match,omitempty"`
+	// Denied sums the packets of the network's deny rules (would-be
+	// denials in audit mode).
+	Denied uint64       `json:"denied"`
+	Rules  []RuleStatus `json:"rules,omitempty"`
+}
+
+// RuleStatus is one rule of a fenced network with its kernel counters,
+// summed over the kernel rules it became (one per address family).
+type RuleStatus struct {
+	// ID is "egress 3", "host 1", "egress_default", "host_default" or
+	// "anti-spoofing" (the last one once per hook).
+	ID   string `json:"id"`
+	Hook string `json:"hook"`
+	// Index is the rule's 1-based position in its hook's list, 0 for the
+	// defaults and anti-spoofing.
+	Index int `json:"index,omitempty"`
+	// Verdict is "allow", "deny", or "would deny" for a deny in audit mode.
+	Verdict string `json:"verdict"`
+	// Match is what the rule matches, as written: "@private", "192.168.100.2 udp/53".
+	Match string `json:"match"`
+	// Comment is the rule's comment from the policy, empty if it has none.
+	Comment string `json:"comment"`
+	Packets uint64 `json:"packets"`
+	Bytes   uint64 `json:"bytes"`
+}
+
+// Apply is the outcome of one apply.
+type Apply struct {
+	Time time.Time `json:"time"`
+	// By is "apply" or "run".
+	By string `json:"by"`
+	// Trigger is what made the daemon sync ("start", "docker", "kernel",
+	// "reload", "resync", "retry"); empty for `dockerfence apply`.
+	Trigger string `json:"trigger,omitempty"`
+	// Reason is the trigger in words.
+	Reason string `json:"reason,omitempty"`
+	// Result is "applied", "up to date" or "failed".
+	Result string `json:"result"`
+	Error  string `json:"error,omitempty"`
+	// TookMS is how long the sync took, in milliseconds.
+	TookMS float64 `json:"took_ms"`
+	Table  string  `json:"table"`
+}
+
+// Daemon describes the `dockerfence run` that answered.
+type Daemon struct {
+	PID   int       `json:"pid"`
+	Since time.Time `json:"since"`
+	// DockerUp says whether Docker's event stream is connected.
+	DockerUp bool `json:"docker_up"`
+	// LastSync is the daemon's last sync, whatever its result.
+	LastSync *Apply `json:"last_sync"`
+	// Denials counts the denial events read from NFLOG since the start
+	// (rate limited by the table's log rules), and Lost those the kernel
+	// dropped because the reader fell behind.
+	Denials uint64 `json:"denial_events"`
+	Lost    uint64 `json:"denial_events_lost"`
+}
+
+// Source values of Status.
+const (
+	SourceDocker     = "docker"
+	SourceDockerLast = "docker (last known)"
+	SourceNetlink    = "netlink"
+)
+
+// Make joins the policy, the table built from it and the kernel's state
+// (nil if the table is absent) into a Status.
+func Make(pol *policy.Policy, t *nft.Table, st *nft.State, source string) Status {
+	s := Status{
+		Policy: pol.Source, Mode: string(pol.Settings.Mode), Source: source,
+		Docker: source == SourceDocker || source == SourceDockerLast,
+		Table:  TableStatus{Name: t.Name, Present: st != nil, Priority: t.Priority},
+	}
+	s.Table.Drift = nft.Diff(t, st)
+	s.Table.InSync = len(s.Table.Drift) == 0
+	chains := map[string]*nft.ChainState{}
+	if st != nil {
+		for i := range st.Chains {
+			chains[st.Chains[i].Name] = &st.Chains[i]
+		}
+	}
+	deny := "deny"
+	if pol.Settings.Mode == policy.Audit {
+		deny = "would deny"
+	}
+	verdict := func(v policy.Verdict) string {
+		if v == policy.Deny {
+			return deny
+		}
+		return v.String()
+	}
+	for _, f := range t.Fenced {
+		ns := NetworkStatus{Name: f.Network.Name, ID: f.Network.ID, Bridge: f.Network.Bridge, Subnets: prefixStrings(f.Network.Subnets), Section: f.Section.Index, Match: f.Section.Match.String()}
+		for _, h := range []policy.Hook{policy.Egress, policy.Host} {
+			chain := chains[f.Forward]
+			if h == policy.Host {
+				chain = chains[f.Input]
+			}
+			count := func(id string) (p, b uint64) {
+				if chain == nil {
+					return 0, 0
+				}
+				for _, r := range chain.Rules {
+					if r.ID == id {
+						p, b = p+r.Packets, b+r.Bytes
+					}
+				}
+				return p, b
+			}
+			add := func(r RuleStatus) {
+				r.Hook = h.String()
+				if r.Verdict == deny {
+					ns.Denied += r.Packets
+				}
+				ns.Rules = append(ns.Rules, r)
+			}
+			p, b := count("spoof")
+			add(RuleStatus{ID: "anti-spoofing", Verdict: deny, Match: "source not in subnets", Packets: p, Bytes: b})
+			for _, r := range f.Section.Rules(h) {
+				p, b := count(r.ID())
+				add(RuleStatus{ID: r.ID(), Index: r.Index, Verdict: verdict(r.Verdict), Match: nft.RuleMatch(r), Comment: r.Comment, Packets: p, Bytes: b})
+			}
+			p, b = count("default")
+			add(RuleStatus{ID: h.String() + "_default", Verdict: verdict(f.Section.Default(h)), Match: "anything else", Packets: p, Bytes: b})
+		}
+		s.Networks = append(s.Networks, ns)
+	}
+	for _, n := range t.Unfenced {
+		s.Unfenced = append(s.Unfenced, NetworkStatus{Name: n.Name, ID: n.ID, Bridge: n.Bridge, Subnets: prefixStrings(n.Subnets)})
+	}
+	return s
+}
+
+func prefixStrings(ps []netip.Prefix) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.String()
+	}
+	return out
+}

@@ -1,0 +1,119 @@
+package status
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/dockerfence/dockerfence/nft"
+	"github.com/dockerfence/dockerfence/policy"
+	"github.com/google/go-cmp/cmp"
+)
+
+const seed = `version: 1
+settings: {mode: MODE}
+networks:
+  - match: {subnet: 172.20.0.0/16}
+    egress:
+      - allow: self
+      - deny: 192.168.0.0/16
+        comment: private network
+    egress_default: allow
+`
+
+func load(t *testing.T, mode string) *policy.Policy {
+	t.Helper()
+	src := []byte(seed[:len("version: 1\nsettings: {mode: ")] + mode + seed[len("version: 1\nsettings: {mode: MODE"):])
+	p, err := policy.Parse("seed.yaml", src, policy.Options{ResolvConf: filepath.Join(t.TempDir(), "none")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+var app = policy.Network{Name: "app_default", Bridge: "br-app", Subnets: []netip.Prefix{netip.MustParsePrefix("172.20.0.0/16")}}
+
+// kernelState is the state the kernel would report for t, with the given
+// packet counters by chain and rule ID, given to the first kernel rule of
+// that ID (a policy rule may become one per address family).
+func kernelState(t *nft.Table, packets map[string]uint64) *nft.State {
+	st := &nft.State{}
+	for _, c := range t.Chains {
+		cs := nft.ChainState{Name: c.Name}
+		for _, r := range c.Rules {
+			p := packets[c.Name+"/"+r.ID]
+			delete(packets, c.Name+"/"+r.ID)
+			cs.Rules = append(cs.Rules, nft.RuleState{ID: r.ID, Packets: p, Bytes: 100 * p})
+		}
+		st.Chains = append(st.Chains, cs)
+	}
+	return st
+}
+
+func TestMakeCounters(t *testing.T) {
+	for _, tc := range []struct{ mode, deny string }{{"enforce", "deny"}, {"audit", "would deny"}} {
+		t.Run(tc.mode, func(t *testing.T) {
+			pol := load(t, tc.mode)
+			tbl := nft.Build(pol, []policy.Network{app})
+			st := kernelState(tbl, map[string]uint64{"fwd_br-app/egress 2": 7, "fwd_br-app/egress 1": 3, "fwd_br-app/spoof": 1, "fwd_br-app/default": 5})
+			s := Make(pol, tbl, st, SourceDocker)
+			if s.Mode != tc.mode || !s.Table.Present || !s.Docker || len(s.Networks) != 1 {
+				t.Fatalf("status = %+v", s)
+			}
+			n := s.Networks[0]
+			var egress []RuleStatus
+			for _, r := range n.Rules {
+				if r.Hook == "egress" {
+					egress = append(egress, r)
+				}
+			}
+			want := []RuleStatus{
+				{ID: "anti-spoofing", Hook: "egress", Verdict: tc.deny, Match: "source not in subnets", Packets: 1, Bytes: 100},
+				{ID: "egress 1", Hook: "egress", Index: 1, Verdict: "allow", Match: "self", Packets: 3, Bytes: 300},
+				{ID: "egress 2", Hook: "egress", Index: 2, Verdict: tc.deny, Match: "192.168.0.0/16", Comment: "private network", Packets: 7, Bytes: 700},
+				{ID: "egress_default", Hook: "egress", Verdict: "allow", Match: "anything else", Packets: 5, Bytes: 500},
+			}
+			if diff := cmp.Diff(want, egress); diff != "" {
+				t.Errorf("egress rules (-want +got):\n%s", diff)
+			}
+			if n.Denied != 8 {
+				t.Errorf("Denied = %d, want 8 (7 by the rule, 1 spoofed)", n.Denied)
+			}
+		})
+	}
+}
+
+func TestMakeAbsent(t *testing.T) {
+	pol := load(t, "enforce")
+	s := Make(pol, nft.Build(pol, []policy.Network{app}), nil, SourceNetlink)
+	if s.Table.Present || s.Table.InSync || s.Docker || s.Networks[0].Denied != 0 {
+		t.Errorf("status of an absent table = %+v", s)
+	}
+}
+
+func TestLastApply(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run")
+	if a, err := LoadLastApply(dir, "dockerfence"); a != nil || err != nil {
+		t.Fatalf("LoadLastApply before any = %v, %v", a, err)
+	}
+	want := Apply{Time: time.Date(2026, 11, 21, 12, 4, 5, 0, time.UTC), By: "apply", Result: "applied", TookMS: 1.5, Table: "dockerfence"}
+	if err := SaveLastApply(dir, want); err != nil {
+		t.Fatal(err)
+	}
+	got, err := LoadLastApply(dir, "dockerfence")
+	if err != nil || got == nil {
+		t.Fatalf("LoadLastApply = %v, %v", got, err)
+	}
+	if diff := cmp.Diff(want, *got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	if a, _ := LoadLastApply(dir, "other"); a != nil {
+		t.Errorf("LoadLastApply of another table = %+v, want nil", a)
+	}
+	fi, err := os.Stat(filepath.Join(dir, lastApplyFile))
+	if err != nil || fi.Mode().Perm() != 0o644 {
+		t.Errorf("record file: %v, %v", fi, err)
+	}
+}
