@@ -59,15 +59,34 @@ type Config struct {
 	PollPolicy time.Duration
 	// OnSync, if set, is called after every sync, for tests and metrics.
 	OnSync func(Result)
+	// OnDocker, if set, is called with every update of Docker's event
+	// stream.
+	OnDocker func(docker.Update)
 	// Ready, if set, is called once after the first sync, so that systemd
 	// starts Docker only once the fence is up.
 	Ready func()
 }
 
+// Triggers of a sync, as Result.Trigger gives them.
+const (
+	TriggerStart   = "start"
+	TriggerDocker  = "docker"
+	TriggerKernel  = "kernel"
+	TriggerMonitor = "monitor"
+	TriggerReload  = "reload"
+	TriggerResync  = "resync"
+	TriggerRetry   = "retry"
+)
+
 // Result is the outcome of one sync.
 type Result struct {
-	// Reason says what triggered the sync.
-	Reason string
+	// Time is when the sync started.
+	Time time.Time
+	// Trigger is what made the daemon sync, one of the Trigger constants,
+	// and Reason says it in words.
+	Trigger, Reason string
+	// Policy is the policy the sync applied.
+	Policy *policy.Policy
 	// Changed says whether the kernel's table was changed.
 	Changed bool
 	// Source says where the networks came from: "docker", "docker (last
@@ -151,7 +170,7 @@ func Run(ctx context.Context, cfg Config) error {
 		go watchFile(ctx, cfg.PolicyFile, last, cfg.PollPolicy, policyCh)
 	}
 
-	d.sync(ctx, "start")
+	d.sync(ctx, TriggerStart, "start")
 	resync := time.NewTicker(cfg.Resync)
 	defer resync.Stop()
 	var debounce <-chan time.Time
@@ -174,7 +193,7 @@ func Run(ctx context.Context, cfg Config) error {
 		case u := <-dockerCh:
 			switch d.docker(u) {
 			case docker.Connected:
-				d.sync(ctx, "Docker connected")
+				d.sync(ctx, TriggerDocker, "Docker connected")
 			case docker.Changed:
 				debounceReasons++
 				if debounce == nil {
@@ -183,7 +202,7 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 		case <-debounce:
 			debounce = nil
-			d.sync(ctx, fmt.Sprintf("%d Docker events", debounceReasons))
+			d.sync(ctx, TriggerDocker, fmt.Sprintf("%d Docker events", debounceReasons))
 			debounceReasons = 0
 		case ch := <-kernelCh:
 			// Our own applies come back here too (the kernel's pid is a
@@ -197,24 +216,27 @@ func Run(ctx context.Context, cfg Config) error {
 				}
 			}
 			if d.retryAt.IsZero() {
-				d.sync(ctx, fmt.Sprintf("table changed by pid %d (%s)", ch.Pid, ch.Proc))
+				d.sync(ctx, TriggerKernel, fmt.Sprintf("table changed by pid %d (%s)", ch.Pid, ch.Proc))
 			}
 		case why := <-resyncCh:
-			d.sync(ctx, why)
+			d.sync(ctx, TriggerMonitor, why)
 		case <-cfg.Reload:
 			d.reload(ctx, "SIGHUP")
 		case <-policyCh:
 			d.reload(ctx, "policy file changed")
 		case <-resync.C:
-			d.sync(ctx, "periodic resync")
+			d.sync(ctx, TriggerResync, "periodic resync")
 		case <-retry:
-			d.sync(ctx, "retry")
+			d.sync(ctx, TriggerRetry, "retry")
 		}
 	}
 }
 
 // docker records what an update says about Docker and returns its signal.
 func (d *daemon) docker(u docker.Update) docker.Signal {
+	if d.cfg.OnDocker != nil {
+		d.cfg.OnDocker(u)
+	}
 	switch u.Signal {
 	case docker.Connected:
 		if !d.dockerUp {
@@ -245,13 +267,13 @@ func (d *daemon) reload(ctx context.Context, why string) {
 	}
 	d.pol = pol
 	d.cfg.Log.Info("policy reloaded", "trigger", why, "source", pol.Source)
-	d.sync(ctx, "policy reload")
+	d.sync(ctx, TriggerReload, "policy reload")
 }
 
 // sync rebuilds the table and applies it; a failure schedules a retry.
-func (d *daemon) sync(ctx context.Context, reason string) {
+func (d *daemon) sync(ctx context.Context, trigger, reason string) {
 	start := time.Now()
-	res := Result{Reason: reason}
+	res := Result{Trigger: trigger, Reason: reason, Policy: d.pol, Time: start}
 	defer func() {
 		res.Took = time.Since(start)
 		if d.cfg.OnSync != nil {

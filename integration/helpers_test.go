@@ -74,10 +74,14 @@ func (e *env) write(name, content string) string {
 // df runs the dockerfence binary inside the Host namespace; Docker is never
 // reachable there unless a test says so.
 func (e *env) df(args ...string) (string, error) {
-	full := append([]string{"--net=" + e.tp.Host.Path(), binary, "--resolv-conf", e.resolvConf, "--docker-host", "unix://" + filepath.Join(e.dir, "no-docker.sock")}, args...)
+	full := append([]string{"--net=" + e.tp.Host.Path(), binary, "--resolv-conf", e.resolvConf, "--socket", e.socket(), "--docker-host", "unix://" + filepath.Join(e.dir, "no-docker.sock")}, args...)
 	out, err := exec.Command("nsenter", full...).CombinedOutput()
 	return string(out), err
 }
+
+// socket is the path of the test's dockerfence run socket; the last apply
+// is recorded next to it, never in /run/dockerfence.
+func (e *env) socket() string { return filepath.Join(e.dir, "df.sock") }
 
 // mustDF is df that fails the test on error.
 func (e *env) mustDF(args ...string) string {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dockerfence/dockerfence/denylog"
 	"github.com/dockerfence/dockerfence/integration/dockerd"
 	"github.com/dockerfence/dockerfence/integration/topo"
 	"github.com/dockerfence/dockerfence/nft"
@@ -94,8 +95,14 @@ type daemonProc struct {
 // if it still runs.
 func (e *env) startDaemon(d *dockerd.Daemon, pol string) *daemonProc {
 	e.t.Helper()
+	return e.startDaemonArgs(d, pol)
+}
+
+// startDaemonArgs is startDaemon with more arguments for dockerfence run.
+func (e *env) startDaemonArgs(d *dockerd.Daemon, pol string, more ...string) *daemonProc {
+	e.t.Helper()
 	p := &daemonProc{log: &syncBuffer{}, exited: make(chan struct{})}
-	args := []string{"--net=" + e.tp.Host.Path(), binary, "run", "--log-level", "debug", "--resolv-conf", e.resolvConf, "-c", pol}
+	args := append([]string{"--net=" + e.tp.Host.Path(), binary, "run", "--log-level", "debug", "--resolv-conf", e.resolvConf, "--socket", e.socket(), "-c", pol}, more...)
 	if d != nil {
 		args = append(args, "--docker-host", "unix://"+d.Sock)
 	} else {
@@ -244,6 +251,33 @@ func TestDaemonAgainstDocker(t *testing.T) {
 		probe("web1", map[string]string{proxy: "ok", db: "refused", hostPort(topo.LANDNS4, 53): "refused", hostPort(topo.InetIP4, 80): "ok"})
 	})
 
+	t.Run("a denial is logged with the container's name", func(t *testing.T) {
+		// web1 was refused the database above; logs names it.
+		var ev denylog.Event
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			out := e.mustDFDocker(d, "logs", "--json")
+			for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+				var x denylog.Event
+				if json.Unmarshal([]byte(l), &x) == nil && x.Dst == topo.LANDB4 && x.Port == 5432 {
+					ev = x
+				}
+			}
+			if ev.Dst != "" || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if ev.Container != "web1" || len(ev.ContainerID) != 64 || ev.Network != "app" || ev.Comment != "LAN" || ev.Rule != "egress 2" || ev.Verdict != "deny" {
+			t.Errorf("denial of web1 -> database: %+v; want container web1 (with its id), network app, rule egress 2 \"LAN\"", ev)
+		}
+		human := e.mustDFDocker(d, "logs")
+		if !strings.Contains(human, "deny       web1 (app) ") || !strings.Contains(human, `-> 192.168.100.50:5432/tcp  rule 2 "LAN"`) {
+			t.Errorf("dockerfence logs:\n%s", human)
+		}
+		t.Logf("dockerfence logs on %s:\n%s", eng.Name, human)
+	})
+
 	t.Run("compose-style recreate with another subnet", func(t *testing.T) {
 		d.RemoveContainer(t, "web1")
 		d.RemoveNetwork(t, "app")
@@ -374,7 +408,7 @@ func TestDaemonAgainstDocker(t *testing.T) {
 // mustDFDocker runs the dockerfence binary in Host with Docker at d.
 func (e *env) mustDFDocker(d *dockerd.Daemon, args ...string) string {
 	e.t.Helper()
-	full := append([]string{"--net=" + e.tp.Host.Path(), binary, "--resolv-conf", e.resolvConf, "--docker-host", "unix://" + d.Sock}, args...)
+	full := append([]string{"--net=" + e.tp.Host.Path(), binary, "--resolv-conf", e.resolvConf, "--socket", e.socket(), "--docker-host", "unix://" + d.Sock}, args...)
 	out, err := exec.Command("nsenter", full...).CombinedOutput()
 	if err != nil {
 		e.t.Fatalf("dockerfence %s: %v\n%s", strings.Join(args, " "), err, out)

@@ -160,7 +160,9 @@ probe "internet host" 203.0.113.10 80 allowed "$INET_BANNER"
 # /etc/dockerfence/policy.yaml or a Docker daemon, pass the default policy as a
 # file and a Docker address that does not exist, so that the demo stays the same
 # and the bridges still come from netlink, inside host.
-DFARGS=()
+# The sandbox's status socket and last-apply record live in $TMP, not in
+# /run/dockerfence, so a daemon running on this machine is never asked.
+DFARGS=(--socket "$TMP/dockerfence.sock")
 if [ -e /etc/dockerfence/policy.yaml ]; then
 	"$DF" policy default >"$TMP/policy.yaml"
 	DFARGS+=(-c "$TMP/policy.yaml")

@@ -8,6 +8,7 @@ import (
 
 	"github.com/dockerfence/dockerfence/nft"
 	"github.com/dockerfence/dockerfence/policy"
+	"github.com/dockerfence/dockerfence/status"
 	"github.com/spf13/cobra"
 )
 
@@ -32,6 +33,7 @@ policy or the kernel refuses, the table stays exactly as it was.`,
 			}
 			start := time.Now()
 			changed, err := (nft.Kernel{}).Apply(t)
+			recordApply(g, status.Apply{Time: start, By: "apply", Table: t.Name, TookMS: float64(time.Since(start).Microseconds()) / 1000}, changed, err)
 			if err != nil {
 				return err
 			}
@@ -46,6 +48,22 @@ policy or the kernel refuses, the table stays exactly as it was.`,
 	}
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the table in nft syntax instead of applying it")
 	return cmd
+}
+
+// recordApply records the outcome of an apply for status; failing to is
+// only worth a debug line, since the fence itself is what matters.
+func recordApply(g *globalFlags, a status.Apply, changed bool, err error) {
+	switch {
+	case err != nil:
+		a.Result, a.Error = "failed", err.Error()
+	case changed:
+		a.Result = "applied"
+	default:
+		return // nothing sent: the last apply is still the one recorded
+	}
+	if err := status.SaveLastApply(g.runDir(), a); err != nil {
+		slog.Debug("could not record the apply for status", "err", err)
+	}
 }
 
 // summary says in one line what the table fences.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -21,13 +22,21 @@ var (
 // defaultPolicyPath is where apply looks for a policy without -c.
 const defaultPolicyPath = "/etc/dockerfence/policy.yaml"
 
+// defaultSocket is where dockerfence run serves its status and denial events.
+const defaultSocket = "/run/dockerfence/dockerfence.sock"
+
 // globalFlags are the flags every command shares.
 type globalFlags struct {
 	config     string
 	dockerHost string
 	logLevel   string
 	resolvConf string
+	socket     string
 }
+
+// runDir is the directory of the daemon's socket, where the last apply is
+// recorded too.
+func (g *globalFlags) runDir() string { return filepath.Dir(g.socket) }
 
 func main() {
 	if err := newRoot().Execute(); err != nil {
@@ -71,6 +80,7 @@ later does to its chains, so recreating a network no longer opens the fence.`,
 	pf.StringVar(&g.logLevel, "log-level", "info", "debug, info, warn or error")
 	pf.StringVar(&g.resolvConf, "resolv-conf", "/etc/resolv.conf", "file whose nameservers make up @resolvers")
 	_ = pf.MarkHidden("resolv-conf")
-	root.AddCommand(applyCmd(g), runCmd(g), planCmd(g), statusCmd(g), checkCmd(g), explainCmd(g), deleteCmd(g), policyCmd(), versionCmd(g))
+	pf.StringVar(&g.socket, "socket", defaultSocket, "unix socket of dockerfence run (status and denial events); the last apply is recorded next to it")
+	root.AddCommand(applyCmd(g), runCmd(g), planCmd(g), statusCmd(g), logsCmd(g), checkCmd(g), explainCmd(g), deleteCmd(g), policyCmd(), versionCmd(g))
 	return root
 }

@@ -1,8 +1,12 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -10,15 +14,19 @@ import (
 
 	"github.com/dockerfence/dockerfence/bridge"
 	"github.com/dockerfence/dockerfence/daemon"
+	"github.com/dockerfence/dockerfence/denylog"
 	"github.com/dockerfence/dockerfence/docker"
+	"github.com/dockerfence/dockerfence/nflog"
 	"github.com/dockerfence/dockerfence/nft"
 	"github.com/dockerfence/dockerfence/policy"
+	"github.com/dockerfence/dockerfence/status"
 	"github.com/spf13/cobra"
 )
 
 func runCmd(g *globalFlags) *cobra.Command {
 	var cfg daemon.Config
 	var noDocker bool
+	var metricsAddr string
 	cmd := &cobra.Command{
 		Use:   "run [-c FILE]",
 		Short: "Keep the fence true: follow Docker, repair the table, reload the policy",
@@ -48,7 +56,12 @@ once and then keeps table inet dockerfence equal to it:
       A full resync, in case an event was missed.
   SIGTERM or SIGINT
       run exits and leaves the table in place: the fence stays closed while
-      the daemon is down. Only "dockerfence delete" removes it.`,
+      the daemon is down. Only "dockerfence delete" removes it.
+
+run reads the deny rules' NFLOG group (settings.log_group) and serves, on the
+unix socket --socket (mode 0600), the status that "dockerfence status" shows
+and the denial events that "dockerfence logs" prints. With --metrics-addr it
+serves Prometheus metrics on http://ADDR/metrics.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
@@ -75,6 +88,86 @@ once and then keeps table inet dockerfence equal to it:
 			cfg.Bridges = bridge.Netlink{}.Bridges
 			cfg.Kernel = nft.Kernel{}
 			cfg.Log = slog.Default()
+
+			var metrics *daemon.Metrics
+			if metricsAddr != "" {
+				metrics = daemon.NewMetrics()
+			}
+			obs := daemon.NewObserver(nft.Kernel{}, metrics)
+			hub := &denylog.Hub{}
+			var containers *denylog.Containers
+			if c, ok := cfg.Docker.(*docker.Client); ok {
+				containers = &denylog.Containers{List: c.Containers}
+			}
+			groups := make(chan uint16, 1)
+			var group uint16
+			cfg.OnSync = func(r daemon.Result) {
+				obs.OnSync(r)
+				if r.Changed || r.Err != nil {
+					if err := status.SaveLastApply(g.runDir(), daemon.ApplyOf(r)); err != nil {
+						slog.Debug("could not record the apply for status", "err", err)
+					}
+				}
+				if r.Err == nil && r.Policy != nil && r.Policy.Settings.LogDenied && r.Policy.Settings.LogGroup != group {
+					group = r.Policy.Settings.LogGroup
+					select {
+					case <-groups:
+					default:
+					}
+					groups <- group
+				}
+			}
+			cfg.OnDocker = func(u docker.Update) {
+				obs.OnDocker(u)
+				if containers != nil && u.Signal != docker.Lost {
+					containers.Invalidate()
+				}
+			}
+			var res denylog.Resolver
+			if containers != nil {
+				res = containers
+			}
+			go readDenials(ctx, groups, &denylog.Reader{
+				Table:    obs.Table,
+				Resolver: res,
+				Publish: func(e denylog.Event) {
+					obs.Denial(e)
+					hub.Publish(e)
+				},
+				Overrun: obs.Overrun,
+			})
+
+			l, err := daemon.ListenUnix(g.socket)
+			if err != nil {
+				return err
+			}
+			api := &http.Server{Handler: (&daemon.API{Observer: obs, Hub: hub}).Handler(), ReadHeaderTimeout: 5 * time.Second}
+			go func() {
+				if err := api.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+					slog.Error("status socket stopped", "socket", g.socket, "err", err)
+				}
+			}()
+			defer func() {
+				api.Close()
+				os.Remove(g.socket)
+			}()
+			slog.Info("serving status and denial events", "socket", g.socket)
+			if metrics != nil {
+				ml, err := net.Listen("tcp", metricsAddr)
+				if err != nil {
+					return fmt.Errorf("--metrics-addr %s: %w", metricsAddr, err)
+				}
+				mux := http.NewServeMux()
+				mux.Handle("/metrics", metrics.Handler())
+				ms := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+				go func() {
+					if err := ms.Serve(ml); err != nil && !errors.Is(err, http.ErrServerClosed) {
+						slog.Error("metrics endpoint stopped", "addr", metricsAddr, "err", err)
+					}
+				}()
+				defer ms.Close()
+				slog.Info("serving metrics", "url", "http://"+ml.Addr().String()+"/metrics")
+			}
 			cfg.Ready = func() {
 				if err := sdNotify("READY=1"); err != nil {
 					slog.Warn("could not tell systemd the fence is up", "err", err)
@@ -87,6 +180,7 @@ once and then keeps table inet dockerfence equal to it:
 	f := cmd.Flags()
 	f.DurationVar(&cfg.Resync, "resync", 30*time.Second, "period of the full resync")
 	f.DurationVar(&cfg.Debounce, "debounce", 50*time.Millisecond, "how long to gather a burst of Docker events (at most 100ms)")
+	f.StringVar(&metricsAddr, "metrics-addr", "", "serve Prometheus metrics on HOST:PORT (off by default), e.g. 127.0.0.1:9850")
 	f.BoolVar(&noDocker, "no-docker", false, "do not follow Docker: fence the bridges found over netlink (policies that match by name or label then match nothing)")
 	cmd.PreRunE = func(*cobra.Command, []string) error {
 		if cfg.Debounce <= 0 || cfg.Debounce > 100*time.Millisecond {
@@ -98,4 +192,48 @@ once and then keeps table inet dockerfence equal to it:
 		return nil
 	}
 	return cmd
+}
+
+// readDenials reads the NFLOG group that groups last named, reopening it
+// when the group changes and retrying every 5 s while another program holds
+// it, until ctx ends.
+func readDenials(ctx context.Context, groups <-chan uint16, r *denylog.Reader) {
+	var group uint16
+	select {
+	case group = <-groups:
+	case <-ctx.Done():
+		return
+	}
+	for {
+		conn, err := nflog.Open(group, nflogCopyRange)
+		if err != nil {
+			slog.Warn("cannot read denials; retrying in 5s (the fence itself is not affected)", "group", group, "err", err)
+			select {
+			case group = <-groups:
+			case <-time.After(5 * time.Second):
+			case <-ctx.Done():
+				return
+			}
+			continue
+		}
+		slog.Info("reading denials", "nflog_group", group)
+		rctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- r.Run(rctx, conn) }()
+		select {
+		case group = <-groups:
+			cancel()
+			<-done
+		case err := <-done:
+			cancel()
+			if ctx.Err() != nil {
+				return
+			}
+			slog.Warn("reading denials failed; reopening", "group", group, "err", err)
+		case <-ctx.Done():
+			cancel()
+			<-done
+			return
+		}
+	}
 }

@@ -2,146 +2,89 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
-	"net/netip"
+	"io"
+	"log/slog"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/dockerfence/dockerfence/nft"
 	"github.com/dockerfence/dockerfence/policy"
+	"github.com/dockerfence/dockerfence/status"
 	"github.com/spf13/cobra"
 )
-
-// Status is the JSON schema of `dockerfence status --json`. Fields are only
-// ever added, never renamed or removed.
-type Status struct {
-	Table    TableStatus     `json:"table"`
-	Policy   string          `json:"policy"`
-	Docker   bool            `json:"docker"`
-	Networks []NetworkStatus `json:"networks"`
-	Unfenced []NetworkStatus `json:"unfenced"`
-}
-
-// TableStatus describes the kernel table.
-type TableStatus struct {
-	Name     string `json:"name"`
-	Present  bool   `json:"present"`
-	Priority int    `json:"priority"`
-	// InSync is true when the kernel's table is what apply would write now.
-	InSync bool     `json:"in_sync"`
-	Drift  []string `json:"drift,omitempty"`
-}
-
-// NetworkStatus is one network and, if fenced, its section and rules.
-type NetworkStatus struct {
-	Name    string       `json:"name"`
-	ID      string       `json:"id,omitempty"`
-	Bridge  string       `json:"bridge"`
-	Subnets []string     `json:"subnets"`
-	Section int          `json:"section,omitempty"`
-	Match   string       `json:"match,omitempty"`
-	Rules   []RuleStatus `json:"rules,omitempty"`
-}
-
-// RuleStatus is one rule of a fenced network with its kernel counters,
-// summed over the kernel rules it became (one per address family).
-type RuleStatus struct {
-	// ID is "egress 3", "host 1", "egress_default", "host_default" or "anti-spoofing".
-	ID      string `json:"id"`
-	Hook    string `json:"hook"`
-	Index   int    `json:"index,omitempty"`
-	Verdict string `json:"verdict"`
-	// Match is what the rule matches, as written: "@private", "192.168.100.2 udp/53".
-	Match   string `json:"match"`
-	Comment string `json:"comment"`
-	Packets uint64 `json:"packets"`
-	Bytes   uint64 `json:"bytes"`
-}
 
 func statusCmd(g *globalFlags) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "status [--json]",
-		Short: "Show the networks fenced and per-rule packet counters",
-		Args:  cobra.NoArgs,
+		Short: "Show the networks fenced, per-rule packet counters and the last apply",
+		Long: `status shows the table's presence and hook priority, each fenced network
+(name, bridge, subnets, the policy section that matched) with the packet and
+byte counters of each of its rules read from the kernel, and the last apply.
+
+If dockerfence run answers on --socket, status shows what the daemon enforces
+(its policy, the networks it follows, its last sync). Otherwise status builds
+the table from the policy and the networks found now, as apply would, and
+reads the counters itself.
+
+--json prints the schema documented in README.md ("status --json").`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			pol, d, t, err := build(cmd.Context(), g)
+			s, err := getStatus(cmd, g)
 			if err != nil {
 				return err
 			}
-			st, err := (nft.Kernel{}).Read(t.Name)
-			if err != nil {
-				return err
-			}
-			s := makeStatus(pol, d, t, st)
 			if asJSON {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
 				return enc.Encode(s)
 			}
-			printStatus(cmd, s)
+			printStatus(cmd.OutOrStdout(), s)
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (schema: the Status type, documented in README.md)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (schema: README.md, \"status --json\")")
 	return cmd
 }
 
-func subnetStrings(ps []netip.Prefix) []string {
-	out := make([]string, len(ps))
-	for i, p := range ps {
-		out[i] = p.String()
+// getStatus asks the daemon, or else builds the status itself.
+func getStatus(cmd *cobra.Command, g *globalFlags) (status.Status, error) {
+	var s status.Status
+	resp, err := daemonGet(cmd.Context(), g.socket, "/v1/status", 10*time.Second)
+	if err == nil {
+		defer resp.Body.Close()
+		if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
+			return s, fmt.Errorf("status from dockerfence run: %w", err)
+		}
+		return s, nil
 	}
-	return out
+	if !errors.Is(err, errNoDaemon) {
+		return s, err
+	}
+	slog.Debug("no daemon; building the status here", "err", err)
+	pol, d, t, err := build(cmd.Context(), g)
+	if err != nil {
+		return s, err
+	}
+	st, err := (nft.Kernel{}).Read(t.Name)
+	if err != nil {
+		return s, err
+	}
+	source := status.SourceNetlink
+	if d.FromDocker {
+		source = status.SourceDocker
+	}
+	s = status.Make(pol, t, st, source)
+	if s.LastApply, err = status.LoadLastApply(g.runDir(), t.Name); err != nil {
+		slog.Warn("last apply unknown", "err", err)
+	}
+	return s, nil
 }
 
-func makeStatus(pol *policy.Policy, d *discovery, t *nft.Table, st *nft.State) Status {
-	s := Status{Policy: pol.Source, Docker: d.FromDocker, Table: TableStatus{Name: t.Name, Present: st != nil, Priority: t.Priority}}
-	s.Table.Drift = nft.Diff(t, st)
-	s.Table.InSync = len(s.Table.Drift) == 0
-	chains := map[string]*nft.ChainState{}
-	if st != nil {
-		for i := range st.Chains {
-			chains[st.Chains[i].Name] = &st.Chains[i]
-		}
-	}
-	for _, f := range t.Fenced {
-		ns := NetworkStatus{Name: f.Network.Name, ID: f.Network.ID, Bridge: f.Network.Bridge, Subnets: subnetStrings(f.Network.Subnets), Section: f.Section.Index, Match: f.Section.Match.String()}
-		for _, h := range []policy.Hook{policy.Egress, policy.Host} {
-			chain := chains[f.Forward]
-			if h == policy.Host {
-				chain = chains[f.Input]
-			}
-			count := func(id string) (p, b uint64) {
-				if chain == nil {
-					return 0, 0
-				}
-				for _, r := range chain.Rules {
-					if r.ID == id {
-						p, b = p+r.Packets, b+r.Bytes
-					}
-				}
-				return p, b
-			}
-			p, b := count("spoof")
-			ns.Rules = append(ns.Rules, RuleStatus{ID: "anti-spoofing", Hook: h.String(), Verdict: "deny", Match: "source not in subnets", Packets: p, Bytes: b})
-			for _, r := range f.Section.Rules(h) {
-				p, b := count(r.ID())
-				ns.Rules = append(ns.Rules, RuleStatus{ID: r.ID(), Hook: h.String(), Index: r.Index, Verdict: r.Verdict.String(), Match: ruleMatch(r), Comment: r.Comment, Packets: p, Bytes: b})
-			}
-			p, b = count("default")
-			ns.Rules = append(ns.Rules, RuleStatus{ID: h.String() + "_default", Hook: h.String(), Verdict: f.Section.Default(h).String(), Match: "anything else", Packets: p, Bytes: b})
-		}
-		s.Networks = append(s.Networks, ns)
-	}
-	for _, n := range t.Unfenced {
-		s.Unfenced = append(s.Unfenced, NetworkStatus{Name: n.Name, ID: n.ID, Bridge: n.Bridge, Subnets: subnetStrings(n.Subnets)})
-	}
-	return s
-}
-
-func printStatus(cmd *cobra.Command, s Status) {
-	out := cmd.OutOrStdout()
+func printStatus(out io.Writer, s status.Status) {
 	state := "absent: nothing is fenced (run dockerfence apply)"
 	if s.Table.Present {
 		state = fmt.Sprintf("present, hook priority %d", s.Table.Priority)
@@ -151,18 +94,40 @@ func printStatus(cmd *cobra.Command, s Status) {
 			state += fmt.Sprintf(", differs from the policy in %d places (see dockerfence plan)", len(s.Table.Drift))
 		}
 	}
-	fmt.Fprintf(out, "table inet %s: %s\npolicy: %s\n", s.Table.Name, state, s.Policy)
+	fmt.Fprintf(out, "table inet %s: %s\n", s.Table.Name, state)
+	fmt.Fprintf(out, "policy:     %s (mode %s)\n", s.Policy, s.Mode)
+	if d := s.Daemon; d != nil {
+		docker := "Docker connected"
+		if !d.DockerUp {
+			docker = "Docker not connected"
+		}
+		fmt.Fprintf(out, "daemon:     running, pid %d, since %s; %s; %d denial events logged", d.PID, stamp(d.Since), docker, d.Denials)
+		if d.Lost > 0 {
+			fmt.Fprintf(out, " (%d losses)", d.Lost)
+		}
+		fmt.Fprintln(out)
+		if d.LastSync != nil {
+			fmt.Fprintf(out, "last sync:  %s\n", applyLine(d.LastSync))
+		}
+	} else {
+		fmt.Fprintln(out, "daemon:     not running (no answer on the socket); counters read directly")
+	}
+	if s.LastApply != nil {
+		fmt.Fprintf(out, "last apply: %s\n", applyLine(s.LastApply))
+	} else {
+		fmt.Fprintln(out, "last apply: none recorded")
+	}
 	if !s.Docker {
-		fmt.Fprintln(out, "docker: not reachable; networks are the bridges found over netlink")
+		fmt.Fprintln(out, "docker:     not reachable; networks are the bridges found over netlink")
 	}
 	fmt.Fprintln(out)
 	tw := tabwriter.NewWriter(out, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "NETWORK\tBRIDGE\tSUBNETS\tSECTION")
+	fmt.Fprintln(tw, "NETWORK\tBRIDGE\tSUBNETS\tSECTION\tDENIED")
 	for _, n := range s.Networks {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d %s\n", orDash(n.Name), n.Bridge, strings.Join(n.Subnets, ","), n.Section, n.Match)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d %s\t%d\n", orDash(n.Name), n.Bridge, strings.Join(n.Subnets, ","), n.Section, n.Match, n.Denied)
 	}
 	for _, n := range s.Unfenced {
-		fmt.Fprintf(tw, "%s\t%s\t%s\tnone: not fenced\n", orDash(n.Name), n.Bridge, strings.Join(n.Subnets, ","))
+		fmt.Fprintf(tw, "%s\t%s\t%s\tnone: not fenced\t-\n", orDash(n.Name), n.Bridge, strings.Join(n.Subnets, ","))
 	}
 	tw.Flush()
 	for _, n := range s.Networks {
@@ -170,10 +135,36 @@ func printStatus(cmd *cobra.Command, s Status) {
 		tw := tabwriter.NewWriter(out, 2, 8, 2, ' ', 0)
 		fmt.Fprintln(tw, "  RULE\tVERDICT\tMATCH\tPACKETS\tBYTES\tCOMMENT")
 		for _, r := range n.Rules {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%d\t%s\n", r.ID, r.Verdict, r.Match, r.Packets, r.Bytes, r.Comment)
+			id := r.ID
+			if id == "anti-spoofing" { // once per hook
+				id += " (" + r.Hook + ")"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%d\t%s\n", id, r.Verdict, r.Match, r.Packets, r.Bytes, r.Comment)
 		}
 		tw.Flush()
 	}
+}
+
+// applyLine renders an apply: "12:04:05 by run (docker: 2 Docker events): applied in 3.1 ms".
+func applyLine(a *status.Apply) string {
+	s := stamp(a.Time) + " by " + a.By
+	if a.Reason != "" {
+		s += " (" + a.Reason + ")"
+	}
+	s += fmt.Sprintf(": %s in %.1f ms", a.Result, a.TookMS)
+	if a.Error != "" {
+		s += ": " + a.Error
+	}
+	return s
+}
+
+// stamp renders a time as the time of day, with the date if not today.
+func stamp(t time.Time) string {
+	t = t.Local()
+	if y, m, d := t.Date(); y == time.Now().Year() && m == time.Now().Month() && d == time.Now().Day() {
+		return t.Format(time.TimeOnly)
+	}
+	return t.Format(time.DateTime)
 }
 
 func orDash(s string) string {
@@ -183,21 +174,5 @@ func orDash(s string) string {
 	return s
 }
 
-// ruleMatch renders what a rule matches: its addresses, protocol and ports.
-func ruleMatch(r *policy.Rule) string {
-	s := r.Addrs.Text
-	if r.Proto != policy.ProtoAny {
-		s += " " + string(r.Proto)
-	}
-	if len(r.Ports) > 0 {
-		ports := make([]string, len(r.Ports))
-		for i, p := range r.Ports {
-			ports[i] = p.String()
-		}
-		if r.Proto == policy.ProtoAny {
-			s += " tcp+udp"
-		}
-		s += "/" + strings.Join(ports, ",")
-	}
-	return s
-}
+// ruleMatch renders what a rule matches (nft.RuleMatch).
+func ruleMatch(r *policy.Rule) string { return nft.RuleMatch(r) }

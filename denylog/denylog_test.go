@@ -1,0 +1,262 @@
+package denylog
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"net/netip"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/dockerfence/dockerfence/docker"
+	"github.com/dockerfence/dockerfence/nflog"
+	"github.com/dockerfence/dockerfence/nft"
+	"github.com/dockerfence/dockerfence/policy"
+	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
+)
+
+const testPolicy = `version: 1
+settings: {mode: MODE}
+networks:
+  - match: {name: app_default}
+    egress:
+      - allow: self
+      - deny: 192.168.0.0/16
+        comment: private network
+      - deny: "fd00:100::/64"
+    egress_default: allow
+  - match: {name: "*"}
+    egress:
+      - deny: "@metadata"
+    egress_default: deny
+`
+
+func table(t *testing.T, mode string) *nft.Table {
+	t.Helper()
+	src := []byte(testPolicy)
+	src = append(append(append([]byte{}, src[:len("version: 1\nsettings: {mode: ")]...), mode...), src[len("version: 1\nsettings: {mode: MODE"):]...)
+	pol, err := policy.Parse("p.yaml", src, policy.Options{ResolvConf: filepath.Join(t.TempDir(), "none")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nft.Build(pol, []policy.Network{{ID: "4e5f", Name: "app_default", Bridge: "br-app", Subnets: []netip.Prefix{netip.MustParsePrefix("172.20.0.0/16"), netip.MustParsePrefix("fd00:20::/64")}}})
+}
+
+// tcp4 is an IPv4 TCP SYN header pair.
+func tcp4(src, dst string, dport uint16) []byte {
+	b := make([]byte, 40)
+	b[0], b[9] = 0x45, 6
+	binary.BigEndian.PutUint16(b[2:], 40)
+	s, d := netip.MustParseAddr(src).As4(), netip.MustParseAddr(dst).As4()
+	copy(b[12:], s[:])
+	copy(b[16:], d[:])
+	binary.BigEndian.PutUint16(b[20:], 40000)
+	binary.BigEndian.PutUint16(b[22:], dport)
+	b[32] = 5 << 4
+	return b
+}
+
+// udp6 is an IPv6 UDP header pair.
+func udp6(src, dst string, dport uint16) []byte {
+	b := make([]byte, 48)
+	b[0], b[6], b[7] = 0x60, 17, 64
+	binary.BigEndian.PutUint16(b[4:], 8)
+	s, d := netip.MustParseAddr(src).As16(), netip.MustParseAddr(dst).As16()
+	copy(b[8:], s[:])
+	copy(b[24:], d[:])
+	binary.BigEndian.PutUint16(b[40:], 40000)
+	binary.BigEndian.PutUint16(b[42:], dport)
+	return b
+}
+
+type fakeResolver map[netip.Addr][2]string
+
+func (f fakeResolver) Container(a netip.Addr) (string, string) { return f[a][0], f[a][1] }
+
+var when = time.Date(2026, 11, 21, 12, 4, 5, 0, time.Local)
+
+func TestAttribute(t *testing.T) {
+	enforce, audit := table(t, "enforce"), table(t, "audit")
+	res := fakeResolver{netip.MustParseAddr("172.20.0.2"): {"app-web-1", "c0ffee"}}
+	ifname := func(i uint32) string {
+		if i == 7 {
+			return "br-new"
+		}
+		return ""
+	}
+	for _, tc := range []struct {
+		name  string
+		t     *nft.Table
+		pkt   nflog.Packet
+		want  Event
+		line  string
+		wantN bool
+	}{{
+		name: "rule with a comment",
+		t:    enforce,
+		pkt:  nflog.Packet{Time: when, Prefix: "df fwd_br-app.e2 ", Family: unix.NFPROTO_IPV4, Payload: tcp4("172.20.0.2", "192.168.100.50", 5432)},
+		want: Event{Time: when, Verdict: "deny", Network: "app_default", NetworkID: "4e5f", Bridge: "br-app", Section: 1, Hook: "egress", Rule: "egress 2", RuleIndex: 2,
+			Comment: "private network", Src: "172.20.0.2", Dst: "192.168.100.50", Proto: "tcp", Port: 5432, Container: "app-web-1", ContainerID: "c0ffee"},
+		line: `12:04:05 deny       app-web-1 (app_default) 172.20.0.2 -> 192.168.100.50:5432/tcp  rule 2 "private network"`,
+	}, {
+		name: "IPv6, rule without a comment, unknown container",
+		t:    enforce,
+		pkt:  nflog.Packet{Time: when, Prefix: "df fwd_br-app.e3 ", Family: unix.NFPROTO_IPV6, Payload: udp6("fd00:20::9", "fd00:100::2", 53)},
+		want: Event{Time: when, Verdict: "deny", Network: "app_default", NetworkID: "4e5f", Bridge: "br-app", Section: 1, Hook: "egress", Rule: "egress 3", RuleIndex: 3,
+			Comment: "fd00:100::/64", Src: "fd00:20::9", Dst: "fd00:100::2", Proto: "udp", Port: 53},
+		line: `12:04:05 deny       - (app_default) fd00:20::9 -> [fd00:100::2]:53/udp  rule 3 "fd00:100::/64"`,
+	}, {
+		name: "anti-spoofing",
+		t:    enforce,
+		pkt:  nflog.Packet{Time: when, Prefix: "df fwd_br-app.spoof ", Family: unix.NFPROTO_IPV4, Payload: tcp4("10.9.9.9", "192.168.100.50", 22)},
+		want: Event{Time: when, Verdict: "deny", Network: "app_default", NetworkID: "4e5f", Bridge: "br-app", Section: 1, Hook: "egress", Rule: "anti-spoofing",
+			Comment: "source outside the network", Src: "10.9.9.9", Dst: "192.168.100.50", Proto: "tcp", Port: 22},
+		line: `12:04:05 deny       - (app_default) 10.9.9.9 -> 192.168.100.50:22/tcp  anti-spoofing "source outside the network"`,
+	}, {
+		name: "default of a bridge not known yet, in audit mode",
+		t:    audit,
+		pkt:  nflog.Packet{Time: when, Prefix: "df-audit fwd_unknown.default ", Family: unix.NFPROTO_IPV4, InDev: 7, Payload: tcp4("172.30.0.2", "203.0.113.10", 80)},
+		want: Event{Time: when, Verdict: "would deny", Bridge: "br-new", Section: 2, Hook: "egress", Rule: "egress_default",
+			Comment: "egress_default deny", Src: "172.30.0.2", Dst: "203.0.113.10", Proto: "tcp", Port: 80},
+		line: `12:04:05 would deny - (br-new) 172.30.0.2 -> 203.0.113.10:80/tcp  egress_default "egress_default deny"`,
+	}, {
+		name:  "another table's prefix",
+		t:     enforce,
+		pkt:   nflog.Packet{Time: when, Prefix: "iptables DROP ", Family: unix.NFPROTO_IPV4, Payload: tcp4("172.20.0.2", "192.168.100.50", 5432)},
+		wantN: true,
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := Attribute(tc.pkt, tc.t, res, ifname)
+			if ok == tc.wantN {
+				t.Fatalf("Attribute ok = %v", ok)
+			}
+			if tc.wantN {
+				return
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("event (-want +got):\n%s", diff)
+			}
+			if l := got.Line(); l != tc.line {
+				t.Errorf("Line:\n got %s\nwant %s", l, tc.line)
+			}
+		})
+	}
+	if _, ok := Attribute(nflog.Packet{Prefix: "df fwd_br-app.e2 "}, nil, nil, nil); ok {
+		t.Error("Attribute without a table attributed a packet")
+	}
+}
+
+func TestHub(t *testing.T) {
+	h := &Hub{Keep: 3}
+	ev := func(i int) Event { return Event{Port: uint16(i)} }
+	ports := func(es []Event) []uint16 {
+		var out []uint16
+		for _, e := range es {
+			out = append(out, e.Port)
+		}
+		return out
+	}
+	h.Publish(ev(1))
+	h.Publish(ev(2))
+	recent, ch, cancel := h.Subscribe(1)
+	if diff := cmp.Diff([]uint16{1, 2}, ports(recent)); diff != "" {
+		t.Errorf("recent at subscribe (-want +got):\n%s", diff)
+	}
+	h.Publish(ev(3))
+	h.Publish(ev(4)) // the subscriber's buffer of 1 is full: lost
+	if got := (<-ch).Port; got != 3 {
+		t.Errorf("first live event = %d, want 3", got)
+	}
+	if diff := cmp.Diff([]uint16{2, 3, 4}, ports(h.Recent())); diff != "" {
+		t.Errorf("kept (-want +got):\n%s", diff)
+	}
+	if lost := cancel(); lost != 1 {
+		t.Errorf("lost = %d, want 1", lost)
+	}
+	h.Publish(ev(5)) // no subscriber: nothing blocks
+	if h.Total() != 5 {
+		t.Errorf("Total = %d", h.Total())
+	}
+}
+
+func TestContainers(t *testing.T) {
+	web := netip.MustParseAddr("172.20.0.2")
+	calls := 0
+	var fail bool
+	c := &Containers{MinAge: time.Hour, List: func(context.Context) ([]docker.Container, error) {
+		calls++
+		if fail {
+			return nil, errors.New("docker down")
+		}
+		return []docker.Container{{ID: "c0ffee", Name: "app-web-1", Addrs: map[netip.Addr]string{web: "app_default"}}}, nil
+	}}
+	if n, id := c.Container(web); n != "app-web-1" || id != "c0ffee" || calls != 1 {
+		t.Fatalf("first lookup = %q %q after %d listings", n, id, calls)
+	}
+	c.Container(web)
+	c.Container(netip.MustParseAddr("172.20.0.9")) // unknown, but listed less than MinAge ago
+	if calls != 1 {
+		t.Errorf("listings = %d, want 1 (known address, and MinAge not over)", calls)
+	}
+	c.Invalidate()
+	fail = true
+	if n, _ := c.Container(web); n != "app-web-1" || calls != 2 {
+		t.Errorf("after Invalidate with Docker down: %q after %d listings; want the known name kept", n, calls)
+	}
+}
+
+// fakeSource hands out packets, then blocks until closed.
+type fakeSource struct {
+	batches [][]nflog.Packet
+	errs    []error
+	closed  chan struct{}
+}
+
+func (f *fakeSource) Receive() ([]nflog.Packet, error) {
+	if len(f.errs) > 0 {
+		err := f.errs[0]
+		f.errs = f.errs[1:]
+		return nil, err
+	}
+	if len(f.batches) > 0 {
+		b := f.batches[0]
+		f.batches = f.batches[1:]
+		return b, nil
+	}
+	<-f.closed
+	return nil, errors.New("closed")
+}
+
+func (f *fakeSource) Close() error {
+	select {
+	case <-f.closed:
+	default:
+		close(f.closed)
+	}
+	return nil
+}
+
+func TestReaderRun(t *testing.T) {
+	tbl := table(t, "enforce")
+	src := &fakeSource{
+		errs:    []error{nflog.ErrOverrun},
+		batches: [][]nflog.Packet{{{Prefix: "df fwd_br-app.e2 ", Family: unix.NFPROTO_IPV4, Payload: tcp4("172.20.0.2", "192.168.1.1", 443)}, {Prefix: "other "}}},
+		closed:  make(chan struct{}),
+	}
+	got := make(chan Event, 4)
+	overruns := 0
+	r := &Reader{Table: func() *nft.Table { return tbl }, Publish: func(e Event) { got <- e }, Overrun: func() { overruns++ }}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- r.Run(ctx, src) }()
+	e := <-got
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run after cancel = %v, want nil", err)
+	}
+	if e.Dst != "192.168.1.1" || e.Port != 443 || len(got) != 0 || overruns != 1 {
+		t.Errorf("event %+v, %d more, %d overruns; want one event and one overrun", e, len(got), overruns)
+	}
+}

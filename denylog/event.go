@@ -1,0 +1,157 @@
+// Package denylog turns the packets that dockerfence's deny chains log to
+// NFLOG into denial events, attributed to a network, a policy rule and a
+// container, and hands them to whoever follows them.
+package denylog
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/dockerfence/dockerfence/nflog"
+	"github.com/dockerfence/dockerfence/nft"
+	"github.com/dockerfence/dockerfence/policy"
+)
+
+// Event is one denied packet. It is also the JSON schema of
+// `dockerfence logs --json`: fields are only ever added.
+type Event struct {
+	Time time.Time `json:"time"`
+	// Verdict is "deny", or "would deny" in audit mode (the packet passed).
+	Verdict string `json:"verdict"`
+	// Network is the Docker network's name; for a bridge dockerfence did not
+	// know yet it is empty.
+	Network   string `json:"network"`
+	NetworkID string `json:"network_id,omitempty"`
+	Bridge    string `json:"bridge"`
+	// Section is the 1-based index of the policy section that fences the
+	// network.
+	Section int `json:"section"`
+	// Hook is "egress" (to other hosts) or "host" (to this host).
+	Hook string `json:"hook"`
+	// Rule names the rule as status does: "egress 4", "host 1",
+	// "egress_default", "host_default" or "anti-spoofing"; RuleIndex is its
+	// 1-based index (0 for the others).
+	Rule      string `json:"rule"`
+	RuleIndex int    `json:"rule_index,omitempty"`
+	// Comment is the rule's comment, or what it matches if it has none.
+	Comment string `json:"comment"`
+	Src     string `json:"src"`
+	Dst     string `json:"dst"`
+	// Proto is "tcp", "udp", "sctp", "icmp", "icmpv6" or the protocol number.
+	Proto string `json:"proto"`
+	// Port is the destination port (tcp, udp, sctp), 0 otherwise.
+	Port uint16 `json:"port,omitempty"`
+	// Container and ContainerID name the container that owns Src, looked
+	// up from Docker; empty without Docker or for an unknown address.
+	Container   string `json:"container"`
+	ContainerID string `json:"container_id,omitempty"`
+}
+
+// Line renders the event as one readable line:
+//
+//	12:04:05 deny        app-web-1 (app_default) 172.20.0.2 -> 192.168.100.50:5432/tcp  rule 4 "private network"
+func (e Event) Line() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %-10s ", e.Time.Local().Format(time.TimeOnly), e.Verdict)
+	who := e.Container
+	if who == "" {
+		who = "-"
+	}
+	where := e.Network
+	if where == "" {
+		where = e.Bridge
+	}
+	fmt.Fprintf(&b, "%s (%s) %s -> %s  ", who, where, e.Src, e.destination())
+	switch {
+	case e.RuleIndex > 0 && e.Hook == policy.Egress.String():
+		fmt.Fprintf(&b, "rule %d %q", e.RuleIndex, e.Comment)
+	case e.RuleIndex > 0:
+		fmt.Fprintf(&b, "host rule %d %q", e.RuleIndex, e.Comment)
+	default:
+		fmt.Fprintf(&b, "%s %q", e.Rule, e.Comment)
+	}
+	return b.String()
+}
+
+// destination renders the destination as ADDR[:PORT]/PROTO.
+func (e Event) destination() string {
+	if e.Port == 0 {
+		return e.Dst + "/" + e.Proto
+	}
+	a, err := netip.ParseAddr(e.Dst)
+	if err == nil && a.Is6() {
+		return fmt.Sprintf("[%s]:%d/%s", e.Dst, e.Port, e.Proto)
+	}
+	return fmt.Sprintf("%s:%d/%s", e.Dst, e.Port, e.Proto)
+}
+
+// Resolver finds the container that owns an address.
+type Resolver interface {
+	Container(addr netip.Addr) (name, id string)
+}
+
+// Attribute turns a logged packet into an Event with the table that logged
+// it. It reports false for packets whose prefix is not one of the table's
+// deny chains (another table's log rule using the same group, or a table
+// replaced since). ifname names an interface index (the bridge of a network
+// dockerfence did not know yet); res may be nil.
+func Attribute(p nflog.Packet, t *nft.Table, res Resolver, ifname func(uint32) string) (Event, bool) {
+	if t == nil {
+		return Event{}, false
+	}
+	d := t.Denial(p.Prefix)
+	if d == nil {
+		return Event{}, false
+	}
+	e := Event{Time: p.Time, Verdict: "deny", Hook: d.Hook.String(), Rule: d.RuleID(), Comment: d.Comment()}
+	if d.Audit {
+		e.Verdict = "would deny"
+	}
+	if d.Rule != nil {
+		e.RuleIndex = d.Rule.Index
+	}
+	if d.Section != nil {
+		e.Section = d.Section.Index
+	}
+	if d.Network != nil {
+		e.Network, e.NetworkID, e.Bridge = d.Network.Name, d.Network.ID, d.Network.Bridge
+	} else if ifname != nil && p.InDev != 0 {
+		e.Bridge = ifname(p.InDev)
+	}
+	f, _ := nflog.Decode(p.Family, p.Payload) // a truncated packet still gives its addresses
+	if f.Src.IsValid() {
+		e.Src = f.Src.String()
+		if res != nil {
+			e.Container, e.ContainerID = res.Container(f.Src)
+		}
+	}
+	if f.Dst.IsValid() {
+		e.Dst = f.Dst.String()
+	}
+	e.Proto = protoName(f.Proto)
+	switch f.Proto {
+	case 6, 17, 132, 136:
+		e.Port = f.DstPort
+	}
+	return e, true
+}
+
+func protoName(p uint8) string {
+	switch p {
+	case 1:
+		return "icmp"
+	case 6:
+		return "tcp"
+	case 17:
+		return "udp"
+	case 58:
+		return "icmpv6"
+	case 132:
+		return "sctp"
+	case 136:
+		return "udplite"
+	}
+	return fmt.Sprint(p)
+}

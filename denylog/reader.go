@@ -1,0 +1,70 @@
+package denylog
+
+import (
+	"context"
+	"errors"
+	"net"
+
+	"github.com/dockerfence/dockerfence/nflog"
+	"github.com/dockerfence/dockerfence/nft"
+)
+
+// Source is where logged packets come from: an *nflog.Conn.
+type Source interface {
+	Receive() ([]nflog.Packet, error)
+	Close() error
+}
+
+// Reader reads a Source and publishes the attributed events.
+type Reader struct {
+	// Table returns the table in force, to attribute packets with.
+	Table func() *nft.Table
+	// Resolver names containers; nil leaves names empty.
+	Resolver Resolver
+	// Publish receives every attributed event.
+	Publish func(Event)
+	// Overrun, if set, is called when the kernel dropped packets because
+	// the reader fell behind.
+	Overrun func()
+}
+
+// Run reads src until ctx ends or src fails, then closes src. It returns nil
+// when ctx ended.
+func (r *Reader) Run(ctx context.Context, src Source) error {
+	stop := context.AfterFunc(ctx, func() { src.Close() })
+	defer func() {
+		if stop() {
+			src.Close()
+		}
+	}()
+	for {
+		pkts, err := src.Receive()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, nflog.ErrOverrun) {
+			if r.Overrun != nil {
+				r.Overrun()
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		t := r.Table()
+		for _, p := range pkts {
+			if e, ok := Attribute(p, t, r.Resolver, ifName); ok {
+				r.Publish(e)
+			}
+		}
+	}
+}
+
+// ifName names an interface of the current network namespace.
+func ifName(index uint32) string {
+	ifc, err := net.InterfaceByIndex(int(index))
+	if err != nil {
+		return ""
+	}
+	return ifc.Name
+}
