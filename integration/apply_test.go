@@ -356,6 +356,34 @@ func TestSetEditedInPlace(t *testing.T) {
 	if out := e.mustDF("apply", "-c", pol("203.0.113.0/24, 10.0.0.0/8")); !strings.Contains(out, "already up to date") {
 		t.Errorf("second apply: %s", out)
 	}
+
+	// Many intervals leave at once, in both families (the kernel refused
+	// the deletion of two or more intervals in the order a dump lists
+	// them, which the differential explain test found).
+	var many, half []string
+	for i := 0; i < 200; i++ {
+		p4, p6 := fmt.Sprintf("10.%d.%d.0/24", i/100, 2*(i%100)), fmt.Sprintf("\"fd00:%x::/48\"", 2*i+0x100)
+		many = append(many, p4, p6)
+		if i%2 == 0 {
+			half = append(half, p4, p6)
+		}
+	}
+	for _, step := range []struct {
+		name    string
+		entries []string
+	}{{"200+200 intervals", many}, {"every second one removed", half}, {"four left, all others removed", half[:4]}} {
+		out := e.mustDF("apply", "-c", pol("203.0.113.0/24, "+strings.Join(step.entries, ", ")))
+		if !strings.HasPrefix(out, "applied") {
+			t.Fatalf("%s: %s", step.name, out)
+		}
+		if out := e.mustDF("plan", "-c", pol("203.0.113.0/24, "+strings.Join(step.entries, ", "))); !strings.Contains(out, "is up to date") {
+			t.Errorf("%s: plan after apply: %s", step.name, out)
+		}
+		e.expect(e.tp.Ctr, []probe{{"internet denied", "tcp", hostPort(topo.InetIP4, 80), "refused"}})
+	}
+	if got := e.tp.Host.Run(t, "nft", "list", "set", "inet", "dockerfence", "l_lan_6"); !strings.Contains(got, "fd00:100::/48") || !strings.Contains(got, "fd00:104::/48") || strings.Count(got, "::/48") != 2 {
+		t.Errorf("IPv6 set after removing all but two intervals:\n%s", got)
+	}
 }
 
 // TestNoLeakDuringReapplies streams UDP at a denied address while the

@@ -255,6 +255,11 @@ func ruleExprs(c *nftables.Conn, tbl *nftables.Table, sets map[string]*nftables.
 			}
 			out = append(out, &expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1}, cmpEq(data))
 		case Fib:
+			if m.Local {
+				out = append(out, &expr.Fib{Register: 1, FlagDADDR: true, FlagIIF: true, ResultADDRTYPE: true},
+					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)})
+				break
+			}
 			op := expr.CmpOpNeq
 			if m.Missing {
 				op = expr.CmpOpEq

@@ -256,3 +256,33 @@ func TestDenials(t *testing.T) {
 		t.Errorf("audit denial = %+v", d)
 	}
 }
+
+// TestCatchAllHostSelf checks how "self" is rendered for bridges not known
+// yet: in the forward hook, addresses routed via the input interface; in
+// the input hook, the host's own addresses (a route lookup of a local
+// address has no output interface).
+func TestCatchAllHostSelf(t *testing.T) {
+	src := "version: 1\nnetworks:\n  - match: {name: \"*\"}\n    egress:\n      - deny: self\n    host:\n      - deny: self\n        proto: icmp\n"
+	pol, err := policy.Parse("p.yaml", []byte(src), policy.Options{ResolvConf: filepath.Join(t.TempDir(), "none")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl := Build(pol, nil)
+	text := func(chain string) string {
+		c := tbl.Chain(chain)
+		if c == nil {
+			t.Fatalf("no chain %s", chain)
+		}
+		var out []string
+		for _, r := range c.Rules {
+			out = append(out, r.Text())
+		}
+		return strings.Join(out, "\n")
+	}
+	if fwd := text("fwd_unknown"); !strings.Contains(fwd, `fib daddr . iif oif exists counter goto fwd_unknown.e1 comment "egress 1 deny"`) {
+		t.Errorf("fwd_unknown:\n%s", fwd)
+	}
+	if in := text("in_unknown"); !strings.Contains(in, `fib daddr . iif type local meta l4proto icmp counter goto in_unknown.h1 comment "host 1 deny"`) {
+		t.Errorf("in_unknown:\n%s", in)
+	}
+}

@@ -229,7 +229,13 @@ type IIfName struct {
 
 // Fib matches whether the source (Src) or destination address routes via the
 // input interface; Missing inverts it. It stands in for subnets not known yet.
-type Fib struct{ Src, Missing bool }
+// Local instead matches a destination that is one of this host's addresses
+// (fib daddr . iif type local): a route lookup of a local address finds no
+// output interface, so in the input hook that is what "the network's
+// subnets" can mean for a bridge not known yet. It is broader than the
+// bridge's own subnets (any address of the host counts), for the moment
+// until the network is known.
+type Fib struct{ Src, Missing, Local bool }
 
 // ICMPv6Type matches ICMPv6 packets of the given types.
 type ICMPv6Type struct{ Types []uint8 }
@@ -437,6 +443,8 @@ func (b *builder) networkChain(name string, sec *policy.Section, h policy.Hook, 
 			ll netip.Prefix
 		}{{v4, false, linkLocal4}, {v6, true, linkLocal6}} {
 			switch {
+			case fam.a == nil && h == policy.Host:
+				spoofRule(Addr{V6: fam.v6, Src: true, Neg: true, Prefix: fam.ll})
 			case fam.a == nil:
 				spoofRule(NFProto{V6: fam.v6})
 			case h == policy.Host:
@@ -536,7 +544,7 @@ func (b *builder) policyRules(chain string, sec *policy.Section, r *policy.Rule,
 	spec := r.Addrs
 	if n == nil && spec.Self {
 		// The subnets of a bridge not known yet: whatever routes via it.
-		out = append(out, mk(Fib{}))
+		out = append(out, mk(Fib{Local: r.Hook == policy.Host}))
 		spec.Self = false
 	}
 	var net policy.Network

@@ -1,6 +1,7 @@
 package nft
 
 import (
+	"bytes"
 	"fmt"
 	"slices"
 
@@ -209,6 +210,9 @@ func elemDiff(have, want []nftables.SetElement) (del, add []nftables.SetElement)
 			add = append(add, e)
 		}
 	}
+	// The kernel refuses (ENOENT) the deletion of two or more intervals
+	// in the descending order a dump returns them; delete in key order.
+	slices.SortStableFunc(del, func(a, b nftables.SetElement) int { return bytes.Compare(a.Key, b.Key) })
 	return del, add
 }
 

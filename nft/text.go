@@ -173,6 +173,9 @@ func matchText(m Match) string {
 		}
 		return fmt.Sprintf("iifname %q", m.Name)
 	case Fib:
+		if m.Local {
+			return "fib daddr . iif type local"
+		}
 		addr, res := "daddr", "exists"
 		if m.Src {
 			addr = "saddr"
