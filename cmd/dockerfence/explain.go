@@ -1,33 +1,112 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
 
+	"github.com/dockerfence/dockerfence/bridge"
 	"github.com/dockerfence/dockerfence/daemon"
+	"github.com/dockerfence/dockerfence/docker"
+	"github.com/dockerfence/dockerfence/nft"
 	"github.com/dockerfence/dockerfence/policy"
 	"github.com/spf13/cobra"
 )
 
+// Explanation is the JSON object that `dockerfence explain --json` prints.
+// Every field is always present (strings may be empty, subnets an empty
+// list); fields are only ever added, never renamed or removed.
+type Explanation struct {
+	// Network is the network the packet comes from, as explain resolved it.
+	Network ExplainedNetwork `json:"network"`
+	// Note says where the network came from and what that means for the
+	// verdict, in words.
+	Note string `json:"note"`
+	// Packet is the packet judged.
+	Packet ExplainedPacket `json:"packet"`
+	// Section is the 1-based index of the section that covers the network,
+	// 0 if none does: the network is then not fenced and the packet passes.
+	Section int `json:"section"`
+	// Match is that section's match as written, such as
+	// `{subnet: 172.20.0.0/16}`; "" without a section.
+	Match string `json:"match"`
+	// Rule names the rule that decided, "egress 3" or "host 1"; "" when
+	// anti-spoofing or the hook's default decided, or no section applies.
+	Rule string `json:"rule"`
+	// RuleMatch is what that rule matches, such as "192.168.100.2 udp/53";
+	// "" without a rule.
+	RuleMatch string `json:"rule_match"`
+	// Comment is that rule's comment; "" without a rule or comment.
+	Comment string `json:"comment"`
+	// DecidedBy is "rule", "default" (egress_default or host_default),
+	// "anti-spoofing" or "unfenced" (no section covers the network).
+	DecidedBy string `json:"decided_by"`
+	// Spoofed is true when the source is outside the network's subnets.
+	Spoofed bool `json:"spoofed"`
+	// Verdict is the policy's verdict, "allow" or "deny".
+	Verdict string `json:"verdict"`
+	// DenyAction is settings.deny_action ("reject" or "drop") when the
+	// verdict is deny in enforce mode; "" otherwise.
+	DenyAction string `json:"deny_action"`
+	// Audit is true in audit mode: a deny is then only logged and counted.
+	Audit bool `json:"audit"`
+	// Passes is true when the packet gets through dockerfence: the verdict
+	// is allow, or the mode is audit. Docker's own rules still apply.
+	Passes bool `json:"passes"`
+}
+
+// ExplainedNetwork is the network part of an Explanation.
+type ExplainedNetwork struct {
+	// Name is the Docker network's name; for a bridge found over netlink,
+	// the bridge's name if it is docker0 or br-*, else "".
+	Name   string `json:"name"`
+	Bridge string `json:"bridge"`
+	// Subnets are the network's subnets, IPv4 first; `self` stands for them.
+	Subnets []string `json:"subnets"`
+	// Source is where the network came from: "docker" (Docker's API),
+	// "netlink" (a bridge found over netlink), or "argument" (nothing
+	// found: --network as given, a name or a subnet).
+	Source string `json:"source"`
+}
+
+// ExplainedPacket is the packet part of an Explanation.
+type ExplainedPacket struct {
+	// Hook is "egress" (to anywhere but the host) or "host" (--host).
+	Hook string `json:"hook"`
+	// Src is the source address; "" stands for an address inside the network.
+	Src string `json:"src"`
+	Dst string `json:"dst"`
+	// Port is the destination port, 0 for none.
+	Port int `json:"port"`
+	// Proto is tcp, udp, sctp, icmp, icmpv6, or any (no protocol given).
+	Proto string `json:"proto"`
+}
+
 func explainCmd(g *globalFlags) *cobra.Command {
 	var network, to, from string
-	var host bool
+	var host, asJSON bool
 	cmd := &cobra.Command{
-		Use:   "explain --network NAME|SUBNET --to ADDR[:PORT][/PROTO]",
+		Use:   "explain --network NAME|BRIDGE|SUBNET --to ADDR[:PORT][/PROTO] [--json]",
 		Short: "Say which section and rule decide a packet, and the verdict (no root needed)",
 		Long: `explain evaluates the policy offline for one packet from a container of the
 network to ADDR. PROTO is tcp, udp, sctp, icmp or icmpv6; with a port and no
 protocol it is tcp. --host judges traffic to the host itself (the host rules).
-With a network NAME, Docker is asked for its subnets and labels if reachable.`,
+
+The network is found as apply finds it. If Docker answers, --network is one of
+Docker's networks, by name or bridge; a bridge Docker does not know is judged
+as apply leaves it (by the {name: "*"} section if it is docker0 or br-*, else
+not fenced). Without Docker, --network is a bridge found over netlink, by its
+name. A SUBNET that a network or bridge holds stands for that whole network
+(all its subnets count for 'self'); otherwise it is judged alone.`,
 		Example: `  dockerfence explain --network app_default --to 192.168.100.50:5432
   dockerfence explain --network 172.20.0.0/16 --to 192.168.100.2:53/udp
-  dockerfence explain --network app_default --to '[2001:db8::1]:443'`,
+  dockerfence explain --network br-0123456789ab --to '[2001:db8::1]:443' --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if network == "" || to == "" {
-				return fmt.Errorf("explain needs --network NAME|SUBNET and --to ADDR[:PORT][/PROTO]")
+				return fmt.Errorf("explain needs --network NAME|BRIDGE|SUBNET and --to ADDR[:PORT][/PROTO]")
 			}
 			pol, err := loadPolicy(g)
 			if err != nil {
@@ -41,40 +120,228 @@ With a network NAME, Docker is asked for its subnets and labels if reachable.`,
 				probe.Hook = policy.Host
 			}
 			if from != "" {
-				if probe.Src, err = netip.ParseAddr(from); err != nil {
+				if probe.Src, err = parseAddr(from); err != nil {
 					return fmt.Errorf("--from %q: not an address", from)
 				}
 			}
-			n, note := explainNetwork(cmd, g, network)
-			d := pol.Evaluate(n, probe)
-			printDecision(cmd, pol, n, note, probe, d)
+			rn := explainNetwork(cmd, g, network)
+			if pol.NeedsDocker() && !rn.DockerAnswered {
+				rn.Note += "; note that apply refuses this policy while Docker is not reachable, as it matches by name or label"
+			}
+			probe, srcNote := defaultSource(rn.Network, probe)
+			if srcNote != "" {
+				rn.Note += "; " + srcNote
+			}
+			d := rn.evaluate(pol, probe)
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(explanation(pol, rn, probe, d))
+			}
+			printDecision(cmd, pol, rn.Network, rn.Note, probe, d)
 			return nil
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&network, "network", "", "network name, or a subnet such as 172.20.0.0/16")
+	f.StringVar(&network, "network", "", "Docker network name, bridge name, or a subnet such as 172.20.0.0/16")
 	f.StringVar(&to, "to", "", "destination ADDR[:PORT][/PROTO]; IPv6 with a port as [ADDR]:PORT")
-	f.StringVar(&from, "from", "", "source address (default: one inside the network)")
+	f.StringVar(&from, "from", "", "source address (default: one inside the network; a link-local one in a family the network has no subnet of)")
 	f.BoolVar(&host, "host", false, "the destination is this host (judge the host rules)")
+	f.BoolVar(&asJSON, "json", false, "print one JSON object: network {name, bridge, subnets, source}, note, packet {hook, src, dst, port, proto}, section (0: none), match, rule (\"egress 3\", or \"\"), rule_match, comment, decided_by (rule, default, anti-spoofing, unfenced), spoofed, verdict (allow, deny), deny_action, audit, passes; see the Explanation type")
 	return cmd
 }
 
-// explainNetwork finds the network: a subnet as given, else Docker's network
-// of that name if Docker answers, else the bare name.
-func explainNetwork(cmd *cobra.Command, g *globalFlags, s string) (policy.Network, string) {
-	if pfx, err := netip.ParsePrefix(s); err == nil {
-		return policy.Network{Subnets: []netip.Prefix{pfx.Masked()}}, ""
+// Network sources, as in ExplainedNetwork.Source.
+const (
+	sourceDocker   = "docker"
+	sourceNetlink  = "netlink"
+	sourceArgument = "argument"
+)
+
+// resolvedNetwork is the network explain judges a packet for, and how it
+// was found.
+type resolvedNetwork struct {
+	policy.Network
+	// Source is sourceDocker, sourceNetlink or sourceArgument.
+	Source string
+	// Note says where the network came from, for people.
+	Note string
+	// DockerAnswered is set when Docker's networks were read.
+	DockerAnswered bool
+	// CatchAllOnly is set for a docker0 or br-* bridge that Docker, though
+	// reachable, does not report: apply does not fence it as a network, so
+	// only the table's rules for bridges not known yet, those of the
+	// {name: "*"} section, judge its packets.
+	CatchAllOnly bool
+	// Unfenced is set for a bridge that Docker, though reachable, does not
+	// report and that is not docker0 or br-*: apply does not fence it at all.
+	Unfenced bool
+}
+
+// evaluate judges the probe as the kernel's table does for this network.
+func (rn resolvedNetwork) evaluate(pol *policy.Policy, pr policy.Probe) policy.Decision {
+	switch {
+	case rn.Unfenced:
+		only := *pol
+		only.Sections = nil
+		return only.Evaluate(rn.Network, pr)
+	case rn.CatchAllOnly:
+		only := *pol
+		only.Sections = nil
+		if ca := pol.CatchAll(); ca != nil {
+			only.Sections = []*policy.Section{ca}
+		}
+		return only.Evaluate(rn.Network, pr)
 	}
-	nets, err := dockerNetworks(cmd.Context(), g.dockerHost)
-	if err != nil {
-		return policy.Network{Name: s}, fmt.Sprintf("%v: labels and subnets unknown, so label and subnet matches and 'self' cannot hold", err)
+	return pol.Evaluate(rn.Network, pr)
+}
+
+// explainNetwork finds the network as apply would: Docker's networks if
+// Docker answers, else the bridges found over netlink.
+func explainNetwork(cmd *cobra.Command, g *globalFlags, arg string) resolvedNetwork {
+	bridges, berr := bridge.Netlink{}.Bridges()
+	dn, derr := dockerNetworks(cmd.Context(), g.dockerHost)
+	return resolveNetwork(arg, dn, derr, bridges, berr)
+}
+
+// resolveNetwork finds the network that arg (a network name, a bridge name
+// or a subnet) stands for among Docker's networks dn (unless derr says
+// Docker did not answer) and the bridges found over netlink (unless berr
+// says they could not be listed).
+func resolveNetwork(arg string, dn []docker.Network, derr error, bridges []bridge.Bridge, berr error) resolvedNetwork {
+	rn := findNetwork(arg, dn, derr, bridges, berr)
+	rn.DockerAnswered = derr == nil
+	return rn
+}
+
+// findNetwork is resolveNetwork without setting DockerAnswered.
+func findNetwork(arg string, dn []docker.Network, derr error, bridges []bridge.Bridge, berr error) resolvedNetwork {
+	pfx, perr := netip.ParsePrefix(arg)
+	isSubnet := perr == nil
+	if isSubnet {
+		pfx = pfx.Masked()
 	}
-	for _, n := range daemon.FromDocker(nets, nil) {
-		if n.Name == s {
-			return n, ""
+	find := func(nets []policy.Network) (policy.Network, string, bool) {
+		if isSubnet {
+			return findSubnet(nets, pfx)
+		}
+		for _, n := range nets {
+			if n.Name == arg {
+				return n, "", true
+			}
+		}
+		for _, n := range nets {
+			if n.Bridge == arg {
+				return n, "", true
+			}
+		}
+		return policy.Network{}, "", false
+	}
+	var extra string
+	if berr != nil {
+		extra = fmt.Sprintf("; bridges not listed: %v", berr)
+	}
+	if derr == nil {
+		known := daemon.FromDocker(dn, bridges)
+		if n, how, ok := find(known); ok {
+			note := fmt.Sprintf("Docker's network %s (bridge %s)", orDash(n.Name), orDash(n.Bridge))
+			return resolvedNetwork{Network: n, Source: sourceDocker, Note: note + how + extra}
+		}
+		if n, how, ok := find(daemon.FromBridges(bridges)); ok {
+			// A subnet of the bridge that Docker's network on it does not
+			// list: the kernel fences the bridge as that network.
+			for _, k := range known {
+				if k.Bridge == n.Bridge {
+					note := fmt.Sprintf("Docker's network %s (bridge %s): the bridge%s, though Docker does not list that subnet", orDash(k.Name), k.Bridge, how)
+					return resolvedNetwork{Network: k, Source: sourceDocker, Note: note + extra}
+				}
+			}
+			rn := resolvedNetwork{Network: n, Source: sourceNetlink}
+			if daemon.IsDockerBridge(n.Bridge) {
+				rn.CatchAllOnly = true
+				rn.Note = fmt.Sprintf("bridge %s found over netlink%s, but Docker reports no network on it: apply leaves it to the rules for bridges not known yet, those of the {name: \"*\"} section if the policy has one", n.Bridge, how)
+			} else {
+				rn.Unfenced = true
+				rn.Note = fmt.Sprintf("bridge %s found over netlink%s, but Docker reports no network on it and it is not docker0 or br-*: apply does not fence it", n.Bridge, how)
+			}
+			return rn
+		}
+		if isSubnet {
+			return resolvedNetwork{Network: policy.Network{Subnets: []netip.Prefix{pfx}}, Source: sourceArgument,
+				Note: "no Docker network or bridge holds this subnet: judged by the subnet alone, so name, bridge and label matches cannot hold" + extra}
+		}
+		return resolvedNetwork{Network: policy.Network{Name: arg}, Source: sourceArgument,
+			Note: "Docker has no network or bridge of that name: judged by name alone, so 'self' and subnet, bridge and label matches cannot hold" + extra}
+	}
+	if n, how, ok := find(daemon.FromBridges(bridges)); ok {
+		note := fmt.Sprintf("%v; bridge %s found over netlink%s, as apply fences it without Docker (no labels)", derr, n.Bridge, how)
+		if n.Name == "" {
+			note += "; it is not docker0 or br-*, so it has no name that name matches could fit"
+		}
+		return resolvedNetwork{Network: n, Source: sourceNetlink, Note: note}
+	}
+	if isSubnet {
+		return resolvedNetwork{Network: policy.Network{Subnets: []netip.Prefix{pfx}}, Source: sourceArgument,
+			Note: fmt.Sprintf("%v, and no bridge holds this subnet: judged by the subnet alone, so name, bridge and label matches cannot hold%s", derr, extra)}
+	}
+	return resolvedNetwork{Network: policy.Network{Name: arg}, Source: sourceArgument,
+		Note: fmt.Sprintf("%v, and no bridge has that name: judged by name alone, so 'self' and subnet, bridge and label matches cannot hold%s", derr, extra)}
+}
+
+// findSubnet returns the network that holds the subnet pfx: the one with
+// exactly that subnet, else the one with the narrowest subnet that contains
+// it. The string tells how it was found, for the note.
+func findSubnet(nets []policy.Network, pfx netip.Prefix) (policy.Network, string, bool) {
+	for _, n := range nets {
+		for _, s := range n.Subnets {
+			if s == pfx {
+				return n, fmt.Sprintf(", which holds %s", pfx), true
+			}
 		}
 	}
-	return policy.Network{Name: s}, "Docker has no network of that name: judged by name alone"
+	best, bestSub, found := policy.Network{}, netip.Prefix{}, false
+	for _, n := range nets {
+		for _, s := range n.Subnets {
+			if s.Addr().Is4() == pfx.Addr().Is4() && s.Bits() <= pfx.Bits() && s.Contains(pfx.Addr()) && (!found || s.Bits() > bestSub.Bits()) {
+				best, bestSub, found = n, s, true
+			}
+		}
+	}
+	if !found {
+		return policy.Network{}, "", false
+	}
+	return best, fmt.Sprintf(", whose subnet %s contains %s", bestSub, pfx), true
+}
+
+// defaultSource gives a probe without --from the only kind of source a
+// container can have in a family its network has no subnet of: a link-local
+// one. Egress, that is spoofing, as in the kernel, where every packet of
+// such a family is; the host hook lets link-local sources pass.
+func defaultSource(n policy.Network, pr policy.Probe) (policy.Probe, string) {
+	if pr.Src.IsValid() || len(n.Subnets) == 0 {
+		return pr, ""
+	}
+	for _, s := range n.Subnets {
+		if s.Addr().Is4() == pr.Dst.Is4() {
+			return pr, ""
+		}
+	}
+	fam, src := "IPv6", netip.MustParseAddr("fe80::1")
+	if pr.Dst.Is4() {
+		fam, src = "IPv4", netip.MustParseAddr("169.254.0.1")
+	}
+	pr.Src = src
+	return pr, fmt.Sprintf("the network has no %s subnet, so its containers can only send %s from outside it (judged with source %s, link-local)", fam, fam, src)
+}
+
+// parseAddr parses an address; an IPv4-mapped one becomes IPv4 and a zone
+// is dropped, as the kernel's rules never see either.
+func parseAddr(s string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	return a.Unmap().WithZone(""), nil
 }
 
 // parseProbe parses ADDR[:PORT][/PROTO].
@@ -98,15 +365,27 @@ func parseProbe(s string) (policy.Probe, error) {
 		if end < 0 {
 			return bad("missing ]")
 		}
-		addr, port = rest[1:end], strings.TrimPrefix(rest[end+1:], ":")
+		addr, port = rest[1:end], rest[end+1:]
+		if port != "" {
+			if !strings.HasPrefix(port, ":") {
+				return bad(fmt.Sprintf("%q after ] is not :PORT", port))
+			}
+			port = port[1:]
+			if port == "" {
+				return bad("no port after :")
+			}
+		}
 	} else if strings.Count(rest, ":") == 1 {
 		addr, port, _ = strings.Cut(rest, ":")
+		if port == "" {
+			return bad("no port after :")
+		}
 	}
-	a, err := netip.ParseAddr(addr)
+	a, err := parseAddr(addr)
 	if err != nil {
 		return bad(fmt.Sprintf("%q is not an address", addr))
 	}
-	pr.Dst = a.Unmap()
+	pr.Dst = a
 	if port != "" {
 		v, err := strconv.Atoi(port)
 		if err != nil || v < 1 || v > 65535 {
@@ -123,7 +402,53 @@ func parseProbe(s string) (policy.Probe, error) {
 	if pr.Port != 0 && !pr.Proto.HasPorts() {
 		return bad(string(pr.Proto) + " has no ports")
 	}
+	if pr.Proto == policy.ProtoICMP && !pr.Dst.Is4() || pr.Proto == policy.ProtoICMPv6 && pr.Dst.Is4() {
+		return bad(fmt.Sprintf("%s does not go to %s addresses; use %s", pr.Proto, familyOf(pr.Dst), map[bool]string{true: "icmp", false: "icmpv6"}[pr.Dst.Is4()]))
+	}
 	return pr, nil
+}
+
+func familyOf(a netip.Addr) string {
+	if a.Is4() {
+		return "IPv4"
+	}
+	return "IPv6"
+}
+
+// explanation turns a decision into the JSON object of explain --json.
+func explanation(pol *policy.Policy, rn resolvedNetwork, pr policy.Probe, d policy.Decision) Explanation {
+	e := Explanation{
+		Network: ExplainedNetwork{Name: rn.Name, Bridge: rn.Bridge, Subnets: []string{}, Source: rn.Source},
+		Note:    rn.Note,
+		Packet:  ExplainedPacket{Hook: pr.Hook.String(), Dst: pr.Dst.String(), Port: int(pr.Port), Proto: string(pr.Proto)},
+		Spoofed: d.Spoofed,
+		Verdict: d.Verdict.String(),
+		Audit:   d.Audit,
+		Passes:  d.Passes(),
+	}
+	for _, s := range rn.Subnets {
+		e.Network.Subnets = append(e.Network.Subnets, s.String())
+	}
+	if pr.Src.IsValid() {
+		e.Packet.Src = pr.Src.String()
+	}
+	if d.Verdict == policy.Deny && !d.Audit {
+		e.DenyAction = string(pol.Settings.DenyAction)
+	}
+	switch {
+	case d.Section == nil:
+		e.DecidedBy = "unfenced"
+		return e
+	case d.Spoofed:
+		e.DecidedBy = "anti-spoofing"
+	case d.Rule != nil:
+		e.DecidedBy = "rule"
+		e.Rule, e.RuleMatch, e.Comment = d.Rule.ID(), nft.RuleMatch(d.Rule), d.Rule.Comment
+	default:
+		e.DecidedBy = "default"
+	}
+	e.Section, e.Match = d.Section.Index, d.Section.Match.String()
+	return e
 }
 
 func printDecision(cmd *cobra.Command, pol *policy.Policy, n policy.Network, note string, pr policy.Probe, d policy.Decision) {
@@ -135,6 +460,9 @@ func printDecision(cmd *cobra.Command, pol *policy.Policy, n policy.Network, not
 	name := n.Name
 	if name == "" {
 		name = "(by subnet)"
+		if n.Bridge != "" {
+			name = "(bridge only)"
+		}
 	}
 	fmt.Fprintf(out, "network  %s", name)
 	if n.Bridge != "" || len(subs) > 0 {
@@ -152,7 +480,11 @@ func printDecision(cmd *cobra.Command, pol *policy.Policy, n policy.Network, not
 	if pr.Proto == policy.ProtoAny {
 		proto = "any protocol (only rules without proto and ports can match)"
 	}
-	fmt.Fprintf(out, "packet   %s to %s, %s\n", pr.Hook, dst, proto)
+	from := ""
+	if pr.Src.IsValid() {
+		from = " from " + pr.Src.String()
+	}
+	fmt.Fprintf(out, "packet   %s%s to %s, %s\n", pr.Hook, from, dst, proto)
 	if d.Section == nil {
 		fmt.Fprintf(out, "section  none matches this network\nverdict  allow: the network is not fenced\n")
 		return

@@ -1,10 +1,21 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"sort"
 	"strings"
 	"testing"
 
+	"github.com/dockerfence/dockerfence/bridge"
+	"github.com/dockerfence/dockerfence/docker"
+	"github.com/dockerfence/dockerfence/nft"
 	"github.com/dockerfence/dockerfence/policy"
 )
 
@@ -19,11 +30,21 @@ func TestParseProbe(t *testing.T) {
 		{in: "10.0.0.1", want: policy.Probe{Dst: netip.MustParseAddr("10.0.0.1"), Proto: policy.ProtoAny}},
 		{in: "10.0.0.1/icmp", want: policy.Probe{Dst: netip.MustParseAddr("10.0.0.1"), Proto: policy.ProtoICMP}},
 		{in: "[2001:db8::1]:443", want: policy.Probe{Dst: netip.MustParseAddr("2001:db8::1"), Port: 443, Proto: policy.ProtoTCP}},
+		{in: "[2001:db8::1]:9/sctp", want: policy.Probe{Dst: netip.MustParseAddr("2001:db8::1"), Port: 9, Proto: policy.ProtoSCTP}},
+		{in: "[2001:db8::1]/icmpv6", want: policy.Probe{Dst: netip.MustParseAddr("2001:db8::1"), Proto: policy.ProtoICMPv6}},
 		{in: "2001:db8::1", want: policy.Probe{Dst: netip.MustParseAddr("2001:db8::1"), Proto: policy.ProtoAny}},
 		{in: "::ffff:10.0.0.1", want: policy.Probe{Dst: netip.MustParseAddr("10.0.0.1"), Proto: policy.ProtoAny}},
+		// The kernel's rules never see a zone: fe80::1%eth0 is fe80::1.
+		{in: "[fe80::1%eth0]:22", want: policy.Probe{Dst: netip.MustParseAddr("fe80::1"), Port: 22, Proto: policy.ProtoTCP}},
+		{in: "fe80::1%br-test/icmpv6", want: policy.Probe{Dst: netip.MustParseAddr("fe80::1"), Proto: policy.ProtoICMPv6}},
 		{in: "10.0.0.1:0", wantErr: "port \"0\" is not 1..65535"},
+		{in: "10.0.0.1:", wantErr: "no port after :"},
+		{in: "[2001:db8::1]:", wantErr: "no port after :"},
+		{in: "[2001:db8::1]443", wantErr: "\"443\" after ] is not :PORT"},
 		{in: "10.0.0.1:53/gre", wantErr: "unknown protocol \"gre\""},
 		{in: "10.0.0.1:53/icmp", wantErr: "icmp has no ports"},
+		{in: "10.0.0.1/icmpv6", wantErr: "icmpv6 does not go to IPv4 addresses; use icmp"},
+		{in: "2001:db8::1/icmp", wantErr: "icmp does not go to IPv6 addresses; use icmpv6"},
 		{in: "db.example:5432", wantErr: "\"db.example\" is not an address"},
 		{in: "[2001:db8::1:443", wantErr: "missing ]"},
 	}
@@ -49,10 +70,372 @@ func TestRuleMatch(t *testing.T) {
 	}
 	got := []string{}
 	for _, r := range p.Sections[0].Egress {
-		got = append(got, ruleMatch(r))
+		got = append(got, nft.RuleMatch(r))
 	}
 	want := "self|192.168.100.1|192.168.100.2 udp/53|192.168.0.0/16"
 	if strings.Join(got, "|") != want {
 		t.Errorf("ruleMatch = %q, want %q", strings.Join(got, "|"), want)
+	}
+}
+
+func pfxs(ss ...string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range ss {
+		out = append(out, netip.MustParsePrefix(s))
+	}
+	return out
+}
+
+// The host of TestResolveNetwork: Docker knows app_default on br-app and
+// db on a bridge of its own name; br-late and lxcbr0 are bridges Docker
+// does not report.
+var (
+	testBridges = []bridge.Bridge{
+		{Name: "br-app", Subnets: pfxs("172.20.0.0/16", "fd00:20::/64")},
+		{Name: "br-late", Subnets: pfxs("172.21.0.0/16")},
+		{Name: "br-web", Subnets: pfxs("172.22.0.0/16", "fd00:22::/64")},
+		{Name: "dbbr", Subnets: pfxs("10.77.0.0/24", "fd00:77::/64")},
+		{Name: "lxcbr0", Subnets: pfxs("10.0.3.0/24")},
+	}
+	testDocker = []docker.Network{
+		{ID: "a1", Name: "app_default", Bridge: "br-app", Labels: map[string]string{"com.docker.compose.project": "app"}, Subnets: pfxs("172.20.0.0/16", "fd00:20::/64")},
+		// No IPAM subnets: those of its bridge count.
+		{ID: "d1", Name: "db", Bridge: "dbbr"},
+		// IPv6 not enabled in Docker, though the bridge has an IPv6 subnet.
+		{ID: "w1", Name: "web", Bridge: "br-web", Subnets: pfxs("172.22.0.0/16")},
+	}
+	errNoDocker = errors.New("docker is not reachable at unix:///nowhere")
+)
+
+func TestResolveNetwork(t *testing.T) {
+	app := policy.Network{ID: "a1", Name: "app_default", Bridge: "br-app", Labels: map[string]string{"com.docker.compose.project": "app"}, Subnets: pfxs("172.20.0.0/16", "fd00:20::/64")}
+	db := policy.Network{ID: "d1", Name: "db", Bridge: "dbbr", Subnets: pfxs("10.77.0.0/24", "fd00:77::/64")}
+	tests := []struct {
+		name       string
+		arg        string
+		dockerDown bool
+		bridgeErr  error
+		want       policy.Network
+		source     string
+		catchAll   bool
+		unfenced   bool
+		note       string
+	}{
+		{name: "docker: by name", arg: "app_default", want: app, source: sourceDocker, note: "Docker's network app_default (bridge br-app)"},
+		{name: "docker: by bridge", arg: "br-app", want: app, source: sourceDocker},
+		{name: "docker: subnet stands for the whole network", arg: "fd00:20::/64", want: app, source: sourceDocker, note: "which holds fd00:20::/64"},
+		{name: "docker: subnet with host bits", arg: "172.20.9.9/16", want: app, source: sourceDocker},
+		{name: "docker: part of a subnet", arg: "172.20.5.0/24", want: app, source: sourceDocker, note: "whose subnet 172.20.0.0/16 contains 172.20.5.0/24"},
+		{name: "docker: subnets from the bridge", arg: "db", want: db, source: sourceDocker},
+		{name: "docker: a subnet of the bridge that Docker does not list", arg: "fd00:22::/64", want: policy.Network{ID: "w1", Name: "web", Bridge: "br-web", Subnets: pfxs("172.22.0.0/16")}, source: sourceDocker, note: "though Docker does not list that subnet"},
+		{name: "docker: unknown br-* bridge", arg: "br-late", want: policy.Network{Name: "br-late", Bridge: "br-late", Subnets: pfxs("172.21.0.0/16")}, source: sourceNetlink, catchAll: true, note: "rules for bridges not known yet"},
+		{name: "docker: unknown br-* bridge by subnet", arg: "172.21.0.0/16", want: policy.Network{Name: "br-late", Bridge: "br-late", Subnets: pfxs("172.21.0.0/16")}, source: sourceNetlink, catchAll: true},
+		{name: "docker: unknown other bridge", arg: "lxcbr0", want: policy.Network{Bridge: "lxcbr0", Subnets: pfxs("10.0.3.0/24")}, source: sourceNetlink, unfenced: true, note: "apply does not fence it"},
+		{name: "docker: no such name", arg: "nope", want: policy.Network{Name: "nope"}, source: sourceArgument, note: "judged by name alone"},
+		{name: "docker: no such subnet", arg: "192.0.2.0/24", want: policy.Network{Subnets: pfxs("192.0.2.0/24")}, source: sourceArgument, note: "judged by the subnet alone"},
+		{name: "docker: a subnet wider than any network's", arg: "172.16.0.0/12", want: policy.Network{Subnets: pfxs("172.16.0.0/12")}, source: sourceArgument},
+		{name: "netlink: br-* bridge by name", arg: "br-app", dockerDown: true, want: policy.Network{Name: "br-app", Bridge: "br-app", Subnets: pfxs("172.20.0.0/16", "fd00:20::/64")}, source: sourceNetlink, note: "docker is not reachable at unix:///nowhere; bridge br-app found over netlink"},
+		{name: "netlink: subnet stands for the whole bridge", arg: "172.20.0.0/16", dockerDown: true, want: policy.Network{Name: "br-app", Bridge: "br-app", Subnets: pfxs("172.20.0.0/16", "fd00:20::/64")}, source: sourceNetlink},
+		{name: "netlink: other bridge has no name", arg: "dbbr", dockerDown: true, want: policy.Network{Bridge: "dbbr", Subnets: pfxs("10.77.0.0/24", "fd00:77::/64")}, source: sourceNetlink, note: "no name that name matches could fit"},
+		{name: "netlink: Docker's name is unknown", arg: "app_default", dockerDown: true, want: policy.Network{Name: "app_default"}, source: sourceArgument, note: "no bridge has that name"},
+		{name: "netlink: no such subnet", arg: "192.0.2.0/24", dockerDown: true, want: policy.Network{Subnets: pfxs("192.0.2.0/24")}, source: sourceArgument, note: "no bridge holds this subnet"},
+		{name: "neither", arg: "br-app", dockerDown: true, bridgeErr: errors.New("netlink: permission denied"), want: policy.Network{Name: "br-app"}, source: sourceArgument, note: "bridges not listed: netlink: permission denied"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dn, derr := testDocker, error(nil)
+			if tt.dockerDown {
+				dn, derr = nil, errNoDocker
+			}
+			bs := testBridges
+			if tt.bridgeErr != nil {
+				bs = nil
+			}
+			got := resolveNetwork(tt.arg, dn, derr, bs, tt.bridgeErr)
+			if !reflect.DeepEqual(got.Network, tt.want) {
+				t.Errorf("network = %+v, want %+v", got.Network, tt.want)
+			}
+			if got.DockerAnswered == tt.dockerDown {
+				t.Errorf("DockerAnswered = %v with Docker down: %v", got.DockerAnswered, tt.dockerDown)
+			}
+			if got.Source != tt.source || got.CatchAllOnly != tt.catchAll || got.Unfenced != tt.unfenced {
+				t.Errorf("source, catch-all only, unfenced = %s, %v, %v; want %s, %v, %v", got.Source, got.CatchAllOnly, got.Unfenced, tt.source, tt.catchAll, tt.unfenced)
+			}
+			if !strings.Contains(got.Note, tt.note) {
+				t.Errorf("note = %q, want it to contain %q", got.Note, tt.note)
+			}
+		})
+	}
+}
+
+// explainPolicy has a bridge section before the catch-all, so that the
+// tests see which of the two judges a bridge Docker does not report.
+const explainPolicy = `version: 1
+settings: {deny_action: drop}
+lists:
+  lan: [192.168.100.0/24, "fd00:100::/64"]
+networks:
+  - match: {bridge: "br-*"}
+    egress:
+      - allow: self
+      - deny: "@lan"
+        proto: tcp
+        ports: [5432, "8000-8080"]
+        comment: databases
+    host:
+      - allow: self
+        proto: icmpv6
+    host_default: deny
+  - match: {name: "*"}
+    egress:
+      - deny: any
+`
+
+func loadTestPolicy(t *testing.T, text string) (*policy.Policy, string) {
+	t.Helper()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pol, err := policy.Load(file, policy.Options{ResolvConf: filepath.Join(dir, "no-resolv.conf")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pol, file
+}
+
+func TestExplanation(t *testing.T) {
+	pol, _ := loadTestPolicy(t, explainPolicy)
+	audit, _ := loadTestPolicy(t, strings.Replace(explainPolicy, "{deny_action: drop}", "{mode: audit}", 1))
+	app := resolveNetwork("app_default", testDocker, nil, testBridges, nil)
+	late := resolveNetwork("br-late", testDocker, nil, testBridges, nil)
+	lxc := resolveNetwork("lxcbr0", testDocker, nil, testBridges, nil)
+	probe := func(to, from string, host bool) policy.Probe {
+		pr, err := parseProbe(to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if from != "" {
+			pr.Src = netip.MustParseAddr(from)
+		}
+		if host {
+			pr.Hook = policy.Host
+		}
+		return pr
+	}
+	tests := []struct {
+		name string
+		pol  *policy.Policy
+		rn   resolvedNetwork
+		pr   policy.Probe
+		want Explanation
+	}{
+		{
+			name: "rule denies",
+			pol:  pol, rn: app, pr: probe("192.168.100.50:5432", "", false),
+			want: Explanation{Section: 1, Match: `{bridge: "br-*"}`, Rule: "egress 2", RuleMatch: "@lan tcp/5432,8000-8080", Comment: "databases", DecidedBy: "rule", Verdict: "deny", DenyAction: "drop"},
+		},
+		{
+			name: "port outside the rule's: egress_default",
+			pol:  pol, rn: app, pr: probe("[fd00:100::50]:8081", "", false),
+			want: Explanation{Section: 1, Match: `{bridge: "br-*"}`, DecidedBy: "default", Verdict: "allow", Passes: true},
+		},
+		{
+			name: "audit mode passes a denial",
+			pol:  audit, rn: app, pr: probe("192.168.100.50:8000", "", false),
+			want: Explanation{Section: 1, Match: `{bridge: "br-*"}`, Rule: "egress 2", RuleMatch: "@lan tcp/5432,8000-8080", Comment: "databases", DecidedBy: "rule", Verdict: "deny", Audit: true, Passes: true},
+		},
+		{
+			name: "self in the host hook holds both families",
+			pol:  pol, rn: app, pr: probe("fd00:20::1/icmpv6", "", true),
+			want: Explanation{Section: 1, Match: `{bridge: "br-*"}`, Rule: "host 1", RuleMatch: "self icmpv6", DecidedBy: "rule", Verdict: "allow", Passes: true},
+		},
+		{
+			name: "spoofed source",
+			pol:  pol, rn: app, pr: probe("203.0.113.10:443", "10.9.9.9", false),
+			want: Explanation{Section: 1, Match: `{bridge: "br-*"}`, DecidedBy: "anti-spoofing", Spoofed: true, Verdict: "deny", DenyAction: "drop"},
+		},
+		{
+			name: "link-local source to the host",
+			pol:  pol, rn: app, pr: probe("fe80::1:22", "fe80::2", true),
+			want: Explanation{Section: 1, Match: `{bridge: "br-*"}`, DecidedBy: "default", Verdict: "deny", DenyAction: "drop"},
+		},
+		{
+			name: "bridge Docker does not report: the catch-all judges, not the first match",
+			pol:  pol, rn: late, pr: probe("203.0.113.10:443", "", false),
+			want: Explanation{Section: 2, Match: `{name: "*"}`, Rule: "egress 1", RuleMatch: "any", DecidedBy: "rule", Verdict: "deny", DenyAction: "drop"},
+		},
+		{
+			name: "bridge that is not Docker's and Docker does not report: not fenced",
+			pol:  pol, rn: lxc, pr: probe("203.0.113.10:443", "", false),
+			want: Explanation{DecidedBy: "unfenced", Verdict: "allow", Passes: true},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := explanation(tt.pol, tt.rn, tt.pr, tt.rn.evaluate(tt.pol, tt.pr))
+			got.Network, got.Note, got.Packet = ExplainedNetwork{}, "", ExplainedPacket{}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("explanation =\n%+v, want\n%+v", got, tt.want)
+			}
+		})
+	}
+
+	t.Run("catch-all only without a catch-all: not fenced", func(t *testing.T) {
+		noCatchAll, _ := loadTestPolicy(t, explainPolicy[:strings.Index(explainPolicy, "  - match: {name")])
+		d := late.evaluate(noCatchAll, probe("203.0.113.10:443", "", false))
+		if d.Section != nil || !d.Passes() {
+			t.Errorf("decision = %+v, want no section and a pass", d)
+		}
+	})
+}
+
+func TestDefaultSource(t *testing.T) {
+	v4only := policy.Network{Bridge: "br-x", Subnets: pfxs("10.88.0.0/24")}
+	tests := []struct {
+		name    string
+		n       policy.Network
+		to      string
+		from    string
+		want    string
+		hasNote bool
+	}{
+		{name: "family of the network", n: v4only, to: "192.168.1.1:80"},
+		{name: "other family: link-local", n: v4only, to: "[2001:db8::1]:80", want: "fe80::1", hasNote: true},
+		{name: "given source stays", n: v4only, to: "[2001:db8::1]:80", from: "2001:db8::9", want: "2001:db8::9"},
+		{name: "no subnets known", n: policy.Network{Name: "x"}, to: "[2001:db8::1]:80"},
+		{name: "IPv6-only network", n: policy.Network{Subnets: pfxs("fd00::/64")}, to: "10.0.0.1/icmp", want: "169.254.0.1", hasNote: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pr, err := parseProbe(tt.to)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.from != "" {
+				pr.Src = netip.MustParseAddr(tt.from)
+			}
+			got, note := defaultSource(tt.n, pr)
+			gotSrc := ""
+			if got.Src.IsValid() {
+				gotSrc = got.Src.String()
+			}
+			if gotSrc != tt.want || (note != "") != tt.hasNote {
+				t.Errorf("source %q, note %q; want %q, a note: %v", gotSrc, note, tt.want, tt.hasNote)
+			}
+		})
+	}
+	// Egress, such a source is spoofed, as in the kernel, where the network's
+	// chain sends every packet of a family without subnets to anti-spoofing.
+	pol, _ := loadTestPolicy(t, explainPolicy)
+	pr, _ := parseProbe("[2001:db8::1]:80")
+	pr, _ = defaultSource(v4only, pr)
+	if d := pol.Evaluate(policy.Network{Name: "br-x", Bridge: "br-x", Subnets: v4only.Subnets}, pr); !d.Spoofed {
+		t.Errorf("egress from a network without IPv6 subnets: %+v, want spoofed", d)
+	}
+}
+
+// runExplain runs the explain command with Docker unreachable and returns
+// its output.
+func runExplain(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "resolv.conf"), []byte("nameserver 192.0.2.53\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	root := newRoot()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs(append([]string{"explain", "--resolv-conf", filepath.Join(dir, "resolv.conf"), "--docker-host", "unix://" + filepath.Join(dir, "no-docker.sock")}, args...))
+	err := root.Execute()
+	return out.String(), err
+}
+
+func TestExplainJSON(t *testing.T) {
+	_, file := loadTestPolicy(t, explainPolicy)
+	// 198.51.100.0/24 is documentation space: no bridge of the test
+	// machine holds it, so it is judged alone.
+	out, err := runExplain(t, "-c", file, "--network", "198.51.100.0/24", "--to", "192.168.100.50:5432", "--json")
+	if err != nil {
+		t.Fatalf("explain: %v\n%s", err, out)
+	}
+	var fields map[string]any
+	if err := json.Unmarshal([]byte(out), &fields); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, out)
+	}
+	keys := func(m map[string]any) []string {
+		var ks []string
+		for k := range m {
+			ks = append(ks, k)
+		}
+		sort.Strings(ks)
+		return ks
+	}
+	// The schema is stable: every field is always there.
+	wantKeys := []string{"audit", "comment", "decided_by", "deny_action", "match", "network", "note", "packet", "passes", "rule", "rule_match", "section", "spoofed", "verdict"}
+	if got := keys(fields); !slices.Equal(got, wantKeys) {
+		t.Errorf("keys = %v, want %v", got, wantKeys)
+	}
+	if got := keys(fields["network"].(map[string]any)); !slices.Equal(got, []string{"bridge", "name", "source", "subnets"}) {
+		t.Errorf("network keys = %v", got)
+	}
+	if got := keys(fields["packet"].(map[string]any)); !slices.Equal(got, []string{"dst", "hook", "port", "proto", "src"}) {
+		t.Errorf("packet keys = %v", got)
+	}
+	var e Explanation
+	if err := json.Unmarshal([]byte(out), &e); err != nil {
+		t.Fatal(err)
+	}
+	e.Note = ""
+	want := Explanation{
+		Network:   ExplainedNetwork{Subnets: []string{"198.51.100.0/24"}, Source: sourceArgument},
+		Packet:    ExplainedPacket{Hook: "egress", Dst: "192.168.100.50", Port: 5432, Proto: "tcp"},
+		DecidedBy: "unfenced", Verdict: "allow", Passes: true,
+	}
+	if !reflect.DeepEqual(e, want) {
+		t.Errorf("explain --json =\n%+v, want\n%+v", e, want)
+	}
+
+	// A name nothing has: judged by name alone, with an empty list of
+	// subnets, not null.
+	out, err = runExplain(t, "-c", file, "--network", "no-such-network", "--to", "10.1.2.3/icmp", "--host", "--json")
+	if err != nil {
+		t.Fatalf("explain: %v\n%s", err, out)
+	}
+	for _, want := range []string{`"subnets": []`, `"section": 2`, `"match": "{name: \"*\"}"`, `"decided_by": "default"`, `"passes": true`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("explain --json for a name no bridge has lacks %s:\n%s", want, out)
+		}
+	}
+}
+
+func TestExplainHuman(t *testing.T) {
+	_, file := loadTestPolicy(t, explainPolicy)
+	out, err := runExplain(t, "-c", file, "--network", "198.51.100.0/24", "--to", "[2001:db8::5]:22", "--from", "2001:db8::9", "--host")
+	if err != nil {
+		t.Fatalf("explain: %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		"network  (by subnet) (bridge -, subnets 198.51.100.0/24)",
+		"note     docker is not reachable",
+		"packet   host from 2001:db8::9 to [2001:db8::5]:22, tcp",
+		"section  none matches this network",
+		"verdict  allow: the network is not fenced",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	// Without Docker, a policy that matches by name still gets an answer,
+	// with a warning that apply would refuse it.
+	_, byName := loadTestPolicy(t, strings.Replace(explainPolicy, `{bridge: "br-*"}`, `{name: "app_*"}`, 1))
+	out, err = runExplain(t, "-c", byName, "--network", "app_default", "--to", "10.0.0.1:80")
+	if err != nil || !strings.Contains(out, "apply refuses this policy while Docker is not reachable") {
+		t.Errorf("explain of a name-matching policy without Docker: %v\n%s", err, out)
+	}
+	if _, err := runExplain(t, "-c", file, "--network", "x", "--to", "10.0.0.1", "--from", "nope"); err == nil || !strings.Contains(err.Error(), `--from "nope": not an address`) {
+		t.Errorf("bad --from: %v", err)
 	}
 }

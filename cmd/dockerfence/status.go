@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/dockerfence/dockerfence/nft"
-	"github.com/dockerfence/dockerfence/policy"
 	"github.com/dockerfence/dockerfence/status"
 	"github.com/spf13/cobra"
 )
@@ -173,6 +172,3 @@ func orDash(s string) string {
 	}
 	return s
 }
-
-// ruleMatch renders what a rule matches (nft.RuleMatch).
-func ruleMatch(r *policy.Rule) string { return nft.RuleMatch(r) }

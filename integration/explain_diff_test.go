@@ -1,0 +1,1408 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	endian "encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dockerfence/dockerfence/integration/topo"
+)
+
+// TestExplainAgreesWithKernel is a differential test of `dockerfence
+// explain` against the kernel. It generates random policies (sections
+// matched by subnet, bridge, name and label; allow and deny rules over
+// addresses around the topology's hosts, both families, lists, self, any;
+// protocols, ports and port ranges; defaults; audit mode; reject or drop),
+// applies each in the Host namespace, sends random probes from three
+// containers as real packets (TCP connects, UDP datagrams, ICMP and ICMPv6
+// echo requests, SCTP INITs; from the containers' own, forged and
+// link-local addresses; forwarded, or to the host itself) and compares,
+// probe by probe, whether the packet arrived with what explain --json says
+// ("passes").
+//
+// Arrival is seen by raw sockets bound to each destination address in the
+// destination's namespace: the kernel hands them a copy of every packet it
+// delivers locally, after the input hook, so they see exactly the packets
+// that passed the fence (the destinations have no firewall of their own,
+// and the host's input hook holds only dockerfence's table). Each probe is
+// told apart by a source port or ICMP echo id used only once.
+//
+// Half the policies run with Docker unreachable (explain and apply find the
+// bridges over netlink), half against a fake Docker API that reports some
+// of the bridges as named, labelled networks, so that name and label
+// matches, bridges Docker does not report (left to the {name: "*"}
+// section's rules, or not fenced) and networks whose Docker subnets lack
+// the bridge's IPv6 subnet are covered too.
+//
+// DOCKERFENCE_DIFF_SEED repeats a run, DOCKERFENCE_DIFF_POLICIES and
+// DOCKERFENCE_DIFF_PROBES change its size (50 and 20 by default), and
+// DOCKERFENCE_DIFF_FIRST starts it at a later policy. Each policy and its
+// probes depend only on the seed and the policy's number (link-local
+// addresses aside, which the kernel draws anew), but the table that apply
+// changes is the previous policy's.
+func TestExplainAgreesWithKernel(t *testing.T) {
+	e := newEnv(t)
+	seed := diffSeed(t)
+	nPolicies := diffEnvInt(t, "DOCKERFENCE_DIFF_POLICIES", 50, 1)
+	nProbes := diffEnvInt(t, "DOCKERFENCE_DIFF_PROBES", 20, 1)
+	first := diffEnvInt(t, "DOCKERFENCE_DIFF_FIRST", 0, 0)
+	t.Logf("seed %d (DOCKERFENCE_DIFF_SEED=%d repeats this run); %d policies × %d probes", seed, seed, nPolicies, nProbes)
+	start := time.Now()
+	lab := newDiffLab(t, e)
+	lab.seed = seed
+	lab.calibrate()
+	t.Logf("topology and calibration: %v", time.Since(start).Round(time.Millisecond))
+
+	var st diffStats
+	failed := 0
+	for i := first; i < first+nPolicies; i++ {
+		rng := rand.New(rand.NewPCG(seed, uint64(i)))
+		if bad := lab.round(i, rng, nProbes, &st); bad {
+			failed++
+			if failed >= 3 {
+				t.Fatalf("stopping after %d policies with disagreements (seed %d)", failed, seed)
+			}
+		}
+	}
+	t.Logf("%d policies (%d with Docker reachable), %d probes in %v: %s",
+		nPolicies, st.dockerPolicies, st.probes, time.Since(start).Round(time.Millisecond), st)
+	if st.probes >= 200 && (st.passed == 0 || st.passed == st.probes) {
+		t.Errorf("%d of %d probes passed: the policies do not tell allow from deny, the test proves little", st.passed, st.probes)
+	}
+}
+
+// diffSeed returns DOCKERFENCE_DIFF_SEED, or a new seed.
+func diffSeed(t *testing.T) uint64 {
+	if s := os.Getenv("DOCKERFENCE_DIFF_SEED"); s != "" {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			t.Fatalf("DOCKERFENCE_DIFF_SEED=%q: not a number", s)
+		}
+		return v
+	}
+	return uint64(time.Now().UnixNano())
+}
+
+// diffEnvInt returns the environment variable name as a number of at least
+// low, or def if it is not set.
+func diffEnvInt(t *testing.T, name string, def, low int) int {
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	v, err := strconv.Atoi(s)
+	if err != nil || v < low {
+		t.Fatalf("%s=%q: not a number of at least %d", name, s, low)
+	}
+	return v
+}
+
+// IANA protocol numbers of the probes.
+const (
+	ipICMP   = 1
+	ipTCP    = 6
+	ipUDP    = 17
+	ipICMPv6 = 58
+	ipSCTP   = 132
+)
+
+// diffCtr is a container of the lab and the addresses it sends from.
+type diffCtr struct {
+	name    string
+	ns      *topo.NS
+	bridge  string
+	subnets []netip.Prefix
+	// addr4 and addr6 are its addresses in the network; ctr3's network has
+	// no IPv6 subnet, so its addr6 is invalid.
+	addr4, addr6 netip.Addr
+	// spoof4 and spoof6 are addresses on its eth0 outside its network.
+	spoof4, spoof6 netip.Addr
+	// ll is its link-local address; hostLL is Host's on its bridge.
+	ll, hostLL netip.Addr
+	// eth0 is the index of its eth0, the zone of link-local addresses.
+	eth0 int
+	// docker is how the fake Docker reports its network.
+	docker fakeNetwork
+}
+
+// diffDest is an address that probes go to, and the namespace that holds it.
+type diffDest struct {
+	ns   *topo.NS
+	addr netip.Addr
+	// zone is the interface of a link-local address (Host's bridge).
+	zone string
+	// zoneIndex is that interface's index in ns. Zones are given by index:
+	// Go caches interface names process-wide, whatever the namespace.
+	zoneIndex int
+	// host is set for Host's own addresses (the host hook judges them).
+	host bool
+	// ctr is the container that holds the address, nil for others.
+	ctr *diffCtr
+}
+
+// diffLab is the topology of the differential test: three bridges with a
+// container each, extra addresses in LAN and Inet, a fake Docker API, and
+// raw sockets that see what arrives.
+type diffLab struct {
+	t      *testing.T
+	e      *env
+	ctrs   []*diffCtr
+	dests  []diffDest
+	docker *fakeDocker
+	seen   *captures
+	seed   uint64
+	// prevYAML and prevView are the previous round's policy and Docker.
+	prevYAML, prevView string
+	// nextID numbers probes; a source port or echo id is never used twice.
+	nextID atomic.Uint32
+}
+
+func newDiffLab(t *testing.T, e *env) *diffLab {
+	tp := e.tp
+	lab := &diffLab{t: t, e: e, seen: newCaptures(t)}
+	// br-test (172.20.0.0/16, fd00:20::/64) with Ctr is the topology's own.
+	tp.AddBridge(t, "br-two", "10.77.0.1/24", "fd00:77::1/64")
+	ctr2 := tp.AddContainerOn(t, "br-two", "ctr2", "10.77.0.2", "fd00:77::2")
+	// A bridge that is not named like Docker's, IPv4 only.
+	tp.AddBridge(t, "dfbr3", "10.88.0.1/24", "")
+	ctr3 := tp.AddContainerOn(t, "dfbr3", "ctr3", "10.88.0.2", "")
+
+	ip := func(ns *topo.NS, args ...string) { ns.Run(t, "ip", args...) }
+	for _, a := range []string{"192.168.100.77/24", "192.168.100.200/24"} {
+		ip(tp.LAN, "addr", "add", a, "dev", "eth0")
+	}
+	for _, a := range []string{"fd00:100::77/64", "fd00:100::1:2/64"} {
+		ip(tp.LAN, "addr", "add", a, "dev", "eth0", "nodad")
+	}
+	ip(tp.Inet, "addr", "add", "203.0.113.20/24", "dev", "eth0")
+	ip(tp.Inet, "addr", "add", "2001:db8:ff::20/64", "dev", "eth0", "nodad")
+	// Forged sources: the containers hold them, the networks do not.
+	ip(tp.Ctr, "addr", "add", "198.18.0.2/32", "dev", "eth0")
+	ip(tp.Ctr, "addr", "add", "2001:db8:99::2/128", "dev", "eth0", "nodad")
+	ip(ctr2, "addr", "add", "198.18.0.3/32", "dev", "eth0")
+	ip(ctr2, "addr", "add", "2001:db8:99::3/128", "dev", "eth0", "nodad")
+	ip(ctr3, "addr", "add", "198.18.0.4/32", "dev", "eth0")
+	ip(ctr3, "addr", "add", "fd00:88::4/64", "dev", "eth0", "nodad")
+	// The host's reverse-path filter would drop forged sources before the
+	// forward hook: the policy's anti-spoofing is what is tested here.
+	for _, dev := range []string{"all", "default", topo.BridgeName, "br-two", "dfbr3", topo.LANIf, topo.WANIf} {
+		if err := tp.Host.SetSysctl("net.ipv4.conf."+dev+".rp_filter", "0"); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	mk := func(name string, ns *topo.NS, bridge string, subnets []string, a4, a6, s4, s6 string, dn fakeNetwork) *diffCtr {
+		c := &diffCtr{name: name, ns: ns, bridge: bridge, spoof4: netip.MustParseAddr(s4), spoof6: netip.MustParseAddr(s6), docker: dn}
+		for _, s := range subnets {
+			c.subnets = append(c.subnets, netip.MustParsePrefix(s))
+		}
+		c.addr4 = netip.MustParseAddr(a4)
+		if a6 != "" {
+			c.addr6 = netip.MustParseAddr(a6)
+		}
+		c.ll, c.eth0 = linkLocal(t, ns, "eth0")
+		c.hostLL, _ = linkLocal(t, tp.Host, bridge)
+		return c
+	}
+	lab.ctrs = []*diffCtr{
+		mk("ctr", tp.Ctr, topo.BridgeName, []string{"172.20.0.0/16", "fd00:20::/64"}, topo.CtrIP4, topo.CtrIP6, "198.18.0.2", "2001:db8:99::2",
+			fakeNetwork{Name: "app_default", Bridge: topo.BridgeName, Subnets: []string{"172.20.0.0/16", "fd00:20::/64"}, Labels: map[string]string{"com.docker.compose.project": "app"}}),
+		mk("ctr2", ctr2, "br-two", []string{"10.77.0.0/24", "fd00:77::/64"}, "10.77.0.2", "fd00:77::2", "198.18.0.3", "2001:db8:99::3",
+			fakeNetwork{Name: "db_default", Bridge: "br-two", Subnets: []string{"10.77.0.0/24", "fd00:77::/64"}, Labels: map[string]string{"com.docker.compose.project": "db", "tier": "db"}}),
+		mk("ctr3", ctr3, "dfbr3", []string{"10.88.0.0/24"}, "10.88.0.2", "", "198.18.0.4", "fd00:88::4",
+			fakeNetwork{Name: "legacy", Bridge: "dfbr3", Subnets: []string{"10.88.0.0/24"}}),
+	}
+	// ctr3's IPv6 source is outside its network (which has no IPv6 subnet);
+	// it reaches the host through the bridge's link-local address.
+	ip(ctr3, "-6", "route", "add", "default", "via", lab.ctrs[2].hostLL.String(), "dev", "eth0")
+
+	dest := func(ns *topo.NS, host bool, ctr *diffCtr, addrs ...string) {
+		for _, a := range addrs {
+			lab.dests = append(lab.dests, diffDest{ns: ns, addr: netip.MustParseAddr(a), host: host, ctr: ctr})
+		}
+	}
+	dest(tp.LAN, false, nil, topo.LANProxy4, topo.LANDNS4, topo.LANDB4, "192.168.100.77", "192.168.100.200",
+		topo.LANProxy6, topo.LANDNS6, topo.LANDB6, "fd00:100::77", "fd00:100::1:2")
+	dest(tp.Inet, false, nil, topo.InetIP4, "203.0.113.20", topo.InetIP6, "2001:db8:ff::20")
+	dest(tp.Ctr, false, lab.ctrs[0], topo.CtrIP4, topo.CtrIP6)
+	dest(ctr2, false, lab.ctrs[1], "10.77.0.2", "fd00:77::2")
+	dest(ctr3, false, lab.ctrs[2], "10.88.0.2")
+	dest(tp.Host, true, nil, topo.HostBridge4, topo.HostBridge6, "10.77.0.1", "fd00:77::1", "10.88.0.1",
+		topo.HostLAN4, topo.HostLAN6, topo.HostWAN4, topo.HostWAN6)
+	for _, c := range lab.ctrs {
+		_, idx := linkLocal(t, tp.Host, c.bridge)
+		lab.dests = append(lab.dests, diffDest{ns: tp.Host, addr: c.hostLL, zone: c.bridge, zoneIndex: idx, host: true})
+	}
+	for _, d := range lab.dests {
+		protos := []uint8{ipTCP, ipUDP, ipSCTP, ipICMP}
+		if d.addr.Is6() {
+			protos[3] = ipICMPv6
+		}
+		for _, p := range protos {
+			lab.seen.listen(d.ns, d.addr, d.zoneIndex, p)
+		}
+	}
+	lab.docker = startFakeDocker(t, filepath.Join(e.dir, "docker.sock"))
+	lab.warmUp()
+	return lab
+}
+
+// linkLocal waits for the link-local address of dev in ns and returns it
+// and dev's index.
+func linkLocal(t *testing.T, ns *topo.NS, dev string) (netip.Addr, int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var found netip.Addr
+		var index int
+		err := ns.Do(func() error {
+			ifc, err := net.InterfaceByName(dev)
+			if err != nil {
+				return err
+			}
+			index = ifc.Index
+			addrs, err := ifc.Addrs()
+			if err != nil {
+				return err
+			}
+			for _, a := range addrs {
+				if ipn, ok := a.(*net.IPNet); ok {
+					if ip, ok := netip.AddrFromSlice(ipn.IP); ok && ip.Is6() && ip.IsLinkLocalUnicast() {
+						found = ip
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("link-local address of %s in %s: %v", dev, ns.Name, err)
+		}
+		if found.IsValid() {
+			return found, index
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s in %s has no link-local address", dev, ns.Name)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// warmUp resolves the neighbours that the probes need (containers to their
+// gateways, Host to every destination), so that the first probes of a round
+// do not wait for ARP or neighbour discovery.
+func (lab *diffLab) warmUp() {
+	send := func(ns *topo.NS, dst netip.Addr, zone string) {
+		if err := ns.Do(func() error {
+			c, err := net.DialUDP("udp", nil, &net.UDPAddr{IP: dst.AsSlice(), Zone: zone, Port: 9})
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			_, err = c.Write([]byte("warm up"))
+			return err
+		}); err != nil {
+			lab.t.Fatalf("warm up %s from %s: %v", dst, ns.Name, err)
+		}
+	}
+	for _, c := range lab.ctrs {
+		for _, s := range c.subnets {
+			send(c.ns, s.Addr().Next(), "")
+		}
+		send(c.ns, c.hostLL, strconv.Itoa(c.eth0))
+	}
+	for _, d := range lab.dests {
+		if !d.host {
+			send(lab.e.tp.Host, d.addr, "")
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+}
+
+// captureKey identifies a probe at its destination: for ICMP, sport and
+// dport are the echo id and sequence number.
+type captureKey struct {
+	proto        uint8
+	src, dst     netip.Addr
+	sport, dport uint16
+}
+
+// captures records what raw sockets in the destinations receive.
+type captures struct {
+	t    *testing.T
+	mu   sync.Mutex
+	seen map[captureKey]bool
+}
+
+func newCaptures(t *testing.T) *captures {
+	return &captures{t: t, seen: map[captureKey]bool{}}
+}
+
+// listen opens a raw socket for proto bound to addr (on the interface with
+// index zone, for a link-local address) in ns and records the probes it
+// receives until the test ends.
+func (c *captures) listen(ns *topo.NS, addr netip.Addr, zone int, proto uint8) {
+	network := fmt.Sprintf("ip4:%d", proto)
+	if addr.Is6() {
+		network = fmt.Sprintf("ip6:%d", proto)
+	}
+	laddr := addr.String()
+	if zone != 0 {
+		laddr += "%" + strconv.Itoa(zone)
+	}
+	var pc net.PacketConn
+	if err := ns.Do(func() error {
+		var err error
+		pc, err = net.ListenPacket(network, laddr)
+		return err
+	}); err != nil {
+		c.t.Fatalf("raw socket %s %s in %s: %v", network, laddr, ns.Name, err)
+	}
+	done := make(chan struct{})
+	c.t.Cleanup(func() {
+		pc.Close()
+		<-done
+	})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 65536)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					return
+				}
+				continue
+			}
+			ipa, ok := from.(*net.IPAddr)
+			if !ok {
+				continue
+			}
+			src, ok := netip.AddrFromSlice(ipa.IP)
+			if !ok {
+				continue
+			}
+			k := captureKey{proto: proto, src: src.Unmap(), dst: addr}
+			b := buf[:n]
+			switch proto {
+			case ipICMP, ipICMPv6:
+				if len(b) < 8 || (proto == ipICMP && b[0] != 8) || (proto == ipICMPv6 && b[0] != 128) {
+					continue // not an echo request
+				}
+				k.sport, k.dport = endian.BigEndian.Uint16(b[4:]), endian.BigEndian.Uint16(b[6:])
+			default:
+				if len(b) < 4 {
+					continue
+				}
+				k.sport, k.dport = endian.BigEndian.Uint16(b), endian.BigEndian.Uint16(b[2:])
+			}
+			c.mu.Lock()
+			c.seen[k] = true
+			c.mu.Unlock()
+		}
+	}()
+}
+
+func (c *captures) has(k captureKey) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.seen[k]
+}
+
+// diffProbe is one packet of a round, what explain says of it and what the
+// kernel did.
+type diffProbe struct {
+	ctr *diffCtr
+	src netip.Addr
+	// srcKind is "own", "forged" or "link-local".
+	srcKind string
+	dst     diffDest
+	proto   string
+	port    uint16
+	// id is the source port (tcp, udp, sctp) or echo id (icmp, icmpv6).
+	id uint16
+	// network is explain's --network.
+	network string
+
+	explain     diffExplanation
+	explainJSON string
+	sendErr     error
+	arrived     bool
+}
+
+// diffExplanation is the part of explain's JSON the test reads.
+type diffExplanation struct {
+	Passes    bool   `json:"passes"`
+	DecidedBy string `json:"decided_by"`
+	Network   struct {
+		Source string `json:"source"`
+	} `json:"network"`
+}
+
+func (p *diffProbe) protoNumber() uint8 {
+	return map[string]uint8{"tcp": ipTCP, "udp": ipUDP, "sctp": ipSCTP, "icmp": ipICMP, "icmpv6": ipICMPv6}[p.proto]
+}
+
+func (p *diffProbe) key() captureKey {
+	k := captureKey{proto: p.protoNumber(), src: p.src, dst: p.dst.addr, sport: p.id, dport: p.port}
+	if p.port == 0 {
+		k.dport = p.id
+	}
+	return k
+}
+
+// to is explain's --to.
+func (p *diffProbe) to() string {
+	if p.port == 0 {
+		return p.dst.addr.String() + "/" + p.proto
+	}
+	return netip.AddrPortFrom(p.dst.addr, p.port).String() + "/" + p.proto
+}
+
+func (p *diffProbe) hook() string {
+	if p.dst.host {
+		return "host"
+	}
+	return "egress"
+}
+
+func (p *diffProbe) String() string {
+	return fmt.Sprintf("%s from %s (%s, %s) to %s %s (%s)", p.hook(), p.ctr.name, p.src, p.srcKind, p.dst.ns.Name, p.to(), map[bool]string{true: "Host", false: "forwarded"}[p.dst.host])
+}
+
+// zoneFor returns the zone a link-local address needs (the index of the
+// interface), "" for others.
+func zoneFor(a netip.Addr, index int) string {
+	if a.Is6() && a.IsLinkLocalUnicast() {
+		return strconv.Itoa(index)
+	}
+	return ""
+}
+
+// send sends the probe from its container. TCP connects until ctx ends;
+// the outcome is read at the destination, so answers are ignored, and only
+// errors that mean the probe was not sent are returned.
+func (p *diffProbe) send(ctx context.Context) error {
+	src, dst := p.src.AsSlice(), p.dst.addr.AsSlice()
+	srcZone, dstZone := zoneFor(p.src, p.ctr.eth0), zoneFor(p.dst.addr, p.ctr.eth0)
+	return p.ctr.ns.Do(func() error {
+		switch p.proto {
+		case "tcp":
+			// connect sends the SYN at once; a retransmission would come
+			// only after a second.
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: src, Port: int(p.id), Zone: srcZone}, Timeout: 300 * time.Millisecond}
+			c, err := d.DialContext(ctx, "tcp", net.JoinHostPort(p.dst.addr.WithZone(dstZone).String(), strconv.Itoa(int(p.port))))
+			if err == nil {
+				c.Close()
+			}
+			for _, notSent := range []error{syscall.EADDRINUSE, syscall.EADDRNOTAVAIL, syscall.EINVAL, syscall.EAFNOSUPPORT, syscall.ENETUNREACH, syscall.ENODEV} {
+				if errors.Is(err, notSent) {
+					return err
+				}
+			}
+			return nil
+		case "udp":
+			c, err := net.DialUDP("udp", &net.UDPAddr{IP: src, Port: int(p.id), Zone: srcZone}, &net.UDPAddr{IP: dst, Port: int(p.port), Zone: dstZone})
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			_, err = c.Write([]byte("dockerfence explain diff probe"))
+			return err
+		}
+		network := fmt.Sprintf("ip4:%d", p.protoNumber())
+		if p.src.Is6() {
+			network = fmt.Sprintf("ip6:%d", p.protoNumber())
+		}
+		laddr := p.src.String()
+		if srcZone != "" {
+			laddr += "%" + srcZone
+		}
+		c, err := net.ListenPacket(network, laddr)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		var msg []byte
+		switch p.proto {
+		case "sctp":
+			msg = sctpInit(p.id, p.port)
+		default:
+			msg = echoRequest(p.proto == "icmpv6", p.id)
+		}
+		_, err = c.WriteTo(msg, &net.IPAddr{IP: dst, Zone: dstZone})
+		return err
+	})
+}
+
+// echoRequest is an ICMP (or ICMPv6) echo request with id and sequence
+// number id. The kernel fills in the ICMPv6 checksum.
+func echoRequest(v6 bool, id uint16) []byte {
+	b := make([]byte, 16)
+	b[0] = 8
+	if v6 {
+		b[0] = 128
+	}
+	endian.BigEndian.PutUint16(b[4:], id)
+	endian.BigEndian.PutUint16(b[6:], id)
+	copy(b[8:], "dfprobe!")
+	if !v6 {
+		endian.BigEndian.PutUint16(b[2:], inetChecksum(b))
+	}
+	return b
+}
+
+func inetChecksum(b []byte) uint16 {
+	var sum uint32
+	for i := 0; i+1 < len(b); i += 2 {
+		sum += uint32(endian.BigEndian.Uint16(b[i:]))
+	}
+	if len(b)%2 == 1 {
+		sum += uint32(b[len(b)-1]) << 8
+	}
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	return ^uint16(sum)
+}
+
+// sctpInit is an SCTP packet with one INIT chunk from sport to dport, with
+// its CRC32c checksum.
+func sctpInit(sport, dport uint16) []byte {
+	b := make([]byte, 32)
+	endian.BigEndian.PutUint16(b[0:], sport)
+	endian.BigEndian.PutUint16(b[2:], dport)
+	// Verification tag 0, as an INIT has; checksum at 8..11, filled below.
+	b[12] = 1                                  // chunk type INIT
+	endian.BigEndian.PutUint16(b[14:], 20)     // chunk length
+	endian.BigEndian.PutUint32(b[16:], 0xdf00) // initiate tag
+	endian.BigEndian.PutUint32(b[20:], 65535)  // a_rwnd
+	endian.BigEndian.PutUint16(b[24:], 1)      // outbound streams
+	endian.BigEndian.PutUint16(b[26:], 1)      // inbound streams
+	endian.BigEndian.PutUint32(b[28:], 1)      // initial TSN
+	endian.LittleEndian.PutUint32(b[8:], crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli)))
+	return b
+}
+
+// calibrate sends, before any table exists, a probe of every protocol from
+// every container to every destination (and forged and link-local ones):
+// all must arrive, or the harness could not see a packet pass.
+func (lab *diffLab) calibrate() {
+	var probes []*diffProbe
+	for _, c := range lab.ctrs {
+		for _, d := range lab.dests {
+			for _, kind := range []string{"own", "forged", "link-local"} {
+				for _, proto := range []string{"tcp", "udp", "sctp", "icmp"} {
+					p := &diffProbe{ctr: c, dst: d, proto: proto, port: 7}
+					if !lab.fill(p, kind) {
+						continue
+					}
+					probes = append(probes, p)
+				}
+			}
+		}
+	}
+	for _, p := range probes {
+		p.explain.Passes = true
+	}
+	lab.sendAll(probes)
+	var missing []string
+	for _, p := range probes {
+		if p.sendErr != nil {
+			missing = append(missing, fmt.Sprintf("%s: not sent: %v", p, p.sendErr))
+		} else if !p.arrived {
+			missing = append(missing, p.String())
+		}
+	}
+	if len(missing) > 0 {
+		lab.t.Fatalf("without a table, %d of %d probes did not arrive; the harness cannot see packets pass:\n%s", len(missing), len(probes), strings.Join(missing, "\n"))
+	}
+	lab.t.Logf("calibration: %d probes, all arrived without a table", len(probes))
+}
+
+// source returns the address container c sends from to d for a source
+// kind ("own", "forged" or "link-local"), and false if c cannot send that
+// probe: forwarded probes never go to c itself, a link-local source reaches
+// only the host's addresses on c's bridge (forwarding refuses it before the
+// forward hook), and only a link-local source reaches Host's link-local
+// address on c's bridge.
+func source(c *diffCtr, d diffDest, kind string) (netip.Addr, bool) {
+	if d.ctr == c || (d.zone != "" && (d.zone != c.bridge || kind != "link-local")) {
+		return netip.Addr{}, false
+	}
+	var src netip.Addr
+	switch kind {
+	case "own":
+		src = c.addr4
+		if d.addr.Is6() {
+			src = c.addr6
+		}
+	case "forged":
+		src = c.spoof4
+		if d.addr.Is6() {
+			src = c.spoof6
+		}
+	case "link-local":
+		onLink := d.zone == c.bridge || slices.ContainsFunc(c.subnets, func(p netip.Prefix) bool { return p.Contains(d.addr) })
+		if d.addr.Is6() && d.host && onLink {
+			src = c.ll
+		}
+	}
+	return src, src.IsValid()
+}
+
+// fill sets the source of p for a source kind, fixes its protocol for the
+// destination's family, and gives it an id of its own; it reports false if
+// the container cannot send that probe.
+func (lab *diffLab) fill(p *diffProbe, kind string) bool {
+	src, ok := source(p.ctr, p.dst, kind)
+	if !ok {
+		return false
+	}
+	p.src, p.srcKind = src, kind
+	if p.proto == "icmp" && p.dst.addr.Is6() {
+		p.proto = "icmpv6"
+	}
+	if p.proto == "icmp" || p.proto == "icmpv6" {
+		p.port = 0
+	}
+	n := lab.nextID.Add(1)
+	p.id = uint16(20000 + n%40000)
+	return true
+}
+
+// sendAll sends the probes at once and waits until every probe that
+// explain lets pass arrived and 250 ms passed (at most 3 s): a packet the
+// kernel lets through arrives within milliseconds.
+func (lab *diffLab) sendAll(probes []*diffProbe) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg, sent sync.WaitGroup
+	sem := make(chan struct{}, 64)
+	for _, p := range probes {
+		wg.Add(1)
+		sent.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			if p.proto == "tcp" {
+				sent.Done() // connect sends the SYN at once and then waits
+				p.sendErr = p.send(ctx)
+				return
+			}
+			p.sendErr = p.send(ctx)
+			sent.Done()
+		}()
+	}
+	sent.Wait()
+	minEnd, deadline := time.Now().Add(250*time.Millisecond), time.Now().Add(3*time.Second)
+	for {
+		waiting := false
+		for _, p := range probes {
+			// A TCP probe's goroutine may still be connecting: its
+			// sendErr is read only after wg.Wait.
+			failed := p.proto != "tcp" && p.sendErr != nil
+			if p.explain.Passes && !failed && !lab.seen.has(p.key()) {
+				waiting = true
+				break
+			}
+		}
+		now := time.Now()
+		if (!waiting && now.After(minEnd)) || now.After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	wg.Wait()
+	for _, p := range probes {
+		p.arrived = lab.seen.has(p.key())
+	}
+}
+
+// diffStats sums up a run.
+type diffStats struct {
+	probes, passed, dockerPolicies int
+	by                             map[string]int
+}
+
+// add counts a probe after its round.
+func (s *diffStats) add(p *diffProbe) {
+	if s.by == nil {
+		s.by = map[string]int{}
+	}
+	s.probes++
+	if p.arrived {
+		s.passed++
+	}
+	s.by["decided by "+p.explain.DecidedBy]++
+	s.by[p.proto]++
+	s.by[p.srcKind+" source"]++
+	s.by[p.hook()]++
+	s.by["network from "+p.explain.Network.Source]++
+}
+
+// String lists the counts, for the log.
+func (s diffStats) String() string {
+	keys := make([]string, 0, len(s.by))
+	for k := range s.by {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := []string{fmt.Sprintf("%d passed, %d stopped", s.passed, s.probes-s.passed)}
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %d", k, s.by[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// round generates policy i, applies it, asks explain about random probes,
+// sends them, and reports the disagreements; it returns whether there were any.
+func (lab *diffLab) round(i int, rng *rand.Rand, nProbes int, st *diffStats) bool {
+	t := lab.t
+	g := &polGen{r: rng, lab: lab, docker: rng.IntN(2) == 0}
+	if g.docker {
+		st.dockerPolicies++
+		g.dockerNets = lab.dockerView(rng)
+	}
+	yaml := g.policy()
+	file := lab.e.write(fmt.Sprintf("policy-%03d.yaml", i), yaml)
+	var dockerArgs []string
+	view := "Docker not reachable: bridges found over netlink"
+	if g.docker {
+		lab.docker.set(g.dockerNets)
+		dockerArgs = []string{"--docker-host", lab.docker.url}
+		var names []string
+		for _, n := range g.dockerNets {
+			names = append(names, fmt.Sprintf("%s on %s %v", n.Name, n.Bridge, n.Subnets))
+		}
+		view = "Docker reports " + orNone(strings.Join(names, ", "))
+	}
+	failed := false
+	if out, err := lab.e.df(append([]string{"apply", "-c", file}, dockerArgs...)...); err != nil {
+		// Try a fresh table: if that works, apply failed to change the
+		// previous policy's table in place, a bug of its own.
+		lab.e.mustDF("delete")
+		out2, err2 := lab.e.df(append([]string{"apply", "-c", file}, dockerArgs...)...)
+		if err2 != nil {
+			t.Fatalf("policy %d (DOCKERFENCE_DIFF_SEED=%d): apply failed; the generator wrote a policy dockerfence refuses: %v\n%s\n--- policy (%s)\n%s", i, lab.seed, err2, out2, view, yaml)
+		}
+		t.Errorf("policy %d (DOCKERFENCE_DIFF_SEED=%d): apply failed to change the table of the previous policy to this one, though it applies on a fresh table (the round goes on with that): %v\n%s--- previous policy (%s)\n%s--- policy (%s)\n%s",
+			i, lab.seed, err, out, lab.prevView, lab.prevYAML, view, yaml)
+		failed = true
+	}
+	lab.prevYAML, lab.prevView = yaml, view
+
+	probes := lab.randomProbes(rng, g, lab.sections(file, dockerArgs), nProbes)
+	lab.explainAll(file, dockerArgs, probes)
+	lab.sendAll(probes)
+
+	var bad []string
+	for _, p := range probes {
+		st.add(p)
+		if p.arrived == p.explain.Passes && p.sendErr == nil {
+			continue
+		}
+		what := "the kernel delivered it, explain says it does not pass"
+		if !p.arrived {
+			what = "the kernel did not deliver it, explain says it passes"
+		}
+		if p.sendErr != nil {
+			what = fmt.Sprintf("the probe could not be sent: %v", p.sendErr)
+		}
+		args := []string{"dockerfence", "explain", "-c", "POLICY.yaml", "--network", p.network, "--to", p.to(), "--from", p.src.String(), "--json"}
+		if p.dst.host {
+			args = append(args, "--host")
+		}
+		bad = append(bad, fmt.Sprintf("probe %s:\n  %s\n  %s\n  explain: %s", p, what, strings.Join(append(args, dockerArgs...), " "), p.explainJSON))
+	}
+	if len(bad) == 0 {
+		return failed
+	}
+	t.Errorf("policy %d: %d of %d probes disagree (%s)\n"+
+		"(DOCKERFENCE_DIFF_SEED=%d repeats the run; with DOCKERFENCE_DIFF_FIRST=%d DOCKERFENCE_DIFF_POLICIES=1, only this policy, on a fresh table)\n--- policy\n%s---\n%s",
+		i, len(bad), len(probes), view, lab.seed, i, yaml, strings.Join(bad, "\n"))
+	return true
+}
+
+// orNone is s, or "no networks" if it is empty.
+func orNone(s string) string {
+	if s == "" {
+		return "no networks"
+	}
+	return s
+}
+
+// sections asks explain which section covers each container's network; the
+// answer only steers the probes.
+func (lab *diffLab) sections(file string, dockerArgs []string) map[*diffCtr]int {
+	out := map[*diffCtr]int{}
+	for _, c := range lab.ctrs {
+		stdout, stderr, err := lab.e.dfStdout(append([]string{"explain", "-c", file, "--network", c.bridge, "--to", "192.0.2.1", "--json"}, dockerArgs...)...)
+		var e struct{ Section int }
+		if err == nil {
+			err = json.Unmarshal([]byte(stdout), &e)
+		}
+		if err != nil {
+			lab.t.Fatalf("explain: %v\n%s%s", err, stdout, stderr)
+		}
+		out[c] = e.Section
+	}
+	return out
+}
+
+// explainAll runs explain --json for every probe, a few at a time.
+func (lab *diffLab) explainAll(file string, dockerArgs []string, probes []*diffProbe) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	errs := make([]string, len(probes))
+	for i, p := range probes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			args := []string{"explain", "-c", file, "--network", p.network, "--to", p.to(), "--from", p.src.String(), "--json"}
+			if p.dst.host {
+				args = append(args, "--host")
+			}
+			out, stderr, err := lab.e.dfStdout(append(args, dockerArgs...)...)
+			p.explainJSON = strings.TrimSpace(out)
+			if err == nil {
+				err = json.Unmarshal([]byte(out), &p.explain)
+			}
+			if err != nil {
+				errs[i] = fmt.Sprintf("explain %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, e := range errs {
+		if e != "" {
+			lab.t.Fatal(e)
+		}
+	}
+}
+
+// dfStdout runs the dockerfence binary inside Host like df, with its
+// standard output and error apart.
+func (e *env) dfStdout(args ...string) (stdout, stderr string, err error) {
+	full := append([]string{"--net=" + e.tp.Host.Path(), binary, "--resolv-conf", e.resolvConf, "--socket", e.socket(), "--docker-host", "unix://" + filepath.Join(e.dir, "no-docker.sock")}, args...)
+	cmd := exec.Command("nsenter", full...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err = cmd.Run()
+	return out.String(), errOut.String(), err
+}
+
+// randomProbes draws the probes of a round: half of them aim at a rule of
+// the section that covers the container (sections, from explain), at an
+// address the rule holds, if the lab has one, with its protocol and a port
+// at the edge of its ranges; the others are drawn at random.
+func (lab *diffLab) randomProbes(r *rand.Rand, g *polGen, sections map[*diffCtr]int, n int) []*diffProbe {
+	var out []*diffProbe
+	for len(out) < n {
+		c := lab.ctrs[r.IntN(len(lab.ctrs))]
+		var rule *genRule
+		if r.IntN(2) == 0 {
+			var rules []*genRule
+			for _, gr := range g.rules {
+				if gr.section == sections[c] {
+					rules = append(rules, gr)
+				}
+			}
+			if len(rules) == 0 {
+				rules = g.rules
+			}
+			if len(rules) > 0 {
+				rule = rules[r.IntN(len(rules))]
+			}
+		}
+		host, v6 := r.IntN(10) < 3, r.IntN(2) == 0
+		proto := pick(r, "tcp", "tcp", "tcp", "udp", "udp", "udp", "sctp", "sctp", "icmp", "icmp", "icmp")
+		if rule != nil {
+			host = rule.host
+			switch rule.proto {
+			case "tcp", "udp", "sctp":
+				proto = rule.proto
+			case "icmp", "icmpv6":
+				proto, v6 = "icmp", rule.proto == "icmpv6"
+			default:
+				if len(rule.ports) > 0 {
+					proto = pick(r, "tcp", "udp")
+				}
+			}
+		}
+		kind := "own"
+		switch x := r.IntN(100); {
+		case v6 && !c.addr6.IsValid():
+			kind = pick(r, "forged", "link-local")
+		case v6 && host && x < 30:
+			kind = "link-local"
+		case x < 12:
+			kind = "forged"
+		}
+		var cands, covered []diffDest
+		for _, d := range lab.dests {
+			if _, ok := source(c, d, kind); ok && d.host == host && d.addr.Is6() == v6 {
+				cands = append(cands, d)
+				if rule != nil && rule.covers(d.addr, c) {
+					covered = append(covered, d)
+				}
+			}
+		}
+		if len(covered) > 0 && r.IntN(5) > 0 {
+			cands = covered
+		}
+		if len(cands) == 0 {
+			continue
+		}
+		p := &diffProbe{ctr: c, dst: cands[r.IntN(len(cands))], proto: proto}
+		if proto != "icmp" {
+			p.port = g.probePort()
+			if rule != nil && len(rule.ports) > 0 && r.IntN(5) > 0 {
+				p.port = rule.ports[r.IntN(len(rule.ports))]
+			}
+		}
+		if !lab.fill(p, kind) {
+			continue
+		}
+		p.network = lab.networkArg(r, g, c)
+		out = append(out, p)
+	}
+	return out
+}
+
+// networkArg is explain's --network for a container: its bridge, one of
+// its subnets, or its Docker network's name if Docker reports it.
+func (lab *diffLab) networkArg(r *rand.Rand, g *polGen, c *diffCtr) string {
+	opts := []string{c.bridge}
+	for _, s := range c.subnets {
+		opts = append(opts, s.String())
+	}
+	for _, n := range g.dockerNets {
+		if n.Bridge == c.bridge {
+			opts = append(opts, n.Name, n.Name)
+		}
+	}
+	return opts[r.IntN(len(opts))]
+}
+
+// dockerView draws what the fake Docker reports in a round: app_default
+// always, sometimes without its IPv6 subnet; db_default and legacy only
+// sometimes, so that their bridges are at times ones Docker does not know.
+func (lab *diffLab) dockerView(r *rand.Rand) []fakeNetwork {
+	var out []fakeNetwork
+	for i, c := range lab.ctrs {
+		n := c.docker
+		n.Subnets = slices.Clone(n.Subnets)
+		if i > 0 && r.IntN(3) == 0 {
+			continue
+		}
+		if len(n.Subnets) > 1 && r.IntN(6) == 0 {
+			n.Subnets = n.Subnets[:1]
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+// polGen writes a random policy that dockerfence accepts, and remembers
+// its rules, so that probes can aim at them.
+type polGen struct {
+	r   *rand.Rand
+	lab *diffLab
+	// docker is set when the round's Docker is reachable: sections may then
+	// match by name and label.
+	docker     bool
+	dockerNets []fakeNetwork
+	// lists are the user lists, by name, with their prefixes.
+	lists map[string][]netip.Prefix
+	rules []*genRule
+	// section is the number of the section being written.
+	section int
+}
+
+// genRule is a generated rule, as far as aiming probes at it needs.
+type genRule struct {
+	section int
+	host    bool
+	// prefixes are its inline and list prefixes (built-in lists as the lab
+	// knows them); self and any are set for those specs.
+	prefixes  []netip.Prefix
+	self, any bool
+	proto     string
+	ports     []uint16 // the edges of its port ranges and their neighbours
+}
+
+// builtinLists are the built-in lists as they are in the lab (resolvers
+// from the env's resolv.conf).
+var builtinLists = map[string][]netip.Prefix{
+	"private": {netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("172.16.0.0/12"), netip.MustParsePrefix("192.168.0.0/16"),
+		netip.MustParsePrefix("100.64.0.0/10"), netip.MustParsePrefix("169.254.0.0/16"), netip.MustParsePrefix("fc00::/7"), netip.MustParsePrefix("fe80::/10")},
+	"metadata":  {netip.MustParsePrefix("169.254.169.254/32"), netip.MustParsePrefix("fd00:ec2::254/128")},
+	"resolvers": {netip.MustParsePrefix(topo.LANDNS4 + "/32"), netip.MustParsePrefix(topo.LANDNS6 + "/128")},
+}
+
+func (g *polGen) chance(pct int) bool { return g.r.IntN(100) < pct }
+
+func pick[T any](r *rand.Rand, xs ...T) T { return xs[r.IntN(len(xs))] }
+
+func (g *polGen) policy() string {
+	var b strings.Builder
+	b.WriteString("version: 1\n")
+	if g.chance(60) {
+		b.WriteString("settings:\n")
+		if g.chance(60) {
+			fmt.Fprintf(&b, "  deny_action: %s\n", pick(g.r, "reject", "drop"))
+		}
+		if g.chance(20) {
+			fmt.Fprintf(&b, "  mode: %s\n", pick(g.r, "audit", "enforce"))
+		}
+		if g.chance(30) {
+			fmt.Fprintf(&b, "  log_denied: %v\n", g.chance(50))
+		}
+		if g.chance(20) {
+			fmt.Fprintf(&b, "  priority: %d\n", pick(g.r, -1, -10, -100, -199))
+		}
+		b.WriteString("  table: dockerfence\n")
+	}
+	g.lists = map[string][]netip.Prefix{}
+	if g.chance(50) {
+		b.WriteString("lists:\n")
+		for _, name := range []string{"lan", "far", "mixed", "private"} {
+			keep := g.chance(50)
+			switch {
+			case name == "private":
+				keep = g.chance(15) // overrides the built-in list
+			case name == "mixed" && len(g.lists) == 0:
+				keep = true // lists: holds one at least
+			}
+			if !keep {
+				continue
+			}
+			n := 1 + g.r.IntN(4)
+			if g.chance(5) {
+				n = 0 // an empty list matches nothing
+			}
+			var items []string
+			g.lists[name] = []netip.Prefix{}
+			for range n {
+				p, text := g.prefix()
+				items = append(items, text)
+				g.lists[name] = append(g.lists[name], p)
+			}
+			fmt.Fprintf(&b, "  %s: [%s]\n", name, strings.Join(items, ", "))
+		}
+	}
+	b.WriteString("networks:\n")
+	for range 1 + g.r.IntN(4) {
+		g.section++
+		fmt.Fprintf(&b, "  - match: %s\n", g.match())
+		if n := g.r.IntN(8); n > 0 || g.chance(20) {
+			b.WriteString("    egress:")
+			if n == 0 {
+				b.WriteString(" []")
+			}
+			b.WriteString("\n")
+			for range n {
+				g.rule(&b, false)
+			}
+		}
+		if g.chance(70) {
+			fmt.Fprintf(&b, "    egress_default: %s\n", pick(g.r, "allow", "deny"))
+		}
+		if n := g.r.IntN(5); n > 0 {
+			b.WriteString("    host:\n")
+			for range n {
+				g.rule(&b, true)
+			}
+		}
+		if g.chance(60) {
+			fmt.Fprintf(&b, "    host_default: %s\n", pick(g.r, "allow", "deny"))
+		}
+	}
+	if g.chance(40) {
+		// Every bridge the earlier sections leave, Docker's or not.
+		g.section++
+		b.WriteString("  - match: {bridge: \"*\"}\n    egress:\n")
+		for range 1 + g.r.IntN(4) {
+			g.rule(&b, false)
+		}
+		fmt.Fprintf(&b, "    egress_default: %s\n    host:\n", pick(g.r, "allow", "deny"))
+		g.rule(&b, true)
+	}
+	return b.String()
+}
+
+// match draws a section's match: by subnet, bridge or name "*" (which
+// Docker is not needed for), and with Docker also by name and label; most
+// of them fit one of the lab's networks.
+func (g *polGen) match() string {
+	one := func() string {
+		kinds := 7
+		if g.docker {
+			kinds = 10
+		}
+		switch g.r.IntN(kinds) {
+		case 0, 1:
+			return fmt.Sprintf("subnet: %q", pick(g.r, "172.20.0.0/16", "172.16.0.0/12", "10.0.0.0/8", "10.77.0.0/24", "10.77.0.0/16",
+				"10.88.0.0/24", "10.88.0.0/16", "fd00:20::/64", "fd00::/8", "fd00:77::/64", "fd00:77::/48", "192.168.0.0/16", "0.0.0.0/0", "::/0"))
+		case 2, 3:
+			return fmt.Sprintf("bridge: %q", pick(g.r, "br-test", "br-two", "dfbr3", "br-*", "df*", "*", "br-t*", "nomatch0"))
+		case 4, 5, 6:
+			return `name: "*"`
+		case 7, 8:
+			return fmt.Sprintf("name: %q", pick(g.r, "app_default", "app_*", "*_default", "db*", "legacy", "br-*", "nomatch"))
+		default:
+			return fmt.Sprintf("label: %q", pick(g.r, "com.docker.compose.project=app", "com.docker.compose.project", "tier=db", "tier", "tier=web"))
+		}
+	}
+	m := one()
+	if g.chance(15) {
+		if m2 := one(); strings.SplitN(m2, ":", 2)[0] != strings.SplitN(m, ":", 2)[0] {
+			m += ", " + m2
+		}
+	}
+	return "{" + m + "}"
+}
+
+// prefix draws an address or prefix around the lab's destinations, or a
+// fixed one, and returns it with its text in the policy.
+func (g *polGen) prefix() (netip.Prefix, string) {
+	var p netip.Prefix
+	text := ""
+	switch g.r.IntN(10) {
+	case 0, 1, 2:
+		d := g.lab.dests[g.r.IntN(len(g.lab.dests))].addr
+		p = netip.PrefixFrom(d, d.BitLen())
+		text = d.String()
+		if g.chance(20) {
+			text = p.String()
+		}
+	case 3, 4, 5, 6:
+		d := g.lab.dests[g.r.IntN(len(g.lab.dests))].addr
+		bits := 8 + g.r.IntN(25)
+		if d.Is6() {
+			bits = pick(g.r, 8, 10, 16, 32, 48, 60, 64, 96, 112, 120, 124, 126, 127, 128, g.r.IntN(129))
+		}
+		p, _ = d.Prefix(bits)
+	default:
+		p = netip.MustParsePrefix(pick(g.r, "192.168.0.0/16", "192.168.100.0/24", "192.168.100.0/25", "192.168.100.128/25", "203.0.113.0/24",
+			"0.0.0.0/0", "::/0", "fd00::/8", "fc00::/7", "2001:db8::/32", "10.0.0.0/8", "172.16.0.0/12", "198.51.100.0/24",
+			"2001:db8:dead::/48", "169.254.169.254/32", "fe80::/10", "fe80::/64", "198.18.0.0/15", "2001:db8:99::/48"))
+	}
+	if text == "" {
+		text = p.String()
+	}
+	return p, fmt.Sprintf("%q", text)
+}
+
+// spec draws a rule's address spec and records it in r; v4 and v6 say
+// which families its inline prefixes have and inlineOnly whether that is
+// all it has.
+func (g *polGen) spec(r *genRule) (text string, v4, v6, inlineOnly bool) {
+	if g.chance(12) {
+		r.any = true
+		return pick(g.r, "any", `"any"`), true, true, false
+	}
+	inlineOnly = true
+	var items []string
+	for range 1 + g.r.IntN(3) {
+		var it string
+		switch x := g.r.IntN(100); {
+		case x < 12:
+			it = pick(g.r, "self", `"self"`)
+			r.self, inlineOnly = true, false
+		case x < 30:
+			names := []string{"private", "metadata", "resolvers"}
+			for n := range g.lists {
+				names = append(names, n)
+			}
+			slices.Sort(names)
+			name := pick(g.r, names...)
+			it = fmt.Sprintf("%q", "@"+name)
+			if l, ok := g.lists[name]; ok {
+				r.prefixes = append(r.prefixes, l...)
+			} else {
+				r.prefixes = append(r.prefixes, builtinLists[name]...)
+			}
+			inlineOnly = false
+		default:
+			var p netip.Prefix
+			p, it = g.prefix()
+			r.prefixes = append(r.prefixes, p)
+			v4, v6 = v4 || p.Addr().Is4(), v6 || p.Addr().Is6()
+		}
+		items = append(items, it)
+	}
+	if len(items) == 1 && g.chance(60) {
+		return items[0], v4, v6, inlineOnly
+	}
+	return "[" + strings.Join(items, ", ") + "]", v4, v6, inlineOnly
+}
+
+// rule writes one rule and records it.
+func (g *polGen) rule(b *strings.Builder, host bool) {
+	r := &genRule{section: g.section, host: host}
+	g.rules = append(g.rules, r)
+	spec, v4, v6, inlineOnly := g.spec(r)
+	fmt.Fprintf(b, "      - %s: %s\n", pick(g.r, "allow", "deny"), spec)
+	proto := pick(g.r, "", "", "", "", "any", "tcp", "tcp", "udp", "udp", "sctp", "icmp", "icmpv6")
+	// icmp must be able to reach the rule's inline addresses.
+	if proto == "icmp" && inlineOnly && !v4 {
+		proto = "icmpv6"
+	}
+	if proto == "icmpv6" && inlineOnly && !v6 {
+		proto = "icmp"
+	}
+	r.proto = proto
+	if proto != "" {
+		fmt.Fprintf(b, "        proto: %s\n", proto)
+	}
+	if proto != "icmp" && proto != "icmpv6" && g.chance(55) {
+		var items []string
+		for range 1 + g.r.IntN(3) {
+			lo := pick(g.r, 22, 53, 80, 443, 5432, 8080, 1+g.r.IntN(65535), 1000+g.r.IntN(50000))
+			hi := lo
+			if g.chance(40) {
+				hi = min(lo+pick(g.r, 1, 10, 100, 1000, g.r.IntN(3000)), 65535)
+				items = append(items, fmt.Sprintf(`"%d-%d"`, lo, hi))
+			} else {
+				items = append(items, pick(g.r, strconv.Itoa(lo), fmt.Sprintf("%q", strconv.Itoa(lo))))
+			}
+			for _, p := range []int{lo - 1, lo, hi, hi + 1} {
+				if p >= 1 && p <= 65535 {
+					r.ports = append(r.ports, uint16(p))
+				}
+			}
+		}
+		if len(items) == 1 && g.chance(30) {
+			fmt.Fprintf(b, "        ports: %s\n", items[0])
+		} else {
+			fmt.Fprintf(b, "        ports: [%s]\n", strings.Join(items, ", "))
+		}
+	}
+	if g.chance(25) {
+		fmt.Fprintf(b, "        comment: %q\n", pick(g.r, "proxy", "DNS", "lan: databases", "metadata (cloud)", "rule #7"))
+	}
+}
+
+// covers reports whether the rule's addresses hold a, for container c.
+func (r *genRule) covers(a netip.Addr, c *diffCtr) bool {
+	if r.any {
+		return true
+	}
+	if r.self && slices.ContainsFunc(c.subnets, func(p netip.Prefix) bool { return p.Contains(a) }) {
+		return true
+	}
+	return slices.ContainsFunc(r.prefixes, func(p netip.Prefix) bool { return p.Contains(a) })
+}
+
+// probePort draws a destination port: mostly one at some rule's edge.
+func (g *polGen) probePort() uint16 {
+	var ports []uint16
+	for _, r := range g.rules {
+		ports = append(ports, r.ports...)
+	}
+	if len(ports) > 0 && g.chance(70) {
+		return ports[g.r.IntN(len(ports))]
+	}
+	return uint16(pick(g.r, 22, 53, 80, 443, 5432, 8080, 1+g.r.IntN(65535)))
+}
+
+// fakeNetwork is a bridge network as the fake Docker reports it.
+type fakeNetwork struct {
+	Name, Bridge string
+	Subnets      []string
+	Labels       map[string]string
+}
+
+// fakeDocker serves the part of the Docker Engine API that dockerfence
+// reads (ping and the network list) on a unix socket, with networks the
+// test sets per round.
+type fakeDocker struct {
+	url  string
+	mu   sync.Mutex
+	nets []fakeNetwork
+}
+
+func startFakeDocker(t *testing.T, sock string) *fakeDocker {
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatalf("fake Docker: %v", err)
+	}
+	f := &fakeDocker{url: "unix://" + sock}
+	srv := &http.Server{Handler: f, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(l) //nolint:errcheck // ends with Close
+	t.Cleanup(func() { srv.Close() })
+	return f
+}
+
+func (f *fakeDocker) set(nets []fakeNetwork) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.nets = nets
+}
+
+func (f *fakeDocker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Api-Version", "1.47")
+	w.Header().Set("Ostype", "linux")
+	switch {
+	case r.URL.Path == "/_ping":
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if r.Method == http.MethodGet {
+			_, _ = w.Write([]byte("OK"))
+		}
+	case r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/networks"):
+		f.mu.Lock()
+		nets := f.nets
+		f.mu.Unlock()
+		type ipamConfig struct {
+			Subnet string
+		}
+		type summary struct {
+			Name, ID, Driver, Scope string
+			IPAM                    struct {
+				Driver string
+				Config []ipamConfig
+			}
+			Options, Labels map[string]string
+		}
+		list := []summary{}
+		for i, n := range nets {
+			s := summary{Name: n.Name, ID: fmt.Sprintf("%064x", i+0xdf), Driver: "bridge", Scope: "local",
+				Options: map[string]string{"com.docker.network.bridge.name": n.Bridge}, Labels: n.Labels}
+			s.IPAM.Driver = "default"
+			for _, sub := range n.Subnets {
+				s.IPAM.Config = append(s.IPAM.Config, ipamConfig{Subnet: sub})
+			}
+			list = append(list, s)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(list)
+	default:
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = w.Write([]byte(`{"message":"page not found"}`))
+	}
+}
