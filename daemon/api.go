@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dockerfence/dockerfence/denylog"
+	"golang.org/x/sys/unix"
 )
 
 // API paths served on the daemon's unix socket.
@@ -86,7 +87,8 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) {
 }
 
 // ListenUnix listens on a unix socket at path with mode 0600, creating its
-// directory. A socket left by a daemon that is gone is replaced; one that a
+// directory. Call it before starting goroutines that create files: it sets
+// the process's umask for a moment. A socket left by a daemon that is gone is replaced; one that a
 // running daemon answers on is an error.
 func ListenUnix(path string) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -104,7 +106,11 @@ func ListenUnix(path string) (net.Listener, error) {
 			return nil, fmt.Errorf("remove stale socket: %w", err)
 		}
 	}
+	// The socket is created with mode 0600 (the umask is process-wide, so
+	// ListenUnix must run before other goroutines create files).
+	old := unix.Umask(0o177)
 	l, err := net.Listen("unix", path)
+	unix.Umask(old)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", path, err)
 	}

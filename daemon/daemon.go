@@ -92,9 +92,14 @@ type Result struct {
 	// Source says where the networks came from: "docker", "docker (last
 	// known)", "netlink" or "" when the sync was skipped.
 	Source string
-	Table  *nft.Table
-	Err    error
-	Took   time.Duration
+	// Table is the table the sync built (applied, or not if Err is set);
+	// nil if it built none.
+	Table *nft.Table
+	// Kept is set when the sync kept the kernel's table as it was without
+	// building one: Docker has not answered yet and the policy needs it.
+	Kept bool
+	Err  error
+	Took time.Duration
 }
 
 func (c *Config) defaults() {
@@ -297,6 +302,7 @@ func (d *daemon) sync(ctx context.Context, trigger, reason string) {
 		}
 		if st != nil {
 			d.cfg.Log.Info("Docker has not answered yet; the existing table stays as it is until it does (policy reloads and repairs wait for Docker too)", "reason", reason)
+			res.Kept = true
 			d.succeeded()
 			return
 		}

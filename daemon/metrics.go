@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"errors"
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -109,36 +110,31 @@ var (
 // kernelCollector reads the table's counters at each scrape.
 type kernelCollector struct{ o *Observer }
 
+// Describe sends the descriptions of the metrics read from the kernel.
 func (c kernelCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{tablePresentDesc, tableInSyncDesc, deniedPacketsDesc, deniedBytesDesc, rulePacketsDesc, scrapeErrorDesc} {
 		ch <- d
 	}
 }
 
+// Collect reads the table and sends its metrics.
 func (c kernelCollector) Collect(ch chan<- prometheus.Metric) {
 	s, err := c.o.Status()
 	if err != nil {
-		ch <- prometheus.MustNewConstMetric(scrapeErrorDesc, prometheus.GaugeValue, b2f(err != ErrNotSynced))
+		ch <- prometheus.MustNewConstMetric(scrapeErrorDesc, prometheus.GaugeValue, b2f(!errors.Is(err, ErrNotSynced)))
 		return
 	}
 	ch <- prometheus.MustNewConstMetric(scrapeErrorDesc, prometheus.GaugeValue, 0)
 	ch <- prometheus.MustNewConstMetric(tablePresentDesc, prometheus.GaugeValue, b2f(s.Table.Present))
 	ch <- prometheus.MustNewConstMetric(tableInSyncDesc, prometheus.GaugeValue, b2f(s.Table.InSync))
 	for _, n := range s.Networks {
-		name := n.Name
-		if name == "" {
-			name = n.Bridge
-		}
+		name := networkLabel(n.Name, n.Bridge)
 		for _, r := range n.Rules {
 			verdict := r.Verdict
 			if verdict == "would deny" {
 				verdict = "would_deny"
 			}
-			rule := r.ID
-			if rule == "anti-spoofing" { // once per hook
-				rule += " " + r.Hook
-			}
-			labels := []string{name, n.Bridge, rule, verdict}
+			labels := []string{name, n.Bridge, ruleLabel(r.ID, r.Hook), verdict}
 			ch <- prometheus.MustNewConstMetric(rulePacketsDesc, prometheus.CounterValue, float64(r.Packets), labels...)
 			if verdict != "allow" {
 				ch <- prometheus.MustNewConstMetric(deniedPacketsDesc, prometheus.CounterValue, float64(r.Packets), labels...)

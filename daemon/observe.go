@@ -12,6 +12,7 @@ import (
 	"github.com/dockerfence/dockerfence/nft"
 	"github.com/dockerfence/dockerfence/policy"
 	"github.com/dockerfence/dockerfence/status"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Reader reads the kernel's table; nft.Kernel is one.
@@ -23,17 +24,29 @@ type Reader interface {
 // metrics and the attribution of denials. Give its OnSync and OnDocker to
 // Config. Its methods are safe for concurrent use.
 type Observer struct {
+	// RunDir, if set, is where apply records its last apply; Status shows
+	// that record when it is newer than the daemon's own last apply.
+	RunDir string
+
 	kernel  Reader
 	metrics *Metrics
 	since   time.Time
 
-	mu        sync.Mutex
-	pol       *policy.Policy
-	table     *nft.Table
-	source    string
+	mu  sync.Mutex
+	pol *policy.Policy
+	// table is the table last applied (or found up to date): denials are
+	// attributed with it. desired is the table the last sync built, applied
+	// or not: status compares the kernel with it.
+	table, desired *nft.Table
+	source         string
+	// kept is set while the daemon keeps the kernel's table without
+	// knowing what it fences (Docker has not answered yet).
+	kept      bool
 	lastSync  *status.Apply
 	lastApply *status.Apply
 	dockerUp  bool
+	// networks are the metric label values of the fenced networks.
+	networks map[string]bool
 
 	denials, lost atomic.Uint64
 }
@@ -71,13 +84,54 @@ func (o *Observer) OnSync(r Result) {
 	if r.Changed || r.Err != nil {
 		o.lastApply = &a
 	}
+	if r.Policy != nil {
+		o.pol = r.Policy
+	}
+	o.kept = r.Kept
+	if r.Table != nil {
+		o.desired, o.source = r.Table, r.Source
+		if r.Err == nil {
+			o.table = r.Table
+		}
+	}
+	var gone []string
 	if r.Table != nil && r.Err == nil {
-		o.pol, o.table, o.source = r.Policy, r.Table, r.Source
+		now := map[string]bool{}
+		for _, f := range r.Table.Fenced {
+			now[networkLabel(f.Network.Name, f.Network.Bridge)] = true
+		}
+		for n := range o.networks {
+			if !now[n] {
+				gone = append(gone, n)
+			}
+		}
+		o.networks = now
 	}
 	o.mu.Unlock()
 	if o.metrics != nil {
 		o.metrics.sync(r)
+		for _, n := range gone {
+			o.metrics.denialEvents.DeletePartialMatch(prometheus.Labels{"network": n})
+		}
 	}
+}
+
+// networkLabel is a network's name in metric labels: the bridge's name for
+// a network without a name.
+func networkLabel(name, bridge string) string {
+	if name == "" {
+		return bridge
+	}
+	return name
+}
+
+// ruleLabel is a rule's name in metric labels: anti-spoofing exists once
+// per hook, so it carries the hook.
+func ruleLabel(rule, hook string) string {
+	if rule == "anti-spoofing" {
+		return rule + " " + hook
+	}
+	return rule
 }
 
 // OnDocker records the state of Docker's event stream.
@@ -108,11 +162,12 @@ func (o *Observer) Table() *nft.Table {
 func (o *Observer) Denial(e denylog.Event) {
 	o.denials.Add(1)
 	if o.metrics != nil {
-		o.metrics.denialEvents.WithLabelValues(e.Network, e.Rule).Inc()
+		o.metrics.denialEvents.WithLabelValues(networkLabel(e.Network, e.Bridge), ruleLabel(e.Rule, e.Hook)).Inc()
 	}
 }
 
-// Overrun counts a loss of denial events (the kernel dropped them).
+// Overrun counts a loss of denial events: the kernel dropped some because
+// the reader fell behind (how many is not known).
 func (o *Observer) Overrun() {
 	o.lost.Add(1)
 	if o.metrics != nil {
@@ -126,18 +181,36 @@ var ErrNotSynced = errors.New("the daemon has not applied the policy yet; see it
 // Status reads the kernel's counters and returns the daemon's status.
 func (o *Observer) Status() (status.Status, error) {
 	o.mu.Lock()
-	pol, t, source := o.pol, o.table, o.source
+	pol, t, source, kept := o.pol, o.desired, o.source, o.kept
 	d := &status.Daemon{PID: os.Getpid(), Since: o.since, DockerUp: o.dockerUp, LastSync: o.lastSync, Denials: o.denials.Load(), Lost: o.lost.Load()}
 	last := o.lastApply
 	o.mu.Unlock()
-	if t == nil {
+	if o.RunDir != "" && pol != nil {
+		if rec, err := status.LoadLastApply(o.RunDir, pol.Settings.Table); err == nil && rec != nil && (last == nil || rec.Time.After(last.Time)) {
+			last = rec
+		}
+	}
+	if pol == nil || t == nil && !kept {
 		return status.Status{}, ErrNotSynced
 	}
-	st, err := o.kernel.Read(t.Name)
-	if err != nil {
-		return status.Status{}, err
+	var s status.Status
+	if t == nil || kept {
+		// The table is kept as it was; what it fences is not known until
+		// Docker answers.
+		st, err := o.kernel.Read(pol.Settings.Table)
+		if err != nil {
+			return status.Status{}, err
+		}
+		s = status.Status{Policy: pol.Source, Mode: string(pol.Settings.Mode), Source: status.SourceKept,
+			Networks: []status.NetworkStatus{}, Unfenced: []status.NetworkStatus{},
+			Table: status.TableStatus{Name: pol.Settings.Table, Present: st != nil, Priority: pol.Settings.Priority}}
+	} else {
+		st, err := o.kernel.Read(t.Name)
+		if err != nil {
+			return status.Status{}, err
+		}
+		s = status.Make(pol, t, st, source)
 	}
-	s := status.Make(pol, t, st, source)
 	s.LastApply, s.Daemon = last, d
 	return s, nil
 }

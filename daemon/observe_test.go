@@ -221,8 +221,12 @@ func TestAPI(t *testing.T) {
 		t.Fatalf("followed event: %v %+v", err, e)
 	}
 
-	// A stale socket (its daemon is gone) is replaced.
+	// A stale socket (its daemon is gone, the file left behind) is replaced.
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
 	srv.Close()
+	if _, err := os.Stat(sock); err != nil {
+		t.Fatalf("the stale socket file is gone, so the test proves nothing: %v", err)
+	}
 	if l2, err := ListenUnix(sock); err != nil {
 		t.Errorf("ListenUnix over a stale socket: %v", err)
 	} else {
@@ -274,4 +278,69 @@ func TestDashboardMetricsExist(t *testing.T) {
 			t.Errorf("the dashboard uses %s, which the daemon does not serve", name)
 		}
 	}
+}
+
+// TestObserverKeptAndFailed checks what status says while the daemon keeps
+// a table it did not build, and after a sync that failed to apply a new
+// table, and that a network that left takes its denial series along.
+func TestObserverKeptAndFailed(t *testing.T) {
+	res, k := observedSync(t)
+	m := NewMetrics()
+	o := NewObserver(k, m)
+	o.OnSync(Result{Time: time.Now(), Trigger: TriggerStart, Policy: res.Policy, Kept: true})
+	s, err := o.Status()
+	if err != nil || s.Source != status.SourceKept || !s.Table.Present || len(s.Networks) != 0 || s.Networks == nil {
+		t.Fatalf("status while kept: %v %+v", err, s)
+	}
+
+	o.OnSync(res)
+	o.Denial(denylog.Event{Network: "app", Rule: "egress 1"})
+	o.Denial(denylog.Event{Bridge: "br-x", Rule: "anti-spoofing", Hook: "egress"})
+	if got := sample(t, m, `dockerfence_denial_events_total{network="br-x",rule="anti-spoofing egress"}`); got != 1 {
+		t.Errorf("events of an unnamed network: %v", got)
+	}
+	// The policy now wants a second network, and the kernel refuses.
+	bigger := nft.Build(res.Policy, []policy.Network{
+		{Name: "app", Bridge: "br-app", Subnets: []netip.Prefix{netip.MustParsePrefix("10.10.0.0/24")}},
+		{Name: "app", Bridge: "br-app2", Subnets: []netip.Prefix{netip.MustParsePrefix("10.11.0.0/24")}},
+	})
+	failed := res
+	failed.Table, failed.Changed, failed.Err = bigger, false, errors.New("kernel says no")
+	o.OnSync(failed)
+	if s, err := o.Status(); err != nil || s.Table.InSync || len(s.Table.Drift) == 0 {
+		t.Errorf("after a failed sync the kernel is not what the policy wants: in_sync %v, drift %v, err %v", s.Table.InSync, s.Table.Drift, err)
+	}
+	if got := sample(t, m, "dockerfence_table_in_sync"); got != 0 {
+		t.Errorf("dockerfence_table_in_sync after a failed sync = %v", got)
+	}
+	// Denials are still attributed with the table in the kernel.
+	if o.Table() != res.Table {
+		t.Error("the observer attributes with a table that was never applied")
+	}
+	// The network leaves: its denial series go with it.
+	gone := res
+	gone.Table = nft.Build(res.Policy, nil)
+	o.OnSync(gone)
+	body := scrape(t, m)
+	if strings.Contains(body, `dockerfence_denial_events_total{network="app"`) {
+		t.Errorf("series of a network that left remain:\n%s", body)
+	}
+}
+
+// scrape returns the metrics text.
+func scrape(t *testing.T, m *Metrics) string {
+	t.Helper()
+	srv := httptest.NewServer(promHandler(m))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b strings.Builder
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		b.WriteString(sc.Text() + "\n")
+	}
+	return b.String()
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dockerfence/dockerfence/docker"
@@ -22,10 +23,13 @@ type Containers struct {
 	// Timeout bounds one listing (default 2 s).
 	Timeout time.Duration
 
-	mu     sync.Mutex
+	// stale is set by Invalidate, which must not wait for a listing in
+	// progress (it is called from the daemon's loop).
+	stale atomic.Bool
+
+	mu     sync.Mutex // held by lookups, across a listing
 	byAddr map[netip.Addr]docker.Container
 	listed time.Time
-	stale  bool
 }
 
 // Container returns the name and id of the container that has addr.
@@ -37,7 +41,7 @@ func (c *Containers) Container(addr netip.Addr) (name, id string) {
 		minAge = time.Second
 	}
 	ct, ok := c.byAddr[addr]
-	if (c.stale || !ok) && time.Since(c.listed) >= minAge {
+	if stale := c.stale.Swap(false); stale || !ok && time.Since(c.listed) >= minAge {
 		c.refresh()
 		ct, ok = c.byAddr[addr]
 	}
@@ -60,7 +64,6 @@ func (c *Containers) refresh() {
 	if err != nil {
 		return // keep what is known; names of new containers stay empty
 	}
-	c.stale = false
 	c.byAddr = map[netip.Addr]docker.Container{}
 	for _, ct := range list {
 		for a := range ct.Addrs {
@@ -71,9 +74,5 @@ func (c *Containers) refresh() {
 
 // Invalidate makes the next lookup list the containers again (a container
 // started or stopped, so an address may have a new owner).
-func (c *Containers) Invalidate() {
-	c.mu.Lock()
-	c.stale = true
-	c.listed = time.Time{}
-	c.mu.Unlock()
-}
+// It does not wait for a listing in progress.
+func (c *Containers) Invalidate() { c.stale.Store(true) }

@@ -143,8 +143,13 @@ func TestAttribute(t *testing.T) {
 			}
 		})
 	}
-	if _, ok := Attribute(nflog.Packet{Prefix: "df fwd_br-app.e2 "}, nil, nil, nil); ok {
-		t.Error("Attribute without a table attributed a packet")
+	// Without the table (the daemon kept one it did not build), the chain
+	// name and the interface stand in for rule and network.
+	e, ok := Attribute(nflog.Packet{Time: when, Prefix: "df fwd_br-app.e2 ", Family: unix.NFPROTO_IPV4, InDev: 7, Payload: tcp4("172.20.0.2", "192.168.1.1", 443)}, nil, nil, ifname)
+	want := Event{Time: when, Verdict: "deny", Bridge: "br-new", Rule: "fwd_br-app.e2", Comment: "deny chain fwd_br-app.e2 (rule not known: the table was not built by this process)",
+		Src: "172.20.0.2", Dst: "192.168.1.1", Proto: "tcp", Port: 443}
+	if diff := cmp.Diff(want, e); !ok || diff != "" {
+		t.Errorf("Attribute without a table: ok %v (-want +got):\n%s", ok, diff)
 	}
 }
 

@@ -97,17 +97,29 @@ type Resolver interface {
 // deny chains (another table's log rule using the same group, or a table
 // replaced since). ifname names an interface index (the bridge of a network
 // dockerfence did not know yet); res may be nil.
+//
+// Without a table that knows the prefix (the daemon keeps a table it did
+// not build, or the table changed since), an event is still made from the
+// prefix alone: the deny chain's name stands in for the rule and the
+// interface for the network.
 func Attribute(p nflog.Packet, t *nft.Table, res Resolver, ifname func(uint32) string) (Event, bool) {
-	if t == nil {
+	chain, audit, ok := nft.ParseLogPrefix(p.Prefix)
+	if !ok {
 		return Event{}, false
 	}
-	d := t.Denial(p.Prefix)
-	if d == nil {
-		return Event{}, false
+	var d *nft.Denial
+	if t != nil {
+		d = t.Denial(p.Prefix)
 	}
-	e := Event{Time: p.Time, Verdict: "deny", Hook: d.Hook.String(), Rule: d.RuleID(), Comment: d.Comment()}
-	if d.Audit {
+	e := Event{Time: p.Time, Verdict: "deny"}
+	if audit {
 		e.Verdict = "would deny"
+	}
+	if d == nil {
+		e.Rule, e.Comment = chain, "deny chain "+chain+" (rule not known: the table was not built by this process)"
+		d = &nft.Denial{}
+	} else {
+		e.Hook, e.Rule, e.Comment = d.Hook.String(), d.RuleID(), d.Comment()
 	}
 	if d.Rule != nil {
 		e.RuleIndex = d.Rule.Index

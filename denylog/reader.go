@@ -28,8 +28,11 @@ type Reader struct {
 	Overrun func()
 }
 
-// Run reads src until ctx ends or src fails, then closes src. It returns nil
-// when ctx ended.
+// maxBad is how many failed receives in a row end Run.
+const maxBad = 10
+
+// Run reads src until ctx ends or src fails maxBad times in a row, then
+// closes src. It returns nil when ctx ended.
 func (r *Reader) Run(ctx context.Context, src Source) error {
 	stop := context.AfterFunc(ctx, func() { src.Close() })
 	defer func() {
@@ -37,6 +40,7 @@ func (r *Reader) Run(ctx context.Context, src Source) error {
 			src.Close()
 		}
 	}()
+	bad := 0
 	for {
 		pkts, err := src.Receive()
 		if ctx.Err() != nil {
@@ -49,8 +53,14 @@ func (r *Reader) Run(ctx context.Context, src Source) error {
 			continue
 		}
 		if err != nil {
+			// One bad message must not end the log; a socket that keeps
+			// failing does.
+			if bad++; bad < maxBad {
+				continue
+			}
 			return err
 		}
+		bad = 0
 		t := r.Table()
 		for _, p := range pkts {
 			if e, ok := Attribute(p, t, r.Resolver, ifName); ok {

@@ -199,7 +199,16 @@ func TestDenialsObserved(t *testing.T) {
 		}
 		close(lines)
 	}()
-	time.Sleep(200 * time.Millisecond) // the kept event comes first; then the stream is live
+	// The kept IPv4 event comes first: once it is read, the subscription
+	// exists, so the IPv6 denial below can only arrive live.
+	select {
+	case l := <-lines:
+		if !strings.Contains(l, topo.LANDB4) {
+			t.Fatalf("logs --follow: first line %q is not the kept denial", l)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("logs --follow printed nothing within 5s")
+	}
 	db6 := hostPort(topo.LANDB6, 5432)
 	if got := tcpOutcome(e.tp.Ctr, db6); got != "refused" {
 		t.Fatalf("ctr -> %s: %s, want refused", db6, got)

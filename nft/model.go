@@ -102,13 +102,25 @@ func RuleMatch(r *policy.Rule) string {
 // Denial returns what the deny chain named by an NFLOG prefix stands for,
 // or nil if the prefix is not one of this table's.
 func (t *Table) Denial(prefix string) *Denial {
-	rest, ok := strings.CutPrefix(prefix, AuditLogPrefix)
+	chain, _, ok := ParseLogPrefix(prefix)
 	if !ok {
+		return nil
+	}
+	return t.Denials[chain]
+}
+
+// ParseLogPrefix reads the deny chain's name from a dockerfence NFLOG
+// prefix, and whether it is an audit-mode one. ok is false for a prefix
+// that is not dockerfence's.
+func ParseLogPrefix(prefix string) (chain string, audit, ok bool) {
+	rest, audit := strings.CutPrefix(prefix, AuditLogPrefix)
+	if !audit {
 		if rest, ok = strings.CutPrefix(prefix, LogPrefix); !ok {
-			return nil
+			return "", false, false
 		}
 	}
-	return t.Denials[strings.TrimSuffix(rest, " ")]
+	chain = strings.TrimSuffix(rest, " ")
+	return chain, audit, chain != ""
 }
 
 // Fenced is a network and the section that fences it.
@@ -229,12 +241,13 @@ type IIfName struct {
 
 // Fib matches whether the source (Src) or destination address routes via the
 // input interface; Missing inverts it. It stands in for subnets not known yet.
-// Local instead matches a destination that is one of this host's addresses
-// (fib daddr . iif type local): a route lookup of a local address finds no
-// output interface, so in the input hook that is what "the network's
-// subnets" can mean for a bridge not known yet. It is broader than the
-// bridge's own subnets (any address of the host counts), for the moment
-// until the network is known.
+// Local instead matches a destination that is one of the host's addresses
+// on the input interface (fib daddr . iif type local; with iif, the kernel
+// counts only addresses of that device): a route lookup of a local address
+// finds no output interface, so in the input hook that is what "the
+// network's subnets" can mean for a bridge not known yet. It also counts the
+// bridge's IPv6 link-local address, which the subnets do not hold, until
+// the network is known.
 type Fib struct{ Src, Missing, Local bool }
 
 // ICMPv6Type matches ICMPv6 packets of the given types.

@@ -25,7 +25,7 @@ type Status struct {
 	// bridges found over netlink).
 	Docker bool `json:"docker"`
 	// Source says where the networks came from: "docker", "docker (last
-	// known)" or "netlink".
+	// known)", "netlink", or "kept (Docker has not answered)".
 	Source   string          `json:"source"`
 	Networks []NetworkStatus `json:"networks"`
 	Unfenced []NetworkStatus `json:"unfenced"`
@@ -88,7 +88,7 @@ type Apply struct {
 	// By is "apply" or "run".
 	By string `json:"by"`
 	// Trigger is what made the daemon sync ("start", "docker", "kernel",
-	// "reload", "resync", "retry"); empty for `dockerfence apply`.
+	// "monitor", "reload", "resync", "retry"); empty for `dockerfence apply`.
 	Trigger string `json:"trigger,omitempty"`
 	// Reason is the trigger in words.
 	Reason string `json:"reason,omitempty"`
@@ -109,8 +109,8 @@ type Daemon struct {
 	// LastSync is the daemon's last sync, whatever its result.
 	LastSync *Apply `json:"last_sync"`
 	// Denials counts the denial events read from NFLOG since the start
-	// (rate limited by the table's log rules), and Lost those the kernel
-	// dropped because the reader fell behind.
+	// (rate limited by the table's log rules), and Lost the times the
+	// kernel dropped some because the reader fell behind.
 	Denials uint64 `json:"denial_events"`
 	Lost    uint64 `json:"denial_events_lost"`
 }
@@ -120,6 +120,10 @@ const (
 	SourceDocker     = "docker"
 	SourceDockerLast = "docker (last known)"
 	SourceNetlink    = "netlink"
+	// SourceKept means the daemon keeps the kernel's table as it is:
+	// Docker has not answered yet and the policy needs it, so what the
+	// table fences is not known (networks are then empty).
+	SourceKept = "kept (Docker has not answered)"
 )
 
 // Make joins the policy, the table built from it and the kernel's state
@@ -127,8 +131,9 @@ const (
 func Make(pol *policy.Policy, t *nft.Table, st *nft.State, source string) Status {
 	s := Status{
 		Policy: pol.Source, Mode: string(pol.Settings.Mode), Source: source,
-		Docker: source == SourceDocker || source == SourceDockerLast,
-		Table:  TableStatus{Name: t.Name, Present: st != nil, Priority: t.Priority},
+		Docker:   source == SourceDocker || source == SourceDockerLast,
+		Table:    TableStatus{Name: t.Name, Present: st != nil, Priority: t.Priority},
+		Networks: []NetworkStatus{}, Unfenced: []NetworkStatus{},
 	}
 	s.Table.Drift = nft.Diff(t, st)
 	s.Table.InSync = len(s.Table.Drift) == 0

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -32,8 +33,11 @@ func daemonGet(ctx context.Context, socket, path string, timeout time.Duration) 
 	resp, err := c.Do(req)
 	if err != nil {
 		var op *net.OpError
-		if errors.As(err, &op) && op.Op == "dial" {
+		switch {
+		case errors.As(err, &op) && op.Op == "dial" && (errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED)):
 			return nil, fmt.Errorf("%w on %s", errNoDaemon, socket)
+		case errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM):
+			return nil, fmt.Errorf("no permission to talk to dockerfence run on %s (the socket is for root only): run as root, or pass --socket", socket)
 		}
 		return nil, fmt.Errorf("ask dockerfence run on %s: %w", socket, err)
 	}

@@ -94,6 +94,7 @@ serves Prometheus metrics on http://ADDR/metrics.`,
 				metrics = daemon.NewMetrics()
 			}
 			obs := daemon.NewObserver(nft.Kernel{}, metrics)
+			obs.RunDir = g.runDir()
 			hub := &denylog.Hub{}
 			var containers *denylog.Containers
 			if c, ok := cfg.Docker.(*docker.Client); ok {
@@ -101,6 +102,7 @@ serves Prometheus metrics on http://ADDR/metrics.`,
 			}
 			groups := make(chan uint16, 1)
 			var group uint16
+			groupSent := false // log_group 0 is a valid group
 			cfg.OnSync = func(r daemon.Result) {
 				obs.OnSync(r)
 				if r.Changed || r.Err != nil {
@@ -108,8 +110,8 @@ serves Prometheus metrics on http://ADDR/metrics.`,
 						slog.Debug("could not record the apply for status", "err", err)
 					}
 				}
-				if r.Err == nil && r.Policy != nil && r.Policy.Settings.LogDenied && r.Policy.Settings.LogGroup != group {
-					group = r.Policy.Settings.LogGroup
+				if r.Err == nil && r.Policy != nil && r.Policy.Settings.LogDenied && (!groupSent || r.Policy.Settings.LogGroup != group) {
+					group, groupSent = r.Policy.Settings.LogGroup, true
 					select {
 					case <-groups:
 					default:
@@ -229,7 +231,13 @@ func readDenials(ctx context.Context, groups <-chan uint16, r *denylog.Reader) {
 			if ctx.Err() != nil {
 				return
 			}
-			slog.Warn("reading denials failed; reopening", "group", group, "err", err)
+			slog.Warn("reading denials failed; reopening in 5s", "group", group, "err", err)
+			select {
+			case group = <-groups:
+			case <-time.After(5 * time.Second):
+			case <-ctx.Done():
+				return
+			}
 		case <-ctx.Done():
 			cancel()
 			<-done
