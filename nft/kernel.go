@@ -42,6 +42,22 @@ func (k Kernel) conn() (*nftables.Conn, error) {
 	return c, nil
 }
 
+// readConn returns a connection for a series of dumps: one socket for them
+// all (a connection that is not lasting opens a socket per request, which
+// for a table of hundreds of chains costs more than the dumps). The caller
+// must call its CloseLasting.
+func (k Kernel) readConn() (*nftables.Conn, error) {
+	opts := []nftables.ConnOption{nftables.AsLasting()}
+	if k.NetNS != 0 {
+		opts = append(opts, nftables.WithNetNSFd(k.NetNS))
+	}
+	c, err := nftables.New(opts...)
+	if err != nil {
+		return nil, explain(err)
+	}
+	return c, nil
+}
+
 // setBuffers enlarges the socket buffers, past the sysctl limits where the
 // process has CAP_NET_ADMIN (which changing nf_tables needs anyway).
 func setBuffers(c *netlink.Conn) error {
@@ -206,10 +222,11 @@ type SetState struct {
 
 // Read returns the table named name as the kernel has it, or nil if there is none.
 func (k Kernel) Read(name string) (*State, error) {
-	c, err := k.conn()
+	c, err := k.readConn()
 	if err != nil {
 		return nil, err
 	}
+	defer c.CloseLasting()
 	tbl, err := c.ListTableOfFamily(name, nftables.TableFamilyINet)
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) {
@@ -438,10 +455,11 @@ func (k Kernel) dumpSets(st *State, names []string) error {
 	if len(names) == 0 {
 		return nil
 	}
-	c, err := k.conn()
+	c, err := k.readConn()
 	if err != nil {
 		return err
 	}
+	defer c.CloseLasting()
 	tbl := &nftables.Table{Name: st.Name, Family: nftables.TableFamilyINet}
 	for _, name := range names {
 		for i := range st.Sets {

@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -511,7 +513,20 @@ func (p *parser) match(n *yaml.Node, what string) Match {
 	return m
 }
 
-var commentRE = regexp.MustCompile(`^[\p{L}\p{N}\p{P}\p{S} ]{1,100}$`)
+// validComment reports whether s is 1 to 100 letters, digits, punctuation,
+// symbols and spaces, without double quotes (nft quotes comments with them).
+// A regexp of the Unicode classes would cost every run of the binary some
+// milliseconds to compile.
+func validComment(s string) bool {
+	n := 0
+	for _, r := range s {
+		n++
+		if r == '"' || n > 100 || r != ' ' && !unicode.In(r, unicode.L, unicode.N, unicode.P, unicode.S) {
+			return false
+		}
+	}
+	return n > 0 && utf8.ValidString(s)
+}
 
 func (p *parser) rules(n *yaml.Node, what string, hook Hook, pol *Policy) []*Rule {
 	if n.Kind != yaml.SequenceNode {
@@ -536,7 +551,7 @@ func (p *parser) rules(n *yaml.Node, what string, hook Hook, pol *Policy) []*Rul
 			"ports": func(_, v *yaml.Node) { portsNode = v; r.Ports = p.ports(v, rw+".ports") },
 			"comment": func(_, v *yaml.Node) {
 				if s, ok := p.scalar(v, rw+".comment"); ok {
-					if !commentRE.MatchString(s) || strings.Contains(s, `"`) {
+					if !validComment(s) {
 						p.errorf(v, "%s.comment: expected 1 to 100 printable characters without double quotes", rw)
 						return
 					}

@@ -311,3 +311,27 @@ func TestMatch(t *testing.T) {
 		}
 	}
 }
+
+func TestValidComment(t *testing.T) {
+	for _, tc := range []struct {
+		s    string
+		want bool
+	}{
+		{"private network", true},
+		{"DNS (udp/53) → resolver #1, 50% ✓", true},
+		{"データベース", true},
+		{strings.Repeat("x", 100), true},
+		{strings.Repeat("é", 100), true},
+		{strings.Repeat("x", 101), false},
+		{"", false},
+		{"say \"hi\"", false},
+		{"tab\there", false},
+		{"new\nline", false},
+		{"nul\x00", false},
+		{"bad \xff utf8", false},
+	} {
+		if got := validComment(tc.s); got != tc.want {
+			t.Errorf("validComment(%q) = %v, want %v", tc.s, got, tc.want)
+		}
+	}
+}
