@@ -43,6 +43,19 @@ e2e-docker29: test-deps
 	bin=$$(./scripts/build-docker29.sh | tail -n 1) && \
 	DOCKERFENCE_ENGINE=docker29 DOCKER29_BIN=$$bin $(GO) test $(E2E)
 
+# bench runs the benchmark suite (integration/bench) in network namespaces
+# of its own and regenerates BENCHMARKS.md, bench.json and the plots in
+# docs/bench. bench-quick is the shorter run (under 10 minutes on 2 cores).
+BENCH_DEPS := $(TEST_DEPS) iperf3:iperf3
+.PHONY: bench bench-quick
+bench: demo-root
+	@$(MAKE) --no-print-directory install-deps DEPS="$(BENCH_DEPS)"
+	$(GO) run ./integration/bench -out bench.json -md BENCHMARKS.md -plots docs/bench
+
+bench-quick: demo-root
+	@$(MAKE) --no-print-directory install-deps DEPS="$(BENCH_DEPS)"
+	$(GO) run ./integration/bench -quick -out bench-quick.json
+
 test-deps:
 	@if [ "$$(id -u)" -ne 0 ]; then echo "make check: not root, so the integration tests will skip (they need network namespaces)" >&2; exit 0; fi; \
 	$(MAKE) --no-print-directory install-deps DEPS="$(TEST_DEPS)"
