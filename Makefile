@@ -6,7 +6,7 @@ LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
 # Commands the demo and the tests need, and the Debian package that provides each.
 DEMO_DEPS := nft:nftables ip:iproute2 busybox:busybox-static
-TEST_DEPS := $(DEMO_DEPS) iptables:iptables nsenter:util-linux dockerd:docker.io containerd:containerd runc:runc
+TEST_DEPS := $(DEMO_DEPS) iptables:iptables nsenter:util-linux dockerd:docker.io containerd:containerd runc:runc strace:strace
 
 .PHONY: all build check test lint clean demo demo-root demo-deps test-deps
 

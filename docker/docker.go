@@ -7,10 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"regexp"
 	"slices"
 	"strings"
 
+	"github.com/docker/docker/api"
 	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/versions"
 	"github.com/docker/docker/client"
 )
 
@@ -81,7 +84,7 @@ func (c *Client) Host() string {
 func (c *Client) Networks(ctx context.Context) ([]Network, error) {
 	list, err := c.api.NetworkList(ctx, network.ListOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("list docker networks: %w", classify(err))
+		return nil, fmt.Errorf("list docker networks: %w", c.versionHint(classify(err)))
 	}
 	return bridgeNetworks(list)
 }
@@ -91,7 +94,7 @@ func (c *Client) Networks(ctx context.Context) ([]Network, error) {
 func (c *Client) Version(ctx context.Context) (apiVersion, serverVersion string, err error) {
 	v, err := c.api.ServerVersion(ctx)
 	if err != nil {
-		return "", "", fmt.Errorf("docker version: %w", classify(err))
+		return "", "", fmt.Errorf("docker version: %w", c.versionHint(classify(err)))
 	}
 	return c.api.ClientVersion(), v.Version, nil
 }
@@ -106,6 +109,34 @@ func (c *Client) Close() error {
 func classify(err error) error {
 	if client.IsErrConnectionFailed(err) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("%w: %w", ErrUnreachable, err)
+	}
+	return err
+}
+
+// minAPIRe finds the oldest API version a daemon accepts in its refusal of
+// an older one.
+var minAPIRe = regexp.MustCompile(`Minimum supported API version is ([0-9.]+)`)
+
+// versionHint adds to err what to do when the daemon refused the API
+// version the client negotiated. The client speaks the daemon's version,
+// down to api.MinSupportedAPIVersion, or its own newest one
+// (api.DefaultVersion) if the daemon's is newer. So a daemon that no longer
+// accepts that one is newer than dockerfence, and a daemon that announced an
+// older one, or that says the client is newer than it (daemons before API
+// 1.25 do not announce theirs), is older than dockerfence supports. Only a
+// daemon that answered can have refused; the client has then negotiated
+// and no longer changes its version, so reading it does not race.
+func (c *Client) versionHint(err error) error {
+	if errors.Is(err, ErrUnreachable) {
+		return err
+	}
+	msg := err.Error()
+	if m := minAPIRe.FindStringSubmatch(msg); m != nil {
+		return fmt.Errorf("%w: the Docker daemon at %s needs API %s or newer, and this dockerfence speaks at most %s: upgrade dockerfence", err, c.Host(), m[1], api.DefaultVersion)
+	}
+	v := c.api.ClientVersion()
+	if strings.Contains(msg, "is newer than server") || (v != "" && versions.LessThan(v, api.MinSupportedAPIVersion)) {
+		return fmt.Errorf("%w: the Docker daemon at %s speaks an API older than %s, the oldest dockerfence supports: upgrade Docker", err, c.Host(), api.MinSupportedAPIVersion)
 	}
 	return err
 }

@@ -14,7 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api"
 	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/versions"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -445,5 +447,128 @@ func TestClientContainersFakeDaemon(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
 		t.Errorf("Containers() mismatch (-want +got):\n%s", diff)
+	}
+}
+
+// versionedDaemon is a fake Docker daemon that speaks the Engine API from
+// min to max, as dockerd's version middleware does: it announces max in
+// the Api-Version header (unless silent, as daemons before API 1.25 were)
+// and refuses requests for a version outside the range with dockerd's own
+// messages. It lists the networks from API 1.21 on, in the shape of API
+// 1.24 (which newer versions extend).
+type versionedDaemon struct {
+	min, max string
+	silent   bool
+	mu       sync.Mutex
+	paths    []string
+}
+
+const networks124 = `[
+  {"Name": "bridge", "Id": "f3b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1",
+   "Scope": "local", "Driver": "bridge", "EnableIPv6": false,
+   "IPAM": {"Driver": "default", "Options": null, "Config": [{"Subnet": "172.17.0.0/16", "Gateway": "172.17.0.1"}]},
+   "Internal": false, "Containers": {}, "Options": {"com.docker.network.bridge.default_bridge": "true"}, "Labels": {}}
+]`
+
+func (f *versionedDaemon) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	f.paths = append(f.paths, r.Method+" "+r.URL.Path)
+	f.mu.Unlock()
+	if !f.silent {
+		w.Header().Set("Api-Version", f.max)
+	}
+	if r.URL.Path == "/_ping" {
+		_, _ = w.Write([]byte("OK"))
+		return
+	}
+	refuse := func(code int, msg string) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		_, _ = w.Write([]byte(`{"message":"` + msg + `"}`))
+	}
+	version, rest, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/v"), "/")
+	switch {
+	case versions.LessThan(version, f.min):
+		refuse(http.StatusBadRequest, "client version "+version+" is too old. Minimum supported API version is "+f.min+", please upgrade your client to a newer version")
+	case versions.GreaterThan(version, f.max) && f.silent:
+		// The message of daemons before API 1.25.
+		refuse(http.StatusBadRequest, "client is newer than server (client API version: "+version+", server API version: "+f.max+")")
+	case versions.GreaterThan(version, f.max):
+		refuse(http.StatusBadRequest, "client version "+version+" is too new. Maximum supported API version is "+f.max)
+	case rest == "networks" && !versions.LessThan(version, "1.21"):
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(networks124))
+	default:
+		notFound(w)
+	}
+}
+
+func (f *versionedDaemon) requests() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.paths)
+}
+
+// TestClientNegotiatesAPIVersion lists networks from daemons older and newer
+// than the client: the client speaks the daemon's version down to 1.24, and
+// its own newest (api.DefaultVersion) to newer daemons. A daemon it cannot
+// speak to fails with one line that says whom to upgrade.
+func TestClientNegotiatesAPIVersion(t *testing.T) {
+	clearDockerEnv(t)
+	tests := []struct {
+		name     string
+		daemon   *versionedDaemon
+		wantPath string // the networks request the client sends
+		wantErr  string // "" if Networks works
+	}{
+		{name: "oldest supported, 1.24", daemon: &versionedDaemon{min: "1.12", max: "1.24"},
+			wantPath: "GET /v1.24/networks"},
+		{name: "newer than the client, 1.99", daemon: &versionedDaemon{min: "1.24", max: "1.99"},
+			wantPath: "GET /v" + api.DefaultVersion + "/networks"},
+		{name: "newer and no longer accepting the client's, 1.99 from 1.60", daemon: &versionedDaemon{min: "1.60", max: "1.99"},
+			wantPath: "GET /v" + api.DefaultVersion + "/networks",
+			wantErr:  "needs API 1.60 or newer, and this dockerfence speaks at most " + api.DefaultVersion + ": upgrade dockerfence"},
+		{name: "older than supported, 1.12", daemon: &versionedDaemon{min: "1.12", max: "1.12"},
+			wantPath: "GET /v1.12/networks",
+			wantErr:  "speaks an API older than 1.24, the oldest dockerfence supports: upgrade Docker"},
+		{name: "older and silent, 1.23", daemon: &versionedDaemon{min: "1.12", max: "1.23", silent: true},
+			wantPath: "GET /v1.24/networks",
+			wantErr:  "speaks an API older than 1.24, the oldest dockerfence supports: upgrade Docker"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			host := startFakeDaemon(t, tc.daemon)
+			c := dial(t, host)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			got, err := c.Networks(ctx)
+			if reqs := tc.daemon.requests(); !slices.Contains(reqs, tc.wantPath) {
+				t.Errorf("requests %q, want one of them %q", reqs, tc.wantPath)
+			}
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Networks: %v", err)
+				}
+				want := []Network{{ID: "f3b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1", Name: "bridge", Bridge: "docker0", Subnets: prefixes("172.17.0.0/16")}}
+				if diff := cmp.Diff(want, got, comparePrefixes); diff != "" {
+					t.Errorf("Networks() mismatch (-want +got):\n%s", diff)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Networks() = %v, want an error saying %q", got, tc.wantErr)
+			}
+			msg := err.Error()
+			t.Logf("Networks: %s", msg)
+			if !strings.Contains(msg, tc.wantErr) || !strings.Contains(msg, host) {
+				t.Errorf("Networks() error = %q, want one naming %s and saying %q", msg, host, tc.wantErr)
+			}
+			if strings.Contains(msg, "\n") {
+				t.Errorf("Networks() error is not one line: %q", msg)
+			}
+			if errors.Is(err, ErrUnreachable) {
+				t.Errorf("Networks() error %q is ErrUnreachable; the daemon answered", msg)
+			}
+		})
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
 	"github.com/mdlayher/netlink"
+	"github.com/mdlayher/netlink/nltest"
 	"golang.org/x/sys/unix"
 )
 
@@ -30,12 +31,38 @@ type Kernel struct {
 	NetNS int
 }
 
-func (k Kernel) conn() (*nftables.Conn, error) {
-	opts := []nftables.ConnOption{nftables.WithSockOptions(setBuffers)}
+// testDial is a test seam: when a test sets it, it answers every netlink
+// request of Kernel's connections in place of the kernel (see nltest.Func),
+// so that tests can play a kernel that refuses or lacks nf_tables.
+var testDial nltest.Func
+
+// options returns the options of an nftables connection: more, the
+// namespace, and, with buffers, large socket buffers (see setBuffers), which
+// a test's fake kernel has no socket for.
+func (k Kernel) options(buffers bool, more ...nftables.ConnOption) []nftables.ConnOption {
 	if k.NetNS != 0 {
-		opts = append(opts, nftables.WithNetNSFd(k.NetNS))
+		more = append(more, nftables.WithNetNSFd(k.NetNS))
 	}
-	c, err := nftables.New(opts...)
+	if testDial != nil {
+		return append(more, nftables.WithTestDial(testDial))
+	}
+	if buffers {
+		more = append(more, nftables.WithSockOptions(setBuffers))
+	}
+	return more
+}
+
+// dial opens a raw nfnetlink socket for the requests google/nftables does
+// not make.
+func (k Kernel) dial() (*netlink.Conn, error) {
+	if testDial != nil {
+		return nltest.Dial(testDial), nil
+	}
+	return netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: k.NetNS})
+}
+
+func (k Kernel) conn() (*nftables.Conn, error) {
+	c, err := nftables.New(k.options(true)...)
 	if err != nil {
 		return nil, explain(err)
 	}
@@ -47,11 +74,7 @@ func (k Kernel) conn() (*nftables.Conn, error) {
 // for a table of hundreds of chains costs more than the dumps). The caller
 // must call its CloseLasting.
 func (k Kernel) readConn() (*nftables.Conn, error) {
-	opts := []nftables.ConnOption{nftables.AsLasting()}
-	if k.NetNS != 0 {
-		opts = append(opts, nftables.WithNetNSFd(k.NetNS))
-	}
-	c, err := nftables.New(opts...)
+	c, err := nftables.New(k.options(false, nftables.AsLasting())...)
 	if err != nil {
 		return nil, explain(err)
 	}
@@ -82,17 +105,50 @@ func setBuffers(c *netlink.Conn) error {
 	return serr
 }
 
-// explain turns the kernel's bare errno into a message that says what to do.
+// explain turns the kernel's bare errno into a message that says what to
+// do, in one line.
 func explain(err error) error {
 	switch {
 	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
-		return fmt.Errorf("%w: changing nftables needs CAP_NET_ADMIN; run as root (sudo) or grant the capability", err)
+		return fmt.Errorf("%w: nftables needs CAP_NET_ADMIN in this network namespace: run as root (sudo), or grant the capability (systemd: AmbientCapabilities=CAP_NET_ADMIN)", err)
 	case errors.Is(err, unix.EPROTONOSUPPORT), errors.Is(err, unix.EAFNOSUPPORT):
-		return fmt.Errorf("%w: this kernel has no nf_tables; load the nf_tables module or use a kernel built with CONFIG_NF_TABLES", err)
+		return fmt.Errorf("%w: %s", err, noNFTables)
 	case errors.Is(err, unix.ENOBUFS):
 		return fmt.Errorf("%w: the kernel ran out of netlink buffer space for the batch", err)
 	}
 	return err
+}
+
+// noNFTables says what to do on a kernel without nf_tables.
+const noNFTables = "this kernel has no nf_tables: load the module (modprobe nf_tables) or use a kernel built with CONFIG_NF_TABLES"
+
+// explainFirst is explain for the answer to the first nf_tables request of a
+// command, which also tells a kernel without nf_tables. Without nfnetlink,
+// opening the socket fails with EPROTONOSUPPORT (explain says so); with
+// nfnetlink but without nf_tables, nfnetlink answers a request with EINVAL
+// and a batch with EOPNOTSUPP, which a kernel with nf_tables also gives for a
+// request it finds wrong. A request for the ruleset's generation tells the
+// two apart: it cannot be wrong, so EINVAL to it means no nf_tables.
+func (k Kernel) explainFirst(err error) error {
+	if (errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP)) && k.noNFTables() {
+		return fmt.Errorf("%w: %s", err, noNFTables)
+	}
+	return explain(err)
+}
+
+// noNFTables reports whether the kernel answers a request for the ruleset's
+// generation with EINVAL, as nfnetlink does for a subsystem it lacks.
+func (k Kernel) noNFTables() bool {
+	c, err := k.dial()
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	_, err = c.Execute(netlink.Message{
+		Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETGEN), Flags: netlink.Request},
+		Data:   []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0},
+	})
+	return errors.Is(err, unix.EINVAL)
 }
 
 // Apply makes the kernel's table equal to t and reports whether anything
@@ -168,7 +224,7 @@ func (k Kernel) Delete(name string) (bool, error) {
 		if errors.Is(err, unix.ENOENT) {
 			return false, nil
 		}
-		return false, fmt.Errorf("delete table inet %s: %w", name, explain(err))
+		return false, fmt.Errorf("delete table inet %s: %w", name, k.explainFirst(err))
 	}
 	return true, nil
 }
@@ -232,7 +288,7 @@ func (k Kernel) Read(name string) (*State, error) {
 		if errors.Is(err, unix.ENOENT) {
 			return nil, nil
 		}
-		return nil, fmt.Errorf("read table inet %s: %w", name, explain(err))
+		return nil, fmt.Errorf("read table inet %s: %w", name, k.explainFirst(err))
 	}
 	st := &State{Name: name}
 	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
@@ -479,7 +535,7 @@ func (k Kernel) dumpSets(st *State, names []string) error {
 // readSets dumps the named sets of the table with their comments, which
 // google/nftables v0.3.0 does not decode.
 func (k Kernel) readSets(table string) ([]SetState, error) {
-	nc, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: k.NetNS})
+	nc, err := k.dial()
 	if err != nil {
 		return nil, err
 	}

@@ -47,8 +47,24 @@ func loadPolicy(g *globalFlags) (*policy.Policy, error) {
 	return p, nil
 }
 
-// dockerTimeout bounds each call to the Docker API.
+// dockerTimeout bounds each call to the Docker API, so that a daemon that
+// accepts connections but never answers cannot stall a command.
 const dockerTimeout = 5 * time.Second
+
+// dockerHangs is the error of a Docker API that did not answer within
+// dockerTimeout: a dockerd that is hung, or a socket that accepts
+// connections and never answers.
+type dockerHangs struct{ host string }
+
+func (e dockerHangs) Error() string {
+	return fmt.Sprintf("Docker at %s did not answer within %v", e.host, dockerTimeout)
+}
+
+// dockerDown is the error of a Docker API that cannot be reached: no
+// socket, connection refused, or no permission on the socket.
+type dockerDown struct{ host string }
+
+func (e dockerDown) Error() string { return "docker is not reachable at " + e.host }
 
 // discovery is what dockerfence found to fence, and where it came from.
 type discovery struct {
@@ -69,10 +85,21 @@ func discover(ctx context.Context, g *globalFlags, pol *policy.Policy) (*discove
 	if derr == nil {
 		return &discovery{Networks: daemon.FromDocker(dn, bridges), FromDocker: true}, nil
 	}
+	down := errors.As(derr, new(dockerDown))
 	if pol != nil && pol.NeedsDocker() {
-		return nil, fmt.Errorf("%v; the policy matches networks by name or label, which needs Docker: start Docker or set --docker-host, or match by subnet or bridge", derr)
+		switch {
+		case down:
+			return nil, fmt.Errorf("%v; the policy matches networks by name or label, which needs Docker: start Docker or set --docker-host, or match by subnet or bridge", derr)
+		case errors.As(derr, new(dockerHangs)):
+			return nil, fmt.Errorf("%v; the policy matches networks by name or label, which needs Docker: restart dockerd or check --docker-host, or match by subnet or bridge", derr)
+		}
+		return nil, derr // Docker answered, with an error that says what is wrong
 	}
-	slog.Debug("Docker not reachable; fencing bridges found over netlink", "err", derr)
+	if down {
+		slog.Debug("Docker not reachable; fencing bridges found over netlink", "err", derr)
+	} else {
+		slog.Warn(derr.Error() + "; fencing the bridges found over netlink")
+	}
 	return &discovery{Networks: daemon.FromBridges(bridges), DockerErr: derr}, nil
 }
 
@@ -86,8 +113,11 @@ func dockerNetworks(ctx context.Context, host string) ([]docker.Network, error) 
 	defer cancel()
 	dn, err := c.Networks(ctx)
 	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+			return nil, dockerHangs{c.Host()}
+		}
 		if errors.Is(err, docker.ErrUnreachable) {
-			return nil, fmt.Errorf("docker is not reachable at %s", c.Host())
+			return nil, dockerDown{c.Host()}
 		}
 		return nil, err
 	}

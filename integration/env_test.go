@@ -1,0 +1,259 @@
+package integration
+
+import (
+	"net"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/versions"
+	"github.com/dockerfence/dockerfence/integration/topo"
+)
+
+// oneLine checks that a failed command printed exactly one line on
+// standard error, "dockerfence: " and the cause, and that it says each of
+// want.
+func oneLine(t *testing.T, what, stderr string, err error, want ...string) {
+	t.Helper()
+	if err == nil {
+		t.Errorf("%s succeeded, want a failure", what)
+		return
+	}
+	lines := strings.Split(strings.TrimRight(stderr, "\n"), "\n")
+	if len(lines) != 1 || !strings.HasPrefix(lines[0], "dockerfence: ") {
+		t.Errorf("%s: stderr is not one line \"dockerfence: ...\":\n%s", what, stderr)
+	}
+	for _, w := range want {
+		if !strings.Contains(stderr, w) {
+			t.Errorf("%s: stderr %q does not say %q", what, stderr, w)
+		}
+	}
+}
+
+// TestNotRootSaysWhatToDo runs the commands as nobody without capabilities:
+// each fails with one line that names CAP_NET_ADMIN and says how to get it,
+// and nothing changes in the kernel.
+func TestNotRootSaysWhatToDo(t *testing.T) {
+	e := newEnv(t)
+	u := e.unprivileged()
+	pol := u.write("policy.yaml", "version: 1\nnetworks:\n  - match: {subnet: 172.20.0.0/16}\n    egress:\n      - deny: 192.168.0.0/16\n")
+	const nft = "nftables needs CAP_NET_ADMIN in this network namespace: run as root (sudo), or grant the capability (systemd: AmbientCapabilities=CAP_NET_ADMIN)"
+	const nflog = "binding a group needs CAP_NET_ADMIN in the network namespace; run as root or grant the capability"
+	run := func(want string, args ...string) {
+		t.Helper()
+		_, stderr, err := u.run(e, nobody, false, args...)
+		t.Logf("%s as nobody: %s", args[0], strings.TrimSpace(stderr))
+		oneLine(t, args[0]+" as nobody", stderr, err, "operation not permitted", want)
+	}
+	run(nft, "apply", "-c", pol)
+	if e.table() != "" {
+		t.Fatal("apply as nobody created the table")
+	}
+	run(nft, "plan", "-c", pol)
+	run(nft, "status", "-c", pol)
+	run(nflog, "logs", "-c", pol)
+
+	e.mustDF("apply", "-c", e.write("p.yaml", "version: 1\nnetworks:\n  - match: {subnet: 172.20.0.0/16}\n    egress:\n      - deny: 192.168.0.0/16\n"))
+	run(nft, "delete", "-c", pol)
+	if e.table() == "" {
+		t.Fatal("delete as nobody removed the table")
+	}
+
+	// run logs the same line for its first sync, and keeps retrying.
+	p := startProc(t, u.cmd(e, nobody, false, "run", "--no-docker", "-c", pol))
+	p.waitLog(t, "sync failed; the table stays as it was, retrying")
+	p.waitLog(t, nft)
+}
+
+// hangingDocker listens on a unix socket that accepts connections and never
+// answers, like a hung dockerd; it returns the socket's path.
+func hangingDocker(t *testing.T, dir string) string {
+	t.Helper()
+	sock := filepath.Join(dir, "hung-docker.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c) // held open, never written to
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return sock
+}
+
+// TestDockerHangs points the daemon and apply at a Docker socket that
+// accepts and never answers: apply gives up after 5s with one line that
+// says so, and the daemon applies the fence without Docker, keeps it, keeps
+// serving and repairing, and logs that Docker does not answer.
+func TestDockerHangs(t *testing.T) {
+	e := newEnv(t)
+	hung := "unix://" + hangingDocker(t, e.dir)
+	bySubnet := e.write("subnet.yaml", "version: 1\nnetworks:\n  - match: {subnet: 172.20.0.0/16}\n    egress:\n      - deny: 192.168.100.50\n        comment: database\n")
+	byName := e.write("name.yaml", "version: 1\nnetworks:\n  - match: {name: app}\n    egress:\n      - deny: 192.168.0.0/16\n")
+
+	start := time.Now()
+	p := startProc(t, dfCmd(e, "run", "--log-level", "debug", "-c", bySubnet, "--docker-host", hung))
+	p.waitLog(t, "Docker does not answer yet; fencing what is known without it until it does")
+	p.waitLog(t, "table applied")
+	t.Logf("daemon: fenced without Docker %v after start", time.Since(start).Round(time.Millisecond))
+	if got := tcpOutcome(e.tp.Ctr, hostPort(topo.LANDB4, 5432)); got != "refused" {
+		t.Errorf("container -> database: %s, want refused", got)
+	}
+	table := e.table()
+
+	// apply: a policy that can do without Docker is applied after the
+	// timeout, with a warning; one that needs Docker changes nothing.
+	t0 := time.Now()
+	out, err := e.df("apply", "-c", bySubnet, "--docker-host", hung)
+	took := time.Since(t0)
+	if err != nil || !strings.Contains(out, "Docker at "+hung+" did not answer within 5s; fencing the bridges found over netlink") {
+		t.Errorf("apply with a policy by subnet: %v\n%s", err, out)
+	}
+	if took < 5*time.Second || took > 8*time.Second {
+		t.Errorf("apply with a hung Docker took %v, want its 5s timeout", took)
+	}
+	t.Logf("apply (policy by subnet) with a hung Docker: %v, %s", took.Round(time.Millisecond), strings.TrimSpace(out))
+	_, stderr, err := splitDF(e, "apply", "-c", byName, "--docker-host", hung)
+	oneLine(t, "apply with a policy by name", stderr, err,
+		"nothing changed: Docker at "+hung+" did not answer within 5s; the policy matches networks by name or label, which needs Docker: restart dockerd or check --docker-host")
+	t.Logf("apply (policy by name) with a hung Docker: %s", strings.TrimSpace(stderr))
+	if got := e.table(); got != table {
+		t.Errorf("the failed apply changed the table:\n%s\nwant\n%s", got, table)
+	}
+
+	// The daemon keeps the fence, serves, repairs, and says Docker is lost.
+	if out := e.mustDF("status"); !strings.Contains(out, "daemon:     running") {
+		t.Errorf("status does not show the daemon running:\n%s", out)
+	}
+	e.tp.Host.Run(t, "nft", "delete", "table", "inet", "dockerfence")
+	deadline := time.Now().Add(5 * time.Second)
+	for e.table() == "" {
+		if time.Now().After(deadline) {
+			t.Fatal("the daemon did not restore the deleted table within 5s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	p.waitLog(t, "lost Docker's event stream; the fence stays as it is")
+	p.waitLog(t, "no answer within 10s")
+	t.Logf("daemon: logged the lost event stream %v after start", time.Since(start).Round(time.Millisecond))
+	select {
+	case <-p.exited:
+		t.Fatalf("the daemon exited: %v", p.err)
+	default:
+	}
+	if got := tcpOutcome(e.tp.Ctr, hostPort(topo.LANDB4, 5432)); got != "refused" {
+		t.Errorf("container -> database after all that: %s, want refused", got)
+	}
+}
+
+// dfCmd returns the command that runs dockerfence in Host as root with the
+// test's files (the last --docker-host given wins).
+func dfCmd(e *env, args ...string) *exec.Cmd {
+	full := append([]string{"--net=" + e.tp.Host.Path(), binary, "--resolv-conf", e.resolvConf, "--socket", e.socket(), "--docker-host", "unix://" + filepath.Join(e.dir, "no-docker.sock")}, args...)
+	return exec.Command("nsenter", full...)
+}
+
+// splitDF is e.df with standard output and standard error apart.
+func splitDF(e *env, args ...string) (stdout, stderr string, err error) {
+	c := dfCmd(e, args...)
+	var o, s strings.Builder
+	c.Stdout, c.Stderr = &o, &s
+	err = c.Run()
+	return o.String(), s.String(), err
+}
+
+// versionedDocker serves the Engine API of a daemon that speaks API versions
+// min to max, with one network, app, on the topology's bridge br-test. It
+// refuses other versions with dockerd's messages. It returns the socket's
+// host URL and the paths requested.
+func versionedDocker(t *testing.T, dir, min, max string) (string, func() []string) {
+	t.Helper()
+	sock := filepath.Join(dir, "docker-"+min+"-"+max+".sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var paths []string
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		paths = append(paths, r.URL.Path)
+		mu.Unlock()
+		w.Header().Set("Api-Version", max)
+		w.Header().Set("Content-Type", "application/json")
+		if r.URL.Path == "/_ping" {
+			w.Write([]byte("OK"))
+			return
+		}
+		version, rest, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/v"), "/")
+		switch {
+		case versions.LessThan(version, min):
+			w.WriteHeader(http.StatusBadRequest)
+			w.Write([]byte(`{"message":"client version ` + version + ` is too old. Minimum supported API version is ` + min + `, please upgrade your client to a newer version"}`))
+		case rest == "networks":
+			w.Write([]byte(`[{"Name": "app", "Id": "a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4e5f6a1b2", "Scope": "local", "Driver": "bridge",
+  "EnableIPv6": true, "IPAM": {"Driver": "default", "Config": [{"Subnet": "172.20.0.0/16"}, {"Subnet": "fd00:20::/64"}]},
+  "Internal": false, "Containers": {}, "Options": {"com.docker.network.bridge.name": "br-test"}, "Labels": {}}]`))
+		case rest == "containers/json":
+			w.Write([]byte(`[]`))
+		default:
+			w.WriteHeader(http.StatusNotFound)
+			w.Write([]byte(`{"message":"page not found"}`))
+		}
+	})}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return "unix://" + sock, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), paths...)
+	}
+}
+
+// TestDockerAPIVersions runs apply with a policy that matches by name
+// against fake daemons: one that speaks only API 1.24, the oldest
+// dockerfence supports, and one of API 1.99 that still accepts the newest
+// dockerfence speaks are both used; one of API 1.99 that no longer accepts
+// it fails in one line that says to upgrade dockerfence.
+func TestDockerAPIVersions(t *testing.T) {
+	e := newEnv(t)
+	pol := e.write("name.yaml", "version: 1\nnetworks:\n  - match: {name: app}\n    egress:\n      - deny: 192.168.100.50\n        comment: database\n")
+	for _, tc := range []struct{ min, max string }{{"1.12", "1.24"}, {"1.24", "1.99"}} {
+		host, paths := versionedDocker(t, e.dir, tc.min, tc.max)
+		out, err := e.df("apply", "-c", pol, "--docker-host", host)
+		if err != nil || !strings.Contains(out, "1 networks fenced (app on br-test)") {
+			t.Errorf("apply against Docker API %s: %v\n%s", tc.max, err, out)
+		}
+		t.Logf("API %s: requests %q: %s", tc.max, paths(), strings.TrimSpace(out))
+		e.mustDF("delete")
+	}
+	host, paths := versionedDocker(t, e.dir, "1.60", "1.99")
+	_, stderr, err := splitDF(e, "apply", "-c", pol, "--docker-host", host)
+	oneLine(t, "apply against Docker API 1.99 from 1.60", stderr, err,
+		"Minimum supported API version is 1.60", "the Docker daemon at "+host+" needs API 1.60 or newer, and this dockerfence speaks at most", "upgrade dockerfence")
+	t.Logf("API 1.99 from 1.60: requests %q: %s", paths(), strings.TrimSpace(stderr))
+	if e.table() != "" {
+		t.Error("the failed apply created a table")
+	}
+}
