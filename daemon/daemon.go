@@ -65,7 +65,26 @@ type Config struct {
 	// Ready, if set, is called once after the first sync, so that systemd
 	// starts Docker only once the fence is up.
 	Ready func()
+	// Lock, if set, is taken around every change of the kernel's table, so
+	// that no other dockerfence process (apply, delete) changes the table
+	// between the moment a sync reads it and the moment it commits; it
+	// returns the function that releases the lock. table is the table the
+	// sync changes. When another process holds the lock, Lock must return
+	// an error wrapping ErrBusy at once: the sync then tries again every few
+	// milliseconds for up to LockWait.
+	Lock func(table string) (unlock func(), err error)
+	// LockWait is how long a sync waits for a busy Lock (default 2 s).
+	// Past it, the sync counts as failed: the table stays as it is and the
+	// sync is retried with the backoff of RetryMin and RetryMax.
+	LockWait time.Duration
 }
+
+// ErrBusy is what Config.Lock returns, wrapped, while another process holds
+// the lock.
+var ErrBusy = errors.New("another dockerfence process holds the lock")
+
+// lockPoll is how often a sync tries a busy lock again.
+const lockPoll = 5 * time.Millisecond
 
 // Triggers of a sync, as Result.Trigger gives them.
 const (
@@ -113,6 +132,7 @@ func (c *Config) defaults() {
 	set(&c.RetryMin, 100*time.Millisecond)
 	set(&c.RetryMax, 10*time.Second)
 	set(&c.PollPolicy, time.Second)
+	set(&c.LockWait, 2*time.Second)
 	if c.Log == nil {
 		c.Log = slog.Default()
 	}
@@ -279,11 +299,15 @@ func (d *daemon) reload(ctx context.Context, why string) {
 func (d *daemon) sync(ctx context.Context, trigger, reason string) {
 	start := time.Now()
 	res := Result{Trigger: trigger, Reason: reason, Policy: d.pol, Time: start}
+	unlock := func() {}
 	defer func() {
 		res.Took = time.Since(start)
 		if d.cfg.OnSync != nil {
 			d.cfg.OnSync(res)
 		}
+		// Released after OnSync, which records the apply: the last apply
+		// recorded is then the last one made.
+		unlock()
 	}()
 	nets, source, err := d.networks(ctx)
 	if err != nil {
@@ -310,6 +334,11 @@ func (d *daemon) sync(ctx context.Context, trigger, reason string) {
 	res.Source = source
 	t := nft.Build(d.pol, nets)
 	res.Table = t
+	if unlock, res.Err = d.lock(ctx, t.Name); res.Err != nil {
+		unlock = func() {}
+		d.failed(reason, res.Err)
+		return
+	}
 	res.Changed, res.Err = d.cfg.Kernel.Apply(t, d.verify...)
 	if res.Err != nil {
 		d.failed(reason, res.Err)
@@ -324,6 +353,40 @@ func (d *daemon) sync(ctx context.Context, trigger, reason string) {
 		}
 	} else {
 		d.cfg.Log.Debug("table up to date", "reason", reason)
+	}
+}
+
+// lock takes Config.Lock, if set. While another process holds it, lock
+// tries again every lockPoll for up to LockWait: a holder keeps it for one
+// apply, milliseconds (about a second for a table of 100k prefixes), so a
+// short wait gets the lock without logging or recording a failure. A holder
+// that keeps it longer (a stopped or hung process) makes the sync fail, to
+// be retried with backoff, rather than block the daemon: between retries it
+// still follows Docker, signals and the kernel.
+func (d *daemon) lock(ctx context.Context, table string) (unlock func(), err error) {
+	if d.cfg.Lock == nil {
+		return func() {}, nil
+	}
+	start := time.Now()
+	for tries := 0; ; tries++ {
+		unlock, err = d.cfg.Lock(table)
+		if !errors.Is(err, ErrBusy) {
+			if err == nil && tries > 0 {
+				d.cfg.Log.Info("waited for another dockerfence to finish changing the table", "waited", time.Since(start).Round(time.Millisecond))
+			}
+			return unlock, err
+		}
+		if tries == 0 {
+			d.cfg.Log.Debug("the table lock is busy; waiting", "err", err)
+		}
+		if time.Since(start) >= d.cfg.LockWait {
+			return nil, fmt.Errorf("waited %v for the table lock: %w", d.cfg.LockWait, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("stopped while waiting for the table lock: %w", err)
+		case <-time.After(lockPoll):
+		}
 	}
 }
 

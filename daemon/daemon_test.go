@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -356,5 +357,162 @@ func TestNoDockerYetKeepsExistingTable(t *testing.T) {
 	defer h.kernel.mu.Unlock()
 	if len(h.kernel.applied) != 1 {
 		t.Errorf("%d applies, want 1", len(h.kernel.applied))
+	}
+}
+
+// applies counts the tables applied.
+func (k *fakeKernel) applies() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return len(k.applied)
+}
+
+// fakeLock is the table lock, which the test, playing another dockerfence
+// process, can hold.
+type fakeLock struct {
+	mu sync.Mutex
+	// other says that another process holds the lock; held that the
+	// daemon does.
+	other, held bool
+	// refused counts the calls refused as busy; tables lists the tables of
+	// the calls granted.
+	refused int
+	tables  []string
+	// errs lists what went wrong: a lock taken twice, an apply without it.
+	errs []string
+}
+
+func (l *fakeLock) Lock(table string) (func(), error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.other {
+		l.refused++
+		return nil, fmt.Errorf("another dockerfence is changing table inet %s (pid 4242, dockerfence apply): %w", table, ErrBusy)
+	}
+	if l.held {
+		l.errs = append(l.errs, "the daemon took the lock it already held")
+	}
+	l.held = true
+	l.tables = append(l.tables, table)
+	return func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if !l.held {
+			l.errs = append(l.errs, "the daemon released a lock it did not hold")
+		}
+		l.held = false
+	}, nil
+}
+
+func (l *fakeLock) setOther(v bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.other = v
+}
+
+// check fails the test if the lock was misused, or is still held by the
+// daemon (which releases it at the end of each sync).
+func (l *fakeLock) check(t *testing.T) {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, e := range l.errs {
+		t.Error(e)
+	}
+	if l.held {
+		t.Error("the daemon still holds the lock after its syncs")
+	}
+}
+
+// lockedKernel is a fakeKernel that checks every apply is made under the
+// daemon's lock.
+type lockedKernel struct {
+	*fakeKernel
+	lock *fakeLock
+}
+
+func (k lockedKernel) Apply(t *nft.Table, verify ...string) (bool, error) {
+	k.lock.mu.Lock()
+	if !k.lock.held || k.lock.other {
+		k.lock.errs = append(k.lock.errs, fmt.Sprintf("apply without the lock (daemon holds it: %v, another process: %v)", k.lock.held, k.lock.other))
+	}
+	k.lock.mu.Unlock()
+	return k.fakeKernel.Apply(t, verify...)
+}
+
+// withLock makes the harness's daemon take l around its applies.
+func withLock(l *fakeLock, wait time.Duration) func(*Config) {
+	return func(c *Config) {
+		c.Kernel = lockedKernel{c.Kernel.(*fakeKernel), l}
+		c.Lock = l.Lock
+		c.LockWait = wait
+	}
+}
+
+// A sync that finds the lock held by another process waits for it, and
+// then applies without counting as failed.
+func TestBusyLockIsWaitedFor(t *testing.T) {
+	l := &fakeLock{other: true}
+	go func() {
+		time.Sleep(80 * time.Millisecond)
+		l.setOther(false)
+	}()
+	h := start(t, false, withLock(l, time.Second))
+	if r := h.first; r.Err != nil || !r.Changed || r.Took < 60*time.Millisecond {
+		t.Fatalf("first sync = %+v, want an apply after waiting about 80ms for the lock", r)
+	}
+	h.none(100 * time.Millisecond) // no retry: nothing failed
+	l.check(t)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.refused < 5 || !slices.Equal(l.tables, []string{"dockerfence", "dockerfence"}) {
+		t.Errorf("lock refused %d times, then granted for %q; want it tried every 5ms, then granted to both syncs for table dockerfence", l.refused, l.tables)
+	}
+}
+
+// A sync that finds the lock held longer than LockWait fails with ErrBusy,
+// changes nothing, and is retried with backoff until the lock is free.
+func TestBusyLockPastWaitIsRetried(t *testing.T) {
+	l := &fakeLock{other: true}
+	h := start(t, false, withLock(l, 15*time.Millisecond))
+	if r := h.first; !errors.Is(r.Err, ErrBusy) || r.Changed || r.Table == nil {
+		t.Fatalf("first sync = %+v, want it failed with ErrBusy", r)
+	}
+	for i := range 2 {
+		if r := h.next(); r.Reason != "retry" || !errors.Is(r.Err, ErrBusy) {
+			t.Fatalf("retry %d = %+v, want a retry failed with ErrBusy", i, r)
+		}
+	}
+	if n := h.kernel.applies(); n != 0 {
+		t.Fatalf("%d applies while another process held the lock", n)
+	}
+	l.setOther(false)
+	r := h.next()
+	if r.Reason != "retry" || r.Err != nil || !r.Changed {
+		t.Fatalf("retry after the lock was freed = %+v, want an apply", r)
+	}
+	h.none(100 * time.Millisecond)
+	l.check(t)
+}
+
+// An error of the lock other than busy (say, the lock file cannot be
+// opened) fails the sync at once, without waiting.
+func TestLockErrorFailsSync(t *testing.T) {
+	calls := 0
+	h := start(t, false, func(c *Config) {
+		c.LockWait = time.Hour
+		c.Lock = func(string) (func(), error) {
+			calls++
+			if calls <= 2 { // the sync at start and the monitor's
+				return nil, errors.New("lock file: permission denied")
+			}
+			return func() {}, nil
+		}
+	})
+	if r := h.first; r.Err == nil || r.Took > time.Second || h.kernel.applies() != 0 {
+		t.Fatalf("first sync = %+v, want it failed at once", r)
+	}
+	if r := h.next(); r.Reason != "retry" || r.Err != nil {
+		t.Fatalf("retry = %+v, want an apply", r)
 	}
 }

@@ -20,7 +20,14 @@ func applyCmd(g *globalFlags) *cobra.Command {
 		Long: `apply loads the policy, finds Docker's bridge networks (or, without Docker and
 with a policy that matches only by subnet, bridge or "*", the bridges on this
 host) and replaces table inet dockerfence in one netlink transaction. If the
-policy or the kernel refuses, the table stays exactly as it was.`,
+policy or the kernel refuses, the table stays exactly as it was.
+
+While it reads and changes the table, apply holds the lock file "lock" in the
+directory of --socket (default /run/dockerfence); delete and run take the same
+lock around each change they make. Two of them therefore never change the
+table at once, which could leave a mix of two policies. If another dockerfence
+holds the lock, apply changes nothing and fails at once with "another
+dockerfence is changing table inet NAME (pid N, ...); nothing changed: retry".`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			_, d, t, err := build(cmd.Context(), g)
@@ -32,8 +39,15 @@ policy or the kernel refuses, the table stays exactly as it was.`,
 				return nil
 			}
 			start := time.Now()
-			changed, err := (nft.Kernel{}).Apply(t)
-			recordApply(g, status.Apply{Time: start, By: "apply", Table: t.Name, TookMS: float64(time.Since(start).Microseconds()) / 1000}, changed, err)
+			var changed bool
+			err = withLock(g, "apply", t.Name, func() error {
+				var err error
+				changed, err = (nft.Kernel{}).Apply(t)
+				// Recorded under the lock, so that the last apply recorded
+				// is the last one made.
+				recordApply(g, status.Apply{Time: start, By: "apply", Table: t.Name, TookMS: float64(time.Since(start).Microseconds()) / 1000}, changed, err)
+				return err
+			})
 			if err != nil {
 				return err
 			}
@@ -133,7 +147,15 @@ func deleteCmd(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "delete",
 		Short: "Remove dockerfence's table: the only command that un-fences",
-		Args:  cobra.NoArgs,
+		Long: `delete removes table inet dockerfence (or --table) in one netlink transaction.
+Containers are then no longer fenced.
+
+Like apply, delete holds the lock file "lock" in the directory of --socket
+(default /run/dockerfence) while it changes the table. If another dockerfence
+(apply, or run in the middle of a sync) holds it, delete changes nothing and
+fails at once with "another dockerfence is changing table inet NAME (pid N,
+...); nothing changed: retry".`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if table == "" {
 				table = policy.DefaultSettings().Table
@@ -143,7 +165,12 @@ func deleteCmd(g *globalFlags) *cobra.Command {
 					slog.Warn("policy not loaded; deleting the default table name", "table", table, "err", err)
 				}
 			}
-			existed, err := (nft.Kernel{}).Delete(table)
+			var existed bool
+			err := withLock(g, "delete", table, func() error {
+				var err error
+				existed, err = (nft.Kernel{}).Delete(table)
+				return err
+			})
 			if err != nil {
 				return err
 			}

@@ -52,6 +52,13 @@ once and then keeps table inet dockerfence equal to it:
   An apply fails
       The table stays as it was and the sync is retried with backoff
       (100 ms doubling to 10 s).
+  "dockerfence apply" or "delete" is changing the table
+      Each sync holds the lock file "lock" in the directory of --socket
+      while it reads and changes the table, as apply and delete do, so that
+      no two of them change it at once. A sync that finds the lock taken
+      waits for it up to 2 s, then counts as failed and is retried with
+      backoff; an apply or delete that finds it taken changes nothing and
+      fails at once, saying so.
   Every 30 s
       A full resync, in case an event was missed.
   SIGTERM or SIGINT
@@ -170,6 +177,11 @@ serves Prometheus metrics on http://ADDR/metrics.`,
 				defer ms.Close()
 				slog.Info("serving metrics", "url", "http://"+ml.Addr().String()+"/metrics")
 			}
+			// The lock that apply and delete take too: each sync holds it
+			// while it reads and changes the table. The file is opened
+			// anew each time, so that a lock file someone removed is
+			// created again rather than locked unseen.
+			cfg.Lock = func(table string) (func(), error) { return takeLock(g.runDir(), "run", table) }
 			cfg.Ready = func() {
 				if err := sdNotify("READY=1"); err != nil {
 					slog.Warn("could not tell systemd the fence is up", "err", err)
