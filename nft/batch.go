@@ -274,6 +274,9 @@ func ruleExprs(c *nftables.Conn, tbl *nftables.Table, sets map[string]*nftables.
 				return nil, fmt.Errorf("icmpv6 types %v are not contiguous", m.Types)
 			}
 			out = append(out, &expr.Range{Op: expr.CmpOpEq, Register: 1, FromData: []byte{lo}, ToData: []byte{hi}})
+		case HopLimit:
+			// The hop limit is byte 7 of the IPv6 header.
+			out = append(out, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 7, Len: 1}, cmpEq([]byte{m.Value}))
 		default:
 			return nil, fmt.Errorf("unknown match %T", m)
 		}

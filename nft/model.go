@@ -253,6 +253,12 @@ type Fib struct{ Src, Missing, Local bool }
 // ICMPv6Type matches ICMPv6 packets of the given types.
 type ICMPv6Type struct{ Types []uint8 }
 
+// HopLimit matches IPv6 packets whose hop limit is Value. Neighbour
+// discovery is sent with 255 and is only valid so (RFC 4861); in the
+// forward hook a routed packet has already lost one, so 255 there means a
+// packet bridged by br_netfilter.
+type HopLimit struct{ Value uint8 }
+
 func (CtReply) isMatch()    {}
 func (NFProto) isMatch()    {}
 func (L4Proto) isMatch()    {}
@@ -261,6 +267,7 @@ func (DPort) isMatch()      {}
 func (IIfName) isMatch()    {}
 func (Fib) isMatch()        {}
 func (ICMPv6Type) isMatch() {}
+func (HopLimit) isMatch()   {}
 
 // IANA protocol numbers.
 const (
@@ -434,9 +441,13 @@ func rangePrefix(r policy.Range) (netip.Prefix, bool) {
 func (b *builder) networkChain(name string, sec *policy.Section, h policy.Hook, n *policy.Network) {
 	c := &Chain{Name: name}
 	b.t.Chains = append(b.t.Chains, c)
-	if h == policy.Host {
-		c.Rules = append(c.Rules, &Rule{Matches: []Match{ICMPv6Type{Types: ndTypes}}, Counter: true, Verdict: Verdict{Kind: Accept}, ID: "nd", Comment: "IPv6 neighbour discovery"})
-	}
+	// IPv6 neighbour discovery passes in both hooks: to the host, and, where
+	// br_netfilter hands bridged traffic to the forward hook, between the
+	// containers of a bridge (it is link-local, so it is never routed).
+	// The family is matched first, so that an IPv4 packet of protocol 58
+	// cannot pass as ICMPv6, and the hop limit, so that an ICMPv6 packet of
+	// an ND type cannot be routed past the deny rules.
+	c.Rules = append(c.Rules, &Rule{Matches: []Match{NFProto{V6: true}, ICMPv6Type{Types: ndTypes}, HopLimit{Value: 255}}, Counter: true, Verdict: Verdict{Kind: Accept}, ID: "nd", Comment: "IPv6 neighbour discovery"})
 	spoof := b.denyChain(name, &Denial{Network: n, Section: sec, Hook: h, Reason: "spoof"})
 	spoofRule := func(m ...Match) {
 		c.Rules = append(c.Rules, &Rule{Matches: m, Counter: true, Verdict: Verdict{Kind: Goto, Target: spoof}, ID: "spoof", Comment: "source outside the network (anti-spoofing)"})
@@ -455,12 +466,17 @@ func (b *builder) networkChain(name string, sec *policy.Section, h policy.Hook, 
 			v6 bool
 			ll netip.Prefix
 		}{{v4, false, linkLocal4}, {v6, true, linkLocal6}} {
+			// Link-local sources are no spoofing towards the host, nor, for
+			// IPv6, in the forward hook: the kernel never routes an IPv6
+			// link-local source, so there they are bridged traffic between
+			// containers (br_netfilter), which needs them.
+			exempt := h == policy.Host || fam.v6
 			switch {
-			case fam.a == nil && h == policy.Host:
+			case fam.a == nil && exempt:
 				spoofRule(Addr{V6: fam.v6, Src: true, Neg: true, Prefix: fam.ll})
 			case fam.a == nil:
 				spoofRule(NFProto{V6: fam.v6})
-			case h == policy.Host:
+			case exempt:
 				spoofRule(*fam.a, Addr{V6: fam.v6, Src: true, Neg: true, Prefix: fam.ll})
 			default:
 				spoofRule(*fam.a)

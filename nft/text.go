@@ -190,6 +190,8 @@ func matchText(m Match) string {
 			names[i] = icmpv6Names[t]
 		}
 		return "icmpv6 type " + braces(names)
+	case HopLimit:
+		return fmt.Sprintf("ip6 hoplimit %d", m.Value)
 	}
 	panic(fmt.Sprintf("nft: unknown match %T", m))
 }
