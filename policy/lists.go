@@ -9,6 +9,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"unicode/utf8"
 )
 
 func mustPrefixes(ss ...string) []netip.Prefix {
@@ -64,26 +65,17 @@ func ReadResolvers(file string) ([]netip.Prefix, error) {
 }
 
 // ReadListFile reads a list file: one address or CIDR a line, '#' starts a
-// comment, blank lines are skipped. It reads at most max entries (0 means
-// 1,000,000). Errors carry the list file's positions; an error without a
-// file name is about the file as a whole.
+// comment, blank lines are skipped, a UTF-8 byte order mark is ignored. It
+// reads at most max entries (0 means 1,000,000). Errors carry the list
+// file's positions; an error without a file name is about the file as a
+// whole. The file must be a regular file: a FIFO would block the reader.
 func ReadListFile(file string, max int) ([]netip.Prefix, []*Error) {
 	if max <= 0 {
-		max = 1_000_000
+		max = defaultMaxListEntries
 	}
-	whole := func(format string, args ...any) []*Error {
-		return []*Error{{Msg: fmt.Sprintf(format, args...)}}
-	}
-	st, err := os.Stat(file)
+	f, err := openRegular(file)
 	if err != nil {
-		return nil, whole("cannot read list file %s: %v", file, unwrapPathError(err))
-	}
-	if st.IsDir() {
-		return nil, whole("list file %s is a directory", file)
-	}
-	f, err := os.Open(file)
-	if err != nil {
-		return nil, whole("cannot read list file %s: %v", file, unwrapPathError(err))
+		return nil, []*Error{{Msg: fmt.Sprintf("cannot read list file %s: %v", file, err)}}
 	}
 	defer f.Close()
 	var (
@@ -96,6 +88,9 @@ func ReadListFile(file string, max int) ([]netip.Prefix, []*Error) {
 	for sc.Scan() {
 		line++
 		text := sc.Text()
+		if line == 1 {
+			text = strings.TrimPrefix(text, "\ufeff")
+		}
 		if i := strings.IndexByte(text, '#'); i >= 0 {
 			text = text[:i]
 		}
@@ -103,29 +98,39 @@ func ReadListFile(file string, max int) ([]netip.Prefix, []*Error) {
 		if trimmed == "" {
 			continue
 		}
-		col := strings.Index(text, trimmed) + 1
-		pos := Pos{File: file, Line: line, Column: col}
-		if strings.IndexByte(trimmed, 0) >= 0 {
-			errs = append(errs, &Error{Pos: pos, Msg: "NUL byte in list entry; a list file is text"})
+		col := strings.Index(text, trimmed)
+		if i := strings.IndexByte(trimmed, 0); i >= 0 {
+			errs = append(errs, &Error{Pos: listPos(file, line, text, col+i), Msg: "NUL byte in list entry; a list file is text"})
 		} else if pfx, err := ParsePrefix(trimmed); err != nil {
-			errs = append(errs, &Error{Pos: pos, Msg: err.Error()})
+			errs = append(errs, &Error{Pos: listPos(file, line, text, col), Msg: err.Error()})
 		} else {
 			out = append(out, pfx)
 		}
-		if len(errs) >= maxErrors {
-			break
+		if len(errs) == maxErrors-1 {
+			errs = append(errs, &Error{Pos: Pos{File: file, Line: line + 1, Column: 1}, Msg: fmt.Sprintf("stopped reading after %d bad entries; is this an address list?", len(errs))})
+			return nil, errs
 		}
 		if len(out) > max {
-			return nil, []*Error{{Pos: pos, Msg: fmt.Sprintf("more than %d entries; split the list or aggregate prefixes", max)}}
+			return nil, []*Error{{Pos: listPos(file, line, text, col), Msg: fmt.Sprintf("more than %d entries, the most one list file may hold; aggregate prefixes (adjacent and overlapping ones merge anyway) or split the list into several files", max)}}
 		}
 	}
 	if err := sc.Err(); err != nil {
 		if errors.Is(err, bufio.ErrTooLong) {
-			err = errors.New("a line longer than 64 KiB")
+			err = errors.New("a line longer than 64 KiB; a list file holds one address or CIDR a line")
 		}
 		errs = append(errs, &Error{Pos: Pos{File: file, Line: line + 1, Column: 1}, Msg: fmt.Sprintf("cannot read: %v", err)})
 	}
 	return out, errs
+}
+
+// defaultMaxListEntries is the most entries a list file may hold unless
+// Options.MaxListEntries says otherwise. A million prefixes apply in
+// seconds; a file far larger is more likely a mistake than a list.
+const defaultMaxListEntries = 1_000_000
+
+// listPos is the position of byte offset off of a list file's line.
+func listPos(file string, line int, text string, off int) Pos {
+	return Pos{File: file, Line: line, Column: 1 + utf8.RuneCountInString(text[:off])}
 }
 
 // Range is an inclusive address range of one family.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"path"
@@ -12,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"unicode"
 	"unicode/utf8"
 
@@ -47,6 +49,31 @@ func (l ErrorList) Error() string {
 // maxErrors bounds how many problems one load reports.
 const maxErrors = 20
 
+// maxQuoted bounds how much of a value a message quotes.
+const maxQuoted = 64
+
+// clip cuts s to maxQuoted bytes, on a character boundary, marked with "...".
+func clip(s string) string {
+	if len(s) <= maxQuoted {
+		return s
+	}
+	cut := maxQuoted
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
+}
+
+// quote quotes a value of the policy or a list file for a message, cut to
+// maxQuoted bytes (on a character boundary, marked with "...") so that a
+// hostile megabyte-long value makes a short message.
+func quote(s string) string {
+	if len(s) <= maxQuoted {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(strings.TrimSuffix(clip(s), "...")) + "..."
+}
+
 // Options tunes loading.
 type Options struct {
 	// ResolvConf is the file @resolvers comes from; empty means /etc/resolv.conf.
@@ -65,23 +92,83 @@ func (o Options) resolvConf() string {
 // maxPolicySize bounds the policy file itself.
 const maxPolicySize = 4 << 20
 
-// Load reads and validates the policy file at path.
+// Load reads and validates the policy file at path. The file must be a
+// regular file: a FIFO would block the reader and a device such as
+// /dev/zero would never end.
 func Load(file string, opts Options) (*Policy, error) {
-	st, err := os.Stat(file)
+	f, err := openRegular(file)
+	if errors.Is(err, errNotRegular) {
+		return nil, fmt.Errorf("policy %s: %w; give the policy file itself", file, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("policy %s: %w", file, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("policy %s: %w", file, unwrapPathError(err))
-	}
-	if st.IsDir() {
-		return nil, fmt.Errorf("policy %s: is a directory; give the policy file itself", file)
 	}
 	if st.Size() > maxPolicySize {
 		return nil, fmt.Errorf("policy %s: %d bytes is more than the %d a policy may have; move long address lists to list files", file, st.Size(), maxPolicySize)
 	}
-	data, err := os.ReadFile(file)
+	data, err := io.ReadAll(io.LimitReader(f, maxPolicySize+1))
 	if err != nil {
 		return nil, fmt.Errorf("policy %s: %w", file, unwrapPathError(err))
 	}
+	if len(data) > maxPolicySize {
+		return nil, fmt.Errorf("policy %s: more than the %d bytes a policy may have (it grew while being read); move long address lists to list files", file, maxPolicySize)
+	}
 	return Parse(file, data, opts)
+}
+
+// openRegular opens file for reading if it is a regular file. It refuses
+// directories, FIFOs, sockets and devices without blocking on them: the
+// type is checked before opening, and again on the open file, which is
+// opened non-blocking so that a FIFO swapped in between cannot hang.
+func openRegular(file string) (*os.File, error) {
+	st, err := os.Stat(file)
+	if err != nil {
+		return nil, unwrapPathError(err)
+	}
+	if err := checkRegular(st); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(file, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, unwrapPathError(err)
+	}
+	if st, err = f.Stat(); err != nil {
+		f.Close()
+		return nil, unwrapPathError(err)
+	}
+	if err := checkRegular(st); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// errNotRegular is wrapped by the errors of files that exist but are not
+// regular files.
+var errNotRegular = errors.New("not a regular file")
+
+// checkRegular says what a file that is not a regular file is instead.
+func checkRegular(st os.FileInfo) error {
+	m := st.Mode()
+	what := "an irregular file"
+	switch {
+	case m.IsRegular():
+		return nil
+	case m.IsDir():
+		return fmt.Errorf("is a directory, %w", errNotRegular)
+	case m&os.ModeNamedPipe != 0:
+		what = "a FIFO"
+	case m&os.ModeSocket != 0:
+		what = "a socket"
+	case m&os.ModeDevice != 0:
+		what = "a device"
+	}
+	return fmt.Errorf("is %s, %w", what, errNotRegular)
 }
 
 func unwrapPathError(err error) error {
@@ -105,6 +192,9 @@ func Parse(file string, data []byte, opts Options) (*Policy, error) {
 			}
 			return a.Line < b.Line || a.Line == b.Line && a.Column < b.Column
 		})
+		if p.dropped > 0 {
+			p.errs = append(p.errs, &Error{Pos: Pos{File: file}, Msg: fmt.Sprintf("%d more problems not shown; fix these first", p.dropped)})
+		}
 		return nil, p.errs
 	}
 	return pol, nil
@@ -114,6 +204,8 @@ type parser struct {
 	file string
 	opts Options
 	errs ErrorList
+	// dropped counts the problems found beyond maxErrors.
+	dropped int
 }
 
 func (p *parser) pos(n *yaml.Node) Pos {
@@ -130,37 +222,75 @@ func (p *parser) errorf(n *yaml.Node, format string, args ...any) {
 func (p *parser) errAt(pos Pos, format string, args ...any) {
 	if len(p.errs) < maxErrors {
 		p.errs = append(p.errs, &Error{Pos: pos, Msg: fmt.Sprintf(format, args...)})
+	} else {
+		p.dropped++
 	}
 }
 
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
+// yamlError reports an error of the YAML decoder at the line it names.
+func (p *parser) yamlError(err error) {
+	msg := err.Error()
+	line := 1
+	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+		line, _ = strconv.Atoi(m[1])
+		msg = m[2]
+	} else {
+		msg = strings.TrimPrefix(msg, "yaml: ")
+	}
+	p.errAt(Pos{File: p.file, Line: line, Column: 1}, "invalid YAML: %s", msg)
+}
+
+// textPos returns the position of byte offset off in data.
+func textPos(file string, data []byte, off int) Pos {
+	line := 1 + bytes.Count(data[:off], []byte("\n"))
+	start := bytes.LastIndexByte(data[:off], '\n') + 1
+	return Pos{File: file, Line: line, Column: 1 + utf8.RuneCount(data[start:off])}
+}
+
+// invalidUTF8 returns the offset of the first byte of data that is not
+// part of valid UTF-8, or -1.
+func invalidUTF8(data []byte) int {
+	for off := 0; off < len(data); {
+		r, n := utf8.DecodeRune(data[off:])
+		if r == utf8.RuneError && n == 1 {
+			return off
+		}
+		off += n
+	}
+	return -1
+}
+
 func (p *parser) parse(data []byte) *Policy {
-	if len(bytes.TrimSpace(data)) == 0 {
+	if len(bytes.TrimSpace(bytes.TrimPrefix(data, []byte("\ufeff")))) == 0 {
 		p.errAt(Pos{File: p.file, Line: 1, Column: 1}, "the policy is empty; expected a mapping with version: 1 and networks (see 'dockerfence policy default')")
 		return nil
 	}
-	if bytes.IndexByte(data, 0) >= 0 {
-		p.errAt(Pos{File: p.file, Line: 1 + bytes.Count(data[:bytes.IndexByte(data, 0)], []byte("\n")), Column: 1}, "the policy contains a NUL byte; it must be UTF-8 text")
+	if i := bytes.IndexByte(data, 0); i >= 0 {
+		p.errAt(textPos(p.file, data, i), "the policy contains a NUL byte; it must be UTF-8 text")
+		return nil
+	}
+	if i := invalidUTF8(data); i >= 0 {
+		p.errAt(textPos(p.file, data, i), "the policy contains the byte 0x%02x, which is not UTF-8; it must be UTF-8 text", data[i])
 		return nil
 	}
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&doc); err != nil {
-		msg := err.Error()
-		line := 1
-		if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
-			line, _ = strconv.Atoi(m[1])
-			msg = m[2]
-		} else {
-			msg = strings.TrimPrefix(msg, "yaml: ")
-		}
-		p.errAt(Pos{File: p.file, Line: line, Column: 1}, "invalid YAML: %s", msg)
+	if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
+		p.errAt(Pos{File: p.file, Line: 1, Column: 1}, "the policy has only comments; expected a mapping with version: 1 and networks (see 'dockerfence policy default')")
+		return nil
+	} else if err != nil {
+		p.yamlError(err)
 		return nil
 	}
 	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
+	switch err := dec.Decode(&extra); {
+	case err == nil:
 		p.errorf(&extra, "a second YAML document; a policy is one document")
+		return nil
+	case !errors.Is(err, io.EOF):
+		p.yamlError(err)
 		return nil
 	}
 	root := &doc
@@ -186,8 +316,10 @@ func (p *parser) parse(data []byte) *Policy {
 	switch {
 	case versionNode == nil:
 		p.errorf(root, "missing version; add 'version: 1' at the top")
-	case versionNode.Kind != yaml.ScalarNode || versionNode.Value != "1":
-		p.errorf(versionNode, "unsupported version %q; this dockerfence reads version: 1", versionNode.Value)
+	case versionNode.Kind != yaml.ScalarNode || versionNode.Tag == "!!null":
+		p.errorf(versionNode, "version: expected 1, found %s", kindName(versionNode))
+	case versionNode.Value != "1":
+		p.errorf(versionNode, "unsupported version %s; this dockerfence reads version: 1", quote(versionNode.Value))
 	default:
 		pol.Version = 1
 	}
@@ -209,7 +341,7 @@ func kindName(n *yaml.Node) string {
 		if n.Tag == "!!null" {
 			return "nothing"
 		}
-		return fmt.Sprintf("%q", n.Value)
+		return quote(n.Value)
 	case yaml.AliasNode:
 		return "an alias"
 	}
@@ -226,13 +358,16 @@ func (p *parser) mapping(n *yaml.Node, what string, handlers map[string]func(k, 
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
+		if !p.key(k, what) {
+			continue
+		}
 		h, ok := handlers[k.Value]
 		if !ok {
-			p.errorf(k, "%s: unknown key %q; expected one of %s", what, k.Value, keyList(handlers))
+			p.errorf(k, "%s: unknown key %s; expected one of %s", what, quote(k.Value), keyList(handlers))
 			continue
 		}
 		if seen[k.Value] {
-			p.errorf(k, "%s: %q given twice", what, k.Value)
+			p.errorf(k, "%s: %s given twice", what, quote(k.Value))
 			continue
 		}
 		seen[k.Value] = true
@@ -241,6 +376,16 @@ func (p *parser) mapping(n *yaml.Node, what string, handlers map[string]func(k, 
 		}
 		h(k, v)
 	}
+}
+
+// key reports whether k is a plain scalar key, and reports it if not: a
+// list, a mapping or an alias as a key is never a name.
+func (p *parser) key(k *yaml.Node, what string) bool {
+	if k.Kind == yaml.ScalarNode && k.Tag != "!!null" {
+		return true
+	}
+	p.errorf(k, "%s: expected a name as key, found %s", what, kindName(k))
+	return false
 }
 
 func keyList(h map[string]func(k, v *yaml.Node)) string {
@@ -267,7 +412,7 @@ func (p *parser) integer(n *yaml.Node, what string) (int, bool) {
 	}
 	v, err := strconv.Atoi(s)
 	if err != nil || n.Tag != "!!int" {
-		p.errorf(n, "%s: expected an integer, found %q", what, s)
+		p.errorf(n, "%s: expected an integer, found %s", what, quote(s))
 		return 0, false
 	}
 	return v, true
@@ -284,7 +429,7 @@ func (p *parser) boolean(n *yaml.Node, what string) (bool, bool) {
 	case "false":
 		return false, true
 	}
-	p.errorf(n, "%s: expected true or false, found %q", what, s)
+	p.errorf(n, "%s: expected true or false, found %s", what, quote(s))
 	return false, false
 }
 
@@ -298,7 +443,7 @@ func (p *parser) oneOf(n *yaml.Node, what string, choices ...string) (string, bo
 			return s, true
 		}
 	}
-	p.errorf(n, "%s: expected %s, found %q", what, strings.Join(choices, " or "), s)
+	p.errorf(n, "%s: expected %s, found %s", what, strings.Join(choices, " or "), quote(s))
 	return "", false
 }
 
@@ -309,7 +454,7 @@ func (p *parser) settings(n *yaml.Node, s *Settings) {
 		"table": func(_, v *yaml.Node) {
 			if t, ok := p.scalar(v, "settings.table"); ok {
 				if !tableNameRE.MatchString(t) {
-					p.errorf(v, "settings.table: %q is not a table name; use a letter then up to 31 letters, digits, '_' or '-'", t)
+					p.errorf(v, "settings.table: %s is not a table name; use a letter then up to 31 letters, digits, '_' or '-'", quote(t))
 					return
 				}
 				s.Table = t
@@ -370,14 +515,20 @@ func (p *parser) lists(n *yaml.Node, pol *Policy) {
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
+		if !p.key(k, "lists") {
+			continue
+		}
+		if v.Kind == yaml.AliasNode {
+			v = v.Alias
+		}
 		name := k.Value
 		what := "lists." + name
 		if !listNameRE.MatchString(name) {
-			p.errorf(k, "lists: %q is not a list name; use a letter then up to 31 letters, digits, '_' or '-'", name)
+			p.errorf(k, "lists: %s is not a list name; use a letter then up to 31 letters, digits, '_' or '-'", quote(name))
 			continue
 		}
 		if seen[name] {
-			p.errorf(k, "lists: %q given twice", name)
+			p.errorf(k, "lists: %s given twice", quote(name))
 			continue
 		}
 		seen[name] = true
@@ -400,7 +551,14 @@ func (p *parser) lists(n *yaml.Node, pol *Policy) {
 			var fileNode *yaml.Node
 			p.mapping(v, what, map[string]func(k, v *yaml.Node){
 				"file": func(_, fv *yaml.Node) {
-					if f, ok := p.scalar(fv, what+".file"); ok {
+					f, ok := p.scalar(fv, what+".file")
+					switch {
+					case !ok:
+					case f == "":
+						p.errorf(fv, "%s.file: empty; expected the path of a list file", what)
+					case strings.IndexByte(f, 0) >= 0:
+						p.errorf(fv, "%s.file: the path %s contains a NUL byte", what, quote(f))
+					default:
 						file, fileNode = f, fv
 					}
 				},
@@ -467,7 +625,7 @@ func (p *parser) match(n *yaml.Node, what string) Match {
 		"name": func(_, v *yaml.Node) {
 			if s, ok := p.scalar(v, what+".name"); ok {
 				if _, err := path.Match(s, ""); err != nil || s == "" {
-					p.errorf(v, "%s.name: %q is not a valid name pattern", what, s)
+					p.errorf(v, "%s.name: %s is not a valid name pattern", what, quote(s))
 					return
 				}
 				m.Name = s
@@ -475,8 +633,9 @@ func (p *parser) match(n *yaml.Node, what string) Match {
 		},
 		"bridge": func(_, v *yaml.Node) {
 			if s, ok := p.scalar(v, what+".bridge"); ok {
-				if _, err := path.Match(s, ""); err != nil || s == "" || len(s) > 15 && !strings.ContainsAny(s, "*?[") {
-					p.errorf(v, "%s.bridge: %q is not a bridge interface name or pattern (at most 15 characters)", what, s)
+				if _, err := path.Match(s, ""); err != nil || s == "" || s == "." || s == ".." ||
+					strings.ContainsAny(s, "/: \t\n\v\f\r\x00") || len(s) > 15 && !strings.ContainsAny(s, "*?[") {
+					p.errorf(v, "%s.bridge: %s is not a bridge interface name or pattern: at most 15 bytes, without '/', ':' or white space", what, quote(s))
 					return
 				}
 				m.Bridge = s
@@ -486,7 +645,7 @@ func (p *parser) match(n *yaml.Node, what string) Match {
 			if s, ok := p.scalar(v, what+".label"); ok {
 				key, val, hasVal := strings.Cut(s, "=")
 				if key == "" {
-					p.errorf(v, "%s.label: expected KEY=VALUE or KEY, found %q", what, s)
+					p.errorf(v, "%s.label: expected KEY=VALUE or KEY, found %s", what, quote(s))
 					return
 				}
 				m.HasLabel, m.LabelKey, m.LabelValue, m.LabelHasValue = true, key, val, hasVal
@@ -496,7 +655,7 @@ func (p *parser) match(n *yaml.Node, what string) Match {
 			if s, ok := p.scalar(v, what+".subnet"); ok {
 				pfx, err := netip.ParsePrefix(s)
 				if err != nil {
-					p.errorf(v, "%s.subnet: %q is not a CIDR prefix such as 172.20.0.0/16", what, s)
+					p.errorf(v, "%s.subnet: %s is not a CIDR prefix such as 172.20.0.0/16", what, quote(s))
 					return
 				}
 				if pfx.Masked() != pfx {
@@ -513,19 +672,41 @@ func (p *parser) match(n *yaml.Node, what string) Match {
 	return m
 }
 
-// validComment reports whether s is 1 to 100 letters, digits, punctuation,
-// symbols and spaces, without double quotes (nft quotes comments with them).
-// A regexp of the Unicode classes would cost every run of the binary some
-// milliseconds to compile.
+// maxComment bounds a rule's comment in bytes: nft keeps at most 128 bytes
+// of a rule's comment, and dockerfence puts the rule's ID (such as
+// "egress 12 allow: ") in front of it.
+const maxComment = 100
+
+// validComment reports whether s is 1 to maxComment bytes of UTF-8 letters,
+// digits, punctuation, symbols and spaces, without double quotes (nft quotes
+// comments with them). A regexp of the Unicode classes would cost every run
+// of the binary some milliseconds to compile.
 func validComment(s string) bool {
-	n := 0
+	if len(s) == 0 || len(s) > maxComment || !utf8.ValidString(s) {
+		return false
+	}
 	for _, r := range s {
-		n++
-		if r == '"' || n > 100 || r != ' ' && !unicode.In(r, unicode.L, unicode.N, unicode.P, unicode.S) {
+		if r == '"' || r != ' ' && !unicode.In(r, unicode.L, unicode.N, unicode.P, unicode.S) {
 			return false
 		}
 	}
-	return n > 0 && utf8.ValidString(s)
+	return true
+}
+
+// commentFlaw names what makes a comment of the right length invalid.
+func commentFlaw(s string) string {
+	for i, r := range s {
+		_, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			return " with a byte that is not UTF-8"
+		case r == '"':
+			return " with a double quote"
+		case r != ' ' && !unicode.In(r, unicode.L, unicode.N, unicode.P, unicode.S):
+			return fmt.Sprintf(" with the unprintable character %U", r)
+		}
+	}
+	return ""
 }
 
 func (p *parser) rules(n *yaml.Node, what string, hook Hook, pol *Policy) []*Rule {
@@ -552,7 +733,7 @@ func (p *parser) rules(n *yaml.Node, what string, hook Hook, pol *Policy) []*Rul
 			"comment": func(_, v *yaml.Node) {
 				if s, ok := p.scalar(v, rw+".comment"); ok {
 					if !validComment(s) {
-						p.errorf(v, "%s.comment: expected 1 to 100 printable characters without double quotes", rw)
+						p.errorf(v, "%s.comment: expected 1 to %d bytes of printable text without double quotes, found %d bytes%s; nft keeps 128 bytes of a rule's comment, the rule's ID included", rw, maxComment, len(s), commentFlaw(s))
 						return
 					}
 					r.Comment = s
@@ -631,7 +812,7 @@ func (p *parser) addrSpec(n *yaml.Node, what string, pol *Policy) AddrSpec {
 		case strings.HasPrefix(s, "@"):
 			name := s[1:]
 			if _, ok := pol.Lists[name]; !ok {
-				p.errorf(it, "%s: unknown list %q; define it under lists: or use @private, @metadata or @resolvers", what, s)
+				p.errorf(it, "%s: unknown list %s; define it under lists: or use @private, @metadata or @resolvers", what, quote(s))
 				continue
 			}
 			a.Lists = append(a.Lists, name)
@@ -684,29 +865,31 @@ func (p *parser) ports(n *yaml.Node, what string) []PortRange {
 // ParsePortRange parses "53" or "8000-8080".
 func ParsePortRange(s string) (PortRange, error) {
 	lo, hi, isRange := strings.Cut(s, "-")
-	first, err := parsePort(lo)
+	first, err := parsePort(lo, s)
 	if err != nil {
 		return PortRange{}, err
 	}
 	last := first
 	if isRange {
-		if last, err = parsePort(hi); err != nil {
+		if last, err = parsePort(hi, s); err != nil {
 			return PortRange{}, err
 		}
 		if last < first {
-			return PortRange{}, fmt.Errorf("port range %q runs backwards; write it low-high", s)
+			return PortRange{}, fmt.Errorf("port range %s runs backwards; write it low-high", quote(s))
 		}
 	}
 	return PortRange{First: first, Last: last}, nil
 }
 
-func parsePort(s string) (uint16, error) {
-	v, err := strconv.Atoi(strings.TrimSpace(s))
-	if err != nil {
-		return 0, fmt.Errorf("%q is not a port; expected a number 1..65535 or a range \"lo-hi\"", s)
+// parsePort parses one port of whole, which messages quote.
+func parsePort(s, whole string) (uint16, error) {
+	s = strings.TrimSpace(s)
+	if s == "" || strings.Trim(s, "0123456789") != "" {
+		return 0, fmt.Errorf("%s is not a port; expected a number 1..65535 or a range \"lo-hi\"", quote(whole))
 	}
-	if v < 1 || v > 65535 {
-		return 0, fmt.Errorf("port %d is out of range; expected 1..65535", v)
+	v, err := strconv.Atoi(s)
+	if err != nil || v < 1 || v > 65535 { // only digits: an error means too large
+		return 0, fmt.Errorf("port %s is out of range; expected 1..65535", clip(s))
 	}
 	return uint16(v), nil
 }
@@ -715,15 +898,15 @@ func parsePort(s string) (uint16, error) {
 // Zones, host bits and anything else are errors that say what was expected.
 func ParsePrefix(s string) (netip.Prefix, error) {
 	if strings.Contains(s, "%") {
-		return netip.Prefix{}, fmt.Errorf("%q has an IPv6 zone; zones have no meaning in a firewall, drop the %%…", s)
+		return netip.Prefix{}, fmt.Errorf("%s has an IPv6 zone; zones have no meaning in a firewall, drop the %%…", quote(s))
 	}
 	if strings.Contains(s, "/") {
 		pfx, err := netip.ParsePrefix(s)
 		if err != nil {
-			return netip.Prefix{}, fmt.Errorf("%q is not an address or CIDR prefix (e.g. 192.168.0.0/16, 2001:db8::/32)", s)
+			return netip.Prefix{}, fmt.Errorf("%s is not an address or CIDR prefix (e.g. 192.168.0.0/16, 2001:db8::/32)", quote(s))
 		}
 		if pfx.Addr().Is4In6() {
-			return netip.Prefix{}, fmt.Errorf("%q is an IPv4-mapped IPv6 prefix; write the IPv4 prefix instead", s)
+			return netip.Prefix{}, fmt.Errorf("%s is an IPv4-mapped IPv6 prefix; write the IPv4 prefix instead", quote(s))
 		}
 		if pfx.Masked() != pfx {
 			return netip.Prefix{}, fmt.Errorf("%s has host bits set; did you mean %s?", s, pfx.Masked())
@@ -732,7 +915,7 @@ func ParsePrefix(s string) (netip.Prefix, error) {
 	}
 	a, err := netip.ParseAddr(s)
 	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("%q is not an address or CIDR prefix (e.g. 192.168.0.0/16, 2001:db8::/32)", s)
+		return netip.Prefix{}, fmt.Errorf("%s is not an address or CIDR prefix (e.g. 192.168.0.0/16, 2001:db8::/32)", quote(s))
 	}
 	if a.Is4In6() {
 		a = a.Unmap()

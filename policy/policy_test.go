@@ -134,9 +134,9 @@ func TestErrors(t *testing.T) {
 		{"list item", "version: 1\nlists:\n  lan: [10.0.0.0/8, nope]\nnetworks:\n  - match: {name: x}\n", "policy.yaml:3:21: lists.lan: \"nope\" is not an address"},
 		{"list file missing", "version: 1\nlists:\n  lan: {file: /nonexistent/list.txt}\nnetworks:\n  - match: {name: x}\n", "policy.yaml:3:15: lists.lan.file: cannot read list file /nonexistent/list.txt: no such file or directory"},
 		{"list name", "version: 1\nlists:\n  \"a b\": [10.0.0.0/8]\nnetworks:\n  - match: {name: x}\n", "lists: \"a b\" is not a list name"},
-		{"comment quote", head + "      - allow: any\n        comment: 'say \"hi\"'\n", "comment: expected 1 to 100 printable characters"},
+		{"comment quote", head + "      - allow: any\n        comment: 'say \"hi\"'\n", "policy.yaml:6:18: networks[1].egress[1].comment: expected 1 to 100 bytes of printable text without double quotes, found 8 bytes with a double quote"},
 		{"two documents", "version: 1\nnetworks:\n  - match: {name: x}\n---\nversion: 1\n", "a second YAML document"},
-		{"nul", "version: 1\x00\n", "policy.yaml:1:1: the policy contains a NUL byte"},
+		{"nul", "version: 1\x00\n", "policy.yaml:1:11: the policy contains a NUL byte"},
 		{"duplicate key", "version: 1\nversion: 1\nnetworks:\n  - match: {name: x}\n", "policy.yaml:2:1: top level: \"version\" given twice"},
 	}
 	for _, tt := range tests {
@@ -182,7 +182,7 @@ func TestListFileErrors(t *testing.T) {
 	want := []string{
 		file + `:2:3: "garbage here" is not an address or CIDR prefix (e.g. 192.168.0.0/16, 2001:db8::/32)`,
 		file + `:3:1: "fe80::1%eth0" has an IPv6 zone; zones have no meaning in a firewall, drop the %…`,
-		file + `:4:1: NUL byte in list entry; a list file is text`,
+		file + `:4:8: NUL byte in list entry; a list file is text`,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("errors (-want +got):\n%s", diff)
@@ -321,7 +321,10 @@ func TestValidComment(t *testing.T) {
 		{"DNS (udp/53) → resolver #1, 50% ✓", true},
 		{"データベース", true},
 		{strings.Repeat("x", 100), true},
-		{strings.Repeat("é", 100), true},
+		{strings.Repeat("é", 50), true},
+		{strings.Repeat("é", 51), false}, // 102 bytes: nft would refuse the rule's comment
+		{strings.Repeat("データ", 11), true},
+		{strings.Repeat("データ", 12), false},
 		{strings.Repeat("x", 101), false},
 		{"", false},
 		{"say \"hi\"", false},
