@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -38,16 +39,38 @@ func (r *Rule) Digest() string {
 // ruleUserData tags the rule with its comment, ID and digest, and with the
 // digests of the sets it looks up (from digests, by set name).
 func ruleUserData(r *Rule, digests map[string]string) []byte {
-	var ud []byte
-	if r.Comment != "" {
-		ud = userdata.AppendString(ud, udataComment, r.Comment)
-	}
-	ud = userdata.AppendString(ud, udataID, r.ID)
-	ud = userdata.AppendString(ud, udataDigest, r.Digest())
+	var tags []byte
+	tags = userdata.AppendString(tags, udataID, r.ID)
+	tags = userdata.AppendString(tags, udataDigest, r.Digest())
 	if refs := setRefs(r, digests); refs != "" {
-		ud = userdata.AppendString(ud, udataSets, refs)
+		tags = userdata.AppendString(tags, udataSets, refs)
 	}
-	return ud
+	var ud []byte
+	// The kernel refuses a rule whose user data passes maxUserData bytes
+	// (ERANGE); the tags are what apply needs, so the comment, which only
+	// people read in nft's listing, gets what room is left (its entry costs
+	// two bytes of header and a NUL).
+	if c := truncateUTF8(r.Comment, maxUserData-len(tags)-3); c != "" {
+		ud = userdata.AppendString(ud, udataComment, c)
+	}
+	return append(ud, tags...)
+}
+
+// maxUserData is the kernel's limit on a rule's user data (NFT_USERDATA_MAXLEN).
+const maxUserData = 256
+
+// truncateUTF8 cuts s to at most n bytes without splitting a character.
+func truncateUTF8(s string, n int) string {
+	if n <= 0 {
+		return ""
+	}
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // setRefs renders the "name=digest" list of the plain sets r looks up.

@@ -3,11 +3,13 @@ package nft
 import (
 	"flag"
 	"fmt"
+	"github.com/google/nftables/userdata"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/dockerfence/dockerfence/policy"
 	"github.com/google/go-cmp/cmp"
@@ -284,5 +286,48 @@ func TestCatchAllHostSelf(t *testing.T) {
 	}
 	if in := text("in_unknown"); !strings.Contains(in, `fib daddr . iif type local meta l4proto icmp counter goto in_unknown.h1 comment "host 1 deny"`) {
 		t.Errorf("in_unknown:\n%s", in)
+	}
+}
+
+// TestRuleUserDataFitsTheKernel checks that a rule's user data stays within
+// the kernel's 256 bytes however long its comment, list names and ID are,
+// keeping the tags whole and cutting the comment on a character boundary.
+func TestRuleUserDataFitsTheKernel(t *testing.T) {
+	long := strings.Repeat("l", 32)
+	src := "version: 1\nlists:\n  " + long + ": [10.0.0.0/8, 192.168.0.0/16]\nnetworks:\n  - match: {bridge: br-0123456789a}\n    egress:\n" +
+		strings.Repeat("      - allow: 10.9.9.9\n", 119) +
+		"      - deny: \"@" + long + "\"\n        ports: [1, 3]\n        comment: \"" + strings.Repeat("é", 50) + "\"\n"
+	pol, err := policy.Parse("p.yaml", []byte(src), policy.Options{ResolvConf: filepath.Join(t.TempDir(), "none")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl := Build(pol, []policy.Network{{Bridge: "br-0123456789a", Subnets: prefixes("172.20.0.0/16")}})
+	digests := tbl.setDigests()
+	checked := 0
+	for _, c := range tbl.Chains {
+		for _, r := range c.Rules {
+			ud := ruleUserData(r, digests)
+			if len(ud) > maxUserData {
+				t.Errorf("%s %q: %d bytes of user data, the kernel takes %d", c.Name, r.ID, len(ud), maxUserData)
+			}
+			if id, _ := userdata.GetString(ud, udataID); id != r.ID {
+				t.Errorf("%s: the ID tag %q was lost", c.Name, id)
+			}
+			if d, _ := userdata.GetString(ud, udataDigest); d != r.Digest() {
+				t.Errorf("%s %q: the digest tag was lost", c.Name, r.ID)
+			}
+			if cm, _ := userdata.GetString(ud, udataComment); !utf8.ValidString(cm) || !strings.HasPrefix(r.Comment, cm) {
+				t.Errorf("%s %q: comment %q is not a whole-character prefix of %q", c.Name, r.ID, cm, r.Comment)
+			}
+			if r.ID == "egress 120" {
+				checked++
+			}
+		}
+	}
+	if checked == 0 {
+		t.Fatal("the rule with the long comment was not built; the test proves nothing")
+	}
+	if got := truncateUTF8("aé", 2); got != "a" {
+		t.Errorf("truncateUTF8 split a character: %q", got)
 	}
 }

@@ -48,8 +48,13 @@ func (p *Policy) Evaluate(n Network, pr Probe) Decision {
 		d.Verdict = Allow
 		return d
 	}
-	if pr.Src.IsValid() && !Contains(n.Subnets, pr.Src) &&
-		!(pr.Hook == Host && (linkLocal4.Contains(pr.Src) || linkLocal6.Contains(pr.Src))) {
+	// Link-local sources are no spoofing towards the host, nor, for IPv6,
+	// between containers of the bridge (br_netfilter hands that traffic to
+	// the forward hook). The kernel never routes an IPv6 link-local source,
+	// so towards any other destination it cannot get out: judged as spoofed.
+	linkLocal := pr.Hook == Host && (linkLocal4.Contains(pr.Src) || linkLocal6.Contains(pr.Src)) ||
+		linkLocal6.Contains(pr.Src) && linkLocal6.Contains(pr.Dst)
+	if pr.Src.IsValid() && !Contains(n.Subnets, pr.Src) && !linkLocal {
 		d.Spoofed, d.Verdict = true, Deny
 		return d
 	}
