@@ -281,6 +281,10 @@ const (
 // ndTypes are the ICMPv6 neighbour discovery types that always pass in input.
 var ndTypes = []uint8{133, 134, 135, 136, 137}
 
+// ndNeighbourTypes are neighbour solicitation and advertisement, the ND
+// types that pass between containers.
+var ndNeighbourTypes = []uint8{135, 136}
+
 var (
 	linkLocal4 = netip.MustParsePrefix("169.254.0.0/16")
 	linkLocal6 = netip.MustParsePrefix("fe80::/10")
@@ -447,7 +451,13 @@ func (b *builder) networkChain(name string, sec *policy.Section, h policy.Hook, 
 	// The family is matched first, so that an IPv4 packet of protocol 58
 	// cannot pass as ICMPv6, and the hop limit, so that an ICMPv6 packet of
 	// an ND type cannot be routed past the deny rules.
-	c.Rules = append(c.Rules, &Rule{Matches: []Match{NFProto{V6: true}, ICMPv6Type{Types: ndTypes}, HopLimit{Value: 255}}, Counter: true, Verdict: Verdict{Kind: Accept}, ID: "nd", Comment: "IPv6 neighbour discovery"})
+	// Between containers only solicitations and adverts pass: router
+	// adverts and redirects from a container are no business of its peers.
+	nd := ndTypes
+	if h == policy.Egress {
+		nd = ndNeighbourTypes
+	}
+	c.Rules = append(c.Rules, &Rule{Matches: []Match{NFProto{V6: true}, ICMPv6Type{Types: nd}, HopLimit{Value: 255}}, Counter: true, Verdict: Verdict{Kind: Accept}, ID: "nd", Comment: "IPv6 neighbour discovery"})
 	spoof := b.denyChain(name, &Denial{Network: n, Section: sec, Hook: h, Reason: "spoof"})
 	spoofRule := func(m ...Match) {
 		c.Rules = append(c.Rules, &Rule{Matches: m, Counter: true, Verdict: Verdict{Kind: Goto, Target: spoof}, ID: "spoof", Comment: "source outside the network (anti-spoofing)"})

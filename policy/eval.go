@@ -50,10 +50,11 @@ func (p *Policy) Evaluate(n Network, pr Probe) Decision {
 	}
 	// Link-local sources are no spoofing towards the host, nor, for IPv6,
 	// between containers of the bridge (br_netfilter hands that traffic to
-	// the forward hook). The kernel never routes an IPv6 link-local source,
-	// so towards any other destination it cannot get out: judged as spoofed.
+	// the forward hook): to a link-local address or one in the network's
+	// subnets. The kernel never routes an IPv6 link-local source, so
+	// towards any other destination it cannot get out: judged as spoofed.
 	linkLocal := pr.Hook == Host && (linkLocal4.Contains(pr.Src) || linkLocal6.Contains(pr.Src)) ||
-		linkLocal6.Contains(pr.Src) && linkLocal6.Contains(pr.Dst)
+		linkLocal6.Contains(pr.Src) && (linkLocal6.Contains(pr.Dst) || Contains(n.Subnets, pr.Dst))
 	if pr.Src.IsValid() && !Contains(n.Subnets, pr.Src) && !linkLocal {
 		d.Spoofed, d.Verdict = true, Deny
 		return d

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -41,6 +42,12 @@ func openLock(runDir, role string) (*tableLock, error) {
 		return nil, fmt.Errorf("lock file %s: %w; run as root, or choose a writable directory with --socket", path, err)
 	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if errors.Is(err, fs.ErrPermission) {
+		// A lock file another user made (root, before the unit's own user
+		// took the directory over): flock works on a read-only descriptor
+		// too; only the holder's note cannot be written.
+		f, err = os.Open(path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("lock file %s: %w; run as root, or choose a writable directory with --socket", path, err)
 	}
