@@ -437,32 +437,7 @@ networks:
 // the Docker API on dockerSock.
 func (e *env) startDaemonBin(bin, dockerSock, pol string, more ...string) *daemonProc {
 	e.t.Helper()
-	p := &daemonProc{log: &syncBuffer{}, exited: make(chan struct{})}
-	args := append([]string{"--net=" + e.tp.Host.Path(), bin, "run", "--log-level", "debug", "--resolv-conf", e.resolvConf,
-		"--socket", e.socket(), "-c", pol, "--docker-host", "unix://" + dockerSock}, more...)
-	p.cmd = exec.Command("nsenter", args...)
-	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	if err := p.cmd.Start(); err != nil {
-		e.t.Fatal(err)
-	}
-	go func() { p.err = p.cmd.Wait(); close(p.exited) }()
-	e.t.Cleanup(func() {
-		select {
-		case <-p.exited:
-		default:
-			p.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-p.exited:
-			case <-time.After(5 * time.Second):
-				p.cmd.Process.Kill()
-				<-p.exited
-			}
-		}
-		if e.t.Failed() {
-			e.t.Logf("dockerfence run log:\n%s", p.log.String())
-		}
-	})
-	return p
+	return e.launchDaemon(bin, append([]string{"-c", pol, "--docker-host", "unix://" + dockerSock}, more...)...)
 }
 
 // writeAtomic replaces the file at path with content in one rename, so

@@ -101,13 +101,23 @@ func (e *env) startDaemon(d *dockerd.Daemon, pol string) *daemonProc {
 // startDaemonArgs is startDaemon with more arguments for dockerfence run.
 func (e *env) startDaemonArgs(d *dockerd.Daemon, pol string, more ...string) *daemonProc {
 	e.t.Helper()
-	p := &daemonProc{log: &syncBuffer{}, exited: make(chan struct{})}
-	args := append([]string{"--net=" + e.tp.Host.Path(), binary, "run", "--log-level", "debug", "--resolv-conf", e.resolvConf, "--socket", e.socket(), "-c", pol}, more...)
+	args := append([]string{"-c", pol}, more...)
 	if d != nil {
 		args = append(args, "--docker-host", "unix://"+d.Sock)
 	} else {
 		args = append(args, "--no-docker")
 	}
+	return e.launchDaemon(binary, args...)
+}
+
+// launchDaemon starts "bin run" in the Host namespace with the test's
+// resolv.conf and socket and the given arguments. Cleanup stops it with
+// SIGTERM (SIGKILL after 5s) if it still runs, and logs its output if the
+// test failed.
+func (e *env) launchDaemon(bin string, more ...string) *daemonProc {
+	e.t.Helper()
+	p := &daemonProc{log: &syncBuffer{}, exited: make(chan struct{})}
+	args := append([]string{"--net=" + e.tp.Host.Path(), bin, "run", "--log-level", "debug", "--resolv-conf", e.resolvConf, "--socket", e.socket()}, more...)
 	p.cmd = exec.Command("nsenter", args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
