@@ -20,6 +20,7 @@ import (
 
 	"github.com/dockerfence/dockerfence/bridge"
 	"github.com/dockerfence/dockerfence/docker"
+	"github.com/dockerfence/dockerfence/fence"
 	"github.com/dockerfence/dockerfence/nft"
 	"github.com/dockerfence/dockerfence/policy"
 )
@@ -113,7 +114,7 @@ type Result struct {
 	Source string
 	// Table is the table the sync built (applied, or not if Err is set);
 	// nil if it built none.
-	Table *nft.Table
+	Table *fence.Result
 	// Kept is set when the sync kept the kernel's table as it was without
 	// building one: Docker has not answered yet and the policy needs it.
 	Kept bool
@@ -332,14 +333,14 @@ func (d *daemon) sync(ctx context.Context, trigger, reason string) {
 		}
 	}
 	res.Source = source
-	t := nft.Build(d.pol, nets)
+	t := fence.Compile(d.pol, nets)
 	res.Table = t
 	if unlock, res.Err = d.lock(ctx, t.Name); res.Err != nil {
 		unlock = func() {}
 		d.failed(reason, res.Err)
 		return
 	}
-	res.Changed, res.Err = d.cfg.Kernel.Apply(t, d.verify...)
+	res.Changed, res.Err = d.cfg.Kernel.Apply(t.Table, d.verify...)
 	if res.Err != nil {
 		d.failed(reason, res.Err)
 		return

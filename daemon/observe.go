@@ -9,6 +9,7 @@ import (
 
 	"github.com/dockerfence/dockerfence/denylog"
 	"github.com/dockerfence/dockerfence/docker"
+	"github.com/dockerfence/dockerfence/fence"
 	"github.com/dockerfence/dockerfence/nft"
 	"github.com/dockerfence/dockerfence/policy"
 	"github.com/dockerfence/dockerfence/status"
@@ -37,7 +38,7 @@ type Observer struct {
 	// table is the table last applied (or found up to date): denials are
 	// attributed with it. desired is the table the last sync built, applied
 	// or not: status compares the kernel with it.
-	table, desired *nft.Table
+	table, desired *fence.Result
 	source         string
 	// kept is set while the daemon keeps the kernel's table without
 	// knowing what it fences (Docker has not answered yet).
@@ -152,7 +153,7 @@ func (o *Observer) OnDocker(u docker.Update) {
 
 // Table returns the table the daemon last applied (or found up to date),
 // nil before the first successful sync.
-func (o *Observer) Table() *nft.Table {
+func (o *Observer) Table() *fence.Result {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.table

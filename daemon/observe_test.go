@@ -18,6 +18,7 @@ import (
 
 	"github.com/dockerfence/dockerfence/denylog"
 	"github.com/dockerfence/dockerfence/docker"
+	"github.com/dockerfence/dockerfence/fence"
 	"github.com/dockerfence/dockerfence/nft"
 	"github.com/dockerfence/dockerfence/policy"
 	"github.com/dockerfence/dockerfence/status"
@@ -35,7 +36,7 @@ networks:
 
 // countingKernel reads back the table last given with counters set.
 type countingKernel struct {
-	t       *nft.Table
+	t       *fence.Result
 	packets uint64
 	err     error
 }
@@ -65,7 +66,7 @@ func observedSync(t *testing.T) (Result, *countingKernel) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tbl := nft.Build(pol, []policy.Network{{Name: "app", Bridge: "br-app", Subnets: []netip.Prefix{netip.MustParsePrefix("10.10.0.0/24")}}})
+	tbl := fence.Compile(pol, []policy.Network{{Name: "app", Bridge: "br-app", Subnets: []netip.Prefix{netip.MustParsePrefix("10.10.0.0/24")}}})
 	return Result{Time: time.Now(), Trigger: TriggerStart, Reason: "start", Policy: pol, Table: tbl, Changed: true, Source: status.SourceDocker, Took: 3 * time.Millisecond},
 		&countingKernel{t: tbl, packets: 4}
 }
@@ -300,7 +301,7 @@ func TestObserverKeptAndFailed(t *testing.T) {
 		t.Errorf("events of an unnamed network: %v", got)
 	}
 	// The policy now wants a second network, and the kernel refuses.
-	bigger := nft.Build(res.Policy, []policy.Network{
+	bigger := fence.Compile(res.Policy, []policy.Network{
 		{Name: "app", Bridge: "br-app", Subnets: []netip.Prefix{netip.MustParsePrefix("10.10.0.0/24")}},
 		{Name: "app", Bridge: "br-app2", Subnets: []netip.Prefix{netip.MustParsePrefix("10.11.0.0/24")}},
 	})
@@ -319,7 +320,7 @@ func TestObserverKeptAndFailed(t *testing.T) {
 	}
 	// The network leaves: its denial series go with it.
 	gone := res
-	gone.Table = nft.Build(res.Policy, nil)
+	gone.Table = fence.Compile(res.Policy, nil)
 	o.OnSync(gone)
 	body := scrape(t, m)
 	if strings.Contains(body, `dockerfence_denial_events_total{network="app"`) {

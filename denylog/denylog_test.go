@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/dockerfence/dockerfence/docker"
+	"github.com/dockerfence/dockerfence/fence"
 	"github.com/dockerfence/dockerfence/nflog"
-	"github.com/dockerfence/dockerfence/nft"
 	"github.com/dockerfence/dockerfence/policy"
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
@@ -33,7 +33,7 @@ networks:
     egress_default: deny
 `
 
-func table(t *testing.T, mode string) *nft.Table {
+func table(t *testing.T, mode string) *fence.Result {
 	t.Helper()
 	src := []byte(testPolicy)
 	src = append(append(append([]byte{}, src[:len("version: 1\nsettings: {mode: ")]...), mode...), src[len("version: 1\nsettings: {mode: MODE"):]...)
@@ -41,7 +41,7 @@ func table(t *testing.T, mode string) *nft.Table {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return nft.Build(pol, []policy.Network{{ID: "4e5f", Name: "app_default", Bridge: "br-app", Subnets: []netip.Prefix{netip.MustParsePrefix("172.20.0.0/16"), netip.MustParsePrefix("fd00:20::/64")}}})
+	return fence.Compile(pol, []policy.Network{{ID: "4e5f", Name: "app_default", Bridge: "br-app", Subnets: []netip.Prefix{netip.MustParsePrefix("172.20.0.0/16"), netip.MustParsePrefix("fd00:20::/64")}}})
 }
 
 // tcp4 is an IPv4 TCP SYN header pair.
@@ -88,7 +88,7 @@ func TestAttribute(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name  string
-		t     *nft.Table
+		t     *fence.Result
 		pkt   nflog.Packet
 		want  Event
 		line  string
@@ -252,7 +252,7 @@ func TestReaderRun(t *testing.T) {
 	}
 	got := make(chan Event, 4)
 	overruns := 0
-	r := &Reader{Table: func() *nft.Table { return tbl }, Publish: func(e Event) { got <- e }, Overrun: func() { overruns++ }}
+	r := &Reader{Table: func() *fence.Result { return tbl }, Publish: func(e Event) { got <- e }, Overrun: func() { overruns++ }}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- r.Run(ctx, src) }()

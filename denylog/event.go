@@ -9,8 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dockerfence/dockerfence/fence"
+	"github.com/dockerfence/dockerfence/ipproto"
 	"github.com/dockerfence/dockerfence/nflog"
-	"github.com/dockerfence/dockerfence/nft"
 	"github.com/dockerfence/dockerfence/policy"
 )
 
@@ -102,12 +103,12 @@ type Resolver interface {
 // not build, or the table changed since), an event is still made from the
 // prefix alone: the deny chain's name stands in for the rule and the
 // interface for the network.
-func Attribute(p nflog.Packet, t *nft.Table, res Resolver, ifname func(uint32) string) (Event, bool) {
-	chain, audit, ok := nft.ParseLogPrefix(p.Prefix)
+func Attribute(p nflog.Packet, t *fence.Result, res Resolver, ifname func(uint32) string) (Event, bool) {
+	chain, audit, ok := fence.ParseLogPrefix(p.Prefix)
 	if !ok {
 		return Event{}, false
 	}
-	var d *nft.Denial
+	var d *fence.Denial
 	if t != nil {
 		d = t.Denial(p.Prefix)
 	}
@@ -117,7 +118,7 @@ func Attribute(p nflog.Packet, t *nft.Table, res Resolver, ifname func(uint32) s
 	}
 	if d == nil {
 		e.Rule, e.Comment = chain, "deny chain "+chain+" (rule not known: the table was not built by this process)"
-		d = &nft.Denial{}
+		d = &fence.Denial{}
 	} else {
 		e.Hook, e.Rule, e.Comment = d.Hook.String(), d.RuleID(), d.Comment()
 	}
@@ -143,27 +144,10 @@ func Attribute(p nflog.Packet, t *nft.Table, res Resolver, ifname func(uint32) s
 		e.Dst = f.Dst.String()
 	}
 	e.Proto = protoName(f.Proto)
-	switch f.Proto {
-	case 6, 17, 132, 136:
+	if ipproto.HasPorts(f.Proto) {
 		e.Port = f.DstPort
 	}
 	return e, true
 }
 
-func protoName(p uint8) string {
-	switch p {
-	case 1:
-		return "icmp"
-	case 6:
-		return "tcp"
-	case 17:
-		return "udp"
-	case 58:
-		return "icmpv6"
-	case 132:
-		return "sctp"
-	case 136:
-		return "udplite"
-	}
-	return fmt.Sprint(p)
-}
+func protoName(p uint8) string { return ipproto.Name(p) }

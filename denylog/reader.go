@@ -5,8 +5,8 @@ import (
 	"errors"
 	"net"
 
+	"github.com/dockerfence/dockerfence/fence"
 	"github.com/dockerfence/dockerfence/nflog"
-	"github.com/dockerfence/dockerfence/nft"
 )
 
 // Source is where logged packets come from: an *nflog.Conn.
@@ -18,7 +18,7 @@ type Source interface {
 // Reader reads a Source and publishes the attributed events.
 type Reader struct {
 	// Table returns the table in force, to attribute packets with.
-	Table func() *nft.Table
+	Table func() *fence.Result
 	// Resolver names containers; nil leaves names empty.
 	Resolver Resolver
 	// Publish receives every attributed event.

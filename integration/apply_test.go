@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dockerfence/dockerfence/fence"
 	"github.com/dockerfence/dockerfence/integration/topo"
 	"github.com/dockerfence/dockerfence/nft"
 	"github.com/dockerfence/dockerfence/policy"
@@ -183,10 +184,10 @@ func TestKernelRefusalLeavesOldTable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tbl := nft.Build(p, []policy.Network{{Name: "x", Bridge: topo.BridgeName, Subnets: []netip.Prefix{netip.MustParsePrefix("172.20.0.0/16")}}})
+	tbl := fence.Compile(p, []policy.Network{{Name: "x", Bridge: topo.BridgeName, Subnets: []netip.Prefix{netip.MustParsePrefix("172.20.0.0/16")}}})
 	c := tbl.Chain("fwd_br-test")
 	c.Rules[len(c.Rules)-1].Verdict = nft.Verdict{Kind: nft.Goto, Target: "no-such-chain"}
-	_, err = nft.Kernel{NetNS: int(e.tp.Host.Handle())}.Apply(tbl)
+	_, err = nft.Kernel{NetNS: int(e.tp.Host.Handle())}.Apply(tbl.Table)
 	if err == nil || !strings.Contains(err.Error(), "previous table is unchanged") {
 		t.Fatalf("apply of a broken table: %v", err)
 	}

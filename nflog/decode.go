@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 
+	"github.com/dockerfence/dockerfence/ipproto"
 	"golang.org/x/sys/unix"
 )
 
@@ -35,17 +36,17 @@ var ErrTruncated = errors.New("nflog: packet truncated")
 // IANA protocol numbers that Decode understands.
 const (
 	protoHopByHop = 0
-	protoICMP     = 1
-	protoTCP      = 6
-	protoUDP      = 17
+	protoICMP     = ipproto.ICMP
+	protoTCP      = ipproto.TCP
+	protoUDP      = ipproto.UDP
 	protoRouting  = 43
 	protoFragment = 44
 	protoAH       = 51
-	protoICMPv6   = 58
+	protoICMPv6   = ipproto.ICMPv6
 	protoDstOpts  = 60
 	protoMobility = 135
-	protoSCTP     = 132
-	protoUDPLite  = 136
+	protoSCTP     = ipproto.SCTP
+	protoUDPLite  = ipproto.UDPLite
 	protoHIP      = 139
 	protoShim6    = 140
 )
@@ -203,19 +204,8 @@ func transport(f *Flow, b []byte, off int, v6 bool) error {
 
 // protoName names the transport protocols whose headers Decode reads.
 func protoName(p uint8) string {
-	switch p {
-	case protoTCP:
-		return "TCP"
-	case protoUDP:
-		return "UDP"
-	case protoSCTP:
-		return "SCTP"
-	case protoUDPLite:
-		return "UDP-Lite"
-	case protoICMP:
-		return "ICMP"
-	case protoICMPv6:
-		return "ICMPv6"
+	if r, ok := ipproto.ByNum(p); ok {
+		return r.Title
 	}
 	return fmt.Sprintf("protocol %d", p)
 }

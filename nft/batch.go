@@ -8,6 +8,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/dockerfence/dockerfence/ipproto"
+
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
@@ -105,17 +107,20 @@ func kernelSet(tbl *nftables.Table, s *Set) (*nftables.Set, []nftables.SetElemen
 
 // setHeader returns the google/nftables set without building its elements.
 func setHeader(tbl *nftables.Table, s *Set) *nftables.Set {
-	ns := &nftables.Set{Table: tbl, Name: s.Name, Comment: setComment}
-	switch s.Kind {
-	case SetIPv4:
-		ns.Interval, ns.KeyType = true, nftables.TypeIPAddr
-	case SetIPv6:
-		ns.Interval, ns.KeyType = true, nftables.TypeIP6Addr
-	case SetService:
-		ns.Interval, ns.KeyType = true, nftables.TypeInetService
-	case SetIfVMap:
+	ns := &nftables.Set{Table: tbl, Name: s.Name, Comment: setComment, Interval: s.Interval(), HasTimeout: s.Timeout}
+	switch s.Key {
+	case KeyIPv4:
+		ns.KeyType = nftables.TypeIPAddr
+	case KeyIPv6:
+		ns.KeyType = nftables.TypeIP6Addr
+	case KeyService:
+		ns.KeyType = nftables.TypeInetService
+	case KeyIfName:
 		// nft treats interface names as host-endian strings; without this hint it lists the keys as "".
-		ns.IsMap, ns.KeyType, ns.DataType, ns.KeyByteOrder = true, nftables.TypeIFName, nftables.TypeVerdict, binaryutil.NativeEndian
+		ns.KeyType, ns.KeyByteOrder = nftables.TypeIFName, binaryutil.NativeEndian
+	}
+	if s.Map {
+		ns.IsMap, ns.DataType = true, nftables.TypeVerdict
 	}
 	return ns
 }
@@ -123,23 +128,23 @@ func setHeader(tbl *nftables.Table, s *Set) *nftables.Set {
 // setElements returns the set's elements as the kernel stores them.
 func setElements(s *Set) []nftables.SetElement {
 	var elems []nftables.SetElement
-	switch s.Kind {
-	case SetIPv4, SetIPv6:
+	switch {
+	case s.Map:
+		elems = vmapElements(s.VMap)
+	case s.Key == KeyIPv4, s.Key == KeyIPv6:
 		for _, r := range s.Ranges {
 			elems = append(elems, nftables.SetElement{Key: r.From.AsSlice()})
 			if next := r.To.Next(); next.IsValid() {
 				elems = append(elems, nftables.SetElement{Key: next.AsSlice(), IntervalEnd: true})
 			}
 		}
-	case SetService:
+	case s.Key == KeyService:
 		for _, p := range s.Ports {
 			elems = append(elems, nftables.SetElement{Key: binaryutil.BigEndian.PutUint16(p.First)})
 			if p.Last < 65535 {
 				elems = append(elems, nftables.SetElement{Key: binaryutil.BigEndian.PutUint16(p.Last + 1), IntervalEnd: true})
 			}
 		}
-	case SetIfVMap:
-		elems = vmapElements(s.VMap)
 	}
 	return elems
 }
@@ -160,11 +165,12 @@ func setDigest(s *Set) string {
 	return fmt.Sprintf("%d:%s", len(elems), hex.EncodeToString(h.Sum(nil)[:8]))
 }
 
-// setDigests returns the digest of every plain set of t, by name.
+// setDigests returns the digest of every plain set of t that the model
+// owns, by name.
 func (t *Table) setDigests() map[string]string {
 	out := make(map[string]string, len(t.Sets))
 	for _, s := range t.Sets {
-		if s.Kind != SetIfVMap {
+		if !s.Map && s.Owner == OwnedByModel {
 			out[s.Name] = setDigest(s)
 		}
 	}
@@ -271,12 +277,16 @@ func ruleExprs(c *nftables.Conn, tbl *nftables.Table, sets map[string]*nftables.
 			default:
 				out = append(out, &expr.Range{Op: expr.CmpOpEq, Register: 1, FromData: binaryutil.BigEndian.PutUint16(m.Range.First), ToData: binaryutil.BigEndian.PutUint16(m.Range.Last)})
 			}
-		case IIfName:
+		case IfName:
 			data := ifname(m.Name)
 			if m.Prefix {
 				data = []byte(m.Name)
 			}
-			out = append(out, &expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1}, cmpEq(data))
+			key := expr.MetaKeyIIFNAME
+			if m.Out {
+				key = expr.MetaKeyOIFNAME
+			}
+			out = append(out, &expr.Meta{Key: key, Register: 1}, cmpEq(data))
 		case Fib:
 			if m.Local {
 				out = append(out, &expr.Fib{Register: 1, FlagDADDR: true, FlagIIF: true, ResultADDRTYPE: true},
@@ -290,7 +300,7 @@ func ruleExprs(c *nftables.Conn, tbl *nftables.Table, sets map[string]*nftables.
 			out = append(out, &expr.Fib{Register: 1, FlagSADDR: m.Src, FlagDADDR: !m.Src, FlagIIF: true, ResultOIF: true},
 				&expr.Cmp{Op: op, Register: 1, Data: make([]byte, 4)})
 		case ICMPv6Type:
-			out = append(out, &expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1}, cmpEq([]byte{protoICMPv6}),
+			out = append(out, &expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1}, cmpEq([]byte{ipproto.ICMPv6}),
 				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1})
 			lo, hi, ok := contiguous(m.Types)
 			if !ok {
@@ -319,21 +329,46 @@ func ruleExprs(c *nftables.Conn, tbl *nftables.Table, sets map[string]*nftables.
 		out = append(out, &expr.Verdict{Kind: expr.VerdictAccept})
 	case Drop:
 		out = append(out, &expr.Verdict{Kind: expr.VerdictDrop})
+	case Jump:
+		out = append(out, &expr.Verdict{Kind: expr.VerdictJump, Chain: r.Verdict.Target})
 	case Goto:
 		out = append(out, &expr.Verdict{Kind: expr.VerdictGoto, Chain: r.Verdict.Target})
+	case Return:
+		out = append(out, &expr.Verdict{Kind: expr.VerdictReturn})
 	case VMap:
 		s, ok := sets[r.Verdict.Target]
 		if !ok {
 			return nil, fmt.Errorf("no map %q", r.Verdict.Target)
 		}
-		out = append(out, &expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
-			&expr.Lookup{SourceRegister: 1, DestRegister: 0, IsDestRegSet: true, SetName: s.Name, SetID: s.ID})
+		out = append(out, selectorExprs(r.Verdict.Key)...)
+		out = append(out, &expr.Lookup{SourceRegister: 1, DestRegister: 0, IsDestRegSet: true, SetName: s.Name, SetID: s.ID})
 	case RejectTCPReset:
 		out = append(out, &expr.Reject{Type: unix.NFT_REJECT_TCP_RST})
 	case RejectAdminProhibited:
 		out = append(out, &expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH, Code: unix.NFT_REJECT_ICMPX_ADMIN_PROHIBITED})
 	}
 	return out, nil
+}
+
+// selectorExprs loads the field a verdict map is keyed by into register 1.
+func selectorExprs(sel Selector) []expr.Any {
+	switch sel {
+	case SelOIfName:
+		return []expr.Any{&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1}}
+	case SelSAddr4, SelDAddr4:
+		off := uint32(16)
+		if sel == SelSAddr4 {
+			off = 12
+		}
+		return []expr.Any{&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: 4}}
+	case SelSAddr6, SelDAddr6:
+		off := uint32(24)
+		if sel == SelSAddr6 {
+			off = 8
+		}
+		return []expr.Any{&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: 16}}
+	}
+	return []expr.Any{&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1}}
 }
 
 func contiguous(ts []uint8) (lo, hi uint8, ok bool) {

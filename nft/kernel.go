@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sort"
 	"strings"
 
@@ -358,24 +359,45 @@ func (k Kernel) Read(name string) (*State, error) {
 			return nil, fmt.Errorf("read map %s of inet %s: %w", s.Name, name, explain(err))
 		}
 		for _, e := range elems {
-			s.VMap = append(s.VMap, VMapElem{Key: strings.TrimRight(string(e.Key), "\x00"), Chain: gotoChain(e)})
+			ve := VMapElem{}
+			ve.Chain, ve.Jump = verdictChain(e)
+			switch s.KeyType {
+			case nftables.TypeIPAddr.GetNFTMagic(), nftables.TypeIP6Addr.GetNFTMagic():
+				ve.Addr, _ = netip.AddrFromSlice(e.Key)
+			default:
+				ve.Key = strings.TrimRight(string(e.Key), "\x00")
+			}
+			s.VMap = append(s.VMap, ve)
 		}
-		sort.Slice(s.VMap, func(i, j int) bool { return s.VMap[i].Key < s.VMap[j].Key })
+		sortVMap(s.VMap)
 	}
 	sort.Slice(st.Chains, func(i, j int) bool { return st.Chains[i].Name < st.Chains[j].Name })
 	sort.Slice(st.Sets, func(i, j int) bool { return st.Sets[i].Name < st.Sets[j].Name })
 	return st, nil
 }
 
-// gotoChain returns the chain a dumped verdict-map element goes to, or ""
-// if its verdict is not a goto. Dumps carry the verdict as nested
-// NFTA_VERDICT_CODE and NFTA_VERDICT_CHAIN attributes.
-func gotoChain(e nftables.SetElement) string {
-	if e.VerdictData != nil {
-		if e.VerdictData.Kind == expr.VerdictGoto {
-			return e.VerdictData.Chain
+// sortVMap sorts map elements by key, as the model holds them.
+func sortVMap(es []VMapElem) {
+	sort.Slice(es, func(i, j int) bool {
+		if es[i].Key != es[j].Key {
+			return es[i].Key < es[j].Key
 		}
-		return ""
+		return es[i].Addr.Less(es[j].Addr)
+	})
+}
+
+// verdictChain returns the chain a dumped verdict-map element goes or jumps
+// to, and whether it jumps; "" if its verdict is neither. Dumps carry the
+// verdict as nested NFTA_VERDICT_CODE and NFTA_VERDICT_CHAIN attributes.
+func verdictChain(e nftables.SetElement) (string, bool) {
+	if e.VerdictData != nil {
+		switch e.VerdictData.Kind {
+		case expr.VerdictGoto:
+			return e.VerdictData.Chain, false
+		case expr.VerdictJump:
+			return e.VerdictData.Chain, true
+		}
+		return "", false
 	}
 	var code int32
 	var chain string
@@ -390,10 +412,13 @@ func gotoChain(e nftables.SetElement) string {
 			}
 		}
 	}
-	if code != unix.NFT_GOTO {
-		return ""
+	switch code {
+	case unix.NFT_GOTO:
+		return chain, false
+	case unix.NFT_JUMP:
+		return chain, true
 	}
-	return chain
+	return "", false
 }
 
 // Diff lists what applying t would change in the kernel state st (nil for no
@@ -414,7 +439,7 @@ func Diff(t *Table, st *State) []string {
 			continue
 		}
 		delete(have, c.Name)
-		if c.Hook != kc.Hook || (c.Hook != "" && kc.Priority != t.Priority) {
+		if c.Hook.String() != kc.Hook || (c.Hook != HookNone && kc.Priority != t.Priority) {
 			out = append(out, fmt.Sprintf("~ chain %s: hook %s priority %d, want hook %s priority %d", c.Name, kc.Hook, kc.Priority, c.Hook, t.Priority))
 		}
 		out = append(out, diffRules(c, kc)...)
@@ -437,7 +462,7 @@ func Diff(t *Table, st *State) []string {
 			continue
 		case !ks.compatible(s):
 			out = append(out, fmt.Sprintf("~ set %s: type or flags differ", s.Name))
-		case s.Kind == SetIfVMap:
+		case s.Map:
 			del, add := vmapDiff(ks.VMap, s.VMap)
 			for _, e := range del {
 				out = append(out, fmt.Sprintf("- map %s: %s", s.Name, vmapElemText(e)))

@@ -84,7 +84,7 @@ func (t *Table) needDump(have *State, digests map[string]string, verify ...strin
 	var out []string
 	for _, ks := range have.Sets {
 		s := t.Set(ks.Name)
-		if s != nil && s.Kind != SetIfVMap && ks.compatible(s) && (ks.Digest != digests[s.Name] || slices.Contains(verify, s.Name)) {
+		if s != nil && !s.Map && s.Owner == OwnedByModel && ks.compatible(s) && (ks.Digest != digests[s.Name] || slices.Contains(verify, s.Name)) {
 			out = append(out, s.Name)
 		}
 	}
@@ -106,18 +106,18 @@ func (t *Table) changes(have *State, digests map[string]string) *changes {
 		ks, ok := haveSets[s.Name]
 		delete(haveSets, s.Name)
 		switch {
-		case !ok && s.Kind == SetIfVMap:
+		case !ok && s.Map:
 			// A missing map cannot be staged: its elements go to chains
 			// that may not exist before the main transaction. Nothing
 			// looks it up while it is missing, so nothing is lost.
 			out.AddSets = append(out.AddSets, s)
 		case !ok:
 			out.Stage = append(out.Stage, s)
-		case !ks.compatible(s) || (s.Kind != SetIfVMap && ks.Digest != digests[s.Name] && !ks.Dumped):
+		case !ks.compatible(s) || (!s.Map && s.Owner == OwnedByModel && ks.Digest != digests[s.Name] && !ks.Dumped):
 			out.DelSets = append(out.DelSets, s.Name)
 			out.AddSets = append(out.AddSets, s)
 			replaced[s.Name] = true
-		case s.Kind == SetIfVMap:
+		case s.Map:
 			del, add := vmapDiff(ks.VMap, s.VMap)
 			if len(del) > 0 {
 				out.DelMapElems = append(out.DelMapElems, mapElems{s.Name, del})
@@ -176,6 +176,9 @@ func (ks *SetState) compatible(s *Set) bool {
 	if ns.Interval {
 		flags |= unix.NFT_SET_INTERVAL
 	}
+	if ns.HasTimeout {
+		flags |= unix.NFT_SET_TIMEOUT
+	}
 	if ns.IsMap {
 		flags |= unix.NFT_SET_MAP
 		data = ns.DataType.GetNFTMagic()
@@ -219,19 +222,20 @@ func elemDiff(have, want []nftables.SetElement) (del, add []nftables.SetElement)
 // vmapDiff returns the elements of have to delete and those of want to add.
 // An element whose chain changes is deleted and added again.
 func vmapDiff(have, want []VMapElem) (del, add []VMapElem) {
-	w := map[string]string{}
+	key := func(e VMapElem) string { return e.Key + "|" + e.Addr.String() }
+	w := map[string]VMapElem{}
 	for _, e := range want {
-		w[e.Key] = e.Chain
+		w[key(e)] = e
 	}
-	h := map[string]string{}
+	h := map[string]VMapElem{}
 	for _, e := range have {
-		h[e.Key] = e.Chain
-		if c, ok := w[e.Key]; !ok || c != e.Chain {
+		h[key(e)] = e
+		if c, ok := w[key(e)]; !ok || c != e {
 			del = append(del, e)
 		}
 	}
 	for _, e := range want {
-		if c, ok := h[e.Key]; !ok || c != e.Chain {
+		if c, ok := h[key(e)]; !ok || c != e {
 			add = append(add, e)
 		}
 	}
@@ -295,8 +299,8 @@ func (r *Rule) sets() []string {
 func (t *Table) baseChainsMatch(have *State) bool {
 	want := map[string]string{}
 	for _, c := range t.Chains {
-		if c.Hook != "" {
-			want[c.Name] = c.Hook
+		if c.Hook != HookNone {
+			want[c.Name] = c.Hook.String()
 		}
 	}
 	n := 0
@@ -410,9 +414,9 @@ func (b *batch) enqueue(ch *changes, replace bool) error {
 	}
 	for _, ch := range ch.AddChains {
 		nc := b.chain(ch.Name)
-		if ch.Hook != "" {
+		if ch.Hook != HookNone {
 			hook := nftables.ChainHookForward
-			if ch.Hook == "input" {
+			if ch.Hook == HookInput {
 				hook = nftables.ChainHookInput
 			}
 			accept := nftables.ChainPolicyAccept
@@ -449,15 +453,30 @@ func (b *batch) enqueue(ch *changes, replace bool) error {
 func vmapElements(in []VMapElem) []nftables.SetElement {
 	out := make([]nftables.SetElement, len(in))
 	for i, e := range in {
-		out[i] = nftables.SetElement{Key: ifname(e.Key), VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: e.Chain}}
+		key := ifname(e.Key)
+		if e.Addr.IsValid() {
+			key = e.Addr.AsSlice()
+		}
+		kind := expr.VerdictGoto
+		if e.Jump {
+			kind = expr.VerdictJump
+		}
+		out[i] = nftables.SetElement{Key: key, VerdictData: &expr.Verdict{Kind: kind, Chain: e.Chain}}
 	}
 	return out
 }
 
 // vmapElemText renders a map element in nft syntax.
 func vmapElemText(e VMapElem) string {
-	if e.Chain == "" {
-		return fmt.Sprintf("%q : (not a goto)", e.Key)
+	key := fmt.Sprintf("%q", e.Key)
+	if e.Addr.IsValid() {
+		key = e.Addr.String()
 	}
-	return fmt.Sprintf("%q : goto %s", e.Key, e.Chain)
+	switch {
+	case e.Chain == "":
+		return key + " : (not a goto)"
+	case e.Jump:
+		return key + " : jump " + e.Chain
+	}
+	return key + " : goto " + e.Chain
 }

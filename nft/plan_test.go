@@ -1,10 +1,12 @@
-package nft
+package nft_test
 
 import (
 	"net/netip"
 	"slices"
 	"strings"
 	"testing"
+
+	. "github.com/dockerfence/dockerfence/nft"
 
 	"github.com/dockerfence/dockerfence/policy"
 	"github.com/google/go-cmp/cmp"
@@ -18,7 +20,7 @@ type planSummary struct {
 	DelElems, AddElems                                         []string // "set: element"
 }
 
-func summarize(c *changes) planSummary {
+func summarize(c *Changes) planSummary {
 	var s planSummary
 	names := func(dst *[]string, chains []*Chain) {
 		for _, ch := range chains {
@@ -30,17 +32,17 @@ func summarize(c *changes) planSummary {
 			*dst = append(*dst, st.Name)
 		}
 	}
-	elems := func(dst *[]string, es []setElems) {
+	elems := func(dst *[]string, es []SetElems) {
 		for _, m := range es {
 			for _, e := range m.Elems {
 				*dst = append(*dst, m.Set+": "+elemText(e))
 			}
 		}
 	}
-	maps := func(dst *[]string, ms []mapElems) {
+	maps := func(dst *[]string, ms []MapElems) {
 		for _, m := range ms {
 			for _, e := range m.Elems {
-				*dst = append(*dst, m.Set+": "+vmapElemText(e))
+				*dst = append(*dst, m.Set+": "+VMapElemText(e))
 			}
 		}
 	}
@@ -75,7 +77,7 @@ func TestChanges(t *testing.T) {
 	other := policy.Network{Name: "other", Bridge: "br-other", Subnets: prefixes("172.31.0.0/16")}
 	tighter := loadPolicy(t, "")
 	tighter.Sections[0].EgressDefault = policy.Deny
-	app4 := netSetName("fwd_br-0123456789ab") + "_4"
+	app4 := "net_br-0123456789ab_4"
 	appChains := []string{"fwd_br-0123456789ab", "in_br-0123456789ab"}
 	otherChains := []string{"fwd_br-other", "fwd_br-other.spoof", "fwd_br-other.e3", "fwd_br-other.e4", "in_br-other", "in_br-other.spoof"}
 
@@ -169,7 +171,7 @@ func TestChanges(t *testing.T) {
 		},
 	}, {
 		// A map that is not ours (no comment) is replaced whole, and the
-		// base chains that look it up are refilled.
+		// chains that look it up are refilled.
 		name: "foreign map",
 		from: Build(def, testNetworks),
 		to:   Build(def, testNetworks),
@@ -181,10 +183,10 @@ func TestChanges(t *testing.T) {
 			}
 		},
 		want: planSummary{
-			Flush:   []string{"forward"},
+			Flush:   []string{"fwd.network"},
 			DelSets: []string{"fwd_if"},
 			AddSets: []string{"fwd_if"},
-			Fill:    []string{"forward"},
+			Fill:    []string{"fwd.network"},
 		},
 	}, {
 		// The map is gone (deleted by hand) while a network is new: the
@@ -197,17 +199,17 @@ func TestChanges(t *testing.T) {
 			// The kernel deletes a map only once no rule looks it up.
 			st.Sets = slices.DeleteFunc(st.Sets, func(s SetState) bool { return s.Name == "fwd_if" })
 			for i := range st.Chains {
-				if st.Chains[i].Name == "forward" {
+				if st.Chains[i].Name == "fwd.network" {
 					st.Chains[i].Rules = nil
 				}
 			}
 		},
 		want: planSummary{
-			Flush:     []string{"forward"},
+			Flush:     []string{"fwd.network"},
 			AddChains: otherChains,
 			AddSets:   []string{"fwd_if"},
 			AddElems:  []string{`in_if: "br-other" : goto in_br-other`},
-			Fill:      append([]string{"forward"}, otherChains...),
+			Fill:      append([]string{"fwd.network"}, otherChains...),
 		},
 	}, {
 		// Another process added an element to a set; the rules' digests
@@ -218,7 +220,7 @@ func TestChanges(t *testing.T) {
 		edit: func(st *State) {
 			for i := range st.Sets {
 				if st.Sets[i].Name == app4 {
-					_, st.Sets[i].Elems = kernelSet(nil, Build(def, []policy.Network{testNetworks[0], two}).Set(app4))
+					_, st.Sets[i].Elems = KernelSet(nil, Build(def, []policy.Network{testNetworks[0], two}).Set(app4))
 					st.Sets[i].Elems = append(st.Sets[i].Elems, nftables.SetElement{Key: []byte{0, 0, 0, 0}})
 					st.Sets[i].Dumped = true
 				}
@@ -233,7 +235,7 @@ func TestChanges(t *testing.T) {
 		edit: func(st *State) {
 			for i := range st.Sets {
 				if st.Sets[i].Name == "fwd_if" {
-					st.Sets[i].VMap = append(st.Sets[i].VMap, VMapElem{"eth0", "fwd_docker0"})
+					st.Sets[i].VMap = append(st.Sets[i].VMap, VMapElem{Key: "eth0", Chain: "fwd_docker0"})
 				}
 			}
 			for i := range st.Chains {
@@ -254,18 +256,18 @@ func TestChanges(t *testing.T) {
 			if tt.edit != nil {
 				tt.edit(st)
 			}
-			if !tt.to.baseChainsMatch(st) {
+			if !BaseChainsMatch(tt.to, st) {
 				t.Fatal("base chains do not match")
 			}
 			if !tt.noDump {
-				dump(st, tt.from, tt.to.needDump(st, tt.to.setDigests()))
+				dump(st, tt.from, NeedDump(tt.to, st, SetDigests(tt.to)))
 			}
-			c := tt.to.changes(st, tt.to.setDigests())
-			if c.empty() != tt.wantEmpty {
-				t.Fatalf("empty() = %v, want %v: %+v", c.empty(), tt.wantEmpty, summarize(c))
+			c := PlanChanges(tt.to, st, SetDigests(tt.to))
+			if c.Empty() != tt.wantEmpty {
+				t.Fatalf("empty() = %v, want %v: %+v", c.Empty(), tt.wantEmpty, summarize(c))
 			}
 			if got := Diff(tt.to, st); (len(got) == 0) != tt.wantEmpty {
-				t.Errorf("Diff = %q, but changes.empty() = %v", got, c.empty())
+				t.Errorf("Diff = %q, but changes.Empty() = %v", got, c.Empty())
 			}
 			if tt.wantEmpty {
 				return
@@ -281,7 +283,7 @@ func TestChanges(t *testing.T) {
 				}
 			}
 			for _, ch := range c.AddChains {
-				if ch.Hook != "" {
+				if ch.Hook != HookNone {
 					t.Errorf("base chain %s re-created", ch.Name)
 				}
 			}
@@ -291,17 +293,17 @@ func TestChanges(t *testing.T) {
 
 func TestElemDiff(t *testing.T) {
 	set := func(ss ...string) *Set {
-		var rs []policy.Range
+		var rs []Range
 		for _, s := range ss {
 			p := netip.MustParsePrefix(s)
-			rs = append(rs, policy.Range{From: p.Addr(), To: policy.LastAddr(p)})
+			rs = append(rs, Range{From: p.Addr(), To: LastAddr(p)})
 		}
-		return &Set{Name: "s", Kind: SetIPv4, Ranges: rs}
+		return &Set{Name: "s", Key: KeyIPv4, Ranges: rs}
 	}
-	_, have := kernelSet(nil, set("10.0.0.0/8", "192.168.0.0/17"))
+	_, have := KernelSet(nil, set("10.0.0.0/8", "192.168.0.0/17"))
 	// The second range grows: its start stays, its end moves; 0.0.0.0/1 is new.
-	_, want := kernelSet(nil, set("0.0.0.0/1", "192.168.0.0/16"))
-	del, add := elemDiff(have, want)
+	_, want := KernelSet(nil, set("0.0.0.0/1", "192.168.0.0/16"))
+	del, add := ElemDiff(have, want)
 	var got []string
 	for _, e := range del {
 		got = append(got, "-"+elemText(e))
@@ -318,16 +320,16 @@ func TestElemDiff(t *testing.T) {
 func TestBaseChainsMatch(t *testing.T) {
 	tbl := Build(loadPolicy(t, ""), testNetworks)
 	st := stateOf(tbl)
-	if !tbl.baseChainsMatch(st) {
+	if !BaseChainsMatch(tbl, st) {
 		t.Fatal("own state does not match")
 	}
 	tbl.Priority = -20
-	if tbl.baseChainsMatch(st) {
+	if BaseChainsMatch(tbl, st) {
 		t.Error("a priority change matches")
 	}
 	tbl.Priority = st.Chains[0].Priority
 	st.Chains = append(st.Chains, ChainState{Name: "foreign", Hook: "hook0"})
-	if tbl.baseChainsMatch(st) {
+	if BaseChainsMatch(tbl, st) {
 		t.Error("a foreign base chain matches")
 	}
 }

@@ -5,7 +5,7 @@ import (
 	"net/netip"
 	"strings"
 
-	"github.com/dockerfence/dockerfence/policy"
+	"github.com/dockerfence/dockerfence/ipproto"
 )
 
 // Text renders the table in nft syntax, as `nft -f` reads it. The output
@@ -26,7 +26,7 @@ func (t *Table) Body() string {
 	}
 	for _, c := range t.Chains {
 		fmt.Fprintf(&b, "\tchain %s {\n", c.Name)
-		if c.Hook != "" {
+		if c.Hook != HookNone {
 			fmt.Fprintf(&b, "\t\ttype filter hook %s priority %d; policy accept;\n", c.Hook, t.Priority)
 		}
 		for _, r := range c.Rules {
@@ -39,31 +39,32 @@ func (t *Table) Body() string {
 }
 
 func writeSet(b *strings.Builder, s *Set) {
-	kw, typ, flags := "set", "", ""
-	var elems []string
-	switch s.Kind {
-	case SetIPv4, SetIPv6:
-		typ, flags = "ipv4_addr", "interval"
-		if s.Kind == SetIPv6 {
-			typ = "ipv6_addr"
+	kw, typ := "set", s.Key.String()
+	var flags, elems []string
+	if s.Interval() {
+		flags = append(flags, "interval")
+	}
+	if s.Timeout {
+		flags = append(flags, "timeout")
+	}
+	switch {
+	case s.Map:
+		kw, typ = "map", typ+" : verdict"
+		for _, e := range s.VMap {
+			elems = append(elems, vmapElemText(e))
 		}
-		for _, r := range s.Ranges {
-			elems = append(elems, rangeText(r))
-		}
-	case SetService:
-		typ, flags = "inet_service", "interval"
+	case s.Key == KeyService:
 		for _, p := range s.Ports {
 			elems = append(elems, p.String())
 		}
-	case SetIfVMap:
-		kw, typ = "map", "ifname : verdict"
-		for _, e := range s.VMap {
-			elems = append(elems, fmt.Sprintf("%q : goto %s", e.Key, e.Chain))
+	default:
+		for _, r := range s.Ranges {
+			elems = append(elems, rangeText(r))
 		}
 	}
 	fmt.Fprintf(b, "\t%s %s {\n\t\ttype %s\n", kw, s.Name, typ)
-	if flags != "" {
-		fmt.Fprintf(b, "\t\tflags %s\n", flags)
+	if len(flags) > 0 {
+		fmt.Fprintf(b, "\t\tflags %s\n", strings.Join(flags, ","))
 	}
 	if len(elems) > 0 {
 		b.WriteString("\t\telements = {\n")
@@ -80,11 +81,11 @@ func writeSet(b *strings.Builder, s *Set) {
 }
 
 // rangeText renders a range as an address, a prefix or from-to.
-func rangeText(r policy.Range) string {
+func rangeText(r Range) string {
 	if r.From == r.To {
 		return r.From.String()
 	}
-	if p, ok := rangePrefix(r); ok {
+	if p, ok := RangePrefix(r); ok {
 		return p.String()
 	}
 	return r.From.String() + "-" + r.To.String()
@@ -110,11 +111,15 @@ func (r *Rule) Text() string {
 		parts = append(parts, "accept")
 	case Drop:
 		parts = append(parts, "drop")
+	case Jump:
+		parts = append(parts, "jump "+r.Verdict.Target)
 	case Goto:
 		parts = append(parts, "goto "+r.Verdict.Target)
+	case Return:
+		parts = append(parts, "return")
 	case VMap:
-		// nft puts the counter before the lookup: iifname vmap must be last.
-		parts = append(parts, "iifname vmap @"+r.Verdict.Target)
+		// nft puts the counter before the lookup: the vmap must be last.
+		parts = append(parts, selectorText[r.Verdict.Key]+" vmap @"+r.Verdict.Target)
 	case RejectTCPReset:
 		parts = append(parts, "reject with tcp reset")
 	case RejectAdminProhibited:
@@ -126,7 +131,8 @@ func (r *Rule) Text() string {
 	return strings.Join(parts, " ")
 }
 
-var protoNames = map[uint8]string{protoICMP: "icmp", protoTCP: "tcp", protoUDP: "udp", protoICMPv6: "ipv6-icmp", protoSCTP: "sctp"}
+// selectorText is what each selector is in nft syntax.
+var selectorText = map[Selector]string{SelIIfName: "iifname", SelOIfName: "oifname", SelSAddr4: "ip saddr", SelSAddr6: "ip6 saddr", SelDAddr4: "ip daddr", SelDAddr6: "ip6 daddr"}
 
 var icmpv6Names = map[uint8]string{133: "nd-router-solicit", 134: "nd-router-advert", 135: "nd-neighbor-solicit", 136: "nd-neighbor-advert", 137: "nd-redirect"}
 
@@ -142,7 +148,10 @@ func matchText(m Match) string {
 	case L4Proto:
 		names := make([]string, len(m.Protos))
 		for i, p := range m.Protos {
-			names[i] = protoNames[p]
+			names[i] = ipproto.Name(p)
+			if r, ok := ipproto.ByNum(p); ok {
+				names[i] = r.NFT
+			}
 		}
 		return "meta l4proto " + braces(names)
 	case Addr:
@@ -167,11 +176,15 @@ func matchText(m Match) string {
 			return "th dport @" + m.Set
 		}
 		return "th dport " + m.Range.String()
-	case IIfName:
-		if m.Prefix {
-			return fmt.Sprintf("iifname %q", m.Name+"*")
+	case IfName:
+		kw := "iifname"
+		if m.Out {
+			kw = "oifname"
 		}
-		return fmt.Sprintf("iifname %q", m.Name)
+		if m.Prefix {
+			return fmt.Sprintf("%s %q", kw, m.Name+"*")
+		}
+		return fmt.Sprintf("%s %q", kw, m.Name)
 	case Fib:
 		if m.Local {
 			return "fib daddr . iif type local"

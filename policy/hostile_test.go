@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dockerfence/dockerfence/nft"
 )
 
 // hostileHead starts a policy whose first section's egress rules follow.
@@ -269,11 +271,11 @@ networks:
 	// Overlapping and repeated prefixes merge into disjoint ranges, as an
 	// interval set needs; the file's two halves join into 10.0.0.0/8.
 	r := p.Sections[0].Egress[0]
-	got := Ranges(p.Resolve(r.Addrs, n300))
-	want := []Range{
-		{netip.MustParseAddr("10.0.0.0"), netip.MustParseAddr("11.255.255.255")},
-		{netip.MustParseAddr("255.255.255.255"), netip.MustParseAddr("255.255.255.255")},
-		{netip.MustParseAddr("::"), netip.MustParseAddr("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")},
+	got := nft.Ranges(p.Resolve(r.Addrs, n300))
+	want := []nft.Range{
+		{From: netip.MustParseAddr("10.0.0.0"), To: netip.MustParseAddr("11.255.255.255")},
+		{From: netip.MustParseAddr("255.255.255.255"), To: netip.MustParseAddr("255.255.255.255")},
+		{From: netip.MustParseAddr("::"), To: netip.MustParseAddr("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")},
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("ranges:\n got %v\nwant %v", got, want)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"sort"
 	"strings"
 	"unicode/utf8"
 )
@@ -131,60 +130,6 @@ const defaultMaxListEntries = 1_000_000
 // listPos is the position of byte offset off of a list file's line.
 func listPos(file string, line int, text string, off int) Pos {
 	return Pos{File: file, Line: line, Column: 1 + utf8.RuneCountInString(text[:off])}
-}
-
-// Range is an inclusive address range of one family.
-type Range struct{ From, To netip.Addr }
-
-// Ranges merges prefixes into sorted, disjoint, non-adjacent ranges, IPv4
-// first then IPv6. Overlapping and adjacent prefixes collapse, which is what
-// an nftables interval set requires.
-func Ranges(prefixes []netip.Prefix) []Range {
-	rs := make([]Range, 0, len(prefixes))
-	for _, p := range prefixes {
-		rs = append(rs, Range{From: p.Masked().Addr(), To: LastAddr(p)})
-	}
-	sort.Slice(rs, func(i, j int) bool {
-		a, b := rs[i].From, rs[j].From
-		if a.Is4() != b.Is4() {
-			return a.Is4()
-		}
-		return a.Less(b)
-	})
-	out := rs[:0]
-	for _, r := range rs {
-		if n := len(out); n > 0 && out[n-1].To.Is4() == r.From.Is4() {
-			last := &out[n-1]
-			next := last.To.Next() // invalid when last reaches the family's end
-			if !next.IsValid() {
-				continue
-			}
-			if !next.Less(r.From) { // overlaps or touches
-				if last.To.Less(r.To) {
-					last.To = r.To
-				}
-				continue
-			}
-		}
-		out = append(out, r)
-	}
-	return out
-}
-
-// LastAddr returns the last address of the prefix.
-func LastAddr(p netip.Prefix) netip.Addr {
-	a := p.Masked().Addr()
-	b := a.AsSlice()
-	bits := p.Bits()
-	for i := range b {
-		for bit := 0; bit < 8; bit++ {
-			if i*8+bit >= bits {
-				b[i] |= 0x80 >> bit
-			}
-		}
-	}
-	out, _ := netip.AddrFromSlice(b)
-	return out
 }
 
 // Contains reports whether the address is in one of the prefixes.

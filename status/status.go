@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/dockerfence/dockerfence/fence"
 	"github.com/dockerfence/dockerfence/nft"
 	"github.com/dockerfence/dockerfence/policy"
 )
@@ -128,7 +129,8 @@ const (
 
 // Make joins the policy, the table built from it and the kernel's state
 // (nil if the table is absent) into a Status.
-func Make(pol *policy.Policy, t *nft.Table, st *nft.State, source string) Status {
+func Make(pol *policy.Policy, r *fence.Result, st *nft.State, source string) Status {
+	t := r.Table
 	s := Status{
 		Policy: pol.Source, Mode: string(pol.Settings.Mode), Source: source,
 		Docker:   source == SourceDocker || source == SourceDockerLast,
@@ -153,13 +155,11 @@ func Make(pol *policy.Policy, t *nft.Table, st *nft.State, source string) Status
 		}
 		return v.String()
 	}
-	for _, f := range t.Fenced {
+	for _, f := range r.Fenced {
 		ns := NetworkStatus{Name: f.Network.Name, ID: f.Network.ID, Bridge: f.Network.Bridge, Subnets: prefixStrings(f.Network.Subnets), Section: f.Section.Index, Match: f.Section.Match.String()}
-		for _, h := range []policy.Hook{policy.Egress, policy.Host} {
-			chain := chains[f.Forward]
-			if h == policy.Host {
-				chain = chains[f.Input]
-			}
+		for _, d := range fence.Directions {
+			h := d.Hook
+			chain := chains[f.Chains[h]]
 			count := func(id string) (p, b uint64) {
 				if chain == nil {
 					return 0, 0
@@ -182,14 +182,14 @@ func Make(pol *policy.Policy, t *nft.Table, st *nft.State, source string) Status
 			add(RuleStatus{ID: "anti-spoofing", Verdict: deny, Match: "source not in subnets", Packets: p, Bytes: b})
 			for _, r := range f.Section.Rules(h) {
 				p, b := count(r.ID())
-				add(RuleStatus{ID: r.ID(), Index: r.Index, Verdict: verdict(r.Verdict), Match: nft.RuleMatch(r), Comment: r.Comment, Packets: p, Bytes: b})
+				add(RuleStatus{ID: r.ID(), Index: r.Index, Verdict: verdict(r.Verdict), Match: fence.RuleMatch(r), Comment: r.Comment, Packets: p, Bytes: b})
 			}
 			p, b = count("default")
 			add(RuleStatus{ID: h.String() + "_default", Verdict: verdict(f.Section.Default(h)), Match: "anything else", Packets: p, Bytes: b})
 		}
 		s.Networks = append(s.Networks, ns)
 	}
-	for _, n := range t.Unfenced {
+	for _, n := range r.Unfenced {
 		s.Unfenced = append(s.Unfenced, NetworkStatus{Name: n.Name, ID: n.ID, Bridge: n.Bridge, Subnets: prefixStrings(n.Subnets)})
 	}
 	return s

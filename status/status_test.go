@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dockerfence/dockerfence/fence"
 	"github.com/dockerfence/dockerfence/nft"
 	"github.com/dockerfence/dockerfence/policy"
 	"github.com/google/go-cmp/cmp"
@@ -56,8 +57,8 @@ func TestMakeCounters(t *testing.T) {
 	for _, tc := range []struct{ mode, deny string }{{"enforce", "deny"}, {"audit", "would deny"}} {
 		t.Run(tc.mode, func(t *testing.T) {
 			pol := load(t, tc.mode)
-			tbl := nft.Build(pol, []policy.Network{app})
-			st := kernelState(tbl, map[string]uint64{"fwd_br-app/egress 2": 7, "fwd_br-app/egress 1": 3, "fwd_br-app/spoof": 1, "fwd_br-app/default": 5})
+			tbl := fence.Compile(pol, []policy.Network{app})
+			st := kernelState(tbl.Table, map[string]uint64{"fwd_br-app/egress 2": 7, "fwd_br-app/egress 1": 3, "fwd_br-app/spoof": 1, "fwd_br-app/default": 5})
 			s := Make(pol, tbl, st, SourceDocker)
 			if s.Mode != tc.mode || !s.Table.Present || !s.Docker || len(s.Networks) != 1 {
 				t.Fatalf("status = %+v", s)
@@ -87,7 +88,7 @@ func TestMakeCounters(t *testing.T) {
 
 func TestMakeAbsent(t *testing.T) {
 	pol := load(t, "enforce")
-	s := Make(pol, nft.Build(pol, []policy.Network{app}), nil, SourceNetlink)
+	s := Make(pol, fence.Compile(pol, []policy.Network{app}), nil, SourceNetlink)
 	if s.Table.Present || s.Table.InSync || s.Docker || s.Networks[0].Denied != 0 {
 		t.Errorf("status of an absent table = %+v", s)
 	}

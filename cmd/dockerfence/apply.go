@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dockerfence/dockerfence/fence"
 	"github.com/dockerfence/dockerfence/nft"
 	"github.com/dockerfence/dockerfence/policy"
 	"github.com/dockerfence/dockerfence/status"
@@ -42,7 +43,7 @@ dockerfence is changing table inet NAME (pid N, ...); nothing changed: retry".`,
 			var changed bool
 			err = withLock(g, "apply", t.Name, func() error {
 				var err error
-				changed, err = (nft.Kernel{}).Apply(t)
+				changed, err = (nft.Kernel{}).Apply(t.Table)
 				// Recorded under the lock, so that the last apply recorded
 				// is the last one made.
 				recordApply(g, status.Apply{Time: start, By: "apply", Table: t.Name, TookMS: float64(time.Since(start).Microseconds()) / 1000}, changed, err)
@@ -81,7 +82,7 @@ func recordApply(g *globalFlags, a status.Apply, changed bool, err error) {
 }
 
 // summary says in one line what the table fences.
-func summary(t *nft.Table, d *discovery) string {
+func summary(t *fence.Result, d *discovery) string {
 	var fenced []string
 	for _, f := range t.Fenced {
 		fenced = append(fenced, networkLabel(f.Network)+" on "+f.Network.Bridge)
@@ -127,7 +128,7 @@ func planCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			changes := nft.Diff(t, st)
+			changes := nft.Diff(t.Table, st)
 			out := cmd.OutOrStdout()
 			if len(changes) == 0 {
 				fmt.Fprintf(out, "table inet %s is up to date: %s\n", t.Name, summary(t, d))

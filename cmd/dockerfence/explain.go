@@ -10,7 +10,7 @@ import (
 	"github.com/dockerfence/dockerfence/bridge"
 	"github.com/dockerfence/dockerfence/daemon"
 	"github.com/dockerfence/dockerfence/docker"
-	"github.com/dockerfence/dockerfence/nft"
+	"github.com/dockerfence/dockerfence/fence"
 	"github.com/dockerfence/dockerfence/policy"
 	"github.com/spf13/cobra"
 )
@@ -443,7 +443,7 @@ func explanation(pol *policy.Policy, rn resolvedNetwork, pr policy.Probe, d poli
 		e.DecidedBy = "anti-spoofing"
 	case d.Rule != nil:
 		e.DecidedBy = "rule"
-		e.Rule, e.RuleMatch, e.Comment = d.Rule.ID(), nft.RuleMatch(d.Rule), d.Rule.Comment
+		e.Rule, e.RuleMatch, e.Comment = d.Rule.ID(), fence.RuleMatch(d.Rule), d.Rule.Comment
 	default:
 		e.DecidedBy = "default"
 	}

@@ -15,7 +15,7 @@ import (
 
 	"github.com/dockerfence/dockerfence/bridge"
 	"github.com/dockerfence/dockerfence/docker"
-	"github.com/dockerfence/dockerfence/nft"
+	"github.com/dockerfence/dockerfence/fence"
 	"github.com/dockerfence/dockerfence/policy"
 )
 
@@ -70,7 +70,7 @@ func TestRuleMatch(t *testing.T) {
 	}
 	got := []string{}
 	for _, r := range p.Sections[0].Egress {
-		got = append(got, nft.RuleMatch(r))
+		got = append(got, fence.RuleMatch(r))
 	}
 	want := "self|192.168.100.1|192.168.100.2 udp/53|192.168.0.0/16"
 	if strings.Join(got, "|") != want {

@@ -11,7 +11,7 @@ import (
 	"github.com/dockerfence/dockerfence/bridge"
 	"github.com/dockerfence/dockerfence/daemon"
 	"github.com/dockerfence/dockerfence/docker"
-	"github.com/dockerfence/dockerfence/nft"
+	"github.com/dockerfence/dockerfence/fence"
 	"github.com/dockerfence/dockerfence/policy"
 )
 
@@ -125,7 +125,7 @@ func dockerNetworks(ctx context.Context, host string) ([]docker.Network, error) 
 }
 
 // build loads the policy, discovers networks and builds the table.
-func build(ctx context.Context, g *globalFlags) (*policy.Policy, *discovery, *nft.Table, error) {
+func build(ctx context.Context, g *globalFlags) (*policy.Policy, *discovery, *fence.Result, error) {
 	pol, err := loadPolicy(g)
 	if err != nil {
 		return nil, nil, nil, err
@@ -134,7 +134,7 @@ func build(ctx context.Context, g *globalFlags) (*policy.Policy, *discovery, *nf
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("nothing changed: %w", err)
 	}
-	t := nft.Build(pol, d.Networks)
+	t := fence.Compile(pol, d.Networks)
 	for _, w := range t.Warnings {
 		slog.Warn(w)
 	}

@@ -12,8 +12,8 @@ import (
 
 	"github.com/dockerfence/dockerfence/denylog"
 	"github.com/dockerfence/dockerfence/docker"
+	"github.com/dockerfence/dockerfence/fence"
 	"github.com/dockerfence/dockerfence/nflog"
-	"github.com/dockerfence/dockerfence/nft"
 	"github.com/spf13/cobra"
 )
 
@@ -117,7 +117,7 @@ func readOwnLog(ctx context.Context, cmd *cobra.Command, g *globalFlags, print f
 	defer cancel()
 	var printErr error
 	r := &denylog.Reader{
-		Table:    func() *nft.Table { return t },
+		Table:    func() *fence.Result { return t },
 		Resolver: res,
 		Publish: func(e denylog.Event) {
 			if printErr == nil {

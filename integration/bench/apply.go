@@ -87,7 +87,7 @@ func bridgeChain(i int) string { return "DF-" + bridgeName(i) }
 
 // benchPrefix returns the i-th generated prefix: the /30s 10.0.0.0/30,
 // 10.0.0.8/30, 10.0.0.16/30 and so on. Consecutive prefixes leave a gap of
-// four addresses, so no two of them overlap or touch and policy.Ranges
+// four addresses, so no two of them overlap or touch and nft.Ranges
 // cannot merge them; the first 2,097,152 stay inside 10.0.0.0/8, away from
 // every address of the topology.
 func benchPrefix(i int) netip.Prefix {

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/dockerfence/dockerfence/integration/topo"
+	"github.com/dockerfence/dockerfence/nft"
 	"github.com/dockerfence/dockerfence/policy"
 )
 
@@ -31,8 +32,8 @@ func TestBenchPrefixesDistinctAndUnmergeable(t *testing.T) {
 			t.Fatalf("benchPrefix(%d) = %s, want a /30 in 10.0.0.0/8", i, ps[i])
 		}
 	}
-	if got := len(policy.Ranges(ps)); got != n {
-		t.Errorf("policy.Ranges merges %d prefixes into %d ranges, want no merging", n, got)
+	if got := len(nft.Ranges(ps)); got != n {
+		t.Errorf("nft.Ranges merges %d prefixes into %d ranges, want no merging", n, got)
 	}
 	for _, a := range topoAddrs {
 		if policy.Contains(ps, netip.MustParseAddr(a)) {
@@ -62,7 +63,7 @@ func TestNetworkPrefixes(t *testing.T) {
 			if !probed && slices.Contains(ps, deniedPrefix) {
 				t.Errorf("%v: network %d, not probed, denies %s", sz, k, deniedPrefix)
 			}
-			if got := len(policy.Ranges(ps)); got != len(ps) {
+			if got := len(nft.Ranges(ps)); got != len(ps) {
 				t.Errorf("%v: network %d: %d prefixes merge into %d ranges", sz, k, len(ps), got)
 			}
 			all = append(all, ps...)

@@ -1,19 +1,16 @@
-package nft
+package fence
 
 import (
 	"flag"
 	"fmt"
-	"github.com/google/nftables/userdata"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"unicode/utf8"
 
 	"github.com/dockerfence/dockerfence/policy"
 	"github.com/google/go-cmp/cmp"
-	"golang.org/x/sys/unix"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -61,10 +58,10 @@ func checkGolden(t *testing.T, name, got string) {
 	}
 	want, err := os.ReadFile(file)
 	if err != nil {
-		t.Fatalf("%v (run go test ./nft -update to create it)", err)
+		t.Fatalf("%v (run go test ./fence -update to create it)", err)
 	}
 	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("%s differs from the rendered table (-golden +got); if the change is intended run go test ./nft -update:\n%s", file, diff)
+		t.Errorf("%s differs from the rendered table (-golden +got); if the change is intended run go test ./fence -update:\n%s", file, diff)
 	}
 }
 
@@ -92,15 +89,15 @@ func TestGolden(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tbl := Build(loadPolicy(t, tt.policy), tt.networks)
+			tbl := compileTable(loadPolicy(t, tt.policy), tt.networks)
 			checkGolden(t, tt.name, tbl.Text())
 		})
 	}
 }
 
 func TestBuildFacts(t *testing.T) {
-	tbl := Build(loadPolicy(t, "testdata/seed.yaml"), testNetworks)
-	if len(tbl.Fenced) != 1 || tbl.Fenced[0].Network.Name != "app_default" || tbl.Fenced[0].Forward != "fwd_br-0123456789ab" {
+	tbl := compileTable(loadPolicy(t, "testdata/seed.yaml"), testNetworks)
+	if len(tbl.Fenced) != 1 || tbl.Fenced[0].Network.Name != "app_default" || tbl.Fenced[0].Chains[policy.Egress] != "fwd_br-0123456789ab" {
 		t.Errorf("fenced = %+v", tbl.Fenced)
 	}
 	if len(tbl.Unfenced) != 1 || tbl.Unfenced[0].Name != "bridge" {
@@ -109,7 +106,7 @@ func TestBuildFacts(t *testing.T) {
 	if tbl.CatchAll != nil {
 		t.Error("the seed policy has no catch-all section")
 	}
-	def := Build(loadPolicy(t, ""), testNetworks)
+	def := compileTable(loadPolicy(t, ""), testNetworks)
 	if def.CatchAll == nil || def.Chain("fwd_unknown") == nil || def.Chain("in_unknown") == nil {
 		t.Error("the default policy must fence bridges not known yet")
 	}
@@ -122,96 +119,12 @@ func TestBuildSkipsBadBridges(t *testing.T) {
 		{Name: "long", Bridge: strings.Repeat("x", 300), Subnets: prefixes("172.23.0.0/16")},
 		{Name: "odd", Bridge: "br+odd@", Subnets: prefixes("172.24.0.0/16")},
 	}
-	tbl := Build(loadPolicy(t, ""), nets)
+	tbl := compileTable(loadPolicy(t, ""), nets)
 	if len(tbl.Warnings) != 2 {
 		t.Errorf("warnings = %q, want 2 (duplicate bridge, bad name)", tbl.Warnings)
 	}
-	if len(tbl.Fenced) != 2 || tbl.Fenced[0].Forward != "fwd_br_odd_" {
+	if len(tbl.Fenced) != 2 || tbl.Fenced[0].Chains[policy.Egress] != "fwd_br_odd_" {
 		t.Errorf("fenced = %+v", tbl.Fenced)
-	}
-}
-
-func TestDiff(t *testing.T) {
-	tbl := Build(loadPolicy(t, "testdata/seed.yaml"), testNetworks)
-	if got := Diff(tbl, nil); len(got) != 1 || !strings.HasPrefix(got[0], "+ table inet dockerfence") {
-		t.Errorf("Diff(nil) = %q", got)
-	}
-	st := stateOf(tbl)
-	if got := Diff(tbl, st); len(got) != 0 {
-		t.Errorf("Diff(own state) = %q, want none", got)
-	}
-	// Someone inserts an accept at the top of a network chain and empties a set.
-	c := &st.Chains[0]
-	for i := range st.Chains {
-		if st.Chains[i].Name == "fwd_br-0123456789ab" {
-			c = &st.Chains[i]
-		}
-	}
-	c.Rules = append([]RuleState{{Handle: 99}}, c.Rules...)
-	st.Chains = append(st.Chains, ChainState{Name: "extra"})
-	// It also points a map element elsewhere and empties a map.
-	for i := range st.Sets {
-		switch s := &st.Sets[i]; s.Name {
-		case "fwd_if":
-			s.VMap[0].Chain = "extra"
-		case "in_if":
-			s.VMap = nil
-		}
-	}
-	got := Diff(tbl, st)
-	want := []string{
-		"- chain fwd_br-0123456789ab: rule handle 99 (a rule dockerfence did not write)",
-		"- chain extra (0 rules)",
-		`- map fwd_if: "br-0123456789ab" : goto extra`,
-		`+ map fwd_if: "br-0123456789ab" : goto fwd_br-0123456789ab`,
-		`+ map in_if: "br-0123456789ab" : goto in_br-0123456789ab`,
-	}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("Diff (-want +got):\n%s", diff)
-	}
-}
-
-// stateOf returns the state the kernel would report right after applying t.
-// Plain sets are not dumped, as in Read.
-func stateOf(t *Table) *State {
-	st := &State{Name: t.Name}
-	digests := t.setDigests()
-	for _, c := range t.Chains {
-		cs := ChainState{Name: c.Name, Hook: c.Hook}
-		if c.Hook != "" {
-			cs.Priority = t.Priority
-		}
-		for i, r := range c.Rules {
-			cs.Rules = append(cs.Rules, RuleState{Handle: uint64(i + 1), ID: r.ID, Digest: r.Digest(), Comment: r.Comment, Sets: parseSetRefs(setRefs(r, digests))})
-		}
-		st.Chains = append(st.Chains, cs)
-	}
-	for _, s := range t.Sets {
-		ns, _ := kernelSet(nil, s)
-		ss := SetState{Name: s.Name, Comment: ns.Comment, KeyType: ns.KeyType.GetNFTMagic(), Digest: digests[s.Name]}
-		if ns.Interval {
-			ss.Flags |= unix.NFT_SET_INTERVAL
-		}
-		if ns.IsMap {
-			ss.Flags |= unix.NFT_SET_MAP
-			ss.DataType = unix.NFT_DATA_VERDICT
-			ss.VMap = append([]VMapElem(nil), s.VMap...)
-		}
-		st.Sets = append(st.Sets, ss)
-	}
-	return st
-}
-
-// dump fills in the elements of st's plain sets as t has them, as Apply's
-// dumpSets would read them from the kernel.
-func dump(st *State, t *Table, names []string) {
-	for _, name := range names {
-		for i := range st.Sets {
-			if st.Sets[i].Name == name {
-				_, st.Sets[i].Elems = kernelSet(nil, t.Set(name))
-				st.Sets[i].Dumped = true
-			}
-		}
 	}
 }
 
@@ -220,7 +133,7 @@ func dump(st *State, t *Table, names []string) {
 func TestDenials(t *testing.T) {
 	pol := loadPolicy(t, "testdata/seed.yaml")
 	nets := []policy.Network{{Name: "app_default", Bridge: "br-0123456789ab", Subnets: prefixes("172.20.0.0/16", "fd00:20::/64")}}
-	tbl := Build(pol, nets)
+	tbl := compileTable(pol, nets)
 	type got struct {
 		Chain, Network, RuleID, Comment, Reason string
 		Audit                                   bool
@@ -235,7 +148,7 @@ func TestDenials(t *testing.T) {
 			if d == nil {
 				t.Fatalf("log prefix %q of chain %s has no denial", r.Log.Prefix, c.Name)
 			}
-			all = append(all, got{d.Chain, d.Network.Name, d.RuleID(), d.Comment(), d.Reason, d.Audit})
+			all = append(all, got{d.Chain, d.Network.Name, d.RuleID(), d.Comment(), d.Reason.String(), d.Audit})
 		}
 	}
 	want := []got{
@@ -252,7 +165,7 @@ func TestDenials(t *testing.T) {
 		}
 	}
 	audit := loadPolicy(t, "testdata/audit.yaml")
-	at := Build(audit, nets)
+	at := compileTable(audit, nets)
 	d := at.Denial("df-audit fwd_br-0123456789ab.e1 ")
 	if d == nil || !d.Audit || d.RuleID() != "egress 1" || d.Comment() != "cloud metadata" {
 		t.Errorf("audit denial = %+v", d)
@@ -269,7 +182,7 @@ func TestCatchAllHostSelf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tbl := Build(pol, nil)
+	tbl := compileTable(pol, nil)
 	text := func(chain string) string {
 		c := tbl.Chain(chain)
 		if c == nil {
@@ -289,45 +202,5 @@ func TestCatchAllHostSelf(t *testing.T) {
 	}
 }
 
-// TestRuleUserDataFitsTheKernel checks that a rule's user data stays within
-// the kernel's 256 bytes however long its comment, list names and ID are,
-// keeping the tags whole and cutting the comment on a character boundary.
-func TestRuleUserDataFitsTheKernel(t *testing.T) {
-	long := strings.Repeat("l", 32)
-	src := "version: 1\nlists:\n  " + long + ": [10.0.0.0/8, 192.168.0.0/16]\nnetworks:\n  - match: {bridge: br-0123456789a}\n    egress:\n" +
-		strings.Repeat("      - allow: 10.9.9.9\n", 119) +
-		"      - deny: \"@" + long + "\"\n        ports: [1, 3]\n        comment: \"" + strings.Repeat("é", 50) + "\"\n"
-	pol, err := policy.Parse("p.yaml", []byte(src), policy.Options{ResolvConf: filepath.Join(t.TempDir(), "none")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tbl := Build(pol, []policy.Network{{Bridge: "br-0123456789a", Subnets: prefixes("172.20.0.0/16")}})
-	digests := tbl.setDigests()
-	checked := 0
-	for _, c := range tbl.Chains {
-		for _, r := range c.Rules {
-			ud := ruleUserData(r, digests)
-			if len(ud) > maxUserData {
-				t.Errorf("%s %q: %d bytes of user data, the kernel takes %d", c.Name, r.ID, len(ud), maxUserData)
-			}
-			if id, _ := userdata.GetString(ud, udataID); id != r.ID {
-				t.Errorf("%s: the ID tag %q was lost", c.Name, id)
-			}
-			if d, _ := userdata.GetString(ud, udataDigest); d != r.Digest() {
-				t.Errorf("%s %q: the digest tag was lost", c.Name, r.ID)
-			}
-			if cm, _ := userdata.GetString(ud, udataComment); !utf8.ValidString(cm) || !strings.HasPrefix(r.Comment, cm) {
-				t.Errorf("%s %q: comment %q is not a whole-character prefix of %q", c.Name, r.ID, cm, r.Comment)
-			}
-			if r.ID == "egress 120" {
-				checked++
-			}
-		}
-	}
-	if checked == 0 {
-		t.Fatal("the rule with the long comment was not built; the test proves nothing")
-	}
-	if got := truncateUTF8("aé", 2); got != "a" {
-		t.Errorf("truncateUTF8 split a character: %q", got)
-	}
-}
+// compileTable compiles the policy for the networks.
+func compileTable(pol *policy.Policy, nets []policy.Network) *Result { return Compile(pol, nets) }

@@ -1,0 +1,125 @@
+package fence
+
+import (
+	"strings"
+
+	"github.com/dockerfence/dockerfence/policy"
+)
+
+// LogPrefix starts the NFLOG prefix of every dockerfence denial; the deny
+// chain's name follows it.
+const LogPrefix = "df "
+
+// AuditLogPrefix starts the NFLOG prefix of would-be denials in audit mode.
+const AuditLogPrefix = "df-audit "
+
+// Reason is why a deny chain denies.
+type Reason int
+
+// Reasons.
+const (
+	// ReasonRule is a deny rule of the policy.
+	ReasonRule Reason = iota
+	// ReasonSpoof is a source outside the network (anti-spoofing).
+	ReasonSpoof
+	// ReasonDefault is a section's default verdict.
+	ReasonDefault
+)
+
+// String returns the reason's short name, as deny chain names carry it.
+func (r Reason) String() string {
+	switch r {
+	case ReasonSpoof:
+		return "spoof"
+	case ReasonDefault:
+		return "default"
+	}
+	return "rule"
+}
+
+// Denial is what one deny chain stands for.
+type Denial struct {
+	// Chain is the deny chain's name; its log prefix is LogPrefix (or
+	// AuditLogPrefix) followed by Chain and a space.
+	Chain string
+	// Network is the fenced network, nil for the chains that fence
+	// bridges not known yet.
+	Network *policy.Network
+	Section *policy.Section
+	Hook    policy.Hook
+	// Rule is the policy rule that denies, nil for anti-spoofing and for
+	// the hook's default.
+	Rule   *policy.Rule
+	Reason Reason
+	// Audit is set in audit mode: the packet was let through.
+	Audit bool
+}
+
+// RuleID names the denial as status does: "egress 4", "egress_default",
+// "anti-spoofing".
+func (d *Denial) RuleID() string {
+	switch d.Reason {
+	case ReasonSpoof:
+		return "anti-spoofing"
+	case ReasonDefault:
+		return d.Hook.String() + "_default"
+	}
+	return d.Rule.ID()
+}
+
+// Comment is the denial's human reason: the rule's comment if it has one.
+func (d *Denial) Comment() string {
+	switch {
+	case d.Reason == ReasonSpoof:
+		return "source outside the network"
+	case d.Reason == ReasonDefault:
+		return d.Hook.String() + "_default deny"
+	case d.Rule.Comment != "":
+		return d.Rule.Comment
+	}
+	return RuleMatch(d.Rule)
+}
+
+// RuleMatch renders what a policy rule matches, as written: "@private",
+// "192.168.100.2 udp/53", "10.0.0.0/8 tcp+udp/80,443".
+func RuleMatch(r *policy.Rule) string {
+	s := r.Addrs.Text
+	if r.Proto != policy.ProtoAny {
+		s += " " + string(r.Proto)
+	}
+	if len(r.Ports) > 0 {
+		ports := make([]string, len(r.Ports))
+		for i, p := range r.Ports {
+			ports[i] = p.String()
+		}
+		if r.Proto == policy.ProtoAny {
+			s += " tcp+udp"
+		}
+		s += "/" + strings.Join(ports, ",")
+	}
+	return s
+}
+
+// Denial returns what the deny chain named by an NFLOG prefix stands for,
+// or nil if the prefix is not one of this table's.
+func (r *Result) Denial(prefix string) *Denial {
+	chain, _, ok := ParseLogPrefix(prefix)
+	if !ok {
+		return nil
+	}
+	return r.Denials[chain]
+}
+
+// ParseLogPrefix reads the deny chain's name from a dockerfence NFLOG
+// prefix, and whether it is an audit-mode one. ok is false for a prefix
+// that is not dockerfence's.
+func ParseLogPrefix(prefix string) (chain string, audit, ok bool) {
+	rest, audit := strings.CutPrefix(prefix, AuditLogPrefix)
+	if !audit {
+		if rest, ok = strings.CutPrefix(prefix, LogPrefix); !ok {
+			return "", false, false
+		}
+	}
+	chain = strings.TrimSuffix(rest, " ")
+	return chain, audit, chain != ""
+}

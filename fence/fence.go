@@ -1,0 +1,209 @@
+// Package fence is dockerfence's compiler: it turns a policy and the
+// networks found into an nftables model (package nft) and records what each
+// chain stands for, so that status, explain and the denial log can speak of
+// networks, sections and rules.
+//
+// Compile is pure: it does no I/O.
+//
+// The table has one base chain per direction (Directions). A packet passes
+// one chain per layer (Layers), jumped to from the base chain in order; a
+// layer that allows the packet returns to the base chain, so that the next
+// layer judges it too, and a layer that denies ends it. Every layer that
+// applies to a packet must allow it.
+package fence
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/dockerfence/dockerfence/nft"
+	"github.com/dockerfence/dockerfence/policy"
+)
+
+// Result is the compiled table and what its chains stand for.
+type Result struct {
+	// Table is the model to apply; its fields and methods are the Result's.
+	*nft.Table
+	// Fenced lists the networks the table fences, in bridge order.
+	Fenced []Fenced
+	// Unfenced lists the networks no section matches.
+	Unfenced []policy.Network
+	// CatchAll is the section that fences bridges not known yet (docker0,
+	// br-*), nil if the policy has none.
+	CatchAll *policy.Section
+	// Warnings are findings a person should see, such as skipped networks.
+	Warnings []string
+	// Denials says, for each deny chain by name, what its packets were
+	// denied for, so that a logged packet can be attributed to a network
+	// and a rule.
+	Denials map[string]*Denial
+}
+
+// Fenced is a network and the section that fences it.
+type Fenced struct {
+	Network policy.Network
+	Section *policy.Section
+	// Chains names the network's chain of each direction, by the
+	// direction's policy hook.
+	Chains map[policy.Hook]string
+}
+
+// Direction is one way packets cross the fence: the policy rules that judge
+// them (Hook), the base chain and netfilter hook they are judged in, and
+// how a packet finds its network's chain (by input interface).
+type Direction struct {
+	Hook policy.Hook
+	// Base is the base chain's name, NFHook its netfilter hook.
+	Base   string
+	NFHook nft.Hook
+	// Prefix starts the names of the direction's chains and maps.
+	Prefix string
+	// Dispatch is what picks a network's chain.
+	Dispatch nft.Selector
+}
+
+// Directions are the directions the fence judges, in the order their base
+// chains are created.
+var Directions = []Direction{
+	{Hook: policy.Egress, Base: "forward", NFHook: nft.HookForward, Prefix: "fwd", Dispatch: nft.SelIIfName},
+	{Hook: policy.Host, Base: "input", NFHook: nft.HookInput, Prefix: "in", Dispatch: nft.SelIIfName},
+}
+
+// Direction returns the direction of policy hook h.
+func DirectionOf(h policy.Hook) Direction {
+	for _, d := range Directions {
+		if d.Hook == h {
+			return d
+		}
+	}
+	panic(fmt.Sprintf("fence: no direction for hook %v", h))
+}
+
+// mapName names the direction's dispatch map of layer l.
+func (d Direction) mapName() string { return d.Prefix + "_if" }
+
+// Layer is one stage every packet of a direction passes: its chain is
+// jumped to from the base chain, and returns on allow. Build fills the
+// layer's chain for the direction; it reports false if the layer has
+// nothing to judge, and is then left out.
+type Layer struct {
+	Name  string
+	Build func(b *builder, d Direction, c *nft.Chain) bool
+}
+
+// Layers are the layers a packet passes, in order.
+var Layers = []Layer{
+	{Name: "network", Build: (*builder).networkLayer},
+}
+
+// layerChain names the chain of layer l in direction d: "fwd.network".
+// Network chains are named prefix_id, so the dot keeps them apart.
+func layerChain(d Direction, l Layer) string { return d.Prefix + "." + l.Name }
+
+// unknownID names the chains that fence bridges not known yet.
+const unknownID = "unknown"
+
+// Compile returns the table that fences networks as the policy says.
+func Compile(pol *policy.Policy, networks []policy.Network) *Result {
+	s := pol.Settings
+	b := &builder{
+		pol:  pol,
+		r:    &Result{Table: &nft.Table{Name: s.Table, Priority: s.Priority}, Denials: map[string]*Denial{}},
+		sets: map[string]*nft.Set{},
+	}
+	bases := make([]*nft.Chain, len(Directions))
+	for i, d := range Directions {
+		bases[i] = b.addChain(d.Base, d.NFHook)
+		bases[i].Rules = append(bases[i].Rules, &nft.Rule{Matches: []nft.Match{nft.CtReply{}}, Counter: true, Verdict: nft.Verdict{Kind: nft.Accept}, ID: "reply", Comment: "replies to connections opened towards containers"})
+	}
+	b.fence(networks)
+	// The layer chains are listed right after the base chains, the network
+	// chains after them: the table reads from the hook down.
+	var layerChains []*nft.Chain
+	for i, d := range Directions {
+		for _, l := range Layers {
+			c := &nft.Chain{Name: layerChain(d, l)}
+			if !l.Build(b, d, c) {
+				continue
+			}
+			layerChains = append(layerChains, c)
+			bases[i].Rules = append(bases[i].Rules, &nft.Rule{Verdict: nft.Verdict{Kind: nft.Jump, Target: c.Name}, ID: "layer " + l.Name})
+		}
+	}
+	t := b.r.Table
+	t.Chains = append(t.Chains[:len(bases):len(bases)], append(layerChains, t.Chains[len(bases):]...)...)
+	return b.r
+}
+
+// fence picks the section of each network and builds the networks' chains.
+func (b *builder) fence(networks []policy.Network) {
+	nets := append([]policy.Network(nil), networks...)
+	sort.Slice(nets, func(i, j int) bool { return nets[i].Bridge < nets[j].Bridge })
+	seen := map[string]bool{}
+	usedIDs := map[string]bool{unknownID: true}
+	for _, n := range nets {
+		if !nft.ValidIfName(n.Bridge) {
+			b.r.Warnings = append(b.r.Warnings, fmt.Sprintf("network %q: bridge name %q is not an interface name; not fenced", n.Name, n.Bridge))
+			continue
+		}
+		if seen[n.Bridge] {
+			b.r.Warnings = append(b.r.Warnings, fmt.Sprintf("network %q: bridge %s is already fenced for another network; skipped", n.Name, n.Bridge))
+			continue
+		}
+		seen[n.Bridge] = true
+		sec := b.pol.SectionFor(n)
+		if sec == nil {
+			b.r.Unfenced = append(b.r.Unfenced, n)
+			continue
+		}
+		id := chainID(n.Bridge, usedIDs)
+		f := Fenced{Network: n, Section: sec, Chains: map[policy.Hook]string{}}
+		for _, d := range Directions {
+			f.Chains[d.Hook] = d.Prefix + "_" + id
+			b.networkChain(f.Chains[d.Hook], sec, d.Hook, &n)
+		}
+		b.r.Fenced = append(b.r.Fenced, f)
+	}
+	if ca := b.pol.CatchAll(); ca != nil {
+		b.r.CatchAll = ca
+		for _, d := range Directions {
+			b.networkChain(d.Prefix+"_"+unknownID, ca, d.Hook, nil)
+		}
+	}
+}
+
+// networkLayer fills the network layer's chain of direction d: the map
+// from bridge to network chain, and the catch-all for bridges not known yet.
+func (b *builder) networkLayer(d Direction, c *nft.Chain) bool {
+	m := &nft.Set{Name: d.mapName(), Key: nft.KeyIfName, Map: true}
+	for _, f := range b.r.Fenced {
+		m.VMap = append(m.VMap, nft.VMapElem{Key: f.Network.Bridge, Chain: f.Chains[d.Hook]})
+	}
+	b.addSet(m)
+	c.Rules = append(c.Rules, &nft.Rule{Counter: true, Verdict: nft.Verdict{Kind: nft.VMap, Target: m.Name, Key: d.Dispatch}, ID: "dispatch"})
+	if b.r.CatchAll != nil {
+		unknown := d.Prefix + "_" + unknownID
+		c.Rules = append(c.Rules,
+			&nft.Rule{Matches: []nft.Match{nft.IfName{Name: "docker0"}}, Counter: true, Verdict: nft.Verdict{Kind: nft.Goto, Target: unknown}, ID: "unknown docker0", Comment: "docker0 before dockerfence knows it"},
+			&nft.Rule{Matches: []nft.Match{nft.IfName{Name: "br-", Prefix: true}}, Counter: true, Verdict: nft.Verdict{Kind: nft.Goto, Target: unknown}, ID: "unknown br-*", Comment: "bridges dockerfence does not know yet"})
+	}
+	return true
+}
+
+// chainID turns a bridge name into the part of chain and set names that
+// stands for it: the name itself where nft syntax allows, else a sanitized
+// form made unique.
+func chainID(bridge string, used map[string]bool) string {
+	id := []byte(bridge)
+	for i, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
+			id[i] = '_'
+		}
+	}
+	out := string(id)
+	for i := 2; used[out]; i++ {
+		out = fmt.Sprintf("%s_%d", id, i)
+	}
+	used[out] = true
+	return out
+}

@@ -1,0 +1,263 @@
+package fence
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/dockerfence/dockerfence/ipproto"
+	"github.com/dockerfence/dockerfence/nft"
+	"github.com/dockerfence/dockerfence/policy"
+)
+
+// ndTypes are the ICMPv6 neighbour discovery types that always pass in input.
+var ndTypes = []uint8{133, 134, 135, 136, 137}
+
+// ndNeighbourTypes are neighbour solicitation and advertisement, the ND
+// types that pass between containers.
+var ndNeighbourTypes = []uint8{135, 136}
+
+var (
+	linkLocal4 = netip.MustParsePrefix("169.254.0.0/16")
+	linkLocal6 = netip.MustParsePrefix("fe80::/10")
+)
+
+// allow is the verdict of an allow: the packet goes on to the next layer.
+var allow = nft.Verdict{Kind: nft.Return}
+
+type builder struct {
+	pol  *policy.Policy
+	r    *Result
+	sets map[string]*nft.Set
+}
+
+func (b *builder) addSet(s *nft.Set) {
+	b.sets[s.Name] = s
+	b.r.Table.Sets = append(b.r.Table.Sets, s)
+}
+
+func (b *builder) addChain(name string, h nft.Hook) *nft.Chain {
+	c := &nft.Chain{Name: name, Hook: h}
+	b.r.Table.Chains = append(b.r.Table.Chains, c)
+	return c
+}
+
+// addrMatches returns the matches that select addresses in prefixes, one per
+// family that has any: an inline prefix for one, else a named set called
+// name+"_4"/"_6", created on first use.
+func (b *builder) addrMatches(name string, prefixes []netip.Prefix, src, neg bool) (v4, v6 *nft.Addr) {
+	var r4, r6 []nft.Range
+	for _, r := range nft.Ranges(prefixes) {
+		if r.From.Is4() {
+			r4 = append(r4, r)
+		} else {
+			r6 = append(r6, r)
+		}
+	}
+	mk := func(rs []nft.Range, v6 bool) *nft.Addr {
+		if len(rs) == 0 {
+			return nil
+		}
+		a := &nft.Addr{V6: v6, Src: src, Neg: neg}
+		if len(rs) == 1 {
+			if pfx, ok := nft.RangePrefix(rs[0]); ok {
+				a.Prefix = pfx
+				return a
+			}
+		}
+		key, suffix := nft.KeyIPv4, "_4"
+		if v6 {
+			key, suffix = nft.KeyIPv6, "_6"
+		}
+		a.Set = name + suffix
+		if _, ok := b.sets[a.Set]; !ok {
+			b.addSet(&nft.Set{Name: a.Set, Key: key, Ranges: rs})
+		}
+		return a
+	}
+	return mk(r4, false), mk(r6, true)
+}
+
+// networkChain builds the chain that judges packets from network n (nil for
+// bridges not known yet) with the section's rules of hook h, and its deny chains.
+func (b *builder) networkChain(name string, sec *policy.Section, h policy.Hook, n *policy.Network) {
+	c := b.addChain(name, nft.HookNone)
+	// IPv6 neighbour discovery passes in both hooks: to the host, and, where
+	// br_netfilter hands bridged traffic to the forward hook, between the
+	// containers of a bridge (it is link-local, so it is never routed).
+	// The family is matched first, so that an IPv4 packet of protocol 58
+	// cannot pass as ICMPv6, and the hop limit, so that an ICMPv6 packet of
+	// an ND type cannot be routed past the deny rules.
+	// Between containers only solicitations and adverts pass: router
+	// adverts and redirects from a container are no business of its peers.
+	nd := ndTypes
+	if h == policy.Egress {
+		nd = ndNeighbourTypes
+	}
+	c.Rules = append(c.Rules, &nft.Rule{Matches: []nft.Match{nft.NFProto{V6: true}, nft.ICMPv6Type{Types: nd}, nft.HopLimit{Value: 255}}, Counter: true, Verdict: allow, ID: "nd", Comment: "IPv6 neighbour discovery"})
+	spoof := b.denyChain(name, &Denial{Network: n, Section: sec, Hook: h, Reason: ReasonSpoof})
+	spoofRule := func(m ...nft.Match) {
+		c.Rules = append(c.Rules, &nft.Rule{Matches: m, Counter: true, Verdict: nft.Verdict{Kind: nft.Goto, Target: spoof}, ID: "spoof", Comment: "source outside the network (anti-spoofing)"})
+	}
+	if n == nil {
+		if h == policy.Host {
+			spoofRule(nft.Addr{Src: true, Neg: true, Prefix: linkLocal4}, nft.Fib{Src: true, Missing: true})
+			spoofRule(nft.Addr{V6: true, Src: true, Neg: true, Prefix: linkLocal6}, nft.Fib{Src: true, Missing: true})
+		} else {
+			spoofRule(nft.Fib{Src: true, Missing: true})
+		}
+	} else {
+		v4, v6 := b.addrMatches(netSetName(name), n.Subnets, true, true)
+		for _, fam := range []struct {
+			a  *nft.Addr
+			v6 bool
+			ll netip.Prefix
+		}{{v4, false, linkLocal4}, {v6, true, linkLocal6}} {
+			// Link-local sources are no spoofing towards the host, nor, for
+			// IPv6, in the forward hook: the kernel never routes an IPv6
+			// link-local source, so there they are bridged traffic between
+			// containers (br_netfilter), which needs them.
+			exempt := h == policy.Host || fam.v6
+			switch {
+			case fam.a == nil && exempt:
+				spoofRule(nft.Addr{V6: fam.v6, Src: true, Neg: true, Prefix: fam.ll})
+			case fam.a == nil:
+				spoofRule(nft.NFProto{V6: fam.v6})
+			case exempt:
+				spoofRule(*fam.a, nft.Addr{V6: fam.v6, Src: true, Neg: true, Prefix: fam.ll})
+			default:
+				spoofRule(*fam.a)
+			}
+		}
+	}
+	for _, r := range sec.Rules(h) {
+		c.Rules = append(c.Rules, b.policyRules(name, sec, r, n)...)
+	}
+	def := &nft.Rule{Counter: true, Verdict: allow, ID: "default", Comment: h.String() + "_default allow"}
+	if sec.Default(h) == policy.Deny {
+		def.Verdict = nft.Verdict{Kind: nft.Goto, Target: b.denyChain(name, &Denial{Network: n, Section: sec, Hook: h, Reason: ReasonDefault})}
+		def.Comment = h.String() + "_default deny"
+	}
+	c.Rules = append(c.Rules, def)
+}
+
+// denyChain adds the chain that logs and refuses packets of network chain
+// for the reason d gives, records d under the chain's name, and returns the
+// name.
+func (b *builder) denyChain(network string, d *Denial) string {
+	s := b.pol.Settings
+	suffix := d.Reason.String()
+	if d.Rule != nil {
+		suffix = ruleTag(d.Rule)
+	}
+	c := &nft.Chain{Name: network + "." + suffix}
+	d.Chain, d.Audit = c.Name, s.Mode == policy.Audit
+	b.r.Denials[c.Name] = d
+	if s.LogDenied {
+		prefix := LogPrefix
+		if s.Mode == policy.Audit {
+			prefix = AuditLogPrefix
+		}
+		c.Rules = append(c.Rules, &nft.Rule{Limit: s.LogRate, Log: &nft.Log{Prefix: prefix + c.Name + " ", Group: s.LogGroup}, ID: "log"})
+	}
+	switch {
+	case s.Mode == policy.Audit:
+		// The packet would be denied: it goes on to the next layer, which
+		// judges (and logs) it as if this one had allowed it.
+		c.Rules = append(c.Rules, &nft.Rule{Verdict: allow, ID: "audit", Comment: "audit mode: would deny"})
+	case s.DenyAction == policy.Drop:
+		c.Rules = append(c.Rules, &nft.Rule{Verdict: nft.Verdict{Kind: nft.Drop}, ID: "drop"})
+	default:
+		c.Rules = append(c.Rules,
+			&nft.Rule{Matches: []nft.Match{nft.L4Proto{Protos: []uint8{ipproto.TCP}}}, Verdict: nft.Verdict{Kind: nft.RejectTCPReset}, ID: "reject tcp"},
+			&nft.Rule{Verdict: nft.Verdict{Kind: nft.RejectAdminProhibited}, ID: "reject"})
+	}
+	b.r.Table.Chains = append(b.r.Table.Chains, c)
+	return c.Name
+}
+
+// ruleTag is the short form of a rule's identity used in chain and set names: e3, h1.
+func ruleTag(r *policy.Rule) string { return fmt.Sprintf("%c%d", r.Hook.String()[0], r.Index) }
+
+// policyRules renders one policy rule as kernel rules: one per address family
+// it needs (or one for any), all with the rule's ID.
+func (b *builder) policyRules(chain string, sec *policy.Section, r *policy.Rule, n *policy.Network) []*nft.Rule {
+	verdict := allow
+	if r.Verdict == policy.Deny {
+		verdict = nft.Verdict{Kind: nft.Goto, Target: b.denyChain(chain, &Denial{Network: n, Section: sec, Hook: r.Hook, Rule: r, Reason: ReasonRule})}
+	}
+	comment := fmt.Sprintf("%s %s", r.ID(), r.Verdict)
+	if r.Comment != "" {
+		comment += ": " + r.Comment
+	}
+	var tail []nft.Match
+	if protos := r.Protos(); len(protos) > 0 {
+		nums := make([]uint8, len(protos))
+		for i, p := range protos {
+			nums[i] = protoNumber(p)
+		}
+		tail = append(tail, nft.L4Proto{Protos: nums})
+	}
+	switch len(r.Ports) {
+	case 0:
+	case 1:
+		tail = append(tail, nft.DPort{Range: nft.PortRange(r.Ports[0])})
+	default:
+		name := chain + "." + ruleTag(r) + ".ports"
+		if _, ok := b.sets[name]; !ok {
+			ports := make([]nft.PortRange, len(r.Ports))
+			for i, p := range r.Ports {
+				ports[i] = nft.PortRange(p)
+			}
+			b.addSet(&nft.Set{Name: name, Key: nft.KeyService, Ports: nft.MergePorts(ports)})
+		}
+		tail = append(tail, nft.DPort{Set: name})
+	}
+	mk := func(m ...nft.Match) *nft.Rule {
+		return &nft.Rule{Matches: append(m, tail...), Counter: true, Verdict: verdict, ID: r.ID(), Comment: comment}
+	}
+	if r.Addrs.Any {
+		return []*nft.Rule{mk()}
+	}
+	var out []*nft.Rule
+	spec := r.Addrs
+	if n == nil && spec.Self {
+		// The subnets of a bridge not known yet: whatever routes via it.
+		out = append(out, mk(nft.Fib{Local: r.Hook == policy.Host}))
+		spec.Self = false
+	}
+	var net policy.Network
+	if n != nil {
+		net = *n
+	}
+	prefixes := b.pol.Resolve(spec, net)
+	setName := chain + "." + ruleTag(r)
+	switch {
+	case spec.Self && len(spec.Lists) == 0 && len(spec.Prefixes) == 0:
+		setName = netSetName(chain)
+	case !spec.Self && len(spec.Lists) == 1 && len(spec.Prefixes) == 0:
+		setName = "l_" + spec.Lists[0]
+	}
+	v4, v6 := b.addrMatches(setName, prefixes, false, false)
+	if v4 != nil && r.Proto != policy.ProtoICMPv6 {
+		out = append(out, mk(*v4))
+	}
+	if v6 != nil && r.Proto != policy.ProtoICMP {
+		out = append(out, mk(*v6))
+	}
+	return out
+}
+
+// protoNumber returns the IANA number of a policy protocol.
+func protoNumber(p policy.Proto) uint8 {
+	if r, ok := ipproto.ByName(string(p)); ok {
+		return r.Num
+	}
+	panic("fence: no protocol number for " + string(p))
+}
+
+// netSetName names the set of a network's subnets after its chain (fwd_X or in_X).
+func netSetName(chain string) string {
+	_, id, _ := strings.Cut(chain, "_")
+	return "net_" + id
+}

@@ -1,0 +1,43 @@
+package nft
+
+// The external tests (package nft_test) build their tables with package
+// fence, which imports nft; these names give them the internals they check.
+
+type (
+	Changes  = changes
+	SetElems = setElems
+	MapElems = mapElems
+)
+
+// Empty reports whether the changes leave the table as it is.
+func (c *changes) Empty() bool { return c.empty() }
+
+// SetDigests returns t's set digests.
+func SetDigests(t *Table) map[string]string { return t.setDigests() }
+
+// PlanChanges computes the changes that turn have into t.
+func PlanChanges(t *Table, have *State, digests map[string]string) *Changes {
+	return t.changes(have, digests)
+}
+
+// NeedDump lists the sets Apply must dump.
+func NeedDump(t *Table, have *State, digests map[string]string, verify ...string) []string {
+	return t.needDump(have, digests, verify...)
+}
+
+// BaseChainsMatch reports whether the base chains can be kept.
+func BaseChainsMatch(t *Table, have *State) bool { return t.baseChainsMatch(have) }
+
+var (
+	KernelSet    = kernelSet
+	ElemDiff     = elemDiff
+	VMapElemText = vmapElemText
+	RuleUserData = ruleUserData
+	SetRefs      = setRefs
+	ParseSetRefs = parseSetRefs
+	TruncateUTF8 = truncateUTF8
+	MaxUserData  = maxUserData
+	UdataID      = udataID
+	UdataDigest  = udataDigest
+	UdataComment = udataComment
+)
