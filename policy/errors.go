@@ -62,6 +62,7 @@ func quote(s string) string {
 	return strconv.Quote(strings.TrimSuffix(clip(s), "...")) + "..."
 }
 
+// yamlLineRE splits an error of the YAML decoder into its line and message.
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
 // yamlError reports an error of the YAML decoder at the line it names.

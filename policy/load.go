@@ -16,6 +16,7 @@ type Options struct {
 	MaxListEntries int
 }
 
+// resolvConf returns the file @resolvers comes from.
 func (o Options) resolvConf() string {
 	if o.ResolvConf == "" {
 		return "/etc/resolv.conf"
@@ -105,6 +106,8 @@ func checkRegular(st os.FileInfo) error {
 	return fmt.Errorf("is %s, %w", what, errNotRegular)
 }
 
+// unwrapPathError returns the cause of a *os.PathError, whose operation and
+// path the messages already say, or err itself.
 func unwrapPathError(err error) error {
 	var pe *os.PathError
 	if errors.As(err, &pe) {

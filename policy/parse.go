@@ -36,6 +36,8 @@ func Parse(file string, data []byte, opts Options) (*Policy, error) {
 	return pol, nil
 }
 
+// parser is the state of one Parse: the policy file, the options and the
+// problems found so far.
 type parser struct {
 	file string
 	opts Options
@@ -44,6 +46,8 @@ type parser struct {
 	dropped int
 }
 
+// parse checks that data is one UTF-8 YAML document holding a mapping, and
+// reads the policy from it.
 func (p *parser) parse(data []byte) *Policy {
 	if len(bytes.TrimSpace(bytes.TrimPrefix(data, []byte("\ufeff")))) == 0 {
 		p.errAt(Pos{File: p.file, Line: 1, Column: 1}, "the policy is empty; expected a mapping with version: 1 and networks (see 'dockerfence policy default')")
@@ -113,8 +117,10 @@ func (p *parser) parse(data []byte) *Policy {
 	return pol
 }
 
+// tableNameRE matches the names settings.table accepts.
 var tableNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,31}$`)
 
+// settings reads the settings mapping into s, which holds the defaults.
 func (p *parser) settings(n *yaml.Node, s *Settings) {
 	p.mapping(n, "settings", map[string]func(k, v *yaml.Node){
 		"table": func(_, v *yaml.Node) {
@@ -171,8 +177,11 @@ func (p *parser) settings(n *yaml.Node, s *Settings) {
 	})
 }
 
+// listNameRE matches the names of the lists a policy defines.
 var listNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,31}$`)
 
+// lists reads the lists mapping into pol.Lists: each list is addresses or
+// {file: PATH}, a list file relative to the policy's directory.
 func (p *parser) lists(n *yaml.Node, pol *Policy) {
 	if n.Kind != yaml.MappingNode {
 		p.errorf(n, "lists: expected a mapping of list names to addresses, found %s", kindName(n))
@@ -255,6 +264,7 @@ func (p *parser) lists(n *yaml.Node, pol *Policy) {
 	}
 }
 
+// networks reads the sections of the networks list into pol.Sections.
 func (p *parser) networks(n *yaml.Node, pol *Policy) {
 	if n.Kind != yaml.SequenceNode || len(n.Content) == 0 {
 		p.errorf(n, "networks: expected a list of sections, each with match and rules, found %s", kindName(n))
@@ -278,6 +288,7 @@ func (p *parser) networks(n *yaml.Node, pol *Policy) {
 	}
 }
 
+// verdict reads allow or deny; a problem reads as Allow, reported.
 func (p *parser) verdict(n *yaml.Node, what string) Verdict {
 	if v, ok := p.oneOf(n, what, "allow", "deny"); ok && v == "deny" {
 		return Deny
@@ -285,6 +296,7 @@ func (p *parser) verdict(n *yaml.Node, what string) Verdict {
 	return Allow
 }
 
+// match reads the match mapping of a section.
 func (p *parser) match(n *yaml.Node, what string) Match {
 	var m Match
 	p.mapping(n, what, map[string]func(k, v *yaml.Node){

@@ -48,6 +48,8 @@ func commentFlaw(s string) string {
 	return ""
 }
 
+// rules reads the rules of one hook of a section. A rule is allow: or deny:
+// with addresses, and optionally proto, ports and comment.
 func (p *parser) rules(n *yaml.Node, what string, hook Hook, pol *Policy) []*Rule {
 	if n.Kind != yaml.SequenceNode {
 		p.errorf(n, "%s: expected a list of rules, found %s", what, kindName(n))
@@ -111,6 +113,7 @@ func (p *parser) rules(n *yaml.Node, what string, hook Hook, pol *Policy) []*Rul
 	return out
 }
 
+// familyName names the IPv4 or IPv6 address family.
 func familyName(v4 bool) string {
 	if v4 {
 		return "IPv4"
@@ -118,6 +121,8 @@ func familyName(v4 bool) string {
 	return "IPv6"
 }
 
+// addrSpec reads what a rule allows or denies: an address, a CIDR, @list,
+// self or any, or a list of them.
 func (p *parser) addrSpec(n *yaml.Node, what string, pol *Policy) AddrSpec {
 	var a AddrSpec
 	var items []*yaml.Node
@@ -171,6 +176,7 @@ func (p *parser) addrSpec(n *yaml.Node, what string, pol *Policy) AddrSpec {
 	return a
 }
 
+// ports reads a port, a "lo-hi" range, or a list of them.
 func (p *parser) ports(n *yaml.Node, what string) []PortRange {
 	var items []*yaml.Node
 	switch n.Kind {

@@ -9,6 +9,8 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
+// pos returns the position of n in the policy file, or the file alone if
+// n is nil.
 func (p *parser) pos(n *yaml.Node) Pos {
 	if n == nil {
 		return Pos{File: p.file}
@@ -16,10 +18,13 @@ func (p *parser) pos(n *yaml.Node) Pos {
 	return Pos{File: p.file, Line: n.Line, Column: n.Column}
 }
 
+// errorf reports a problem at n.
 func (p *parser) errorf(n *yaml.Node, format string, args ...any) {
 	p.errAt(p.pos(n), format, args...)
 }
 
+// errAt reports a problem at pos, or counts it if maxErrors are reported
+// already.
 func (p *parser) errAt(pos Pos, format string, args ...any) {
 	if len(p.errs) < maxErrors {
 		p.errs = append(p.errs, &Error{Pos: pos, Msg: fmt.Sprintf(format, args...)})
@@ -28,6 +33,8 @@ func (p *parser) errAt(pos Pos, format string, args ...any) {
 	}
 }
 
+// kindName says what n is, for a message: a mapping, a list, nothing, an
+// alias, or the quoted value of a scalar.
 func kindName(n *yaml.Node) string {
 	switch n.Kind {
 	case yaml.MappingNode:
@@ -85,6 +92,7 @@ func (p *parser) key(k *yaml.Node, what string) bool {
 	return false
 }
 
+// keyList returns the keys of h, sorted and joined by commas.
 func keyList(h map[string]func(k, v *yaml.Node)) string {
 	keys := make([]string, 0, len(h))
 	for k := range h {
@@ -94,6 +102,7 @@ func keyList(h map[string]func(k, v *yaml.Node)) string {
 	return strings.Join(keys, ", ")
 }
 
+// scalar returns the value of n, or reports that n is not a value.
 func (p *parser) scalar(n *yaml.Node, what string) (string, bool) {
 	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
 		p.errorf(n, "%s: expected a value, found %s", what, kindName(n))
@@ -102,6 +111,7 @@ func (p *parser) scalar(n *yaml.Node, what string) (string, bool) {
 	return n.Value, true
 }
 
+// integer returns the integer n holds, or reports that it holds none.
 func (p *parser) integer(n *yaml.Node, what string) (int, bool) {
 	s, ok := p.scalar(n, what)
 	if !ok {
@@ -115,6 +125,8 @@ func (p *parser) integer(n *yaml.Node, what string) (int, bool) {
 	return v, true
 }
 
+// boolean returns the true or false n holds, or reports that it holds
+// neither.
 func (p *parser) boolean(n *yaml.Node, what string) (bool, bool) {
 	s, ok := p.scalar(n, what)
 	if !ok {
@@ -130,6 +142,7 @@ func (p *parser) boolean(n *yaml.Node, what string) (bool, bool) {
 	return false, false
 }
 
+// oneOf returns the value of n if it is one of choices, or reports it.
 func (p *parser) oneOf(n *yaml.Node, what string, choices ...string) (string, bool) {
 	s, ok := p.scalar(n, what)
 	if !ok {
