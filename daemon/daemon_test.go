@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/dockerfence/dockerfence/bridge"
@@ -67,7 +68,11 @@ func (k *fakeKernel) Watch(ctx context.Context, _ string, out chan<- nft.Change,
 		case err := <-k.watchErr:
 			return err
 		case ch := <-k.watch:
-			out <- ch
+			select {
+			case out <- ch:
+			case <-ctx.Done():
+				return nil
+			}
 		}
 	}
 }
@@ -94,7 +99,11 @@ func (d *fakeDocker) Follow(ctx context.Context, out chan<- docker.Update, _ doc
 		case <-ctx.Done():
 			return
 		case u := <-d.updates:
-			out <- u
+			select {
+			case out <- u:
+			case <-ctx.Done():
+				return
+			}
 		}
 	}
 }
@@ -107,6 +116,14 @@ networks:
 `
 
 // harness runs a daemon with fakes and collects its sync results.
+//
+// Every test that starts one runs in a synctest bubble: the daemon's timers
+// (debounce, retry backoff, lock polling, resync, the wait for Docker at
+// start) and the harness's own timeouts run on the bubble's fake clock,
+// which moves only once every goroutine of the bubble is durably blocked.
+// A test waits for the daemon with next and none, or with synctest.Wait when
+// it must let the daemon take an input before giving it the next one; never
+// with real time.
 type harness struct {
 	t       *testing.T
 	kernel  *fakeKernel
@@ -204,160 +221,178 @@ func (h *harness) none(d time.Duration) {
 }
 
 func TestStartSyncsWithDockerNetworks(t *testing.T) {
-	h := start(t, true, nil)
-	r := h.first
-	if r.Reason != "start" || r.Source != "docker" || r.Err != nil || len(r.Table.Fenced) != 1 || r.Table.Fenced[0].Network.Name != "app" {
-		t.Fatalf("first sync = %+v", r)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		h := start(t, true, nil)
+		r := h.first
+		if r.Reason != "start" || r.Source != "docker" || r.Err != nil || len(r.Table.Fenced) != 1 || r.Table.Fenced[0].Network.Name != "app" {
+			t.Fatalf("first sync = %+v", r)
+		}
+	})
 }
 
 func TestBurstIsCoalesced(t *testing.T) {
-	h := start(t, true, nil)
-	for range 20 {
-		h.docker.updates <- docker.Update{Signal: docker.Changed, Event: "network create x"}
-	}
-	r := h.next()
-	if r.Reason != "20 Docker events" {
-		t.Errorf("reason = %q, want one sync for the 20 events", r.Reason)
-	}
-	h.none(100 * time.Millisecond)
+	synctest.Test(t, func(t *testing.T) {
+		h := start(t, true, nil)
+		for range 20 {
+			h.docker.updates <- docker.Update{Signal: docker.Changed, Event: "network create x"}
+		}
+		r := h.next()
+		if r.Reason != "20 Docker events" {
+			t.Errorf("reason = %q, want one sync for the 20 events", r.Reason)
+		}
+		h.none(100 * time.Millisecond)
+	})
 }
 
 func TestDockerLostKeepsLastKnownNetworks(t *testing.T) {
-	h := start(t, true, nil)
-	h.docker.mu.Lock()
-	calls := h.docker.calls
-	h.docker.mu.Unlock()
-	h.docker.updates <- docker.Update{Signal: docker.Lost, Err: docker.ErrUnreachable}
-	time.Sleep(20 * time.Millisecond) // let the daemon take the update before the reload
-	h.reload <- os.Interrupt          // any reload triggers a sync
-	r := h.next()
-	if r.Source != "docker (last known)" || len(r.Table.Fenced) != 1 {
-		t.Fatalf("sync while Docker is down = %+v", r)
-	}
-	h.docker.mu.Lock()
-	if h.docker.calls != calls {
-		t.Errorf("Networks called %d times while Docker was down", h.docker.calls-calls)
-	}
-	h.docker.mu.Unlock()
-	h.docker.updates <- docker.Update{Signal: docker.Connected}
-	if r := h.next(); r.Reason != "Docker connected" || r.Source != "docker" {
-		t.Errorf("sync on reconnect = %+v", r)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		h := start(t, true, nil)
+		h.docker.mu.Lock()
+		calls := h.docker.calls
+		h.docker.mu.Unlock()
+		h.docker.updates <- docker.Update{Signal: docker.Lost, Err: docker.ErrUnreachable}
+		synctest.Wait()          // let the daemon take the update before the reload
+		h.reload <- os.Interrupt // any reload triggers a sync
+		r := h.next()
+		if r.Source != "docker (last known)" || len(r.Table.Fenced) != 1 {
+			t.Fatalf("sync while Docker is down = %+v", r)
+		}
+		h.docker.mu.Lock()
+		if h.docker.calls != calls {
+			t.Errorf("Networks called %d times while Docker was down", h.docker.calls-calls)
+		}
+		h.docker.mu.Unlock()
+		h.docker.updates <- docker.Update{Signal: docker.Connected}
+		if r := h.next(); r.Reason != "Docker connected" || r.Source != "docker" {
+			t.Errorf("sync on reconnect = %+v", r)
+		}
+	})
 }
 
 func TestFailedApplyIsRetriedWithBackoff(t *testing.T) {
-	h := start(t, false, func(c *Config) {
-		c.Kernel.(*fakeKernel).failures = []error{errors.New("EBUSY"), errors.New("EBUSY"), errors.New("EBUSY"), errors.New("EBUSY")}
-	})
-	// start and the monitor's sync failed; then retries after 20 and 40 ms.
-	if h.first.Err == nil {
-		t.Fatalf("first sync = %+v, want the fake's failure", h.first)
-	}
-	at := []time.Time{time.Now()}
-	for i := 0; i < 3; i++ {
-		r := h.next()
-		at = append(at, time.Now())
-		if (r.Err != nil) != (i < 2) || r.Reason != "retry" {
-			t.Fatalf("retry %d: %+v", i, r)
+	synctest.Test(t, func(t *testing.T) {
+		h := start(t, false, func(c *Config) {
+			c.Kernel.(*fakeKernel).failures = []error{errors.New("EBUSY"), errors.New("EBUSY"), errors.New("EBUSY"), errors.New("EBUSY")}
+		})
+		// start and the monitor's sync failed; then retries after 20 and 40 ms.
+		if h.first.Err == nil {
+			t.Fatalf("first sync = %+v, want the fake's failure", h.first)
 		}
-	}
-	// Delays 20, 40, 40 ms (capped): the second gap is clearly longer than the first.
-	if first, second := at[1].Sub(at[0]), at[2].Sub(at[1]); second < first+10*time.Millisecond {
-		t.Errorf("retry gaps %v then %v: no backoff", first, second)
-	}
-	h.none(100 * time.Millisecond)
+		at := []time.Time{time.Now()}
+		for i := 0; i < 3; i++ {
+			r := h.next()
+			at = append(at, time.Now())
+			if (r.Err != nil) != (i < 2) || r.Reason != "retry" {
+				t.Fatalf("retry %d: %+v", i, r)
+			}
+		}
+		// Delays 20, 40, 40 ms (capped): the second gap is clearly longer than the first.
+		if first, second := at[1].Sub(at[0]), at[2].Sub(at[1]); second < first+10*time.Millisecond {
+			t.Errorf("retry gaps %v then %v: no backoff", first, second)
+		}
+		h.none(100 * time.Millisecond)
+	})
 }
 
 // A change of the table while a failed sync waits for its retry does not
 // sync at once: a batch the kernel keeps refusing must not become a loop.
 func TestKernelChangeWaitsForRetry(t *testing.T) {
-	h := start(t, false, func(c *Config) {
-		c.RetryMin, c.RetryMax = 200*time.Millisecond, 200*time.Millisecond
-		c.Kernel.(*fakeKernel).failures = []error{errors.New("EINVAL"), errors.New("EINVAL"), errors.New("EINVAL")}
+	synctest.Test(t, func(t *testing.T) {
+		h := start(t, false, func(c *Config) {
+			c.RetryMin, c.RetryMax = 200*time.Millisecond, 200*time.Millisecond
+			c.Kernel.(*fakeKernel).failures = []error{errors.New("EINVAL"), errors.New("EINVAL"), errors.New("EINVAL")}
+		})
+		at := time.Now()
+		h.kernel.watch <- nft.Change{Pid: 4242, Proc: "nft", Sets: []string{"l_x_4"}}
+		r := h.next()
+		if r.Reason != "retry" || time.Since(at) < 100*time.Millisecond {
+			t.Errorf("sync %+v after %v, want the retry, not an immediate sync", r, time.Since(at))
+		}
+		h.kernel.mu.Lock()
+		defer h.kernel.mu.Unlock()
+		if last := h.kernel.verified[len(h.kernel.verified)-1]; !slices.Equal(last, []string{"l_x_4"}) {
+			t.Errorf("the retry verified %q, want the set another process changed", last)
+		}
 	})
-	at := time.Now()
-	h.kernel.watch <- nft.Change{Pid: 4242, Proc: "nft", Sets: []string{"l_x_4"}}
-	r := h.next()
-	if r.Reason != "retry" || time.Since(at) < 100*time.Millisecond {
-		t.Errorf("sync %+v after %v, want the retry, not an immediate sync", r, time.Since(at))
-	}
-	h.kernel.mu.Lock()
-	defer h.kernel.mu.Unlock()
-	if last := h.kernel.verified[len(h.kernel.verified)-1]; !slices.Equal(last, []string{"l_x_4"}) {
-		t.Errorf("the retry verified %q, want the set another process changed", last)
-	}
 }
 
 func TestKernelChangeIsRepaired(t *testing.T) {
-	h := start(t, false, nil)
-	h.kernel.watch <- nft.Change{Pid: 4242, Proc: "nft", Sets: []string{"l_private_4"}}
-	if r := h.next(); r.Reason != "table changed by pid 4242 (nft)" {
-		t.Errorf("reason = %q", r.Reason)
-	}
-	h.kernel.mu.Lock()
-	if last := h.kernel.verified[len(h.kernel.verified)-1]; !slices.Equal(last, []string{"l_private_4"}) {
-		t.Errorf("Apply verified %q, want the set whose elements changed", last)
-	}
-	h.kernel.mu.Unlock()
-	// A failing monitor subscribes again, then asks for a full resync.
-	h.kernel.watchErr <- nft.ErrOverrun
-	if r := h.next(); r.Reason != "nftables monitor restarted" {
-		t.Errorf("reason = %q", r.Reason)
-	}
-	h.kernel.mu.Lock()
-	defer h.kernel.mu.Unlock()
-	if h.kernel.watches != 2 {
-		t.Errorf("%d subscriptions, want 2", h.kernel.watches)
-	}
-	if last := h.kernel.verified[len(h.kernel.verified)-1]; len(last) != 0 {
-		t.Errorf("verified %q again after a successful sync", last)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		h := start(t, false, nil)
+		h.kernel.watch <- nft.Change{Pid: 4242, Proc: "nft", Sets: []string{"l_private_4"}}
+		if r := h.next(); r.Reason != "table changed by pid 4242 (nft)" {
+			t.Errorf("reason = %q", r.Reason)
+		}
+		h.kernel.mu.Lock()
+		if last := h.kernel.verified[len(h.kernel.verified)-1]; !slices.Equal(last, []string{"l_private_4"}) {
+			t.Errorf("Apply verified %q, want the set whose elements changed", last)
+		}
+		h.kernel.mu.Unlock()
+		// A failing monitor subscribes again, then asks for a full resync.
+		h.kernel.watchErr <- nft.ErrOverrun
+		if r := h.next(); r.Reason != "nftables monitor restarted" {
+			t.Errorf("reason = %q", r.Reason)
+		}
+		h.kernel.mu.Lock()
+		defer h.kernel.mu.Unlock()
+		if h.kernel.watches != 2 {
+			t.Errorf("%d subscriptions, want 2", h.kernel.watches)
+		}
+		if last := h.kernel.verified[len(h.kernel.verified)-1]; len(last) != 0 {
+			t.Errorf("verified %q again after a successful sync", last)
+		}
+	})
 }
 
 func TestBadReloadKeepsOldPolicy(t *testing.T) {
-	h := start(t, true, nil)
-	h.pmu.Lock()
-	h.policy = "version: 1\nnetworks:\n  - match: {name: app}\n    egress:\n      - deny: 999.0.0.0/8\n"
-	h.pmu.Unlock()
-	h.reload <- os.Interrupt
-	h.none(100 * time.Millisecond)
-	h.pmu.Lock()
-	h.policy = strings.Replace(namedPolicy, "192.168.0.0/16", "10.0.0.0/8", 1)
-	h.pmu.Unlock()
-	h.reload <- os.Interrupt
-	r := h.next()
-	if r.Reason != "policy reload" || !strings.Contains(r.Table.Text(), "10.0.0.0/8") {
-		t.Errorf("sync after a good reload = %+v", r)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		h := start(t, true, nil)
+		h.pmu.Lock()
+		h.policy = "version: 1\nnetworks:\n  - match: {name: app}\n    egress:\n      - deny: 999.0.0.0/8\n"
+		h.pmu.Unlock()
+		h.reload <- os.Interrupt
+		h.none(100 * time.Millisecond)
+		h.pmu.Lock()
+		h.policy = strings.Replace(namedPolicy, "192.168.0.0/16", "10.0.0.0/8", 1)
+		h.pmu.Unlock()
+		h.reload <- os.Interrupt
+		r := h.next()
+		if r.Reason != "policy reload" || !strings.Contains(r.Table.Text(), "10.0.0.0/8") {
+			t.Errorf("sync after a good reload = %+v", r)
+		}
+	})
 }
 
 func TestPolicyFileChangeReloads(t *testing.T) {
-	file := t.TempDir() + "/p.yaml"
-	os.WriteFile(file, []byte("x"), 0o644)
-	h := start(t, false, func(c *Config) { c.PolicyFile, c.PollPolicy = file, 10*time.Millisecond })
-	os.WriteFile(file, []byte("changed"), 0o644)
-	if r := h.next(); r.Reason != "policy reload" {
-		t.Errorf("reason = %q", r.Reason)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		file := t.TempDir() + "/p.yaml"
+		os.WriteFile(file, []byte("x"), 0o644)
+		h := start(t, false, func(c *Config) { c.PolicyFile, c.PollPolicy = file, 10*time.Millisecond })
+		os.WriteFile(file, []byte("changed"), 0o644)
+		if r := h.next(); r.Reason != "policy reload" {
+			t.Errorf("reason = %q", r.Reason)
+		}
+	})
 }
 
 // A policy that needs Docker, with Docker never reached: an existing table
 // is kept rather than rebuilt without names; a missing one is created.
 func TestNoDockerYetKeepsExistingTable(t *testing.T) {
-	h := start(t, false, func(c *Config) { c.Docker = &fakeDocker{updates: make(chan docker.Update)} })
-	if r := h.first; r.Err != nil || r.Source != "netlink" {
-		t.Fatalf("first sync without a table = %+v", r)
-	}
-	h.reload <- os.Interrupt
-	if r := h.next(); r.Source != "" {
-		t.Errorf("sync with a table and no Docker = %+v, want skipped", r)
-	}
-	h.kernel.mu.Lock()
-	defer h.kernel.mu.Unlock()
-	if len(h.kernel.applied) != 1 {
-		t.Errorf("%d applies, want 1", len(h.kernel.applied))
-	}
+	synctest.Test(t, func(t *testing.T) {
+		h := start(t, false, func(c *Config) { c.Docker = &fakeDocker{updates: make(chan docker.Update)} })
+		if r := h.first; r.Err != nil || r.Source != "netlink" {
+			t.Fatalf("first sync without a table = %+v", r)
+		}
+		h.reload <- os.Interrupt
+		if r := h.next(); r.Source != "" {
+			t.Errorf("sync with a table and no Docker = %+v, want skipped", r)
+		}
+		h.kernel.mu.Lock()
+		defer h.kernel.mu.Unlock()
+		if len(h.kernel.applied) != 1 {
+			t.Errorf("%d applies, want 1", len(h.kernel.applied))
+		}
+	})
 }
 
 // applies counts the tables applied.
@@ -452,67 +487,73 @@ func withLock(l *fakeLock, wait time.Duration) func(*Config) {
 // A sync that finds the lock held by another process waits for it, and
 // then applies without counting as failed.
 func TestBusyLockIsWaitedFor(t *testing.T) {
-	l := &fakeLock{other: true}
-	go func() {
-		time.Sleep(80 * time.Millisecond)
-		l.setOther(false)
-	}()
-	h := start(t, false, withLock(l, time.Second))
-	if r := h.first; r.Err != nil || !r.Changed || r.Took < 60*time.Millisecond {
-		t.Fatalf("first sync = %+v, want an apply after waiting about 80ms for the lock", r)
-	}
-	h.none(100 * time.Millisecond) // no retry: nothing failed
-	l.check(t)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.refused < 5 || !slices.Equal(l.tables, []string{"dockerfence", "dockerfence"}) {
-		t.Errorf("lock refused %d times, then granted for %q; want it tried every 5ms, then granted to both syncs for table dockerfence", l.refused, l.tables)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		l := &fakeLock{other: true}
+		go func() { // another process holds the lock for 80ms of the bubble's clock
+			time.Sleep(80 * time.Millisecond)
+			l.setOther(false)
+		}()
+		h := start(t, false, withLock(l, time.Second))
+		if r := h.first; r.Err != nil || !r.Changed || r.Took < 60*time.Millisecond {
+			t.Fatalf("first sync = %+v, want an apply after waiting about 80ms for the lock", r)
+		}
+		h.none(100 * time.Millisecond) // no retry: nothing failed
+		l.check(t)
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if l.refused < 5 || !slices.Equal(l.tables, []string{"dockerfence", "dockerfence"}) {
+			t.Errorf("lock refused %d times, then granted for %q; want it tried every 5ms, then granted to both syncs for table dockerfence", l.refused, l.tables)
+		}
+	})
 }
 
 // A sync that finds the lock held longer than LockWait fails with ErrBusy,
 // changes nothing, and is retried with backoff until the lock is free.
 func TestBusyLockPastWaitIsRetried(t *testing.T) {
-	l := &fakeLock{other: true}
-	h := start(t, false, withLock(l, 15*time.Millisecond))
-	if r := h.first; !errors.Is(r.Err, ErrBusy) || r.Changed || r.Table == nil {
-		t.Fatalf("first sync = %+v, want it failed with ErrBusy", r)
-	}
-	for i := range 2 {
-		if r := h.next(); r.Reason != "retry" || !errors.Is(r.Err, ErrBusy) {
-			t.Fatalf("retry %d = %+v, want a retry failed with ErrBusy", i, r)
+	synctest.Test(t, func(t *testing.T) {
+		l := &fakeLock{other: true}
+		h := start(t, false, withLock(l, 15*time.Millisecond))
+		if r := h.first; !errors.Is(r.Err, ErrBusy) || r.Changed || r.Table == nil {
+			t.Fatalf("first sync = %+v, want it failed with ErrBusy", r)
 		}
-	}
-	if n := h.kernel.applies(); n != 0 {
-		t.Fatalf("%d applies while another process held the lock", n)
-	}
-	l.setOther(false)
-	r := h.next()
-	if r.Reason != "retry" || r.Err != nil || !r.Changed {
-		t.Fatalf("retry after the lock was freed = %+v, want an apply", r)
-	}
-	h.none(100 * time.Millisecond)
-	l.check(t)
+		for i := range 2 {
+			if r := h.next(); r.Reason != "retry" || !errors.Is(r.Err, ErrBusy) {
+				t.Fatalf("retry %d = %+v, want a retry failed with ErrBusy", i, r)
+			}
+		}
+		if n := h.kernel.applies(); n != 0 {
+			t.Fatalf("%d applies while another process held the lock", n)
+		}
+		l.setOther(false)
+		r := h.next()
+		if r.Reason != "retry" || r.Err != nil || !r.Changed {
+			t.Fatalf("retry after the lock was freed = %+v, want an apply", r)
+		}
+		h.none(100 * time.Millisecond)
+		l.check(t)
+	})
 }
 
 // An error of the lock other than busy (say, the lock file cannot be
 // opened) fails the sync at once, without waiting.
 func TestLockErrorFailsSync(t *testing.T) {
-	calls := 0
-	h := start(t, false, func(c *Config) {
-		c.LockWait = time.Hour
-		c.Lock = func(string) (func(), error) {
-			calls++
-			if calls <= 2 { // the sync at start and the monitor's
-				return nil, errors.New("lock file: permission denied")
+	synctest.Test(t, func(t *testing.T) {
+		calls := 0
+		h := start(t, false, func(c *Config) {
+			c.LockWait = time.Hour
+			c.Lock = func(string) (func(), error) {
+				calls++
+				if calls <= 2 { // the sync at start and the monitor's
+					return nil, errors.New("lock file: permission denied")
+				}
+				return func() {}, nil
 			}
-			return func() {}, nil
+		})
+		if r := h.first; r.Err == nil || r.Took > time.Second || h.kernel.applies() != 0 {
+			t.Fatalf("first sync = %+v, want it failed at once", r)
+		}
+		if r := h.next(); r.Reason != "retry" || r.Err != nil {
+			t.Fatalf("retry = %+v, want an apply", r)
 		}
 	})
-	if r := h.first; r.Err == nil || r.Took > time.Second || h.kernel.applies() != 0 {
-		t.Fatalf("first sync = %+v, want it failed at once", r)
-	}
-	if r := h.next(); r.Reason != "retry" || r.Err != nil {
-		t.Fatalf("retry = %+v, want an apply", r)
-	}
 }
