@@ -49,7 +49,7 @@ networks:
 `
 )
 
-// dispatchRe finds the counter of the forward base chain's dispatch rule,
+// dispatchRe finds the counter of the forward network layer's dispatch rule,
 // which every packet in the original direction that the forward hook sees
 // passes.
 var dispatchRe = regexp.MustCompile(`counter packets (\d+) bytes \d+ iifname vmap @fwd_if`)
@@ -58,10 +58,10 @@ var dispatchRe = regexp.MustCompile(`counter packets (\d+) bytes \d+ iifname vma
 // counted.
 func (e *env) forwardSeen() int {
 	e.t.Helper()
-	out := e.tp.Host.Run(e.t, "nft", "list", "chain", "inet", "dockerfence", "forward")
+	out := e.tp.Host.Run(e.t, "nft", "list", "chain", "inet", "dockerfence", "fwd.network")
 	m := dispatchRe.FindStringSubmatch(out)
 	if m == nil {
-		e.t.Fatalf("no dispatch rule counter in the forward chain:\n%s", out)
+		e.t.Fatalf("no dispatch rule counter in the fwd.network chain (the network layer):\n%s", out)
 	}
 	n, _ := strconv.Atoi(m[1])
 	return n

@@ -626,7 +626,7 @@ func TestDaemonEventStorm(t *testing.T) {
 			}
 			fenced++
 		} else if !e.catchAll() {
-			t.Errorf("bridge %s exists and the table's forward chain does not send it to the \"*\" section", b)
+			t.Errorf("bridge %s exists and the table's network layer (fwd.network) does not send it to the \"*\" section", b)
 		}
 	}
 	if fenced != len(left) {

@@ -191,10 +191,10 @@ func (e *env) mapped(bridge string) bool {
 	return false
 }
 
-// catchAll reports whether the table's forward chain sends unknown br-*
+// catchAll reports whether the table's forward network layer sends unknown br-*
 // bridges to the "*" section.
 func (e *env) catchAll() bool {
-	out, err := e.tp.Host.Try("nft", "list", "chain", "inet", "dockerfence", "forward")
+	out, err := e.tp.Host.Try("nft", "list", "chain", "inet", "dockerfence", "fwd.network")
 	for _, l := range strings.Split(out, "\n") {
 		if err == nil && strings.Contains(l, `iifname "br-*"`) && strings.Contains(l, "goto fwd_unknown") {
 			return true
