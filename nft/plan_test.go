@@ -76,7 +76,7 @@ func TestChanges(t *testing.T) {
 	moved.Subnets = prefixes("172.20.0.0/16", "172.24.0.0/16", "fd00:20::/64")
 	other := policy.Network{Name: "other", Bridge: "br-other", Subnets: prefixes("172.31.0.0/16")}
 	tighter := loadPolicy(t, "")
-	tighter.Sections[0].EgressDefault = policy.Deny
+	tighter.Sections[0].ByHook[policy.Egress].Default = policy.Deny
 	app4 := "net_br-0123456789ab_4"
 	appChains := []string{"fwd_br-0123456789ab", "in_br-0123456789ab"}
 	otherChains := []string{"fwd_br-other", "fwd_br-other.spoof", "fwd_br-other.e3", "fwd_br-other.e4", "in_br-other", "in_br-other.spoof"}

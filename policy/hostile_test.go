@@ -270,7 +270,7 @@ networks:
 	}
 	// Overlapping and repeated prefixes merge into disjoint ranges, as an
 	// interval set needs; the file's two halves join into 10.0.0.0/8.
-	r := p.Sections[0].Egress[0]
+	r := p.Sections[0].Rules(Egress)[0]
 	got := nft.Ranges(p.Resolve(r.Addrs, n300))
 	want := []nft.Range{
 		{From: netip.MustParseAddr("10.0.0.0"), To: netip.MustParseAddr("11.255.255.255")},

@@ -274,13 +274,15 @@ func (p *parser) networks(n *yaml.Node, pol *Policy) {
 		sec := &Section{Index: i + 1, Pos: p.pos(sn)}
 		what := fmt.Sprintf("networks[%d]", i+1)
 		var matchNode *yaml.Node
-		p.mapping(sn, what, map[string]func(k, v *yaml.Node){
-			"match":          func(_, v *yaml.Node) { matchNode = v; sec.Match = p.match(v, what+".match") },
-			"egress":         func(_, v *yaml.Node) { sec.Egress = p.rules(v, what+".egress", Egress, pol) },
-			"egress_default": func(_, v *yaml.Node) { sec.EgressDefault = p.verdict(v, what+".egress_default") },
-			"host":           func(_, v *yaml.Node) { sec.Host = p.rules(v, what+".host", Host, pol) },
-			"host_default":   func(_, v *yaml.Node) { sec.HostDefault = p.verdict(v, what+".host_default") },
-		})
+		keys := map[string]func(k, v *yaml.Node){
+			"match": func(_, v *yaml.Node) { matchNode = v; sec.Match = p.match(v, what+".match") },
+		}
+		for _, h := range Hooks {
+			hr, name := &sec.ByHook[h], h.String()
+			keys[name] = func(_, v *yaml.Node) { hr.Rules = p.rules(v, what+"."+name, h, pol) }
+			keys[name+"_default"] = func(_, v *yaml.Node) { hr.Default = p.verdict(v, what+"."+name+"_default") }
+		}
+		p.mapping(sn, what, keys)
 		if matchNode == nil && sn.Kind == yaml.MappingNode {
 			p.errorf(sn, "%s: missing match; e.g. match: {name: app_default}", what)
 		}

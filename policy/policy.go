@@ -43,6 +43,13 @@ const (
 	Host
 )
 
+// numHooks is how many hooks there are.
+const numHooks = 2
+
+// Hooks lists the hooks a section has rules for, in order. A section's
+// keys are their names ("egress", "egress_default", ...).
+var Hooks = [numHooks]Hook{Egress, Host}
+
 // String returns "egress" or "host".
 func (h Hook) String() string {
 	if h == Host {
@@ -129,29 +136,33 @@ type List struct {
 // Section is one entry of networks: a match and the rules for the networks it matches.
 type Section struct {
 	// Index is the 1-based position of the section in networks.
-	Index         int
-	Pos           Pos
-	Match         Match
-	Egress        []*Rule
-	EgressDefault Verdict
-	Host          []*Rule
-	HostDefault   Verdict
+	Index int
+	Pos   Pos
+	Match Match
+	// ByHook holds the section's rules and default verdict of each hook,
+	// indexed by Hook.
+	ByHook [numHooks]HookRules
+}
+
+// HookRules are a section's rules of one hook and the verdict when none matches.
+type HookRules struct {
+	Rules   []*Rule
+	Default Verdict
 }
 
 // Rules returns the rules of the hook.
-func (s *Section) Rules(h Hook) []*Rule {
-	if h == Host {
-		return s.Host
-	}
-	return s.Egress
-}
+func (s *Section) Rules(h Hook) []*Rule { return s.ByHook[h].Rules }
 
 // Default returns the default verdict of the hook.
-func (s *Section) Default(h Hook) Verdict {
-	if h == Host {
-		return s.HostDefault
+func (s *Section) Default(h Hook) Verdict { return s.ByHook[h].Default }
+
+// RuleCount returns how many rules the section has, of every hook.
+func (s *Section) RuleCount() int {
+	n := 0
+	for _, h := range s.ByHook {
+		n += len(h.Rules)
 	}
-	return s.EgressDefault
+	return n
 }
 
 // Match selects Docker networks. Every field that is set must hold.
@@ -362,8 +373,8 @@ func (p *Policy) UsedLists() []string {
 	seen := map[string]bool{}
 	var names []string
 	for _, s := range p.Sections {
-		for _, h := range []Hook{Egress, Host} {
-			for _, r := range s.Rules(h) {
+		for _, h := range s.ByHook {
+			for _, r := range h.Rules {
 				for _, l := range r.Addrs.Lists {
 					if !seen[l] {
 						seen[l] = true

@@ -49,10 +49,10 @@ func TestSeedPolicy(t *testing.T) {
 	if s.Match.Subnet != netip.MustParsePrefix("172.20.0.0/16") {
 		t.Errorf("match subnet = %v", s.Match.Subnet)
 	}
-	if len(s.Egress) != 4 {
-		t.Fatalf("egress rules = %d, want 4", len(s.Egress))
+	if len(s.Rules(Egress)) != 4 {
+		t.Fatalf("egress rules = %d, want 4", len(s.Rules(Egress)))
 	}
-	dns := s.Egress[2]
+	dns := s.Rules(Egress)[2]
 	if dns.Proto != ProtoUDP || !cmp.Equal(dns.Ports, []PortRange{{53, 53}}) || dns.Comment != "DNS" || dns.ID() != "egress 3" {
 		t.Errorf("DNS rule = %+v", dns)
 	}
@@ -80,7 +80,7 @@ func TestListFile(t *testing.T) {
 	if !cmp.Equal(got, want, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })) {
 		t.Errorf("bad = %v, want %v", got, want)
 	}
-	if r := p.Sections[0].Egress[0]; !cmp.Equal(r.Addrs.Lists, []string{"bad", "office"}) {
+	if r := p.Sections[0].Rules(Egress)[0]; !cmp.Equal(r.Addrs.Lists, []string{"bad", "office"}) {
 		t.Errorf("lists = %v", r.Addrs.Lists)
 	}
 }

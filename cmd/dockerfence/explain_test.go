@@ -69,7 +69,7 @@ func TestRuleMatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := []string{}
-	for _, r := range p.Sections[0].Egress {
+	for _, r := range p.Sections[0].Rules(policy.Egress) {
 		got = append(got, fence.RuleMatch(r))
 	}
 	want := "self|192.168.100.1|192.168.100.2 udp/53|192.168.0.0/16"

@@ -28,7 +28,7 @@ func checkCmd(g *globalFlags) *cobra.Command {
 			}
 			rules := 0
 			for _, s := range pol.Sections {
-				rules += len(s.Egress) + len(s.Host)
+				rules += s.RuleCount()
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: OK: %d sections, %d rules, lists used: %s\n", pol.Source, len(pol.Sections), rules, orDash(strings.Join(pol.UsedLists(), ", ")))
 			return nil
