@@ -60,13 +60,22 @@ type Direction struct {
 	Prefix string
 	// Dispatch is what picks a network's chain.
 	Dispatch nft.Selector
+	// ND lists the ICMPv6 neighbour discovery types that pass.
+	ND []uint8
+	// ToHost says the packets go to the host's own addresses: there,
+	// link-local sources of both families are no spoofing, and "self" of a
+	// bridge not known yet means the host's addresses on it.
+	ToHost bool
 }
 
 // Directions are the directions the fence judges, in the order their base
 // chains are created.
 var Directions = []Direction{
-	{Hook: policy.Egress, Base: "forward", NFHook: nft.HookForward, Prefix: "fwd", Dispatch: nft.SelIIfName},
-	{Hook: policy.Host, Base: "input", NFHook: nft.HookInput, Prefix: "in", Dispatch: nft.SelIIfName},
+	// Between containers (bridged traffic that br_netfilter hands to the
+	// forward hook) only solicitations and adverts pass: router adverts and
+	// redirects from a container are no business of its peers.
+	{Hook: policy.Egress, Base: "forward", NFHook: nft.HookForward, Prefix: "fwd", Dispatch: nft.SelIIfName, ND: []uint8{135, 136}},
+	{Hook: policy.Host, Base: "input", NFHook: nft.HookInput, Prefix: "in", Dispatch: nft.SelIIfName, ND: []uint8{133, 134, 135, 136, 137}, ToHost: true},
 }
 
 // Direction returns the direction of policy hook h.
@@ -160,14 +169,14 @@ func (b *builder) fence(networks []policy.Network) {
 		f := Fenced{Network: n, Section: sec, Chains: map[policy.Hook]string{}}
 		for _, d := range Directions {
 			f.Chains[d.Hook] = d.Prefix + "_" + id
-			b.networkChain(f.Chains[d.Hook], sec, d.Hook, &n)
+			b.networkChain(f.Chains[d.Hook], sec, d, &n)
 		}
 		b.r.Fenced = append(b.r.Fenced, f)
 	}
 	if ca := b.pol.CatchAll(); ca != nil {
 		b.r.CatchAll = ca
 		for _, d := range Directions {
-			b.networkChain(d.Prefix+"_"+unknownID, ca, d.Hook, nil)
+			b.networkChain(d.Prefix+"_"+unknownID, ca, d, nil)
 		}
 	}
 }

@@ -10,13 +10,6 @@ import (
 	"github.com/dockerfence/dockerfence/policy"
 )
 
-// ndTypes are the ICMPv6 neighbour discovery types that always pass in input.
-var ndTypes = []uint8{133, 134, 135, 136, 137}
-
-// ndNeighbourTypes are neighbour solicitation and advertisement, the ND
-// types that pass between containers.
-var ndNeighbourTypes = []uint8{135, 136}
-
 var (
 	linkLocal4 = netip.MustParsePrefix("169.254.0.0/16")
 	linkLocal6 = netip.MustParsePrefix("fe80::/10")
@@ -79,8 +72,10 @@ func (b *builder) addrMatches(name string, prefixes []netip.Prefix, src, neg boo
 }
 
 // networkChain builds the chain that judges packets from network n (nil for
-// bridges not known yet) with the section's rules of hook h, and its deny chains.
-func (b *builder) networkChain(name string, sec *policy.Section, h policy.Hook, n *policy.Network) {
+// bridges not known yet) in direction d with the section's rules, and its
+// deny chains.
+func (b *builder) networkChain(name string, sec *policy.Section, d Direction, n *policy.Network) {
+	h := d.Hook
 	c := b.addChain(name, nft.HookNone)
 	// IPv6 neighbour discovery passes in both hooks: to the host, and, where
 	// br_netfilter hands bridged traffic to the forward hook, between the
@@ -88,19 +83,13 @@ func (b *builder) networkChain(name string, sec *policy.Section, h policy.Hook, 
 	// The family is matched first, so that an IPv4 packet of protocol 58
 	// cannot pass as ICMPv6, and the hop limit, so that an ICMPv6 packet of
 	// an ND type cannot be routed past the deny rules.
-	// Between containers only solicitations and adverts pass: router
-	// adverts and redirects from a container are no business of its peers.
-	nd := ndTypes
-	if h == policy.Egress {
-		nd = ndNeighbourTypes
-	}
-	c.Rules = append(c.Rules, &nft.Rule{Matches: []nft.Match{nft.NFProto{V6: true}, nft.ICMPv6Type{Types: nd}, nft.HopLimit{Value: 255}}, Counter: true, Verdict: allow, ID: "nd", Comment: "IPv6 neighbour discovery"})
+	c.Rules = append(c.Rules, &nft.Rule{Matches: []nft.Match{nft.NFProto{V6: true}, nft.ICMPv6Type{Types: d.ND}, nft.HopLimit{Value: 255}}, Counter: true, Verdict: allow, ID: "nd", Comment: "IPv6 neighbour discovery"})
 	spoof := b.denyChain(name, &Denial{Network: n, Section: sec, Hook: h, Reason: ReasonSpoof})
 	spoofRule := func(m ...nft.Match) {
 		c.Rules = append(c.Rules, &nft.Rule{Matches: m, Counter: true, Verdict: nft.Verdict{Kind: nft.Goto, Target: spoof}, ID: "spoof", Comment: "source outside the network (anti-spoofing)"})
 	}
 	if n == nil {
-		if h == policy.Host {
+		if d.ToHost {
 			spoofRule(nft.Addr{Src: true, Neg: true, Prefix: linkLocal4}, nft.Fib{Src: true, Missing: true})
 			spoofRule(nft.Addr{V6: true, Src: true, Neg: true, Prefix: linkLocal6}, nft.Fib{Src: true, Missing: true})
 		} else {
@@ -117,7 +106,7 @@ func (b *builder) networkChain(name string, sec *policy.Section, h policy.Hook, 
 			// IPv6, in the forward hook: the kernel never routes an IPv6
 			// link-local source, so there they are bridged traffic between
 			// containers (br_netfilter), which needs them.
-			exempt := h == policy.Host || fam.v6
+			exempt := d.ToHost || fam.v6
 			switch {
 			case fam.a == nil && exempt:
 				spoofRule(nft.Addr{V6: fam.v6, Src: true, Neg: true, Prefix: fam.ll})
@@ -131,7 +120,7 @@ func (b *builder) networkChain(name string, sec *policy.Section, h policy.Hook, 
 		}
 	}
 	for _, r := range sec.Rules(h) {
-		c.Rules = append(c.Rules, b.policyRules(name, sec, r, n)...)
+		c.Rules = append(c.Rules, b.policyRules(name, sec, d, r, n)...)
 	}
 	def := &nft.Rule{Counter: true, Verdict: allow, ID: "default", Comment: h.String() + "_default allow"}
 	if sec.Default(h) == policy.Deny {
@@ -181,7 +170,7 @@ func ruleTag(r *policy.Rule) string { return fmt.Sprintf("%c%d", r.Hook.String()
 
 // policyRules renders one policy rule as kernel rules: one per address family
 // it needs (or one for any), all with the rule's ID.
-func (b *builder) policyRules(chain string, sec *policy.Section, r *policy.Rule, n *policy.Network) []*nft.Rule {
+func (b *builder) policyRules(chain string, sec *policy.Section, d Direction, r *policy.Rule, n *policy.Network) []*nft.Rule {
 	verdict := allow
 	if r.Verdict == policy.Deny {
 		verdict = nft.Verdict{Kind: nft.Goto, Target: b.denyChain(chain, &Denial{Network: n, Section: sec, Hook: r.Hook, Rule: r, Reason: ReasonRule})}
@@ -223,7 +212,7 @@ func (b *builder) policyRules(chain string, sec *policy.Section, r *policy.Rule,
 	spec := r.Addrs
 	if n == nil && spec.Self {
 		// The subnets of a bridge not known yet: whatever routes via it.
-		out = append(out, mk(nft.Fib{Local: r.Hook == policy.Host}))
+		out = append(out, mk(nft.Fib{Local: d.ToHost}))
 		spec.Self = false
 	}
 	var net policy.Network
