@@ -30,6 +30,12 @@ type Lister interface {
 	Bridges() ([]Bridge, error)
 }
 
+// ListerFunc is a function that lists bridges, as a Lister.
+type ListerFunc func() ([]Bridge, error)
+
+// Bridges calls f.
+func (f ListerFunc) Bridges() ([]Bridge, error) { return f() }
+
 // Netlink is a Lister that asks the kernel over rtnetlink.
 //
 // The zero value lists the bridges of the calling thread's network

@@ -16,9 +16,11 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"syscall"
 	"time"
 
 	"github.com/dockerfence/dockerfence/bridge"
+	"github.com/dockerfence/dockerfence/discover"
 	"github.com/dockerfence/dockerfence/docker"
 	"github.com/dockerfence/dockerfence/fence"
 	"github.com/dockerfence/dockerfence/nft"
@@ -32,9 +34,10 @@ type Kernel interface {
 	Watch(ctx context.Context, table string, out chan<- nft.Change, ready func()) error
 }
 
-// Docker is what the daemon needs of docker.Client.
+// Docker is what the daemon needs of docker.Client: what discovery needs,
+// and its event stream.
 type Docker interface {
-	Networks(ctx context.Context) ([]docker.Network, error)
+	discover.Docker
 	Follow(ctx context.Context, out chan<- docker.Update, b docker.Backoff)
 }
 
@@ -143,11 +146,10 @@ func (c *Config) defaults() {
 type daemon struct {
 	cfg Config
 	pol *policy.Policy
-	// dockerUp says whether Docker's event stream is up; cached holds the
-	// networks Docker last reported (haveCache once it did).
-	dockerUp  bool
-	cached    []policy.Network
-	haveCache bool
+	// disc takes the inventory and remembers what Docker last reported.
+	disc *discover.Discoverer
+	// dockerUp says whether Docker's event stream is up.
+	dockerUp bool
 	// retry is the current backoff after failed syncs (0 after a success),
 	// and retryAt when the next retry is due.
 	retry   time.Duration
@@ -168,7 +170,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	d := &daemon{cfg: cfg, pol: pol}
+	d := &daemon{cfg: cfg, pol: pol, disc: &discover.Discoverer{Docker: cfg.Docker, Bridges: bridge.ListerFunc(cfg.Bridges)}}
 	log := cfg.Log
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -270,7 +272,7 @@ func (d *daemon) docker(u docker.Update) docker.Signal {
 		}
 		d.dockerUp = true
 	case docker.Lost:
-		if d.dockerUp || !d.haveCache {
+		if d.dockerUp || !d.disc.HasLastKnown() {
 			d.cfg.Log.Warn("lost Docker's event stream; the fence stays as it is and follows the last known networks until Docker is back", "err", u.Err)
 		}
 		d.dockerUp = false
@@ -310,13 +312,13 @@ func (d *daemon) sync(ctx context.Context, trigger, reason string) {
 		// recorded is then the last one made.
 		unlock()
 	}()
-	nets, source, err := d.networks(ctx)
+	inv, err := d.inventory(ctx)
 	if err != nil {
 		res.Err = err
 		d.failed(reason, err)
 		return
 	}
-	if source == "netlink" && d.pol.NeedsDocker() && d.cfg.Docker != nil {
+	if inv.Source == discover.SourceNetlink && d.pol.NeedsDocker() && d.cfg.Docker != nil {
 		// Without Docker, sections that match by name or label match
 		// nothing; an existing table fences better than a rebuilt one.
 		st, err := d.cfg.Kernel.Read(d.pol.Settings.Table)
@@ -332,8 +334,8 @@ func (d *daemon) sync(ctx context.Context, trigger, reason string) {
 			return
 		}
 	}
-	res.Source = source
-	t := fence.Compile(d.pol, nets)
+	res.Source = inv.Source.String()
+	t := fence.Compile(d.pol, inv.Networks)
 	res.Table = t
 	if unlock, res.Err = d.lock(ctx, t.Name); res.Err != nil {
 		unlock = func() {}
@@ -348,7 +350,7 @@ func (d *daemon) sync(ctx context.Context, trigger, reason string) {
 	d.succeeded()
 	d.verify = nil
 	if res.Changed {
-		d.cfg.Log.Info("table applied", "reason", reason, "networks", len(t.Fenced), "unfenced", len(t.Unfenced), "source", source, "took", time.Since(start).Round(time.Microsecond))
+		d.cfg.Log.Info("table applied", "reason", reason, "networks", len(t.Fenced), "unfenced", len(t.Unfenced), "source", res.Source, "took", time.Since(start).Round(time.Microsecond))
 		for _, w := range t.Warnings {
 			d.cfg.Log.Warn(w)
 		}
@@ -407,32 +409,26 @@ func (d *daemon) failed(reason string, err error) {
 	d.cfg.Log.Error("sync failed; the table stays as it was, retrying", "reason", reason, "err", err, "retry_in", d.retry)
 }
 
-// dockerTimeout bounds one network listing.
-const dockerTimeout = 5 * time.Second
-
-// networks returns the networks to fence and where they came from.
-func (d *daemon) networks(ctx context.Context) ([]policy.Network, string, error) {
-	bridges, err := d.cfg.Bridges()
+// inventory returns what to fence: Docker's networks while its event
+// stream is up, else (and when Docker cannot be reached) those it last
+// reported, or the bridges if it never did. Docker answering with an error
+// fails the sync, as the bridges not being listed does.
+func (d *daemon) inventory(ctx context.Context) (*discover.Inventory, error) {
+	if d.cfg.Docker == nil || !d.dockerUp {
+		return d.disc.Known()
+	}
+	inv, err := d.disc.Discover(ctx)
 	if err != nil {
-		return nil, "", fmt.Errorf("list bridges: %w", err)
+		return nil, err
 	}
-	if d.cfg.Docker != nil && d.dockerUp {
-		ctx, cancel := context.WithTimeout(ctx, dockerTimeout)
-		dn, err := d.cfg.Docker.Networks(ctx)
-		cancel()
-		if err == nil {
-			d.cached, d.haveCache = FromDocker(dn, bridges), true
-			return d.cached, "docker", nil
+	if inv.DockerErr != nil {
+		if !discover.Unreachable(inv.DockerErr) {
+			return nil, inv.DockerErr
 		}
-		if !errors.Is(err, docker.ErrUnreachable) {
-			return nil, "", err
-		}
-		d.cfg.Log.Warn("Docker unreachable while listing networks", "err", err)
+		// The cause: the error itself only names the host.
+		d.cfg.Log.Warn("Docker unreachable while listing networks", "err", errors.Unwrap(inv.DockerErr))
 	}
-	if d.haveCache {
-		return d.cached, "docker (last known)", nil
-	}
-	return FromBridges(bridges), "netlink", nil
+	return inv, nil
 }
 
 // watchKernel runs Kernel.Watch, forwarding changes to out. Each time the
@@ -492,4 +488,12 @@ func watchFile(ctx context.Context, path, last string, every time.Duration, out 
 			}
 		}
 	}
+}
+
+// inode returns a file's inode number, 0 where the system has none.
+func inode(fi os.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Ino
+	}
+	return 0
 }

@@ -93,6 +93,10 @@ func (d *fakeDocker) Networks(context.Context) ([]docker.Network, error) {
 	return d.nets, d.err
 }
 
+func (d *fakeDocker) Containers(context.Context) ([]docker.Container, error) { return nil, nil }
+
+func (d *fakeDocker) Host() string { return "unix:///fake/docker.sock" }
+
 func (d *fakeDocker) Follow(ctx context.Context, out chan<- docker.Update, _ docker.Backoff) {
 	for {
 		select {
@@ -267,6 +271,27 @@ func TestDockerLostKeepsLastKnownNetworks(t *testing.T) {
 			t.Errorf("sync on reconnect = %+v", r)
 		}
 	})
+}
+
+// Docker's event stream is up but listing its networks fails: a Docker that
+// cannot be reached leaves the last known networks in force; one that
+// answers with an error fails the sync, which keeps the table.
+func TestDockerListingFails(t *testing.T) {
+	h := start(t, true, nil)
+	h.docker.mu.Lock()
+	h.docker.err = fmt.Errorf("list docker networks: %w: connection refused", docker.ErrUnreachable)
+	h.docker.mu.Unlock()
+	h.reload <- os.Interrupt
+	if r := h.next(); r.Err != nil || r.Source != "docker (last known)" || len(r.Table.Fenced) != 1 {
+		t.Fatalf("sync with Docker unreachable = %+v", r)
+	}
+	h.docker.mu.Lock()
+	h.docker.err = errors.New("list docker networks: Error response from daemon: internal error")
+	h.docker.mu.Unlock()
+	h.reload <- os.Interrupt
+	if r := h.next(); r.Err == nil || r.Err.Error() != "list docker networks: Error response from daemon: internal error" || r.Table != nil {
+		t.Fatalf("sync with Docker answering an error = %+v", r)
+	}
 }
 
 func TestFailedApplyIsRetriedWithBackoff(t *testing.T) {

@@ -198,7 +198,8 @@ const fakeNetworks = `[
 
 const fakeContainers = `[
   {"Id": "c0ffee00112233445566778899aabbccddeeff00112233445566778899aabbcc", "Names": ["/app-web-1"],
-   "State": "running",
+   "Image": "nginx:1.27", "State": "running",
+   "Labels": {"com.docker.compose.project": "app", "com.docker.compose.service": "web"},
    "NetworkSettings": {"Networks": {
      "app_default": {"NetworkID": "4e5f", "IPAddress": "172.19.0.2", "GlobalIPv6Address": "fd00:db8:1::2"}
    }}},
@@ -442,8 +443,13 @@ func TestClientContainersFakeDaemon(t *testing.T) {
 		{ID: "c0ffee00112233445566778899aabbccddeeff00112233445566778899aabbcc", Name: "app-web-1", Addrs: map[netip.Addr]string{
 			netip.MustParseAddr("172.19.0.2"):    "app_default",
 			netip.MustParseAddr("fd00:db8:1::2"): "app_default",
-		}},
-		{ID: "beef000011112222333344445555666677778888999900001111222233334444", Name: "lonely", Addrs: map[netip.Addr]string{}},
+		},
+			Image:     "nginx:1.27",
+			Labels:    map[string]string{"com.docker.compose.project": "app", "com.docker.compose.service": "web"},
+			Endpoints: []Endpoint{{Network: "app_default", NetworkID: "4e5f", IPv4: netip.MustParseAddr("172.19.0.2"), IPv6: netip.MustParseAddr("fd00:db8:1::2")}},
+		},
+		{ID: "beef000011112222333344445555666677778888999900001111222233334444", Name: "lonely", Addrs: map[netip.Addr]string{},
+			Endpoints: []Endpoint{{Network: "none"}}},
 	}
 	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
 		t.Errorf("Containers() mismatch (-want +got):\n%s", diff)

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dockerfence/dockerfence/discover"
 	"github.com/dockerfence/dockerfence/fence"
 	"github.com/dockerfence/dockerfence/nft"
 	"github.com/dockerfence/dockerfence/policy"
@@ -82,7 +83,7 @@ func recordApply(g *globalFlags, a status.Apply, changed bool, err error) {
 }
 
 // summary says in one line what the table fences.
-func summary(t *fence.Result, d *discovery) string {
+func summary(t *fence.Result, inv *discover.Inventory) string {
 	var fenced []string
 	for _, f := range t.Fenced {
 		fenced = append(fenced, networkLabel(f.Network)+" on "+f.Network.Bridge)
@@ -101,7 +102,7 @@ func summary(t *fence.Result, d *discovery) string {
 	if t.CatchAll != nil {
 		s += fmt.Sprintf(", new docker0/br-* bridges fenced by section %d", t.CatchAll.Index)
 	}
-	if !d.FromDocker {
+	if !inv.FromDocker() {
 		s += "; Docker not reachable, bridges found over netlink"
 	}
 	return s

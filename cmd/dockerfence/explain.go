@@ -7,9 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/dockerfence/dockerfence/bridge"
-	"github.com/dockerfence/dockerfence/daemon"
-	"github.com/dockerfence/dockerfence/docker"
+	"github.com/dockerfence/dockerfence/discover"
 	"github.com/dockerfence/dockerfence/fence"
 	"github.com/dockerfence/dockerfence/policy"
 	"github.com/spf13/cobra"
@@ -199,118 +197,66 @@ func (rn resolvedNetwork) evaluate(pol *policy.Policy, pr policy.Probe) policy.D
 // explainNetwork finds the network as apply would: Docker's networks if
 // Docker answers, else the bridges found over netlink.
 func explainNetwork(cmd *cobra.Command, g *globalFlags, arg string) resolvedNetwork {
-	bridges, berr := bridge.Netlink{}.Bridges()
-	dn, derr := dockerNetworks(cmd.Context(), g.dockerHost)
-	return resolveNetwork(arg, dn, derr, bridges, berr)
+	// Bridges that cannot be listed are in inv.BridgesErr, which the note
+	// tells: explain judges with what there is.
+	inv, _ := takeInventory(cmd.Context(), g)
+	return resolveNetworkIn(inv, arg)
 }
 
-// resolveNetwork finds the network that arg (a network name, a bridge name
-// or a subnet) stands for among Docker's networks dn (unless derr says
-// Docker did not answer) and the bridges found over netlink (unless berr
-// says they could not be listed).
-func resolveNetwork(arg string, dn []docker.Network, derr error, bridges []bridge.Bridge, berr error) resolvedNetwork {
-	rn := findNetwork(arg, dn, derr, bridges, berr)
-	rn.DockerAnswered = derr == nil
-	return rn
-}
-
-// findNetwork is resolveNetwork without setting DockerAnswered.
-func findNetwork(arg string, dn []docker.Network, derr error, bridges []bridge.Bridge, berr error) resolvedNetwork {
-	pfx, perr := netip.ParsePrefix(arg)
-	isSubnet := perr == nil
-	if isSubnet {
-		pfx = pfx.Masked()
-	}
-	find := func(nets []policy.Network) (policy.Network, string, bool) {
-		if isSubnet {
-			return findSubnet(nets, pfx)
-		}
-		for _, n := range nets {
-			if n.Name == arg {
-				return n, "", true
-			}
-		}
-		for _, n := range nets {
-			if n.Bridge == arg {
-				return n, "", true
-			}
-		}
-		return policy.Network{}, "", false
+// resolveNetworkIn finds the network that arg (a network name, a bridge
+// name or a subnet) stands for in the inventory, as apply fences it, and
+// says in the note how it was found and what that means.
+func resolveNetworkIn(inv *discover.Inventory, arg string) resolvedNetwork {
+	f := inv.Find(arg)
+	n := f.Network
+	rn := resolvedNetwork{Network: n, DockerAnswered: inv.Source == discover.SourceDocker, CatchAllOnly: f.CatchAllOnly, Unfenced: f.Unfenced}
+	var how string
+	switch {
+	case !f.Subnet.IsValid():
+	case f.Subnet == f.Prefix:
+		how = fmt.Sprintf(", which holds %s", f.Prefix)
+	default:
+		how = fmt.Sprintf(", whose subnet %s contains %s", f.Subnet, f.Prefix)
 	}
 	var extra string
-	if berr != nil {
-		extra = fmt.Sprintf("; bridges not listed: %v", berr)
+	if inv.BridgesErr != nil {
+		extra = fmt.Sprintf("; bridges not listed: %v", inv.BridgesErr)
 	}
-	if derr == nil {
-		known := daemon.FromDocker(dn, bridges)
-		if n, how, ok := find(known); ok {
-			note := fmt.Sprintf("Docker's network %s (bridge %s)", orDash(n.Name), orDash(n.Bridge))
-			return resolvedNetwork{Network: n, Source: sourceDocker, Note: note + how + extra}
+	switch {
+	case f.Source == discover.SourceNone:
+		rn.Source = sourceArgument
+		switch {
+		case inv.FromDocker() && f.Prefix.IsValid():
+			rn.Note = "no Docker network or bridge holds this subnet: judged by the subnet alone, so name, bridge and label matches cannot hold" + extra
+		case inv.FromDocker():
+			rn.Note = "Docker has no network or bridge of that name: judged by name alone, so 'self' and subnet, bridge and label matches cannot hold" + extra
+		case f.Prefix.IsValid():
+			rn.Note = fmt.Sprintf("%v, and no bridge holds this subnet: judged by the subnet alone, so name, bridge and label matches cannot hold%s", inv.DockerErr, extra)
+		default:
+			rn.Note = fmt.Sprintf("%v, and no bridge has that name: judged by name alone, so 'self' and subnet, bridge and label matches cannot hold%s", inv.DockerErr, extra)
 		}
-		if n, how, ok := find(daemon.FromBridges(bridges)); ok {
-			// A subnet of the bridge that Docker's network on it does not
-			// list: the kernel fences the bridge as that network.
-			for _, k := range known {
-				if k.Bridge == n.Bridge {
-					note := fmt.Sprintf("Docker's network %s (bridge %s): the bridge%s, though Docker does not list that subnet", orDash(k.Name), k.Bridge, how)
-					return resolvedNetwork{Network: k, Source: sourceDocker, Note: note + extra}
-				}
-			}
-			rn := resolvedNetwork{Network: n, Source: sourceNetlink}
-			if daemon.IsDockerBridge(n.Bridge) {
-				rn.CatchAllOnly = true
-				rn.Note = fmt.Sprintf("bridge %s found over netlink%s, but Docker reports no network on it: apply leaves it to the rules for bridges not known yet, those of the {name: \"*\"} section if the policy has one", n.Bridge, how)
-			} else {
-				rn.Unfenced = true
-				rn.Note = fmt.Sprintf("bridge %s found over netlink%s, but Docker reports no network on it and it is not docker0 or br-*: apply does not fence it", n.Bridge, how)
-			}
-			return rn
-		}
-		if isSubnet {
-			return resolvedNetwork{Network: policy.Network{Subnets: []netip.Prefix{pfx}}, Source: sourceArgument,
-				Note: "no Docker network or bridge holds this subnet: judged by the subnet alone, so name, bridge and label matches cannot hold" + extra}
-		}
-		return resolvedNetwork{Network: policy.Network{Name: arg}, Source: sourceArgument,
-			Note: "Docker has no network or bridge of that name: judged by name alone, so 'self' and subnet, bridge and label matches cannot hold" + extra}
-	}
-	if n, how, ok := find(daemon.FromBridges(bridges)); ok {
-		note := fmt.Sprintf("%v; bridge %s found over netlink%s, as apply fences it without Docker (no labels)", derr, n.Bridge, how)
+	case !inv.FromDocker():
+		rn.Source = sourceNetlink
+		rn.Note = fmt.Sprintf("%v; bridge %s found over netlink%s, as apply fences it without Docker (no labels)", inv.DockerErr, n.Bridge, how)
 		if n.Name == "" {
-			note += "; it is not docker0 or br-*, so it has no name that name matches could fit"
+			rn.Note += "; it is not docker0 or br-*, so it has no name that name matches could fit"
 		}
-		return resolvedNetwork{Network: n, Source: sourceNetlink, Note: note}
+	case f.Unlisted:
+		// A subnet of the bridge that Docker's network on it does not
+		// list: the kernel fences the bridge as that network.
+		rn.Source = sourceDocker
+		rn.Note = fmt.Sprintf("Docker's network %s (bridge %s): the bridge%s, though Docker does not list that subnet", orDash(n.Name), n.Bridge, how) + extra
+	case f.CatchAllOnly:
+		rn.Source = sourceNetlink
+		rn.Note = fmt.Sprintf("bridge %s found over netlink%s, but Docker reports no network on it: apply leaves it to the rules for bridges not known yet, those of the {name: \"*\"} section if the policy has one", n.Bridge, how)
+	case f.Unfenced:
+		rn.Source = sourceNetlink
+		rn.Note = fmt.Sprintf("bridge %s found over netlink%s, but Docker reports no network on it and it is not docker0 or br-*: apply does not fence it", n.Bridge, how)
+	default:
+		rn.Source = sourceDocker
+		rn.Note = fmt.Sprintf("Docker's network %s (bridge %s)", orDash(n.Name), orDash(n.Bridge)) + how + extra
 	}
-	if isSubnet {
-		return resolvedNetwork{Network: policy.Network{Subnets: []netip.Prefix{pfx}}, Source: sourceArgument,
-			Note: fmt.Sprintf("%v, and no bridge holds this subnet: judged by the subnet alone, so name, bridge and label matches cannot hold%s", derr, extra)}
-	}
-	return resolvedNetwork{Network: policy.Network{Name: arg}, Source: sourceArgument,
-		Note: fmt.Sprintf("%v, and no bridge has that name: judged by name alone, so 'self' and subnet, bridge and label matches cannot hold%s", derr, extra)}
-}
-
-// findSubnet returns the network that holds the subnet pfx: the one with
-// exactly that subnet, else the one with the narrowest subnet that contains
-// it. The string tells how it was found, for the note.
-func findSubnet(nets []policy.Network, pfx netip.Prefix) (policy.Network, string, bool) {
-	for _, n := range nets {
-		for _, s := range n.Subnets {
-			if s == pfx {
-				return n, fmt.Sprintf(", which holds %s", pfx), true
-			}
-		}
-	}
-	best, bestSub, found := policy.Network{}, netip.Prefix{}, false
-	for _, n := range nets {
-		for _, s := range n.Subnets {
-			if s.Addr().Is4() == pfx.Addr().Is4() && s.Bits() <= pfx.Bits() && s.Contains(pfx.Addr()) && (!found || s.Bits() > bestSub.Bits()) {
-				best, bestSub, found = n, s, true
-			}
-		}
-	}
-	if !found {
-		return policy.Network{}, "", false
-	}
-	return best, fmt.Sprintf(", whose subnet %s contains %s", bestSub, pfx), true
+	return rn
 }
 
 // defaultSource gives a probe without --from the only kind of source a

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"net/netip"
@@ -14,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/dockerfence/dockerfence/bridge"
+	"github.com/dockerfence/dockerfence/discover"
 	"github.com/dockerfence/dockerfence/docker"
 	"github.com/dockerfence/dockerfence/fence"
 	"github.com/dockerfence/dockerfence/policy"
@@ -106,6 +108,28 @@ var (
 	}
 	errNoDocker = errors.New("docker is not reachable at unix:///nowhere")
 )
+
+// resolveNetwork resolves arg as explain does, in the inventory of
+// Docker's networks dn (unless derr says Docker did not answer) and the
+// bridges (unless berr says they could not be listed).
+func resolveNetwork(arg string, dn []docker.Network, derr error, bridges []bridge.Bridge, berr error) resolvedNetwork {
+	d := &discover.Discoverer{
+		Docker:  fakeDocker{nets: dn, err: derr},
+		Bridges: bridge.ListerFunc(func() ([]bridge.Bridge, error) { return bridges, berr }),
+	}
+	inv, _ := d.Discover(context.Background())
+	return resolveNetworkIn(inv, arg)
+}
+
+// fakeDocker answers with networks, or fails with err.
+type fakeDocker struct {
+	nets []docker.Network
+	err  error
+}
+
+func (f fakeDocker) Networks(context.Context) ([]docker.Network, error)     { return f.nets, f.err }
+func (f fakeDocker) Containers(context.Context) ([]docker.Container, error) { return nil, f.err }
+func (f fakeDocker) Host() string                                           { return "unix:///nowhere" }
 
 func TestResolveNetwork(t *testing.T) {
 	app := policy.Network{ID: "a1", Name: "app_default", Bridge: "br-app", Labels: map[string]string{"com.docker.compose.project": "app"}, Subnets: pfxs("172.20.0.0/16", "fd00:20::/64")}

@@ -6,10 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"time"
 
 	"github.com/dockerfence/dockerfence/bridge"
-	"github.com/dockerfence/dockerfence/daemon"
+	"github.com/dockerfence/dockerfence/discover"
 	"github.com/dockerfence/dockerfence/docker"
 	"github.com/dockerfence/dockerfence/fence"
 	"github.com/dockerfence/dockerfence/policy"
@@ -47,96 +46,67 @@ func loadPolicy(g *globalFlags) (*policy.Policy, error) {
 	return p, nil
 }
 
-// dockerTimeout bounds each call to the Docker API, so that a daemon that
-// accepts connections but never answers cannot stall a command.
-const dockerTimeout = 5 * time.Second
-
-// dockerHangs is the error of a Docker API that did not answer within
-// dockerTimeout: a dockerd that is hung, or a socket that accepts
-// connections and never answers.
-type dockerHangs struct{ host string }
-
-func (e dockerHangs) Error() string {
-	return fmt.Sprintf("Docker at %s did not answer within %v", e.host, dockerTimeout)
-}
-
-// dockerDown is the error of a Docker API that cannot be reached: no
-// socket, connection refused, or no permission on the socket.
-type dockerDown struct{ host string }
-
-func (e dockerDown) Error() string { return "docker is not reachable at " + e.host }
-
-// discovery is what dockerfence found to fence, and where it came from.
-type discovery struct {
-	Networks []policy.Network
-	// FromDocker is false when the networks are bridges found over netlink.
-	FromDocker bool
-	DockerErr  error
-}
-
-// discover lists Docker's bridge networks, or, when Docker is unreachable
-// and the policy can do without it, the bridges over netlink.
-func discover(ctx context.Context, g *globalFlags, pol *policy.Policy) (*discovery, error) {
-	bridges, err := bridge.Netlink{}.Bridges()
+// takeInventory takes the inventory once: Docker's networks at
+// --docker-host, else the bridges found over netlink. Its error says that
+// the bridges could not be listed; the inventory is then still what was
+// found without them.
+func takeInventory(ctx context.Context, g *globalFlags) (*discover.Inventory, error) {
+	d := &discover.Discoverer{Bridges: bridge.Netlink{}}
+	c, err := docker.Dial(g.dockerHost)
 	if err != nil {
-		return nil, fmt.Errorf("list bridges: %w", err)
-	}
-	dn, derr := dockerNetworks(ctx, g.dockerHost)
-	if derr == nil {
-		return &discovery{Networks: daemon.FromDocker(dn, bridges), FromDocker: true}, nil
-	}
-	down := errors.As(derr, new(dockerDown))
-	if pol != nil && pol.NeedsDocker() {
-		switch {
-		case down:
-			return nil, fmt.Errorf("%v; the policy matches networks by name or label, which needs Docker: start Docker or set --docker-host, or match by subnet or bridge", derr)
-		case errors.As(derr, new(dockerHangs)):
-			return nil, fmt.Errorf("%v; the policy matches networks by name or label, which needs Docker: restart dockerd or check --docker-host, or match by subnet or bridge", derr)
-		}
-		return nil, derr // Docker answered, with an error that says what is wrong
-	}
-	if down {
-		slog.Debug("Docker not reachable; fencing bridges found over netlink", "err", derr)
+		d.Docker = undialable{host: g.dockerHost, err: err}
 	} else {
-		slog.Warn(derr.Error() + "; fencing the bridges found over netlink")
+		defer c.Close()
+		d.Docker = c
 	}
-	return &discovery{Networks: daemon.FromBridges(bridges), DockerErr: derr}, nil
+	return d.Discover(ctx)
 }
 
-func dockerNetworks(ctx context.Context, host string) ([]docker.Network, error) {
-	c, err := docker.Dial(host)
+// undialable is the Docker of a --docker-host (or DOCKER_HOST) that cannot
+// be used: every call fails with the reason, so that discovery takes it for
+// a Docker that answered with an error.
+type undialable struct {
+	host string
+	err  error
+}
+
+func (u undialable) Networks(context.Context) ([]docker.Network, error)     { return nil, u.err }
+func (u undialable) Containers(context.Context) ([]docker.Container, error) { return nil, u.err }
+func (u undialable) Host() string                                           { return u.host }
+
+// inventory takes the inventory for pol: Docker's networks, or, when Docker
+// cannot be asked and the policy can do without it, the bridges found over
+// netlink.
+func inventory(ctx context.Context, g *globalFlags, pol *policy.Policy) (*discover.Inventory, error) {
+	inv, err := takeInventory(ctx, g)
 	if err != nil {
 		return nil, err
 	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(ctx, dockerTimeout)
-	defer cancel()
-	dn, err := c.Networks(ctx)
-	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
-			return nil, dockerHangs{c.Host()}
-		}
-		if errors.Is(err, docker.ErrUnreachable) {
-			return nil, dockerDown{c.Host()}
-		}
+	if err := inv.Check(pol); err != nil {
 		return nil, err
 	}
-	return dn, nil
+	switch {
+	case inv.Warning != "":
+		slog.Warn(inv.Warning)
+	case inv.DockerErr != nil:
+		slog.Debug("Docker not reachable; fencing bridges found over netlink", "err", inv.DockerErr)
+	}
+	return inv, nil
 }
 
-// build loads the policy, discovers networks and builds the table.
-func build(ctx context.Context, g *globalFlags) (*policy.Policy, *discovery, *fence.Result, error) {
+// build loads the policy, takes the inventory and builds the table.
+func build(ctx context.Context, g *globalFlags) (*policy.Policy, *discover.Inventory, *fence.Result, error) {
 	pol, err := loadPolicy(g)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	d, err := discover(ctx, g, pol)
+	inv, err := inventory(ctx, g, pol)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("nothing changed: %w", err)
 	}
-	t := fence.Compile(pol, d.Networks)
+	t := fence.Compile(pol, inv.Networks)
 	for _, w := range t.Warnings {
 		slog.Warn(w)
 	}
-	return pol, d, t, nil
+	return pol, inv, t, nil
 }

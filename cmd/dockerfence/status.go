@@ -61,7 +61,7 @@ func getStatus(cmd *cobra.Command, g *globalFlags) (status.Status, error) {
 		return s, err
 	}
 	slog.Debug("no daemon; building the status here", "err", err)
-	pol, d, t, err := build(cmd.Context(), g)
+	pol, inv, t, err := build(cmd.Context(), g)
 	if err != nil {
 		return s, err
 	}
@@ -69,11 +69,7 @@ func getStatus(cmd *cobra.Command, g *globalFlags) (status.Status, error) {
 	if err != nil {
 		return s, err
 	}
-	source := status.SourceNetlink
-	if d.FromDocker {
-		source = status.SourceDocker
-	}
-	s = status.Make(pol, t, st, source)
+	s = status.Make(pol, t, st, inv.Source.String())
 	if s.LastApply, err = status.LoadLastApply(g.runDir(), t.Name); err != nil {
 		slog.Warn("last apply unknown", "err", err)
 	}

@@ -1,0 +1,103 @@
+package status
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// WriteText writes the status as people read it: the table, the policy, the
+// daemon and the last apply, then a table of networks and one of rules per
+// fenced network.
+func WriteText(out io.Writer, s Status) {
+	state := "absent: nothing is fenced (run dockerfence apply)"
+	if s.Table.Present {
+		state = fmt.Sprintf("present, hook priority %d", s.Table.Priority)
+		if s.Table.InSync {
+			state += ", matches the policy"
+		} else {
+			state += fmt.Sprintf(", differs from the policy in %d places (see dockerfence plan)", len(s.Table.Drift))
+		}
+	}
+	fmt.Fprintf(out, "table inet %s: %s\n", s.Table.Name, state)
+	fmt.Fprintf(out, "policy:     %s (mode %s)\n", s.Policy, s.Mode)
+	if d := s.Daemon; d != nil {
+		docker := "Docker connected"
+		if !d.DockerUp {
+			docker = "Docker not connected"
+		}
+		fmt.Fprintf(out, "daemon:     running, pid %d, since %s; %s; %d denial events logged", d.PID, stamp(d.Since), docker, d.Denials)
+		if d.Lost > 0 {
+			fmt.Fprintf(out, " (%d losses)", d.Lost)
+		}
+		fmt.Fprintln(out)
+		if d.LastSync != nil {
+			fmt.Fprintf(out, "last sync:  %s\n", applyLine(d.LastSync))
+		}
+	} else {
+		fmt.Fprintln(out, "daemon:     not running (no answer on the socket); counters read directly")
+	}
+	if s.LastApply != nil {
+		fmt.Fprintf(out, "last apply: %s\n", applyLine(s.LastApply))
+	} else {
+		fmt.Fprintln(out, "last apply: none recorded")
+	}
+	if !s.Docker {
+		fmt.Fprintln(out, "docker:     not reachable; networks are the bridges found over netlink")
+	}
+	fmt.Fprintln(out)
+	tw := tabwriter.NewWriter(out, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "NETWORK\tBRIDGE\tSUBNETS\tSECTION\tDENIED")
+	for _, n := range s.Networks {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d %s\t%d\n", OrDash(n.Name), n.Bridge, strings.Join(n.Subnets, ","), n.Section, n.Match, n.Denied)
+	}
+	for _, n := range s.Unfenced {
+		fmt.Fprintf(tw, "%s\t%s\t%s\tnone: not fenced\t-\n", OrDash(n.Name), n.Bridge, strings.Join(n.Subnets, ","))
+	}
+	tw.Flush()
+	for _, n := range s.Networks {
+		fmt.Fprintf(out, "\n%s (%s)\n", OrDash(n.Name), n.Bridge)
+		tw := tabwriter.NewWriter(out, 2, 8, 2, ' ', 0)
+		fmt.Fprintln(tw, "  RULE\tVERDICT\tMATCH\tPACKETS\tBYTES\tCOMMENT")
+		for _, r := range n.Rules {
+			id := r.ID
+			if id == "anti-spoofing" { // once per hook
+				id += " (" + r.Hook + ")"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%d\t%s\n", id, r.Verdict, r.Match, r.Packets, r.Bytes, r.Comment)
+		}
+		tw.Flush()
+	}
+}
+
+// applyLine renders an apply: "12:04:05 by run (docker: 2 Docker events): applied in 3.1 ms".
+func applyLine(a *Apply) string {
+	s := stamp(a.Time) + " by " + a.By
+	if a.Reason != "" {
+		s += " (" + a.Reason + ")"
+	}
+	s += fmt.Sprintf(": %s in %.1f ms", a.Result, a.TookMS)
+	if a.Error != "" {
+		s += ": " + a.Error
+	}
+	return s
+}
+
+// stamp renders a time as the time of day, with the date if not today.
+func stamp(t time.Time) string {
+	t = t.Local()
+	if y, m, d := t.Date(); y == time.Now().Year() && m == time.Now().Month() && d == time.Now().Day() {
+		return t.Format(time.TimeOnly)
+	}
+	return t.Format(time.DateTime)
+}
+
+// OrDash renders an empty string as "-".
+func OrDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
