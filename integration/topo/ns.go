@@ -84,6 +84,25 @@ func (n *NS) Try(name string, args ...string) (string, error) {
 	return string(out), nil
 }
 
+// TryWithin is Try for a command that is killed after limit; the error
+// includes the last 2000 bytes of the output.
+func (n *NS) TryWithin(limit time.Duration, name string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	out, err := n.CommandContext(ctx, name, args...).CombinedOutput()
+	if err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w after %v", ctx.Err(), limit)
+		}
+		tail := string(out)
+		if len(out) > 2000 {
+			tail = "..." + string(out[len(out)-2000:])
+		}
+		return string(out), fmt.Errorf("in %s: %s %s: %w\n%s", n.Name, name, strings.Join(args, " "), err, tail)
+	}
+	return string(out), nil
+}
+
 // Command returns, not started, the command that runs name with args
 // inside the namespace: "nsenter --net=PATH -- name args...". nsenter execs
 // name, so the process's pid is name's.
@@ -229,14 +248,23 @@ func (n *NS) DialTCP(addr string, timeout time.Duration) (net.Conn, error) {
 // DialUDP returns a UDP socket created inside the namespace and connected to
 // addr. The caller must close it.
 func (n *NS) DialUDP(addr string) (*net.UDPConn, error) {
+	return n.DialUDPFrom("", addr)
+}
+
+// DialUDPFrom is DialUDP from the local address src ("" for any).
+func (n *NS) DialUDPFrom(src, addr string) (*net.UDPConn, error) {
 	raddr, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return nil, err
 	}
+	var laddr *net.UDPAddr
+	if src != "" {
+		laddr = &net.UDPAddr{IP: net.ParseIP(src)}
+	}
 	var c *net.UDPConn
 	err = n.Do(func() error {
 		var err error
-		c, err = net.DialUDP("udp", nil, raddr)
+		c, err = net.DialUDP("udp", laddr, raddr)
 		return err
 	})
 	if err != nil {
