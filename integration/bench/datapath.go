@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"math"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -18,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dockerfence/dockerfence/integration/harness"
 	"github.com/dockerfence/dockerfence/integration/topo"
 	"golang.org/x/sys/unix"
 )
@@ -459,7 +458,7 @@ func (b *dpBench) prepare(cs []dpConfig) error {
 		return err
 	}
 	for _, a := range append([]string{topo.InetIP4}, probes...) {
-		if got := dpDial(b.tp.Ctr, netip.AddrPortFrom(netip.MustParseAddr(a), dpEchoPort).String(), 2*time.Second); got != "ok" {
+		if got := harness.DialOutcome(b.tp.Ctr, netip.AddrPortFrom(netip.MustParseAddr(a), dpEchoPort).String(), 2*time.Second); got != "ok" {
 			return fmt.Errorf("without a filter, %s:%d from Ctr: %s, want ok", a, dpEchoPort, got)
 		}
 	}
@@ -473,8 +472,7 @@ func (b *dpBench) startIperf() error {
 		return err
 	}
 	// nsenter execs iperf3 in place, so the child's pid is iperf3's.
-	cmd := exec.Command("nsenter", "--net="+b.tp.Inet.Path(), "--", "iperf3", "-s",
-		"-B", topo.InetIP4, "-p", strconv.Itoa(dpIperfPort))
+	cmd := b.tp.Inet.Command("iperf3", "-s", "-B", topo.InetIP4, "-p", strconv.Itoa(dpIperfPort))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()
@@ -647,7 +645,7 @@ func (b *dpBench) setup(c dpConfig) (time.Duration, error) {
 		}
 		return took, nil
 	case dpFilterIptables:
-		if _, err := dpRun(b.tp.Host, 5*time.Minute, "iptables-restore", "--noflush", b.rules[c.prefixes]); err != nil {
+		if _, err := b.tp.Host.TryWithin(5*time.Minute, "iptables-restore", "--noflush", b.rules[c.prefixes]); err != nil {
 			return 0, err
 		}
 		took := time.Since(start)
@@ -667,7 +665,7 @@ func (b *dpBench) setup(c dpConfig) (time.Duration, error) {
 // its prefixes, while the measured traffic still flows.
 func (b *dpBench) sanity(c dpConfig) error {
 	echo := fmt.Sprintf("%s:%d", topo.InetIP4, dpEchoPort)
-	if got := dpDial(b.tp.Ctr, echo, 2*time.Second); got != "ok" {
+	if got := harness.DialOutcome(b.tp.Ctr, echo, 2*time.Second); got != "ok" {
 		return fmt.Errorf("sanity: %s from Ctr: %s, want ok", echo, got)
 	}
 	if c.prefixes == 0 {
@@ -678,7 +676,7 @@ func (b *dpBench) sanity(c dpConfig) error {
 		want = "timeout" // -j DROP
 	}
 	probe := netip.AddrPortFrom(dpProbeAddr(c.prefixes), dpEchoPort).String()
-	if got := dpDial(b.tp.Ctr, probe, 1500*time.Millisecond); got != want {
+	if got := harness.DialOutcome(b.tp.Ctr, probe, 1500*time.Millisecond); got != want {
 		return fmt.Errorf("sanity: %s (in the last listed prefix) from Ctr: %s, want %s", probe, got, want)
 	}
 	log.Printf("datapath: %s: checked: %s is %s, %s answers", c, probe, want, echo)
@@ -699,7 +697,7 @@ func (b *dpBench) teardown(c dpConfig) error {
 		// iptables-nft made table ip filter; removing it whole also removes
 		// its base chains, which would cost every later packet a little.
 		if strings.Contains(b.ruleset(), "table ip filter") {
-			if _, err := dpRun(b.tp.Host, 5*time.Minute, "nft", "delete", "table", "ip", "filter"); err != nil {
+			if _, err := b.tp.Host.TryWithin(5*time.Minute, "nft", "delete", "table", "ip", "filter"); err != nil {
 				return err
 			}
 		}
@@ -729,7 +727,7 @@ func (b *dpBench) emptyRuleset() error {
 func (b *dpBench) df(limit time.Duration, args ...string) (string, error) {
 	full := append([]string{"--docker-host", "unix://" + filepath.Join(b.dir, "no-docker.sock"),
 		"--socket", filepath.Join(b.dir, "dp.sock"), "--resolv-conf", b.resolv}, args...)
-	return dpRun(b.tp.Host, limit, b.e.binary, full...)
+	return b.tp.Host.TryWithin(limit, b.e.binary, full...)
 }
 
 // throughput runs one iperf3 test from Ctr to Inet and returns the
@@ -737,7 +735,7 @@ func (b *dpBench) df(limit time.Duration, args ...string) (string, error) {
 // omitted for slow start: with a round trip of some 20 µs, TCP is at full
 // speed within milliseconds.
 func (b *dpBench) throughput() (float64, int, error) {
-	out, err := dpRun(b.tp.Ctr, time.Duration(b.p.seconds+60)*time.Second, "iperf3", "-c", topo.InetIP4,
+	out, err := b.tp.Ctr.TryWithin(time.Duration(b.p.seconds+60)*time.Second, "iperf3", "-c", topo.InetIP4,
 		"-p", strconv.Itoa(dpIperfPort), "-t", strconv.Itoa(b.p.seconds),
 		"-A", fmt.Sprintf("%d,%d", b.cpu, b.cpu), "-J")
 	if err != nil {
@@ -860,44 +858,4 @@ func dpLastCPU() int {
 		}
 	}
 	return last
-}
-
-// dpRun runs name with args inside ns and gives up after limit; the error
-// includes the output.
-func dpRun(ns *topo.NS, limit time.Duration, name string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), limit)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "nsenter", append([]string{"--net=" + ns.Path(), "--", name}, args...)...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		if ctx.Err() != nil {
-			err = fmt.Errorf("%w after %v", ctx.Err(), limit)
-		}
-		return string(out), fmt.Errorf("in %s: %s %s: %w\n%s", ns.Name, name, strings.Join(args, " "), err, dpTail(out, 2000))
-	}
-	return string(out), nil
-}
-
-// dpTail returns at most the last n bytes of out.
-func dpTail(out []byte, n int) string {
-	if len(out) > n {
-		return "..." + string(out[len(out)-n:])
-	}
-	return string(out)
-}
-
-// dpDial connects from ns to addr and reports "ok", "refused", "timeout"
-// or the error.
-func dpDial(ns *topo.NS, addr string, timeout time.Duration) string {
-	c, err := ns.DialTCP(addr, timeout)
-	switch {
-	case err == nil:
-		c.Close()
-		return "ok"
-	case topo.IsRefused(err):
-		return "refused"
-	case topo.IsTimeout(err):
-		return "timeout"
-	}
-	return err.Error()
 }
