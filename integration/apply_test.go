@@ -6,11 +6,11 @@ import (
 	"net/netip"
 	"os"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/dockerfence/dockerfence/fence"
+	"github.com/dockerfence/dockerfence/integration/harness"
 	"github.com/dockerfence/dockerfence/integration/topo"
 	"github.com/dockerfence/dockerfence/nft"
 	"github.com/dockerfence/dockerfence/policy"
@@ -228,20 +228,14 @@ func TestForgedSourceDropped(t *testing.T) {
 	srv := e.tp.Inet.ListenUDP(t, hostPort(topo.InetIP4, 7))
 	send := func(src string, n int) {
 		t.Helper()
-		err := e.tp.Ctr.Do(func() error {
-			c, err := netDialUDPFrom(src, hostPort(topo.InetIP4, 7))
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			for i := 0; i < n; i++ {
-				c.Write([]byte("forged"))
-			}
-			return nil
-		})
+		c, err := e.tp.Ctr.DialUDPFrom(src, hostPort(topo.InetIP4, 7))
 		if err != nil {
 			t.Fatal(err)
 		}
+		for i := 0; i < n; i++ {
+			c.Write([]byte("forged"))
+		}
+		c.Close()
 		time.Sleep(300 * time.Millisecond)
 	}
 	// A datagram from the real address first resolves the gateway's MAC: an
@@ -440,6 +434,10 @@ func TestNoLeakDuringReapplies(t *testing.T) {
 	}
 }
 
+// noLeakPPS is the rate of noLeak's flood: well above the 1000 datagrams a
+// second the leak tests promise.
+const noLeakPPS = 4000
+
 // noLeak floods the denied database with UDP from the container while it
 // runs 200 steps (cycling through steps), after applying first, and fails
 // if a single datagram arrives.
@@ -447,29 +445,28 @@ func noLeak(t *testing.T, e *env, first string, steps []func()) {
 	target := hostPort(topo.LANDB4, 9999)
 	srv := e.tp.LAN.ListenUDP(t, target)
 	// Without the fence, the harness sees the datagrams.
-	var probeSent int64
-	stop := startFlood(t, e.tp.Ctr, target, &probeSent)
+	probe := harness.StartUDPFlood(t, e.tp.Ctr, target, "", noLeakPPS)
 	time.Sleep(200 * time.Millisecond)
-	close(stop)
+	probe.Halt()
 	time.Sleep(100 * time.Millisecond)
 	if srv.Received() == 0 {
 		t.Fatal("the flood does not arrive without the fence; the harness proves nothing")
 	}
 	e.mustDF("apply", "-c", first)
 	base := srv.Received()
-	var sent int64
-	stop = startFlood(t, e.tp.Ctr, target, &sent)
+	flood := harness.StartUDPFlood(t, e.tp.Ctr, target, "", noLeakPPS)
 	start := time.Now()
 	for i := 0; i < 200; i++ {
 		steps[i%len(steps)]()
 	}
 	elapsed := time.Since(start)
 	time.Sleep(100 * time.Millisecond)
-	close(stop)
+	flood.Halt()
 	time.Sleep(100 * time.Millisecond)
 	leaked := srv.Received() - base
-	t.Logf("200 re-applies in %v; %d datagrams sent to the denied address, %d arrived", elapsed.Round(time.Millisecond), atomic.LoadInt64(&sent), leaked)
-	if atomic.LoadInt64(&sent) < int64(elapsed.Seconds()*1000) {
+	sent := flood.Sent()
+	t.Logf("200 re-applies in %v; %d datagrams sent to the denied address, %d arrived", elapsed.Round(time.Millisecond), sent, leaked)
+	if sent < int64(elapsed.Seconds()*1000) {
 		t.Errorf("the sender managed only %d datagrams in %v (< 1000 pps)", sent, elapsed)
 	}
 	if leaked != 0 {

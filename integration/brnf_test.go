@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dockerfence/dockerfence/integration/harness"
 	"github.com/dockerfence/dockerfence/integration/topo"
 )
 
@@ -108,7 +109,7 @@ func TestBridgeNetfilter(t *testing.T) {
 	peer.ListenTCP(t, "172.20.0.3:8080")
 	peer.ListenTCP(t, "[fd00:20::3]:8080")
 	peer.ListenTCP(t, "[::]:8081") // for the link-local address
-	peerLL, _ := linkLocal(t, peer, "eth0")
+	peerLL, _ := harness.LinkLocal(t, peer, "eth0")
 	usable(t, peer)
 	usable(t, e.tp.Ctr)
 

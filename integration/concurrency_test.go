@@ -1,10 +1,7 @@
 package integration
 
 import (
-	"encoding/json"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dockerfence/dockerfence/integration/topo"
+	"github.com/dockerfence/dockerfence/integration/harness"
 	"github.com/vishvananda/netlink"
 )
 
@@ -79,41 +76,6 @@ func concurrencyPolicy(which string, offset int) string {
 	return b.String()
 }
 
-// addBridgeIn creates a bridge with an address inside ns, up, as Docker does.
-func addBridgeIn(ns *topo.NS, name, addr string) error {
-	return ns.Do(func() error {
-		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name}}
-		if err := netlink.LinkAdd(br); err != nil {
-			return fmt.Errorf("add bridge %s: %w", name, err)
-		}
-		a, err := netlink.ParseAddr(addr)
-		if err != nil {
-			return err
-		}
-		if err := netlink.AddrAdd(br, a); err != nil {
-			return fmt.Errorf("address %s on %s: %w", addr, name, err)
-		}
-		return netlink.LinkSetUp(br)
-	})
-}
-
-// delBridgeIn removes a bridge inside ns.
-func delBridgeIn(ns *topo.NS, name string) error {
-	return ns.Do(func() error {
-		l, err := netlink.LinkByName(name)
-		if err != nil {
-			return fmt.Errorf("bridge %s: %w", name, err)
-		}
-		return netlink.LinkDel(l)
-	})
-}
-
-// dfCmd is the command df runs, not started.
-func (e *env) dfCmd(args ...string) *exec.Cmd {
-	full := append([]string{"--net=" + e.tp.Host.Path(), binary, "--resolv-conf", e.resolvConf, "--socket", e.socket(), "--docker-host", "unix://" + filepath.Join(e.dir, "no-docker.sock")}, args...)
-	return exec.Command("nsenter", full...)
-}
-
 // TestConcurrentApplies starts two "dockerfence apply" at once, 50 times,
 // with policies that differ in rules, set elements and networks fenced.
 // Each must succeed or fail with the one-line busy message and nothing
@@ -126,7 +88,7 @@ func (e *env) dfCmd(args ...string) *exec.Cmd {
 func TestConcurrentApplies(t *testing.T) {
 	e := newEnv(t)
 	for _, br := range []struct{ name, addr string }{{"br-ca", "10.201.0.1/24"}, {"br-cb", "10.202.0.1/24"}} {
-		if err := addBridgeIn(e.tp.Host, br.name, br.addr); err != nil {
+		if err := harness.AddBridge(e.tp.Host, br.name, br.addr); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -242,144 +204,6 @@ func TestLockHeldByAnother(t *testing.T) {
 	}
 }
 
-// eventDocker serves the part of the Docker Engine API that dockerfence
-// uses (ping, version, networks, containers, events) on a unix socket, and
-// streams a "network create" or "network destroy" event whenever the test
-// adds or removes a network, as dockerd does.
-type eventDocker struct {
-	mu       sync.Mutex
-	networks map[string]eventNetwork // by name
-	subs     map[chan []byte]struct{}
-	seq      int
-}
-
-// eventNetwork is a bridge network of eventDocker.
-type eventNetwork struct {
-	id, name, bridge, subnet string
-	labels                   map[string]string
-}
-
-const eventDockerAPI = "1.47"
-
-// startEventDocker serves eventDocker on sock until the test ends.
-func startEventDocker(t *testing.T, sock string) *eventDocker {
-	t.Helper()
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatalf("fake Docker: %v", err)
-	}
-	f := &eventDocker{networks: map[string]eventNetwork{}, subs: map[chan []byte]struct{}{}}
-	srv := &http.Server{Handler: f, ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
-	return f
-}
-
-// add records a network and sends its "network create" event.
-func (f *eventDocker) add(name, bridge, subnet string, labels map[string]string) {
-	f.mu.Lock()
-	f.seq++
-	n := eventNetwork{id: fmt.Sprintf("%064x", f.seq), name: name, bridge: bridge, subnet: subnet, labels: labels}
-	f.networks[name] = n
-	f.mu.Unlock()
-	f.event("create", n)
-}
-
-// remove forgets a network and sends its "network destroy" event.
-func (f *eventDocker) remove(name string) {
-	f.mu.Lock()
-	n := f.networks[name]
-	delete(f.networks, name)
-	f.mu.Unlock()
-	f.event("destroy", n)
-}
-
-func (f *eventDocker) event(action string, n eventNetwork) {
-	now := time.Now()
-	msg, _ := json.Marshal(map[string]any{
-		"Type": "network", "Action": action, "scope": "local",
-		"Actor": map[string]any{"ID": n.id, "Attributes": map[string]string{"name": n.name, "type": "bridge"}},
-		"time":  now.Unix(), "timeNano": now.UnixNano(),
-	})
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for ch := range f.subs {
-		select {
-		case ch <- msg:
-		default: // a subscriber that does not read loses events, as with dockerd
-		}
-	}
-}
-
-func (f *eventDocker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Api-Version", eventDockerAPI)
-	w.Header().Set("Ostype", "linux")
-	switch strings.TrimPrefix(r.URL.Path, "/v"+eventDockerAPI) {
-	case "/_ping":
-		w.Write([]byte("OK"))
-	case "/version":
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"Version":"27.3.1","ApiVersion":%q,"MinAPIVersion":"1.24","Os":"linux","Arch":"amd64"}`, eventDockerAPI)
-	case "/networks":
-		type ipamConfig struct{ Subnet string }
-		type summary struct {
-			Name, ID, Driver, Scope string
-			EnableIPv4              bool
-			IPAM                    struct {
-				Driver string
-				Config []ipamConfig
-			}
-			Options, Labels map[string]string
-		}
-		list := []summary{}
-		f.mu.Lock()
-		for _, n := range f.networks {
-			s := summary{Name: n.name, ID: n.id, Driver: "bridge", Scope: "local", EnableIPv4: true,
-				Options: map[string]string{"com.docker.network.bridge.name": n.bridge}, Labels: n.labels}
-			s.IPAM.Driver = "default"
-			s.IPAM.Config = []ipamConfig{{Subnet: n.subnet}}
-			list = append(list, s)
-		}
-		f.mu.Unlock()
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(list)
-	case "/containers/json":
-		w.Header().Set("Content-Type", "application/json")
-		w.Write([]byte("[]"))
-	case "/events":
-		ch := make(chan []byte, 4096)
-		f.mu.Lock()
-		f.subs[ch] = struct{}{}
-		f.mu.Unlock()
-		defer func() {
-			f.mu.Lock()
-			delete(f.subs, ch)
-			f.mu.Unlock()
-		}()
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusOK)
-		fl, _ := w.(http.Flusher)
-		if fl != nil {
-			fl.Flush()
-		}
-		for {
-			select {
-			case <-r.Context().Done():
-				return
-			case msg := <-ch:
-				w.Write(append(msg, '\n'))
-				if fl != nil {
-					fl.Flush()
-				}
-			}
-		}
-	default:
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusNotFound)
-		w.Write([]byte(`{"message":"page not found"}`))
-	}
-}
-
 // stormPolicy returns one of the two valid policies TestDaemonEventStorm
 // alternates between. They fence the storm's networks by name and by
 // label, with different rules, and the rest with a "*" section.
@@ -478,7 +302,7 @@ func TestDaemonEventStorm(t *testing.T) {
 		t.Fatalf("build dockerfence with -race: %v\n%s", err, out)
 	}
 	dockerSock := filepath.Join(e.dir, "docker.sock")
-	fake := startEventDocker(t, dockerSock)
+	fake := harness.StartDocker(t, dockerSock)
 	pol := filepath.Join(e.dir, "policy.yaml")
 	writeAtomic(t, pol, stormPolicy("a"))
 	p := e.startDaemonBin(raceBin, dockerSock, pol)
@@ -521,22 +345,22 @@ func TestDaemonEventStorm(t *testing.T) {
 					name = fmt.Sprintf("storm-x%d", i) // only "*" or the label match it
 				}
 				sn := stormNet{name: name, bridge: fmt.Sprintf("br-s%d", i)}
-				if err := addBridgeIn(e.tp.Host, sn.bridge, fmt.Sprintf("10.%d.%d.1/24", 210+i/250, i%250)); err != nil {
+				if err := harness.AddBridge(e.tp.Host, sn.bridge, fmt.Sprintf("10.%d.%d.1/24", 210+i/250, i%250)); err != nil {
 					fail(err)
 					return
 				}
-				fake.add(sn.name, sn.bridge, fmt.Sprintf("10.%d.%d.0/24", 210+i/250, i%250),
-					map[string]string{"storm.parity": []string{"even", "odd"}[i%2]})
+				fake.Add(harness.Network{Name: sn.name, Bridge: sn.bridge, Subnets: []string{fmt.Sprintf("10.%d.%d.0/24", 210+i/250, i%250)},
+					Labels: map[string]string{"storm.parity": []string{"even", "odd"}[i%2]}})
 				n++
 				mine = append(mine, sn)
 				for len(mine) > live || k == perWorker+kept-1 && len(mine) > kept {
 					old := mine[0]
 					mine = mine[1:]
-					if err := delBridgeIn(e.tp.Host, old.bridge); err != nil {
+					if err := harness.DelBridge(e.tp.Host, old.bridge); err != nil {
 						fail(err)
 						return
 					}
-					fake.remove(old.name)
+					fake.Remove(old.name)
 					n++
 				}
 				time.Sleep(pace)

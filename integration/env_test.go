@@ -1,16 +1,12 @@
 package integration
 
 import (
-	"net"
-	"net/http"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/versions"
+	"github.com/dockerfence/dockerfence/integration/harness"
 	"github.com/dockerfence/dockerfence/integration/topo"
 )
 
@@ -69,51 +65,20 @@ func TestNotRootSaysWhatToDo(t *testing.T) {
 	p.waitLog(t, nft)
 }
 
-// hangingDocker listens on a unix socket that accepts connections and never
-// answers, like a hung dockerd; it returns the socket's path.
-func hangingDocker(t *testing.T, dir string) string {
-	t.Helper()
-	sock := filepath.Join(dir, "hung-docker.sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c) // held open, never written to
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return sock
-}
-
 // TestDockerHangs points the daemon and apply at a Docker socket that
 // accepts and never answers: apply gives up after 5s with one line that
 // says so, and the daemon applies the fence without Docker, keeps it, keeps
 // serving and repairing, and logs that Docker does not answer.
 func TestDockerHangs(t *testing.T) {
 	e := newEnv(t)
-	hung := "unix://" + hangingDocker(t, e.dir)
+	sock := filepath.Join(e.dir, "hung-docker.sock")
+	harness.HangingDocker(t, sock)
+	hung := "unix://" + sock
 	bySubnet := e.write("subnet.yaml", "version: 1\nnetworks:\n  - match: {subnet: 172.20.0.0/16}\n    egress:\n      - deny: 192.168.100.50\n        comment: database\n")
 	byName := e.write("name.yaml", "version: 1\nnetworks:\n  - match: {name: app}\n    egress:\n      - deny: 192.168.0.0/16\n")
 
 	start := time.Now()
-	p := startProc(t, dfCmd(e, "run", "--log-level", "debug", "-c", bySubnet, "--docker-host", hung))
+	p := startProc(t, e.dfCmd("run", "--log-level", "debug", "-c", bySubnet, "--docker-host", hung))
 	p.waitLog(t, "Docker does not answer yet; fencing what is known without it until it does")
 	p.waitLog(t, "table applied")
 	t.Logf("daemon: fenced without Docker %v after start", time.Since(start).Round(time.Millisecond))
@@ -134,7 +99,7 @@ func TestDockerHangs(t *testing.T) {
 		t.Errorf("apply with a hung Docker took %v, want its 5s timeout", took)
 	}
 	t.Logf("apply (policy by subnet) with a hung Docker: %v, %s", took.Round(time.Millisecond), strings.TrimSpace(out))
-	_, stderr, err := splitDF(e, "apply", "-c", byName, "--docker-host", hung)
+	_, stderr, err := e.dfStdout("apply", "-c", byName, "--docker-host", hung)
 	oneLine(t, "apply with a policy by name", stderr, err,
 		"nothing changed: Docker at "+hung+" did not answer within 5s; the policy matches networks by name or label, which needs Docker: restart dockerd or check --docker-host")
 	t.Logf("apply (policy by name) with a hung Docker: %s", strings.TrimSpace(stderr))
@@ -167,68 +132,15 @@ func TestDockerHangs(t *testing.T) {
 	}
 }
 
-// dfCmd returns the command that runs dockerfence in Host as root with the
-// test's files (the last --docker-host given wins).
-func dfCmd(e *env, args ...string) *exec.Cmd {
-	full := append([]string{"--net=" + e.tp.Host.Path(), binary, "--resolv-conf", e.resolvConf, "--socket", e.socket(), "--docker-host", "unix://" + filepath.Join(e.dir, "no-docker.sock")}, args...)
-	return exec.Command("nsenter", full...)
-}
-
-// splitDF is e.df with standard output and standard error apart.
-func splitDF(e *env, args ...string) (stdout, stderr string, err error) {
-	c := dfCmd(e, args...)
-	var o, s strings.Builder
-	c.Stdout, c.Stderr = &o, &s
-	err = c.Run()
-	return o.String(), s.String(), err
-}
-
 // versionedDocker serves the Engine API of a daemon that speaks API versions
 // min to max, with one network, app, on the topology's bridge br-test. It
 // refuses other versions with dockerd's messages. It returns the socket's
 // host URL and the paths requested.
 func versionedDocker(t *testing.T, dir, min, max string) (string, func() []string) {
 	t.Helper()
-	sock := filepath.Join(dir, "docker-"+min+"-"+max+".sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var paths []string
-	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		paths = append(paths, r.URL.Path)
-		mu.Unlock()
-		w.Header().Set("Api-Version", max)
-		w.Header().Set("Content-Type", "application/json")
-		if r.URL.Path == "/_ping" {
-			w.Write([]byte("OK"))
-			return
-		}
-		version, rest, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/v"), "/")
-		switch {
-		case versions.LessThan(version, min):
-			w.WriteHeader(http.StatusBadRequest)
-			w.Write([]byte(`{"message":"client version ` + version + ` is too old. Minimum supported API version is ` + min + `, please upgrade your client to a newer version"}`))
-		case rest == "networks":
-			w.Write([]byte(`[{"Name": "app", "Id": "a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4e5f6a1b2", "Scope": "local", "Driver": "bridge",
-  "EnableIPv6": true, "IPAM": {"Driver": "default", "Config": [{"Subnet": "172.20.0.0/16"}, {"Subnet": "fd00:20::/64"}]},
-  "Internal": false, "Containers": {}, "Options": {"com.docker.network.bridge.name": "br-test"}, "Labels": {}}]`))
-		case rest == "containers/json":
-			w.Write([]byte(`[]`))
-		default:
-			w.WriteHeader(http.StatusNotFound)
-			w.Write([]byte(`{"message":"page not found"}`))
-		}
-	})}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
-	return "unix://" + sock, func() []string {
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]string(nil), paths...)
-	}
+	d := harness.StartDockerVersions(t, filepath.Join(dir, "docker-"+min+"-"+max+".sock"), min, max)
+	d.Set([]harness.Network{{Name: "app", Bridge: topo.BridgeName, Subnets: []string{"172.20.0.0/16", "fd00:20::/64"}}})
+	return d.URL, d.Requests
 }
 
 // TestDockerAPIVersions runs apply with a policy that matches by name
@@ -249,7 +161,7 @@ func TestDockerAPIVersions(t *testing.T) {
 		e.mustDF("delete")
 	}
 	host, paths := versionedDocker(t, e.dir, "1.60", "1.99")
-	_, stderr, err := splitDF(e, "apply", "-c", pol, "--docker-host", host)
+	_, stderr, err := e.dfStdout("apply", "-c", pol, "--docker-host", host)
 	oneLine(t, "apply against Docker API 1.99 from 1.60", stderr, err,
 		"Minimum supported API version is 1.60", "the Docker daemon at "+host+" needs API 1.60 or newer, and this dockerfence speaks at most", "upgrade dockerfence")
 	t.Logf("API 1.99 from 1.60: requests %q: %s", paths(), strings.TrimSpace(stderr))

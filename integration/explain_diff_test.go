@@ -1,19 +1,14 @@
 package integration
 
 import (
-	"bytes"
 	"context"
-	endian "encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"math/rand/v2"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -25,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dockerfence/dockerfence/integration/harness"
 	"github.com/dockerfence/dockerfence/integration/topo"
 )
 
@@ -117,15 +113,6 @@ func diffEnvInt(t *testing.T, name string, def, low int) int {
 	return v
 }
 
-// IANA protocol numbers of the probes.
-const (
-	ipICMP   = 1
-	ipTCP    = 6
-	ipUDP    = 17
-	ipICMPv6 = 58
-	ipSCTP   = 132
-)
-
 // diffCtr is a container of the lab and the addresses it sends from.
 type diffCtr struct {
 	name    string
@@ -142,7 +129,7 @@ type diffCtr struct {
 	// eth0 is the index of its eth0, the zone of link-local addresses.
 	eth0 int
 	// docker is how the fake Docker reports its network.
-	docker fakeNetwork
+	docker harness.Network
 }
 
 // diffDest is an address that probes go to, and the namespace that holds it.
@@ -168,8 +155,8 @@ type diffLab struct {
 	e      *env
 	ctrs   []*diffCtr
 	dests  []diffDest
-	docker *fakeDocker
-	seen   *captures
+	docker *harness.Docker
+	seen   *harness.Capture
 	seed   uint64
 	// prevYAML and prevView are the previous round's policy and Docker.
 	prevYAML, prevView string
@@ -179,7 +166,7 @@ type diffLab struct {
 
 func newDiffLab(t *testing.T, e *env) *diffLab {
 	tp := e.tp
-	lab := &diffLab{t: t, e: e, seen: newCaptures(t)}
+	lab := &diffLab{t: t, e: e, seen: harness.NewCapture(t)}
 	// br-test (172.20.0.0/16, fd00:20::/64) with Ctr is the topology's own.
 	tp.AddBridge(t, "br-two", "10.77.0.1/24", "fd00:77::1/64")
 	ctr2 := tp.AddContainerOn(t, "br-two", "ctr2", "10.77.0.2", "fd00:77::2")
@@ -211,7 +198,7 @@ func newDiffLab(t *testing.T, e *env) *diffLab {
 		}
 	}
 
-	mk := func(name string, ns *topo.NS, bridge string, subnets []string, a4, a6, s4, s6 string, dn fakeNetwork) *diffCtr {
+	mk := func(name string, ns *topo.NS, bridge string, subnets []string, a4, a6, s4, s6 string, dn harness.Network) *diffCtr {
 		c := &diffCtr{name: name, ns: ns, bridge: bridge, spoof4: netip.MustParseAddr(s4), spoof6: netip.MustParseAddr(s6), docker: dn}
 		for _, s := range subnets {
 			c.subnets = append(c.subnets, netip.MustParsePrefix(s))
@@ -220,17 +207,17 @@ func newDiffLab(t *testing.T, e *env) *diffLab {
 		if a6 != "" {
 			c.addr6 = netip.MustParseAddr(a6)
 		}
-		c.ll, c.eth0 = linkLocal(t, ns, "eth0")
-		c.hostLL, _ = linkLocal(t, tp.Host, bridge)
+		c.ll, c.eth0 = harness.LinkLocal(t, ns, "eth0")
+		c.hostLL, _ = harness.LinkLocal(t, tp.Host, bridge)
 		return c
 	}
 	lab.ctrs = []*diffCtr{
 		mk("ctr", tp.Ctr, topo.BridgeName, []string{"172.20.0.0/16", "fd00:20::/64"}, topo.CtrIP4, topo.CtrIP6, "198.18.0.2", "2001:db8:99::2",
-			fakeNetwork{Name: "app_default", Bridge: topo.BridgeName, Subnets: []string{"172.20.0.0/16", "fd00:20::/64"}, Labels: map[string]string{"com.docker.compose.project": "app"}}),
+			harness.Network{Name: "app_default", Bridge: topo.BridgeName, Subnets: []string{"172.20.0.0/16", "fd00:20::/64"}, Labels: map[string]string{"com.docker.compose.project": "app"}}),
 		mk("ctr2", ctr2, "br-two", []string{"10.77.0.0/24", "fd00:77::/64"}, "10.77.0.2", "fd00:77::2", "198.18.0.3", "2001:db8:99::3",
-			fakeNetwork{Name: "db_default", Bridge: "br-two", Subnets: []string{"10.77.0.0/24", "fd00:77::/64"}, Labels: map[string]string{"com.docker.compose.project": "db", "tier": "db"}}),
+			harness.Network{Name: "db_default", Bridge: "br-two", Subnets: []string{"10.77.0.0/24", "fd00:77::/64"}, Labels: map[string]string{"com.docker.compose.project": "db", "tier": "db"}}),
 		mk("ctr3", ctr3, "dfbr3", []string{"10.88.0.0/24"}, "10.88.0.2", "", "198.18.0.4", "fd00:88::4",
-			fakeNetwork{Name: "legacy", Bridge: "dfbr3", Subnets: []string{"10.88.0.0/24"}}),
+			harness.Network{Name: "legacy", Bridge: "dfbr3", Subnets: []string{"10.88.0.0/24"}}),
 	}
 	// ctr3's IPv6 source is outside its network (which has no IPv6 subnet);
 	// it reaches the host through the bridge's link-local address.
@@ -250,61 +237,21 @@ func newDiffLab(t *testing.T, e *env) *diffLab {
 	dest(tp.Host, true, nil, topo.HostBridge4, topo.HostBridge6, "10.77.0.1", "fd00:77::1", "10.88.0.1",
 		topo.HostLAN4, topo.HostLAN6, topo.HostWAN4, topo.HostWAN6)
 	for _, c := range lab.ctrs {
-		_, idx := linkLocal(t, tp.Host, c.bridge)
+		_, idx := harness.LinkLocal(t, tp.Host, c.bridge)
 		lab.dests = append(lab.dests, diffDest{ns: tp.Host, addr: c.hostLL, zone: c.bridge, zoneIndex: idx, host: true})
 	}
 	for _, d := range lab.dests {
-		protos := []uint8{ipTCP, ipUDP, ipSCTP, ipICMP}
+		protos := []uint8{harness.ProtoTCP, harness.ProtoUDP, harness.ProtoSCTP, harness.ProtoICMP}
 		if d.addr.Is6() {
-			protos[3] = ipICMPv6
+			protos[3] = harness.ProtoICMPv6
 		}
 		for _, p := range protos {
-			lab.seen.listen(d.ns, d.addr, d.zoneIndex, p)
+			lab.seen.Listen(d.ns, d.addr, d.zoneIndex, p)
 		}
 	}
-	lab.docker = startFakeDocker(t, filepath.Join(e.dir, "docker.sock"))
+	lab.docker = harness.StartDocker(t, filepath.Join(e.dir, "docker.sock"))
 	lab.warmUp()
 	return lab
-}
-
-// linkLocal waits for the link-local address of dev in ns and returns it
-// and dev's index.
-func linkLocal(t *testing.T, ns *topo.NS, dev string) (netip.Addr, int) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		var found netip.Addr
-		var index int
-		err := ns.Do(func() error {
-			ifc, err := net.InterfaceByName(dev)
-			if err != nil {
-				return err
-			}
-			index = ifc.Index
-			addrs, err := ifc.Addrs()
-			if err != nil {
-				return err
-			}
-			for _, a := range addrs {
-				if ipn, ok := a.(*net.IPNet); ok {
-					if ip, ok := netip.AddrFromSlice(ipn.IP); ok && ip.Is6() && ip.IsLinkLocalUnicast() {
-						found = ip
-					}
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatalf("link-local address of %s in %s: %v", dev, ns.Name, err)
-		}
-		if found.IsValid() {
-			return found, index
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s in %s has no link-local address", dev, ns.Name)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // warmUp resolves the neighbours that the probes need (containers to their
@@ -338,96 +285,6 @@ func (lab *diffLab) warmUp() {
 	time.Sleep(200 * time.Millisecond)
 }
 
-// captureKey identifies a probe at its destination: for ICMP, sport and
-// dport are the echo id and sequence number.
-type captureKey struct {
-	proto        uint8
-	src, dst     netip.Addr
-	sport, dport uint16
-}
-
-// captures records what raw sockets in the destinations receive.
-type captures struct {
-	t    *testing.T
-	mu   sync.Mutex
-	seen map[captureKey]bool
-}
-
-func newCaptures(t *testing.T) *captures {
-	return &captures{t: t, seen: map[captureKey]bool{}}
-}
-
-// listen opens a raw socket for proto bound to addr (on the interface with
-// index zone, for a link-local address) in ns and records the probes it
-// receives until the test ends.
-func (c *captures) listen(ns *topo.NS, addr netip.Addr, zone int, proto uint8) {
-	network := fmt.Sprintf("ip4:%d", proto)
-	if addr.Is6() {
-		network = fmt.Sprintf("ip6:%d", proto)
-	}
-	laddr := addr.String()
-	if zone != 0 {
-		laddr += "%" + strconv.Itoa(zone)
-	}
-	var pc net.PacketConn
-	if err := ns.Do(func() error {
-		var err error
-		pc, err = net.ListenPacket(network, laddr)
-		return err
-	}); err != nil {
-		c.t.Fatalf("raw socket %s %s in %s: %v", network, laddr, ns.Name, err)
-	}
-	done := make(chan struct{})
-	c.t.Cleanup(func() {
-		pc.Close()
-		<-done
-	})
-	go func() {
-		defer close(done)
-		buf := make([]byte, 65536)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				if errors.Is(err, net.ErrClosed) {
-					return
-				}
-				continue
-			}
-			ipa, ok := from.(*net.IPAddr)
-			if !ok {
-				continue
-			}
-			src, ok := netip.AddrFromSlice(ipa.IP)
-			if !ok {
-				continue
-			}
-			k := captureKey{proto: proto, src: src.Unmap(), dst: addr}
-			b := buf[:n]
-			switch proto {
-			case ipICMP, ipICMPv6:
-				if len(b) < 8 || (proto == ipICMP && b[0] != 8) || (proto == ipICMPv6 && b[0] != 128) {
-					continue // not an echo request
-				}
-				k.sport, k.dport = endian.BigEndian.Uint16(b[4:]), endian.BigEndian.Uint16(b[6:])
-			default:
-				if len(b) < 4 {
-					continue
-				}
-				k.sport, k.dport = endian.BigEndian.Uint16(b), endian.BigEndian.Uint16(b[2:])
-			}
-			c.mu.Lock()
-			c.seen[k] = true
-			c.mu.Unlock()
-		}
-	}()
-}
-
-func (c *captures) has(k captureKey) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.seen[k]
-}
-
 // diffProbe is one packet of a round, what explain says of it and what the
 // kernel did.
 type diffProbe struct {
@@ -459,13 +316,13 @@ type diffExplanation struct {
 }
 
 func (p *diffProbe) protoNumber() uint8 {
-	return map[string]uint8{"tcp": ipTCP, "udp": ipUDP, "sctp": ipSCTP, "icmp": ipICMP, "icmpv6": ipICMPv6}[p.proto]
+	return map[string]uint8{"tcp": harness.ProtoTCP, "udp": harness.ProtoUDP, "sctp": harness.ProtoSCTP, "icmp": harness.ProtoICMP, "icmpv6": harness.ProtoICMPv6}[p.proto]
 }
 
-func (p *diffProbe) key() captureKey {
-	k := captureKey{proto: p.protoNumber(), src: p.src, dst: p.dst.addr, sport: p.id, dport: p.port}
+func (p *diffProbe) key() harness.CaptureKey {
+	k := harness.CaptureKey{Proto: p.protoNumber(), Src: p.src, Dst: p.dst.addr, SPort: p.id, DPort: p.port}
 	if p.port == 0 {
-		k.dport = p.id
+		k.DPort = p.id
 	}
 	return k
 }
@@ -545,62 +402,13 @@ func (p *diffProbe) send(ctx context.Context) error {
 		var msg []byte
 		switch p.proto {
 		case "sctp":
-			msg = sctpInit(p.id, p.port)
+			msg = harness.SCTPInit(p.id, p.port)
 		default:
-			msg = echoRequest(p.proto == "icmpv6", p.id)
+			msg = harness.EchoRequest(p.proto == "icmpv6", p.id)
 		}
 		_, err = c.WriteTo(msg, &net.IPAddr{IP: dst, Zone: dstZone})
 		return err
 	})
-}
-
-// echoRequest is an ICMP (or ICMPv6) echo request with id and sequence
-// number id. The kernel fills in the ICMPv6 checksum.
-func echoRequest(v6 bool, id uint16) []byte {
-	b := make([]byte, 16)
-	b[0] = 8
-	if v6 {
-		b[0] = 128
-	}
-	endian.BigEndian.PutUint16(b[4:], id)
-	endian.BigEndian.PutUint16(b[6:], id)
-	copy(b[8:], "dfprobe!")
-	if !v6 {
-		endian.BigEndian.PutUint16(b[2:], inetChecksum(b))
-	}
-	return b
-}
-
-func inetChecksum(b []byte) uint16 {
-	var sum uint32
-	for i := 0; i+1 < len(b); i += 2 {
-		sum += uint32(endian.BigEndian.Uint16(b[i:]))
-	}
-	if len(b)%2 == 1 {
-		sum += uint32(b[len(b)-1]) << 8
-	}
-	for sum > 0xffff {
-		sum = sum&0xffff + sum>>16
-	}
-	return ^uint16(sum)
-}
-
-// sctpInit is an SCTP packet with one INIT chunk from sport to dport, with
-// its CRC32c checksum.
-func sctpInit(sport, dport uint16) []byte {
-	b := make([]byte, 32)
-	endian.BigEndian.PutUint16(b[0:], sport)
-	endian.BigEndian.PutUint16(b[2:], dport)
-	// Verification tag 0, as an INIT has; checksum at 8..11, filled below.
-	b[12] = 1                                  // chunk type INIT
-	endian.BigEndian.PutUint16(b[14:], 20)     // chunk length
-	endian.BigEndian.PutUint32(b[16:], 0xdf00) // initiate tag
-	endian.BigEndian.PutUint32(b[20:], 65535)  // a_rwnd
-	endian.BigEndian.PutUint16(b[24:], 1)      // outbound streams
-	endian.BigEndian.PutUint16(b[26:], 1)      // inbound streams
-	endian.BigEndian.PutUint32(b[28:], 1)      // initial TSN
-	endian.LittleEndian.PutUint32(b[8:], crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli)))
-	return b
 }
 
 // calibrate sends, before any table exists, a probe of every protocol from
@@ -721,7 +529,7 @@ func (lab *diffLab) sendAll(probes []*diffProbe) {
 			// A TCP probe's goroutine may still be connecting: its
 			// sendErr is read only after wg.Wait.
 			failed := p.proto != "tcp" && p.sendErr != nil
-			if p.explain.Passes && !failed && !lab.seen.has(p.key()) {
+			if p.explain.Passes && !failed && !lab.seen.Has(p.key()) {
 				waiting = true
 				break
 			}
@@ -735,7 +543,7 @@ func (lab *diffLab) sendAll(probes []*diffProbe) {
 	cancel()
 	wg.Wait()
 	for _, p := range probes {
-		p.arrived = lab.seen.has(p.key())
+		p.arrived = lab.seen.Has(p.key())
 	}
 }
 
@@ -789,8 +597,8 @@ func (lab *diffLab) round(i int, rng *rand.Rand, nProbes int, st *diffStats) boo
 	var dockerArgs []string
 	view := "Docker not reachable: bridges found over netlink"
 	if g.docker {
-		lab.docker.set(g.dockerNets)
-		dockerArgs = []string{"--docker-host", lab.docker.url}
+		lab.docker.Set(g.dockerNets)
+		dockerArgs = []string{"--docker-host", lab.docker.URL}
 		var names []string
 		for _, n := range g.dockerNets {
 			names = append(names, fmt.Sprintf("%s on %s %v", n.Name, n.Bridge, n.Subnets))
@@ -903,17 +711,6 @@ func (lab *diffLab) explainAll(file string, dockerArgs []string, probes []*diffP
 	}
 }
 
-// dfStdout runs the dockerfence binary inside Host like df, with its
-// standard output and error apart.
-func (e *env) dfStdout(args ...string) (stdout, stderr string, err error) {
-	full := append([]string{"--net=" + e.tp.Host.Path(), binary, "--resolv-conf", e.resolvConf, "--socket", e.socket(), "--docker-host", "unix://" + filepath.Join(e.dir, "no-docker.sock")}, args...)
-	cmd := exec.Command("nsenter", full...)
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err = cmd.Run()
-	return out.String(), errOut.String(), err
-}
-
 // randomProbes draws the probes of a round: half of them aim at a rule of
 // the section that covers the container (sections, from explain), at an
 // address the rule holds, if the lab has one, with its protocol and a port
@@ -1010,8 +807,8 @@ func (lab *diffLab) networkArg(r *rand.Rand, g *polGen, c *diffCtr) string {
 // dockerView draws what the fake Docker reports in a round: app_default
 // always, sometimes without its IPv6 subnet; db_default and legacy only
 // sometimes, so that their bridges are at times ones Docker does not know.
-func (lab *diffLab) dockerView(r *rand.Rand) []fakeNetwork {
-	var out []fakeNetwork
+func (lab *diffLab) dockerView(r *rand.Rand) []harness.Network {
+	var out []harness.Network
 	for i, c := range lab.ctrs {
 		n := c.docker
 		n.Subnets = slices.Clone(n.Subnets)
@@ -1034,7 +831,7 @@ type polGen struct {
 	// docker is set when the round's Docker is reachable: sections may then
 	// match by name and label.
 	docker     bool
-	dockerNets []fakeNetwork
+	dockerNets []harness.Network
 	// lists are the user lists, by name, with their prefixes.
 	lists map[string][]netip.Prefix
 	rules []*genRule
@@ -1328,81 +1125,4 @@ func (g *polGen) probePort() uint16 {
 		return ports[g.r.IntN(len(ports))]
 	}
 	return uint16(pick(g.r, 22, 53, 80, 443, 5432, 8080, 1+g.r.IntN(65535)))
-}
-
-// fakeNetwork is a bridge network as the fake Docker reports it.
-type fakeNetwork struct {
-	Name, Bridge string
-	Subnets      []string
-	Labels       map[string]string
-}
-
-// fakeDocker serves the part of the Docker Engine API that dockerfence
-// reads (ping and the network list) on a unix socket, with networks the
-// test sets per round.
-type fakeDocker struct {
-	url  string
-	mu   sync.Mutex
-	nets []fakeNetwork
-}
-
-func startFakeDocker(t *testing.T, sock string) *fakeDocker {
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatalf("fake Docker: %v", err)
-	}
-	f := &fakeDocker{url: "unix://" + sock}
-	srv := &http.Server{Handler: f, ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(l) //nolint:errcheck // ends with Close
-	t.Cleanup(func() { srv.Close() })
-	return f
-}
-
-func (f *fakeDocker) set(nets []fakeNetwork) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.nets = nets
-}
-
-func (f *fakeDocker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Api-Version", "1.47")
-	w.Header().Set("Ostype", "linux")
-	switch {
-	case r.URL.Path == "/_ping":
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		if r.Method == http.MethodGet {
-			_, _ = w.Write([]byte("OK"))
-		}
-	case r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/networks"):
-		f.mu.Lock()
-		nets := f.nets
-		f.mu.Unlock()
-		type ipamConfig struct {
-			Subnet string
-		}
-		type summary struct {
-			Name, ID, Driver, Scope string
-			IPAM                    struct {
-				Driver string
-				Config []ipamConfig
-			}
-			Options, Labels map[string]string
-		}
-		list := []summary{}
-		for i, n := range nets {
-			s := summary{Name: n.Name, ID: fmt.Sprintf("%064x", i+0xdf), Driver: "bridge", Scope: "local",
-				Options: map[string]string{"com.docker.network.bridge.name": n.Bridge}, Labels: n.Labels}
-			s.IPAM.Driver = "default"
-			for _, sub := range n.Subnets {
-				s.IPAM.Config = append(s.IPAM.Config, ipamConfig{Subnet: sub})
-			}
-			list = append(list, s)
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(list)
-	default:
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusNotFound)
-		_, _ = w.Write([]byte(`{"message":"page not found"}`))
-	}
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dockerfence/dockerfence/integration/harness"
 	"github.com/dockerfence/dockerfence/integration/topo"
 )
 
@@ -71,12 +72,28 @@ func (e *env) write(name, content string) string {
 	return p
 }
 
-// df runs the dockerfence binary inside the Host namespace; Docker is never
-// reachable there unless a test says so.
+// dfCmd returns, not started, the command that runs the dockerfence binary
+// inside the Host namespace as root with the test's files. Docker is never
+// reachable there unless a test says so (the last --docker-host given wins).
+func (e *env) dfCmd(args ...string) *exec.Cmd {
+	full := append([]string{"--resolv-conf", e.resolvConf, "--socket", e.socket(), "--docker-host", "unix://" + filepath.Join(e.dir, "no-docker.sock")}, args...)
+	return e.tp.Host.Command(binary, full...)
+}
+
+// df runs dfCmd and returns its combined output.
 func (e *env) df(args ...string) (string, error) {
-	full := append([]string{"--net=" + e.tp.Host.Path(), binary, "--resolv-conf", e.resolvConf, "--socket", e.socket(), "--docker-host", "unix://" + filepath.Join(e.dir, "no-docker.sock")}, args...)
-	out, err := exec.Command("nsenter", full...).CombinedOutput()
+	out, err := e.dfCmd(args...).CombinedOutput()
 	return string(out), err
+}
+
+// dfStdout runs dfCmd and returns its standard output and standard error
+// apart.
+func (e *env) dfStdout(args ...string) (stdout, stderr string, err error) {
+	cmd := e.dfCmd(args...)
+	var out, errOut strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err = cmd.Run()
+	return out.String(), errOut.String(), err
 }
 
 // socket is the path of the test's dockerfence run socket; the last apply
@@ -104,24 +121,10 @@ func (e *env) table() string {
 
 const dialTimeout = 2 * time.Second
 
-// tcpOutcome connects from ns and reports "ok", "refused" or "timeout".
+// tcpOutcome connects from ns and reports "ok" (the server's greeting
+// came), "refused" or "timeout": harness.TCPOutcome within dialTimeout.
 func tcpOutcome(ns *topo.NS, addr string) string {
-	c, err := ns.DialTCP(addr, dialTimeout)
-	switch {
-	case err == nil:
-		defer c.Close()
-		c.SetReadDeadline(time.Now().Add(dialTimeout))
-		buf := make([]byte, 64)
-		if _, err := c.Read(buf); err != nil {
-			return "no greeting: " + err.Error()
-		}
-		return "ok"
-	case topo.IsRefused(err):
-		return "refused"
-	case topo.IsTimeout(err):
-		return "timeout"
-	}
-	return err.Error()
+	return harness.TCPOutcome(ns, addr, dialTimeout)
 }
 
 // udpOutcome sends one datagram from ns and reports "ok" (an echo came) or "no answer".

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dockerfence/dockerfence/integration/harness"
 	"github.com/dockerfence/dockerfence/integration/topo"
 )
 
@@ -259,18 +260,18 @@ func TestHostileNetworkNames(t *testing.T) {
 	}
 	name300 := strings.Repeat("n", 299) + "x"
 	special := `q"uote;semi{brace}$dollar@at#hash'apos%p` + "\ttab"
-	nets := []fakeNetwork{{Name: name300, Bridge: weird, Subnets: []string{"172.20.0.0/16", "fd00:20::/64"}}}
+	nets := []harness.Network{{Name: name300, Bridge: weird, Subnets: []string{"172.20.0.0/16", "fd00:20::/64"}}}
 	for i, b := range others {
-		nets = append(nets, fakeNetwork{Name: []string{special, "new\nline", "glob*?[x]", "é" + name300, "-", ""}[i], Bridge: b, Subnets: []string{fmt.Sprintf("10.9%d.0.0/24", i)},
+		nets = append(nets, harness.Network{Name: []string{special, "new\nline", "glob*?[x]", "é" + name300, "-", ""}[i], Bridge: b, Subnets: []string{fmt.Sprintf("10.9%d.0.0/24", i)},
 			Labels: map[string]string{special: special}})
 	}
-	f := startFakeDocker(t, filepath.Join(e.dir, "docker.sock"))
-	f.set(nets)
+	f := harness.StartDocker(t, filepath.Join(e.dir, "docker.sock"))
+	f.Set(nets)
 	pol := e.write("names.yaml", strings.Replace(seedPolicy, "  - match: {subnet: 172.20.0.0/16}", "  - match: {name: \""+name300+"\"}", 1)+
 		"  - match: {name: "+strconv.Quote(special)+"}\n    egress_default: deny\n"+
 		"  - match: {label: "+strconv.Quote(special+"="+special)+"}\n    egress_default: deny\n"+
 		"  - match: {name: \"*\"}\n    egress:\n      - deny: \"@private\"\n")
-	stdout, stderr, code := e.dfExit(t, f.url, "apply", "-c", pol)
+	stdout, stderr, code := e.dfExit(t, f.URL, "apply", "-c", pol)
 	t.Logf("apply: exit %d\n%s%s", code, stdout, stderr)
 	if code != 0 || strings.Contains(stderr, "kernel") {
 		t.Fatalf("apply failed with exit code %d:\n%s", code, stderr)
@@ -282,15 +283,15 @@ func TestHostileNetworkNames(t *testing.T) {
 	if !strings.Contains(table, `"`+weird+`" : goto fwd_`) {
 		t.Errorf("the table does not dispatch %s:\n%s", weird, table)
 	}
-	dry, stderr, code := e.dfExit(t, f.url, "apply", "--dry-run", "-c", pol)
+	dry, stderr, code := e.dfExit(t, f.URL, "apply", "--dry-run", "-c", pol)
 	if code != 0 {
 		t.Fatalf("apply --dry-run: exit %d:\n%s", code, stderr)
 	}
 	e.tp.Host.Run(t, "nft", "-c", "-f", e.write("names.nft", dry))
-	if out, stderr, code := e.dfExit(t, f.url, "plan", "-c", pol); code != 0 || !strings.Contains(out, "is up to date") {
+	if out, stderr, code := e.dfExit(t, f.URL, "plan", "-c", pol); code != 0 || !strings.Contains(out, "is up to date") {
 		t.Errorf("plan after apply: exit %d:\n%s%s", code, out, stderr)
 	}
-	if out, stderr, code := e.dfExit(t, f.url, "status", "-c", pol); code != 0 {
+	if out, stderr, code := e.dfExit(t, f.URL, "status", "-c", pol); code != 0 {
 		t.Errorf("status: exit %d:\n%s%s", code, out, stderr)
 	}
 	e.expect(e.tp.Ctr, seedProbes)

@@ -3,21 +3,19 @@ package integration
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/dockerfence/dockerfence/integration/dockerd"
+	"github.com/dockerfence/dockerfence/integration/harness"
 	"github.com/dockerfence/dockerfence/integration/topo"
 	"github.com/google/nftables/expr"
 	"github.com/mdlayher/netlink"
@@ -28,7 +26,7 @@ import (
 // This file is the leak harness: a sender streams UDP at a fixed rate to an
 // address the fence denies and, from the same socket, to an address it
 // allows (the control); receivers in the destination namespaces count what
-// arrives. measureLeak wraps a disruption in such a stream and noLeak fails
+// arrives (harness.UDPFlood and harness.UDPCounter). measureLeak wraps a disruption in such a stream and noLeak fails
 // if a single datagram reached the denied address. The control, the
 // sender's own count and a run without the fence (leakBaseline) show that
 // the harness sees datagrams when they pass, so that zero means zero.
@@ -51,307 +49,12 @@ const (
 	leakDrain  = 100 * time.Millisecond // wait for datagrams in flight
 )
 
-// nsDoer runs f on a thread inside a network namespace: a *topo.NS, a Docker
-// container's namespace (handleNS) or a movingNS.
-type nsDoer interface {
-	Do(f func() error) error
-}
-
-// handleNS is a network namespace held open by a handle, e.g. a Docker
-// container's: the handle keeps it alive while a socket or test needs it.
-type handleNS struct {
-	name string
-	h    netns.NsHandle
-	id   string // the namespace's identity when the handle was opened
-}
-
-// newHandleNS wraps h, which must be a network namespace other than the
-// test process's own, and closes it at the end of the test e runs.
-func (e *env) newHandleNS(name string, h netns.NsHandle) (*handleNS, error) {
-	var st unix.Statfs_t
-	if err := unix.Fstatfs(int(h), &st); err != nil || st.Type != unix.NSFS_MAGIC {
-		h.Close()
-		return nil, fmt.Errorf("%s is not a network namespace (yet): %v", name, err)
-	}
-	// Never the namespace of the test process, nor that of pid 1 (the
-	// machine's) where it may be read, as topo's SetSysctl does.
-	for _, p := range []string{fmt.Sprintf("/proc/%d/ns/net", os.Getpid()), "/proc/1/ns/net"} {
-		own, err := netns.GetFromPath(p)
-		if err != nil && p == "/proc/1/ns/net" {
-			continue
-		}
-		if err != nil {
-			h.Close()
-			return nil, fmt.Errorf("identify the network namespace %s: %w", p, err)
-		}
-		same := h.Equal(own)
-		own.Close()
-		if same {
-			h.Close()
-			return nil, fmt.Errorf("%s is the network namespace %s; the leak harness never sends from it", name, p)
-		}
-	}
-	e.t.Cleanup(func() { h.Close() })
-	return &handleNS{name: name, h: h, id: h.UniqueId()}, nil
-}
-
-// Do runs f on a locked thread switched into the namespace and switches the
-// thread back afterwards; a thread that cannot be switched back stays locked,
-// so that the runtime discards it. It refuses to run f if the handle no
-// longer refers to the namespace it was opened for.
-func (n *handleNS) Do(f func() error) error {
-	if id := n.h.UniqueId(); id != n.id {
-		return fmt.Errorf("the handle of %s now refers to %s, not %s; it was closed too early", n.name, id, n.id)
-	}
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("get the current network namespace: %w", err)
-	}
-	defer orig.Close()
-	if err := netns.Set(n.h); err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("enter the network namespace of %s: %w", n.name, err)
-	}
-	ferr := f()
-	if err := netns.Set(orig); err != nil {
-		return fmt.Errorf("leave the network namespace of %s: %w", n.name, err)
-	}
-	runtime.UnlockOSThread()
-	return ferr
-}
-
-// movingNS is a sender's namespace that a disruption can replace, as when
-// compose recreates a container: the flood opens a new socket in the new
-// namespace before its next datagram.
-type movingNS struct {
-	mu  sync.Mutex
-	cur nsDoer
-	gen int
-}
-
-// Do runs f in the current namespace.
-func (m *movingNS) Do(f func() error) error {
-	m.mu.Lock()
-	cur := m.cur
-	m.mu.Unlock()
-	return cur.Do(f)
-}
-
-// move makes to the sender's namespace.
-func (m *movingNS) move(to nsDoer) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.cur = to
-	m.gen++
-}
-
-// generation counts the moves.
-func (m *movingNS) generation() int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.gen
-}
-
-// udpFlood sends pps datagrams a second to each of two addresses from
-// one unconnected socket, paced by the clock: each millisecond it sends what
-// is due, so a late tick is caught up and the average rate holds. An
-// unconnected socket ignores the ICMP errors of a reject, so a write fails
-// only when the sender has no route (its interface is gone); such writes are
-// counted apart and not as sent.
-type udpFlood struct {
-	from          nsDoer
-	deny, allow   netip.AddrPort
-	pps           int
-	sent, ctlSent atomic.Int64
-	failed        atomic.Int64
-	// firstOK is when the first write succeeded after the sender last
-	// moved (unix nanoseconds, 0 until then).
-	firstOK atomic.Int64
-	lastErr atomic.Value // string
-	stop    chan struct{}
-	done    chan struct{}
-	start   time.Time
-	end     time.Time
-}
-
-// startUDPFlood opens the socket in from and starts sending; it fails the
-// test if the socket cannot be opened.
-func startUDPFlood(t *testing.T, from nsDoer, deny, allow string, pps int) *udpFlood {
-	t.Helper()
-	f := &udpFlood{from: from, deny: netip.MustParseAddrPort(deny), allow: netip.MustParseAddrPort(allow), pps: pps,
-		stop: make(chan struct{}), done: make(chan struct{})}
-	c, err := f.open()
-	if err != nil {
-		t.Fatalf("leak harness: open the sender's socket: %v", err)
-	}
-	f.start = time.Now()
-	go f.run(c)
-	return f
-}
-
-// open opens an unconnected IPv4 UDP socket in the sender's namespace.
-func (f *udpFlood) open() (*net.UDPConn, error) {
-	var c *net.UDPConn
-	err := f.from.Do(func() error {
-		var err error
-		c, err = net.ListenUDP("udp4", &net.UDPAddr{})
-		return err
-	})
-	return c, err
-}
-
-// run sends until halt, from c and, after each move of a movingNS sender,
-// from a new socket in the new namespace.
-func (f *udpFlood) run(c *net.UDPConn) {
-	defer close(f.done)
-	defer func() { c.Close() }()
-	gen := 0
-	mv, moving := f.from.(*movingNS)
-	if moving {
-		gen = mv.generation()
-	}
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	payload := make([]byte, 16)
-	var due int64
-	for {
-		select {
-		case <-f.stop:
-			f.end = time.Now()
-			return
-		case <-tick.C:
-		}
-		if moving && mv.generation() != gen {
-			nc, err := f.open()
-			if err != nil {
-				f.lastErr.Store("open a socket in the new namespace: " + err.Error())
-				continue // the namespace may not be ready yet: retry next tick
-			}
-			c.Close()
-			c, gen = nc, mv.generation()
-			f.firstOK.Store(0)
-		}
-		target := int64(time.Since(f.start).Seconds() * float64(f.pps))
-		for ; due < target; due++ {
-			copy(payload, fmt.Sprintf("%016d", due))
-			if _, err := c.WriteToUDPAddrPort(payload, f.deny); err != nil {
-				f.failed.Add(1)
-				f.lastErr.Store(err.Error())
-			} else {
-				f.sent.Add(1)
-				if moving && f.firstOK.Load() == 0 {
-					f.firstOK.Store(time.Now().UnixNano())
-				}
-			}
-			if _, err := c.WriteToUDPAddrPort(payload, f.allow); err == nil {
-				f.ctlSent.Add(1)
-			}
-		}
-	}
-}
-
-// lastError is the sender's last write or socket error, "none" if none.
-func (f *udpFlood) lastError() string {
-	if s, ok := f.lastErr.Load().(string); ok {
-		return s
-	}
-	return "none"
-}
-
-// halt stops the flood and waits for it.
-func (f *udpFlood) halt() {
-	close(f.stop)
-	<-f.done
-}
-
-// udpCounter counts the datagrams that reach an address, and when the first
-// and the last arrived.
-type udpCounter struct {
-	conn        *net.UDPConn
-	n           atomic.Int64
-	first, last atomic.Int64 // unix nanoseconds
-	done        chan struct{}
-}
-
-// listenCounter starts a udpCounter on addr inside ns, with a receive buffer
-// large enough that a burst is not dropped; cleanup closes it.
-func listenCounter(t *testing.T, ns *topo.NS, addr string) *udpCounter {
-	t.Helper()
-	var conn *net.UDPConn
-	err := ns.Do(func() error {
-		var err error
-		conn, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr)))
-		return err
-	})
-	if err != nil {
-		t.Fatalf("leak harness: listen on %s in %s: %v", addr, ns.Name, err)
-	}
-	conn.SetReadBuffer(4 << 20)
-	u := &udpCounter{conn: conn, done: make(chan struct{})}
-	t.Cleanup(u.close)
-	go func() {
-		defer close(u.done)
-		buf := make([]byte, 2048)
-		for {
-			if _, _, err := conn.ReadFromUDPAddrPort(buf); err != nil {
-				if errors.Is(err, net.ErrClosed) {
-					return
-				}
-				continue
-			}
-			now := time.Now().UnixNano()
-			u.first.CompareAndSwap(0, now)
-			u.last.Store(now)
-			u.n.Add(1)
-		}
-	}()
-	return u
-}
-
-// close stops the counter and waits for its goroutine; it is safe to call
-// more than once.
-func (u *udpCounter) close() {
-	if u.conn.Close() == nil {
-		<-u.done
-	}
-}
-
-// udpRcvErrors reads RcvbufErrors of /proc/net/snmp in ns: datagrams the
-// kernel dropped because a receiver's buffer was full, which would make a
-// leak count too low.
-func udpRcvErrors(t *testing.T, ns *topo.NS) int64 {
-	t.Helper()
-	out := ns.Run(t, "cat", "/proc/net/snmp")
-	var names, values []string
-	for _, l := range strings.Split(out, "\n") {
-		if f := strings.Fields(l); len(f) > 1 && f[0] == "Udp:" {
-			if names == nil {
-				names = f
-			} else {
-				values = f
-			}
-		}
-	}
-	for i, n := range names {
-		if n == "RcvbufErrors" && i < len(values) {
-			v, err := strconv.ParseInt(values[i], 10, 64)
-			if err == nil {
-				return v
-			}
-		}
-	}
-	t.Fatalf("leak harness: no Udp RcvbufErrors in /proc/net/snmp of %s:\n%s", ns.Name, out)
-	return 0
-}
-
 // leakSpec describes a leak check.
 type leakSpec struct {
 	// name names the disruption in the report.
 	name string
 	// from is the sender's namespace.
-	from nsDoer
+	from harness.Doer
 	// deny and allow are the denied address and the control address
 	// (ip:port), received in denyNS and allowNS.
 	deny, allow     string
@@ -366,12 +69,12 @@ type leakSpec struct {
 
 // leakLive lets a disruption read the counts while it runs.
 type leakLive struct {
-	deny, allow *udpCounter
-	flood       *udpFlood
+	deny, allow *harness.UDPCounter
+	flood       *harness.UDPFlood
 }
 
 // leaked is the number of datagrams that reached the denied address so far.
-func (l *leakLive) leaked() int64 { return l.deny.n.Load() }
+func (l *leakLive) leaked() int64 { return l.deny.Count() }
 
 // leakRun is what a leak check measured.
 type leakRun struct {
@@ -410,7 +113,7 @@ func (r leakRun) String() string {
 // floodSpec returns the leakSpec of a flood at leakPPS from from to the
 // denied address to (in the LAN or the internet namespace), with the
 // internet host as the control.
-func (e *env) floodSpec(name string, from nsDoer, to string) leakSpec {
+func (e *env) floodSpec(name string, from harness.Doer, to string) leakSpec {
 	s := leakSpec{name: name, from: from, deny: to, allow: hostPort(topo.InetIP4, leakAllowPort), allowNS: e.tp.Inet, pps: leakPPS}
 	switch a := netip.MustParseAddrPort(to).Addr(); {
 	case netip.MustParsePrefix("192.168.100.0/24").Contains(a):
@@ -434,56 +137,55 @@ func (e *env) measureLeak(t *testing.T, s leakSpec, disrupt func(*leakLive)) lea
 	if s.pps < 1000 {
 		t.Fatalf("leak harness: %d pps; use at least 1000", s.pps)
 	}
-	denyErrs, allowErrs := udpRcvErrors(t, s.denyNS), udpRcvErrors(t, s.allowNS)
-	live := &leakLive{deny: listenCounter(t, s.denyNS, s.deny), allow: listenCounter(t, s.allowNS, s.allow)}
-	defer live.deny.close()
-	defer live.allow.close()
-	live.flood = startUDPFlood(t, s.from, s.deny, s.allow, s.pps)
+	denyErrs, allowErrs := harness.UDPRcvErrors(t, s.denyNS), harness.UDPRcvErrors(t, s.allowNS)
+	live := &leakLive{deny: harness.ListenUDPCounter(t, s.denyNS, s.deny), allow: harness.ListenUDPCounter(t, s.allowNS, s.allow)}
+	defer live.deny.Close()
+	defer live.allow.Close()
+	live.flood = harness.StartUDPFlood(t, s.from, s.deny, s.allow, s.pps)
 	stopped := false
 	defer func() {
 		if !stopped {
-			live.flood.halt()
+			live.flood.Halt()
 		}
 	}()
 
 	time.Sleep(leakWarmup)
-	if live.allow.n.Load() == 0 {
+	if live.allow.Count() == 0 {
 		t.Fatalf("leak harness (%s): none of %d control datagrams to %s arrived before the disruption (last send error: %s); a zero leak would prove nothing",
-			s.name, live.flood.ctlSent.Load(), s.allow, live.flood.lastError())
+			s.name, live.flood.ControlSent(), s.allow, live.flood.LastError())
 	}
 	began := time.Now()
 	disrupt(live)
 	r := leakRun{name: s.name, pps: s.pps, disrupt: time.Since(began)}
-	ctlAtEnd := live.allow.n.Load()
+	ctlAtEnd := live.allow.Count()
 	time.Sleep(leakAfter)
-	live.flood.halt()
+	r.flood = live.flood.Halt()
 	stopped = true
 	time.Sleep(leakDrain)
 
-	r.sent, r.failed, r.ctlSent = live.flood.sent.Load(), live.flood.failed.Load(), live.flood.ctlSent.Load()
-	r.flood = live.flood.end.Sub(live.flood.start)
-	r.leaked, r.ctlGot = live.deny.n.Load(), live.allow.n.Load()
+	r.sent, r.failed, r.ctlSent = live.flood.Sent(), live.flood.Failed(), live.flood.ControlSent()
+	r.leaked, r.ctlGot = live.deny.Count(), live.allow.Count()
 	r.ctlAfter = r.ctlGot - ctlAtEnd
 	if r.leaked > 0 {
-		r.firstLeak = time.Unix(0, live.deny.first.Load()).Sub(began)
-		r.lastLeak = time.Unix(0, live.deny.last.Load()).Sub(began)
+		r.firstLeak = live.deny.First().Sub(began)
+		r.lastLeak = live.deny.Last().Sub(began)
 	}
 	t.Log(r)
 
 	if least := int64(0.9 * float64(s.pps) * r.flood.Seconds()); !s.gaps && r.sent < least {
 		t.Errorf("leak harness (%s): the sender sent %d datagrams in %v, fewer than %d (90%% of %d pps); writes without a route: %d (last error: %s)",
-			s.name, r.sent, r.flood.Round(time.Millisecond), least, s.pps, r.failed, live.flood.lastError())
+			s.name, r.sent, r.flood.Round(time.Millisecond), least, s.pps, r.failed, live.flood.LastError())
 	}
 	if s.gaps && r.sent < int64(s.pps/2) {
-		t.Errorf("leak harness (%s): the sender sent only %d datagrams (%d writes without a route; last error: %s)", s.name, r.sent, r.failed, live.flood.lastError())
+		t.Errorf("leak harness (%s): the sender sent only %d datagrams (%d writes without a route; last error: %s)", s.name, r.sent, r.failed, live.flood.LastError())
 	}
 	if r.ctlAfter == 0 {
 		t.Errorf("leak harness (%s): no control datagram arrived after the disruption; the path is broken, so a zero leak proves nothing", s.name)
 	}
-	if d := udpRcvErrors(t, s.denyNS) - denyErrs; d != 0 {
+	if d := harness.UDPRcvErrors(t, s.denyNS) - denyErrs; d != 0 {
 		t.Errorf("leak harness (%s): %d datagrams were dropped by full receive buffers in %s; the leak count may be too low", s.name, d, s.denyNS.Name)
 	}
-	if d := udpRcvErrors(t, s.allowNS) - allowErrs; d != 0 && s.allowNS != s.denyNS {
+	if d := harness.UDPRcvErrors(t, s.allowNS) - allowErrs; d != 0 && s.allowNS != s.denyNS {
 		t.Logf("leak harness (%s): %d control datagrams were dropped by a full receive buffer", s.name, d)
 	}
 	return r
@@ -492,7 +194,7 @@ func (e *env) measureLeak(t *testing.T, s leakSpec, disrupt func(*leakLive)) lea
 // noLeak streams pps datagrams a second from from to the denied address to
 // (and to the internet host as the control) around disrupt, and fails the
 // test if a single datagram reached to.
-func (e *env) noLeak(t *testing.T, name string, from nsDoer, to string, pps int, disrupt func()) leakRun {
+func (e *env) noLeak(t *testing.T, name string, from harness.Doer, to string, pps int, disrupt func()) leakRun {
 	t.Helper()
 	s := e.floodSpec(name, from, to)
 	s.pps = pps
@@ -513,7 +215,7 @@ func (e *env) noLeakSpec(t *testing.T, s leakSpec, disrupt func(*leakLive)) leak
 // leakBaseline floods the database from from before any fence exists and
 // fails unless the datagrams arrive: the receivers and the sender work, and
 // a leak would be seen.
-func (e *env) leakBaseline(t *testing.T, from nsDoer) {
+func (e *env) leakBaseline(t *testing.T, from harness.Doer) {
 	t.Helper()
 	r := e.measureLeak(t, e.floodSpec("without the fence", from, leakTarget()), func(*leakLive) {})
 	if r.leaked < r.sent*9/10 {
@@ -796,7 +498,6 @@ func TestLeakDaemon(t *testing.T) {
 // at priority -10 and a rule dropping IPv4 datagrams to dst, in one batch:
 // only the socket that creates an owned table may fill it.
 func ownedDropTable(c *netlink.Conn, name string, flags uint32, dst netip.Addr) error {
-	be32 := func(v uint32) []byte { return []byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)} }
 	str := func(s string) []byte { return append([]byte(s), 0) }
 	var elems []netlink.Attribute
 	for _, x := range []expr.Any{
@@ -817,37 +518,26 @@ func ownedDropTable(c *netlink.Conn, name string, flags uint32, dst netip.Addr) 
 		return err
 	}
 	hook, err := netlink.MarshalAttributes([]netlink.Attribute{
-		{Type: unix.NFTA_HOOK_HOOKNUM, Data: be32(unix.NF_INET_FORWARD)},
-		{Type: unix.NFTA_HOOK_PRIORITY, Data: be32(uint32(0xffffffff - 9))}, // -10
+		{Type: unix.NFTA_HOOK_HOOKNUM, Data: harness.BE32(unix.NF_INET_FORWARD)},
+		{Type: unix.NFTA_HOOK_PRIORITY, Data: harness.BE32(uint32(0xffffffff - 9))}, // -10
 	})
 	if err != nil {
 		return err
 	}
-	msg := func(typ int, flags netlink.HeaderFlags, attrs []netlink.Attribute) (netlink.Message, error) {
-		b, err := netlink.MarshalAttributes(attrs)
-		return netlink.Message{Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | typ), Flags: netlink.Request | flags},
-			Data: append([]byte{unix.NFPROTO_INET, unix.NFNETLINK_V0, 0, 0}, b...)}, err
-	}
-	table, err1 := msg(unix.NFT_MSG_NEWTABLE, netlink.Create, []netlink.Attribute{
-		{Type: unix.NFTA_TABLE_NAME, Data: str(name)}, {Type: unix.NFTA_TABLE_FLAGS, Data: be32(flags)}})
-	chain, err2 := msg(unix.NFT_MSG_NEWCHAIN, netlink.Create, []netlink.Attribute{
+	table, err1 := harness.NFTMsg(unix.NFT_MSG_NEWTABLE, netlink.Create, []netlink.Attribute{
+		{Type: unix.NFTA_TABLE_NAME, Data: str(name)}, {Type: unix.NFTA_TABLE_FLAGS, Data: harness.BE32(flags)}})
+	chain, err2 := harness.NFTMsg(unix.NFT_MSG_NEWCHAIN, netlink.Create, []netlink.Attribute{
 		{Type: unix.NFTA_CHAIN_TABLE, Data: str(name)}, {Type: unix.NFTA_CHAIN_NAME, Data: str("forward")},
 		{Type: unix.NLA_F_NESTED | unix.NFTA_CHAIN_HOOK, Data: hook}, {Type: unix.NFTA_CHAIN_TYPE, Data: str("filter")}})
-	rule, err3 := msg(unix.NFT_MSG_NEWRULE, netlink.Create|netlink.Append|netlink.Acknowledge, []netlink.Attribute{
+	rule, err3 := harness.NFTMsg(unix.NFT_MSG_NEWRULE, netlink.Create|netlink.Append|netlink.Acknowledge, []netlink.Attribute{
 		{Type: unix.NFTA_RULE_TABLE, Data: str(name)}, {Type: unix.NFTA_RULE_CHAIN, Data: str("forward")},
 		{Type: unix.NLA_F_NESTED | unix.NFTA_RULE_EXPRESSIONS, Data: exprs}})
 	if err := errors.Join(err1, err2, err3); err != nil {
 		return err
 	}
-	batch := func(typ int) netlink.Message {
-		return netlink.Message{Header: netlink.Header{Type: netlink.HeaderType(typ), Flags: netlink.Request},
-			Data: []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, unix.NFNL_SUBSYS_NFTABLES}}
-	}
-	if _, err := c.SendMessages([]netlink.Message{batch(unix.NFNL_MSG_BATCH_BEGIN), table, chain, rule, batch(unix.NFNL_MSG_BATCH_END)}); err != nil {
-		return err
-	}
-	_, err = c.Receive() // the rule's ack, or the error of the message the kernel refused
-	return err
+	// The kernel answers with the rule's ack, or the error of the message
+	// it refused.
+	return harness.NFTBatch(c, table, chain, rule)
 }
 
 // TestLeakOwnedTable measures, with the same harness, what the kernel does
@@ -931,7 +621,7 @@ func TestLeakOwnedTable(t *testing.T) {
 }
 
 // dockerNS opens the network namespace of the running container name.
-func (e *env) dockerNS(t *testing.T, d *dockerd.Daemon, name string) *handleNS {
+func (e *env) dockerNS(t *testing.T, d *dockerd.Daemon, name string) *harness.HandleNS {
 	t.Helper()
 	ins, err := d.Client.ContainerInspect(t.Context(), name)
 	if err != nil || ins.State == nil || ins.State.Pid == 0 {
@@ -941,7 +631,7 @@ func (e *env) dockerNS(t *testing.T, d *dockerd.Daemon, name string) *handleNS {
 	if err != nil {
 		t.Fatalf("open the network namespace of container %s (pid %d): %v", name, ins.State.Pid, err)
 	}
-	n, err := e.newHandleNS("container "+name, h)
+	n, err := harness.NewHandleNS(e.t, "container "+name, h)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -963,12 +653,12 @@ func sandboxes(d *dockerd.Daemon) map[string]bool {
 
 // openSandbox opens the network namespace mounted at path, or fails while
 // the mount is not there yet (the file exists before it is mounted).
-func (e *env) openSandbox(path string) (*handleNS, error) {
+func (e *env) openSandbox(path string) (*harness.HandleNS, error) {
 	h, err := netns.GetFromPath(path)
 	if err != nil {
 		return nil, err
 	}
-	return e.newHandleNS("sandbox "+filepath.Base(path), h)
+	return harness.NewHandleNS(e.t, "sandbox "+filepath.Base(path), h)
 }
 
 // TestLeakDocker streams UDP from inside a Docker container (the
@@ -1009,7 +699,7 @@ func TestLeakDocker(t *testing.T) {
 	// the recreate, so that only the table as it was (its "*" section
 	// for new br-* bridges) stands between the new container and the
 	// database until the daemon continues.
-	var cur nsDoer = web
+	var cur harness.Doer = web
 	for i, paused := range []bool{false, true} {
 		name := "compose-style recreate"
 		if paused {
@@ -1029,9 +719,9 @@ func TestLeakDocker(t *testing.T) {
 // runs. With paused, the daemon is stopped (SIGSTOP) from before the
 // removal until the new container's datagrams have flowed for a while.
 // It returns the new container's namespace.
-func (e *env) recreateLeak(t *testing.T, d *dockerd.Daemon, df *daemonProc, from nsDoer, subnet string, paused bool) nsDoer {
+func (e *env) recreateLeak(t *testing.T, d *dockerd.Daemon, df *daemonProc, from harness.Doer, subnet string, paused bool) harness.Doer {
 	t.Helper()
-	mv := &movingNS{cur: from}
+	mv := harness.NewMovingNS(from)
 	s := e.floodSpec("compose-style down && up: container and network removed, network recreated with subnet "+subnet+", container started", mv, leakTarget())
 	if paused {
 		s.name += ", the daemon stopped (SIGSTOP) throughout"
@@ -1048,7 +738,7 @@ func (e *env) recreateLeak(t *testing.T, d *dockerd.Daemon, df *daemonProc, from
 		d.RemoveContainer(t, "web")
 		d.RemoveNetwork(t, "app")
 		old := sandboxes(d)
-		ctl := l.allow.n.Load() // the old container is gone: no control arrives until the new one sends
+		ctl := l.allow.Count() // the old container is gone: no control arrives until the new one sends
 		start := time.Now()
 		_, nb := d.CreateNetwork(t, "app", subnet, nil)
 		catchAll := e.catchAll()
@@ -1072,11 +762,11 @@ func (e *env) recreateLeak(t *testing.T, d *dockerd.Daemon, df *daemonProc, from
 						continue
 					}
 					if n, err := e.openSandbox(filepath.Join(netnsDir, name)); err == nil {
-						mv.move(n)
+						mv.Move(n)
 						seen.Store(now)
 					}
 				}
-				if forwarded.Load() == 0 && l.allow.n.Load() > ctl {
+				if forwarded.Load() == 0 && l.allow.Count() > ctl {
 					forwarded.Store(now)
 				}
 				if own.Load() == 0 && e.mapped(nb) {
@@ -1088,7 +778,7 @@ func (e *env) recreateLeak(t *testing.T, d *dockerd.Daemon, df *daemonProc, from
 		wait := func(what string, v *atomic.Int64) time.Duration {
 			for v.Load() == 0 {
 				if time.Since(start) > 10*time.Second {
-					t.Fatalf("within 10s of the network's creation: %s never happened (namespaces in %s; last send error: %s)\n%s", what, netnsDir, l.flood.lastError(), df.log.String())
+					t.Fatalf("within 10s of the network's creation: %s never happened (namespaces in %s; last send error: %s)\n%s", what, netnsDir, l.flood.LastError(), df.log.String())
 				}
 				time.Sleep(time.Millisecond)
 			}
@@ -1106,7 +796,7 @@ func (e *env) recreateLeak(t *testing.T, d *dockerd.Daemon, df *daemonProc, from
 			df.cmd.Process.Signal(syscall.SIGCONT)
 		}
 		ownAt := wait("the network's own section", &own)
-		first := time.Unix(0, l.flood.firstOK.Load()).Sub(start)
+		first := l.flood.FirstOK().Sub(start)
 		report = fmt.Sprintf("after network create: the new container's namespace seen %v, its first datagram sent %v and through the host %v, the container started %v, the network's own section in place %v",
 			ms(time.Duration(seen.Load())), ms(first), ms(fwd), ms(started), ms(ownAt))
 		switch {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/dockerfence/dockerfence/denylog"
 	"github.com/dockerfence/dockerfence/integration/dockerd"
+	"github.com/dockerfence/dockerfence/integration/harness"
 	"github.com/dockerfence/dockerfence/integration/topo"
 	"github.com/dockerfence/dockerfence/nft"
 )
@@ -116,31 +117,8 @@ func (e *env) startDaemonArgs(d *dockerd.Daemon, pol string, more ...string) *da
 // test failed.
 func (e *env) launchDaemon(bin string, more ...string) *daemonProc {
 	e.t.Helper()
-	p := &daemonProc{log: &syncBuffer{}, exited: make(chan struct{})}
-	args := append([]string{"--net=" + e.tp.Host.Path(), bin, "run", "--log-level", "debug", "--resolv-conf", e.resolvConf, "--socket", e.socket()}, more...)
-	p.cmd = exec.Command("nsenter", args...)
-	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	if err := p.cmd.Start(); err != nil {
-		e.t.Fatal(err)
-	}
-	go func() { p.err = p.cmd.Wait(); close(p.exited) }()
-	e.t.Cleanup(func() {
-		select {
-		case <-p.exited:
-		default:
-			p.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-p.exited:
-			case <-time.After(5 * time.Second):
-				p.cmd.Process.Kill()
-				<-p.exited
-			}
-		}
-		if e.t.Failed() {
-			e.t.Logf("dockerfence run log:\n%s", p.log.String())
-		}
-	})
-	return p
+	args := append([]string{"run", "--log-level", "debug", "--resolv-conf", e.resolvConf, "--socket", e.socket()}, more...)
+	return startProc(e.t, e.tp.Host.Command(bin, args...))
 }
 
 // waitLog waits until the daemon's log contains s.
@@ -174,22 +152,7 @@ func (e *env) waitFenced(bridge string, since time.Time) time.Duration {
 }
 
 // mapped reports whether the table maps bridge to a chain of its own.
-func (e *env) mapped(bridge string) bool {
-	st, err := e.kernel().Read("dockerfence")
-	if err != nil || st == nil {
-		return false
-	}
-	for _, s := range st.Sets {
-		if s.Name == "fwd_if" {
-			for _, el := range s.VMap {
-				if el.Key == bridge && el.Chain == "fwd_"+bridge {
-					return true
-				}
-			}
-		}
-	}
-	return false
-}
+func (e *env) mapped(bridge string) bool { return harness.Mapped(e.kernel(), bridge) }
 
 // catchAll reports whether the table's forward network layer sends unknown br-*
 // bridges to the "*" section.

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dockerfence/dockerfence/integration/harness"
 	"github.com/dockerfence/dockerfence/integration/topo"
 	"github.com/google/nftables"
 	"github.com/mdlayher/netlink"
@@ -20,28 +21,14 @@ const (
 // newTableBatch sends one transaction that creates (or updates) inet table
 // name with flags, on c, and returns the kernel's answer.
 func newTableBatch(c *netlink.Conn, name string, flags uint32) error {
-	attrs, err := netlink.MarshalAttributes([]netlink.Attribute{
+	msg, err := harness.NFTMsg(unix.NFT_MSG_NEWTABLE, netlink.Acknowledge|netlink.Create, []netlink.Attribute{
 		{Type: unix.NFTA_TABLE_NAME, Data: append([]byte(name), 0)},
-		{Type: unix.NFTA_TABLE_FLAGS, Data: []byte{byte(flags >> 24), byte(flags >> 16), byte(flags >> 8), byte(flags)}},
+		{Type: unix.NFTA_TABLE_FLAGS, Data: harness.BE32(flags)},
 	})
 	if err != nil {
 		return err
 	}
-	batch := func(typ uint16) netlink.Message {
-		return netlink.Message{Header: netlink.Header{Type: netlink.HeaderType(typ), Flags: netlink.Request},
-			Data: []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, unix.NFNL_SUBSYS_NFTABLES}}
-	}
-	msgs := []netlink.Message{
-		batch(unix.NFNL_MSG_BATCH_BEGIN),
-		{Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_NEWTABLE), Flags: netlink.Request | netlink.Acknowledge | netlink.Create},
-			Data: append([]byte{unix.NFPROTO_INET, unix.NFNETLINK_V0, 0, 0}, attrs...)},
-		batch(unix.NFNL_MSG_BATCH_END),
-	}
-	if _, err := c.SendMessages(msgs); err != nil {
-		return err
-	}
-	_, err = c.Receive()
-	return err
+	return harness.NFTBatch(c, msg)
 }
 
 // TestTableOwnerPersistFlags records what the owner and persist table flags

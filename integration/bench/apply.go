@@ -8,13 +8,13 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/dockerfence/dockerfence/integration/harness"
 	"github.com/dockerfence/dockerfence/integration/topo"
 )
 
@@ -427,7 +427,8 @@ func (b *applyBench) prepare(sz applySize) (applyFiles, error) {
 		}
 	}
 	var out, stderr bytes.Buffer
-	cmd := exec.Command("nsenter", append([]string{"--net=" + b.host.Path(), "--"}, b.dockerfence("apply", "--dry-run", "-c", f.policy)...)...)
+	args := b.dockerfence("apply", "--dry-run", "-c", f.policy)
+	cmd := b.host.Command(args[0], args[1:]...)
 	cmd.Stdout, cmd.Stderr = &out, &stderr
 	if err := cmd.Run(); err != nil {
 		return f, fmt.Errorf("dockerfence apply --dry-run (%d prefixes, %d networks): %v: %s", sz.prefixes, sz.networks, err, stderr.Bytes())
@@ -473,7 +474,7 @@ func (b *applyBench) command(tool string, f applyFiles) []string {
 // run runs args in the host namespace and returns its wall time, nsenter
 // included.
 func (b *applyBench) run(args []string) (time.Duration, error) {
-	cmd := exec.Command("nsenter", append([]string{"--net=" + b.host.Path(), "--"}, args...)...)
+	cmd := b.host.Command(args[0], args[1:]...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	start := time.Now()
@@ -543,7 +544,7 @@ func (b *applyBench) probe(fenced int) error {
 			{probeAddr(topo.LANDB4, deniedPort), want},
 			{probeAddr(topo.LANProxy4, allowedPort), "ok"},
 		} {
-			if got := probeTCP(ctr, p.addr); got != p.want {
+			if got := harness.TCPOutcome(ctr, p.addr, probeTimeout); got != p.want {
 				errs = append(errs, fmt.Sprintf("from %s to %s: got %s, want %s", bridgeName(k), p.addr, got, p.want))
 			}
 		}
@@ -552,28 +553,6 @@ func (b *applyBench) probe(fenced int) error {
 		return fmt.Errorf("probes failed: %s", strings.Join(errs, "; "))
 	}
 	return nil
-}
-
-// probeTCP connects from ns to addr and returns "ok" (the server's greeting
-// arrived), "refused" (a reset or an ICMP error), "timeout" or the error.
-func probeTCP(ns *topo.NS, addr string) string {
-	c, err := ns.DialTCP(addr, probeTimeout)
-	switch {
-	case err == nil:
-		defer c.Close()
-		if err := c.SetReadDeadline(time.Now().Add(probeTimeout)); err != nil {
-			return err.Error()
-		}
-		if _, err := c.Read(make([]byte, 64)); err != nil {
-			return "no greeting: " + err.Error()
-		}
-		return "ok"
-	case topo.IsRefused(err):
-		return "refused"
-	case topo.IsTimeout(err):
-		return "timeout"
-	}
-	return err.Error()
 }
 
 // formatRuns formats single runs for the log.

@@ -4,16 +4,15 @@ import (
 	"fmt"
 	"log"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/dockerfence/dockerfence/integration/harness"
 	"github.com/dockerfence/dockerfence/integration/topo"
 	"github.com/dockerfence/dockerfence/nft"
-	"github.com/vishvananda/netlink"
 )
 
 // reactionPolicy fences the benchmark's networks by name, with no "*"
@@ -43,11 +42,7 @@ func benchReaction(tb *benchTB, e *env) (Reaction, Footprint, error) {
 	tp := topo.New(tb)
 	dir := tb.TempDir()
 	sock := filepath.Join(dir, "docker.sock")
-	fake, err := startFakeDocker(sock)
-	if err != nil {
-		return r, fp, err
-	}
-	tb.Cleanup(fake.Close)
+	fake := harness.StartDocker(tb, sock)
 	pol := filepath.Join(dir, "policy.yaml")
 	resolv := filepath.Join(dir, "resolv.conf")
 	if err := os.WriteFile(pol, []byte(reactionPolicy), 0o644); err != nil {
@@ -56,7 +51,7 @@ func benchReaction(tb *benchTB, e *env) (Reaction, Footprint, error) {
 	if err := os.WriteFile(resolv, nil, 0o644); err != nil {
 		return r, fp, err
 	}
-	cmd := exec.Command("nsenter", "--net="+tp.Host.Path(), e.binary, "run", "-c", pol, "--resolv-conf", resolv,
+	cmd := tp.Host.Command(e.binary, "run", "-c", pol, "--resolv-conf", resolv,
 		"--docker-host", "unix://"+sock, "--socket", filepath.Join(dir, "df.sock"), "--log-level", "warn")
 	logf, err := os.Create(filepath.Join(dir, "run.log"))
 	if err != nil {
@@ -94,11 +89,11 @@ func benchReaction(tb *benchTB, e *env) (Reaction, Footprint, error) {
 	for i := range reactionTrials {
 		name, br := fmt.Sprintf("bench%d", i), fmt.Sprintf("br-r%d", i)
 		start := time.Now()
-		if err := addBridge(tp.Host, br, fmt.Sprintf("10.%d.%d.1/24", 100+i/250, i%250)); err != nil {
+		if err := harness.AddBridge(tp.Host, br, fmt.Sprintf("10.%d.%d.1/24", 100+i/250, i%250)); err != nil {
 			return r, fp, err
 		}
-		fake.add(name, br, fmt.Sprintf("10.%d.%d.0/24", 100+i/250, i%250))
-		if _, err := waitFor(5*time.Second, func() bool { return mapped(k, br) }); err != nil {
+		fake.Add(harness.Network{Name: name, Bridge: br, Subnets: []string{fmt.Sprintf("10.%d.%d.0/24", 100+i/250, i%250)}})
+		if _, err := waitFor(5*time.Second, func() bool { return harness.Mapped(k, br) }); err != nil {
 			return r, fp, fmt.Errorf("bridge %s not fenced: %w (%v)", br, err, logTail(dir))
 		}
 		bridge = append(bridge, ms(time.Since(start)))
@@ -113,7 +108,7 @@ func benchReaction(tb *benchTB, e *env) (Reaction, Footprint, error) {
 		if _, err := k.Delete("dockerfence"); err != nil {
 			return r, fp, err
 		}
-		if _, err := waitFor(5*time.Second, func() bool { return mapped(k, "br-r0") }); err != nil {
+		if _, err := waitFor(5*time.Second, func() bool { return harness.Mapped(k, "br-r0") }); err != nil {
 			return r, fp, fmt.Errorf("table not healed: %w (%v)", err, logTail(dir))
 		}
 		heal = append(heal, ms(time.Since(start)))
@@ -128,21 +123,21 @@ func benchReaction(tb *benchTB, e *env) (Reaction, Footprint, error) {
 	cpu, rss, err := sample(cmd.Process.Pid, 0, func() error {
 		for i := range 50 {
 			br := fmt.Sprintf("br-b%d", i)
-			if err := addBridge(tp.Host, br, fmt.Sprintf("10.200.%d.1/24", i)); err != nil {
+			if err := harness.AddBridge(tp.Host, br, fmt.Sprintf("10.200.%d.1/24", i)); err != nil {
 				return err
 			}
-			fake.add(fmt.Sprintf("benchburst%d", i), br, fmt.Sprintf("10.200.%d.0/24", i))
+			fake.Add(harness.Network{Name: fmt.Sprintf("benchburst%d", i), Bridge: br, Subnets: []string{fmt.Sprintf("10.200.%d.0/24", i)}})
 		}
-		if _, err := waitFor(10*time.Second, func() bool { return mapped(k, "br-b49") }); err != nil {
+		if _, err := waitFor(10*time.Second, func() bool { return harness.Mapped(k, "br-b49") }); err != nil {
 			return fmt.Errorf("burst: br-b49 not fenced: %w", err)
 		}
 		for i := range 50 {
-			fake.remove(fmt.Sprintf("benchburst%d", i))
-			if err := delBridge(tp.Host, fmt.Sprintf("br-b%d", i)); err != nil {
+			fake.Remove(fmt.Sprintf("benchburst%d", i))
+			if err := harness.DelBridge(tp.Host, fmt.Sprintf("br-b%d", i)); err != nil {
 				return err
 			}
 		}
-		_, err := waitFor(10*time.Second, func() bool { return !mapped(k, "br-b0") && !mapped(k, "br-b49") })
+		_, err := waitFor(10*time.Second, func() bool { return !harness.Mapped(k, "br-b0") && !harness.Mapped(k, "br-b49") })
 		return err
 	})
 	if err != nil {
@@ -152,54 +147,6 @@ func benchReaction(tb *benchTB, e *env) (Reaction, Footprint, error) {
 	log.Printf("daemon: idle %.1f MB RSS, %.2f%% CPU; burst of 100 events: %.1f MB RSS at most, %.1f%% CPU over %.2f s",
 		fp.IdleRSSMB, fp.IdleCPUPct, fp.BurstRSSMB, fp.BurstCPUPct, fp.BurstS)
 	return r, fp, nil
-}
-
-// addBridge creates a bridge with an address inside ns, as Docker does.
-func addBridge(ns *topo.NS, name, addr string) error {
-	return ns.Do(func() error {
-		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name}}
-		if err := netlink.LinkAdd(br); err != nil {
-			return fmt.Errorf("add bridge %s: %w", name, err)
-		}
-		a, err := netlink.ParseAddr(addr)
-		if err != nil {
-			return err
-		}
-		if err := netlink.AddrAdd(br, a); err != nil {
-			return fmt.Errorf("address %s on %s: %w", addr, name, err)
-		}
-		return netlink.LinkSetUp(br)
-	})
-}
-
-// delBridge removes a bridge inside ns.
-func delBridge(ns *topo.NS, name string) error {
-	return ns.Do(func() error {
-		l, err := netlink.LinkByName(name)
-		if err != nil {
-			return err
-		}
-		return netlink.LinkDel(l)
-	})
-}
-
-// mapped reports whether the table sends the bridge to a chain of its own.
-func mapped(k nft.Kernel, bridge string) bool {
-	st, err := k.Read("dockerfence")
-	if err != nil || st == nil {
-		return false
-	}
-	for _, s := range st.Sets {
-		if s.Name != "fwd_if" {
-			continue
-		}
-		for _, el := range s.VMap {
-			if el.Key == bridge && el.Chain == "fwd_"+bridge {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // waitFor polls cond every 2 ms and returns how long it took to hold. (A

@@ -5,26 +5,28 @@ import (
 	"log"
 	"os"
 	"sync"
-	"testing"
+
+	"github.com/dockerfence/dockerfence/integration/topo"
 )
 
-// benchTB lets the benchmark build its namespaces with integration/topo,
-// which takes a testing.TB. Fatal panics with a fatalError, which main
-// reports after running the cleanups; Errorf logs and marks the run failed.
+// benchTB is the topo.T of a benchmark section, which builds its namespaces
+// with integration/topo and integration/harness. Fatalf and Skip panic with
+// a fatalError, which section reports after running the cleanups; Errorf
+// logs and marks the section failed.
 type benchTB struct {
-	testing.TB // nil: a method not overridden here panics
-	mu         sync.Mutex
-	cleanups   []func()
-	failed     bool
+	mu       sync.Mutex
+	cleanups []func()
+	failed   bool
 }
 
-// fatalError is what benchTB.Fatal panics with.
+var _ topo.T = (*benchTB)(nil)
+
+// fatalError is what benchTB.Fatalf panics with.
 type fatalError struct{ msg string }
 
 func (e fatalError) Error() string { return e.msg }
 
-func (b *benchTB) Helper()      {}
-func (b *benchTB) Name() string { return "bench" }
+func (b *benchTB) Helper() {}
 
 func (b *benchTB) Cleanup(f func()) {
 	b.mu.Lock()
@@ -47,22 +49,15 @@ func (b *benchTB) RunCleanups() {
 	}
 }
 
-func (b *benchTB) Fatal(args ...any)                 { panic(fatalError{fmt.Sprint(args...)}) }
 func (b *benchTB) Fatalf(format string, args ...any) { panic(fatalError{fmt.Sprintf(format, args...)}) }
-func (b *benchTB) FailNow()                          { panic(fatalError{"FailNow"}) }
 func (b *benchTB) Skip(args ...any)                  { panic(fatalError{"skip: " + fmt.Sprint(args...)}) }
-func (b *benchTB) Skipf(format string, args ...any)  { b.Skip(fmt.Sprintf(format, args...)) }
-func (b *benchTB) Log(args ...any)                   { log.Print(args...) }
-func (b *benchTB) Logf(format string, args ...any)   { log.Printf(format, args...) }
 
-func (b *benchTB) Error(args ...any) {
-	log.Print(append([]any{"error: "}, args...)...)
+func (b *benchTB) Errorf(format string, args ...any) {
+	log.Print("error: " + fmt.Sprintf(format, args...))
 	b.mu.Lock()
 	b.failed = true
 	b.mu.Unlock()
 }
-
-func (b *benchTB) Errorf(format string, args ...any) { b.Error(fmt.Sprintf(format, args...)) }
 
 func (b *benchTB) Failed() bool {
 	b.mu.Lock()
@@ -74,7 +69,7 @@ func (b *benchTB) Failed() bool {
 func (b *benchTB) TempDir() string {
 	d, err := os.MkdirTemp("", "dfbench-")
 	if err != nil {
-		b.Fatal(err)
+		b.Fatalf("%v", err)
 	}
 	b.Cleanup(func() { os.RemoveAll(d) })
 	return d

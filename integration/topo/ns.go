@@ -2,6 +2,7 @@ package topo
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -11,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 
 	"github.com/vishvananda/netns"
@@ -64,7 +64,7 @@ func (n *NS) closeHandle() {
 // Run runs the command name with args inside the namespace (via
 // "nsenter --net=PATH") and returns its combined output. It fails the test if
 // the command fails, so it must be called from the test's goroutine.
-func (n *NS) Run(t testing.TB, name string, args ...string) string {
+func (n *NS) Run(t T, name string, args ...string) string {
 	t.Helper()
 	out, err := n.Try(name, args...)
 	if err != nil {
@@ -76,13 +76,44 @@ func (n *NS) Run(t testing.TB, name string, args ...string) string {
 // Try runs the command name with args inside the namespace like Run and
 // returns its combined output; on failure the error includes the output.
 func (n *NS) Try(name string, args ...string) (string, error) {
-	cmd := exec.Command("nsenter", append([]string{"--net=" + n.Path(), "--", name}, args...)...)
-	out, err := cmd.CombinedOutput()
+	out, err := n.Command(name, args...).CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("in %s: %s %s: %w\n%s",
 			n.Name, name, strings.Join(args, " "), err, out)
 	}
 	return string(out), nil
+}
+
+// TryWithin is Try for a command that is killed after limit; the error
+// includes the last 2000 bytes of the output.
+func (n *NS) TryWithin(limit time.Duration, name string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	out, err := n.CommandContext(ctx, name, args...).CombinedOutput()
+	if err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w after %v", ctx.Err(), limit)
+		}
+		tail := string(out)
+		if len(out) > 2000 {
+			tail = "..." + string(out[len(out)-2000:])
+		}
+		return string(out), fmt.Errorf("in %s: %s %s: %w\n%s", n.Name, name, strings.Join(args, " "), err, tail)
+	}
+	return string(out), nil
+}
+
+// Command returns, not started, the command that runs name with args
+// inside the namespace: "nsenter --net=PATH -- name args...". nsenter execs
+// name, so the process's pid is name's.
+func (n *NS) Command(name string, args ...string) *exec.Cmd {
+	return n.CommandContext(context.Background(), name, args...)
+}
+
+// CommandContext is Command with a context that kills the process when it
+// is done.
+func (n *NS) CommandContext(ctx context.Context, name string, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, "nsenter", append([]string{"--net=" + n.Path(), "--", name}, args...)...)
 }
 
 // ipBatch runs the given ip(8) commands, one per line, inside the namespace.
@@ -181,11 +212,11 @@ var processNSID = sync.OnceValue(func() string {
 })
 
 // mustSysctl sets key/value pairs with SetSysctl and fails the test on error.
-func (n *NS) mustSysctl(t testing.TB, kv ...string) {
+func (n *NS) mustSysctl(t T, kv ...string) {
 	t.Helper()
 	for i := 0; i+1 < len(kv); i += 2 {
 		if err := n.SetSysctl(kv[i], kv[i+1]); err != nil {
-			t.Fatal(err)
+			t.Fatalf("%v", err)
 		}
 	}
 }
@@ -217,14 +248,23 @@ func (n *NS) DialTCP(addr string, timeout time.Duration) (net.Conn, error) {
 // DialUDP returns a UDP socket created inside the namespace and connected to
 // addr. The caller must close it.
 func (n *NS) DialUDP(addr string) (*net.UDPConn, error) {
+	return n.DialUDPFrom("", addr)
+}
+
+// DialUDPFrom is DialUDP from the local address src ("" for any).
+func (n *NS) DialUDPFrom(src, addr string) (*net.UDPConn, error) {
 	raddr, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return nil, err
 	}
+	var laddr *net.UDPAddr
+	if src != "" {
+		laddr = &net.UDPAddr{IP: net.ParseIP(src)}
+	}
 	var c *net.UDPConn
 	err = n.Do(func() error {
 		var err error
-		c, err = net.DialUDP("udp", nil, raddr)
+		c, err = net.DialUDP("udp", laddr, raddr)
 		return err
 	})
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-	"testing"
 )
 
 // TCPServer is an in-process TCP echo server listening inside a namespace.
@@ -26,7 +25,7 @@ type TCPServer struct {
 // "192.168.100.50:5432" or "[fd00:100::50]:5432"; port 0 picks a free port).
 // It fails the test if the address cannot be bound. The server is stopped by
 // test cleanup.
-func (n *NS) ListenTCP(t testing.TB, addr string) *TCPServer {
+func (n *NS) ListenTCP(t T, addr string) *TCPServer {
 	t.Helper()
 	var ln net.Listener
 	if err := n.Do(func() error {
@@ -119,7 +118,7 @@ type UDPServer struct {
 // "192.168.100.2:53" or "[fd00:100::2]:53"; port 0 picks a free port). It
 // fails the test if the address cannot be bound. The server is stopped by
 // test cleanup.
-func (n *NS) ListenUDP(t testing.TB, addr string) *UDPServer {
+func (n *NS) ListenUDP(t T, addr string) *UDPServer {
 	t.Helper()
 	laddr, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {

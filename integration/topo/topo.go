@@ -25,7 +25,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"testing"
 )
 
 // Well-known names and addresses of the topology built by New.
@@ -122,7 +121,7 @@ type bridgeInfo struct {
 // New builds the topology for t and registers its removal with t.Cleanup.
 // It skips the test if the process is not running as root and fails it if
 // the topology cannot be built.
-func New(t testing.TB) *Topo {
+func New(t T) *Topo {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("topo: needs root (creates network namespaces)")
@@ -169,7 +168,7 @@ func New(t testing.TB) *Topo {
 // addresses gw4 and gw6 in prefix notation (e.g. "172.21.0.1/16" and
 // "fd00:21::1/64"). Either gateway may be empty to leave that family
 // unconfigured. Containers can be attached to it with AddContainerOn.
-func (tp *Topo) AddBridge(t testing.TB, bridge, gw4, gw6 string) {
+func (tp *Topo) AddBridge(t T, bridge, gw4, gw6 string) {
 	t.Helper()
 	if !validName.MatchString(bridge) || len(bridge) > 15 {
 		t.Fatalf("topo: invalid bridge name %q", bridge)
@@ -212,7 +211,7 @@ func (tp *Topo) AddBridge(t testing.TB, bridge, gw4, gw6 string) {
 // AddContainer creates another container namespace called name attached to
 // br-test with the addresses v4 and v6 (e.g. "172.20.0.3" and "fd00:20::3").
 // It is AddContainerOn with the bridge br-test.
-func (tp *Topo) AddContainer(t testing.TB, name, v4, v6 string) *NS {
+func (tp *Topo) AddContainer(t T, name, v4, v6 string) *NS {
 	t.Helper()
 	return tp.AddContainerOn(t, BridgeName, name, v4, v6)
 }
@@ -222,7 +221,7 @@ func (tp *Topo) AddContainer(t testing.TB, name, v4, v6 string) *NS {
 // and v6 may be given with or without a prefix length; without one, the
 // prefix length of the bridge's gateway is used. Either may be empty to leave
 // that family unconfigured. Default routes point to the bridge's gateways.
-func (tp *Topo) AddContainerOn(t testing.TB, bridge, name, v4, v6 string) *NS {
+func (tp *Topo) AddContainerOn(t T, bridge, name, v4, v6 string) *NS {
 	t.Helper()
 	tp.mu.Lock()
 	bi, ok := tp.bridges[bridge]
@@ -268,7 +267,7 @@ func (tp *Topo) AddContainerOn(t testing.TB, bridge, name, v4, v6 string) *NS {
 
 // containerAddr parses a container address and checks it against the
 // bridge's gateway prefix.
-func containerAddr(t testing.TB, name, s string, gw netip.Prefix, v4 bool) netip.Prefix {
+func containerAddr(t T, name, s string, gw netip.Prefix, v4 bool) netip.Prefix {
 	t.Helper()
 	if s == "" {
 		return netip.Prefix{}
@@ -298,7 +297,7 @@ func containerAddr(t testing.TB, name, s string, gw netip.Prefix, v4 bool) netip
 // link connects peer to Host with a veth pair: hostIf in Host and eth0 in
 // peer. hostAddrs and peerAddrs are prefixes assigned to either end; peer's
 // default routes point to gw4 and gw6.
-func (tp *Topo) link(t testing.TB, peer *NS, hostIf string, hostAddrs, peerAddrs []string, gw4, gw6 string) {
+func (tp *Topo) link(t T, peer *NS, hostIf string, hostAddrs, peerAddrs []string, gw4, gw6 string) {
 	t.Helper()
 	hostCmds := []string{"link add " + hostIf + " type veth peer name eth0 netns " + peer.Name}
 	hostCmds = append(hostCmds, addrCmds(hostIf, hostAddrs)...)
@@ -331,7 +330,7 @@ func addrCmds(dev string, prefixes []string) []string {
 
 // newNS creates the namespace Prefix+"-"+role, registers its deletion, opens
 // its handle, brings up lo and disables IPv6 duplicate address detection.
-func (tp *Topo) newNS(t testing.TB, role string) *NS {
+func (tp *Topo) newNS(t T, role string) *NS {
 	t.Helper()
 	if !validName.MatchString(role) || len(role) > 64 {
 		t.Fatalf("topo: invalid namespace name %q", role)

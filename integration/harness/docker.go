@@ -1,0 +1,283 @@
+package harness
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/docker/docker/api/types/versions"
+	"github.com/dockerfence/dockerfence/integration/topo"
+)
+
+// Network is a bridge network as the fake Docker reports it.
+type Network struct {
+	Name, Bridge string
+	// Subnets are the network's IPAM subnets, in prefix notation.
+	Subnets []string
+	Labels  map[string]string
+}
+
+// Docker serves the part of the Docker Engine API that dockerfence uses
+// (ping, version, networks, containers, events) on a unix socket, so that
+// tests and the benchmark can play Docker without running dockerd. The
+// networks are what Add, Remove and Set make them; Add and Remove also
+// stream the "network create" and "network destroy" events dockerd would
+// send. It reports no containers.
+type Docker struct {
+	// URL is the socket's Docker host URL, "unix://" and its path.
+	URL string
+	// api and minAPI are the newest and the oldest API version it
+	// accepts; api is the one it announces.
+	api, minAPI string
+
+	mu       sync.Mutex
+	networks []dockerNetwork
+	subs     map[chan []byte]struct{}
+	seq      int
+	requests []string
+}
+
+// dockerNetwork is a Network with the id the fake gave it.
+type dockerNetwork struct {
+	Network
+	id string
+}
+
+// DockerAPI is the API version StartDocker announces.
+const DockerAPI = "1.47"
+
+// StartDocker serves a fake Docker of API versions 1.24 to DockerAPI on
+// the unix socket sock until the test ends.
+func StartDocker(t topo.T, sock string) *Docker {
+	t.Helper()
+	return StartDockerVersions(t, sock, "1.24", DockerAPI)
+}
+
+// StartDockerVersions serves a fake Docker that speaks API versions min to
+// max on the unix socket sock until the test ends. It announces max and
+// refuses requests of a version older than min with dockerd's message.
+func StartDockerVersions(t topo.T, sock, min, max string) *Docker {
+	t.Helper()
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatalf("fake Docker: %v", err)
+	}
+	d := &Docker{URL: "unix://" + sock, api: max, minAPI: min, subs: map[chan []byte]struct{}{}}
+	srv := &http.Server{Handler: d, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(l) //nolint:errcheck // ends with Close
+	t.Cleanup(func() { srv.Close() })
+	return d
+}
+
+// Add records a network and sends its "network create" event.
+func (d *Docker) Add(n Network) {
+	d.mu.Lock()
+	dn := d.record(n)
+	d.networks = append(d.networks, dn)
+	d.mu.Unlock()
+	d.event("create", dn)
+}
+
+// Remove forgets the network name and sends its "network destroy" event.
+func (d *Docker) Remove(name string) {
+	d.mu.Lock()
+	gone := dockerNetwork{Network: Network{Name: name}}
+	for i, n := range d.networks {
+		if n.Name == name {
+			gone = n
+			d.networks = append(d.networks[:i:i], d.networks[i+1:]...)
+			break
+		}
+	}
+	d.mu.Unlock()
+	d.event("destroy", gone)
+}
+
+// Set replaces the networks, without events. A network keeps its id if one
+// of the same name was there before.
+func (d *Docker) Set(nets []Network) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	ids := map[string]string{}
+	for _, n := range d.networks {
+		ids[n.Name] = n.id
+	}
+	d.networks = nil
+	for _, n := range nets {
+		dn := dockerNetwork{Network: n, id: ids[n.Name]}
+		if dn.id == "" {
+			dn = d.record(n)
+		}
+		d.networks = append(d.networks, dn)
+	}
+}
+
+// record gives n a new id; d.mu is held.
+func (d *Docker) record(n Network) dockerNetwork {
+	d.seq++
+	return dockerNetwork{Network: n, id: fmt.Sprintf("%064x", d.seq)}
+}
+
+// Requests returns the paths requested so far.
+func (d *Docker) Requests() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]string(nil), d.requests...)
+}
+
+func (d *Docker) event(action string, n dockerNetwork) {
+	now := time.Now()
+	msg, _ := json.Marshal(map[string]any{
+		"Type": "network", "Action": action, "scope": "local",
+		"Actor": map[string]any{"ID": n.id, "Attributes": map[string]string{"name": n.Name, "type": "bridge"}},
+		"time":  now.Unix(), "timeNano": now.UnixNano(),
+	})
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for ch := range d.subs {
+		select {
+		case ch <- msg:
+		default: // a subscriber that does not read loses events, as with dockerd
+		}
+	}
+}
+
+func (d *Docker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	d.mu.Lock()
+	d.requests = append(d.requests, r.URL.Path)
+	d.mu.Unlock()
+	w.Header().Set("Api-Version", d.api)
+	w.Header().Set("Ostype", "linux")
+	version, path := "", r.URL.Path
+	if rest, ok := strings.CutPrefix(path, "/v"); ok {
+		if v, p, ok := strings.Cut(rest, "/"); ok {
+			version, path = v, "/"+p
+		}
+	}
+	switch {
+	case path == "/_ping":
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if r.Method == http.MethodGet {
+			w.Write([]byte("OK"))
+		}
+	case version != "" && versions.LessThan(version, d.minAPI):
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		w.Write([]byte(`{"message":"client version ` + version + ` is too old. Minimum supported API version is ` + d.minAPI + `, please upgrade your client to a newer version"}`))
+	case path == "/version":
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"Version":"27.3.1","ApiVersion":%q,"MinAPIVersion":%q,"Os":"linux","Arch":"amd64"}`, d.api, d.minAPI)
+	case path == "/networks":
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(d.summaries())
+	case path == "/containers/json":
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte("[]"))
+	case path == "/events":
+		d.serveEvents(w, r)
+	default:
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		w.Write([]byte(`{"message":"page not found"}`))
+	}
+}
+
+// networkSummary is a network as the Engine API lists it.
+type networkSummary struct {
+	Name, ID, Driver, Scope string
+	EnableIPv4, EnableIPv6  bool
+	IPAM                    struct {
+		Driver string
+		Config []ipamConfig
+	}
+	Options, Labels map[string]string
+}
+
+type ipamConfig struct{ Subnet string }
+
+// summaries lists the networks as the Engine API does.
+func (d *Docker) summaries() []networkSummary {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	list := []networkSummary{}
+	for _, n := range d.networks {
+		s := networkSummary{Name: n.Name, ID: n.id, Driver: "bridge", Scope: "local",
+			Options: map[string]string{"com.docker.network.bridge.name": n.Bridge}, Labels: n.Labels}
+		s.IPAM.Driver = "default"
+		for _, sub := range n.Subnets {
+			s.IPAM.Config = append(s.IPAM.Config, ipamConfig{Subnet: sub})
+			if p, err := netip.ParsePrefix(sub); err == nil {
+				s.EnableIPv4 = s.EnableIPv4 || p.Addr().Is4()
+				s.EnableIPv6 = s.EnableIPv6 || p.Addr().Is6()
+			}
+		}
+		list = append(list, s)
+	}
+	return list
+}
+
+// serveEvents streams the events of Add and Remove until the client goes.
+func (d *Docker) serveEvents(w http.ResponseWriter, r *http.Request) {
+	ch := make(chan []byte, 4096)
+	d.mu.Lock()
+	d.subs[ch] = struct{}{}
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		delete(d.subs, ch)
+		d.mu.Unlock()
+	}()
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	fl, _ := w.(http.Flusher)
+	if fl != nil {
+		fl.Flush()
+	}
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case msg := <-ch:
+			w.Write(append(msg, '\n'))
+			if fl != nil {
+				fl.Flush()
+			}
+		}
+	}
+}
+
+// HangingDocker listens on the unix socket sock, accepts connections and
+// never answers, like a hung dockerd, until the test ends.
+func HangingDocker(t topo.T, sock string) {
+	t.Helper()
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatalf("hanging Docker: %v", err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c) // held open, never written to
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+}
