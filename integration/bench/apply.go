@@ -22,13 +22,16 @@ import (
 // named as they appear in the report.
 const (
 	toolDockerfence = "dockerfence"
-	toolNft         = "nft -f"
-	toolRestore     = "iptables-restore"
-	toolPerRule     = "iptables per rule"
+	// toolBaseline is another dockerfence binary (-baseline), such as one
+	// built from the commit before a change, timed beside this one.
+	toolBaseline = "dockerfence (baseline)"
+	toolNft      = "nft -f"
+	toolRestore  = "iptables-restore"
+	toolPerRule  = "iptables per rule"
 )
 
 // applyTools lists the tools in the order they are measured and reported.
-var applyTools = []string{toolDockerfence, toolNft, toolRestore, toolPerRule}
+var applyTools = []string{toolDockerfence, toolBaseline, toolNft, toolRestore, toolPerRule}
 
 const (
 	// applyBridges is how many bridges the section's host has: the most
@@ -321,7 +324,7 @@ func benchApply(tb *benchTB, e *env) ([]ApplyResult, error) {
 			return nil, err
 		}
 		for _, tool := range applyTools {
-			if tool == toolPerRule && sz.prefixes > perRuleMax {
+			if tool == toolPerRule && sz.prefixes > perRuleMax || tool == toolBaseline && b.e.baseline == "" {
 				continue
 			}
 			r, err := b.measure(tool, sz, files)
@@ -427,7 +430,7 @@ func (b *applyBench) prepare(sz applySize) (applyFiles, error) {
 		}
 	}
 	var out, stderr bytes.Buffer
-	args := b.dockerfence("apply", "--dry-run", "-c", f.policy)
+	args := b.dockerfence(b.e.binary, "apply", "--dry-run", "-c", f.policy)
 	cmd := b.host.Command(args[0], args[1:]...)
 	cmd.Stdout, cmd.Stderr = &out, &stderr
 	if err := cmd.Run(); err != nil {
@@ -447,8 +450,8 @@ func (b *applyBench) prepare(sz applySize) (applyFiles, error) {
 // dockerfence returns the command line of the dockerfence binary with
 // args, set up so that it never reaches Docker, the host's resolv.conf or
 // /run/dockerfence.
-func (b *applyBench) dockerfence(args ...string) []string {
-	return append([]string{b.e.binary,
+func (b *applyBench) dockerfence(binary string, args ...string) []string {
+	return append([]string{binary,
 		"--docker-host", "unix://" + filepath.Join(b.dir, "no-docker.sock"),
 		"--socket", filepath.Join(b.e.dir, "x.sock"),
 		"--resolv-conf", b.resolv,
@@ -460,7 +463,9 @@ func (b *applyBench) dockerfence(args ...string) []string {
 func (b *applyBench) command(tool string, f applyFiles) []string {
 	switch tool {
 	case toolDockerfence:
-		return b.dockerfence("apply", "-c", f.policy)
+		return b.dockerfence(b.e.binary, "apply", "-c", f.policy)
+	case toolBaseline:
+		return b.dockerfence(b.e.baseline, "apply", "-c", f.policy)
 	case toolNft:
 		return []string{"nft", "-f", f.nft}
 	case toolRestore:

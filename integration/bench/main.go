@@ -109,9 +109,10 @@ type Machine struct {
 
 // env is what every section needs.
 type env struct {
-	// binary is the dockerfence binary built for this run.
-	binary string
-	quick  bool
+	// binary is the dockerfence binary built for this run; baseline, if
+	// set, another one timed beside it.
+	binary, baseline string
+	quick            bool
 	// runs is how many times each apply is timed (at least 5).
 	runs int
 	dir  string
@@ -123,6 +124,7 @@ func main() {
 	md := flag.String("md", "", "also write a Markdown report (BENCHMARKS.md) to this file")
 	plots := flag.String("plots", "", "directory for the PNG plots (default: next to -md)")
 	only := flag.String("only", "", "comma-separated sections to run: apply, datapath, reaction (default all)")
+	baseline := flag.String("baseline", "", "also time this dockerfence binary in the apply section, beside the one built now (e.g. one built from the commit before a change)")
 	from := flag.String("from", "", "measure nothing: write -md and the plots from this JSON report of an earlier run")
 	flag.Parse()
 	log.SetFlags(log.Ltime)
@@ -149,7 +151,7 @@ func main() {
 		log.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	e := &env{binary: filepath.Join(dir, "dockerfence"), quick: *quick, runs: 5, dir: dir}
+	e := &env{binary: filepath.Join(dir, "dockerfence"), baseline: *baseline, quick: *quick, runs: 5, dir: dir}
 	log.Printf("building dockerfence")
 	if out, err := exec.Command("go", "build", "-o", e.binary, "./cmd/dockerfence").CombinedOutput(); err != nil {
 		log.Fatalf("build dockerfence (run from the repository root): %v\n%s", err, out)

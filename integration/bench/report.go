@@ -54,6 +54,16 @@ func targets(r *Report) []Target {
 			})
 		}
 	}
+	for _, k := range keys {
+		df, base := find(r, toolDockerfence, k[0], k[1]), find(r, toolBaseline, k[0], k[1])
+		if df != nil && base != nil {
+			out = append(out, Target{
+				Goal:  fmt.Sprintf("dockerfence apply no slower than the baseline binary (%d prefixes, %d network%s)", k[0], k[1], plural(k[1])),
+				Value: fmt.Sprintf("%.1f ms vs %.1f ms: the baseline takes %.2f× as long", df.MedianMS, base.MedianMS, base.MedianMS/df.MedianMS),
+				Met:   df.MedianMS <= base.MedianMS,
+			})
+		}
+	}
 	for _, n := range []int{1, 50} {
 		df, pr := find(r, "dockerfence", 1000, n), find(r, "iptables per rule", 1000, n)
 		if df != nil && pr != nil {
