@@ -317,7 +317,7 @@ func fromDocker(dn []docker.Network, bridges []bridge.Bridge) []policy.Network {
 	}
 	out := make([]policy.Network, len(dn))
 	for i, n := range dn {
-		out[i] = policy.Network{ID: n.ID, Name: n.Name, Bridge: n.Bridge, Labels: n.Labels, Subnets: n.Subnets}
+		out[i] = n
 		if len(out[i].Subnets) == 0 {
 			out[i].Subnets = by[n.Bridge].Subnets
 		}

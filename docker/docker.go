@@ -15,23 +15,17 @@ import (
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/versions"
 	"github.com/docker/docker/client"
+	"github.com/dockerfence/dockerfence/policy"
 )
 
-// Network is a Docker bridge network as dockerfence sees it.
-type Network struct {
-	ID   string
-	Name string
-	// Bridge is the name of the Linux bridge interface: the
-	// com.docker.network.bridge.name option if set, else "docker0" for the
-	// default network named "bridge", else "br-" followed by the first 12
-	// characters of ID.
-	Bridge string
-	// Labels are the network's labels, nil if it has none.
-	Labels map[string]string
-	// Subnets are the masked subnets of the network's IPAM configuration,
-	// IPv4 first then IPv6, sorted and deduplicated.
-	Subnets []netip.Prefix
-}
+// Network is a Docker bridge network as dockerfence sees it: the policy's
+// network. Its Bridge is the name of the Linux bridge interface: the
+// com.docker.network.bridge.name option if set, else "docker0" for the
+// default network named "bridge", else "br-" followed by the first 12
+// characters of ID. Labels are nil if it has none. Subnets are the masked
+// subnets of the network's IPAM configuration, IPv4 first then IPv6,
+// sorted and deduplicated.
+type Network = policy.Network
 
 // Source lists Docker's bridge networks.
 type Source interface {
