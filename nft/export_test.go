@@ -1,5 +1,7 @@
 package nft
 
+import "github.com/mdlayher/netlink/nltest"
+
 // The external tests (package nft_test) build their tables with package
 // fence, which imports nft; these names give them the internals they check.
 
@@ -41,3 +43,24 @@ var (
 	UdataDigest  = udataDigest
 	UdataComment = udataComment
 )
+
+// SendPlan runs Apply's flow from have (nil for no table; its sets already
+// dumped as Apply would) over netlink connections that dial answers in
+// place of the kernel.
+func SendPlan(t *Table, have *State, dial nltest.Func) error {
+	testDial = dial
+	defer func() { testDial = nil }()
+	k := Kernel{}
+	digests := t.setDigests()
+	send := func(fill func(*batch) error) error { return k.send(t, digests, fill) }
+	if have == nil || !t.baseChainsMatch(have) {
+		return send(func(b *batch) error { return b.enqueue(t.fresh(), have != nil) })
+	}
+	ch := t.changes(have, digests)
+	if len(ch.Stage) > 0 {
+		if err := send(func(b *batch) error { return b.stage(ch) }); err != nil {
+			return err
+		}
+	}
+	return send(func(b *batch) error { return b.enqueue(ch, false) })
+}
