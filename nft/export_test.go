@@ -44,23 +44,14 @@ var (
 	UdataComment = udataComment
 )
 
-// SendPlan runs Apply's flow from have (nil for no table; its sets already
+// SendPlan sends the plan from have (nil for no table; its sets already
 // dumped as Apply would) over netlink connections that dial answers in
 // place of the kernel.
 func SendPlan(t *Table, have *State, dial nltest.Func) error {
 	testDial = dial
 	defer func() { testDial = nil }()
-	k := Kernel{}
-	digests := t.setDigests()
-	send := func(fill func(*batch) error) error { return k.send(t, digests, fill) }
-	if have == nil || !t.baseChainsMatch(have) {
-		return send(func(b *batch) error { return b.enqueue(t.fresh(), have != nil) })
-	}
-	ch := t.changes(have, digests)
-	if len(ch.Stage) > 0 {
-		if err := send(func(b *batch) error { return b.stage(ch) }); err != nil {
-			return err
-		}
-	}
-	return send(func(b *batch) error { return b.enqueue(ch, false) })
+	return t.plan(have, t.setDigests()).Send(Kernel{})
 }
+
+// PlanFrom returns the plan from have (its sets already dumped).
+func PlanFrom(t *Table, have *State) *Plan { return t.plan(have, t.setDigests()) }
