@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	. "github.com/dockerfence/dockerfence/nft"
+	"github.com/dockerfence/dockerfence/nft/internal/nfttest"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/mdlayher/netlink"
@@ -43,10 +44,10 @@ func (r *recorder) dial(reqs []netlink.Message) ([]netlink.Message, error) {
 // -update rewrites them. A change of these files is a change of what
 // dockerfence sends the kernel.
 func TestNetlinkGolden(t *testing.T) {
-	from, to := sampleTable(), sampleChanged()
+	from, to := nfttest.Sample(), nfttest.Changed()
 	have := stateOf(from)
 	dump(have, from, NeedDump(to, have, SetDigests(to)))
-	moved := sampleTable()
+	moved := nfttest.Sample()
 	moved.Priority = -20
 	tests := []struct {
 		name string

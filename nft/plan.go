@@ -175,23 +175,30 @@ func (t *Table) changes(have *State, digests map[string]string) *changes {
 // compatible reports whether the kernel's set is one of ours with the type
 // and flags of s, so that it can be kept and edited in place.
 func (ks *SetState) compatible(s *Set) bool {
+	want := NewSetState(s)
+	const typeFlags = unix.NFT_SET_INTERVAL | unix.NFT_SET_MAP | nftSetConcat | unix.NFT_SET_OBJECT | unix.NFT_SET_TIMEOUT
+	return ks.Flags&typeFlags == want.Flags && ks.KeyType == want.KeyType && ks.DataType == want.DataType && ks.Comment == want.Comment
+}
+
+// NewSetState returns the set that Apply creates for s as Read reports it:
+// its name, comment, flags and types, without elements.
+func NewSetState(s *Set) SetState {
 	ns := setHeader(nil, s)
-	var flags, data uint32
+	st := SetState{Name: s.Name, Comment: ns.Comment, KeyType: ns.KeyType.GetNFTMagic()}
 	if ns.Interval {
-		flags |= unix.NFT_SET_INTERVAL
+		st.Flags |= unix.NFT_SET_INTERVAL
 	}
 	if ns.HasTimeout {
-		flags |= unix.NFT_SET_TIMEOUT
+		st.Flags |= unix.NFT_SET_TIMEOUT
 	}
 	if ns.IsMap {
-		flags |= unix.NFT_SET_MAP
-		data = ns.DataType.GetNFTMagic()
+		st.Flags |= unix.NFT_SET_MAP
+		st.DataType = ns.DataType.GetNFTMagic()
 		if ns.DataType.Name == nftables.TypeVerdict.Name {
-			data = unix.NFT_DATA_VERDICT // what AddSet sends for TypeVerdict
+			st.DataType = unix.NFT_DATA_VERDICT // what AddSet sends for TypeVerdict
 		}
 	}
-	const typeFlags = unix.NFT_SET_INTERVAL | unix.NFT_SET_MAP | nftSetConcat | unix.NFT_SET_OBJECT | unix.NFT_SET_TIMEOUT
-	return ks.Flags&typeFlags == flags && ks.KeyType == ns.KeyType.GetNFTMagic() && ks.DataType == data && ks.Comment == setComment
+	return st
 }
 
 // nftSetConcat is NFT_SET_CONCAT, which x/sys/unix does not define.
@@ -269,6 +276,9 @@ func (c *Chain) refersTo(names map[string]bool) bool {
 	}
 	return false
 }
+
+// Sets lists the named sets and maps the rule looks up, in order.
+func (r *Rule) Sets() []string { return r.sets() }
 
 // sets lists the named sets and maps the rule looks up.
 func (r *Rule) sets() []string {

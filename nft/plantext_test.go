@@ -5,12 +5,13 @@ import (
 	"testing"
 
 	. "github.com/dockerfence/dockerfence/nft"
+	"github.com/dockerfence/dockerfence/nft/internal/nfttest"
 )
 
 // TestPlanText renders the plans of the sample table as nft commands and
 // compares them with golden files (-update rewrites them).
 func TestPlanText(t *testing.T) {
-	from, to := sampleTable(), sampleChanged()
+	from, to := nfttest.Sample(), nfttest.Changed()
 	have := stateOf(from)
 	dump(have, from, NeedDump(to, have, SetDigests(to)))
 	for _, tt := range []struct {

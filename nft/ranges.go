@@ -111,10 +111,23 @@ func MergePorts(in []PortRange) []PortRange {
 }
 
 // intervalItems renders the elements of an interval set as the kernel
-// stores them (a start and an end boundary an interval, no end for one
-// that reaches the last key) as intervals in nft syntax, in key order. As
-// the kernel's lookup does, a start reaches up to the next boundary.
+// stores them as intervals in nft syntax, in key order (see intervals).
 func intervalItems(elems []nftables.SetElement) []string {
+	var out []string
+	for _, iv := range intervals(elems) {
+		out = append(out, keyRangeText(iv.from, iv.to))
+	}
+	return out
+}
+
+// keyRange is an inclusive range of keys.
+type keyRange struct{ from, to []byte }
+
+// intervals reads the elements of an interval set as the kernel stores
+// them (a start and an end boundary an interval, no end for one that
+// reaches the last key) as ranges, in key order. As the kernel's lookup
+// does, a start reaches up to the next boundary.
+func intervals(elems []nftables.SetElement) []keyRange {
 	es := slices.Clone(elems)
 	slices.SortStableFunc(es, func(a, b nftables.SetElement) int {
 		if c := bytes.Compare(a.Key, b.Key); c != 0 {
@@ -128,22 +141,42 @@ func intervalItems(elems []nftables.SetElement) []string {
 		}
 		return 1
 	})
-	var out []string
+	var out []keyRange
 	for i := 0; i < len(es); i++ {
 		if es[i].IntervalEnd {
 			continue // an end without a start
 		}
-		from, to := es[i].Key, bytes.Repeat([]byte{0xff}, len(es[i].Key))
+		iv := keyRange{from: es[i].Key, to: bytes.Repeat([]byte{0xff}, len(es[i].Key))}
 		if i+1 < len(es) {
-			to = prevKey(es[i+1].Key)
+			iv.to = prevKey(es[i+1].Key)
 			if es[i+1].IntervalEnd {
 				i++
 			}
 		}
-		out = append(out, keyRangeText(from, to))
+		out = append(out, iv)
 	}
 	return out
 }
+
+// LoadElements sets the elements of an address or service set from
+// elements as the kernel stores them: the inverse of Elements.
+func (s *Set) LoadElements(elems []nftables.SetElement) {
+	s.Ranges, s.Ports = nil, nil
+	for _, iv := range intervals(elems) {
+		switch len(iv.from) {
+		case 2:
+			s.Ports = append(s.Ports, PortRange{First: binary.BigEndian.Uint16(iv.from), Last: binary.BigEndian.Uint16(iv.to)})
+		case 4, 16:
+			from, _ := netip.AddrFromSlice(iv.from)
+			to, _ := netip.AddrFromSlice(iv.to)
+			s.Ranges = append(s.Ranges, Range{From: from, To: to})
+		}
+	}
+}
+
+// Elements returns the set's elements as the kernel stores them: for
+// address and service sets, a start and an end boundary an interval.
+func (s *Set) Elements() []nftables.SetElement { return setElements(s) }
 
 // prevKey returns the key before k, read as a big-endian number.
 func prevKey(k []byte) []byte {
