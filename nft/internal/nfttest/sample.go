@@ -46,6 +46,7 @@ func Sample() *nft.Table {
 			}},
 			{Name: "fwd_br-x", Rules: []*nft.Rule{
 				r("nd", to(nft.Return, ""), nft.NFProto{V6: true}, nft.ICMPv6Type{Types: []uint8{135, 136}}, nft.HopLimit{Value: 255}),
+				r("rs", to(nft.Drop, ""), nft.NFProto{V6: true}, nft.ICMPv6Type{Types: []uint8{133}}),
 				r("spoof4", to(nft.Goto, "c_deny"), nft.Addr{Src: true, Neg: true, Prefix: pfx("172.20.0.0/16")}),
 				r("spoof6", to(nft.Goto, "c_deny"), nft.Addr{V6: true, Src: true, Neg: true, Prefix: pfx("fd00:20::/64")}),
 				r("fib", to(nft.Goto, "c_deny"), nft.Fib{Src: true, Missing: true}),
