@@ -55,3 +55,11 @@ func SendPlan(t *Table, have *State, dial nltest.Func) error {
 
 // PlanFrom returns the plan from have (its sets already dumped).
 func PlanFrom(t *Table, have *State) *Plan { return t.plan(have, t.setDigests()) }
+
+// UpdateVia sends Kernel.Update over netlink connections that dial answers
+// in place of the kernel.
+func UpdateVia(dial nltest.Func, table, set string, add, del []Element) error {
+	testDial = dial
+	defer func() { testDial = nil }()
+	return Kernel{}.Update(table, set, add, del)
+}

@@ -5,10 +5,12 @@ import (
 	"encoding/hex"
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	. "github.com/dockerfence/dockerfence/nft"
 	"github.com/dockerfence/dockerfence/nft/internal/nfttest"
@@ -67,6 +69,17 @@ func TestNetlinkGolden(t *testing.T) {
 			golden(t, filepath.Join("testdata", "netlink-"+tt.name+".golden"), dumpMessages(rec.msgs))
 		})
 	}
+	// An element-only transaction on the runtime set: a refresh (delete
+	// and add again), an address with a timeout, a prefix without.
+	t.Run("update", func(t *testing.T) {
+		rec := &recorder{}
+		four := netip.MustParsePrefix("192.0.2.4/32")
+		add := []Element{{Prefix: four, Timeout: 90 * time.Second}, {Prefix: netip.MustParsePrefix("198.51.100.0/24")}}
+		if err := UpdateVia(rec.dial, "dftest", "learned_4", add, []Element{{Prefix: four}}); err != nil {
+			t.Fatal(err)
+		}
+		golden(t, filepath.Join("testdata", "netlink-update.golden"), dumpMessages(rec.msgs))
+	})
 }
 
 // golden compares got with the file, or rewrites it with -update.

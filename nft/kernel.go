@@ -471,6 +471,8 @@ func Diff(t *Table, st *State) []string {
 			for _, e := range add {
 				out = append(out, fmt.Sprintf("+ map %s: %s", s.Name, vmapElemText(e)))
 			}
+		case s.Owner == OwnedByRuntime:
+			// Filled at run time: its elements are not the model's.
 		case ks.Dumped:
 			if del, add := elemDiff(ks.Elems, elems); len(del)+len(add) > 0 {
 				out = append(out, fmt.Sprintf("~ set %s: %d elements to delete, %d to add", s.Name, len(del), len(add)))

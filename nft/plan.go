@@ -423,6 +423,9 @@ func vmapElements(in []VMapElem) []nftables.SetElement {
 	return out
 }
 
+// String renders the map element in nft syntax: "key" : goto chain.
+func (e VMapElem) String() string { return vmapElemText(e) }
+
 // vmapElemText renders a map element in nft syntax.
 func vmapElemText(e VMapElem) string {
 	key := fmt.Sprintf("%q", e.Key)

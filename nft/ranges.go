@@ -110,6 +110,11 @@ func MergePorts(in []PortRange) []PortRange {
 	return out
 }
 
+// IntervalItems renders the elements of an address or service set, as the
+// kernel stores them (interval boundaries), as intervals in nft syntax, in
+// key order: one item an interval start.
+func IntervalItems(elems []nftables.SetElement) []string { return intervalItems(elems) }
+
 // intervalItems renders the elements of an interval set as the kernel
 // stores them as intervals in nft syntax, in key order (see intervals).
 func intervalItems(elems []nftables.SetElement) []string {

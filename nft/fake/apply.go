@@ -255,10 +255,34 @@ func sameElem(a, b nftables.SetElement) bool {
 	return bytes.Equal(a.Key, b.Key) && a.IntervalEnd == b.IntervalEnd
 }
 
-// live drops the elements that have expired.
+// live drops the elements that have expired: an interval's start, and
+// with it the end that follows it in key order.
 func (k *Kernel) live(s *set) {
 	now := k.now()
-	s.elems = slices.DeleteFunc(s.elems, func(e elem) bool { return !e.expires.IsZero() && !now.Before(e.expires) })
+	slices.SortStableFunc(s.elems, func(a, b elem) int {
+		if c := bytes.Compare(a.Key, b.Key); c != 0 {
+			return c
+		}
+		switch {
+		case a.IntervalEnd == b.IntervalEnd:
+			return 0
+		case a.IntervalEnd:
+			return -1
+		}
+		return 1
+	})
+	var out []elem
+	for i := 0; i < len(s.elems); i++ {
+		e := s.elems[i]
+		if !e.IntervalEnd && !e.expires.IsZero() && !now.Before(e.expires) {
+			if i+1 < len(s.elems) && s.elems[i+1].IntervalEnd {
+				i++
+			}
+			continue
+		}
+		out = append(out, e)
+	}
+	s.elems = out
 }
 
 func (k *Kernel) addElems(s *set, elems []nftables.SetElement) error {
@@ -269,6 +293,9 @@ func (k *Kernel) addElems(s *set, elems []nftables.SetElement) error {
 		}
 		if e.Timeout != 0 && s.hdr.Flags&unix.NFT_SET_TIMEOUT == 0 {
 			return refusal(unix.EINVAL, "add element to set %s: a timeout, and the set has no flag timeout", s.hdr.Name)
+		}
+		if e.Timeout != 0 && e.IntervalEnd {
+			return refusal(unix.EINVAL, "add element to set %s: a timeout on the end of an interval", s.hdr.Name)
 		}
 		if slices.ContainsFunc(s.elems, func(x elem) bool { return sameElem(x.SetElement, e) }) {
 			continue // the same element again: no error without NLM_F_EXCL

@@ -18,6 +18,7 @@
 package fake
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
@@ -88,6 +89,57 @@ func (k *Kernel) Commit(tx *nft.Transaction) error {
 	}
 	k.log = append(k.log, tx)
 	return nil
+}
+
+// Update changes the elements of one set in one transaction, as
+// nft.Kernel.Update does.
+func (k *Kernel) Update(table, set string, add, del []nft.Element) error {
+	tx := nft.UpdateTx(table, set, add, del)
+	if len(tx.Ops) == 0 {
+		return nil
+	}
+	return k.Commit(tx)
+}
+
+// Elements returns the elements that a set of the table holds now, in
+// nft syntax, each with its timeout and when it expires; nil if there is
+// no such set. A map's elements are its keys and verdicts.
+func (k *Kernel) Elements(table, name string) []string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	t := k.tables[table]
+	if t == nil || t.set(name) == nil {
+		return nil
+	}
+	s := t.set(name)
+	k.live(s)
+	var out []string
+	if s.hdr.Flags&unix.NFT_SET_MAP != 0 {
+		for _, e := range s.vmap {
+			out = append(out, e.String())
+		}
+		return out
+	}
+	// Elements are kept as interval boundaries, each with its expiry:
+	// the start's is the interval's. IntervalItems renders one item a
+	// start, in key order.
+	elems := slices.Clone(s.elems)
+	slices.SortStableFunc(elems, func(a, b elem) int { return bytes.Compare(a.Key, b.Key) })
+	var plain []nftables.SetElement
+	var starts []elem
+	for _, e := range elems {
+		plain = append(plain, e.SetElement)
+		if !e.IntervalEnd {
+			starts = append(starts, e)
+		}
+	}
+	for i, item := range nft.IntervalItems(plain) {
+		if e := starts[i]; !e.expires.IsZero() {
+			item += fmt.Sprintf(" timeout %v expires %v", e.Timeout, e.expires.Sub(k.now()))
+		}
+		out = append(out, item)
+	}
+	return out
 }
 
 // Refuse makes Commit call fn with every transaction first; an error fn

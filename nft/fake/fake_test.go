@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -29,16 +30,28 @@ func applied(t *testing.T, tbl *nft.Table) *fake.Kernel {
 	return k
 }
 
-// sameTable fails the test if the kernel's table is not want.
+// sameTable fails the test if the kernel's table is not want. The kernel
+// keeps chains and sets in the order they were created, so both are
+// compared in name order.
 func sameTable(t *testing.T, k *fake.Kernel, want *nft.Table) {
 	t.Helper()
 	got := k.Table(want.Name)
 	if got == nil {
 		t.Fatalf("no table %s", want.Name)
 	}
-	if diff := cmp.Diff(want.Body(), got.Body()); diff != "" {
+	if diff := cmp.Diff(canonical(want), canonical(got)); diff != "" {
 		t.Errorf("table (-want +got):\n%s", diff)
 	}
+}
+
+// canonical renders a table in nft syntax, its chains and sets in name order.
+func canonical(t *nft.Table) string {
+	c := *t
+	c.Chains = slices.Clone(t.Chains)
+	c.Sets = slices.Clone(t.Sets)
+	slices.SortFunc(c.Chains, func(a, b *nft.Chain) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(c.Sets, func(a, b *nft.Set) int { return strings.Compare(a.Name, b.Name) })
+	return c.Body()
 }
 
 func TestApplyFreshThenNothing(t *testing.T) {
