@@ -73,8 +73,10 @@ type Transaction struct {
 func (tx *Transaction) String() string {
 	var b strings.Builder
 	for _, op := range tx.Ops {
-		b.WriteString(tx.opText(op))
-		b.WriteByte('\n')
+		if text := tx.opText(op); text != "" {
+			b.WriteString(text)
+			b.WriteByte('\n')
+		}
 	}
 	return b.String()
 }
@@ -119,6 +121,9 @@ func (tx *Transaction) opText(op Op) string {
 					items[i] = vmapElemText(e)
 				}
 			}
+		}
+		if len(items) == 0 {
+			return "" // boundaries that change no interval (see Op.Items)
 		}
 		return obj(verb, "element", op.Name) + " { " + strings.Join(items, ", ") + " }"
 	case OpAddRule:
