@@ -194,7 +194,7 @@ func TestCatchAllHostSelf(t *testing.T) {
 		}
 		return strings.Join(out, "\n")
 	}
-	if fwd := text("fwd_unknown"); !strings.Contains(fwd, `fib daddr . iif oif exists counter goto fwd_unknown.e1 comment "egress 1 deny"`) {
+	if fwd := text("fwd_unknown"); !strings.Contains(fwd, `fib daddr . iif oif != 0 counter goto fwd_unknown.e1 comment "egress 1 deny"`) {
 		t.Errorf("fwd_unknown:\n%s", fwd)
 	}
 	if in := text("in_unknown"); !strings.Contains(in, `fib daddr . iif type local meta l4proto icmp counter goto in_unknown.h1 comment "host 1 deny"`) {

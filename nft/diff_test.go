@@ -110,6 +110,9 @@ func stateOf(t *Table) *State {
 		if ns.Interval {
 			ss.Flags |= unix.NFT_SET_INTERVAL
 		}
+		if ns.HasTimeout {
+			ss.Flags |= unix.NFT_SET_TIMEOUT
+		}
 		if ns.IsMap {
 			ss.Flags |= unix.NFT_SET_MAP
 			ss.DataType = unix.NFT_DATA_VERDICT

@@ -1,5 +1,7 @@
 package nft
 
+import "github.com/mdlayher/netlink/nltest"
+
 // The external tests (package nft_test) build their tables with package
 // fence, which imports nft; these names give them the internals they check.
 
@@ -41,3 +43,23 @@ var (
 	UdataDigest  = udataDigest
 	UdataComment = udataComment
 )
+
+// SendPlan sends the plan from have (nil for no table; its sets already
+// dumped as Apply would) over netlink connections that dial answers in
+// place of the kernel.
+func SendPlan(t *Table, have *State, dial nltest.Func) error {
+	testDial = dial
+	defer func() { testDial = nil }()
+	return t.plan(have, t.setDigests()).Send(Kernel{})
+}
+
+// PlanFrom returns the plan from have (its sets already dumped).
+func PlanFrom(t *Table, have *State) *Plan { return t.plan(have, t.setDigests()) }
+
+// UpdateVia sends Kernel.Update over netlink connections that dial answers
+// in place of the kernel.
+func UpdateVia(dial nltest.Func, table, set string, add, del []Element) error {
+	testDial = dial
+	defer func() { testDial = nil }()
+	return Kernel{}.Update(table, set, add, del)
+}

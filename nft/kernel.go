@@ -167,49 +167,27 @@ func (k Kernel) noNFTables() bool {
 // compared anyway: the daemon names those whose elements another process
 // changed.
 func (k Kernel) Apply(t *Table, verify ...string) (bool, error) {
-	have, err := k.Read(t.Name)
-	if err != nil {
-		return false, err
-	}
-	digests := t.setDigests()
-	send := func(fill func(*batch) error) error { return k.send(t, digests, fill) }
-	if have == nil || !t.baseChainsMatch(have) {
-		return true, send(func(b *batch) error { return b.enqueue(t.fresh(), have != nil) })
-	}
-	if err := k.dumpSets(have, t.needDump(have, digests, verify...)); err != nil {
-		return false, err
-	}
-	ch := t.changes(have, digests)
-	if ch.empty() {
-		return false, nil
-	}
-	if len(ch.Stage) > 0 {
-		if err := send(func(b *batch) error { return b.stage(ch) }); err != nil {
-			return false, err
-		}
-	}
-	if err := send(func(b *batch) error { return b.enqueue(ch, false) }); err != nil {
-		if len(ch.Stage) > 0 {
-			if cerr := send(func(b *batch) error { return b.unstage(ch) }); cerr != nil {
-				err = fmt.Errorf("%w; removing the sets staged for it also failed (%v), they are unused and the next apply deletes them", err, cerr)
-			}
-		}
-		return false, err
-	}
-	return true, nil
+	return ApplyTo(k, t, verify...)
 }
 
-// send builds one batch with fill and sends it as one transaction.
-func (k Kernel) send(t *Table, digests map[string]string, fill func(*batch) error) error {
+// Plan returns what Apply would do now: it reads the table (and the sets
+// that Apply would read) and computes the transactions, but sends nothing.
+func (k Kernel) Plan(t *Table, verify ...string) (*Plan, error) {
+	return MakePlan(k, t, verify...)
+}
+
+// Commit sends one transaction. If the kernel refuses it, the table is as
+// it was.
+func (k Kernel) Commit(tx *Transaction) error {
 	c, err := k.conn()
 	if err != nil {
 		return err
 	}
-	if err := fill(t.newBatch(c, digests)); err != nil {
-		return fmt.Errorf("build batch for table inet %s: %w", t.Name, err)
+	if err := newBatch(c, tx).add(); err != nil {
+		return fmt.Errorf("build batch for table inet %s: %w", tx.Table, err)
 	}
 	if err := c.Flush(); err != nil {
-		return fmt.Errorf("apply table inet %s: the kernel refused the transaction, the previous table is unchanged: %w", t.Name, explain(err))
+		return fmt.Errorf("apply table inet %s: the kernel refused the transaction, the previous table is unchanged: %w", tx.Table, explain(err))
 	}
 	return nil
 }
@@ -319,12 +297,8 @@ func (k Kernel) Read(name string) (*State, error) {
 			return nil, fmt.Errorf("read rules of chain %s: %w", ch.Name, explain(err))
 		}
 		for _, r := range rules {
-			rs := RuleState{Handle: r.Handle}
-			rs.Comment, _ = userdata.GetString(r.UserData, udataComment)
-			rs.ID, _ = userdata.GetString(r.UserData, udataID)
-			rs.Digest, _ = userdata.GetString(r.UserData, udataDigest)
-			refs, _ := userdata.GetString(r.UserData, udataSets)
-			rs.Sets = parseSetRefs(refs)
+			rs := RuleStateOf(r.UserData)
+			rs.Handle = r.Handle
 			for _, e := range r.Exprs {
 				if ctr, ok := e.(*expr.Counter); ok {
 					rs.Packets, rs.Bytes, rs.HasCounter = ctr.Packets, ctr.Bytes, true
@@ -337,21 +311,9 @@ func (k Kernel) Read(name string) (*State, error) {
 	if st.Sets, err = k.readSets(name); err != nil {
 		return nil, fmt.Errorf("read sets of inet %s: %w", name, explain(err))
 	}
-	recorded := map[string]string{}
-	for _, ch := range st.Chains {
-		for _, r := range ch.Rules {
-			for name, d := range r.Sets {
-				if old, ok := recorded[name]; ok && old != d {
-					d = "" // rules disagree: unknown
-				}
-				recorded[name] = d
-			}
-		}
-	}
 	for i := range st.Sets {
 		s := &st.Sets[i]
 		if s.Flags&unix.NFT_SET_MAP == 0 {
-			s.Digest = recorded[s.Name]
 			continue
 		}
 		elems, err := c.GetSetElements(&nftables.Set{Table: tbl, Name: s.Name})
@@ -369,11 +331,50 @@ func (k Kernel) Read(name string) (*State, error) {
 			}
 			s.VMap = append(s.VMap, ve)
 		}
-		sortVMap(s.VMap)
+	}
+	st.Finish()
+	return st, nil
+}
+
+// RuleStateOf decodes what dockerfence writes in a rule's user data: its
+// comment, ID, digest and the digests of the sets it looks up. Handle and
+// counters are the caller's.
+func RuleStateOf(ud []byte) RuleState {
+	var rs RuleState
+	rs.Comment, _ = userdata.GetString(ud, udataComment)
+	rs.ID, _ = userdata.GetString(ud, udataID)
+	rs.Digest, _ = userdata.GetString(ud, udataDigest)
+	refs, _ := userdata.GetString(ud, udataSets)
+	rs.Sets = parseSetRefs(refs)
+	return rs
+}
+
+// Finish completes a State read from a kernel as Read returns it: every
+// plain set gets the digest that the rules looking it up record ("" if
+// none does or they disagree), map elements are sorted by key, and chains
+// and sets by name.
+func (st *State) Finish() {
+	recorded := map[string]string{}
+	for _, ch := range st.Chains {
+		for _, r := range ch.Rules {
+			for name, d := range r.Sets {
+				if old, ok := recorded[name]; ok && old != d {
+					d = "" // rules disagree: unknown
+				}
+				recorded[name] = d
+			}
+		}
+	}
+	for i := range st.Sets {
+		s := &st.Sets[i]
+		if s.Flags&unix.NFT_SET_MAP == 0 {
+			s.Digest = recorded[s.Name]
+		} else {
+			sortVMap(s.VMap)
+		}
 	}
 	sort.Slice(st.Chains, func(i, j int) bool { return st.Chains[i].Name < st.Chains[j].Name })
 	sort.Slice(st.Sets, func(i, j int) bool { return st.Sets[i].Name < st.Sets[j].Name })
-	return st, nil
 }
 
 // sortVMap sorts map elements by key, as the model holds them.
@@ -470,6 +471,8 @@ func Diff(t *Table, st *State) []string {
 			for _, e := range add {
 				out = append(out, fmt.Sprintf("+ map %s: %s", s.Name, vmapElemText(e)))
 			}
+		case s.Owner == OwnedByRuntime:
+			// Filled at run time: its elements are not the model's.
 		case ks.Dumped:
 			if del, add := elemDiff(ks.Elems, elems); len(del)+len(add) > 0 {
 				out = append(out, fmt.Sprintf("~ set %s: %d elements to delete, %d to add", s.Name, len(del), len(add)))
@@ -531,8 +534,8 @@ func diffRules(c *Chain, kc *ChainState) []string {
 	return out
 }
 
-// dumpSets reads the elements of the named plain sets into st.
-func (k Kernel) dumpSets(st *State, names []string) error {
+// Dump reads the elements of the named plain sets into st.
+func (k Kernel) Dump(st *State, names []string) error {
 	if len(names) == 0 {
 		return nil
 	}

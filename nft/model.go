@@ -78,8 +78,12 @@ const (
 	// OwnedByModel sets hold exactly the model's elements after every apply.
 	OwnedByModel Owner = iota
 	// OwnedByRuntime sets are filled and expired at run time (with
-	// timeouts); an apply creates them but never compares or replaces
-	// their elements, and their contents are left out of rule digests.
+	// timeouts), through Kernel.Update; an apply creates them (with the
+	// model's elements, usually none) but never reads, compares or
+	// replaces their elements, and their contents are left out of rule
+	// digests and of the set digests rules record. Only an apply that
+	// re-creates the set (its type changed) or the table (its base chains
+	// changed) empties it.
 	OwnedByRuntime
 )
 

@@ -59,6 +59,8 @@ type changes struct {
 type setElems struct {
 	Set   string
 	Elems []nftables.SetElement
+	// Items are the intervals deleted or added, in nft syntax (see Op.Items).
+	Items []string
 }
 
 type mapElems struct {
@@ -128,12 +130,14 @@ func (t *Table) changes(have *State, digests map[string]string) *changes {
 		case ks.Dumped:
 			// Dumped because its digest differs, or because Apply was
 			// asked to verify it (another process changed elements).
-			del, add := elemDiff(ks.Elems, setElements(s))
-			if len(del) > 0 {
-				out.DelElems = append(out.DelElems, setElems{s.Name, del})
+			want := setElements(s)
+			del, add := elemDiff(ks.Elems, want)
+			delItems, addItems := itemDiff(intervalItems(ks.Elems), intervalItems(want))
+			if len(del)+len(delItems) > 0 {
+				out.DelElems = append(out.DelElems, setElems{s.Name, del, delItems})
 			}
-			if len(add) > 0 {
-				out.AddElems = append(out.AddElems, setElems{s.Name, add})
+			if len(add)+len(addItems) > 0 {
+				out.AddElems = append(out.AddElems, setElems{s.Name, add, addItems})
 			}
 		}
 	}
@@ -171,23 +175,30 @@ func (t *Table) changes(have *State, digests map[string]string) *changes {
 // compatible reports whether the kernel's set is one of ours with the type
 // and flags of s, so that it can be kept and edited in place.
 func (ks *SetState) compatible(s *Set) bool {
+	want := NewSetState(s)
+	const typeFlags = unix.NFT_SET_INTERVAL | unix.NFT_SET_MAP | nftSetConcat | unix.NFT_SET_OBJECT | unix.NFT_SET_TIMEOUT
+	return ks.Flags&typeFlags == want.Flags && ks.KeyType == want.KeyType && ks.DataType == want.DataType && ks.Comment == want.Comment
+}
+
+// NewSetState returns the set that Apply creates for s as Read reports it:
+// its name, comment, flags and types, without elements.
+func NewSetState(s *Set) SetState {
 	ns := setHeader(nil, s)
-	var flags, data uint32
+	st := SetState{Name: s.Name, Comment: ns.Comment, KeyType: ns.KeyType.GetNFTMagic()}
 	if ns.Interval {
-		flags |= unix.NFT_SET_INTERVAL
+		st.Flags |= unix.NFT_SET_INTERVAL
 	}
 	if ns.HasTimeout {
-		flags |= unix.NFT_SET_TIMEOUT
+		st.Flags |= unix.NFT_SET_TIMEOUT
 	}
 	if ns.IsMap {
-		flags |= unix.NFT_SET_MAP
-		data = ns.DataType.GetNFTMagic()
+		st.Flags |= unix.NFT_SET_MAP
+		st.DataType = ns.DataType.GetNFTMagic()
 		if ns.DataType.Name == nftables.TypeVerdict.Name {
-			data = unix.NFT_DATA_VERDICT // what AddSet sends for TypeVerdict
+			st.DataType = unix.NFT_DATA_VERDICT // what AddSet sends for TypeVerdict
 		}
 	}
-	const typeFlags = unix.NFT_SET_INTERVAL | unix.NFT_SET_MAP | nftSetConcat | unix.NFT_SET_OBJECT | unix.NFT_SET_TIMEOUT
-	return ks.Flags&typeFlags == flags && ks.KeyType == ns.KeyType.GetNFTMagic() && ks.DataType == data && ks.Comment == setComment
+	return st
 }
 
 // nftSetConcat is NFT_SET_CONCAT, which x/sys/unix does not define.
@@ -266,6 +277,9 @@ func (c *Chain) refersTo(names map[string]bool) bool {
 	return false
 }
 
+// Sets lists the named sets and maps the rule looks up, in order.
+func (r *Rule) Sets() []string { return r.sets() }
+
 // sets lists the named sets and maps the rule looks up.
 func (r *Rule) sets() []string {
 	var out []string
@@ -316,137 +330,80 @@ func (t *Table) baseChainsMatch(have *State) bool {
 	return n == len(want)
 }
 
-// batch holds the google/nftables view of one table while a transaction is built.
-type batch struct {
-	c       *nftables.Conn
-	t       *Table
-	tbl     *nftables.Table
-	digests map[string]string
-	// sets maps set names to what rules refer to: kept sets by name, sets
-	// created in this batch by the ID AddSet gives them.
-	sets map[string]*nftables.Set
-}
-
-func (t *Table) newBatch(c *nftables.Conn, digests map[string]string) *batch {
-	b := &batch{c: c, t: t, tbl: &nftables.Table{Name: t.Name, Family: nftables.TableFamilyINet}, digests: digests}
-	b.sets = make(map[string]*nftables.Set, len(t.Sets))
-	for _, s := range t.Sets {
-		b.sets[s.Name] = setHeader(b.tbl, s)
-	}
-	return b
-}
-
-func (b *batch) chain(name string) *nftables.Chain {
-	return &nftables.Chain{Table: b.tbl, Name: name}
-}
-
-// addSets creates sets with their elements.
-func (b *batch) addSets(sets []*Set) error {
-	for _, s := range sets {
-		ns, elems := kernelSet(b.tbl, s)
-		if err := b.c.AddSet(ns, nil); err != nil {
-			return fmt.Errorf("set %s: %w", s.Name, err)
-		}
-		if err := b.elements(ns, elems, false); err != nil {
-			return err
-		}
-		b.sets[s.Name] = ns
-	}
-	return nil
-}
-
-// elements adds (or deletes) elements in chunks.
-func (b *batch) elements(ns *nftables.Set, elems []nftables.SetElement, del bool) error {
-	for i := 0; i < len(elems); i += elemChunk {
-		chunk := elems[i:min(i+elemChunk, len(elems))]
-		var err error
-		if del {
-			err = b.c.SetDeleteElements(ns, chunk)
-		} else {
-			err = b.c.SetAddElements(ns, chunk)
-		}
-		if err != nil {
-			return fmt.Errorf("set %s: %w", ns.Name, err)
+// plan returns the plan that turns have into t, whose set digests are
+// digests (t.setDigests). have must hold the elements of the sets needDump
+// names; a set whose elements were not read is replaced whole. Without a
+// table, or with other base chains (see baseChainsMatch), the main
+// transaction creates the table from nothing, deleting the old one first.
+func (t *Table) plan(have *State, digests map[string]string) *Plan {
+	p := &Plan{Table: t, Have: have}
+	ch, replace := t.fresh(), have != nil
+	if have != nil && t.baseChainsMatch(have) {
+		ch, replace = t.changes(have, digests), false
+		if ch.empty() {
+			return p
 		}
 	}
-	return nil
-}
-
-// stage adds to the batch the sets the main transaction will need.
-func (b *batch) stage(ch *changes) error {
-	b.c.AddTable(b.tbl)
-	return b.addSets(ch.Stage)
-}
-
-// unstage deletes the staged sets again, after the main transaction failed.
-func (b *batch) unstage(ch *changes) error {
-	for _, s := range ch.Stage {
-		b.c.DelSet(&nftables.Set{Table: b.tbl, Name: s.Name})
+	newTx := func() *Transaction { return &Transaction{Table: t.Name, Priority: t.Priority} }
+	if len(ch.Stage) > 0 {
+		stage, undo := newTx(), newTx()
+		stage.Ops = append(stage.Ops, Op{Kind: OpAddTable})
+		for _, s := range ch.Stage {
+			stage.Ops = append(stage.Ops, Op{Kind: OpAddSet, Set: s})
+			undo.Ops = append(undo.Ops, Op{Kind: OpDeleteSet, Name: s.Name, Map: s.Map})
+		}
+		p.Txs, p.Undo = append(p.Txs, stage), undo
 	}
-	return nil
-}
-
-// enqueue adds to the batch the main transaction: everything but Stage.
-// replace says whether an existing table is deleted first.
-func (b *batch) enqueue(ch *changes, replace bool) error {
+	tx := newTx()
+	add := func(op Op) { tx.Ops = append(tx.Ops, op) }
 	if replace {
-		b.c.DelTable(b.tbl)
+		add(Op{Kind: OpDeleteTable})
 	}
-	b.c.AddTable(b.tbl)
+	add(Op{Kind: OpAddTable})
 	for _, name := range ch.Flush {
-		b.c.FlushChain(b.chain(name))
+		add(Op{Kind: OpFlushChain, Name: name})
 	}
 	for _, m := range ch.DelMapElems {
-		if err := b.c.SetDeleteElements(b.sets[m.Set], vmapElements(m.Elems)); err != nil {
-			return fmt.Errorf("map %s: %w", m.Set, err)
-		}
+		add(Op{Kind: OpDeleteElements, Name: m.Set, Map: true, VMap: m.Elems})
 	}
 	for _, m := range ch.DelElems {
-		if err := b.elements(b.sets[m.Set], m.Elems, true); err != nil {
-			return err
-		}
+		add(Op{Kind: OpDeleteElements, Name: m.Set, Elems: m.Elems, Items: m.Items})
 	}
 	for _, name := range ch.DelSets {
-		b.c.DelSet(&nftables.Set{Table: b.tbl, Name: name})
+		add(Op{Kind: OpDeleteSet, Name: name, Map: have.isMap(name)})
 	}
 	for _, name := range ch.DelChains {
-		b.c.DelChain(b.chain(name))
+		add(Op{Kind: OpDeleteChain, Name: name})
 	}
-	for _, ch := range ch.AddChains {
-		nc := b.chain(ch.Name)
-		if ch.Hook != HookNone {
-			hook := nftables.ChainHookForward
-			if ch.Hook == HookInput {
-				hook = nftables.ChainHookInput
-			}
-			accept := nftables.ChainPolicyAccept
-			nc.Type, nc.Hooknum, nc.Priority, nc.Policy = nftables.ChainTypeFilter, hook, nftables.ChainPriorityRef(nftables.ChainPriority(b.t.Priority)), &accept
-		}
-		b.c.AddChain(nc)
+	for _, c := range ch.AddChains {
+		add(Op{Kind: OpAddChain, Name: c.Name, Hook: c.Hook})
 	}
-	if err := b.addSets(ch.AddSets); err != nil {
-		return err
+	for _, s := range ch.AddSets {
+		add(Op{Kind: OpAddSet, Set: s})
 	}
 	for _, m := range ch.AddElems {
-		if err := b.elements(b.sets[m.Set], m.Elems, false); err != nil {
-			return err
-		}
+		add(Op{Kind: OpAddElements, Name: m.Set, Elems: m.Elems, Items: m.Items})
 	}
 	for _, m := range ch.AddMapElems {
-		if err := b.c.SetAddElements(b.sets[m.Set], vmapElements(m.Elems)); err != nil {
-			return fmt.Errorf("map %s: %w", m.Set, err)
+		add(Op{Kind: OpAddElements, Name: m.Set, Map: true, VMap: m.Elems})
+	}
+	for _, c := range ch.Fill {
+		for _, r := range c.Rules {
+			add(Op{Kind: OpAddRule, Name: c.Name, Rule: r, UserData: ruleUserData(r, digests)})
 		}
 	}
-	for _, ch := range ch.Fill {
-		for _, r := range ch.Rules {
-			exprs, err := ruleExprs(b.c, b.tbl, b.sets, r)
-			if err != nil {
-				return fmt.Errorf("chain %s rule %q: %w", ch.Name, r.Text(), err)
-			}
-			b.c.AddRule(&nftables.Rule{Table: b.tbl, Chain: b.chain(ch.Name), Exprs: exprs, UserData: ruleUserData(r, b.digests)})
+	p.Txs = append(p.Txs, tx)
+	return p
+}
+
+// isMap reports whether the kernel's set name is a map.
+func (st *State) isMap(name string) bool {
+	for _, s := range st.Sets {
+		if s.Name == name {
+			return s.Flags&unix.NFT_SET_MAP != 0
 		}
 	}
-	return nil
+	return false
 }
 
 // vmapElements renders verdict-map elements for google/nftables.
@@ -465,6 +422,9 @@ func vmapElements(in []VMapElem) []nftables.SetElement {
 	}
 	return out
 }
+
+// String renders the map element in nft syntax: "key" : goto chain.
+func (e VMapElem) String() string { return vmapElemText(e) }
 
 // vmapElemText renders a map element in nft syntax.
 func vmapElemText(e VMapElem) string {

@@ -1,9 +1,15 @@
 package nft
 
 import (
+	"bytes"
+	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
+
+	"github.com/google/nftables"
 )
 
 // Range is an inclusive address range of one family.
@@ -102,4 +108,126 @@ func MergePorts(in []PortRange) []PortRange {
 		out = append(out, r)
 	}
 	return out
+}
+
+// IntervalItems renders the elements of an address or service set, as the
+// kernel stores them (interval boundaries), as intervals in nft syntax, in
+// key order: one item an interval start.
+func IntervalItems(elems []nftables.SetElement) []string { return intervalItems(elems) }
+
+// intervalItems renders the elements of an interval set as the kernel
+// stores them as intervals in nft syntax, in key order (see intervals).
+func intervalItems(elems []nftables.SetElement) []string {
+	var out []string
+	for _, iv := range intervals(elems) {
+		out = append(out, keyRangeText(iv.from, iv.to))
+	}
+	return out
+}
+
+// keyRange is an inclusive range of keys.
+type keyRange struct{ from, to []byte }
+
+// intervals reads the elements of an interval set as the kernel stores
+// them (a start and an end boundary an interval, no end for one that
+// reaches the last key) as ranges, in key order. As the kernel's lookup
+// does, a start reaches up to the next boundary.
+func intervals(elems []nftables.SetElement) []keyRange {
+	es := slices.Clone(elems)
+	slices.SortStableFunc(es, func(a, b nftables.SetElement) int {
+		if c := bytes.Compare(a.Key, b.Key); c != 0 {
+			return c
+		}
+		switch {
+		case a.IntervalEnd == b.IntervalEnd:
+			return 0
+		case a.IntervalEnd: // an end closes the interval before the start at the same key
+			return -1
+		}
+		return 1
+	})
+	var out []keyRange
+	for i := 0; i < len(es); i++ {
+		if es[i].IntervalEnd {
+			continue // an end without a start
+		}
+		iv := keyRange{from: es[i].Key, to: bytes.Repeat([]byte{0xff}, len(es[i].Key))}
+		if i+1 < len(es) {
+			iv.to = prevKey(es[i+1].Key)
+			if es[i+1].IntervalEnd {
+				i++
+			}
+		}
+		out = append(out, iv)
+	}
+	return out
+}
+
+// LoadElements sets the elements of an address or service set from
+// elements as the kernel stores them: the inverse of Elements.
+func (s *Set) LoadElements(elems []nftables.SetElement) {
+	s.Ranges, s.Ports = nil, nil
+	for _, iv := range intervals(elems) {
+		switch len(iv.from) {
+		case 2:
+			s.Ports = append(s.Ports, PortRange{First: binary.BigEndian.Uint16(iv.from), Last: binary.BigEndian.Uint16(iv.to)})
+		case 4, 16:
+			from, _ := netip.AddrFromSlice(iv.from)
+			to, _ := netip.AddrFromSlice(iv.to)
+			s.Ranges = append(s.Ranges, Range{From: from, To: to})
+		}
+	}
+}
+
+// Elements returns the set's elements as the kernel stores them: for
+// address and service sets, a start and an end boundary an interval.
+func (s *Set) Elements() []nftables.SetElement { return setElements(s) }
+
+// prevKey returns the key before k, read as a big-endian number.
+func prevKey(k []byte) []byte {
+	out := slices.Clone(k)
+	for i := len(out) - 1; i >= 0; i-- {
+		out[i]--
+		if out[i] != 0xff {
+			break
+		}
+	}
+	return out
+}
+
+// keyRangeText renders the keys from-to of an address or service set.
+func keyRangeText(from, to []byte) string {
+	switch len(from) {
+	case 4, 16:
+		a, _ := netip.AddrFromSlice(from)
+		b, _ := netip.AddrFromSlice(to)
+		return rangeText(Range{From: a, To: b})
+	case 2:
+		return PortRange{First: binary.BigEndian.Uint16(from), Last: binary.BigEndian.Uint16(to)}.String()
+	}
+	return hex.EncodeToString(from) + "-" + hex.EncodeToString(to)
+}
+
+// itemDiff returns the items of have that want lacks, and those of want
+// that have lacks, in their order.
+func itemDiff(have, want []string) (del, add []string) {
+	in := func(items []string) map[string]bool {
+		m := make(map[string]bool, len(items))
+		for _, it := range items {
+			m[it] = true
+		}
+		return m
+	}
+	h, w := in(have), in(want)
+	for _, it := range have {
+		if !w[it] {
+			del = append(del, it)
+		}
+	}
+	for _, it := range want {
+		if !h[it] {
+			add = append(add, it)
+		}
+	}
+	return del, add
 }

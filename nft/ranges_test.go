@@ -2,9 +2,11 @@ package nft
 
 import (
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/nftables"
 )
 
 func prefixesOf(ss ...string) []netip.Prefix {
@@ -35,5 +37,37 @@ func TestRanges(t *testing.T) {
 		if diff := cmp.Diff(tt.want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
 			t.Errorf("Ranges(%v) (-want +got):\n%s", tt.in, diff)
 		}
+	}
+}
+
+// TestIntervalItems reads interval boundaries as the kernel stores them
+// back into intervals, and LoadElements inverts Elements.
+func TestIntervalItems(t *testing.T) {
+	s := &Set{Key: KeyIPv4, Ranges: Ranges(prefixesOf("10.0.0.0/8", "192.168.0.0/16", "255.255.255.0/24"))}
+	s.Ranges = append(s.Ranges[:1], Range{From: netip.MustParseAddr("172.16.0.1"), To: netip.MustParseAddr("172.16.0.9")}, s.Ranges[1], s.Ranges[2])
+	elems := s.Elements()
+	// The last interval reaches the last address: it has no end boundary.
+	if len(elems) != 7 {
+		t.Fatalf("%d boundaries, want 7", len(elems))
+	}
+	want := []string{"10.0.0.0/8", "172.16.0.1-172.16.0.9", "192.168.0.0/16", "255.255.255.0/24"}
+	// The kernel dumps them in descending order.
+	rev := append([]nftables.SetElement(nil), elems...)
+	slices.Reverse(rev)
+	if diff := cmp.Diff(want, IntervalItems(rev)); diff != "" {
+		t.Errorf("IntervalItems (-want +got):\n%s", diff)
+	}
+	back := &Set{Key: KeyIPv4}
+	back.LoadElements(rev)
+	if diff := cmp.Diff(s.Ranges, back.Ranges, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+		t.Errorf("LoadElements (-want +got):\n%s", diff)
+	}
+	ports := &Set{Key: KeyService, Ports: []PortRange{{First: 53, Last: 53}, {First: 8000, Last: 65535}}}
+	if got := IntervalItems(ports.Elements()); !slices.Equal(got, []string{"53", "8000-65535"}) {
+		t.Errorf("ports = %q", got)
+	}
+	del, add := itemDiff([]string{"a", "b", "c"}, []string{"b", "d"})
+	if !slices.Equal(del, []string{"a", "c"}) || !slices.Equal(add, []string{"d"}) {
+		t.Errorf("itemDiff = %q, %q", del, add)
 	}
 }

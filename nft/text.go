@@ -189,20 +189,23 @@ func matchText(m Match) string {
 		if m.Local {
 			return "fib daddr . iif type local"
 		}
-		addr, res := "daddr", "exists"
+		// The rule compares the output interface with 0 (none); nft's
+		// "missing" and "exists" would be another expression.
+		addr, res := "daddr", "!= 0"
 		if m.Src {
 			addr = "saddr"
 		}
 		if m.Missing {
-			res = "missing"
+			res = "0"
 		}
 		return fmt.Sprintf("fib %s . iif oif %s", addr, res)
 	case ICMPv6Type:
-		names := make([]string, len(m.Types))
-		for i, t := range m.Types {
-			names[i] = icmpv6Names[t]
+		// The rule matches a range of types, which nft writes in numbers;
+		// a list in braces would be a set lookup.
+		if len(m.Types) == 1 {
+			return "icmpv6 type " + icmpv6Names[m.Types[0]]
 		}
-		return "icmpv6 type " + braces(names)
+		return fmt.Sprintf("icmpv6 type %d-%d", m.Types[0], m.Types[len(m.Types)-1])
 	case HopLimit:
 		return fmt.Sprintf("ip6 hoplimit %d", m.Value)
 	}

@@ -119,26 +119,31 @@ func planCmd(g *globalFlags) *cobra.Command {
 	return &cobra.Command{
 		Use:   "plan [-c FILE]",
 		Short: "Show what apply would change in the kernel's table now",
-		Args:  cobra.NoArgs,
+		Long: `plan reads the kernel's table and says what apply would change in it now:
+one line a difference, then the netlink transactions apply would send, in nft
+syntax, one command a line, in the order apply sends them (nft -f reads them).
+It changes nothing.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			_, d, t, err := build(cmd.Context(), g)
 			if err != nil {
 				return err
 			}
-			st, err := (nft.Kernel{}).Read(t.Name)
+			p, err := (nft.Kernel{}).Plan(t.Table)
 			if err != nil {
 				return err
 			}
-			changes := nft.Diff(t.Table, st)
 			out := cmd.OutOrStdout()
-			if len(changes) == 0 {
+			if p.Empty() {
 				fmt.Fprintf(out, "table inet %s is up to date: %s\n", t.Name, summary(t, d))
 				return nil
 			}
+			changes := nft.Diff(t.Table, p.Have)
 			fmt.Fprintf(out, "apply would change table inet %s (%d changes):\n", t.Name, len(changes))
 			for _, c := range changes {
 				fmt.Fprintln(out, "  "+c)
 			}
+			fmt.Fprintf(out, "\n%s", p)
 			return nil
 		},
 	}

@@ -1,0 +1,273 @@
+package nft
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"net/netip"
+
+	"github.com/dockerfence/dockerfence/ipproto"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+)
+
+// Digest is a short hash of the rule, stored in the kernel rule's user data
+// so that plan and apply can tell whether the rule is still what
+// dockerfence would write without decoding it. It covers both the rule's
+// nft text and its encoding: the expressions as they are marshalled for
+// the kernel, and the elements of the anonymous sets they look up. What
+// changes from one batch to the next is left out (set IDs, and the names
+// the kernel gives anonymous sets; named sets count by name, their
+// elements are recorded apart, see setRefs). So a change of how a rule is
+// encoded, such as a new version of dockerfence or google/nftables
+// sending other expressions for the same text, makes the next apply
+// rewrite the rule.
+func (r *Rule) Digest() string {
+	h := sha256.New()
+	h.Write([]byte(r.Text()))
+	h.Write([]byte{0})
+	if err := r.hashEncoding(h); err != nil {
+		fmt.Fprintf(h, "error: %v", err)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8])
+}
+
+// hashEncoding writes the rule's expressions, as marshalled for an inet
+// table, to h, each preceded by its length.
+func (r *Rule) hashEncoding(h hash.Hash) error {
+	tbl := &nftables.Table{Family: nftables.TableFamilyINet}
+	named := func(name string) *nftables.Set { return &nftables.Set{Table: tbl, Name: name} }
+	anon := func(s *nftables.Set, elems []nftables.SetElement) error {
+		fmt.Fprintf(h, "anonymous set %d:", s.KeyType.GetNFTMagic())
+		for _, e := range elems {
+			fmt.Fprintf(h, " %s", elemKey(e))
+		}
+		h.Write([]byte{0})
+		return nil
+	}
+	exprs, err := ruleExprs(tbl, named, anon, r)
+	if err != nil {
+		return err
+	}
+	for _, e := range exprs {
+		b, err := expr.Marshal(byte(nftables.TableFamilyINet), e)
+		if err != nil {
+			return err
+		}
+		h.Write(binary.BigEndian.AppendUint32(nil, uint32(len(b))))
+		h.Write(b)
+	}
+	return nil
+}
+
+// ifname pads an interface name to IFNAMSIZ, as the kernel compares it.
+func ifname(s string) []byte {
+	b := make([]byte, unix.IFNAMSIZ)
+	copy(b, s)
+	return b
+}
+
+func cmpEq(data []byte) *expr.Cmp {
+	return &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: data}
+}
+
+func nfproto(v6 bool) []expr.Any {
+	p := byte(unix.NFPROTO_IPV4)
+	if v6 {
+		p = unix.NFPROTO_IPV6
+	}
+	return []expr.Any{&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1}, cmpEq([]byte{p})}
+}
+
+// ruleExprs returns the expressions of r. sets returns what a lookup of a
+// named set refers to; anon adds an anonymous set with its elements.
+func ruleExprs(tbl *nftables.Table, sets func(string) *nftables.Set, anon func(*nftables.Set, []nftables.SetElement) error, r *Rule) ([]expr.Any, error) {
+	var out []expr.Any
+	lookup := func(name string, invert bool) (*expr.Lookup, error) {
+		s := sets(name)
+		return &expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID, Invert: invert}, nil
+	}
+	for _, m := range r.Matches {
+		switch m := m.(type) {
+		case CtReply:
+			out = append(out, &expr.Ct{Register: 1, Key: expr.CtKeyDIRECTION}, cmpEq([]byte{ctDirReply}))
+		case NFProto:
+			out = append(out, nfproto(m.V6)...)
+		case L4Proto:
+			out = append(out, &expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1})
+			if len(m.Protos) == 1 {
+				out = append(out, cmpEq([]byte{m.Protos[0]}))
+				break
+			}
+			set := &nftables.Set{Table: tbl, Anonymous: true, Constant: true, KeyType: nftables.TypeInetProto}
+			var elems []nftables.SetElement
+			for _, p := range m.Protos {
+				elems = append(elems, nftables.SetElement{Key: []byte{p}})
+			}
+			if err := anon(set, elems); err != nil {
+				return nil, err
+			}
+			out = append(out, &expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID})
+		case Addr:
+			out = append(out, nfproto(m.V6)...)
+			off, size := uint32(16), uint32(4)
+			switch {
+			case m.V6 && m.Src:
+				off, size = 8, 16
+			case m.V6:
+				off, size = 24, 16
+			case m.Src:
+				off = 12
+			}
+			out = append(out, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: size})
+			if m.Set != "" {
+				l, err := lookup(m.Set, m.Neg)
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, l)
+				break
+			}
+			op := expr.CmpOpEq
+			if m.Neg {
+				op = expr.CmpOpNeq
+			}
+			if m.Prefix.Bits() < m.Prefix.Addr().BitLen() {
+				out = append(out, &expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: size, Mask: prefixMask(m.Prefix), Xor: make([]byte, size)})
+			}
+			out = append(out, &expr.Cmp{Op: op, Register: 1, Data: m.Prefix.Masked().Addr().AsSlice()})
+		case DPort:
+			out = append(out, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2})
+			switch {
+			case m.Set != "":
+				l, err := lookup(m.Set, false)
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, l)
+			case m.Range.First == m.Range.Last:
+				out = append(out, cmpEq(binaryutil.BigEndian.PutUint16(m.Range.First)))
+			default:
+				out = append(out, &expr.Range{Op: expr.CmpOpEq, Register: 1, FromData: binaryutil.BigEndian.PutUint16(m.Range.First), ToData: binaryutil.BigEndian.PutUint16(m.Range.Last)})
+			}
+		case IfName:
+			data := ifname(m.Name)
+			if m.Prefix {
+				data = []byte(m.Name)
+			}
+			key := expr.MetaKeyIIFNAME
+			if m.Out {
+				key = expr.MetaKeyOIFNAME
+			}
+			out = append(out, &expr.Meta{Key: key, Register: 1}, cmpEq(data))
+		case Fib:
+			if m.Local {
+				out = append(out, &expr.Fib{Register: 1, FlagDADDR: true, FlagIIF: true, ResultADDRTYPE: true},
+					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)})
+				break
+			}
+			op := expr.CmpOpNeq
+			if m.Missing {
+				op = expr.CmpOpEq
+			}
+			out = append(out, &expr.Fib{Register: 1, FlagSADDR: m.Src, FlagDADDR: !m.Src, FlagIIF: true, ResultOIF: true},
+				&expr.Cmp{Op: op, Register: 1, Data: make([]byte, 4)})
+		case ICMPv6Type:
+			out = append(out, &expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1}, cmpEq([]byte{ipproto.ICMPv6}),
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1})
+			lo, hi, ok := contiguous(m.Types)
+			if !ok {
+				return nil, fmt.Errorf("icmpv6 types %v are not contiguous", m.Types)
+			}
+			if lo == hi {
+				// One type is a comparison, as nft writes "icmpv6 type NAME".
+				out = append(out, cmpEq([]byte{lo}))
+				break
+			}
+			out = append(out, &expr.Range{Op: expr.CmpOpEq, Register: 1, FromData: []byte{lo}, ToData: []byte{hi}})
+		case HopLimit:
+			// The hop limit is byte 7 of the IPv6 header.
+			out = append(out, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 7, Len: 1}, cmpEq([]byte{m.Value}))
+		default:
+			return nil, fmt.Errorf("unknown match %T", m)
+		}
+	}
+	if r.Counter {
+		out = append(out, &expr.Counter{})
+	}
+	if r.Limit > 0 {
+		out = append(out, &expr.Limit{Type: expr.LimitTypePkts, Rate: uint64(r.Limit), Unit: expr.LimitTimeSecond, Burst: uint32(r.Limit)})
+	}
+	if r.Log != nil {
+		out = append(out, &expr.Log{Key: 1<<unix.NFTA_LOG_PREFIX | 1<<unix.NFTA_LOG_GROUP, Group: r.Log.Group, Data: []byte(r.Log.Prefix)})
+	}
+	switch r.Verdict.Kind {
+	case Continue:
+	case Accept:
+		out = append(out, &expr.Verdict{Kind: expr.VerdictAccept})
+	case Drop:
+		out = append(out, &expr.Verdict{Kind: expr.VerdictDrop})
+	case Jump:
+		out = append(out, &expr.Verdict{Kind: expr.VerdictJump, Chain: r.Verdict.Target})
+	case Goto:
+		out = append(out, &expr.Verdict{Kind: expr.VerdictGoto, Chain: r.Verdict.Target})
+	case Return:
+		out = append(out, &expr.Verdict{Kind: expr.VerdictReturn})
+	case VMap:
+		s := sets(r.Verdict.Target)
+		out = append(out, selectorExprs(r.Verdict.Key)...)
+		out = append(out, &expr.Lookup{SourceRegister: 1, DestRegister: 0, IsDestRegSet: true, SetName: s.Name, SetID: s.ID})
+	case RejectTCPReset:
+		out = append(out, &expr.Reject{Type: unix.NFT_REJECT_TCP_RST})
+	case RejectAdminProhibited:
+		out = append(out, &expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH, Code: unix.NFT_REJECT_ICMPX_ADMIN_PROHIBITED})
+	}
+	return out, nil
+}
+
+// selectorExprs loads the field a verdict map is keyed by into register 1.
+func selectorExprs(sel Selector) []expr.Any {
+	switch sel {
+	case SelOIfName:
+		return []expr.Any{&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1}}
+	case SelSAddr4, SelDAddr4:
+		off := uint32(16)
+		if sel == SelSAddr4 {
+			off = 12
+		}
+		return []expr.Any{&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: 4}}
+	case SelSAddr6, SelDAddr6:
+		off := uint32(24)
+		if sel == SelSAddr6 {
+			off = 8
+		}
+		return []expr.Any{&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: 16}}
+	}
+	return []expr.Any{&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1}}
+}
+
+func contiguous(ts []uint8) (lo, hi uint8, ok bool) {
+	lo, hi = ts[0], ts[len(ts)-1]
+	for i, t := range ts {
+		if int(t) != int(lo)+i {
+			return 0, 0, false
+		}
+	}
+	return lo, hi, true
+}
+
+func prefixMask(p netip.Prefix) []byte {
+	b := make([]byte, p.Addr().BitLen()/8)
+	for i := 0; i < p.Bits(); i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	return b
+}
+
+// ctDirReply is IP_CT_DIR_REPLY, the reply direction of a connection.
+const ctDirReply = 1

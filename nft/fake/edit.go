@@ -1,0 +1,101 @@
+package fake
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/dockerfence/dockerfence/nft"
+	"github.com/google/nftables"
+	"github.com/google/nftables/userdata"
+)
+
+// The helpers below change a table as another process would (nft by hand,
+// say), each in one transaction through CommitAs: watchers are told.
+
+// FlushChain deletes the rules of a chain: nft flush chain.
+func (k *Kernel) FlushChain(table, chain string) error {
+	return k.CommitAs(&nft.Transaction{Table: table, Ops: []nft.Op{{Kind: nft.OpFlushChain, Name: chain}}})
+}
+
+// DeleteChain deletes a chain and its rules: nft delete chain.
+func (k *Kernel) DeleteChain(table, chain string) error {
+	return k.CommitAs(&nft.Transaction{Table: table, Ops: []nft.Op{{Kind: nft.OpDeleteChain, Name: chain}}})
+}
+
+// DeleteTable deletes a table: nft delete table.
+func (k *Kernel) DeleteTable(table string) error {
+	return k.CommitAs(&nft.Transaction{Table: table, Ops: []nft.Op{{Kind: nft.OpDeleteTable}}})
+}
+
+// AddRule appends a rule to a chain: nft add rule. The rule carries its
+// comment, and none of dockerfence's tags.
+func (k *Kernel) AddRule(table, chain string, r *nft.Rule) error {
+	var ud []byte
+	if r.Comment != "" {
+		ud = userdata.AppendString(nil, userdata.Type(0), r.Comment)
+	}
+	return k.CommitAs(&nft.Transaction{Table: table, Ops: []nft.Op{{Kind: nft.OpAddRule, Name: chain, Rule: r, UserData: ud}}})
+}
+
+// DeleteElements deletes addresses and prefixes from an address set: nft
+// delete element. Each must be an interval the set holds.
+func (k *Kernel) DeleteElements(table, set string, prefixes ...string) error {
+	elems, err := Elements(prefixes...)
+	if err != nil {
+		return err
+	}
+	return k.CommitAs(&nft.Transaction{Table: table, Ops: []nft.Op{{Kind: nft.OpDeleteElements, Name: set, Elems: elems, Items: prefixes}}})
+}
+
+// AddElements adds addresses and prefixes to an address set: nft add element.
+func (k *Kernel) AddElements(table, set string, prefixes ...string) error {
+	elems, err := Elements(prefixes...)
+	if err != nil {
+		return err
+	}
+	return k.CommitAs(&nft.Transaction{Table: table, Ops: []nft.Op{{Kind: nft.OpAddElements, Name: set, Elems: elems, Items: prefixes}}})
+}
+
+// SetMapElement points key of verdict map m to another chain (goto), or
+// adds it: nft delete element and add element in one transaction.
+func (k *Kernel) SetMapElement(table, m, key, chain string) error {
+	tx := &nft.Transaction{Table: table}
+	if t := k.Table(table); t != nil && t.Set(m) != nil {
+		for _, e := range t.Set(m).VMap {
+			if e.Key == key {
+				tx.Ops = append(tx.Ops, nft.Op{Kind: nft.OpDeleteElements, Name: m, Map: true, VMap: []nft.VMapElem{e}})
+			}
+		}
+	}
+	tx.Ops = append(tx.Ops, nft.Op{Kind: nft.OpAddElements, Name: m, Map: true, VMap: []nft.VMapElem{{Key: key, Chain: chain}}})
+	return k.CommitAs(tx)
+}
+
+// Elements returns the elements, as the kernel stores them, of an
+// interval set that holds the addresses and prefixes given, all of one
+// family.
+func Elements(prefixes ...string) ([]nftables.SetElement, error) {
+	s := &nft.Set{}
+	for _, p := range prefixes {
+		pfx, err := netip.ParsePrefix(p)
+		if err != nil && !strings.Contains(p, "/") {
+			var a netip.Addr
+			a, err = netip.ParseAddr(p)
+			pfx = netip.PrefixFrom(a, a.BitLen())
+		}
+		if err != nil {
+			return nil, err
+		}
+		key := nft.KeyIPv4
+		if pfx.Addr().Is6() {
+			key = nft.KeyIPv6
+		}
+		if s.Key != 0 && s.Key != key {
+			return nil, fmt.Errorf("%s: addresses of two families", strings.Join(prefixes, ", "))
+		}
+		s.Key = key
+		s.Ranges = append(s.Ranges, nft.Range{From: pfx.Masked().Addr(), To: nft.LastAddr(pfx)})
+	}
+	return s.Elements(), nil
+}

@@ -1,0 +1,386 @@
+// Package fake is an in-memory nf_tables kernel for tests, in the spirit of
+// sigs.k8s.io/knftables' fake: it takes the transactions that nft.Kernel
+// sends over netlink (the same nft.Transaction values, computed by the same
+// plan), applies them to tables in memory with the kernel's checks, reads
+// them back as the kernel reports them, and tells watchers about changes
+// that others make. Tests inspect the result as a model table.
+//
+// What it checks, as the kernel does: a transaction applies whole or not at
+// all; a command on a missing table, chain, set or element fails (ENOENT);
+// a set that a rule looks up, or a chain that a rule or map element goes
+// to, cannot be deleted (EBUSY); an element with a timeout needs a set with
+// flag timeout, and a key of the set's length (EINVAL); a map key cannot be
+// added again with another verdict (EEXIST). Elements with a timeout expire
+// on the clock (time.Now, which a synctest bubble fakes).
+//
+// What it does not model: packets and counters, the expressions of a rule
+// (it keeps the model rule they were encoded from), overlapping intervals.
+package fake
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/dockerfence/dockerfence/nft"
+	"github.com/google/nftables"
+	"golang.org/x/sys/unix"
+)
+
+// Kernel is an in-memory nf_tables holding inet tables. It implements
+// nft.Backend, and what the daemon needs of a kernel (Apply, Read, Watch).
+// Its methods are safe for concurrent use. The zero value is not usable:
+// call New.
+type Kernel struct {
+	mu       sync.Mutex
+	tables   map[string]*table
+	handle   uint64
+	watchers []*watcher
+	// log lists the transactions committed through Commit.
+	log []*nft.Transaction
+	// refuse, if set, is called with every transaction Commit is given;
+	// an error it returns refuses the transaction.
+	refuse func(*nft.Transaction) error
+}
+
+// New returns a kernel without tables.
+func New() *Kernel {
+	return &Kernel{tables: map[string]*table{}}
+}
+
+// Others' commits are reported to watchers as this process.
+const (
+	OtherPid  = 4242
+	OtherProc = "nft"
+)
+
+func (k *Kernel) now() time.Time { return time.Now() }
+
+// Apply makes the table equal to t, as nft.Kernel.Apply does, with the
+// same plan and flow.
+func (k *Kernel) Apply(t *nft.Table, verify ...string) (bool, error) {
+	return nft.ApplyTo(k, t, verify...)
+}
+
+// Plan returns what Apply would do now.
+func (k *Kernel) Plan(t *nft.Table, verify ...string) (*nft.Plan, error) {
+	return nft.MakePlan(k, t, verify...)
+}
+
+// Commit applies one transaction as dockerfence's own: whole, or not at
+// all. Watchers are not told (see CommitAs).
+func (k *Kernel) Commit(tx *nft.Transaction) error {
+	k.mu.Lock()
+	refuse := k.refuse
+	k.mu.Unlock()
+	if refuse != nil {
+		if err := refuse(tx); err != nil {
+			return fmt.Errorf("apply table inet %s: the kernel refused the transaction, the previous table is unchanged: %w", tx.Table, err)
+		}
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err := k.commit(tx); err != nil {
+		return fmt.Errorf("apply table inet %s: the kernel refused the transaction, the previous table is unchanged: %w", tx.Table, err)
+	}
+	k.log = append(k.log, tx)
+	return nil
+}
+
+// Update changes the elements of one set in one transaction, as
+// nft.Kernel.Update does.
+func (k *Kernel) Update(table, set string, add, del []nft.Element) error {
+	tx := nft.UpdateTx(table, set, add, del)
+	if len(tx.Ops) == 0 {
+		return nil
+	}
+	return k.Commit(tx)
+}
+
+// Elements returns the elements that a set of the table holds now, in
+// nft syntax, each with its timeout and when it expires; nil if there is
+// no such set. A map's elements are its keys and verdicts.
+func (k *Kernel) Elements(table, name string) []string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	t := k.tables[table]
+	if t == nil || t.set(name) == nil {
+		return nil
+	}
+	s := t.set(name)
+	k.live(s)
+	var out []string
+	if s.hdr.Flags&unix.NFT_SET_MAP != 0 {
+		for _, e := range s.vmap {
+			out = append(out, e.String())
+		}
+		return out
+	}
+	// Elements are kept as interval boundaries, each with its expiry:
+	// the start's is the interval's. IntervalItems renders one item a
+	// start, in key order.
+	elems := slices.Clone(s.elems)
+	slices.SortStableFunc(elems, func(a, b elem) int { return bytes.Compare(a.Key, b.Key) })
+	var plain []nftables.SetElement
+	var starts []elem
+	for _, e := range elems {
+		plain = append(plain, e.SetElement)
+		if !e.IntervalEnd {
+			starts = append(starts, e)
+		}
+	}
+	for i, item := range nft.IntervalItems(plain) {
+		if e := starts[i]; !e.expires.IsZero() {
+			item += fmt.Sprintf(" timeout %v expires %v", e.Timeout, e.expires.Sub(k.now()))
+		}
+		out = append(out, item)
+	}
+	return out
+}
+
+// Refuse makes Commit call fn with every transaction first; an error fn
+// returns refuses the transaction, as the kernel would. nil stops it.
+func (k *Kernel) Refuse(fn func(*nft.Transaction) error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.refuse = fn
+}
+
+// commit applies tx to a copy of the tables and keeps the copy only if
+// every command succeeded.
+func (k *Kernel) commit(tx *nft.Transaction) error {
+	tables := make(map[string]*table, len(k.tables))
+	for name, t := range k.tables {
+		tables[name] = t
+	}
+	if t := tables[tx.Table]; t != nil {
+		tables[tx.Table] = t.clone()
+	}
+	handle := k.handle
+	for _, op := range tx.Ops {
+		if err := k.apply(tables, tx.Table, tx, op); err != nil {
+			k.handle = handle
+			return err
+		}
+	}
+	k.tables = tables
+	return nil
+}
+
+// CommitAs applies tx as another process (OtherPid, OtherProc) would, say
+// nft by hand: watchers of the table are told, with the sets whose elements
+// it changed.
+func (k *Kernel) CommitAs(tx *nft.Transaction) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err := k.commit(tx); err != nil {
+		return err
+	}
+	ch := nft.Change{Pid: OtherPid, Proc: OtherProc}
+	for _, op := range tx.Ops {
+		name := op.Name
+		if op.Kind == nft.OpAddSet {
+			name = op.Set.Name
+		}
+		if (op.Kind == nft.OpAddElements || op.Kind == nft.OpDeleteElements || op.Kind == nft.OpAddSet) && !slices.Contains(ch.Sets, name) {
+			ch.Sets = append(ch.Sets, name)
+		}
+	}
+	for _, w := range k.watchers {
+		if w.table != tx.Table {
+			continue
+		}
+		select {
+		case w.ch <- ch:
+		default:
+			w.overrun = true
+		}
+	}
+	return nil
+}
+
+// Transactions returns the transactions committed through Commit, in order.
+func (k *Kernel) Transactions() []*nft.Transaction {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return slices.Clone(k.log)
+}
+
+// Read returns the table as nft.Kernel.Read would: chains with their
+// hooks and rules (handles and dockerfence's tags, counters at zero), sets
+// with their flags, types and comments, maps with their elements; plain
+// sets without elements, but with the digest their rules record.
+func (k *Kernel) Read(name string) (*nft.State, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	t := k.tables[name]
+	if t == nil {
+		return nil, nil
+	}
+	st := &nft.State{Name: name}
+	for _, c := range t.chains {
+		cs := nft.ChainState{Name: c.name, Hook: c.hook.String()}
+		if c.hook != nft.HookNone {
+			cs.Priority = c.priority
+		}
+		for _, r := range c.rules {
+			rs := nft.RuleStateOf(r.ud)
+			rs.Handle, rs.HasCounter = r.handle, r.r.Counter
+			cs.Rules = append(cs.Rules, rs)
+		}
+		st.Chains = append(st.Chains, cs)
+	}
+	for _, s := range t.sets {
+		ss := s.hdr
+		if s.hdr.Flags&unix.NFT_SET_MAP != 0 {
+			ss.VMap = slices.Clone(s.vmap)
+		}
+		st.Sets = append(st.Sets, ss)
+	}
+	st.Finish()
+	return st, nil
+}
+
+// Dump reads the elements of the named plain sets into st, as
+// nft.Kernel.Dump does.
+func (k *Kernel) Dump(st *nft.State, names []string) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	t := k.tables[st.Name]
+	for _, name := range names {
+		var s *set
+		if t != nil {
+			s = t.set(name)
+		}
+		if s == nil {
+			return fmt.Errorf("read set %s of inet %s: %w", name, st.Name, unix.ENOENT)
+		}
+		k.live(s)
+		for i := range st.Sets {
+			if st.Sets[i].Name != name {
+				continue
+			}
+			st.Sets[i].Elems = nil
+			for _, e := range s.elems {
+				st.Sets[i].Elems = append(st.Sets[i].Elems, nftables.SetElement{Key: e.Key, IntervalEnd: e.IntervalEnd})
+			}
+			st.Sets[i].Dumped = true
+		}
+	}
+	return nil
+}
+
+// Table returns the table as a model (nil if there is none), for tests to
+// inspect: its chains and rules as committed (others' rules included), its
+// sets with the elements they hold now, its priority that of its base
+// chains. Its Body renders it in nft syntax.
+func (k *Kernel) Table(name string) *nft.Table {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	t := k.tables[name]
+	if t == nil {
+		return nil
+	}
+	out := &nft.Table{Name: name}
+	for _, c := range t.chains {
+		mc := &nft.Chain{Name: c.name, Hook: c.hook}
+		if c.hook != nft.HookNone {
+			out.Priority = c.priority
+		}
+		for _, r := range c.rules {
+			mc.Rules = append(mc.Rules, r.r)
+		}
+		out.Chains = append(out.Chains, mc)
+	}
+	for _, s := range t.sets {
+		k.live(s)
+		ms := *s.model
+		if ms.Map {
+			ms.VMap = slices.Clone(s.vmap)
+			sort.Slice(ms.VMap, func(i, j int) bool { return vmapKey(ms.VMap[i]) < vmapKey(ms.VMap[j]) })
+		} else {
+			var elems []nftables.SetElement
+			for _, e := range s.elems {
+				elems = append(elems, e.SetElement)
+			}
+			ms.LoadElements(elems)
+		}
+		out.Sets = append(out.Sets, &ms)
+	}
+	return out
+}
+
+// watcher is one Watch call.
+type watcher struct {
+	table   string
+	ch      chan nft.Change
+	overrun bool
+}
+
+// watchBuffer is how many changes a watcher holds before it overruns.
+const watchBuffer = 64
+
+// Watch reports on out the changes that others make to the table
+// (CommitAs and the helpers built on it), as nft.Kernel.Watch does, until
+// ctx ends. It returns nft.ErrOverrun when more changes came than it could
+// hold, or after Overrun.
+func (k *Kernel) Watch(ctx context.Context, table string, out chan<- nft.Change, ready func()) error {
+	w := &watcher{table: table, ch: make(chan nft.Change, watchBuffer)}
+	k.mu.Lock()
+	k.watchers = append(k.watchers, w)
+	k.mu.Unlock()
+	defer func() {
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		k.watchers = slices.DeleteFunc(k.watchers, func(x *watcher) bool { return x == w })
+	}()
+	if ready != nil {
+		ready()
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ch := <-w.ch:
+			if ch.Pid == 0 {
+				return nft.ErrOverrun
+			}
+			k.mu.Lock()
+			overrun := w.overrun
+			k.mu.Unlock()
+			if overrun {
+				return nft.ErrOverrun
+			}
+			select {
+			case out <- ch:
+			case <-ctx.Done():
+				return nil
+			}
+		}
+	}
+}
+
+// Overrun makes every Watch return nft.ErrOverrun, as when the kernel
+// dropped notifications.
+func (k *Kernel) Overrun() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, w := range k.watchers {
+		w.overrun = true
+		select {
+		case w.ch <- nft.Change{}:
+		default:
+		}
+	}
+}
+
+// Watchers returns how many Watch calls are subscribed.
+func (k *Kernel) Watchers() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return len(k.watchers)
+}

@@ -1,0 +1,107 @@
+package nft
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/google/nftables"
+)
+
+// Element is one element of an address or service set, as Update adds or
+// deletes it.
+type Element struct {
+	// Prefix is an address (a prefix of its full length) or a prefix, for
+	// address sets.
+	Prefix netip.Prefix
+	// Ports is a port or a range of ports, for service sets; it is used
+	// when Prefix is not valid.
+	Ports PortRange
+	// Timeout, if not zero, makes the element expire that long after it
+	// is added; the set must have timeouts (Set.Timeout). Deleting
+	// ignores it.
+	Timeout time.Duration
+}
+
+// String renders the element in nft syntax, with its timeout if it has one.
+func (e Element) String() string {
+	s := e.Ports.String()
+	if e.Prefix.IsValid() {
+		s = prefixText(e.Prefix.Masked())
+	}
+	if e.Timeout > 0 {
+		s += " timeout " + durationText(e.Timeout)
+	}
+	return s
+}
+
+// boundaries returns the element as the kernel stores it in an interval
+// set: its start, and its end unless it reaches the last key. The start
+// carries the timeout: the kernel refuses one on an end (EINVAL), and
+// expires the end with its start.
+func (e Element) boundaries() []nftables.SetElement {
+	s := &Set{Key: KeyService, Ports: []PortRange{e.Ports}}
+	if e.Prefix.IsValid() {
+		s = &Set{Key: KeyIPv4, Ranges: []Range{{From: e.Prefix.Masked().Addr(), To: LastAddr(e.Prefix)}}}
+	}
+	elems := s.Elements()
+	elems[0].Timeout = e.Timeout
+	return elems
+}
+
+// UpdateTx returns the transaction that changes the elements of one set of
+// the table and nothing else: it deletes del, then adds add, so that an
+// element in both is added again with its new timeout. The elements are
+// those of an interval set (every address and service set of the model).
+// It is meant for sets owned at run time (OwnedByRuntime), whose elements
+// Apply leaves alone; in a set the model owns, the next Apply that reads
+// the set undoes it.
+func UpdateTx(table, set string, add, del []Element) *Transaction {
+	tx := &Transaction{Table: table}
+	op := func(kind OpKind, es []Element) {
+		if len(es) == 0 {
+			return
+		}
+		o := Op{Kind: kind, Name: set}
+		for _, e := range es {
+			if kind == OpDeleteElements {
+				e.Timeout = 0
+			}
+			o.Elems = append(o.Elems, e.boundaries()...)
+			o.Items = append(o.Items, e.String())
+		}
+		tx.Ops = append(tx.Ops, o)
+	}
+	op(OpDeleteElements, del)
+	op(OpAddElements, add)
+	return tx
+}
+
+// Update changes the elements of one set in one transaction (see
+// UpdateTx); with nothing to change, it sends nothing.
+func (k Kernel) Update(table, set string, add, del []Element) error {
+	tx := UpdateTx(table, set, add, del)
+	if len(tx.Ops) == 0 {
+		return nil
+	}
+	return k.Commit(tx)
+}
+
+// durationText renders a timeout in nft's syntax: 1d2h3m4s5ms.
+func durationText(d time.Duration) string {
+	var b strings.Builder
+	for _, u := range []struct {
+		d    time.Duration
+		name string
+	}{{24 * time.Hour, "d"}, {time.Hour, "h"}, {time.Minute, "m"}, {time.Second, "s"}, {time.Millisecond, "ms"}} {
+		if n := d / u.d; n > 0 {
+			fmt.Fprintf(&b, "%d%s", n, u.name)
+			d -= n * u.d
+		}
+	}
+	if b.Len() == 0 {
+		return "0s"
+	}
+	return b.String()
+}
