@@ -1,15 +1,14 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os/signal"
 	"syscall"
 
+	"github.com/dockerfence/dockerfence/daemon"
 	"github.com/dockerfence/dockerfence/denylog"
 	"github.com/dockerfence/dockerfence/docker"
 	"github.com/dockerfence/dockerfence/fence"
@@ -50,16 +49,8 @@ every packet.
 				_, err := fmt.Fprintln(cmd.OutOrStdout(), e.Line())
 				return err
 			}
-			path := "/v1/events"
-			if follow {
-				path += "?follow=1"
-			}
-			resp, err := daemonGet(ctx, g.socket, path, 0)
-			if err == nil {
-				defer resp.Body.Close()
-				return streamEvents(ctx, resp.Body, print)
-			}
-			if !errors.Is(err, errNoDaemon) {
+			err := daemon.Events(ctx, g.socket, follow, print)
+			if !errors.Is(err, daemon.ErrNoDaemon) {
 				return err
 			}
 			return readOwnLog(ctx, cmd, g, print)
@@ -68,25 +59,6 @@ every packet.
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new denials")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "one JSON object a line")
 	return cmd
-}
-
-// streamEvents prints the daemon's events until the stream or ctx ends.
-func streamEvents(ctx context.Context, r io.Reader, print func(denylog.Event) error) error {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		var e denylog.Event
-		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-			return fmt.Errorf("event from dockerfence run: %w", err)
-		}
-		if err := print(e); err != nil {
-			return err
-		}
-	}
-	if ctx.Err() != nil {
-		return nil
-	}
-	return sc.Err()
 }
 
 // readOwnLog binds the NFLOG group itself and prints new denials until ctx

@@ -3,10 +3,9 @@ package main
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
-	"time"
 
+	"github.com/dockerfence/dockerfence/daemon"
 	"github.com/dockerfence/dockerfence/nft"
 	"github.com/dockerfence/dockerfence/status"
 	"github.com/spf13/cobra"
@@ -48,16 +47,8 @@ reads the counters itself.
 
 // getStatus asks the daemon, or else builds the status itself.
 func getStatus(cmd *cobra.Command, g *globalFlags) (status.Status, error) {
-	var s status.Status
-	resp, err := daemonGet(cmd.Context(), g.socket, "/v1/status", 10*time.Second)
-	if err == nil {
-		defer resp.Body.Close()
-		if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
-			return s, fmt.Errorf("status from dockerfence run: %w", err)
-		}
-		return s, nil
-	}
-	if !errors.Is(err, errNoDaemon) {
+	s, err := daemon.GetStatus(cmd.Context(), g.socket)
+	if !errors.Is(err, daemon.ErrNoDaemon) {
 		return s, err
 	}
 	slog.Debug("no daemon; building the status here", "err", err)
