@@ -7,6 +7,10 @@
 // already matches. Syncs are triggered by Docker events (coalesced), by
 // changes of the table by other processes (at once), by a policy reload, by
 // a periodic resync, and by the retry of a failed sync.
+//
+// Run is that loop; Serve runs it as dockerfence run does, with the status
+// socket, the metrics and the denial log around it. The client of the
+// socket API (GetStatus, Events) is here too.
 package daemon
 
 import (

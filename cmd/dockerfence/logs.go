@@ -16,10 +16,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// nflogCopyRange is how much of each logged packet the kernel copies: enough
-// for the IPv6 header, some extension headers and the transport header.
-const nflogCopyRange = 128
-
 func logsCmd(g *globalFlags) *cobra.Command {
 	var follow, asJSON bool
 	cmd := &cobra.Command{
@@ -72,7 +68,7 @@ func readOwnLog(ctx context.Context, cmd *cobra.Command, g *globalFlags, print f
 	if !pol.Settings.LogDenied {
 		fmt.Fprintln(cmd.ErrOrStderr(), "dockerfence: settings.log_denied is false, so the deny rules log nothing; set it to true to see denials")
 	}
-	conn, err := nflog.Open(group, nflogCopyRange)
+	conn, err := denylog.Open(group)
 	if errors.Is(err, nflog.ErrBusy) {
 		return fmt.Errorf("no dockerfence run answers on %s, and another program holds NFLOG group %d: if dockerfence run is running, point --socket at its socket; else stop the other reader or change settings.log_group", g.socket, group)
 	}
