@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os/signal"
@@ -38,13 +37,7 @@ every packet.
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			print := func(e denylog.Event) error {
-				if asJSON {
-					return json.NewEncoder(cmd.OutOrStdout()).Encode(e)
-				}
-				_, err := fmt.Fprintln(cmd.OutOrStdout(), e.Line())
-				return err
-			}
+			print := denylog.Printer(cmd.OutOrStdout(), asJSON)
 			err := daemon.Events(ctx, g.socket, follow, print)
 			if !errors.Is(err, daemon.ErrNoDaemon) {
 				return err
@@ -81,25 +74,12 @@ func readOwnLog(ctx context.Context, cmd *cobra.Command, g *globalFlags, print f
 		defer c.Close()
 		res = &denylog.Containers{List: c.Containers}
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var printErr error
-	r := &denylog.Reader{
+	r := denylog.Reader{
 		Table:    func() *fence.Result { return t },
 		Resolver: res,
-		Publish: func(e denylog.Event) {
-			if printErr == nil {
-				if printErr = print(e); printErr != nil {
-					cancel() // stdout is gone
-				}
-			}
-		},
 		Overrun: func() {
 			fmt.Fprintln(cmd.ErrOrStderr(), "dockerfence: the kernel dropped denials that were not read in time")
 		},
 	}
-	if err := r.Run(ctx, conn); err != nil {
-		return err
-	}
-	return printErr
+	return r.Print(ctx, conn, print)
 }
