@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/dockerfence/dockerfence/policy"
 	"github.com/spf13/cobra"
 )
 
@@ -18,9 +19,6 @@ var (
 	version = "dev"
 	commit  = ""
 )
-
-// defaultPolicyPath is where apply looks for a policy without -c.
-const defaultPolicyPath = "/etc/dockerfence/policy.yaml"
 
 // defaultSocket is where dockerfence run serves its status and denial events.
 const defaultSocket = "/run/dockerfence/dockerfence.sock"
@@ -49,7 +47,7 @@ func main() {
 // errors keep all their lines, one problem each.
 func oneLine(err error) string {
 	s := err.Error()
-	if strings.Contains(s, "\n") && !errors.As(err, new(policyError)) {
+	if strings.Contains(s, "\n") && !errors.As(err, new(*policy.NotLoadedError)) {
 		return strings.SplitN(s, "\n", 2)[0]
 	}
 	return s
@@ -75,7 +73,7 @@ later does to its chains, so recreating a network no longer opens the fence.`,
 		},
 	}
 	pf := root.PersistentFlags()
-	pf.StringVarP(&g.config, "config", "c", "", "policy file (default "+defaultPolicyPath+", else the embedded default policy)")
+	pf.StringVarP(&g.config, "config", "c", "", "policy file (default "+policy.DefaultPath+", else the embedded default policy)")
 	pf.StringVar(&g.dockerHost, "docker-host", os.Getenv("DOCKER_HOST"), "Docker API address (default $DOCKER_HOST or unix:///var/run/docker.sock)")
 	pf.StringVar(&g.logLevel, "log-level", "info", "debug, info, warn or error")
 	pf.StringVar(&g.resolvConf, "resolv-conf", "/etc/resolv.conf", "file whose nameservers make up @resolvers")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
 	"os"
@@ -71,10 +72,7 @@ serves Prometheus metrics on http://ADDR/metrics.`,
 			defer signal.Stop(hup)
 
 			cfg.LoadPolicy = func() (*policy.Policy, error) { return loadPolicy(g) }
-			cfg.PolicyFile = g.config
-			if cfg.PolicyFile == "" {
-				cfg.PolicyFile = defaultPolicyPath
-			}
+			cfg.PolicyFile = cmp.Or(g.config, policy.DefaultPath)
 			cfg.Reload = hup
 			if !noDocker {
 				c, err := docker.Dial(g.dockerHost)
