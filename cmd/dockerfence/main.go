@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/dockerfence/dockerfence/lock"
 	"github.com/dockerfence/dockerfence/policy"
 	"github.com/spf13/cobra"
 )
@@ -35,6 +36,12 @@ type globalFlags struct {
 // runDir is the directory of the daemon's socket, where the last apply is
 // recorded too.
 func (g *globalFlags) runDir() string { return filepath.Dir(g.socket) }
+
+// withLock runs change while holding the lock of the run directory, or
+// returns a *lock.BusyError at once if another process holds it.
+func withLock(g *globalFlags, role, table string, change func() error) error {
+	return lock.With(g.runDir(), role, table, change)
+}
 
 func main() {
 	if err := newRoot().Execute(); err != nil {

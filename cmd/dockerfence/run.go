@@ -12,6 +12,7 @@ import (
 	"github.com/dockerfence/dockerfence/bridge"
 	"github.com/dockerfence/dockerfence/daemon"
 	"github.com/dockerfence/dockerfence/docker"
+	"github.com/dockerfence/dockerfence/lock"
 	"github.com/dockerfence/dockerfence/nft"
 	"github.com/dockerfence/dockerfence/policy"
 	"github.com/spf13/cobra"
@@ -89,7 +90,7 @@ serves Prometheus metrics on http://ADDR/metrics.`,
 			// while it reads and changes the table. The file is opened
 			// anew each time, so that a lock file someone removed is
 			// created again rather than locked unseen.
-			cfg.Lock = func(table string) (func(), error) { return takeLock(g.runDir(), "run", table) }
+			cfg.Lock = func(table string) (func(), error) { return lock.Take(g.runDir(), "run", table) }
 			return daemon.Serve(ctx, cfg, daemon.Services{Socket: g.socket, MetricsAddr: metricsAddr, RunDir: g.runDir(), Version: version})
 		},
 	}
