@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dockerfence/dockerfence/denylog"
+	"github.com/dockerfence/dockerfence/status"
 	"golang.org/x/sys/unix"
 )
 
@@ -48,9 +49,7 @@ func (a *API) status(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(s)
+	_ = status.WriteJSON(w, s)
 }
 
 func (a *API) events(w http.ResponseWriter, r *http.Request) {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"log/slog"
 
@@ -12,7 +11,6 @@ import (
 )
 
 func statusCmd(g *globalFlags) *cobra.Command {
-	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "status [--json]",
 		Short: "Show the networks fenced, per-rule packet counters and the last apply",
@@ -27,21 +25,19 @@ reads the counters itself.
 
 --json prints the schema documented in README.md ("status --json").`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := getStatus(cmd, g)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(s)
-			}
-			status.WriteText(cmd.OutOrStdout(), s)
-			return nil
-		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (schema: README.md, \"status --json\")")
+	asJSON := cmd.Flags().Bool("json", false, "print JSON (schema: README.md, \"status --json\")")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		s, err := getStatus(cmd, g)
+		switch {
+		case err != nil:
+			return err
+		case *asJSON:
+			return status.WriteJSON(cmd.OutOrStdout(), s)
+		}
+		status.WriteText(cmd.OutOrStdout(), s)
+		return nil
+	}
 	return cmd
 }
 
