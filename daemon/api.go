@@ -15,6 +15,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// DefaultSocket is where dockerfence run serves its API (status and denial
+// events) unless told otherwise; the lock and the last apply live in its
+// directory.
+const DefaultSocket = "/run/dockerfence/dockerfence.sock"
+
 // API paths served on the daemon's unix socket.
 const (
 	// StatusPath answers with the status.Status JSON.

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/dockerfence/dockerfence/daemon"
 	"github.com/dockerfence/dockerfence/lock"
 	"github.com/dockerfence/dockerfence/policy"
 	"github.com/spf13/cobra"
@@ -20,9 +21,6 @@ var (
 	version = "dev"
 	commit  = ""
 )
-
-// defaultSocket is where dockerfence run serves its status and denial events.
-const defaultSocket = "/run/dockerfence/dockerfence.sock"
 
 // globalFlags are the flags every command shares.
 type globalFlags struct {
@@ -85,7 +83,7 @@ later does to its chains, so recreating a network no longer opens the fence.`,
 	pf.StringVar(&g.logLevel, "log-level", "info", "debug, info, warn or error")
 	pf.StringVar(&g.resolvConf, "resolv-conf", "/etc/resolv.conf", "file whose nameservers make up @resolvers")
 	_ = pf.MarkHidden("resolv-conf")
-	pf.StringVar(&g.socket, "socket", defaultSocket, "unix socket of dockerfence run (status and denial events); the last apply is recorded next to it")
+	pf.StringVar(&g.socket, "socket", daemon.DefaultSocket, "unix socket of dockerfence run (status and denial events); the last apply is recorded next to it")
 	root.AddCommand(applyCmd(g), runCmd(g), planCmd(g), statusCmd(g), logsCmd(g), checkCmd(g), explainCmd(g), deleteCmd(g), policyCmd(), versionCmd(g))
 	return root
 }
