@@ -1,9 +1,11 @@
 package status
 
 import (
+	"encoding/json"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -116,5 +118,21 @@ func TestLastApply(t *testing.T) {
 	fi, err := os.Stat(filepath.Join(dir, lastApplyFile))
 	if err != nil || fi.Mode().Perm() != 0o644 {
 		t.Errorf("record file: %v, %v", fi, err)
+	}
+}
+
+// WriteJSON prints the schema indented by two spaces, one object.
+func TestWriteJSON(t *testing.T) {
+	s := Status{Policy: "p.yaml", Mode: "enforce", Source: SourceDocker, Table: TableStatus{Name: "dockerfence", Present: true, Priority: -10}}
+	var b strings.Builder
+	if err := WriteJSON(&b, s); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(b.String(), "{\n  \"") || !strings.HasSuffix(b.String(), "\n}\n") || !strings.Contains(b.String(), "\n  \"table\": {\n    \"name\": \"dockerfence\",") {
+		t.Errorf("WriteJSON wrote:\n%s\nwant an object indented by two spaces", b.String())
+	}
+	var back Status
+	if err := json.Unmarshal([]byte(b.String()), &back); err != nil || back.Policy != "p.yaml" || !cmp.Equal(back.Table, s.Table) {
+		t.Errorf("WriteJSON's output reads back as %+v, %v", back, err)
 	}
 }
