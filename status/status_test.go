@@ -2,6 +2,7 @@ package status
 
 import (
 	"encoding/json"
+	"errors"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -134,5 +135,21 @@ func TestWriteJSON(t *testing.T) {
 	var back Status
 	if err := json.Unmarshal([]byte(b.String()), &back); err != nil || back.Policy != "p.yaml" || !cmp.Equal(back.Table, s.Table) {
 		t.Errorf("WriteJSON's output reads back as %+v, %v", back, err)
+	}
+}
+
+func TestRecordApply(t *testing.T) {
+	dir := t.TempDir()
+	if err := RecordApply(dir, Apply{By: "apply", Table: "dockerfence"}, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := LoadLastApply(dir, "dockerfence"); err != nil || a != nil {
+		t.Fatalf("an apply that sent nothing was recorded: %+v, %v", a, err)
+	}
+	if err := RecordApply(dir, Apply{By: "apply", Table: "dockerfence"}, false, errors.New("EPERM")); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := LoadLastApply(dir, "dockerfence"); err != nil || a == nil || a.Result != "failed" || a.Error != "EPERM" {
+		t.Fatalf("failed apply recorded as %+v, %v", a, err)
 	}
 }
