@@ -105,11 +105,17 @@ const unknownID = "unknown"
 
 // Compile returns the table that fences networks as the policy says.
 func Compile(pol *policy.Policy, networks []policy.Network) *Result {
+	return compile(pol, networks, pol.SectionFor)
+}
+
+// compile is Compile with the section of each network chosen by sectionFor.
+func compile(pol *policy.Policy, networks []policy.Network, sectionFor func(policy.Network) *policy.Section) *Result {
 	s := pol.Settings
 	b := &builder{
-		pol:  pol,
-		r:    &Result{Table: &nft.Table{Name: s.Table, Priority: s.Priority}, Denials: map[string]*Denial{}},
-		sets: map[string]*nft.Set{},
+		pol:        pol,
+		r:          &Result{Table: &nft.Table{Name: s.Table, Priority: s.Priority}, Denials: map[string]*Denial{}},
+		sets:       map[string]*nft.Set{},
+		sectionFor: sectionFor,
 	}
 	bases := make([]*nft.Chain, len(Directions))
 	for i, d := range Directions {
@@ -151,7 +157,7 @@ func (b *builder) fence(networks []policy.Network) {
 			continue
 		}
 		seen[n.Bridge] = true
-		sec := b.pol.SectionFor(n)
+		sec := b.sectionFor(n)
 		if sec == nil {
 			b.r.Unfenced = append(b.r.Unfenced, n)
 			continue

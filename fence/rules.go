@@ -29,6 +29,8 @@ type builder struct {
 	pol  *policy.Policy
 	r    *Result
 	sets map[string]*nft.Set
+	// sectionFor picks a network's section.
+	sectionFor func(policy.Network) *policy.Section
 }
 
 func (b *builder) addSet(s *nft.Set) {
