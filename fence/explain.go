@@ -231,9 +231,9 @@ func (r *Result) judge(d *Decision) error {
 		}
 	}
 	decided := false
-	for _, s := range d.Trace.Steps {
+	for _, s := range d.Trace.Matched() {
 		jc, ok := chains[s.Chain]
-		if !ok || !s.Matched || s.Rule.Verdict.Kind == nft.Continue {
+		if !ok || s.Rule.Verdict.Kind == nft.Continue {
 			continue
 		}
 		var rule *policy.Rule

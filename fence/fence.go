@@ -69,7 +69,7 @@ var Directions = []Direction{
 	{Hook: policy.Host, Base: "input", NFHook: nft.HookInput, Prefix: "in", Dispatch: nft.SelIIfName},
 }
 
-// Direction returns the direction of policy hook h.
+// DirectionOf returns the direction of policy hook h.
 func DirectionOf(h policy.Hook) Direction {
 	for _, d := range Directions {
 		if d.Hook == h {

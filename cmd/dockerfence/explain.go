@@ -85,7 +85,7 @@ name. A SUBNET that a network or bridge holds stands for that whole network
 	f.StringVar(&to, "to", "", "destination ADDR[:PORT][/PROTO]; IPv6 with a port as [ADDR]:PORT")
 	f.StringVar(&from, "from", "", "source address (default: one inside the network; a link-local one in a family the network has no subnet of)")
 	f.BoolVar(&host, "host", false, "the destination is this host (judge the host rules)")
-	f.BoolVar(&asJSON, "json", false, "print one JSON object: network {name, bridge, subnets, source}, note, packet {hook, src, dst, port, proto}, section (0: none), match, rule (\"egress 3\", or \"\"), rule_match, comment, decided_by (rule, default, anti-spoofing, unfenced), spoofed, verdict (allow, deny), deny_action, audit, passes; see the Explanation type")
+	f.BoolVar(&asJSON, "json", false, "print one JSON object: network {name, bridge, subnets, source}, note, packet {hook, src, dst, port, proto}, section (0: none), match, rule (\"egress 3\", or \"\"), rule_match, comment, decided_by (rule, default, anti-spoofing, unfenced), spoofed, verdict (allow, deny), deny_action, audit, passes; see status.Explanation")
 	return cmd
 }
 
