@@ -40,28 +40,17 @@ func (t *Table) Body() string {
 
 func writeSet(b *strings.Builder, s *Set) {
 	kw, typ := "set", s.Key.String()
-	var flags, elems []string
+	var flags []string
 	if s.Interval() {
 		flags = append(flags, "interval")
 	}
 	if s.Timeout {
 		flags = append(flags, "timeout")
 	}
-	switch {
-	case s.Map:
+	if s.Map {
 		kw, typ = "map", typ+" : verdict"
-		for _, e := range s.VMap {
-			elems = append(elems, vmapElemText(e))
-		}
-	case s.Key == KeyService:
-		for _, p := range s.Ports {
-			elems = append(elems, p.String())
-		}
-	default:
-		for _, r := range s.Ranges {
-			elems = append(elems, rangeText(r))
-		}
 	}
+	elems := setItems(s)
 	fmt.Fprintf(b, "\t%s %s {\n\t\ttype %s\n", kw, s.Name, typ)
 	if len(flags) > 0 {
 		fmt.Fprintf(b, "\t\tflags %s\n", strings.Join(flags, ","))
