@@ -287,3 +287,31 @@ func DefaultSource(n policy.Network, pr Probe) (Probe, string) {
 	pr.Src = src
 	return pr, fmt.Sprintf("the network has no %s subnet, so its containers can only send %s from outside it (judged with source %s, link-local)", fam, fam, src)
 }
+
+// HostAddrs is the set of the host's own addresses, as the kernel
+// delivers packets to them; bridge.Local is one.
+type HostAddrs interface {
+	// Holds reports whether a packet to dst that enters from interface iif
+	// is delivered to the host itself.
+	Holds(iif string, dst netip.Addr) bool
+}
+
+// ToHost judges a probe to one of the host's own addresses in the host
+// direction, as the kernel does: a packet from n's bridge to such an
+// address is delivered to the host (input hook), not forwarded, so the host
+// rules judge it, whatever the caller took it for. addrs are the host's
+// addresses; err, when set, says why they are not known, and the probe is
+// then left as it is. The string says what was done or left undone, for
+// people; it is "" when there is nothing to say.
+func ToHost(n policy.Network, pr Probe, addrs HostAddrs, err error) (Probe, string) {
+	switch local := err == nil && addrs.Holds(n.Bridge, pr.Dst); {
+	case err != nil && pr.Hook == policy.Egress:
+		return pr, fmt.Sprintf("the host's own addresses are not known (%v): %s is judged as egress; if it is one of this host's addresses, --host judges it as the kernel does, by the host rules", err, pr.Dst)
+	case local && pr.Hook == policy.Egress:
+		pr.Hook = policy.Host
+		return pr, fmt.Sprintf("%s is one of this host's own addresses: the kernel delivers the packet to the host (input hook), so the host rules judge it", pr.Dst)
+	case err == nil && !local && pr.Hook == policy.Host:
+		return pr, fmt.Sprintf("%s is not one of this host's own addresses: judged as traffic to the host all the same, as --host asks", pr.Dst)
+	}
+	return pr, ""
+}

@@ -67,7 +67,9 @@ type ExplainedNetwork struct {
 
 // ExplainedPacket is the packet part of an Explanation.
 type ExplainedPacket struct {
-	// Hook is "egress" (to anywhere but the host) or "host" (--host).
+	// Hook is "egress" (to anywhere but the host) or "host" (to the host
+	// itself: --host, or a destination that is one of the host's own
+	// addresses, which the kernel delivers to the host).
 	Hook string `json:"hook"`
 	// Src is the source address; "" stands for an address inside the network.
 	Src string `json:"src"`
