@@ -33,8 +33,9 @@ one only on the network's bridge).
 The network is found as apply finds it. If Docker answers, --network is one of
 Docker's networks, by name or bridge; a bridge Docker does not know is judged
 as apply leaves it (by the {name: "*"} section if it is docker0 or br-*, else
-not fenced). Without Docker, --network is a bridge found over netlink, by its
-name. A SUBNET that a network or bridge holds stands for that whole network
+not fenced). A Docker network of another driver than bridge (macvlan, ipvlan,
+host, null, overlay) cannot be fenced: explain says "not fenced" and why. Without
+Docker, --network is a bridge found over netlink, by its name. A SUBNET that a network or bridge holds stands for that whole network
 (all its subnets count for 'self'); otherwise it is judged alone.`,
 		Example: `  dockerfence explain --network app_default --to 192.168.100.50:5432
   dockerfence explain --network 172.20.0.0/16 --to 192.168.100.2:53/udp
@@ -91,7 +92,7 @@ name. A SUBNET that a network or bridge holds stands for that whole network
 	f.StringVar(&to, "to", "", "destination ADDR[:PORT][/PROTO]; IPv6 with a port as [ADDR]:PORT")
 	f.StringVar(&from, "from", "", "source address (default: one inside the network; a link-local one in a family the network has no subnet of)")
 	f.BoolVar(&host, "host", false, "the destination is this host (judge the host rules); implied when ADDR is one of this host's addresses")
-	f.BoolVar(&asJSON, "json", false, "print one JSON object: network {name, bridge, subnets, source}, note, packet {hook (egress, host: --host or one of this host's addresses), src, dst, port, proto}, section (0: none), match, rule (\"egress 3\", or \"\"), rule_match, comment, decided_by (rule, default, anti-spoofing, unfenced), spoofed, verdict (allow, deny), deny_action, audit, passes; see status.Explanation")
+	f.BoolVar(&asJSON, "json", false, "print one JSON object: network {name, bridge, driver, subnets, source}, note, packet {hook (egress, host: --host or one of this host's addresses), src, dst, port, proto}, section (0: none), match, rule (\"egress 3\", or \"\"), rule_match, comment, decided_by (rule, default, anti-spoofing, unfenced, not fenceable), spoofed, verdict (allow, deny), deny_action, audit, passes; see status.Explanation")
 	return cmd
 }
 
@@ -191,6 +192,9 @@ func resolveNetworkIn(inv *discover.Inventory, arg string) resolvedNetwork {
 	case f.Unfenced:
 		rn.Source = sourceNetlink
 		rn.Note = fmt.Sprintf("bridge %s found over netlink%s, but Docker reports no network on it and it is not docker0 or br-*: apply does not fence it", n.Bridge, how)
+	case !n.IsBridge():
+		rn.Source = sourceDocker
+		rn.Note = fmt.Sprintf("Docker's network %s (driver %s)", orDash(n.Name), n.Driver) + how + extra
 	default:
 		rn.Source = sourceDocker
 		rn.Note = fmt.Sprintf("Docker's network %s (bridge %s)", orDash(n.Name), orDash(n.Bridge)) + how + extra
