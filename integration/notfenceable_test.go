@@ -1,11 +1,15 @@
 package integration
 
 import (
+	"context"
 	"encoding/json"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/docker/docker/api/types/network"
+	"github.com/dockerfence/dockerfence/integration/dockerd"
 	"github.com/dockerfence/dockerfence/integration/harness"
 	"github.com/dockerfence/dockerfence/integration/topo"
 )
@@ -179,5 +183,59 @@ func TestNotFenceableNetworks(t *testing.T) {
 	out = e.mustDF("status", "--json")
 	if err := json.Unmarshal([]byte(out), &st); err != nil || len(st.NotFenceable) != 4 {
 		t.Errorf("the daemon's status --json: %v, not fenceable %+v", err, st.NotFenceable)
+	}
+}
+
+// TestNotFenceableAgainstDocker creates macvlan and ipvlan networks on a
+// real dockerd (which always has its host and none networks too) and
+// proves that dockerfence reads their drivers from Docker's own answers:
+// status lists them as not fenceable, explain says "not fenced" for them,
+// and the bridge network next to them is fenced.
+func TestNotFenceableAgainstDocker(t *testing.T) {
+	e := newEnv(t)
+	d := dockerd.Start(t, e.tp.Host, engine(t))
+	_, br := d.CreateNetwork(t, "app", "10.10.0.0/24", nil)
+	for _, drv := range []string{"macvlan", "ipvlan"} {
+		subnet := map[string]string{"macvlan": "192.168.50.0/24", "ipvlan": "192.168.51.0/24"}[drv]
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		_, err := d.Client.NetworkCreate(ctx, "lan-"+drv, network.CreateOptions{Driver: drv, Options: map[string]string{"parent": topo.LANIf},
+			IPAM: &network.IPAM{Config: []network.IPAMConfig{{Subnet: subnet}}}})
+		cancel()
+		if err != nil {
+			t.Fatalf("create the %s network: %v", drv, err)
+		}
+	}
+	pol := e.write("policy.yaml", notFenceablePolicy)
+	dh := []string{"--docker-host", "unix://" + d.Sock}
+	stdout, stderr, err := e.dfStdout(append([]string{"apply", "-c", pol}, dh...)...)
+	if err != nil {
+		t.Fatalf("apply: %v\n%s", err, stderr)
+	}
+	t.Logf("apply against %s:\n%s%s", d.Engine.Name, stderr, stdout)
+	for _, name := range []string{"lan-macvlan", "lan-ipvlan", "host"} {
+		if n := strings.Count(stderr, `network \"`+name+`\" is not fenced`); n != 1 {
+			t.Errorf("apply warned %d times of %s, want once:\n%s", n, name, stderr)
+		}
+	}
+	if strings.Contains(stderr, `network \"none\"`) {
+		t.Errorf("apply warned of the none network, which has no traffic:\n%s", stderr)
+	}
+	out := e.mustDF(append([]string{"status", "-c", pol}, dh...)...)
+	t.Logf("status against %s:\n%s", d.Engine.Name, out)
+	for _, want := range []string{"app ", br, "not fenceable: macvlan", "not fenceable: ipvlan", "not fenceable: host", "not fenceable: null",
+		"  lan-macvlan  " + whyMacvlan, "  lan-ipvlan   " + whyIpvlan, "  host         " + whyHost} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q", want)
+		}
+	}
+	out = e.mustDF(append([]string{"explain", "-c", pol, "--network", "lan-macvlan", "--to", "192.168.50.9:22"}, dh...)...)
+	t.Logf("explain against %s:\n%s", d.Engine.Name, out)
+	if !strings.Contains(out, "verdict  not fenced: "+whyMacvlan+"\n") {
+		t.Errorf("explain --network lan-macvlan does not say it is not fenced")
+	}
+	out = e.mustDF(append([]string{"explain", "--json", "-c", pol, "--network", "lan-macvlan", "--to", "192.168.50.9:22"}, dh...)...)
+	t.Logf("explain --json against %s:\n%s", d.Engine.Name, out)
+	if !strings.Contains(out, `"decided_by": "not fenceable"`) || !strings.Contains(out, `"passes": true`) {
+		t.Errorf("explain --json --network lan-macvlan:\n%s", out)
 	}
 }
