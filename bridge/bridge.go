@@ -1,6 +1,7 @@
 // Package bridge discovers Linux bridge interfaces and the subnets assigned
 // to them, so that Docker networks can be found when the Docker daemon is
-// not reachable.
+// not reachable, and the host's own addresses (Local), so that explain
+// judges a packet to one of them as the kernel does, as traffic to the host.
 package bridge
 
 import (

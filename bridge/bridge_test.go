@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // comparePrefixes lets go-cmp compare netip.Prefix, whose fields are
@@ -236,4 +237,107 @@ func linkNames(links []netlink.Link) []string {
 		names = append(names, l.Attrs().Name)
 	}
 	return names
+}
+
+func TestLocalHolds(t *testing.T) {
+	a := netip.MustParseAddr
+	l := LocalOf(map[netip.Addr]string{
+		a("172.20.0.1"): "br-app", a("192.168.1.10"): "eth0", a("fd00:20::1"): "br-app",
+		a("fe80::1"): "br-app", a("::ffff:10.9.0.1"): "eth1",
+	})
+	tests := []struct {
+		iif  string
+		dst  string
+		want bool
+	}{
+		{"br-app", "172.20.0.1", true},
+		{"br-app", "192.168.1.10", true}, // weak host: any interface's address
+		{"br-other", "172.20.0.1", true},
+		{"br-app", "fd00:20::1", true},
+		{"br-app", "fe80::1", true},
+		{"br-other", "fe80::1", false}, // link-local: only on its own link
+		{"br-app", "fe80::1%br-app", true},
+		{"br-app", "10.9.0.1", true}, // IPv4-mapped is IPv4
+		{"br-app", "::ffff:172.20.0.1", true},
+		{"br-app", "172.20.0.2", false},
+		{"br-app", "8.8.8.8", false},
+	}
+	for _, tc := range tests {
+		if got := l.Holds(tc.iif, a(tc.dst)); got != tc.want {
+			t.Errorf("Holds(%s, %s) = %v, want %v", tc.iif, tc.dst, got, tc.want)
+		}
+	}
+	if (Local{}).Holds("br-app", a("172.20.0.1")) {
+		t.Error("the zero Local holds an address")
+	}
+}
+
+func TestNetlinkLocal(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create a throwaway network namespace (CI runs as root)")
+	}
+	ns := newNetns(t)
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatalf("netlink handle in test namespace: %v", err)
+	}
+	defer h.Close()
+	links, err := h.LinkList()
+	if err != nil || len(links) != 1 || links[0].Attrs().Name != "lo" {
+		t.Fatalf("test namespace is not fresh (links %v, %v); refusing to create interfaces", linkNames(links), err)
+	}
+	lo := links[0]
+	if err := h.LinkSetUp(lo); err != nil {
+		t.Fatal(err)
+	}
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br-test1"}}
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "veth-test1"}, PeerName: "veth-test2"}
+	for _, l := range []netlink.Link{br, veth} {
+		if err := h.LinkAdd(l); err != nil {
+			t.Fatalf("add %s: %v", l.Attrs().Name, err)
+		}
+	}
+	addAddr(t, h, br, "172.31.5.1/24")
+	addAddr(t, h, veth, "10.99.0.1/24")
+	addAddr(t, h, lo, "10.255.0.1/32") // not a loopback address, though on lo
+	// Without nodad, an IPv6 address on a link that is down stays tentative.
+	nodad := func(l netlink.Link, cidr string) {
+		t.Helper()
+		a, err := netlink.ParseAddr(cidr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Flags = unix.IFA_F_NODAD
+		if err := h.AddrAdd(l, a); err != nil {
+			t.Fatalf("add %s: %v", cidr, err)
+		}
+	}
+	nodad(br, "fd00:5::1/64")
+	nodad(br, "fe80::5/64")
+	addAddr(t, h, veth, "fd00:99::1/64")
+
+	got, err := Netlink{NS: ns}.Local()
+	if err != nil {
+		t.Fatalf("Local: %v", err)
+	}
+	a := netip.MustParseAddr
+	for _, tc := range []struct {
+		iif, dst string
+		want     bool
+	}{
+		{"br-test1", "172.31.5.1", true},
+		{"br-test1", "10.99.0.1", true},
+		{"br-test1", "10.255.0.1", true},
+		{"br-test1", "fd00:5::1", true},
+		{"br-test1", "fe80::5", true},
+		{"veth-test1", "fe80::5", false},
+		{"br-test1", "127.0.0.1", false},  // a container's own loopback
+		{"br-test1", "::1", false},        // likewise
+		{"br-test1", "fd00:99::1", false}, // tentative: the kernel does not deliver to it yet
+		{"br-test1", "172.31.5.2", false},
+	} {
+		if g := got.Holds(tc.iif, a(tc.dst)); g != tc.want {
+			t.Errorf("Holds(%s, %s) = %v, want %v", tc.iif, tc.dst, g, tc.want)
+		}
+	}
 }

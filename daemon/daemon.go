@@ -14,6 +14,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -165,6 +166,9 @@ type daemon struct {
 	verify []string
 	// ready is true once a sync has succeeded (or kept the table).
 	ready bool
+	// told holds, by ID (or name), the networks the table cannot fence
+	// that the log has told of, so that it tells of each once.
+	told map[string]bool
 }
 
 // Run keeps the table true until ctx ends, and then returns nil, leaving
@@ -343,6 +347,7 @@ func (d *daemon) sync(ctx context.Context, trigger, reason string) {
 	res.Source = inv.Source.String()
 	t := fence.Compile(d.pol, inv.Networks)
 	res.Table = t
+	d.tellNotFenceable(t)
 	if unlock, res.Err = d.lock(ctx, t.Name); res.Err != nil {
 		unlock = func() {}
 		d.failed(reason, res.Err)
@@ -362,6 +367,24 @@ func (d *daemon) sync(ctx context.Context, trigger, reason string) {
 		}
 	} else {
 		d.cfg.Log.Debug("table up to date", "reason", reason)
+	}
+}
+
+// tellNotFenceable logs, the first time a sync sees it, each network that
+// the table cannot fence (apply warns of them in the same words).
+func (d *daemon) tellNotFenceable(t *fence.Result) {
+	for _, u := range t.NotFenceable {
+		key := cmp.Or(u.Network.ID, u.Network.Name)
+		if d.told[key] {
+			continue
+		}
+		if d.told == nil {
+			d.told = map[string]bool{}
+		}
+		d.told[key] = true
+		if w := u.Warning(); w != "" {
+			d.cfg.Log.Warn(w, "driver", u.Network.Driver)
+		}
 	}
 }
 

@@ -582,3 +582,43 @@ func TestLockErrorFailsSync(t *testing.T) {
 		}
 	})
 }
+
+// The daemon logs each network the table cannot fence once, when a sync
+// first sees it, and never Docker's "none" network, which has no traffic.
+func TestNotFenceableLoggedOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var log lockedBuffer
+		h := start(t, true, func(c *Config) {
+			c.Log = slog.New(slog.NewTextHandler(&log, nil))
+			c.Docker.(*fakeDocker).nets = []docker.Network{
+				{ID: "1", Name: "app", Bridge: "br-1", Driver: "bridge", Subnets: []netip.Prefix{netip.MustParsePrefix("172.20.0.0/16")}},
+				{ID: "2", Name: "lan", Driver: "macvlan", Subnets: []netip.Prefix{netip.MustParsePrefix("192.168.1.0/24")}},
+				{ID: "3", Name: "none", Driver: "null"},
+			}
+		})
+		if r := h.first; len(r.Table.Fenced) != 1 || len(r.Table.NotFenceable) != 2 {
+			t.Fatalf("first sync: fenced %+v, not fenceable %+v", r.Table.Fenced, r.Table.NotFenceable)
+		}
+		h.docker.mu.Lock()
+		h.docker.nets = append(h.docker.nets, docker.Network{ID: "4", Name: "vx", Driver: "overlay"})
+		h.docker.mu.Unlock()
+		h.docker.updates <- docker.Update{Signal: docker.Changed, Event: "network create vx"}
+		h.next()
+		var lines []string
+		for l := range strings.Lines(log.String()) {
+			if strings.Contains(l, "is not fenced") {
+				lines = append(lines, l)
+			}
+		}
+		want := []string{
+			`level=WARN msg="network \"lan\" is not fenced: macvlan: containers talk to the LAN directly through the parent interface, not through a bridge on this host: dockerfence cannot see their packets" driver=macvlan` + "\n",
+			`level=WARN msg="network \"vx\" is not fenced: overlay: VXLAN between Docker hosts, not a local bridge: traffic between its containers is not fenced (their traffic to other networks leaves through docker_gwbridge, a bridge network that dockerfence can fence)" driver=overlay` + "\n",
+		}
+		for i := range lines {
+			_, lines[i], _ = strings.Cut(lines[i], " ") // the time
+		}
+		if !slices.Equal(lines, want) {
+			t.Errorf("log lines about networks not fenced:\n%s\nwant\n%s", strings.Join(lines, ""), strings.Join(want, ""))
+		}
+	})
+}

@@ -203,7 +203,7 @@ func (o *Observer) Status() (status.Status, error) {
 			return status.Status{}, err
 		}
 		s = status.Status{Policy: pol.Source, Mode: string(pol.Settings.Mode), Source: status.SourceKept,
-			Networks: []status.NetworkStatus{}, Unfenced: []status.NetworkStatus{},
+			Networks: []status.NetworkStatus{}, Unfenced: []status.NetworkStatus{}, NotFenceable: []status.NotFenceableStatus{},
 			Table: status.TableStatus{Name: pol.Settings.Table, Present: st != nil, Priority: pol.Settings.Priority}}
 	} else {
 		st, err := o.kernel.Read(t.Name)

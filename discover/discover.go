@@ -1,6 +1,7 @@
 // Package discover takes the inventory of what dockerfence fences: Docker's
-// bridge networks and its running containers, or, when Docker is away, the
-// bridges found over netlink. apply, plan, status, explain and the daemon
+// networks (bridge networks, and those of other drivers, which it can only
+// say it does not fence) and its running containers, or, when Docker is
+// away, the bridges found over netlink. apply, plan, status, explain and the daemon
 // all take it here, so that they all see the same networks and find a
 // network named on the command line alike.
 //
@@ -22,7 +23,7 @@ import (
 
 // Docker is what discovery needs of Docker's API; docker.Client is one.
 type Docker interface {
-	// Networks lists Docker's bridge networks.
+	// Networks lists Docker's networks, of every driver.
 	Networks(ctx context.Context) ([]docker.Network, error)
 	// Containers lists the running containers.
 	Containers(ctx context.Context) ([]docker.Container, error)
@@ -39,8 +40,7 @@ const (
 	// SourceNone is the zero Source: nothing was found. In a Found it
 	// means that the argument was found nowhere and stands alone.
 	SourceNone Source = iota
-	// SourceDocker means that Docker answered: the networks are Docker's
-	// bridge networks.
+	// SourceDocker means that Docker answered: the networks are Docker's.
 	SourceDocker
 	// SourceDockerLast means that Docker did not answer now but did
 	// before: the networks are those it last reported to the Discoverer.
@@ -69,9 +69,12 @@ func (s Source) String() string {
 // inventories of the same Discoverer: read them, do not change them.
 type Inventory struct {
 	// Networks are the networks to fence. With SourceDocker and
-	// SourceDockerLast they are Docker's bridge networks, sorted by name;
-	// a network without subnets of its own in Docker's IPAM configuration
-	// has those of its bridge. With SourceNetlink they are the bridges
+	// SourceDockerLast they are Docker's networks, sorted by name, each
+	// with its Driver: bridge networks, of which one without subnets of
+	// its own in Docker's IPAM configuration has those of its bridge, and
+	// networks of other drivers (macvlan, ipvlan, host, null, overlay, ...),
+	// which have no bridge and which the table cannot fence (the compiler
+	// says so). With SourceNetlink they are the bridges
 	// found over netlink, sorted by bridge name: only those Docker could
 	// have made (IsDockerBridge) have a name, the bridge's, and none has
 	// labels or an ID.
@@ -308,8 +311,8 @@ func call[T any](ctx context.Context, d *Discoverer, f func(context.Context) (T,
 	return v, err
 }
 
-// fromDocker turns Docker's networks into policy networks. A network
-// without IPAM subnets gets those of its bridge.
+// fromDocker turns Docker's networks into policy networks. A bridge
+// network without IPAM subnets gets those of its bridge.
 func fromDocker(dn []docker.Network, bridges []bridge.Bridge) []policy.Network {
 	by := map[string]bridge.Bridge{}
 	for _, b := range bridges {
@@ -318,7 +321,7 @@ func fromDocker(dn []docker.Network, bridges []bridge.Bridge) []policy.Network {
 	out := make([]policy.Network, len(dn))
 	for i, n := range dn {
 		out[i] = n
-		if len(out[i].Subnets) == 0 {
+		if len(out[i].Subnets) == 0 && n.IsBridge() {
 			out[i].Subnets = by[n.Bridge].Subnets
 		}
 	}

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"net/netip"
 	"reflect"
+	"slices"
 	"testing"
 
+	"github.com/dockerfence/dockerfence/docker"
 	"github.com/dockerfence/dockerfence/policy"
 )
 
@@ -69,5 +71,33 @@ func TestFindLastKnown(t *testing.T) {
 	}
 	if got := inv.Find("br-late"); got.Source != SourceNetlink || !got.CatchAllOnly {
 		t.Errorf("Find(br-late) = %+v, want a bridge Docker does not report", got)
+	}
+}
+
+// Networks of other drivers than bridge are in the inventory, with their
+// driver and no bridge, and found by name and subnet like the others.
+func TestOtherDrivers(t *testing.T) {
+	lan := docker.Network{ID: "m1", Name: "lan", Driver: "macvlan", Subnets: pfxs("192.168.1.0/24")}
+	host := docker.Network{ID: "h1", Name: "host", Driver: "host"}
+	// A network named like a bridge: its name is a name, not a bridge's.
+	odd := docker.Network{ID: "o1", Name: "lxcbr0", Driver: "ipvlan"}
+	fd := &fakeDocker{nets: append([]docker.Network{host, lan, odd}, testDocker...)}
+	inv := discover(t, &Discoverer{Docker: fd, Bridges: lister(nil)})
+	for _, n := range []policy.Network{host, lan, odd} {
+		if !slices.ContainsFunc(inv.Networks, func(m policy.Network) bool { return reflect.DeepEqual(m, n) }) {
+			t.Errorf("inventory lacks %+v: %+v", n, inv.Networks)
+		}
+	}
+	pfx := netip.MustParsePrefix
+	for arg, want := range map[string]Found{
+		"lan":            {Network: lan, Source: SourceDocker},
+		"host":           {Network: host, Source: SourceDocker},
+		"lxcbr0":         {Network: odd, Source: SourceDocker},
+		"192.168.1.0/24": {Network: lan, Source: SourceDocker, Prefix: pfx("192.168.1.0/24"), Subnet: pfx("192.168.1.0/24")},
+		"192.168.1.9/32": {Network: lan, Source: SourceDocker, Prefix: pfx("192.168.1.9/32"), Subnet: pfx("192.168.1.0/24")},
+	} {
+		if got := inv.Find(arg); !reflect.DeepEqual(got, want) {
+			t.Errorf("Find(%q) = %+v, want %+v", arg, got, want)
+		}
 	}
 }

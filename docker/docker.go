@@ -1,8 +1,9 @@
-// Package docker lists Docker's bridge networks through the Docker Engine
-// API.
+// Package docker lists Docker's networks, bridge networks and others,
+// and its containers through the Docker Engine API, and follows its events.
 package docker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -18,16 +19,18 @@ import (
 	"github.com/dockerfence/dockerfence/policy"
 )
 
-// Network is a Docker bridge network as dockerfence sees it: the policy's
-// network. Its Bridge is the name of the Linux bridge interface: the
-// com.docker.network.bridge.name option if set, else "docker0" for the
-// default network named "bridge", else "br-" followed by the first 12
-// characters of ID. Labels are nil if it has none. Subnets are the masked
-// subnets of the network's IPAM configuration, IPv4 first then IPv6,
-// sorted and deduplicated.
+// Network is a Docker network as dockerfence sees it: the policy's
+// network. Driver is its Docker driver. For the bridge driver, Bridge is the
+// name of the Linux bridge interface: the com.docker.network.bridge.name
+// option if set, else "docker0" for the default network named "bridge",
+// else "br-" followed by the first 12 characters of ID; networks of other
+// drivers (macvlan, ipvlan, host, null, overlay, plugins) have no bridge.
+// Labels are nil if it has none. Subnets are the masked subnets of the
+// network's IPAM configuration, IPv4 first then IPv6, sorted and
+// deduplicated.
 type Network = policy.Network
 
-// Source lists Docker's bridge networks.
+// Source lists Docker's networks.
 type Source interface {
 	Networks(ctx context.Context) ([]Network, error)
 	Close() error
@@ -73,14 +76,15 @@ func (c *Client) Host() string {
 	return c.api.DaemonHost()
 }
 
-// Networks returns Docker's networks that use the bridge driver, sorted by
-// name.
+// Networks returns Docker's networks, of every driver, sorted by name: the
+// bridge networks that dockerfence fences, and the others, which it can
+// only say it does not fence.
 func (c *Client) Networks(ctx context.Context) ([]Network, error) {
 	list, err := c.api.NetworkList(ctx, network.ListOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("list docker networks: %w", c.versionHint(classify(err)))
 	}
-	return bridgeNetworks(list)
+	return networks(list)
 }
 
 // Version returns the API version the Client negotiated with the daemon and
@@ -135,29 +139,26 @@ func (c *Client) versionHint(err error) error {
 	return err
 }
 
-// bridgeNetworks converts the networks that use the bridge driver and sorts
-// them by name.
-func bridgeNetworks(list []network.Summary) ([]Network, error) {
+// networks converts the networks and sorts them by name. An unparsable
+// subnet of a bridge network is an error, as its chain could not be built
+// right; one of another driver's network is left out, as dockerfence only
+// names that network as one it does not fence.
+func networks(list []network.Summary) ([]Network, error) {
 	var out []Network
 	for _, s := range list {
-		if s.Driver != "bridge" {
-			continue
+		n := Network{ID: s.ID, Name: s.Name, Driver: s.Driver}
+		if len(s.Labels) > 0 {
+			n.Labels = s.Labels
 		}
 		subnets, err := parseSubnets(s.IPAM.Config)
-		if err != nil {
-			return nil, fmt.Errorf("network %q: %w", s.Name, err)
+		if n.IsBridge() {
+			if err != nil {
+				return nil, fmt.Errorf("network %q: %w", s.Name, err)
+			}
+			n.Bridge = bridgeName(s)
 		}
-		var labels map[string]string
-		if len(s.Labels) > 0 {
-			labels = s.Labels
-		}
-		out = append(out, Network{
-			ID:      s.ID,
-			Name:    s.Name,
-			Bridge:  bridgeName(s),
-			Labels:  labels,
-			Subnets: subnets,
-		})
+		n.Subnets = subnets
+		out = append(out, n)
 	}
 	slices.SortFunc(out, func(a, b Network) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
@@ -180,19 +181,22 @@ func bridgeName(s network.Summary) string {
 
 // parseSubnets returns the masked subnets of an IPAM configuration, IPv4
 // first then IPv6, sorted and deduplicated. Entries without a subnet are
-// skipped; an unparsable subnet is an error.
+// skipped; an unparsable subnet is an error, returned with the subnets that
+// parse.
 func parseSubnets(cfgs []network.IPAMConfig) ([]netip.Prefix, error) {
 	var out []netip.Prefix
+	var bad error
 	for _, c := range cfgs {
 		if c.Subnet == "" {
 			continue
 		}
 		p, err := netip.ParsePrefix(c.Subnet)
 		if err != nil {
-			return nil, fmt.Errorf("bad subnet %q: %w", c.Subnet, err)
+			bad = cmp.Or(bad, fmt.Errorf("bad subnet %q: %w", c.Subnet, err))
+			continue
 		}
 		out = append(out, p.Masked())
 	}
 	slices.SortFunc(out, netip.Prefix.Compare)
-	return slices.Compact(out), nil
+	return slices.Compact(out), bad
 }

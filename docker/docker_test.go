@@ -91,7 +91,7 @@ func TestParseSubnets(t *testing.T) {
 	}
 }
 
-func TestBridgeNetworks(t *testing.T) {
+func TestNetworks(t *testing.T) {
 	const id = "aaaaaaaaaaaabbbbbbbbbbbbccccccccccccddddddddddddeeeeeeeeeeeeffff"
 	tests := []struct {
 		name    string
@@ -101,45 +101,51 @@ func TestBridgeNetworks(t *testing.T) {
 	}{
 		{name: "none", in: nil, want: nil},
 		{
-			name: "filters other drivers and sorts by name",
+			name: "every driver, sorted by name; only bridges have a bridge",
 			in: []network.Summary{
 				{Name: "zeta", ID: id, Driver: "bridge"},
 				{Name: "host", ID: "h", Driver: "host"},
 				{Name: "none", ID: "n", Driver: "null"},
 				{Name: "ov", ID: "o", Driver: "overlay", IPAM: network.IPAM{Config: []network.IPAMConfig{{Subnet: "10.0.0.0/24"}}}},
+				{Name: "lan", ID: "m", Driver: "macvlan", Options: map[string]string{"parent": "eth0", bridgeNameOption: "ignored"}, Labels: map[string]string{"k": "v"},
+					IPAM: network.IPAM{Config: []network.IPAMConfig{{Subnet: "192.168.1.0/24"}}}},
 				{Name: "alpha", ID: id, Driver: "bridge", Labels: map[string]string{"k": "v"}, IPAM: network.IPAM{Config: []network.IPAMConfig{{Subnet: "172.30.0.0/16"}}}},
 			},
 			want: []Network{
-				{ID: id, Name: "alpha", Bridge: "br-aaaaaaaaaaaa", Labels: map[string]string{"k": "v"}, Subnets: prefixes("172.30.0.0/16")},
-				{ID: id, Name: "zeta", Bridge: "br-aaaaaaaaaaaa"},
+				{ID: id, Name: "alpha", Bridge: "br-aaaaaaaaaaaa", Driver: "bridge", Labels: map[string]string{"k": "v"}, Subnets: prefixes("172.30.0.0/16")},
+				{ID: "h", Name: "host", Driver: "host"},
+				{ID: "m", Name: "lan", Driver: "macvlan", Labels: map[string]string{"k": "v"}, Subnets: prefixes("192.168.1.0/24")},
+				{ID: "n", Name: "none", Driver: "null"},
+				{ID: "o", Name: "ov", Driver: "overlay", Subnets: prefixes("10.0.0.0/24")},
+				{ID: id, Name: "zeta", Bridge: "br-aaaaaaaaaaaa", Driver: "bridge"},
 			},
 		},
-		{name: "empty labels become nil", in: []network.Summary{{Name: "a", ID: id, Driver: "bridge", Labels: map[string]string{}}}, want: []Network{{ID: id, Name: "a", Bridge: "br-aaaaaaaaaaaa"}}},
+		{name: "empty labels become nil", in: []network.Summary{{Name: "a", ID: id, Driver: "bridge", Labels: map[string]string{}}}, want: []Network{{ID: id, Name: "a", Bridge: "br-aaaaaaaaaaaa", Driver: "bridge"}}},
 		{
 			name:    "bad subnet names network",
 			in:      []network.Summary{{Name: "broken", ID: id, Driver: "bridge", IPAM: network.IPAM{Config: []network.IPAMConfig{{Subnet: "300.0.0.0/8"}}}}},
 			wantErr: `network "broken": bad subnet "300.0.0.0/8"`,
 		},
 		{
-			name: "bad subnet of other driver ignored",
-			in:   []network.Summary{{Name: "ov", ID: "o", Driver: "overlay", IPAM: network.IPAM{Config: []network.IPAMConfig{{Subnet: "junk"}}}}},
-			want: nil,
+			name: "bad subnet of other driver left out",
+			in:   []network.Summary{{Name: "ov", ID: "o", Driver: "overlay", IPAM: network.IPAM{Config: []network.IPAMConfig{{Subnet: "junk"}, {Subnet: "10.0.0.0/24"}}}}},
+			want: []Network{{ID: "o", Name: "ov", Driver: "overlay", Subnets: prefixes("10.0.0.0/24")}},
 		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := bridgeNetworks(tc.in)
+			got, err := networks(tc.in)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("bridgeNetworks() error = %v, want one containing %q", err, tc.wantErr)
+					t.Fatalf("networks() error = %v, want one containing %q", err, tc.wantErr)
 				}
 				return
 			}
 			if err != nil {
-				t.Fatalf("bridgeNetworks() error = %v", err)
+				t.Fatalf("networks() error = %v", err)
 			}
 			if diff := cmp.Diff(tc.want, got, comparePrefixes); diff != "" {
-				t.Errorf("bridgeNetworks() mismatch (-want +got):\n%s", diff)
+				t.Errorf("networks() mismatch (-want +got):\n%s", diff)
 			}
 		})
 	}
@@ -318,6 +324,7 @@ func TestClientNetworksFakeDaemon(t *testing.T) {
 			ID:     "4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f",
 			Name:   "app_default",
 			Bridge: "br-4e5f6a7b8c9d",
+			Driver: "bridge",
 			Labels: map[string]string{
 				"com.docker.compose.network": "default",
 				"com.docker.compose.project": "app",
@@ -329,8 +336,11 @@ func TestClientNetworksFakeDaemon(t *testing.T) {
 			ID:      "f3b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1",
 			Name:    "bridge",
 			Bridge:  "docker0",
+			Driver:  "bridge",
 			Subnets: prefixes("172.17.0.0/16"),
 		},
+		// Listed so that dockerfence can say that it does not fence it.
+		{ID: "9d1ac0c2b5e4f1d8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4", Name: "host", Driver: "host"},
 	}
 	if diff := cmp.Diff(want, got, comparePrefixes); diff != "" {
 		t.Errorf("Networks() mismatch (-want +got):\n%s", diff)
@@ -555,7 +565,7 @@ func TestClientNegotiatesAPIVersion(t *testing.T) {
 				if err != nil {
 					t.Fatalf("Networks: %v", err)
 				}
-				want := []Network{{ID: "f3b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1", Name: "bridge", Bridge: "docker0", Subnets: prefixes("172.17.0.0/16")}}
+				want := []Network{{ID: "f3b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1", Name: "bridge", Bridge: "docker0", Driver: "bridge", Subnets: prefixes("172.17.0.0/16")}}
 				if diff := cmp.Diff(want, got, comparePrefixes); diff != "" {
 					t.Errorf("Networks() mismatch (-want +got):\n%s", diff)
 				}

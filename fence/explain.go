@@ -42,8 +42,13 @@ type Decision struct {
 	// Passes reports whether the packet gets through dockerfence: the
 	// table accepts it.
 	Passes bool
-	// Trace is the packet's path through the table.
+	// Trace is the packet's path through the table; nil for a network the
+	// table cannot fence.
 	Trace *nft.Trace
+	// NotFenceable is set for a network the table cannot fence (of another
+	// driver than bridge): no chain judges its packets, which pass, and
+	// Section is nil even if a section matches the network.
+	NotFenceable *NotFenceable
 }
 
 var (
@@ -74,6 +79,10 @@ const standInBridge = "dfexplain"
 // bridge (given by name or subnet alone) is judged as if apply had found
 // it, on a bridge of its own that no bridge match fits.
 //
+// A network of another driver than bridge (macvlan, host, ...) is judged by
+// nothing: the table cannot fence it, and the Decision says why
+// (NotFenceable).
+//
 // A probe without a source comes from inside the network: from an address
 // of one of its subnets, or, if it has none of the probe's family, from a
 // stand-in address that is given to the network for the trace (DefaultSource
@@ -82,6 +91,10 @@ const standInBridge = "dfexplain"
 func Explain(pol *policy.Policy, inventory []policy.Network, n policy.Network, pr Probe) (Decision, error) {
 	if !pr.Dst.IsValid() || pr.Src.IsValid() && pr.Src.Is4() != pr.Dst.Is4() {
 		return Decision{}, fmt.Errorf("explain: source %v and destination %v are not addresses of one family", pr.Src, pr.Dst)
+	}
+	if why := WhyNotFenceable(n); why != "" {
+		return Decision{Verdict: policy.Allow, Audit: pol.Settings.Mode == policy.Audit, DenyAction: pol.Settings.DenyAction, Passes: true,
+			NotFenceable: &NotFenceable{Network: n, Section: pol.SectionFor(n), Reason: why}}, nil
 	}
 	src, standIn := pr.Src, netip.Prefix{}
 	if !src.IsValid() {
@@ -272,7 +285,7 @@ func (r *Result) judge(d *Decision) error {
 // packet of such a family is; the host hook lets link-local sources pass.
 // The string says so, for people; it is "" when the probe is left as it is.
 func DefaultSource(n policy.Network, pr Probe) (Probe, string) {
-	if pr.Src.IsValid() || len(n.Subnets) == 0 {
+	if pr.Src.IsValid() || len(n.Subnets) == 0 || !n.IsBridge() {
 		return pr, ""
 	}
 	for _, s := range n.Subnets {
@@ -286,4 +299,36 @@ func DefaultSource(n policy.Network, pr Probe) (Probe, string) {
 	}
 	pr.Src = src
 	return pr, fmt.Sprintf("the network has no %s subnet, so its containers can only send %s from outside it (judged with source %s, link-local)", fam, fam, src)
+}
+
+// HostAddrs is the set of the host's own addresses, as the kernel
+// delivers packets to them; bridge.Local is one.
+type HostAddrs interface {
+	// Holds reports whether a packet to dst that enters from interface iif
+	// is delivered to the host itself.
+	Holds(iif string, dst netip.Addr) bool
+}
+
+// ToHost judges a probe to one of the host's own addresses in the host
+// direction, as the kernel does: a packet from n's bridge to such an
+// address is delivered to the host (input hook), not forwarded, so the host
+// rules judge it, whatever the caller took it for. addrs are the host's
+// addresses; err, when set, says why they are not known, and the probe is
+// then left as it is. The string says what was done or left undone, for
+// people; it is "" when there is nothing to say, and for a network of
+// another driver than bridge, which the table does not judge at all.
+func ToHost(n policy.Network, pr Probe, addrs HostAddrs, err error) (Probe, string) {
+	if !n.IsBridge() {
+		return pr, ""
+	}
+	switch local := err == nil && addrs.Holds(n.Bridge, pr.Dst); {
+	case err != nil && pr.Hook == policy.Egress:
+		return pr, fmt.Sprintf("the host's own addresses are not known (%v): %s is judged as egress; if it is one of this host's addresses, --host judges it as the kernel does, by the host rules", err, pr.Dst)
+	case local && pr.Hook == policy.Egress:
+		pr.Hook = policy.Host
+		return pr, fmt.Sprintf("%s is one of this host's own addresses: the kernel delivers the packet to the host (input hook), so the host rules judge it", pr.Dst)
+	case err == nil && !local && pr.Hook == policy.Host:
+		return pr, fmt.Sprintf("%s is not one of this host's own addresses: judged as traffic to the host all the same, as --host asks", pr.Dst)
+	}
+	return pr, ""
 }

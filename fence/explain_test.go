@@ -1,9 +1,11 @@
 package fence
 
 import (
+	"errors"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -277,5 +279,67 @@ func TestDefaultSource(t *testing.T) {
 	pr.Hook = policy.Host
 	if d, err := Explain(pol, []policy.Network{n}, n, pr); err != nil || d.Spoofed || d.Verdict != policy.Deny || d.Rule != nil {
 		t.Errorf("host from a network without IPv6 subnets: %+v, %v, want host_default", d, err)
+	}
+}
+
+// hostAddrs is a HostAddrs of the addresses given, on any interface.
+type hostAddrs []netip.Addr
+
+func (h hostAddrs) Holds(_ string, dst netip.Addr) bool { return slices.Contains(h, dst) }
+
+func TestToHost(t *testing.T) {
+	a := netip.MustParseAddr
+	n := policy.Network{Name: "app", Bridge: "br-app", Subnets: prefixes("172.20.0.0/16")}
+	local := hostAddrs{a("172.20.0.1"), a("192.168.1.10")}
+	tests := []struct {
+		name     string
+		hook     policy.Hook
+		dst      string
+		err      error
+		want     policy.Hook
+		wantNote string
+	}{
+		{name: "gateway", dst: "172.20.0.1", want: policy.Host, wantNote: "172.20.0.1 is one of this host's own addresses: the kernel delivers the packet to the host (input hook)"},
+		{name: "another interface's address", dst: "192.168.1.10", want: policy.Host, wantNote: "one of this host's own addresses"},
+		{name: "elsewhere", dst: "192.168.1.11", want: policy.Egress},
+		{name: "with --host", hook: policy.Host, dst: "172.20.0.1", want: policy.Host},
+		{name: "with --host, elsewhere", hook: policy.Host, dst: "10.0.0.1", want: policy.Host, wantNote: "10.0.0.1 is not one of this host's own addresses: judged as traffic to the host all the same, as --host asks"},
+		{name: "addresses unknown", dst: "172.20.0.1", err: errors.New("netlink: permission denied"), want: policy.Egress, wantNote: "the host's own addresses are not known (netlink: permission denied): 172.20.0.1 is judged as egress; if it is one of this host's addresses, --host judges it"},
+		{name: "addresses unknown, --host", hook: policy.Host, dst: "172.20.0.1", err: errors.New("no"), want: policy.Host},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pr, note := ToHost(n, Probe{Hook: tt.hook, Dst: a(tt.dst), Proto: policy.ProtoTCP, Port: 53}, local, tt.err)
+			if pr.Hook != tt.want || !strings.Contains(note, tt.wantNote) || (tt.wantNote == "") != (note == "") {
+				t.Errorf("hook %v, note %q; want %v, a note with %q", pr.Hook, note, tt.want, tt.wantNote)
+			}
+		})
+	}
+	// The host rules judge it: the gateway's DNS is allowed, what else the
+	// host serves is not.
+	pol := parsePolicy(t, `version: 1
+networks:
+  - match: {name: "*"}
+    egress:
+      - deny: 172.16.0.0/12
+    host:
+      - allow: self
+        ports: [53]
+    host_default: deny
+`)
+	for _, tc := range []struct {
+		port   uint16
+		passes bool
+		rule   string
+	}{{53, true, "host 1"}, {22, false, ""}} {
+		pr, _ := ToHost(n, Probe{Dst: a("172.20.0.1"), Proto: policy.ProtoTCP, Port: tc.port}, local, nil)
+		d, err := Explain(pol, []policy.Network{n}, n, pr)
+		rule := ""
+		if d.Rule != nil {
+			rule = d.Rule.ID()
+		}
+		if err != nil || d.Passes != tc.passes || rule != tc.rule || len(d.Trace.Steps) == 0 || d.Trace.Steps[0].Chain != "input" {
+			t.Errorf("to the gateway, port %d: %+v, %v; want passes %v by %q in the input hook", tc.port, d, err, tc.passes, tc.rule)
+		}
 	}
 }

@@ -28,6 +28,10 @@ type Result struct {
 	Fenced []Fenced
 	// Unfenced lists the networks no section matches.
 	Unfenced []policy.Network
+	// NotFenceable lists the networks the table cannot fence (of other
+	// drivers than bridge), sorted by name, whether a section matches them
+	// or not.
+	NotFenceable []NotFenceable
 	// CatchAll is the section that fences bridges not known yet (docker0,
 	// br-*), nil if the policy has none.
 	CatchAll *policy.Section
@@ -152,7 +156,7 @@ func compile(pol *policy.Policy, networks []policy.Network, sectionFor func(poli
 
 // fence picks the section of each network and builds the networks' chains.
 func (b *builder) fence(networks []policy.Network) {
-	nets := append([]policy.Network(nil), networks...)
+	nets := b.notFenceable(networks)
 	sort.Slice(nets, func(i, j int) bool { return nets[i].Bridge < nets[j].Bridge })
 	seen := map[string]bool{}
 	usedIDs := map[string]bool{unknownID: true}

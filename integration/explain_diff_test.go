@@ -32,9 +32,11 @@ import (
 // applies each in the Host namespace, sends random probes from three
 // containers as real packets (TCP connects, UDP datagrams, ICMP and ICMPv6
 // echo requests, SCTP INITs; from the containers' own, forged and
-// link-local addresses; forwarded, or to the host itself) and compares,
-// probe by probe, whether the packet arrived with what explain --json says
-// ("passes").
+// link-local addresses; forwarded, or to the host itself, with --host or
+// without it, as to any address) and compares, probe by probe, whether the
+// packet arrived with what explain --json says ("passes"), and whether
+// explain judged it in the direction the kernel did (packet.hook: "host"
+// for the host's own addresses, --host or not).
 //
 // Arrival is seen by raw sockets bound to each destination address in the
 // destination's namespace: the kernel hands them a copy of every packet it
@@ -299,6 +301,10 @@ type diffProbe struct {
 	id uint16
 	// network is explain's --network.
 	network string
+	// hostFlag says that explain is given --host. A probe to one of
+	// Host's own addresses without it must be judged by the host rules all
+	// the same, as the kernel delivers it to Host.
+	hostFlag bool
 
 	explain     diffExplanation
 	explainJSON string
@@ -313,6 +319,9 @@ type diffExplanation struct {
 	Network   struct {
 		Source string `json:"source"`
 	} `json:"network"`
+	Packet struct {
+		Hook string `json:"hook"`
+	} `json:"packet"`
 }
 
 func (p *diffProbe) protoNumber() uint8 {
@@ -343,7 +352,23 @@ func (p *diffProbe) hook() string {
 }
 
 func (p *diffProbe) String() string {
-	return fmt.Sprintf("%s from %s (%s, %s) to %s %s (%s)", p.hook(), p.ctr.name, p.src, p.srcKind, p.dst.ns.Name, p.to(), map[bool]string{true: "Host", false: "forwarded"}[p.dst.host])
+	where := "forwarded"
+	switch {
+	case p.dst.host && p.hostFlag:
+		where = "Host, --host"
+	case p.dst.host:
+		where = "Host, without --host"
+	}
+	return fmt.Sprintf("%s from %s (%s, %s) to %s %s (%s)", p.hook(), p.ctr.name, p.src, p.srcKind, p.dst.ns.Name, p.to(), where)
+}
+
+// args are explain's arguments for the probe, with the policy file.
+func (p *diffProbe) args(file string) []string {
+	args := []string{"explain", "-c", file, "--network", p.network, "--to", p.to(), "--from", p.src.String(), "--json"}
+	if p.hostFlag {
+		args = append(args, "--host")
+	}
+	return args
 }
 
 // zoneFor returns the zone a link-local address needs (the index of the
@@ -566,6 +591,9 @@ func (s *diffStats) add(p *diffProbe) {
 	s.by[p.proto]++
 	s.by[p.srcKind+" source"]++
 	s.by[p.hook()]++
+	if p.dst.host && !p.hostFlag {
+		s.by["host without --host"]++
+	}
 	s.by["network from "+p.explain.Network.Source]++
 }
 
@@ -627,20 +655,21 @@ func (lab *diffLab) round(i int, rng *rand.Rand, nProbes int, st *diffStats) boo
 	var bad []string
 	for _, p := range probes {
 		st.add(p)
-		if p.arrived == p.explain.Passes && p.sendErr == nil {
+		hookOK := p.explain.Packet.Hook == p.hook()
+		if p.arrived == p.explain.Passes && p.sendErr == nil && hookOK {
 			continue
 		}
 		what := "the kernel delivered it, explain says it does not pass"
-		if !p.arrived {
+		switch {
+		case !hookOK:
+			what = fmt.Sprintf("explain judged it in the %q direction, the kernel in the %q one", p.explain.Packet.Hook, p.hook())
+		case !p.arrived:
 			what = "the kernel did not deliver it, explain says it passes"
 		}
 		if p.sendErr != nil {
 			what = fmt.Sprintf("the probe could not be sent: %v", p.sendErr)
 		}
-		args := []string{"dockerfence", "explain", "-c", "POLICY.yaml", "--network", p.network, "--to", p.to(), "--from", p.src.String(), "--json"}
-		if p.dst.host {
-			args = append(args, "--host")
-		}
+		args := append([]string{"dockerfence"}, p.args("POLICY.yaml")...)
 		bad = append(bad, fmt.Sprintf("probe %s:\n  %s\n  %s\n  explain: %s", p, what, strings.Join(append(args, dockerArgs...), " "), p.explainJSON))
 	}
 	if len(bad) == 0 {
@@ -689,10 +718,7 @@ func (lab *diffLab) explainAll(file string, dockerArgs []string, probes []*diffP
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			args := []string{"explain", "-c", file, "--network", p.network, "--to", p.to(), "--from", p.src.String(), "--json"}
-			if p.dst.host {
-				args = append(args, "--host")
-			}
+			args := p.args(file)
 			out, stderr, err := lab.e.dfStdout(append(args, dockerArgs...)...)
 			p.explainJSON = strings.TrimSpace(out)
 			if err == nil {
@@ -735,9 +761,16 @@ func (lab *diffLab) randomProbes(r *rand.Rand, g *polGen, sections map[*diffCtr]
 			}
 		}
 		host, v6 := r.IntN(10) < 3, r.IntN(2) == 0
+		// Some probes are told to explain as they would be to any address,
+		// without --host, though they go to Host's own addresses (as a
+		// container's to its gateway do): explain must find that out.
+		hostFlag := r.IntN(2) == 0
 		proto := pick(r, "tcp", "tcp", "tcp", "udp", "udp", "udp", "sctp", "sctp", "icmp", "icmp", "icmp")
 		if rule != nil {
 			host = rule.host
+			if !host && r.IntN(6) == 0 {
+				host, hostFlag = true, false
+			}
 			switch rule.proto {
 			case "tcp", "udp", "sctp":
 				proto = rule.proto
@@ -774,6 +807,7 @@ func (lab *diffLab) randomProbes(r *rand.Rand, g *polGen, sections map[*diffCtr]
 			continue
 		}
 		p := &diffProbe{ctr: c, dst: cands[r.IntN(len(cands))], proto: proto}
+		p.hostFlag = p.dst.host && hostFlag
 		if proto != "icmp" {
 			p.port = g.probePort()
 			if rule != nil && len(rule.ports) > 0 && r.IntN(5) > 0 {

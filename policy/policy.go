@@ -222,6 +222,10 @@ func (m Match) Matches(n Network) bool {
 		}
 	}
 	if m.Bridge != "" {
+		// A network of another driver has no bridge that a pattern could fit.
+		if !n.IsBridge() {
+			return false
+		}
 		if ok, _ := path.Match(m.Bridge, n.Bridge); !ok {
 			return false
 		}
@@ -316,12 +320,20 @@ type AddrSpec struct {
 
 // Network is a Docker network as the policy sees it.
 type Network struct {
-	ID      string
-	Name    string
-	Bridge  string
+	ID     string
+	Name   string
+	Bridge string
+	// Driver is the network's Docker driver ("bridge", "macvlan",
+	// "host", ...); "" when Docker did not say, for a bridge found over
+	// netlink. A network of another driver than bridge has no Bridge.
+	Driver  string
 	Labels  map[string]string
 	Subnets []netip.Prefix
 }
+
+// IsBridge reports whether the network is a bridge on this host: its
+// driver is bridge, or not known (a bridge found over netlink).
+func (n Network) IsBridge() bool { return n.Driver == "" || n.Driver == "bridge" }
 
 // SectionFor returns the first section whose match fits the network, or nil.
 func (p *Policy) SectionFor(n Network) *Section {

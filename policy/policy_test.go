@@ -213,6 +213,25 @@ func TestMatch(t *testing.T) {
 			t.Errorf("%v.Matches = %v, want %v", tt.m, got, tt.want)
 		}
 	}
+	// A network of another driver has no bridge: no bridge pattern fits it,
+	// not even "*"; names, labels and subnets still do.
+	lan := Network{Name: "lan", Driver: "macvlan", Labels: map[string]string{"k": "v"}, Subnets: mustPrefixes("192.168.1.0/24")}
+	for _, tt := range []struct {
+		m    Match
+		want bool
+	}{
+		{Match{Bridge: "*"}, false},
+		{Match{Name: "*"}, true},
+		{Match{HasLabel: true, LabelKey: "k"}, true},
+		{Match{Subnet: netip.MustParsePrefix("192.168.0.0/16")}, true},
+	} {
+		if got := tt.m.Matches(lan); got != tt.want {
+			t.Errorf("%v.Matches(macvlan network) = %v, want %v", tt.m, got, tt.want)
+		}
+	}
+	if lan.IsBridge() || !n.IsBridge() || !(Network{Driver: "bridge"}).IsBridge() {
+		t.Error("IsBridge: want false for macvlan, true for no driver and for bridge")
+	}
 }
 
 func TestValidComment(t *testing.T) {

@@ -22,6 +22,8 @@ type Explanation struct {
 	Packet ExplainedPacket `json:"packet"`
 	// Section is the 1-based index of the section that covers the network,
 	// 0 if none does: the network is then not fenced and the packet passes.
+	// It is 0 for a network that cannot be fenced, even if a section's
+	// match fits it (the note names that section).
 	Section int `json:"section"`
 	// Match is that section's match as written, such as
 	// `{subnet: 172.20.0.0/16}`; "" without a section.
@@ -35,7 +37,9 @@ type Explanation struct {
 	// Comment is that rule's comment; "" without a rule or comment.
 	Comment string `json:"comment"`
 	// DecidedBy is "rule", "default" (egress_default or host_default),
-	// "anti-spoofing" or "unfenced" (no section covers the network).
+	// "anti-spoofing", "unfenced" (no section covers the network) or "not
+	// fenceable" (a network of another driver than bridge, which no
+	// section can fence: the note says why).
 	DecidedBy string `json:"decided_by"`
 	// Spoofed is true when the source is outside the network's subnets.
 	Spoofed bool `json:"spoofed"`
@@ -57,6 +61,10 @@ type ExplainedNetwork struct {
 	// the bridge's name if it is docker0 or br-*, else "".
 	Name   string `json:"name"`
 	Bridge string `json:"bridge"`
+	// Driver is the Docker network's driver ("bridge", "macvlan", ...);
+	// "" for a bridge found over netlink and for a network given as an
+	// argument, both judged as bridges.
+	Driver string `json:"driver"`
 	// Subnets are the network's subnets, IPv4 first; `self` stands for them.
 	Subnets []string `json:"subnets"`
 	// Source is where the network came from: "docker" (Docker's API),
@@ -67,7 +75,9 @@ type ExplainedNetwork struct {
 
 // ExplainedPacket is the packet part of an Explanation.
 type ExplainedPacket struct {
-	// Hook is "egress" (to anywhere but the host) or "host" (--host).
+	// Hook is "egress" (to anywhere but the host) or "host" (to the host
+	// itself: --host, or a destination that is one of the host's own
+	// addresses, which the kernel delivers to the host).
 	Hook string `json:"hook"`
 	// Src is the source address; "" stands for an address inside the network.
 	Src string `json:"src"`
@@ -92,7 +102,7 @@ type Explain struct {
 func (x *Explain) Explanation() Explanation {
 	d, pr := &x.Decision, x.Probe
 	e := Explanation{
-		Network: ExplainedNetwork{Name: x.Network.Name, Bridge: x.Network.Bridge, Subnets: []string{}, Source: x.Source},
+		Network: ExplainedNetwork{Name: x.Network.Name, Bridge: x.Network.Bridge, Driver: x.Network.Driver, Subnets: []string{}, Source: x.Source},
 		Note:    x.Note,
 		Packet:  ExplainedPacket{Hook: pr.Hook.String(), Dst: pr.Dst.String(), Port: int(pr.Port), Proto: string(pr.Proto)},
 		Spoofed: d.Spoofed,
@@ -110,6 +120,10 @@ func (x *Explain) Explanation() Explanation {
 		e.DenyAction = string(d.DenyAction)
 	}
 	switch {
+	case d.NotFenceable != nil:
+		e.DecidedBy = "not fenceable"
+		e.Note = strings.TrimPrefix(e.Note+"; "+notFenced(d.NotFenceable), "; ")
+		return e
 	case d.Section == nil:
 		e.DecidedBy = "unfenced"
 		return e
@@ -141,7 +155,10 @@ func (x *Explain) Text() string {
 		}
 	}
 	fmt.Fprintf(&b, "network  %s", name)
-	if n.Bridge != "" || len(subs) > 0 {
+	switch {
+	case !n.IsBridge():
+		fmt.Fprintf(&b, " (driver %s, subnets %s)", n.Driver, dash(strings.Join(subs, ", ")))
+	case n.Bridge != "" || len(subs) > 0:
 		fmt.Fprintf(&b, " (bridge %s, subnets %s)", dash(n.Bridge), dash(strings.Join(subs, ", ")))
 	}
 	b.WriteString("\n")
@@ -161,6 +178,14 @@ func (x *Explain) Text() string {
 		from = " from " + pr.Src.String()
 	}
 	fmt.Fprintf(&b, "packet   %s%s to %s, %s\n", pr.Hook, from, dst, proto)
+	if u := d.NotFenceable; u != nil {
+		sec := "none matches this network"
+		if u.Section != nil {
+			sec = fmt.Sprintf("none: %d %s (%s) matches this network but cannot fence it", u.Section.Index, u.Section.Match, u.Section.Pos)
+		}
+		fmt.Fprintf(&b, "section  %s\nverdict  not fenced: %s\n", sec, u.Reason)
+		return b.String()
+	}
 	if d.Section == nil {
 		b.WriteString("section  none matches this network\nverdict  allow: the network is not fenced\n")
 		return b.String()
@@ -197,4 +222,10 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// notFenced is explain's answer for a network that cannot be fenced:
+// "not fenced: " and why.
+func notFenced(u *fence.NotFenceable) string {
+	return "not fenced: " + u.Reason + u.SectionNote()
 }

@@ -56,6 +56,65 @@ func TestExplainREADME(t *testing.T) {
 	}
 }
 
+// hostAddrs is a fence.HostAddrs of the addresses given.
+type hostAddrs []netip.Addr
+
+func (h hostAddrs) Holds(_ string, dst netip.Addr) bool {
+	for _, a := range h {
+		if a == dst {
+			return true
+		}
+	}
+	return false
+}
+
+// TestExplainREADMEMore holds the README's outputs of explain for a
+// destination that is one of the host's addresses and for a network that
+// cannot be fenced to what explain prints.
+func TestExplainREADMEMore(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	load := func(name, text string) *policy.Policy {
+		pol, err := policy.Parse(name, []byte(text), policy.Options{ResolvConf: filepath.Join(t.TempDir(), "none")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pol
+	}
+	seed, err := os.ReadFile("../policy/testdata/seed.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := policy.Network{Name: "br-test", Bridge: "br-test", Subnets: []netip.Prefix{netip.MustParsePrefix("172.20.0.0/16"), netip.MustParsePrefix("fd00:20::/64")}}
+	pr, hostNote := fence.ToHost(br, fence.Probe{Dst: netip.MustParseAddr("192.168.100.254"), Proto: policy.ProtoTCP, Port: 22}, hostAddrs{netip.MustParseAddr("192.168.100.254")}, nil)
+	lan := policy.Network{ID: "m1", Name: "lan", Driver: "macvlan", Subnets: []netip.Prefix{netip.MustParsePrefix("192.168.100.0/24")}}
+	for _, tc := range []struct {
+		cmd, note string
+		pol       *policy.Policy
+		n         policy.Network
+		pr        fence.Probe
+	}{
+		{"--docker-host unix:///nonexistent -c /tmp/seed.yaml explain --network br-test --to 192.168.100.254:22",
+			"docker is not reachable at unix:///nonexistent; bridge br-test found over netlink, as apply fences it without Docker (no labels); " + hostNote,
+			load("/tmp/seed.yaml", string(seed)), br, pr},
+		{"-c policy.yaml explain --network lan --to 192.168.100.50:5432", "Docker's network lan (driver macvlan)",
+			load("policy.yaml", "version: 1\nnetworks:\n  - match: {name: lan}\n    egress:\n      - deny: any\n    egress_default: deny\n  - match: {name: \"*\"}\n    egress:\n      - allow: self\n      - deny: \"@private\"\n"),
+			lan, fence.Probe{Dst: netip.MustParseAddr("192.168.100.50"), Proto: policy.ProtoTCP, Port: 5432}},
+	} {
+		d, err := fence.Explain(tc.pol, []policy.Network{tc.n}, tc.n, tc.pr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := &Explain{Network: tc.n, Source: "docker", Note: tc.note, Probe: tc.pr, Decision: d}
+		want := "$ dockerfence " + tc.cmd + "\n" + x.Text() + "```"
+		if !strings.Contains(string(readme), want) {
+			t.Errorf("the README does not show explain's output:\n%s", want)
+		}
+	}
+}
+
 // TestExplanationJSON: every field is there, unfenced or not.
 func TestExplanationJSON(t *testing.T) {
 	pol := load(t, "audit")
@@ -69,11 +128,44 @@ func TestExplanationJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"network":{"name":"app_default","bridge":"br-app","subnets":["172.20.0.0/16"],"source":"docker"},"note":"","packet":{"hook":"egress","src":"10.9.9.9","dst":"192.168.1.1","port":80,"proto":"tcp"},"section":1,"match":"{subnet: 172.20.0.0/16}","rule":"","rule_match":"","comment":"","decided_by":"anti-spoofing","spoofed":true,"verdict":"deny","deny_action":"","audit":true,"passes":true}`
+	want := `{"network":{"name":"app_default","bridge":"br-app","driver":"","subnets":["172.20.0.0/16"],"source":"docker"},"note":"","packet":{"hook":"egress","src":"10.9.9.9","dst":"192.168.1.1","port":80,"proto":"tcp"},"section":1,"match":"{subnet: 172.20.0.0/16}","rule":"","rule_match":"","comment":"","decided_by":"anti-spoofing","spoofed":true,"verdict":"deny","deny_action":"","audit":true,"passes":true}`
 	if string(b) != want {
 		t.Errorf("JSON\n%s\nwant\n%s", b, want)
 	}
 	if got := x.Text(); !strings.Contains(got, "rule     anti-spoofing: source 10.9.9.9 is outside the network's subnets\nverdict  allow (audit mode: would deny, logged and counted)\n") {
 		t.Errorf("text:\n%s", got)
+	}
+}
+
+// A network that cannot be fenced gets "not fenced" and why, instead of a
+// verdict; a section whose match fits it is named, not made its judge.
+func TestExplanationNotFenceable(t *testing.T) {
+	pol := load(t, "enforce")
+	lan := policy.Network{ID: "m1", Name: "lan", Driver: "macvlan", Subnets: []netip.Prefix{netip.MustParsePrefix("172.20.99.0/24")}}
+	pr := fence.Probe{Dst: netip.MustParseAddr("192.168.1.1"), Proto: policy.ProtoTCP, Port: 22}
+	d, err := fence.Explain(pol, []policy.Network{app, lan}, lan, pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := &Explain{Network: lan, Source: "docker", Note: "Docker's network lan (driver macvlan)", Probe: pr, Decision: d}
+	b, err := json.Marshal(x.Explanation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const why = "macvlan: containers talk to the LAN directly through the parent interface, not through a bridge on this host: dockerfence cannot see their packets"
+	want := `{"network":{"name":"lan","bridge":"","driver":"macvlan","subnets":["172.20.99.0/24"],"source":"docker"},` +
+		`"note":"Docker's network lan (driver macvlan); not fenced: ` + why + `; section 1 {subnet: 172.20.0.0/16} matches it but cannot fence it",` +
+		`"packet":{"hook":"egress","src":"","dst":"192.168.1.1","port":22,"proto":"tcp"},"section":0,"match":"","rule":"","rule_match":"","comment":"",` +
+		`"decided_by":"not fenceable","spoofed":false,"verdict":"allow","deny_action":"","audit":false,"passes":true}`
+	if string(b) != want {
+		t.Errorf("JSON\n%s\nwant\n%s", b, want)
+	}
+	wantText := "network  lan (driver macvlan, subnets 172.20.99.0/24)\n" +
+		"note     Docker's network lan (driver macvlan)\n" +
+		"packet   egress to 192.168.1.1:22, tcp\n" +
+		"section  none: 1 {subnet: 172.20.0.0/16} (seed.yaml:4:5) matches this network but cannot fence it\n" +
+		"verdict  not fenced: " + why + "\n"
+	if got := x.Text(); got != wantText {
+		t.Errorf("text:\n%s\nwant\n%s", got, wantText)
 	}
 }

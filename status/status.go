@@ -30,6 +30,10 @@ type Status struct {
 	Source   string          `json:"source"`
 	Networks []NetworkStatus `json:"networks"`
 	Unfenced []NetworkStatus `json:"unfenced"`
+	// NotFenceable lists Docker's networks that dockerfence cannot fence,
+	// those of other drivers than bridge (macvlan, ipvlan, host, null,
+	// overlay, ...), whether a section matches them or not.
+	NotFenceable []NotFenceableStatus `json:"not_fenceable"`
 	// LastApply is the last apply that changed the table or failed, by
 	// `dockerfence apply` or by the daemon; nil if none is known.
 	LastApply *Apply `json:"last_apply"`
@@ -61,6 +65,24 @@ type NetworkStatus struct {
 	// denials in audit mode).
 	Denied uint64       `json:"denied"`
 	Rules  []RuleStatus `json:"rules,omitempty"`
+}
+
+// NotFenceableStatus is a Docker network that dockerfence cannot fence, and
+// why.
+type NotFenceableStatus struct {
+	Name string `json:"name"`
+	ID   string `json:"id,omitempty"`
+	// Driver is the network's Docker driver, such as "macvlan".
+	Driver  string   `json:"driver"`
+	Subnets []string `json:"subnets"`
+	// Section is the 1-based index of the first section whose match fits
+	// the network, and Match that section's match; they are left out when
+	// none fits. That section does not fence the network.
+	Section int    `json:"section,omitempty"`
+	Match   string `json:"match,omitempty"`
+	// Reason says why, starting with the driver: "macvlan: containers talk
+	// to the LAN directly through the parent interface, ...".
+	Reason string `json:"reason"`
 }
 
 // RuleStatus is one rule of a fenced network with its kernel counters,
@@ -135,7 +157,7 @@ func Make(pol *policy.Policy, r *fence.Result, st *nft.State, source string) Sta
 		Policy: pol.Source, Mode: string(pol.Settings.Mode), Source: source,
 		Docker:   source == SourceDocker || source == SourceDockerLast,
 		Table:    TableStatus{Name: t.Name, Present: st != nil, Priority: t.Priority},
-		Networks: []NetworkStatus{}, Unfenced: []NetworkStatus{},
+		Networks: []NetworkStatus{}, Unfenced: []NetworkStatus{}, NotFenceable: []NotFenceableStatus{},
 	}
 	s.Table.Drift = nft.Diff(t, st)
 	s.Table.InSync = len(s.Table.Drift) == 0
@@ -191,6 +213,13 @@ func Make(pol *policy.Policy, r *fence.Result, st *nft.State, source string) Sta
 	}
 	for _, n := range r.Unfenced {
 		s.Unfenced = append(s.Unfenced, NetworkStatus{Name: n.Name, ID: n.ID, Bridge: n.Bridge, Subnets: prefixStrings(n.Subnets)})
+	}
+	for _, u := range r.NotFenceable {
+		n := NotFenceableStatus{Name: u.Network.Name, ID: u.Network.ID, Driver: u.Network.Driver, Subnets: prefixStrings(u.Network.Subnets), Reason: u.Reason}
+		if u.Section != nil {
+			n.Section, n.Match = u.Section.Index, u.Section.Match.String()
+		}
+		s.NotFenceable = append(s.NotFenceable, n)
 	}
 	return s
 }

@@ -153,3 +153,59 @@ func TestRecordApply(t *testing.T) {
 		t.Fatalf("failed apply recorded as %+v, %v", a, err)
 	}
 }
+
+// Networks of other drivers than bridge are listed as not fenceable, with
+// the reason, in JSON and in text, never as fenced, even when a section
+// matches them.
+func TestMakeNotFenceable(t *testing.T) {
+	pol := load(t, "enforce")
+	lan := policy.Network{ID: "m1", Name: "lan", Driver: "macvlan", Subnets: []netip.Prefix{netip.MustParsePrefix("172.20.99.0/24")}}
+	host := policy.Network{ID: "h1", Name: "host", Driver: "host"}
+	tbl := fence.Compile(pol, []policy.Network{app, lan, host})
+	s := Make(pol, tbl, kernelState(tbl.Table, nil), SourceDocker)
+	if len(s.Networks) != 1 || s.Networks[0].Name != "app_default" || len(s.Unfenced) != 0 {
+		t.Fatalf("networks %+v, unfenced %+v; want app_default fenced, nothing unfenced", s.Networks, s.Unfenced)
+	}
+	want := []NotFenceableStatus{
+		{Name: "host", ID: "h1", Driver: "host", Subnets: []string{}, Reason: "host: containers share the host's network stack: their traffic is the host's own"},
+		{Name: "lan", ID: "m1", Driver: "macvlan", Subnets: []string{"172.20.99.0/24"}, Section: 1, Match: "{subnet: 172.20.0.0/16}",
+			Reason: "macvlan: containers talk to the LAN directly through the parent interface, not through a bridge on this host: dockerfence cannot see their packets"},
+	}
+	if diff := cmp.Diff(want, s.NotFenceable); diff != "" {
+		t.Errorf("not fenceable (-want +got):\n%s", diff)
+	}
+	var b strings.Builder
+	if err := WriteJSON(&b, s); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{`"not_fenceable": [`, `"driver": "macvlan"`, `"reason": "macvlan: containers talk to the LAN directly`} {
+		if !strings.Contains(b.String(), w) {
+			t.Errorf("status --json lacks %s:\n%s", w, b.String())
+		}
+	}
+	b.Reset()
+	WriteText(&b, s)
+	for _, w := range []string{
+		"host         -       -               not fenceable: host        -",
+		"lan          -       172.20.99.0/24  not fenceable: macvlan     -",
+		"not fenceable: Docker networks without a bridge on this host, which dockerfence cannot fence:\n" +
+			"  host  host: containers share the host's network stack: their traffic is the host's own\n" +
+			"  lan   macvlan: containers talk to the LAN directly through the parent interface, not through a bridge on this host: dockerfence cannot see their packets; section 1 {subnet: 172.20.0.0/16} matches it but cannot fence it\n",
+	} {
+		if !strings.Contains(b.String(), w) {
+			t.Errorf("status lacks %q:\n%s", w, b.String())
+		}
+	}
+	// Without any, the list is empty, not null, and the text says nothing.
+	s = Make(pol, fence.Compile(pol, []policy.Network{app}), nil, SourceDocker)
+	b.Reset()
+	WriteJSON(&b, s)
+	if !strings.Contains(b.String(), `"not_fenceable": []`) {
+		t.Errorf("status --json without such networks:\n%s", b.String())
+	}
+	b.Reset()
+	WriteText(&b, s)
+	if strings.Contains(b.String(), "fenceable") {
+		t.Errorf("status without such networks mentions them:\n%s", b.String())
+	}
+}

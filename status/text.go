@@ -10,8 +10,8 @@ import (
 )
 
 // WriteText writes the status as people read it: the table, the policy, the
-// daemon and the last apply, then a table of networks and one of rules per
-// fenced network.
+// daemon and the last apply, then a table of networks, why those that
+// cannot be fenced cannot, and a table of rules per fenced network.
 func WriteText(out io.Writer, s Status) {
 	state := "absent: nothing is fenced (run dockerfence apply)"
 	if s.Table.Present {
@@ -57,7 +57,22 @@ func WriteText(out io.Writer, s Status) {
 	for _, n := range s.Unfenced {
 		fmt.Fprintf(tw, "%s\t%s\t%s\tnone: not fenced\t-\n", OrDash(n.Name), n.Bridge, strings.Join(n.Subnets, ","))
 	}
+	for _, n := range s.NotFenceable {
+		fmt.Fprintf(tw, "%s\t-\t%s\tnot fenceable: %s\t-\n", OrDash(n.Name), OrDash(strings.Join(n.Subnets, ",")), n.Driver)
+	}
 	tw.Flush()
+	if len(s.NotFenceable) > 0 {
+		fmt.Fprintln(out, "\nnot fenceable: Docker networks without a bridge on this host, which dockerfence cannot fence:")
+		tw := tabwriter.NewWriter(out, 2, 8, 2, ' ', 0)
+		for _, n := range s.NotFenceable {
+			sec := ""
+			if n.Section != 0 {
+				sec = fmt.Sprintf("; section %d %s matches it but cannot fence it", n.Section, n.Match)
+			}
+			fmt.Fprintf(tw, "  %s\t%s%s\n", OrDash(n.Name), n.Reason, sec)
+		}
+		tw.Flush()
+	}
 	for _, n := range s.Networks {
 		fmt.Fprintf(out, "\n%s (%s)\n", OrDash(n.Name), n.Bridge)
 		tw := tabwriter.NewWriter(out, 2, 8, 2, ' ', 0)

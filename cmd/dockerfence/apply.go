@@ -21,7 +21,9 @@ func applyCmd(g *globalFlags) *cobra.Command {
 		Long: `apply loads the policy, finds Docker's bridge networks (or, without Docker and
 with a policy that matches only by subnet, bridge or "*", the bridges on this
 host) and replaces table inet dockerfence in one netlink transaction. If the
-policy or the kernel refuses, the table stays exactly as it was.
+policy or the kernel refuses, the table stays exactly as it was. Docker
+networks of other drivers (macvlan, ipvlan, host, overlay) cannot be fenced:
+apply warns of each, one line, and status lists them.
 
 While it reads and changes the table, apply holds the lock file "lock" in the
 directory of --socket (default /run/dockerfence); delete and run take the same
@@ -34,6 +36,11 @@ dockerfence is changing table inet NAME (pid N, ...); nothing changed: retry".`,
 			_, d, t, err := build(cmd.Context(), g)
 			if err != nil {
 				return err
+			}
+			for _, u := range t.NotFenceable {
+				if w := u.Warning(); w != "" {
+					slog.Warn(w)
+				}
 			}
 			if dryRun {
 				fmt.Fprint(cmd.OutOrStdout(), t.Text())

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/dockerfence/dockerfence/bridge"
 	"github.com/dockerfence/dockerfence/discover"
 	"github.com/dockerfence/dockerfence/fence"
 	"github.com/dockerfence/dockerfence/policy"
@@ -23,14 +24,18 @@ func explainCmd(g *globalFlags) *cobra.Command {
 		Long: `explain compiles the table that apply would write, traces one packet from a
 container of the network to ADDR through it, offline, and says which section
 and rule of the policy the rules it passed stand for. PROTO is tcp, udp, sctp,
-icmp or icmpv6; with a port and no protocol it is tcp. --host judges traffic
-to the host itself (the host rules).
+icmp or icmpv6; with a port and no protocol it is tcp. Traffic to the host
+itself is judged by the host rules, as the kernel does (input hook): with
+--host, or when ADDR is one of the addresses of this host's interfaces (found
+over netlink in the network namespace explain runs in; an IPv6 link-local
+one only on the network's bridge).
 
 The network is found as apply finds it. If Docker answers, --network is one of
 Docker's networks, by name or bridge; a bridge Docker does not know is judged
 as apply leaves it (by the {name: "*"} section if it is docker0 or br-*, else
-not fenced). Without Docker, --network is a bridge found over netlink, by its
-name. A SUBNET that a network or bridge holds stands for that whole network
+not fenced). A Docker network of another driver than bridge (macvlan, ipvlan,
+host, null, overlay) cannot be fenced: explain says "not fenced" and why. Without
+Docker, --network is a bridge found over netlink, by its name. A SUBNET that a network or bridge holds stands for that whole network
 (all its subnets count for 'self'); otherwise it is judged alone.`,
 		Example: `  dockerfence explain --network app_default --to 192.168.100.50:5432
   dockerfence explain --network 172.20.0.0/16 --to 192.168.100.2:53/udp
@@ -60,9 +65,13 @@ name. A SUBNET that a network or bridge holds stands for that whole network
 			if pol.NeedsDocker() && !rn.DockerAnswered {
 				rn.Note += "; note that apply refuses this policy while Docker is not reachable, as it matches by name or label"
 			}
+			local, lerr := bridge.Netlink{}.Local()
+			probe, hostNote := fence.ToHost(rn.Network, probe, local, lerr)
 			probe, srcNote := fence.DefaultSource(rn.Network, probe)
-			if srcNote != "" {
-				rn.Note += "; " + srcNote
+			for _, n := range []string{hostNote, srcNote} {
+				if n != "" {
+					rn.Note += "; " + n
+				}
 			}
 			d, err := rn.evaluate(pol, probe)
 			if err != nil {
@@ -82,8 +91,8 @@ name. A SUBNET that a network or bridge holds stands for that whole network
 	f.StringVar(&network, "network", "", "Docker network name, bridge name, or a subnet such as 172.20.0.0/16")
 	f.StringVar(&to, "to", "", "destination ADDR[:PORT][/PROTO]; IPv6 with a port as [ADDR]:PORT")
 	f.StringVar(&from, "from", "", "source address (default: one inside the network; a link-local one in a family the network has no subnet of)")
-	f.BoolVar(&host, "host", false, "the destination is this host (judge the host rules)")
-	f.BoolVar(&asJSON, "json", false, "print one JSON object: network {name, bridge, subnets, source}, note, packet {hook, src, dst, port, proto}, section (0: none), match, rule (\"egress 3\", or \"\"), rule_match, comment, decided_by (rule, default, anti-spoofing, unfenced), spoofed, verdict (allow, deny), deny_action, audit, passes; see status.Explanation")
+	f.BoolVar(&host, "host", false, "the destination is this host (judge the host rules); implied when ADDR is one of this host's addresses")
+	f.BoolVar(&asJSON, "json", false, "print one JSON object: network {name, bridge, driver, subnets, source}, note, packet {hook (egress, host: --host or one of this host's addresses), src, dst, port, proto}, section (0: none), match, rule (\"egress 3\", or \"\"), rule_match, comment, decided_by (rule, default, anti-spoofing, unfenced, not fenceable), spoofed, verdict (allow, deny), deny_action, audit, passes; see status.Explanation")
 	return cmd
 }
 
@@ -183,6 +192,9 @@ func resolveNetworkIn(inv *discover.Inventory, arg string) resolvedNetwork {
 	case f.Unfenced:
 		rn.Source = sourceNetlink
 		rn.Note = fmt.Sprintf("bridge %s found over netlink%s, but Docker reports no network on it and it is not docker0 or br-*: apply does not fence it", n.Bridge, how)
+	case !n.IsBridge():
+		rn.Source = sourceDocker
+		rn.Note = fmt.Sprintf("Docker's network %s (driver %s)", orDash(n.Name), n.Driver) + how + extra
 	default:
 		rn.Source = sourceDocker
 		rn.Note = fmt.Sprintf("Docker's network %s (bridge %s)", orDash(n.Name), orDash(n.Bridge)) + how + extra

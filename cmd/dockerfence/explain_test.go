@@ -106,6 +106,9 @@ var (
 		{ID: "d1", Name: "db", Bridge: "dbbr"},
 		// IPv6 not enabled in Docker, though the bridge has an IPv6 subnet.
 		{ID: "w1", Name: "web", Bridge: "br-web", Subnets: pfxs("172.22.0.0/16")},
+		// Networks of other drivers: no bridge, not fenceable.
+		{ID: "m1", Name: "lan", Driver: "macvlan", Subnets: pfxs("192.168.1.0/24")},
+		{ID: "h1", Name: "host", Driver: "host"},
 	}
 	errNoDocker = errors.New("docker is not reachable at unix:///nowhere")
 )
@@ -153,6 +156,9 @@ func TestResolveNetwork(t *testing.T) {
 		{name: "docker: part of a subnet", arg: "172.20.5.0/24", want: app, source: sourceDocker, note: "whose subnet 172.20.0.0/16 contains 172.20.5.0/24"},
 		{name: "docker: subnets from the bridge", arg: "db", want: db, source: sourceDocker},
 		{name: "docker: a subnet of the bridge that Docker does not list", arg: "fd00:22::/64", want: policy.Network{ID: "w1", Name: "web", Bridge: "br-web", Subnets: pfxs("172.22.0.0/16")}, source: sourceDocker, note: "though Docker does not list that subnet"},
+		{name: "docker: macvlan by name", arg: "lan", want: policy.Network{ID: "m1", Name: "lan", Driver: "macvlan", Subnets: pfxs("192.168.1.0/24")}, source: sourceDocker, note: "Docker's network lan (driver macvlan)"},
+		{name: "docker: macvlan by subnet", arg: "192.168.1.7/32", want: policy.Network{ID: "m1", Name: "lan", Driver: "macvlan", Subnets: pfxs("192.168.1.0/24")}, source: sourceDocker, note: "Docker's network lan (driver macvlan), whose subnet 192.168.1.0/24 contains 192.168.1.7/32"},
+		{name: "docker: host", arg: "host", want: policy.Network{ID: "h1", Name: "host", Driver: "host"}, source: sourceDocker, note: "Docker's network host (driver host)"},
 		{name: "docker: unknown br-* bridge", arg: "br-late", want: policy.Network{Name: "br-late", Bridge: "br-late", Subnets: pfxs("172.21.0.0/16")}, source: sourceNetlink, catchAll: true, note: "rules for bridges not known yet"},
 		{name: "docker: unknown br-* bridge by subnet", arg: "172.21.0.0/16", want: policy.Network{Name: "br-late", Bridge: "br-late", Subnets: pfxs("172.21.0.0/16")}, source: sourceNetlink, catchAll: true},
 		{name: "docker: unknown other bridge", arg: "lxcbr0", want: policy.Network{Bridge: "lxcbr0", Subnets: pfxs("10.0.3.0/24")}, source: sourceNetlink, unfenced: true, note: "apply does not fence it"},
@@ -292,6 +298,16 @@ func TestExplanation(t *testing.T) {
 			want: status.Explanation{Section: 2, Match: `{name: "*"}`, Rule: "egress 1", RuleMatch: "any", DecidedBy: "rule", Verdict: "deny", DenyAction: "drop"},
 		},
 		{
+			name: "macvlan: not fenceable, though the catch-all matches it",
+			pol:  pol, rn: resolveNetwork("lan", testDocker, nil, testBridges, nil), pr: probe("203.0.113.10:443", "", false),
+			want: status.Explanation{DecidedBy: "not fenceable", Verdict: "allow", Passes: true},
+		},
+		{
+			name: "host network: not fenceable",
+			pol:  pol, rn: resolveNetwork("host", testDocker, nil, testBridges, nil), pr: probe("192.168.1.1:22", "", true),
+			want: status.Explanation{DecidedBy: "not fenceable", Verdict: "allow", Passes: true},
+		},
+		{
 			name: "bridge that is not Docker's and Docker does not report: not fenced",
 			pol:  pol, rn: lxc, pr: probe("203.0.113.10:443", "", false),
 			want: status.Explanation{DecidedBy: "unfenced", Verdict: "allow", Passes: true},
@@ -363,7 +379,7 @@ func TestExplainJSON(t *testing.T) {
 	if got := keys(fields); !slices.Equal(got, wantKeys) {
 		t.Errorf("keys = %v, want %v", got, wantKeys)
 	}
-	if got := keys(fields["network"].(map[string]any)); !slices.Equal(got, []string{"bridge", "name", "source", "subnets"}) {
+	if got := keys(fields["network"].(map[string]any)); !slices.Equal(got, []string{"bridge", "driver", "name", "source", "subnets"}) {
 		t.Errorf("network keys = %v", got)
 	}
 	if got := keys(fields["packet"].(map[string]any)); !slices.Equal(got, []string{"dst", "hook", "port", "proto", "src"}) {

@@ -14,17 +14,33 @@ import (
 	"github.com/dockerfence/dockerfence/integration/topo"
 )
 
-// Network is a bridge network as the fake Docker reports it.
+// Network is a network as the fake Docker reports it.
 type Network struct {
 	Name, Bridge string
 	// Subnets are the network's IPAM subnets, in prefix notation.
 	Subnets []string
 	Labels  map[string]string
+	// Driver is the network's driver: "" or "bridge" for a bridge network
+	// on Bridge; "macvlan", "ipvlan" (on the parent interface Parent),
+	// "host", "null" or "overlay" for networks of Docker's other drivers,
+	// which have no bridge.
+	Driver string
+	// Parent is the parent interface of a macvlan or ipvlan network.
+	Parent string
+}
+
+// driver is the network's driver as the Engine API names it.
+func (n Network) driver() string {
+	if n.Driver == "" {
+		return "bridge"
+	}
+	return n.Driver
 }
 
 // Docker serves the part of the Docker Engine API that dockerfence uses
 // (ping, version, networks, containers, events) on a unix socket, so that
-// tests and the benchmark can play Docker without running dockerd. The
+// tests and the benchmark can play Docker without running dockerd. Its
+// networks may be of any driver (Network.Driver), as dockerd's are. The
 // networks are what Add, Remove and Set make them; Add and Remove also
 // stream the "network create" and "network destroy" events dockerd would
 // send. It reports no containers.
@@ -134,7 +150,7 @@ func (d *Docker) event(action string, n dockerNetwork) {
 	now := time.Now()
 	msg, _ := json.Marshal(map[string]any{
 		"Type": "network", "Action": action, "scope": "local",
-		"Actor": map[string]any{"ID": n.id, "Attributes": map[string]string{"name": n.Name, "type": "bridge"}},
+		"Actor": map[string]any{"ID": n.id, "Attributes": map[string]string{"name": n.Name, "type": n.driver()}},
 		"time":  now.Unix(), "timeNano": now.UnixNano(),
 	})
 	d.mu.Lock()
@@ -206,8 +222,15 @@ func (d *Docker) summaries() []networkSummary {
 	defer d.mu.Unlock()
 	list := []networkSummary{}
 	for _, n := range d.networks {
-		s := networkSummary{Name: n.Name, ID: n.id, Driver: "bridge", Scope: "local",
-			Options: map[string]string{"com.docker.network.bridge.name": n.Bridge}, Labels: n.Labels}
+		s := networkSummary{Name: n.Name, ID: n.id, Driver: n.driver(), Scope: "local", Options: map[string]string{}, Labels: n.Labels}
+		switch s.Driver {
+		case "bridge":
+			s.Options["com.docker.network.bridge.name"] = n.Bridge
+		case "macvlan", "ipvlan":
+			s.Options["parent"] = n.Parent
+		case "overlay":
+			s.Scope = "swarm"
+		}
 		s.IPAM.Driver = "default"
 		for _, sub := range n.Subnets {
 			s.IPAM.Config = append(s.IPAM.Config, ipamConfig{Subnet: sub})

@@ -70,6 +70,13 @@ func TestDocker(t *testing.T) {
 	if v, err := c.ServerVersion(ctx); err != nil || v.APIVersion != DockerAPI || c.ClientVersion() != DockerAPI {
 		t.Errorf("version %+v %v, client speaks %s; want %s", v, err, c.ClientVersion(), DockerAPI)
 	}
+	// Networks of other drivers, as dockerd lists them: no bridge option.
+	d.Set([]Network{{Name: "lan", Driver: "macvlan", Parent: "eth0", Subnets: []string{"192.168.1.0/24"}}, {Name: "host", Driver: "host"}})
+	if list, err = c.NetworkList(ctx, network.ListOptions{}); err != nil || len(list) != 2 ||
+		list[0].Driver != "macvlan" || list[0].Options["parent"] != "eth0" || list[0].Options["com.docker.network.bridge.name"] != "" || list[0].IPAM.Config[0].Subnet != "192.168.1.0/24" ||
+		list[1].Driver != "host" || len(list[1].Options) != 0 {
+		t.Errorf("networks of other drivers: %v %+v", err, list)
+	}
 }
 
 // TestDockerVersions: a fake that needs a newer API than the client's
