@@ -37,6 +37,11 @@ func (r Reason) String() string {
 	return "rule"
 }
 
+// forged reports whether the packets denied for this reason carry a source
+// address that the container chose, not its own: a denial must not answer
+// them.
+func (r Reason) forged() bool { return r == ReasonSpoof }
+
 // Denial is what one deny chain stands for.
 type Denial struct {
 	// Chain is the deny chain's name; its log prefix is LogPrefix (or

@@ -154,7 +154,10 @@ func (b *builder) denyChain(network string, d *Denial) string {
 		// The packet would be denied: it goes on to the next layer, which
 		// judges (and logs) it as if this one had allowed it.
 		c.Rules = append(c.Rules, &nft.Rule{Verdict: allow, ID: "audit", Comment: "audit mode: would deny"})
-	case s.DenyAction == policy.Drop:
+	case s.DenyAction == policy.Drop || d.Reason.forged():
+		// A forged source is an address the container chose: a reset or
+		// an ICMP error would go to that address, so such packets are
+		// dropped whatever deny_action says.
 		c.Rules = append(c.Rules, &nft.Rule{Verdict: nft.Verdict{Kind: nft.Drop}, ID: "drop"})
 	default:
 		c.Rules = append(c.Rules,
