@@ -149,6 +149,7 @@ func TestDenials(t *testing.T) {
 				t.Fatalf("log prefix %q of chain %s has no denial", r.Log.Prefix, c.Name)
 			}
 			all = append(all, got{d.Chain, d.Network.Name, d.RuleID(), d.Comment(), d.Reason.String(), d.Audit})
+			break // a chain's log rules (one per family) share its prefix
 		}
 	}
 	want := []got{

@@ -163,7 +163,7 @@ func (p *parser) settings(n *yaml.Node, s *Settings) {
 		"log_rate": func(_, v *yaml.Node) {
 			if r, ok := p.integer(v, "settings.log_rate"); ok {
 				if r < 1 || r > 100000 {
-					p.errorf(v, "settings.log_rate: %d is out of range; expected 1..100000 denials logged a second per rule", r)
+					p.errorf(v, "settings.log_rate: %d is out of range; expected 1..100000 denials logged a second per source address", r)
 					return
 				}
 				s.LogRate = r

@@ -107,7 +107,8 @@ type Settings struct {
 	DenyAction DenyAction
 	LogDenied  bool
 	LogGroup   uint16
-	// LogRate is the most denials a second that each rule logs.
+	// LogRate is the most denials a second logged for each source address
+	// (for forged sources, for each anti-spoofing deny chain).
 	LogRate int
 	Mode    Mode
 }
