@@ -9,8 +9,8 @@ import (
 	"github.com/dockerfence/dockerfence/policy"
 )
 
-// TestForgedSourcesDropped checks that the anti-spoofing deny chains log
-// and then drop, whatever deny_action says, while the chains of deny rules
+// TestForgedSourcesDropped checks that the anti-spoofing and tunnel deny
+// chains log and then drop, whatever deny_action says, while the chains of deny rules
 // reject as it says; in audit mode all of them log and return.
 func TestForgedSourcesDropped(t *testing.T) {
 	for _, settings := range []string{"", "settings: {deny_action: drop}\n", "settings: {mode: audit}\n"} {
@@ -38,7 +38,7 @@ func TestForgedSourcesDropped(t *testing.T) {
 			switch {
 			case pol.Settings.Mode == policy.Audit:
 				want = "return"
-			case d.Reason == ReasonSpoof, pol.Settings.DenyAction == policy.Drop:
+			case d.Reason == ReasonSpoof, d.Reason == ReasonTunnel, pol.Settings.DenyAction == policy.Drop:
 				want = "drop"
 			}
 			if got := strings.Join(verdicts, ","); got != want {

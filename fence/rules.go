@@ -124,7 +124,15 @@ func (b *builder) networkChain(name string, sec *policy.Section, d Direction, n 
 		c.Rules = append(c.Rules, b.policyRules(name, sec, d, r, n)...)
 	}
 	def := &nft.Rule{Counter: true, Verdict: allow, ID: "default", Comment: h.String() + "_default allow"}
+	if d.ToHost {
+		// What a tunnel on the host decapsulates from this packet keeps
+		// the mark, and the tunnel fence denies it (see tunnelRule). A
+		// host rule that allows a packet explicitly lets it through
+		// unmarked: the operator chose that service, tunnel or not.
+		def.SetMark = b.pol.Settings.TunnelMark
+	}
 	if sec.Default(h) == policy.Deny {
+		def.SetMark = 0
 		def.Verdict = nft.Verdict{Kind: nft.Goto, Target: b.denyChain(name, &Denial{Network: n, Section: sec, Hook: h, Reason: ReasonDefault})}
 		def.Comment = h.String() + "_default deny"
 	}

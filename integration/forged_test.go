@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -109,13 +108,13 @@ func (a *answers) take() map[string]int {
 }
 
 // forgedBurst sends n TCP SYNs (one connection attempt each, abandoned
-// after 100 ms) and n UDP datagrams from src, an address ns holds, to each
+// after 20 ms) and n UDP datagrams from src, an address ns holds, to each
 // of the destinations, then waits for answers to arrive.
 func forgedBurst(t *testing.T, ns *topo.NS, src netip.Addr, n int, tcp, udp []string) {
 	t.Helper()
 	err := ns.Do(func() error {
 		for _, dst := range tcp {
-			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: src.AsSlice()}, Timeout: 100 * time.Millisecond}
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: src.AsSlice()}, Timeout: 20 * time.Millisecond}
 			for range n {
 				if c, err := d.Dial("tcp", dst); err == nil {
 					c.Close()
@@ -200,17 +199,7 @@ func TestForgedSourceNeverAnswered(t *testing.T) {
 		t.Errorf("%d %s arrived at the database in answer to %d forged packets of each kind: a denial answered an address the container chose", count, kind, 4*n)
 	}
 
-	var s struct {
-		Networks []struct {
-			Rules []struct {
-				ID, Hook string
-				Packets  uint64
-			}
-		}
-	}
-	if err := json.Unmarshal([]byte(e.mustDF("status", "--json")), &s); err != nil {
-		t.Fatal(err)
-	}
+	s := e.statusJSON()
 	counted := map[string]uint64{}
 	for _, nw := range s.Networks {
 		for _, r := range nw.Rules {
