@@ -22,13 +22,18 @@ var tunnelPorts = []struct {
 }
 
 // warn adds the findings about what the table cannot fence as the policy
-// reads: tunnels the host rules let through.
+// reads: tunnels the host rules let through, and address families a
+// network has and its deny rules leave out.
 func (b *builder) warn() {
 	if b.pol.Settings.TunnelMark == 0 && (len(b.r.Fenced) > 0 || b.r.CatchAll != nil) {
 		b.r.Warnings = append(b.r.Warnings, "settings.tunnel_mark is 0: what tunnels on this host (VXLAN, GENEVE, GRE, IPIP, FOU) decapsulate from the packets containers send to the host is not fenced")
 	}
 	for _, f := range b.r.Fenced {
-		b.tunnelWarnings("network "+networkName(f.Network), f.Section)
+		who := "network " + networkName(f.Network)
+		b.tunnelWarnings(who, f.Section)
+		for _, d := range Directions {
+			b.familyWarnings(who, f.Section, d, f.Network)
+		}
 	}
 	if ca := b.r.CatchAll; ca != nil {
 		b.tunnelWarnings("bridges not known yet", ca)
@@ -96,4 +101,64 @@ func tunnelsAllowed(r *policy.Rule) string {
 		}
 	}
 	return strings.Join(found, ", ")
+}
+
+// familyWarnings warns when network n has subnets of an address family
+// that none of the deny rules of its section in direction d covers, while
+// some cover the other family, and the direction's default allows: that
+// family's traffic passes what the rules meant to deny.
+func (b *builder) familyWarnings(who string, sec *policy.Section, d Direction, n policy.Network) {
+	h := d.Hook
+	if sec.Default(h) == policy.Deny {
+		return
+	}
+	var covers [2]bool // by family: IPv4, IPv6
+	for _, r := range sec.Rules(h) {
+		if r.Verdict != policy.Deny {
+			continue
+		}
+		v4, v6 := b.families(r, n)
+		covers[0], covers[1] = covers[0] || v4, covers[1] || v6
+	}
+	if covers[0] == covers[1] {
+		return // both families, or no deny rule at all
+	}
+	var subnets [2][]string
+	for _, p := range n.Subnets {
+		i := 0
+		if p.Addr().Is6() {
+			i = 1
+		}
+		subnets[i] = append(subnets[i], p.String())
+	}
+	names := [2]string{"IPv4", "IPv6"}
+	for fam := range 2 {
+		if covers[fam] || len(subnets[fam]) == 0 {
+			continue
+		}
+		what := "subnet " + subnets[fam][0] + " has"
+		if len(subnets[fam]) > 1 {
+			what = "subnets " + strings.Join(subnets[fam], ", ") + " have"
+		}
+		where := "anywhere but this host"
+		if d.ToHost {
+			where = "this host"
+		}
+		b.r.Warnings = append(b.r.Warnings, fmt.Sprintf("%s: its %s %s no %s deny rule in section %d %s, whose deny rules cover %s only and whose %s_default is allow: %s traffic from it to %s is not fenced",
+			who, names[fam], what, names[fam], sec.Index, h, names[1-fam], h, names[fam], where))
+	}
+}
+
+// families reports which address families a deny rule covers for network
+// n, as policyRules renders it.
+func (b *builder) families(r *policy.Rule, n policy.Network) (v4, v6 bool) {
+	v4, v6 = r.Proto != policy.ProtoICMPv6, r.Proto != policy.ProtoICMP
+	if r.Addrs.Any {
+		return v4, v6
+	}
+	var has4, has6 bool
+	for _, p := range b.pol.Resolve(r.Addrs, n) {
+		has4, has6 = has4 || p.Addr().Is4(), has6 || p.Addr().Is6()
+	}
+	return v4 && has4, v6 && has6
 }

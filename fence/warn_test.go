@@ -19,6 +19,53 @@ func compileSource(t *testing.T, src string, nets []policy.Network) *Result {
 	return Compile(pol, nets)
 }
 
+// TestFamilyWarnings checks the warning of a network whose deny rules
+// cover one address family while it has subnets of the other.
+func TestFamilyWarnings(t *testing.T) {
+	dual := []policy.Network{{Name: "app_default", Bridge: "br-app", Subnets: prefixes("172.20.0.0/16", "fd00:20::/64")}}
+	v4only := []policy.Network{{Name: "v4", Bridge: "br-v4", Subnets: prefixes("172.21.0.0/16")}}
+	v6only := []policy.Network{{Name: "v6", Bridge: "br-v6", Subnets: prefixes("fd00:21::/64", "fd00:22::/64")}}
+	head := "version: 1\nnetworks:\n  - match: {name: \"*\"}\n"
+	tests := []struct {
+		name, policy string
+		nets         []policy.Network
+		want         []string
+	}{
+		{"field report on a dual-stack network", head + "    egress:\n      - allow: self\n      - deny: 192.168.0.0/16\n    egress_default: allow\n", dual, []string{
+			`network app_default: its IPv6 subnet fd00:20::/64 has no IPv6 deny rule in section 1 egress, whose deny rules cover IPv4 only and whose egress_default is allow: IPv6 traffic from it to anywhere but this host is not fenced`,
+		}},
+		{"field report on an IPv4 network", head + "    egress:\n      - deny: 192.168.0.0/16\n", v4only, nil},
+		{"IPv6 denies on an IPv4 network", head + "    egress:\n      - deny: \"fd00:100::/64\"\n", v4only, []string{
+			`network v4: its IPv4 subnet 172.21.0.0/16 has no IPv4 deny rule in section 1 egress, whose deny rules cover IPv6 only and whose egress_default is allow: IPv4 traffic from it to anywhere but this host is not fenced`,
+		}},
+		{"IPv4 host denies on an IPv6 network", head + "    host:\n      - deny: 10.0.0.1\n        proto: tcp\n", v6only, []string{
+			`network v6: its IPv6 subnets fd00:21::/64, fd00:22::/64 have no IPv6 deny rule in section 1 host, whose deny rules cover IPv4 only and whose host_default is allow: IPv6 traffic from it to this host is not fenced`,
+		}},
+		{"embedded default", "", dual, nil},
+		{"both families", head + "    egress:\n      - deny: [192.168.0.0/16, \"fd00::/8\"]\n", dual, nil},
+		{"deny any", head + "    egress:\n      - deny: any\n        ports: [25]\n", dual, nil},
+		{"icmp only", head + "    egress:\n      - deny: any\n        proto: icmp\n", dual, []string{
+			`network app_default: its IPv6 subnet fd00:20::/64 has no IPv6 deny rule in section 1 egress, whose deny rules cover IPv4 only and whose egress_default is allow: IPv6 traffic from it to anywhere but this host is not fenced`,
+		}},
+		{"default deny", head + "    egress:\n      - deny: 192.168.0.0/16\n    egress_default: deny\n", dual, nil},
+		{"self", head + "    egress:\n      - deny: self\n", dual, nil},
+		{"no deny rule", head + "    egress:\n      - allow: 10.0.0.1\n", dual, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var r *Result
+			if tt.policy == "" {
+				r = Compile(loadPolicy(t, ""), tt.nets)
+			} else {
+				r = compileSource(t, tt.policy, tt.nets)
+			}
+			if diff := cmp.Diff(tt.want, r.Warnings); diff != "" {
+				t.Errorf("warnings (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
 // TestTunnelWarnings checks the warnings of host rules that let tunnels
 // in explicitly, and of a tunnel fence turned off.
 func TestTunnelWarnings(t *testing.T) {
