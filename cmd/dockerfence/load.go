@@ -94,7 +94,9 @@ func inventory(ctx context.Context, g *globalFlags, pol *policy.Policy) (*discov
 	return inv, nil
 }
 
-// build loads the policy, takes the inventory and builds the table.
+// build loads the policy, takes the inventory and builds the table. The
+// table's warnings are the caller's to log (warnTable) once the command has
+// done its work: a command that fails says so in one line.
 func build(ctx context.Context, g *globalFlags) (*policy.Policy, *discover.Inventory, *fence.Result, error) {
 	pol, err := loadPolicy(g)
 	if err != nil {
@@ -104,9 +106,13 @@ func build(ctx context.Context, g *globalFlags) (*policy.Policy, *discover.Inven
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("nothing changed: %w", err)
 	}
-	t := fence.Compile(pol, inv.Networks)
+	return pol, inv, fence.Compile(pol, inv.Networks), nil
+}
+
+// warnTable logs the warnings of the table built: what it cannot fence as
+// the policy reads, and the networks it skipped.
+func warnTable(t *fence.Result) {
 	for _, w := range t.Warnings {
 		slog.Warn(w)
 	}
-	return pol, inv, t, nil
 }
