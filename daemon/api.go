@@ -11,8 +11,14 @@ import (
 	"time"
 
 	"github.com/dockerfence/dockerfence/denylog"
+	"github.com/dockerfence/dockerfence/status"
 	"golang.org/x/sys/unix"
 )
+
+// DefaultSocket is where dockerfence run serves its API (status and denial
+// events) unless told otherwise; the lock and the last apply live in its
+// directory.
+const DefaultSocket = "/run/dockerfence/dockerfence.sock"
 
 // API paths served on the daemon's unix socket.
 const (
@@ -48,9 +54,7 @@ func (a *API) status(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(s)
+	_ = status.WriteJSON(w, s)
 }
 
 func (a *API) events(w http.ResponseWriter, r *http.Request) {

@@ -7,6 +7,10 @@
 // already matches. Syncs are triggered by Docker events (coalesced), by
 // changes of the table by other processes (at once), by a policy reload, by
 // a periodic resync, and by the retry of a failed sync.
+//
+// Run is that loop; Serve runs it as dockerfence run does, with the status
+// socket, the metrics and the denial log around it. The client of the
+// socket API (GetStatus, Events) is here too.
 package daemon
 
 import (
@@ -23,6 +27,7 @@ import (
 	"github.com/dockerfence/dockerfence/discover"
 	"github.com/dockerfence/dockerfence/docker"
 	"github.com/dockerfence/dockerfence/fence"
+	"github.com/dockerfence/dockerfence/lock"
 	"github.com/dockerfence/dockerfence/nft"
 	"github.com/dockerfence/dockerfence/policy"
 )
@@ -84,8 +89,9 @@ type Config struct {
 }
 
 // ErrBusy is what Config.Lock returns, wrapped, while another process holds
-// the lock.
-var ErrBusy = errors.New("another dockerfence process holds the lock")
+// the lock. It is lock.ErrBusy, so that the *lock.BusyError of lock.Take
+// is one.
+var ErrBusy = lock.ErrBusy
 
 // lockPoll is how often a sync tries a busy lock again.
 const lockPoll = 5 * time.Millisecond

@@ -78,3 +78,19 @@ func ifName(index uint32) string {
 	}
 	return ifc.Name
 }
+
+// CopyRange is how much of each logged packet the kernel copies to the
+// reader: enough for the IPv6 header, some extension headers and the
+// transport header.
+const CopyRange = 128
+
+// Open binds NFLOG group to read what the deny rules log, copying
+// CopyRange bytes of each packet. Its error matches nflog.ErrBusy when
+// another socket holds the group.
+func Open(group uint16) (Source, error) {
+	c, err := nflog.Open(group, CopyRange)
+	if err != nil {
+		return nil, err // not a nil *nflog.Conn in a non-nil Source
+	}
+	return c, nil
+}

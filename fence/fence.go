@@ -82,7 +82,7 @@ var Directions = []Direction{
 	{Hook: policy.Host, Base: "input", NFHook: nft.HookInput, Prefix: "in", Dispatch: nft.SelIIfName, ND: []uint8{133, 134, 135, 136, 137}, ToHost: true},
 }
 
-// Direction returns the direction of policy hook h.
+// DirectionOf returns the direction of policy hook h.
 func DirectionOf(h policy.Hook) Direction {
 	for _, d := range Directions {
 		if d.Hook == h {
@@ -118,11 +118,17 @@ const unknownID = "unknown"
 
 // Compile returns the table that fences networks as the policy says.
 func Compile(pol *policy.Policy, networks []policy.Network) *Result {
+	return compile(pol, networks, pol.SectionFor)
+}
+
+// compile is Compile with the section of each network chosen by sectionFor.
+func compile(pol *policy.Policy, networks []policy.Network, sectionFor func(policy.Network) *policy.Section) *Result {
 	s := pol.Settings
 	b := &builder{
-		pol:  pol,
-		r:    &Result{Table: &nft.Table{Name: s.Table, Priority: s.Priority}, Denials: map[string]*Denial{}},
-		sets: map[string]*nft.Set{},
+		pol:        pol,
+		r:          &Result{Table: &nft.Table{Name: s.Table, Priority: s.Priority}, Denials: map[string]*Denial{}},
+		sets:       map[string]*nft.Set{},
+		sectionFor: sectionFor,
 	}
 	bases := make([]*nft.Chain, len(Directions))
 	for i, d := range Directions {
@@ -165,7 +171,7 @@ func (b *builder) fence(networks []policy.Network) {
 			continue
 		}
 		seen[n.Bridge] = true
-		sec := b.pol.SectionFor(n)
+		sec := b.sectionFor(n)
 		if sec == nil {
 			b.r.Unfenced = append(b.r.Unfenced, n)
 			continue

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dockerfence/dockerfence/nft"
 	"github.com/dockerfence/dockerfence/policy"
 	"github.com/google/go-cmp/cmp"
 )
@@ -211,3 +212,50 @@ func TestCatchAllHostSelf(t *testing.T) {
 
 // compileTable compiles the policy for the networks.
 func compileTable(pol *policy.Policy, nets []policy.Network) *Result { return Compile(pol, nets) }
+
+// TestEverySetIsUsed: the table holds no set that no rule refers to (plan
+// and status would report such a set as drift forever).
+func TestEverySetIsUsed(t *testing.T) {
+	pol := parsePolicy(t, `version: 1
+lists:
+  mixed: [192.168.100.0/24, "fd00:100::/64"]
+networks:
+  - match: {name: "*"}
+    egress:
+      - allow: ["@mixed", 10.1.0.0/16, "fd00:1::/64"]
+        proto: icmp
+      - deny: ["@mixed", 10.2.0.0/16, "fd00:2::/64"]
+        proto: icmpv6
+      - deny: "@mixed"
+        proto: icmp
+    host:
+      - allow: [self, "@mixed"]
+        proto: icmpv6
+`)
+	for _, tbl := range []*Result{Compile(pol, testNetworks), Compile(loadPolicy(t, "testdata/ipv6.yaml"), testNetworks), Compile(loadPolicy(t, ""), testNetworks)} {
+		used := map[string]bool{}
+		for _, c := range tbl.Chains {
+			for _, r := range c.Rules {
+				if r.Verdict.Kind == nft.VMap {
+					used[r.Verdict.Target] = true
+				}
+				if r.Meter != nil {
+					used[r.Meter.Set] = true
+				}
+				for _, m := range r.Matches {
+					switch m := m.(type) {
+					case nft.Addr:
+						used[m.Set] = true
+					case nft.DPort:
+						used[m.Set] = true
+					}
+				}
+			}
+		}
+		for _, s := range tbl.Sets {
+			if !used[s.Name] {
+				t.Errorf("no rule refers to set %s", s.Name)
+			}
+		}
+	}
+}

@@ -3,6 +3,7 @@ package fence
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -23,6 +24,8 @@ type builder struct {
 	pol  *policy.Policy
 	r    *Result
 	sets map[string]*nft.Set
+	// sectionFor picks a network's section.
+	sectionFor func(policy.Network) *policy.Section
 }
 
 func (b *builder) addSet(s *nft.Set) {
@@ -265,7 +268,11 @@ func (b *builder) policyRules(chain string, sec *policy.Section, d Direction, r 
 	if n != nil {
 		net = *n
 	}
-	prefixes := b.pol.Resolve(spec, net)
+	// An ICMP rule has no IPv6 kernel rule and an ICMPv6 one no IPv4 one:
+	// no set of that family either, which no rule would refer to.
+	prefixes := slices.DeleteFunc(b.pol.Resolve(spec, net), func(p netip.Prefix) bool {
+		return r.Proto == policy.ProtoICMP && p.Addr().Is6() || r.Proto == policy.ProtoICMPv6 && p.Addr().Is4()
+	})
 	setName := chain + "." + ruleTag(r)
 	switch {
 	case spec.Self && len(spec.Lists) == 0 && len(spec.Prefixes) == 0:

@@ -156,3 +156,33 @@ func (e *BusyError) Error() string {
 
 // Unwrap returns ErrBusy.
 func (e *BusyError) Unwrap() error { return ErrBusy }
+
+// Take opens the lock file of the run directory dir and takes its lock as
+// role, or returns a *BusyError about table at once if another process
+// holds it. The returned function releases the lock and closes the file.
+func Take(dir, role, table string) (release func(), err error) {
+	l, err := Open(dir, role)
+	if err != nil {
+		return nil, fmt.Errorf("%w; run as root, or choose a writable directory with --socket", err)
+	}
+	unlock, err := l.TryLock(table)
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
+	return func() {
+		unlock()
+		l.Close()
+	}, nil
+}
+
+// With runs change while holding the lock of the run directory dir as
+// role, or returns a *BusyError at once if another process holds it.
+func With(dir, role, table string, change func() error) error {
+	release, err := Take(dir, role, table)
+	if err != nil {
+		return err
+	}
+	defer release()
+	return change()
+}

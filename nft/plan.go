@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -208,29 +209,66 @@ func NewSetState(s *Set) SetState {
 const nftSetConcat = 0x80
 
 // elemDiff returns the elements of have to delete and those of want to add.
-// Elements in both are left alone.
+// An interval set's elements are compared an interval at a time, its start
+// and end together: an interval in both is left alone, any other is deleted
+// or added whole. The kernel refuses (ENOENT, EEXIST) some transactions that
+// delete the start of one interval and the end of another while keeping
+// their other ends, and (ENOENT) the deletion of two or more intervals in
+// the descending order a dump lists them; so deletions go in key order.
 func elemDiff(have, want []nftables.SetElement) (del, add []nftables.SetElement) {
-	w := make(map[string]bool, len(want))
-	for _, e := range want {
-		w[elemKey(e)] = true
-	}
-	h := make(map[string]bool, len(have))
-	for _, e := range have {
-		k := elemKey(e)
-		h[k] = true
-		if !w[k] {
-			del = append(del, nftables.SetElement{Key: e.Key, IntervalEnd: e.IntervalEnd})
+	h, w := groupIntervals(have), groupIntervals(want)
+	for _, iv := range h.order {
+		if _, ok := w.by[iv]; !ok {
+			for _, e := range h.by[iv] {
+				del = append(del, nftables.SetElement{Key: e.Key, IntervalEnd: e.IntervalEnd})
+			}
 		}
 	}
-	for _, e := range want {
-		if !h[elemKey(e)] {
-			add = append(add, e)
+	for _, iv := range w.order {
+		if _, ok := h.by[iv]; !ok {
+			add = append(add, w.by[iv]...)
 		}
 	}
-	// The kernel refuses (ENOENT) the deletion of two or more intervals
-	// in the descending order a dump returns them; delete in key order.
-	slices.SortStableFunc(del, func(a, b nftables.SetElement) int { return bytes.Compare(a.Key, b.Key) })
 	return del, add
+}
+
+// elemIntervals are a set's elements grouped into intervals, in key order.
+type elemIntervals struct {
+	order []string
+	by    map[string][]nftables.SetElement
+}
+
+// groupIntervals groups elements into intervals: a start and the end that
+// follows it, if one does (an interval that runs to the end of the key
+// space has none; the elements of a set without intervals stand alone).
+func groupIntervals(es []nftables.SetElement) elemIntervals {
+	s := slices.Clone(es)
+	slices.SortStableFunc(s, func(a, b nftables.SetElement) int {
+		if c := bytes.Compare(a.Key, b.Key); c != 0 || a.IntervalEnd == b.IntervalEnd {
+			return c
+		}
+		if a.IntervalEnd {
+			return -1 // an end closes the interval before a start opens the next
+		}
+		return 1
+	})
+	out := elemIntervals{by: make(map[string][]nftables.SetElement, len(s))}
+	for i := 0; i < len(s); i++ {
+		g := []nftables.SetElement{s[i]}
+		if !s[i].IntervalEnd && i+1 < len(s) && s[i+1].IntervalEnd {
+			i++
+			g = append(g, s[i])
+		}
+		var key strings.Builder
+		for _, e := range g {
+			key.WriteString(elemKey(e) + " ")
+		}
+		if _, dup := out.by[key.String()]; !dup {
+			out.order = append(out.order, key.String())
+		}
+		out.by[key.String()] = g
+	}
+	return out
 }
 
 // vmapDiff returns the elements of have to delete and those of want to add.

@@ -300,20 +300,55 @@ func TestElemDiff(t *testing.T) {
 		}
 		return &Set{Name: "s", Key: KeyIPv4, Ranges: rs}
 	}
-	_, have := KernelSet(nil, set("10.0.0.0/8", "192.168.0.0/17"))
-	// The second range grows: its start stays, its end moves; 0.0.0.0/1 is new.
-	_, want := KernelSet(nil, set("0.0.0.0/1", "192.168.0.0/16"))
-	del, add := ElemDiff(have, want)
-	var got []string
-	for _, e := range del {
-		got = append(got, "-"+elemText(e))
+	diff := func(have, want *Set) []string {
+		_, h := KernelSet(nil, have)
+		// A dump lists the elements in descending order.
+		slices.Reverse(h)
+		_, w := KernelSet(nil, want)
+		del, add := ElemDiff(h, w)
+		var got []string
+		for _, e := range del {
+			got = append(got, "-"+elemText(e))
+		}
+		for _, e := range add {
+			got = append(got, "+"+elemText(e))
+		}
+		return got
 	}
-	for _, e := range add {
-		got = append(got, "+"+elemText(e))
+	tests := []struct {
+		name       string
+		have, want *Set
+		diff       []string
+	}{
+		{
+			name: "a range that grows is deleted and added whole; deletions in key order",
+			have: set("10.0.0.0/8", "192.168.0.0/17"), want: set("0.0.0.0/1", "192.168.0.0/16"),
+			diff: []string{"-10.0.0.0", "-11.0.0.0 end", "-192.168.0.0", "-192.168.128.0 end", "+0.0.0.0", "+128.0.0.0 end", "+192.168.0.0", "+192.169.0.0 end"},
+		},
+		{
+			// Deleting just the start of the first and the end of the
+			// second, as the same ends stay, is what the kernel refuses.
+			name: "one range's start moves, another's end",
+			have: set("10.0.0.0/31", "10.2.0.0/16"), want: set("10.0.0.1/32", "10.2.0.0/15"),
+			diff: []string{"-10.0.0.0", "-10.0.0.2 end", "-10.2.0.0", "-10.3.0.0 end", "+10.0.0.1", "+10.0.0.2 end", "+10.2.0.0", "+10.4.0.0 end"},
+		},
+		{
+			name: "ranges in both are left alone",
+			have: set("10.0.0.0/8", "172.16.0.0/12"), want: set("10.0.0.0/8", "192.168.0.0/16"),
+			diff: []string{"-172.16.0.0", "-172.32.0.0 end", "+192.168.0.0", "+192.169.0.0 end"},
+		},
+		{
+			name: "a range to the end of the key space has no end",
+			have: set("10.0.0.0/8", "128.0.0.0/1"), want: set("10.0.0.0/8", "192.0.0.0/2"),
+			diff: []string{"-128.0.0.0", "+192.0.0.0"},
+		},
 	}
-	wantText := []string{"-10.0.0.0", "-11.0.0.0 end", "-192.168.128.0 end", "+0.0.0.0", "+128.0.0.0 end", "+192.169.0.0 end"}
-	if diff := cmp.Diff(wantText, got); diff != "" {
-		t.Errorf("elemDiff (-want +got):\n%s", diff)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if d := cmp.Diff(tt.diff, diff(tt.have, tt.want)); d != "" {
+				t.Errorf("elemDiff (-want +got):\n%s", d)
+			}
+		})
 	}
 }
 

@@ -40,23 +40,11 @@ func (t *Table) Body() string {
 
 func writeSet(b *strings.Builder, s *Set) {
 	kw, typ := "set", s.Key.String()
-	var flags, elems []string
-	flags = append(flags, s.flagNames()...)
-	switch {
-	case s.Map:
+	flags := s.flagNames()
+	if s.Map {
 		kw, typ = "map", typ+" : verdict"
-		for _, e := range s.VMap {
-			elems = append(elems, vmapElemText(e))
-		}
-	case s.Key == KeyService:
-		for _, p := range s.Ports {
-			elems = append(elems, p.String())
-		}
-	default:
-		for _, r := range s.Ranges {
-			elems = append(elems, rangeText(r))
-		}
 	}
+	elems := setItems(s)
 	fmt.Fprintf(b, "\t%s %s {\n\t\ttype %s\n", kw, s.Name, typ)
 	if len(flags) > 0 {
 		fmt.Fprintf(b, "\t\tflags %s\n", strings.Join(flags, ","))
@@ -127,24 +115,8 @@ func (r *Rule) Text() string {
 	if r.Log != nil {
 		parts = append(parts, fmt.Sprintf("log prefix %q group %d", r.Log.Prefix, r.Log.Group))
 	}
-	switch r.Verdict.Kind {
-	case Accept:
-		parts = append(parts, "accept")
-	case Drop:
-		parts = append(parts, "drop")
-	case Jump:
-		parts = append(parts, "jump "+r.Verdict.Target)
-	case Goto:
-		parts = append(parts, "goto "+r.Verdict.Target)
-	case Return:
-		parts = append(parts, "return")
-	case VMap:
-		// nft puts the counter before the lookup: the vmap must be last.
-		parts = append(parts, selectorText[r.Verdict.Key]+" vmap @"+r.Verdict.Target)
-	case RejectTCPReset:
-		parts = append(parts, "reject with tcp reset")
-	case RejectAdminProhibited:
-		parts = append(parts, "reject with icmpx admin-prohibited")
+	if v := verdictText(r.Verdict); v != "" {
+		parts = append(parts, v)
 	}
 	if r.Comment != "" {
 		parts = append(parts, fmt.Sprintf("comment %q", r.Comment))
@@ -155,6 +127,30 @@ func (r *Rule) Text() string {
 // limitText renders a limit of rate packets a second, burst the same.
 func limitText(rate int) string {
 	return fmt.Sprintf("limit rate %d/second burst %d packets", rate, rate)
+}
+
+// verdictText renders a verdict as in nft syntax, "" for Continue.
+func verdictText(v Verdict) string {
+	switch v.Kind {
+	case Accept:
+		return "accept"
+	case Drop:
+		return "drop"
+	case Jump:
+		return "jump " + v.Target
+	case Goto:
+		return "goto " + v.Target
+	case Return:
+		return "return"
+	case VMap:
+		// nft puts the counter before the lookup: the vmap must be last.
+		return selectorText[v.Key] + " vmap @" + v.Target
+	case RejectTCPReset:
+		return "reject with tcp reset"
+	case RejectAdminProhibited:
+		return "reject with icmpx admin-prohibited"
+	}
+	return ""
 }
 
 // selectorText is what each selector is in nft syntax.

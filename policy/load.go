@@ -115,3 +115,44 @@ func unwrapPathError(err error) error {
 	}
 	return err
 }
+
+// DefaultPath is where dockerfence looks for its policy file when none is
+// named.
+const DefaultPath = "/etc/dockerfence/policy.yaml"
+
+// NotLoadedError is the error of a policy file that is not valid. Err, an
+// ErrorList, says every problem, one a line, each at its position, so that
+// every line of the error matters.
+type NotLoadedError struct{ Err error }
+
+// Error says that the policy was not loaded, then every problem.
+func (e *NotLoadedError) Error() string {
+	return "policy not loaded, nothing changed:\n" + e.Err.Error()
+}
+
+// Unwrap returns Err.
+func (e *NotLoadedError) Unwrap() error { return e.Err }
+
+// LoadOrDefault loads file; when file is "", it loads DefaultPath if that
+// exists, else the embedded default policy (whose Source is DefaultName).
+// A policy file that is not valid gives a *NotLoadedError.
+func LoadOrDefault(file string, opts Options) (*Policy, error) {
+	return loadOrDefault(file, DefaultPath, opts)
+}
+
+func loadOrDefault(file, defaultPath string, opts Options) (*Policy, error) {
+	if file == "" {
+		if _, err := os.Stat(defaultPath); err != nil {
+			return Default(opts)
+		}
+		file = defaultPath
+	}
+	p, err := Load(file, opts)
+	if err != nil {
+		if errors.As(err, new(ErrorList)) {
+			return nil, &NotLoadedError{err}
+		}
+		return nil, err
+	}
+	return p, nil
+}

@@ -1,4 +1,4 @@
-// Package policy parses, validates and evaluates dockerfence policy files.
+// Package policy parses and validates dockerfence policy files.
 //
 // A policy says, for each Docker network that one of its sections matches,
 // which destinations containers may reach (egress, judged in the forward

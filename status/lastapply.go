@@ -64,3 +64,17 @@ func LoadLastApply(dir, table string) (*Apply, error) {
 	}
 	return &a, nil
 }
+
+// RecordApply saves the outcome of an apply in dir, unless it sent nothing:
+// the last apply recorded is then still the one that changed the table.
+func RecordApply(dir string, a Apply, changed bool, err error) error {
+	switch {
+	case err != nil:
+		a.Result, a.Error = "failed", err.Error()
+	case changed:
+		a.Result = "applied"
+	default:
+		return nil
+	}
+	return SaveLastApply(dir, a)
+}

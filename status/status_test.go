@@ -1,6 +1,8 @@
 package status
 
 import (
+	"encoding/json"
+	"errors"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -147,5 +149,37 @@ func TestMakeWarningsAndTunnel(t *testing.T) {
 	seed := load(t, "enforce")
 	if s := Make(seed, fence.Compile(seed, []policy.Network{app}), nil, SourceNetlink); s.Warnings == nil || len(s.Warnings) != len(seed.Warnings) {
 		t.Errorf("warnings of the seed policy = %#v, want the policy's alone", s.Warnings)
+	}
+}
+
+// WriteJSON prints the schema indented by two spaces, one object.
+func TestWriteJSON(t *testing.T) {
+	s := Status{Policy: "p.yaml", Mode: "enforce", Source: SourceDocker, Table: TableStatus{Name: "dockerfence", Present: true, Priority: -10}}
+	var b strings.Builder
+	if err := WriteJSON(&b, s); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(b.String(), "{\n  \"") || !strings.HasSuffix(b.String(), "\n}\n") || !strings.Contains(b.String(), "\n  \"table\": {\n    \"name\": \"dockerfence\",") {
+		t.Errorf("WriteJSON wrote:\n%s\nwant an object indented by two spaces", b.String())
+	}
+	var back Status
+	if err := json.Unmarshal([]byte(b.String()), &back); err != nil || back.Policy != "p.yaml" || !cmp.Equal(back.Table, s.Table) {
+		t.Errorf("WriteJSON's output reads back as %+v, %v", back, err)
+	}
+}
+
+func TestRecordApply(t *testing.T) {
+	dir := t.TempDir()
+	if err := RecordApply(dir, Apply{By: "apply", Table: "dockerfence"}, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := LoadLastApply(dir, "dockerfence"); err != nil || a != nil {
+		t.Fatalf("an apply that sent nothing was recorded: %+v, %v", a, err)
+	}
+	if err := RecordApply(dir, Apply{By: "apply", Table: "dockerfence"}, false, errors.New("EPERM")); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := LoadLastApply(dir, "dockerfence"); err != nil || a == nil || a.Result != "failed" || a.Error != "EPERM" {
+		t.Fatalf("failed apply recorded as %+v, %v", a, err)
 	}
 }

@@ -1,6 +1,7 @@
 package status
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -98,6 +99,14 @@ func stamp(t time.Time) string {
 		return t.Format(time.TimeOnly)
 	}
 	return t.Format(time.DateTime)
+}
+
+// WriteJSON prints s as `dockerfence status --json` does, and the daemon's
+// StatusPath answers: the Status schema, indented by two spaces.
+func WriteJSON(out io.Writer, s Status) error {
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(s)
 }
 
 // OrDash renders an empty string as "-".

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/dockerfence/dockerfence/discover"
@@ -71,51 +70,13 @@ dockerfence is changing table inet NAME (pid N, ...); nothing changed: retry".`,
 // recordApply records the outcome of an apply for status; failing to is
 // only worth a debug line, since the fence itself is what matters.
 func recordApply(g *globalFlags, a status.Apply, changed bool, err error) {
-	switch {
-	case err != nil:
-		a.Result, a.Error = "failed", err.Error()
-	case changed:
-		a.Result = "applied"
-	default:
-		return // nothing sent: the last apply is still the one recorded
-	}
-	if err := status.SaveLastApply(g.runDir(), a); err != nil {
+	if err := status.RecordApply(g.runDir(), a, changed, err); err != nil {
 		slog.Debug("could not record the apply for status", "err", err)
 	}
 }
 
 // summary says in one line what the table fences.
-func summary(t *fence.Result, inv *discover.Inventory) string {
-	var fenced []string
-	for _, f := range t.Fenced {
-		fenced = append(fenced, networkLabel(f.Network)+" on "+f.Network.Bridge)
-	}
-	s := fmt.Sprintf("%d networks fenced", len(t.Fenced))
-	if len(fenced) > 0 {
-		s += " (" + strings.Join(fenced, ", ") + ")"
-	}
-	if len(t.Unfenced) > 0 {
-		var names []string
-		for _, n := range t.Unfenced {
-			names = append(names, networkLabel(n))
-		}
-		s += fmt.Sprintf(", %d matched by no section (%s)", len(t.Unfenced), strings.Join(names, ", "))
-	}
-	if t.CatchAll != nil {
-		s += fmt.Sprintf(", new docker0/br-* bridges fenced by section %d", t.CatchAll.Index)
-	}
-	if !inv.FromDocker() {
-		s += "; Docker not reachable, bridges found over netlink"
-	}
-	return s
-}
-
-func networkLabel(n policy.Network) string {
-	if n.Name == "" {
-		return n.Bridge
-	}
-	return n.Name
-}
+func summary(t *fence.Result, inv *discover.Inventory) string { return t.Summary(inv.FromDocker()) }
 
 func planCmd(g *globalFlags) *cobra.Command {
 	return &cobra.Command{

@@ -10,77 +10,9 @@ import (
 	"github.com/dockerfence/dockerfence/discover"
 	"github.com/dockerfence/dockerfence/fence"
 	"github.com/dockerfence/dockerfence/policy"
+	"github.com/dockerfence/dockerfence/status"
 	"github.com/spf13/cobra"
 )
-
-// Explanation is the JSON object that `dockerfence explain --json` prints.
-// Every field is always present (strings may be empty, subnets an empty
-// list); fields are only ever added, never renamed or removed.
-type Explanation struct {
-	// Network is the network the packet comes from, as explain resolved it.
-	Network ExplainedNetwork `json:"network"`
-	// Note says where the network came from and what that means for the
-	// verdict, in words.
-	Note string `json:"note"`
-	// Packet is the packet judged.
-	Packet ExplainedPacket `json:"packet"`
-	// Section is the 1-based index of the section that covers the network,
-	// 0 if none does: the network is then not fenced and the packet passes.
-	Section int `json:"section"`
-	// Match is that section's match as written, such as
-	// `{subnet: 172.20.0.0/16}`; "" without a section.
-	Match string `json:"match"`
-	// Rule names the rule that decided, "egress 3" or "host 1"; "" when
-	// anti-spoofing or the hook's default decided, or no section applies.
-	Rule string `json:"rule"`
-	// RuleMatch is what that rule matches, such as "192.168.100.2 udp/53";
-	// "" without a rule.
-	RuleMatch string `json:"rule_match"`
-	// Comment is that rule's comment; "" without a rule or comment.
-	Comment string `json:"comment"`
-	// DecidedBy is "rule", "default" (egress_default or host_default),
-	// "anti-spoofing" or "unfenced" (no section covers the network).
-	DecidedBy string `json:"decided_by"`
-	// Spoofed is true when the source is outside the network's subnets.
-	Spoofed bool `json:"spoofed"`
-	// Verdict is the policy's verdict, "allow" or "deny".
-	Verdict string `json:"verdict"`
-	// DenyAction is settings.deny_action ("reject" or "drop") when the
-	// verdict is deny in enforce mode; "" otherwise.
-	DenyAction string `json:"deny_action"`
-	// Audit is true in audit mode: a deny is then only logged and counted.
-	Audit bool `json:"audit"`
-	// Passes is true when the packet gets through dockerfence: the verdict
-	// is allow, or the mode is audit. Docker's own rules still apply.
-	Passes bool `json:"passes"`
-}
-
-// ExplainedNetwork is the network part of an Explanation.
-type ExplainedNetwork struct {
-	// Name is the Docker network's name; for a bridge found over netlink,
-	// the bridge's name if it is docker0 or br-*, else "".
-	Name   string `json:"name"`
-	Bridge string `json:"bridge"`
-	// Subnets are the network's subnets, IPv4 first; `self` stands for them.
-	Subnets []string `json:"subnets"`
-	// Source is where the network came from: "docker" (Docker's API),
-	// "netlink" (a bridge found over netlink), or "argument" (nothing
-	// found: --network as given, a name or a subnet).
-	Source string `json:"source"`
-}
-
-// ExplainedPacket is the packet part of an Explanation.
-type ExplainedPacket struct {
-	// Hook is "egress" (to anywhere but the host) or "host" (--host).
-	Hook string `json:"hook"`
-	// Src is the source address; "" stands for an address inside the network.
-	Src string `json:"src"`
-	Dst string `json:"dst"`
-	// Port is the destination port, 0 for none.
-	Port int `json:"port"`
-	// Proto is tcp, udp, sctp, icmp, icmpv6, or any (no protocol given).
-	Proto string `json:"proto"`
-}
 
 func explainCmd(g *globalFlags) *cobra.Command {
 	var network, to, from string
@@ -88,9 +20,11 @@ func explainCmd(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "explain --network NAME|BRIDGE|SUBNET --to ADDR[:PORT][/PROTO] [--json]",
 		Short: "Say which section and rule decide a packet, and the verdict (no root needed)",
-		Long: `explain evaluates the policy offline for one packet from a container of the
-network to ADDR. PROTO is tcp, udp, sctp, icmp or icmpv6; with a port and no
-protocol it is tcp. --host judges traffic to the host itself (the host rules).
+		Long: `explain compiles the table that apply would write, traces one packet from a
+container of the network to ADDR through it, offline, and says which section
+and rule of the policy the rules it passed stand for. PROTO is tcp, udp, sctp,
+icmp or icmpv6; with a port and no protocol it is tcp. --host judges traffic
+to the host itself (the host rules).
 
 The network is found as apply finds it. If Docker answers, --network is one of
 Docker's networks, by name or bridge; a bridge Docker does not know is judged
@@ -126,17 +60,21 @@ name. A SUBNET that a network or bridge holds stands for that whole network
 			if pol.NeedsDocker() && !rn.DockerAnswered {
 				rn.Note += "; note that apply refuses this policy while Docker is not reachable, as it matches by name or label"
 			}
-			probe, srcNote := defaultSource(rn.Network, probe)
+			probe, srcNote := fence.DefaultSource(rn.Network, probe)
 			if srcNote != "" {
 				rn.Note += "; " + srcNote
 			}
-			d := rn.evaluate(pol, probe)
+			d, err := rn.evaluate(pol, probe)
+			if err != nil {
+				return err
+			}
+			x := &status.Explain{Network: rn.Network, Source: rn.Source, Note: rn.Note, Probe: probe, Decision: d}
 			if asJSON {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
-				return enc.Encode(explanation(pol, rn, probe, d))
+				return enc.Encode(x.Explanation())
 			}
-			printDecision(cmd, pol, rn.Network, rn.Note, probe, d)
+			fmt.Fprint(cmd.OutOrStdout(), x.Text())
 			return nil
 		},
 	}
@@ -145,11 +83,11 @@ name. A SUBNET that a network or bridge holds stands for that whole network
 	f.StringVar(&to, "to", "", "destination ADDR[:PORT][/PROTO]; IPv6 with a port as [ADDR]:PORT")
 	f.StringVar(&from, "from", "", "source address (default: one inside the network; a link-local one in a family the network has no subnet of)")
 	f.BoolVar(&host, "host", false, "the destination is this host (judge the host rules)")
-	f.BoolVar(&asJSON, "json", false, "print one JSON object: network {name, bridge, subnets, source}, note, packet {hook, src, dst, port, proto}, section (0: none), match, rule (\"egress 3\", or \"\"), rule_match, comment, decided_by (rule, default, anti-spoofing, unfenced), spoofed, verdict (allow, deny), deny_action, audit, passes; see the Explanation type")
+	f.BoolVar(&asJSON, "json", false, "print one JSON object: network {name, bridge, subnets, source}, note, packet {hook, src, dst, port, proto}, section (0: none), match, rule (\"egress 3\", or \"\"), rule_match, comment, decided_by (rule, default, anti-spoofing, unfenced), spoofed, verdict (allow, deny), deny_action, audit, passes; see status.Explanation")
 	return cmd
 }
 
-// Network sources, as in ExplainedNetwork.Source.
+// Network sources, as in status.ExplainedNetwork.Source.
 const (
 	sourceDocker   = "docker"
 	sourceNetlink  = "netlink"
@@ -174,24 +112,17 @@ type resolvedNetwork struct {
 	// Unfenced is set for a bridge that Docker, though reachable, does not
 	// report and that is not docker0 or br-*: apply does not fence it at all.
 	Unfenced bool
+	// Inventory are the networks apply would find: Docker's if Docker
+	// answered, else the bridges found over netlink.
+	Inventory []policy.Network
 }
 
-// evaluate judges the probe as the kernel's table does for this network.
-func (rn resolvedNetwork) evaluate(pol *policy.Policy, pr policy.Probe) policy.Decision {
-	switch {
-	case rn.Unfenced:
-		only := *pol
-		only.Sections = nil
-		return only.Evaluate(rn.Network, pr)
-	case rn.CatchAllOnly:
-		only := *pol
-		only.Sections = nil
-		if ca := pol.CatchAll(); ca != nil {
-			only.Sections = []*policy.Section{ca}
-		}
-		return only.Evaluate(rn.Network, pr)
-	}
-	return pol.Evaluate(rn.Network, pr)
+// evaluate judges the probe as the kernel does with the table that apply
+// compiles for the inventory: explain's network is judged by its own
+// chain, by the rules for bridges not known yet, or not at all, as the
+// table judges its bridge (see fence.Explain).
+func (rn resolvedNetwork) evaluate(pol *policy.Policy, pr fence.Probe) (fence.Decision, error) {
+	return fence.Explain(pol, rn.Inventory, rn.Network, pr)
 }
 
 // explainNetwork finds the network as apply would: Docker's networks if
@@ -209,7 +140,7 @@ func explainNetwork(cmd *cobra.Command, g *globalFlags, arg string) resolvedNetw
 func resolveNetworkIn(inv *discover.Inventory, arg string) resolvedNetwork {
 	f := inv.Find(arg)
 	n := f.Network
-	rn := resolvedNetwork{Network: n, DockerAnswered: inv.Source == discover.SourceDocker, CatchAllOnly: f.CatchAllOnly, Unfenced: f.Unfenced}
+	rn := resolvedNetwork{Network: n, Inventory: inv.Networks, DockerAnswered: inv.Source == discover.SourceDocker, CatchAllOnly: f.CatchAllOnly, Unfenced: f.Unfenced}
 	var how string
 	switch {
 	case !f.Subnet.IsValid():
@@ -259,27 +190,6 @@ func resolveNetworkIn(inv *discover.Inventory, arg string) resolvedNetwork {
 	return rn
 }
 
-// defaultSource gives a probe without --from the only kind of source a
-// container can have in a family its network has no subnet of: a link-local
-// one. Egress, that is spoofing, as in the kernel, where every packet of
-// such a family is; the host hook lets link-local sources pass.
-func defaultSource(n policy.Network, pr policy.Probe) (policy.Probe, string) {
-	if pr.Src.IsValid() || len(n.Subnets) == 0 {
-		return pr, ""
-	}
-	for _, s := range n.Subnets {
-		if s.Addr().Is4() == pr.Dst.Is4() {
-			return pr, ""
-		}
-	}
-	fam, src := "IPv6", netip.MustParseAddr("fe80::1")
-	if pr.Dst.Is4() {
-		fam, src = "IPv4", netip.MustParseAddr("169.254.0.1")
-	}
-	pr.Src = src
-	return pr, fmt.Sprintf("the network has no %s subnet, so its containers can only send %s from outside it (judged with source %s, link-local)", fam, fam, src)
-}
-
 // parseAddr parses an address; an IPv4-mapped one becomes IPv4 and a zone
 // is dropped, as the kernel's rules never see either.
 func parseAddr(s string) (netip.Addr, error) {
@@ -291,9 +201,9 @@ func parseAddr(s string) (netip.Addr, error) {
 }
 
 // parseProbe parses ADDR[:PORT][/PROTO].
-func parseProbe(s string) (policy.Probe, error) {
-	var pr policy.Probe
-	bad := func(why string) (policy.Probe, error) {
+func parseProbe(s string) (fence.Probe, error) {
+	var pr fence.Probe
+	bad := func(why string) (fence.Probe, error) {
 		return pr, fmt.Errorf("--to %q: %s; expected ADDR[:PORT][/PROTO], e.g. 192.168.1.5:5432/tcp or [2001:db8::1]:53/udp", s, why)
 	}
 	rest, proto, hasProto := strings.Cut(s, "/")
@@ -359,103 +269,4 @@ func familyOf(a netip.Addr) string {
 		return "IPv4"
 	}
 	return "IPv6"
-}
-
-// explanation turns a decision into the JSON object of explain --json.
-func explanation(pol *policy.Policy, rn resolvedNetwork, pr policy.Probe, d policy.Decision) Explanation {
-	e := Explanation{
-		Network: ExplainedNetwork{Name: rn.Name, Bridge: rn.Bridge, Subnets: []string{}, Source: rn.Source},
-		Note:    rn.Note,
-		Packet:  ExplainedPacket{Hook: pr.Hook.String(), Dst: pr.Dst.String(), Port: int(pr.Port), Proto: string(pr.Proto)},
-		Spoofed: d.Spoofed,
-		Verdict: d.Verdict.String(),
-		Audit:   d.Audit,
-		Passes:  d.Passes(),
-	}
-	for _, s := range rn.Subnets {
-		e.Network.Subnets = append(e.Network.Subnets, s.String())
-	}
-	if pr.Src.IsValid() {
-		e.Packet.Src = pr.Src.String()
-	}
-	if d.Verdict == policy.Deny && !d.Audit {
-		e.DenyAction = string(pol.Settings.DenyAction)
-	}
-	switch {
-	case d.Section == nil:
-		e.DecidedBy = "unfenced"
-		return e
-	case d.Spoofed:
-		e.DecidedBy = "anti-spoofing"
-	case d.Rule != nil:
-		e.DecidedBy = "rule"
-		e.Rule, e.RuleMatch, e.Comment = d.Rule.ID(), fence.RuleMatch(d.Rule), d.Rule.Comment
-	default:
-		e.DecidedBy = "default"
-	}
-	e.Section, e.Match = d.Section.Index, d.Section.Match.String()
-	return e
-}
-
-func printDecision(cmd *cobra.Command, pol *policy.Policy, n policy.Network, note string, pr policy.Probe, d policy.Decision) {
-	out := cmd.OutOrStdout()
-	var subs []string
-	for _, p := range n.Subnets {
-		subs = append(subs, p.String())
-	}
-	name := n.Name
-	if name == "" {
-		name = "(by subnet)"
-		if n.Bridge != "" {
-			name = "(bridge only)"
-		}
-	}
-	fmt.Fprintf(out, "network  %s", name)
-	if n.Bridge != "" || len(subs) > 0 {
-		fmt.Fprintf(out, " (bridge %s, subnets %s)", orDash(n.Bridge), orDash(strings.Join(subs, ", ")))
-	}
-	fmt.Fprintln(out)
-	if note != "" {
-		fmt.Fprintf(out, "note     %s\n", note)
-	}
-	dst := pr.Dst.String()
-	if pr.Port != 0 {
-		dst = netip.AddrPortFrom(pr.Dst, pr.Port).String()
-	}
-	proto := string(pr.Proto)
-	if pr.Proto == policy.ProtoAny {
-		proto = "any protocol (only rules without proto and ports can match)"
-	}
-	from := ""
-	if pr.Src.IsValid() {
-		from = " from " + pr.Src.String()
-	}
-	fmt.Fprintf(out, "packet   %s%s to %s, %s\n", pr.Hook, from, dst, proto)
-	if d.Section == nil {
-		fmt.Fprintf(out, "section  none matches this network\nverdict  allow: the network is not fenced\n")
-		return
-	}
-	fmt.Fprintf(out, "section  %d %s (%s)\n", d.Section.Index, d.Section.Match, d.Section.Pos)
-	switch {
-	case d.Spoofed:
-		fmt.Fprintf(out, "rule     anti-spoofing: source %s is outside the network's subnets\n", pr.Src)
-	case d.Rule != nil:
-		c := ""
-		if d.Rule.Comment != "" {
-			c = fmt.Sprintf(" %q", d.Rule.Comment)
-		}
-		fmt.Fprintf(out, "rule     %s%s: %s %s (%s)\n", d.Rule.ID(), c, d.Rule.Verdict, d.Rule.Addrs.Text, d.Rule.Pos)
-	default:
-		fmt.Fprintf(out, "rule     none matches: %s_default\n", pr.Hook)
-	}
-	var v string
-	switch {
-	case d.Verdict == policy.Deny && d.Audit:
-		v = "allow (audit mode: would deny, logged and counted)"
-	case d.Verdict == policy.Deny:
-		v = fmt.Sprintf("deny (%s)", pol.Settings.DenyAction)
-	default:
-		v = "allow (handed on to the rest of the firewall; Docker's rules still apply)"
-	}
-	fmt.Fprintf(out, "verdict  %s\n", v)
 }

@@ -19,26 +19,27 @@ import (
 	"github.com/dockerfence/dockerfence/docker"
 	"github.com/dockerfence/dockerfence/fence"
 	"github.com/dockerfence/dockerfence/policy"
+	"github.com/dockerfence/dockerfence/status"
 )
 
 func TestParseProbe(t *testing.T) {
 	tests := []struct {
 		in      string
-		want    policy.Probe
+		want    fence.Probe
 		wantErr string
 	}{
-		{in: "192.168.1.5:5432", want: policy.Probe{Dst: netip.MustParseAddr("192.168.1.5"), Port: 5432, Proto: policy.ProtoTCP}},
-		{in: "192.168.1.5:53/udp", want: policy.Probe{Dst: netip.MustParseAddr("192.168.1.5"), Port: 53, Proto: policy.ProtoUDP}},
-		{in: "10.0.0.1", want: policy.Probe{Dst: netip.MustParseAddr("10.0.0.1"), Proto: policy.ProtoAny}},
-		{in: "10.0.0.1/icmp", want: policy.Probe{Dst: netip.MustParseAddr("10.0.0.1"), Proto: policy.ProtoICMP}},
-		{in: "[2001:db8::1]:443", want: policy.Probe{Dst: netip.MustParseAddr("2001:db8::1"), Port: 443, Proto: policy.ProtoTCP}},
-		{in: "[2001:db8::1]:9/sctp", want: policy.Probe{Dst: netip.MustParseAddr("2001:db8::1"), Port: 9, Proto: policy.ProtoSCTP}},
-		{in: "[2001:db8::1]/icmpv6", want: policy.Probe{Dst: netip.MustParseAddr("2001:db8::1"), Proto: policy.ProtoICMPv6}},
-		{in: "2001:db8::1", want: policy.Probe{Dst: netip.MustParseAddr("2001:db8::1"), Proto: policy.ProtoAny}},
-		{in: "::ffff:10.0.0.1", want: policy.Probe{Dst: netip.MustParseAddr("10.0.0.1"), Proto: policy.ProtoAny}},
+		{in: "192.168.1.5:5432", want: fence.Probe{Dst: netip.MustParseAddr("192.168.1.5"), Port: 5432, Proto: policy.ProtoTCP}},
+		{in: "192.168.1.5:53/udp", want: fence.Probe{Dst: netip.MustParseAddr("192.168.1.5"), Port: 53, Proto: policy.ProtoUDP}},
+		{in: "10.0.0.1", want: fence.Probe{Dst: netip.MustParseAddr("10.0.0.1"), Proto: policy.ProtoAny}},
+		{in: "10.0.0.1/icmp", want: fence.Probe{Dst: netip.MustParseAddr("10.0.0.1"), Proto: policy.ProtoICMP}},
+		{in: "[2001:db8::1]:443", want: fence.Probe{Dst: netip.MustParseAddr("2001:db8::1"), Port: 443, Proto: policy.ProtoTCP}},
+		{in: "[2001:db8::1]:9/sctp", want: fence.Probe{Dst: netip.MustParseAddr("2001:db8::1"), Port: 9, Proto: policy.ProtoSCTP}},
+		{in: "[2001:db8::1]/icmpv6", want: fence.Probe{Dst: netip.MustParseAddr("2001:db8::1"), Proto: policy.ProtoICMPv6}},
+		{in: "2001:db8::1", want: fence.Probe{Dst: netip.MustParseAddr("2001:db8::1"), Proto: policy.ProtoAny}},
+		{in: "::ffff:10.0.0.1", want: fence.Probe{Dst: netip.MustParseAddr("10.0.0.1"), Proto: policy.ProtoAny}},
 		// The kernel's rules never see a zone: fe80::1%eth0 is fe80::1.
-		{in: "[fe80::1%eth0]:22", want: policy.Probe{Dst: netip.MustParseAddr("fe80::1"), Port: 22, Proto: policy.ProtoTCP}},
-		{in: "fe80::1%br-test/icmpv6", want: policy.Probe{Dst: netip.MustParseAddr("fe80::1"), Proto: policy.ProtoICMPv6}},
+		{in: "[fe80::1%eth0]:22", want: fence.Probe{Dst: netip.MustParseAddr("fe80::1"), Port: 22, Proto: policy.ProtoTCP}},
+		{in: "fe80::1%br-test/icmpv6", want: fence.Probe{Dst: netip.MustParseAddr("fe80::1"), Proto: policy.ProtoICMPv6}},
 		{in: "10.0.0.1:0", wantErr: "port \"0\" is not 1..65535"},
 		{in: "10.0.0.1:", wantErr: "no port after :"},
 		{in: "[2001:db8::1]:", wantErr: "no port after :"},
@@ -235,7 +236,7 @@ func TestExplanation(t *testing.T) {
 	app := resolveNetwork("app_default", testDocker, nil, testBridges, nil)
 	late := resolveNetwork("br-late", testDocker, nil, testBridges, nil)
 	lxc := resolveNetwork("lxcbr0", testDocker, nil, testBridges, nil)
-	probe := func(to, from string, host bool) policy.Probe {
+	probe := func(to, from string, host bool) fence.Probe {
 		pr, err := parseProbe(to)
 		if err != nil {
 			t.Fatal(err)
@@ -252,54 +253,59 @@ func TestExplanation(t *testing.T) {
 		name string
 		pol  *policy.Policy
 		rn   resolvedNetwork
-		pr   policy.Probe
-		want Explanation
+		pr   fence.Probe
+		want status.Explanation
 	}{
 		{
 			name: "rule denies",
 			pol:  pol, rn: app, pr: probe("192.168.100.50:5432", "", false),
-			want: Explanation{Section: 1, Match: `{bridge: "br-*"}`, Rule: "egress 2", RuleMatch: "@lan tcp/5432,8000-8080", Comment: "databases", DecidedBy: "rule", Verdict: "deny", DenyAction: "drop"},
+			want: status.Explanation{Section: 1, Match: `{bridge: "br-*"}`, Rule: "egress 2", RuleMatch: "@lan tcp/5432,8000-8080", Comment: "databases", DecidedBy: "rule", Verdict: "deny", DenyAction: "drop"},
 		},
 		{
 			name: "port outside the rule's: egress_default",
 			pol:  pol, rn: app, pr: probe("[fd00:100::50]:8081", "", false),
-			want: Explanation{Section: 1, Match: `{bridge: "br-*"}`, DecidedBy: "default", Verdict: "allow", Passes: true},
+			want: status.Explanation{Section: 1, Match: `{bridge: "br-*"}`, DecidedBy: "default", Verdict: "allow", Passes: true},
 		},
 		{
 			name: "audit mode passes a denial",
 			pol:  audit, rn: app, pr: probe("192.168.100.50:8000", "", false),
-			want: Explanation{Section: 1, Match: `{bridge: "br-*"}`, Rule: "egress 2", RuleMatch: "@lan tcp/5432,8000-8080", Comment: "databases", DecidedBy: "rule", Verdict: "deny", Audit: true, Passes: true},
+			want: status.Explanation{Section: 1, Match: `{bridge: "br-*"}`, Rule: "egress 2", RuleMatch: "@lan tcp/5432,8000-8080", Comment: "databases", DecidedBy: "rule", Verdict: "deny", Audit: true, Passes: true},
 		},
 		{
 			name: "self in the host hook holds both families",
 			pol:  pol, rn: app, pr: probe("fd00:20::1/icmpv6", "", true),
-			want: Explanation{Section: 1, Match: `{bridge: "br-*"}`, Rule: "host 1", RuleMatch: "self icmpv6", DecidedBy: "rule", Verdict: "allow", Passes: true},
+			want: status.Explanation{Section: 1, Match: `{bridge: "br-*"}`, Rule: "host 1", RuleMatch: "self icmpv6", DecidedBy: "rule", Verdict: "allow", Passes: true},
 		},
 		{
 			name: "spoofed source",
 			pol:  pol, rn: app, pr: probe("203.0.113.10:443", "10.9.9.9", false),
-			want: Explanation{Section: 1, Match: `{bridge: "br-*"}`, DecidedBy: "anti-spoofing", Spoofed: true, Verdict: "deny", DenyAction: "drop"},
+			want: status.Explanation{Section: 1, Match: `{bridge: "br-*"}`, DecidedBy: "anti-spoofing", Spoofed: true, Verdict: "deny", DenyAction: "drop"},
 		},
 		{
 			name: "link-local source to the host",
 			pol:  pol, rn: app, pr: probe("fe80::1:22", "fe80::2", true),
-			want: Explanation{Section: 1, Match: `{bridge: "br-*"}`, DecidedBy: "default", Verdict: "deny", DenyAction: "drop"},
+			want: status.Explanation{Section: 1, Match: `{bridge: "br-*"}`, DecidedBy: "default", Verdict: "deny", DenyAction: "drop"},
 		},
 		{
 			name: "bridge Docker does not report: the catch-all judges, not the first match",
 			pol:  pol, rn: late, pr: probe("203.0.113.10:443", "", false),
-			want: Explanation{Section: 2, Match: `{name: "*"}`, Rule: "egress 1", RuleMatch: "any", DecidedBy: "rule", Verdict: "deny", DenyAction: "drop"},
+			want: status.Explanation{Section: 2, Match: `{name: "*"}`, Rule: "egress 1", RuleMatch: "any", DecidedBy: "rule", Verdict: "deny", DenyAction: "drop"},
 		},
 		{
 			name: "bridge that is not Docker's and Docker does not report: not fenced",
 			pol:  pol, rn: lxc, pr: probe("203.0.113.10:443", "", false),
-			want: Explanation{DecidedBy: "unfenced", Verdict: "allow", Passes: true},
+			want: status.Explanation{DecidedBy: "unfenced", Verdict: "allow", Passes: true},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := explanation(tt.pol, tt.rn, tt.pr, tt.rn.evaluate(tt.pol, tt.pr))
-			got.Network, got.Note, got.Packet = ExplainedNetwork{}, "", ExplainedPacket{}
+			d, err := tt.rn.evaluate(tt.pol, tt.pr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			x := &status.Explain{Network: tt.rn.Network, Source: tt.rn.Source, Note: tt.rn.Note, Probe: tt.pr, Decision: d}
+			got := x.Explanation()
+			got.Network, got.Note, got.Packet = status.ExplainedNetwork{}, "", status.ExplainedPacket{}
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("explanation =\n%+v, want\n%+v", got, tt.want)
 			}
@@ -308,56 +314,11 @@ func TestExplanation(t *testing.T) {
 
 	t.Run("catch-all only without a catch-all: not fenced", func(t *testing.T) {
 		noCatchAll, _ := loadTestPolicy(t, explainPolicy[:strings.Index(explainPolicy, "  - match: {name")])
-		d := late.evaluate(noCatchAll, probe("203.0.113.10:443", "", false))
-		if d.Section != nil || !d.Passes() {
+		d, err := late.evaluate(noCatchAll, probe("203.0.113.10:443", "", false))
+		if err != nil || d.Section != nil || !d.Passes {
 			t.Errorf("decision = %+v, want no section and a pass", d)
 		}
 	})
-}
-
-func TestDefaultSource(t *testing.T) {
-	v4only := policy.Network{Bridge: "br-x", Subnets: pfxs("10.88.0.0/24")}
-	tests := []struct {
-		name    string
-		n       policy.Network
-		to      string
-		from    string
-		want    string
-		hasNote bool
-	}{
-		{name: "family of the network", n: v4only, to: "192.168.1.1:80"},
-		{name: "other family: link-local", n: v4only, to: "[2001:db8::1]:80", want: "fe80::1", hasNote: true},
-		{name: "given source stays", n: v4only, to: "[2001:db8::1]:80", from: "2001:db8::9", want: "2001:db8::9"},
-		{name: "no subnets known", n: policy.Network{Name: "x"}, to: "[2001:db8::1]:80"},
-		{name: "IPv6-only network", n: policy.Network{Subnets: pfxs("fd00::/64")}, to: "10.0.0.1/icmp", want: "169.254.0.1", hasNote: true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			pr, err := parseProbe(tt.to)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if tt.from != "" {
-				pr.Src = netip.MustParseAddr(tt.from)
-			}
-			got, note := defaultSource(tt.n, pr)
-			gotSrc := ""
-			if got.Src.IsValid() {
-				gotSrc = got.Src.String()
-			}
-			if gotSrc != tt.want || (note != "") != tt.hasNote {
-				t.Errorf("source %q, note %q; want %q, a note: %v", gotSrc, note, tt.want, tt.hasNote)
-			}
-		})
-	}
-	// Egress, such a source is spoofed, as in the kernel, where the network's
-	// chain sends every packet of a family without subnets to anti-spoofing.
-	pol, _ := loadTestPolicy(t, explainPolicy)
-	pr, _ := parseProbe("[2001:db8::1]:80")
-	pr, _ = defaultSource(v4only, pr)
-	if d := pol.Evaluate(policy.Network{Name: "br-x", Bridge: "br-x", Subnets: v4only.Subnets}, pr); !d.Spoofed {
-		t.Errorf("egress from a network without IPv6 subnets: %+v, want spoofed", d)
-	}
 }
 
 // runExplain runs the explain command with Docker unreachable and returns
@@ -408,14 +369,14 @@ func TestExplainJSON(t *testing.T) {
 	if got := keys(fields["packet"].(map[string]any)); !slices.Equal(got, []string{"dst", "hook", "port", "proto", "src"}) {
 		t.Errorf("packet keys = %v", got)
 	}
-	var e Explanation
+	var e status.Explanation
 	if err := json.Unmarshal([]byte(out), &e); err != nil {
 		t.Fatal(err)
 	}
 	e.Note = ""
-	want := Explanation{
-		Network:   ExplainedNetwork{Subnets: []string{"198.51.100.0/24"}, Source: sourceArgument},
-		Packet:    ExplainedPacket{Hook: "egress", Dst: "192.168.100.50", Port: 5432, Proto: "tcp"},
+	want := status.Explanation{
+		Network:   status.ExplainedNetwork{Subnets: []string{"198.51.100.0/24"}, Source: sourceArgument},
+		Packet:    status.ExplainedPacket{Hook: "egress", Dst: "192.168.100.50", Port: 5432, Proto: "tcp"},
 		DecidedBy: "unfenced", Verdict: "allow", Passes: true,
 	}
 	if !reflect.DeepEqual(e, want) {

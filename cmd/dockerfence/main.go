@@ -10,6 +10,9 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/dockerfence/dockerfence/daemon"
+	"github.com/dockerfence/dockerfence/lock"
+	"github.com/dockerfence/dockerfence/policy"
 	"github.com/spf13/cobra"
 )
 
@@ -18,12 +21,6 @@ var (
 	version = "dev"
 	commit  = ""
 )
-
-// defaultPolicyPath is where apply looks for a policy without -c.
-const defaultPolicyPath = "/etc/dockerfence/policy.yaml"
-
-// defaultSocket is where dockerfence run serves its status and denial events.
-const defaultSocket = "/run/dockerfence/dockerfence.sock"
 
 // globalFlags are the flags every command shares.
 type globalFlags struct {
@@ -38,6 +35,12 @@ type globalFlags struct {
 // recorded too.
 func (g *globalFlags) runDir() string { return filepath.Dir(g.socket) }
 
+// withLock runs change while holding the lock of the run directory, or
+// returns a *lock.BusyError at once if another process holds it.
+func withLock(g *globalFlags, role, table string, change func() error) error {
+	return lock.With(g.runDir(), role, table, change)
+}
+
 func main() {
 	if err := newRoot().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "dockerfence: "+oneLine(err))
@@ -49,7 +52,7 @@ func main() {
 // errors keep all their lines, one problem each.
 func oneLine(err error) string {
 	s := err.Error()
-	if strings.Contains(s, "\n") && !errors.As(err, new(policyError)) {
+	if strings.Contains(s, "\n") && !errors.As(err, new(*policy.NotLoadedError)) {
 		return strings.SplitN(s, "\n", 2)[0]
 	}
 	return s
@@ -75,12 +78,12 @@ later does to its chains, so recreating a network no longer opens the fence.`,
 		},
 	}
 	pf := root.PersistentFlags()
-	pf.StringVarP(&g.config, "config", "c", "", "policy file (default "+defaultPolicyPath+", else the embedded default policy)")
+	pf.StringVarP(&g.config, "config", "c", "", "policy file (default "+policy.DefaultPath+", else the embedded default policy)")
 	pf.StringVar(&g.dockerHost, "docker-host", os.Getenv("DOCKER_HOST"), "Docker API address (default $DOCKER_HOST or unix:///var/run/docker.sock)")
 	pf.StringVar(&g.logLevel, "log-level", "info", "debug, info, warn or error")
 	pf.StringVar(&g.resolvConf, "resolv-conf", "/etc/resolv.conf", "file whose nameservers make up @resolvers")
 	_ = pf.MarkHidden("resolv-conf")
-	pf.StringVar(&g.socket, "socket", defaultSocket, "unix socket of dockerfence run (status and denial events); the last apply is recorded next to it")
+	pf.StringVar(&g.socket, "socket", daemon.DefaultSocket, "unix socket of dockerfence run (status and denial events); the last apply is recorded next to it")
 	root.AddCommand(applyCmd(g), runCmd(g), planCmd(g), statusCmd(g), logsCmd(g), checkCmd(g), explainCmd(g), deleteCmd(g), policyCmd(), versionCmd(g))
 	return root
 }

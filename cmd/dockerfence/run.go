@@ -1,12 +1,9 @@
 package main
 
 import (
-	"context"
-	"errors"
+	"cmp"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -14,12 +11,10 @@ import (
 
 	"github.com/dockerfence/dockerfence/bridge"
 	"github.com/dockerfence/dockerfence/daemon"
-	"github.com/dockerfence/dockerfence/denylog"
 	"github.com/dockerfence/dockerfence/docker"
-	"github.com/dockerfence/dockerfence/nflog"
+	"github.com/dockerfence/dockerfence/lock"
 	"github.com/dockerfence/dockerfence/nft"
 	"github.com/dockerfence/dockerfence/policy"
-	"github.com/dockerfence/dockerfence/status"
 	"github.com/spf13/cobra"
 )
 
@@ -78,10 +73,7 @@ serves Prometheus metrics on http://ADDR/metrics.`,
 			defer signal.Stop(hup)
 
 			cfg.LoadPolicy = func() (*policy.Policy, error) { return loadPolicy(g) }
-			cfg.PolicyFile = g.config
-			if cfg.PolicyFile == "" {
-				cfg.PolicyFile = defaultPolicyPath
-			}
+			cfg.PolicyFile = cmp.Or(g.config, policy.DefaultPath)
 			cfg.Reload = hup
 			if !noDocker {
 				c, err := docker.Dial(g.dockerHost)
@@ -90,105 +82,16 @@ serves Prometheus metrics on http://ADDR/metrics.`,
 				}
 				defer c.Close()
 				cfg.Docker = c
-				slog.Info("following Docker", "host", c.Host())
 			}
 			cfg.Bridges = bridge.Netlink{}.Bridges
 			cfg.Kernel = nft.Kernel{}
 			cfg.Log = slog.Default()
-
-			var metrics *daemon.Metrics
-			if metricsAddr != "" {
-				metrics = daemon.NewMetrics()
-			}
-			obs := daemon.NewObserver(nft.Kernel{}, metrics)
-			obs.RunDir = g.runDir()
-			hub := &denylog.Hub{}
-			var containers *denylog.Containers
-			if c, ok := cfg.Docker.(*docker.Client); ok {
-				containers = &denylog.Containers{List: c.Containers}
-			}
-			groups := make(chan uint16, 1)
-			var group uint16
-			groupSent := false // log_group 0 is a valid group
-			cfg.OnSync = func(r daemon.Result) {
-				obs.OnSync(r)
-				if r.Changed || r.Err != nil {
-					if err := status.SaveLastApply(g.runDir(), daemon.ApplyOf(r)); err != nil {
-						slog.Debug("could not record the apply for status", "err", err)
-					}
-				}
-				if r.Err == nil && r.Policy != nil && r.Policy.Settings.LogDenied && (!groupSent || r.Policy.Settings.LogGroup != group) {
-					group, groupSent = r.Policy.Settings.LogGroup, true
-					select {
-					case <-groups:
-					default:
-					}
-					groups <- group
-				}
-			}
-			cfg.OnDocker = func(u docker.Update) {
-				obs.OnDocker(u)
-				if containers != nil && u.Signal != docker.Lost {
-					containers.Invalidate()
-				}
-			}
-			var res denylog.Resolver
-			if containers != nil {
-				res = containers
-			}
-			go readDenials(ctx, groups, &denylog.Reader{
-				Table:    obs.Table,
-				Resolver: res,
-				Publish: func(e denylog.Event) {
-					obs.Denial(e)
-					hub.Publish(e)
-				},
-				Overrun: obs.Overrun,
-			})
-
-			l, err := daemon.ListenUnix(g.socket)
-			if err != nil {
-				return err
-			}
-			api := &http.Server{Handler: (&daemon.API{Observer: obs, Hub: hub}).Handler(), ReadHeaderTimeout: 5 * time.Second}
-			go func() {
-				if err := api.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-					slog.Error("status socket stopped", "socket", g.socket, "err", err)
-				}
-			}()
-			defer func() {
-				api.Close()
-				os.Remove(g.socket)
-			}()
-			slog.Info("serving status and denial events", "socket", g.socket)
-			if metrics != nil {
-				ml, err := net.Listen("tcp", metricsAddr)
-				if err != nil {
-					return fmt.Errorf("--metrics-addr %s: %w", metricsAddr, err)
-				}
-				mux := http.NewServeMux()
-				mux.Handle("/metrics", metrics.Handler())
-				ms := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-				go func() {
-					if err := ms.Serve(ml); err != nil && !errors.Is(err, http.ErrServerClosed) {
-						slog.Error("metrics endpoint stopped", "addr", metricsAddr, "err", err)
-					}
-				}()
-				defer ms.Close()
-				slog.Info("serving metrics", "url", "http://"+ml.Addr().String()+"/metrics")
-			}
 			// The lock that apply and delete take too: each sync holds it
 			// while it reads and changes the table. The file is opened
 			// anew each time, so that a lock file someone removed is
 			// created again rather than locked unseen.
-			cfg.Lock = func(table string) (func(), error) { return takeLock(g.runDir(), "run", table) }
-			cfg.Ready = func() {
-				if err := sdNotify("READY=1"); err != nil {
-					slog.Warn("could not tell systemd the fence is up", "err", err)
-				}
-			}
-			slog.Info("dockerfence run starting", "version", version, "pid", os.Getpid(), "policy", cfg.PolicyFile)
-			return daemon.Run(ctx, cfg)
+			cfg.Lock = func(table string) (func(), error) { return lock.Take(g.runDir(), "run", table) }
+			return daemon.Serve(ctx, cfg, daemon.Services{Socket: g.socket, MetricsAddr: metricsAddr, RunDir: g.runDir(), Version: version})
 		},
 	}
 	f := cmd.Flags()
@@ -206,54 +109,4 @@ serves Prometheus metrics on http://ADDR/metrics.`,
 		return nil
 	}
 	return cmd
-}
-
-// readDenials reads the NFLOG group that groups last named, reopening it
-// when the group changes and retrying every 5 s while another program holds
-// it, until ctx ends.
-func readDenials(ctx context.Context, groups <-chan uint16, r *denylog.Reader) {
-	var group uint16
-	select {
-	case group = <-groups:
-	case <-ctx.Done():
-		return
-	}
-	for {
-		conn, err := nflog.Open(group, nflogCopyRange)
-		if err != nil {
-			slog.Warn("cannot read denials; retrying in 5s (the fence itself is not affected)", "group", group, "err", err)
-			select {
-			case group = <-groups:
-			case <-time.After(5 * time.Second):
-			case <-ctx.Done():
-				return
-			}
-			continue
-		}
-		slog.Info("reading denials", "nflog_group", group)
-		rctx, cancel := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() { done <- r.Run(rctx, conn) }()
-		select {
-		case group = <-groups:
-			cancel()
-			<-done
-		case err := <-done:
-			cancel()
-			if ctx.Err() != nil {
-				return
-			}
-			slog.Warn("reading denials failed; reopening in 5s", "group", group, "err", err)
-			select {
-			case group = <-groups:
-			case <-time.After(5 * time.Second):
-			case <-ctx.Done():
-				return
-			}
-		case <-ctx.Done():
-			cancel()
-			<-done
-			return
-		}
-	}
 }

@@ -1,19 +1,16 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
-	"time"
 
+	"github.com/dockerfence/dockerfence/daemon"
 	"github.com/dockerfence/dockerfence/nft"
 	"github.com/dockerfence/dockerfence/status"
 	"github.com/spf13/cobra"
 )
 
 func statusCmd(g *globalFlags) *cobra.Command {
-	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "status [--json]",
 		Short: "Show the networks fenced, per-rule packet counters and the last apply",
@@ -28,36 +25,26 @@ reads the counters itself.
 
 --json prints the schema documented in README.md ("status --json").`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := getStatus(cmd, g)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(s)
-			}
-			status.WriteText(cmd.OutOrStdout(), s)
-			return nil
-		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (schema: README.md, \"status --json\")")
+	asJSON := cmd.Flags().Bool("json", false, "print JSON (schema: README.md, \"status --json\")")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		s, err := getStatus(cmd, g)
+		switch {
+		case err != nil:
+			return err
+		case *asJSON:
+			return status.WriteJSON(cmd.OutOrStdout(), s)
+		}
+		status.WriteText(cmd.OutOrStdout(), s)
+		return nil
+	}
 	return cmd
 }
 
 // getStatus asks the daemon, or else builds the status itself.
 func getStatus(cmd *cobra.Command, g *globalFlags) (status.Status, error) {
-	var s status.Status
-	resp, err := daemonGet(cmd.Context(), g.socket, "/v1/status", 10*time.Second)
-	if err == nil {
-		defer resp.Body.Close()
-		if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
-			return s, fmt.Errorf("status from dockerfence run: %w", err)
-		}
-		return s, nil
-	}
-	if !errors.Is(err, errNoDaemon) {
+	s, err := daemon.GetStatus(cmd.Context(), g.socket)
+	if !errors.Is(err, daemon.ErrNoDaemon) {
 		return s, err
 	}
 	slog.Debug("no daemon; building the status here", "err", err)

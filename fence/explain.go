@@ -1,0 +1,289 @@
+package fence
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+
+	"github.com/dockerfence/dockerfence/ipproto"
+	"github.com/dockerfence/dockerfence/nft"
+	"github.com/dockerfence/dockerfence/policy"
+)
+
+// Probe is a packet for Explain to judge: one packet that a container of
+// a network sends, in the original direction of its connection.
+type Probe struct {
+	Hook policy.Hook
+	// Src is the packet's source; the zero Addr means a source inside the network.
+	Src netip.Addr
+	Dst netip.Addr
+	// Proto is the packet's protocol; ProtoAny stands for a packet whose
+	// protocol is left open, which only protocol-free rules match.
+	Proto policy.Proto
+	// Port is the destination port, 0 for none.
+	Port uint16
+}
+
+// Decision is how the table judges a probe, in the policy's terms.
+type Decision struct {
+	// Section is the section whose chain judged the packet, nil if none
+	// did: the network is then not fenced and the packet passes.
+	Section *policy.Section
+	// Rule is the rule that decided, nil for anti-spoofing and defaults.
+	Rule *policy.Rule
+	// Spoofed is set when the source is outside the network's subnets.
+	Spoofed bool
+	// Verdict is the policy's verdict.
+	Verdict policy.Verdict
+	// Audit is set in audit mode: a deny verdict is logged and counted, and the packet passes.
+	Audit bool
+	// DenyAction is the policy's settings.deny_action.
+	DenyAction policy.DenyAction
+	// Passes reports whether the packet gets through dockerfence: the
+	// table accepts it.
+	Passes bool
+	// Trace is the packet's path through the table.
+	Trace *nft.Trace
+}
+
+var (
+	// linkLocalRoute6 is the IPv6 link-local route that every interface
+	// with IPv6 has.
+	linkLocalRoute6 = netip.MustParsePrefix("fe80::/64")
+	// standInSources are the sources of a packet from inside a network
+	// that has no subnet of the packet's family: the IPv4 dummy address
+	// (RFC 7600) and an address of the IPv6 discard prefix (RFC 6666).
+	standInSources = [2]netip.Addr{netip.MustParseAddr("192.0.0.8"), netip.MustParseAddr("100::1")}
+)
+
+// standInBridge names the bridge of a network that explain judges though
+// nothing on the host has it; it is not docker0 or br-*, so that only its
+// own chain judges it.
+const standInBridge = "dfexplain"
+
+// Explain judges the probe for network n as the kernel does with the table
+// that apply compiles from the policy and the networks it finds
+// (inventory): it compiles that table, traces the probe through it from
+// n's bridge, and says what the chains the packet passed stand for.
+//
+// Network n is one of three kinds. A network of the inventory (by bridge)
+// is judged by its own chain. A bridge that is not in the inventory (one
+// that Docker does not report) is judged as the table judges it, by its
+// name: by the rules for bridges not known yet (the {name: "*"}
+// section's) if it is docker0 or br-*, else not at all. A network without a
+// bridge (given by name or subnet alone) is judged as if apply had found
+// it, on a bridge of its own that no bridge match fits.
+//
+// A probe without a source comes from inside the network: from an address
+// of one of its subnets, or, if it has none of the probe's family, from a
+// stand-in address that is given to the network for the trace (DefaultSource
+// gives a probe the source that the kernel would see instead). Routes that
+// the table asks about are n's subnets and the IPv6 link-local route.
+func Explain(pol *policy.Policy, inventory []policy.Network, n policy.Network, pr Probe) (Decision, error) {
+	if !pr.Dst.IsValid() || pr.Src.IsValid() && pr.Src.Is4() != pr.Dst.Is4() {
+		return Decision{}, fmt.Errorf("explain: source %v and destination %v are not addresses of one family", pr.Src, pr.Dst)
+	}
+	src, standIn := pr.Src, netip.Prefix{}
+	if !src.IsValid() {
+		if src = insideAddr(n.Subnets, pr.Dst); !src.IsValid() {
+			src = standInSources[0]
+			if pr.Dst.Is6() {
+				src = standInSources[1]
+			}
+			if src == pr.Dst {
+				src = src.Next()
+			}
+			standIn = netip.PrefixFrom(src, src.BitLen())
+		}
+	}
+
+	nets := slices.Clone(inventory)
+	// asSeen holds, by bridge, what the policy sees of networks that the
+	// table gets in another form: those with a stand-in bridge or subnet.
+	asSeen := map[string]policy.Network{}
+	iif := n.Bridge
+	i := slices.IndexFunc(nets, func(m policy.Network) bool { return n.Bridge != "" && m.Bridge == n.Bridge })
+	switch {
+	case i >= 0 && standIn.IsValid():
+		asSeen[nets[i].Bridge] = nets[i]
+		nets[i].Subnets = append(slices.Clone(nets[i].Subnets), standIn)
+	case i < 0 && n.Bridge == "":
+		h := n
+		h.Bridge = standInBridge
+		for k := 0; slices.ContainsFunc(nets, func(m policy.Network) bool { return m.Bridge == h.Bridge }); k++ {
+			h.Bridge = fmt.Sprintf("%s%d", standInBridge, k)
+		}
+		if standIn.IsValid() {
+			h.Subnets = append(slices.Clone(h.Subnets), standIn)
+		}
+		asSeen[h.Bridge] = n
+		nets = append(nets, h)
+		iif = h.Bridge
+	}
+	res := compile(pol, nets, func(m policy.Network) *policy.Section {
+		if o, ok := asSeen[m.Bridge]; ok {
+			m = o
+		}
+		return pol.SectionFor(m)
+	})
+
+	p, err := probePacket(pr, iif, src, n.Subnets)
+	if err != nil {
+		return Decision{}, err
+	}
+	tr, err := res.Trace(p)
+	if err != nil {
+		return Decision{}, fmt.Errorf("explain: %w", err)
+	}
+	d := Decision{Verdict: policy.Allow, Audit: pol.Settings.Mode == policy.Audit, DenyAction: pol.Settings.DenyAction, Passes: tr.Verdict == nft.Accept, Trace: tr}
+	if err := res.judge(&d); err != nil {
+		return Decision{}, err
+	}
+	if d.Passes != (d.Verdict == policy.Allow || d.Audit) {
+		return Decision{}, fmt.Errorf("explain: the table %s the packet, though it passed the chains of a %s verdict:\n%s", verdictWord(tr.Verdict), d.Verdict, tr)
+	}
+	// The kernel never routes an IPv6 link-local source, so towards any
+	// destination but a link-local one or one in the network's subnets
+	// (bridged between containers, which br_netfilter hands to the forward
+	// hook) it cannot get out: judged as spoofed.
+	if pr.Hook == policy.Egress && d.Section != nil && src.Is6() && linkLocal6.Contains(src) &&
+		!linkLocal6.Contains(pr.Dst) && !policy.Contains(n.Subnets, pr.Dst) {
+		d.Rule, d.Spoofed, d.Verdict, d.Passes = nil, true, policy.Deny, d.Audit
+	}
+	return d, nil
+}
+
+// verdictWord says what a final verdict does to a packet.
+func verdictWord(v nft.VerdictKind) string {
+	if v == nft.Accept {
+		return "accepts"
+	}
+	return "refuses"
+}
+
+// insideAddr returns an address of the first of subnets in dst's family,
+// the zero Addr if there is none.
+func insideAddr(subnets []netip.Prefix, dst netip.Addr) netip.Addr {
+	for _, s := range subnets {
+		if s.Addr().Is4() == dst.Is4() {
+			a := s.Masked().Addr()
+			if next := a.Next(); s.Contains(next) {
+				a = next
+			}
+			return a
+		}
+	}
+	return netip.Addr{}
+}
+
+// probePacket is the packet of a probe from src, entering from bridge iif
+// whose routes are subnets (and the IPv6 link-local one).
+func probePacket(pr Probe, iif string, src netip.Addr, subnets []netip.Prefix) (nft.Packet, error) {
+	p := nft.Packet{Hook: DirectionOf(pr.Hook).NFHook, IIfName: iif, Src: src, Dst: pr.Dst, DPort: pr.Port,
+		// A container sends with a hop limit of 64; a routed packet has
+		// lost one by the forward hook.
+		HopLimit: 64}
+	if pr.Hook == policy.Egress {
+		p.HopLimit = 63
+	}
+	switch pr.Proto {
+	case policy.ProtoAny, "":
+		// A protocol that no rule names: 253 is for experiments (RFC 3692).
+		p.L4Proto, p.DPort = 253, 0
+	case policy.ProtoICMP, policy.ProtoICMPv6:
+		// An echo request.
+		p.L4Proto, p.ICMPType, p.DPort = ipproto.ICMP, 8, 0
+		if pr.Proto == policy.ProtoICMPv6 {
+			p.L4Proto, p.ICMPType = ipproto.ICMPv6, 128
+		}
+	default:
+		r, ok := ipproto.ByName(string(pr.Proto))
+		if !ok || !r.Ports {
+			return nft.Packet{}, fmt.Errorf("explain: unknown protocol %q", pr.Proto)
+		}
+		p.L4Proto = r.Num
+	}
+	onLink := func(a netip.Addr) bool { return policy.Contains(subnets, a) || linkLocalRoute6.Contains(a) }
+	p.Fib = nft.FibAnswers{SrcViaIIf: onLink(src), DstViaIIf: onLink(pr.Dst), DstLocal: pr.Hook == policy.Host && onLink(pr.Dst)}
+	return p, nil
+}
+
+// judgingChain is what a network chain stands for.
+type judgingChain struct {
+	section *policy.Section
+	hook    policy.Hook
+}
+
+// judge fills in d's section, rule and verdict from the network chains
+// that d's trace passed: each ends on the rule that decides, with a return
+// (allow) or a goto to a deny chain. Every layer must allow a packet, so
+// the first that denies decides; if none does, the first that allows.
+func (r *Result) judge(d *Decision) error {
+	chains := map[string]judgingChain{}
+	for _, f := range r.Fenced {
+		for h, c := range f.Chains {
+			chains[c] = judgingChain{f.Section, h}
+		}
+	}
+	if r.CatchAll != nil {
+		for _, dir := range Directions {
+			chains[dir.Prefix+"_"+unknownID] = judgingChain{r.CatchAll, dir.Hook}
+		}
+	}
+	decided := false
+	for _, s := range d.Trace.Matched() {
+		jc, ok := chains[s.Chain]
+		if !ok || s.Rule.Verdict.Kind == nft.Continue {
+			continue
+		}
+		var rule *policy.Rule
+		spoofed, verdict := false, policy.Allow
+		v := s.Rule.Verdict
+		switch den := r.Denials[v.Target]; {
+		case v.Kind == nft.Goto && den != nil:
+			rule, spoofed, verdict = den.Rule, den.Reason == ReasonSpoof, policy.Deny
+		case v.Kind == nft.Return && s.Rule.ID == "default":
+		case v.Kind == nft.Return:
+			for _, pr := range jc.section.Rules(jc.hook) {
+				if pr.ID() == s.Rule.ID {
+					rule = pr
+				}
+			}
+			if rule == nil {
+				return fmt.Errorf("explain: the packet passed rule %d of chain %s (%q), which stands for no rule of section %d", s.Index, s.Chain, s.Rule.ID, jc.section.Index)
+			}
+		default:
+			return fmt.Errorf("explain: rule %d of chain %s (%q) ends the chain with %s, which stands for no verdict of the policy", s.Index, s.Chain, s.Rule.ID, s.Rule.Text())
+		}
+		if !decided || verdict == policy.Deny && d.Verdict == policy.Allow {
+			d.Section, d.Rule, d.Spoofed, d.Verdict = jc.section, rule, spoofed, verdict
+		}
+		decided = true
+		if verdict == policy.Deny {
+			break
+		}
+	}
+	return nil
+}
+
+// DefaultSource gives a probe without a source the only kind of source a
+// container can have in a family its network has no subnet of: a
+// link-local one. Egress, that is spoofing, as in the kernel, where every
+// packet of such a family is; the host hook lets link-local sources pass.
+// The string says so, for people; it is "" when the probe is left as it is.
+func DefaultSource(n policy.Network, pr Probe) (Probe, string) {
+	if pr.Src.IsValid() || len(n.Subnets) == 0 {
+		return pr, ""
+	}
+	for _, s := range n.Subnets {
+		if s.Addr().Is4() == pr.Dst.Is4() {
+			return pr, ""
+		}
+	}
+	fam, src := "IPv6", netip.MustParseAddr("fe80::1")
+	if pr.Dst.Is4() {
+		fam, src = "IPv4", netip.MustParseAddr("169.254.0.1")
+	}
+	pr.Src = src
+	return pr, fmt.Sprintf("the network has no %s subnet, so its containers can only send %s from outside it (judged with source %s, link-local)", fam, fam, src)
+}

@@ -1,0 +1,200 @@
+package status
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/dockerfence/dockerfence/fence"
+	"github.com/dockerfence/dockerfence/policy"
+)
+
+// Explanation is the JSON object that `dockerfence explain --json` prints.
+// Every field is always present (strings may be empty, subnets an empty
+// list); fields are only ever added, never renamed or removed.
+type Explanation struct {
+	// Network is the network the packet comes from, as explain resolved it.
+	Network ExplainedNetwork `json:"network"`
+	// Note says where the network came from and what that means for the
+	// verdict, in words.
+	Note string `json:"note"`
+	// Packet is the packet judged.
+	Packet ExplainedPacket `json:"packet"`
+	// Section is the 1-based index of the section that covers the network,
+	// 0 if none does: the network is then not fenced and the packet passes.
+	Section int `json:"section"`
+	// Match is that section's match as written, such as
+	// `{subnet: 172.20.0.0/16}`; "" without a section.
+	Match string `json:"match"`
+	// Rule names the rule that decided, "egress 3" or "host 1"; "" when
+	// anti-spoofing or the hook's default decided, or no section applies.
+	Rule string `json:"rule"`
+	// RuleMatch is what that rule matches, such as "192.168.100.2 udp/53";
+	// "" without a rule.
+	RuleMatch string `json:"rule_match"`
+	// Comment is that rule's comment; "" without a rule or comment.
+	Comment string `json:"comment"`
+	// DecidedBy is "rule", "default" (egress_default or host_default),
+	// "anti-spoofing" or "unfenced" (no section covers the network).
+	DecidedBy string `json:"decided_by"`
+	// Spoofed is true when the source is outside the network's subnets.
+	Spoofed bool `json:"spoofed"`
+	// Verdict is the policy's verdict, "allow" or "deny".
+	Verdict string `json:"verdict"`
+	// DenyAction is settings.deny_action ("reject" or "drop") when the
+	// verdict is deny in enforce mode; "" otherwise.
+	DenyAction string `json:"deny_action"`
+	// Audit is true in audit mode: a deny is then only logged and counted.
+	Audit bool `json:"audit"`
+	// Passes is true when the packet gets through dockerfence: the verdict
+	// is allow, or the mode is audit. Docker's own rules still apply.
+	Passes bool `json:"passes"`
+}
+
+// ExplainedNetwork is the network part of an Explanation.
+type ExplainedNetwork struct {
+	// Name is the Docker network's name; for a bridge found over netlink,
+	// the bridge's name if it is docker0 or br-*, else "".
+	Name   string `json:"name"`
+	Bridge string `json:"bridge"`
+	// Subnets are the network's subnets, IPv4 first; `self` stands for them.
+	Subnets []string `json:"subnets"`
+	// Source is where the network came from: "docker" (Docker's API),
+	// "netlink" (a bridge found over netlink), or "argument" (nothing
+	// found: --network as given, a name or a subnet).
+	Source string `json:"source"`
+}
+
+// ExplainedPacket is the packet part of an Explanation.
+type ExplainedPacket struct {
+	// Hook is "egress" (to anywhere but the host) or "host" (--host).
+	Hook string `json:"hook"`
+	// Src is the source address; "" stands for an address inside the network.
+	Src string `json:"src"`
+	Dst string `json:"dst"`
+	// Port is the destination port, 0 for none.
+	Port int `json:"port"`
+	// Proto is tcp, udp, sctp, icmp, icmpv6, or any (no protocol given).
+	Proto string `json:"proto"`
+}
+
+// Explain is what explain found out: the network (from source, with a
+// note for people), the probe, and the table's decision.
+type Explain struct {
+	Network policy.Network
+	Source  string
+	Note    string
+	Probe   fence.Probe
+	fence.Decision
+}
+
+// Explanation returns the JSON object of explain --json.
+func (x *Explain) Explanation() Explanation {
+	d, pr := &x.Decision, x.Probe
+	e := Explanation{
+		Network: ExplainedNetwork{Name: x.Network.Name, Bridge: x.Network.Bridge, Subnets: []string{}, Source: x.Source},
+		Note:    x.Note,
+		Packet:  ExplainedPacket{Hook: pr.Hook.String(), Dst: pr.Dst.String(), Port: int(pr.Port), Proto: string(pr.Proto)},
+		Spoofed: d.Spoofed,
+		Verdict: d.Verdict.String(),
+		Audit:   d.Audit,
+		Passes:  d.Passes,
+	}
+	for _, s := range x.Network.Subnets {
+		e.Network.Subnets = append(e.Network.Subnets, s.String())
+	}
+	if pr.Src.IsValid() {
+		e.Packet.Src = pr.Src.String()
+	}
+	if d.Verdict == policy.Deny && !d.Audit {
+		e.DenyAction = string(d.DenyAction)
+	}
+	switch {
+	case d.Section == nil:
+		e.DecidedBy = "unfenced"
+		return e
+	case d.Spoofed:
+		e.DecidedBy = "anti-spoofing"
+	case d.Rule != nil:
+		e.DecidedBy = "rule"
+		e.Rule, e.RuleMatch, e.Comment = d.Rule.ID(), fence.RuleMatch(d.Rule), d.Rule.Comment
+	default:
+		e.DecidedBy = "default"
+	}
+	e.Section, e.Match = d.Section.Index, d.Section.Match.String()
+	return e
+}
+
+// Text renders the explanation for people, one aspect a line.
+func (x *Explain) Text() string {
+	var b strings.Builder
+	n, d, pr := x.Network, &x.Decision, x.Probe
+	var subs []string
+	for _, p := range n.Subnets {
+		subs = append(subs, p.String())
+	}
+	name := n.Name
+	if name == "" {
+		name = "(by subnet)"
+		if n.Bridge != "" {
+			name = "(bridge only)"
+		}
+	}
+	fmt.Fprintf(&b, "network  %s", name)
+	if n.Bridge != "" || len(subs) > 0 {
+		fmt.Fprintf(&b, " (bridge %s, subnets %s)", dash(n.Bridge), dash(strings.Join(subs, ", ")))
+	}
+	b.WriteString("\n")
+	if x.Note != "" {
+		fmt.Fprintf(&b, "note     %s\n", x.Note)
+	}
+	dst := pr.Dst.String()
+	if pr.Port != 0 {
+		dst = netip.AddrPortFrom(pr.Dst, pr.Port).String()
+	}
+	proto := string(pr.Proto)
+	if pr.Proto == policy.ProtoAny {
+		proto = "any protocol (only rules without proto and ports can match)"
+	}
+	from := ""
+	if pr.Src.IsValid() {
+		from = " from " + pr.Src.String()
+	}
+	fmt.Fprintf(&b, "packet   %s%s to %s, %s\n", pr.Hook, from, dst, proto)
+	if d.Section == nil {
+		b.WriteString("section  none matches this network\nverdict  allow: the network is not fenced\n")
+		return b.String()
+	}
+	fmt.Fprintf(&b, "section  %d %s (%s)\n", d.Section.Index, d.Section.Match, d.Section.Pos)
+	switch {
+	case d.Spoofed:
+		fmt.Fprintf(&b, "rule     anti-spoofing: source %s is outside the network's subnets\n", pr.Src)
+	case d.Rule != nil:
+		c := ""
+		if d.Rule.Comment != "" {
+			c = fmt.Sprintf(" %q", d.Rule.Comment)
+		}
+		fmt.Fprintf(&b, "rule     %s%s: %s %s (%s)\n", d.Rule.ID(), c, d.Rule.Verdict, d.Rule.Addrs.Text, d.Rule.Pos)
+	default:
+		fmt.Fprintf(&b, "rule     none matches: %s_default\n", pr.Hook)
+	}
+	var v string
+	switch {
+	case d.Verdict == policy.Deny && d.Audit:
+		v = "allow (audit mode: would deny, logged and counted)"
+	case d.Verdict == policy.Deny:
+		v = fmt.Sprintf("deny (%s)", d.DenyAction)
+	default:
+		v = "allow (handed on to the rest of the firewall; Docker's rules still apply)"
+	}
+	fmt.Fprintf(&b, "verdict  %s\n", v)
+	return b.String()
+}
+
+// dash is s, or "-" if it is empty.
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
