@@ -232,7 +232,8 @@ func TestExplainAudit(t *testing.T) {
 	if d.Rule == nil || d.Rule.ID() != "egress 2" || d.Verdict != policy.Deny || !d.Audit || !d.Passes || d.Trace.Verdict != nft.Accept {
 		t.Errorf("decision %+v\n%s", d, d.Trace)
 	}
-	if !strings.Contains(d.Trace.String(), "fwd_br-app.e2 1 yes return") {
+	// The deny chain logs (one meter rule per family), then returns.
+	if !strings.Contains(d.Trace.String(), "fwd_br-app.e2 0 yes\nfwd_br-app.e2 1 no\nfwd_br-app.e2 2 yes return") {
 		t.Errorf("the trace does not return from the deny chain:\n%s", d.Trace)
 	}
 }
