@@ -110,6 +110,15 @@ networks:
 			if (d.Section == nil) != (tt.name == "unfenced") {
 				t.Errorf("section %v", d.Section)
 			}
+			// Forged sources are dropped whatever deny_action says.
+			if want := tt.pol.Settings.DenyAction; d.Spoofed && d.DenyAction != policy.Drop || !d.Spoofed && d.DenyAction != want {
+				t.Errorf("deny action %s, want %s (spoofed %v)", d.DenyAction, want, d.Spoofed)
+			}
+			// (An IPv6 link-local source the table lets pass: the kernel
+			// never routes it.)
+			if d.Spoofed && d.Trace.Verdict != nft.Accept && d.Trace.Verdict != nft.Drop {
+				t.Errorf("a spoofed packet's trace ends in %v, want drop:\n%s", d.Trace.Verdict, d.Trace)
+			}
 		})
 	}
 }
