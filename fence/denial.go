@@ -24,6 +24,9 @@ const (
 	ReasonSpoof
 	// ReasonDefault is a section's default verdict.
 	ReasonDefault
+	// ReasonTunnel is a packet that a tunnel on the host decapsulated
+	// from a packet a container sent to the host (the tunnel fence).
+	ReasonTunnel
 )
 
 // String returns the reason's short name, as deny chain names carry it.
@@ -33,9 +36,16 @@ func (r Reason) String() string {
 		return "spoof"
 	case ReasonDefault:
 		return "default"
+	case ReasonTunnel:
+		return "tunnel"
 	}
 	return "rule"
 }
+
+// forged reports whether the packets denied for this reason carry a source
+// address that the container chose, not its own (a tunnelled packet's is
+// whatever the container wrote inside): a denial must not answer them.
+func (r Reason) forged() bool { return r == ReasonSpoof || r == ReasonTunnel }
 
 // Denial is what one deny chain stands for.
 type Denial struct {
@@ -43,12 +53,13 @@ type Denial struct {
 	// AuditLogPrefix) followed by Chain and a space.
 	Chain string
 	// Network is the fenced network, nil for the chains that fence
-	// bridges not known yet.
+	// bridges not known yet and for the tunnel fence.
 	Network *policy.Network
+	// Section is the network's section, nil for the tunnel fence.
 	Section *policy.Section
 	Hook    policy.Hook
-	// Rule is the policy rule that denies, nil for anti-spoofing and for
-	// the hook's default.
+	// Rule is the policy rule that denies, nil for anti-spoofing, the
+	// tunnel fence and the hook's default.
 	Rule   *policy.Rule
 	Reason Reason
 	// Audit is set in audit mode: the packet was let through.
@@ -56,11 +67,13 @@ type Denial struct {
 }
 
 // RuleID names the denial as status does: "egress 4", "egress_default",
-// "anti-spoofing".
+// "anti-spoofing", "tunnel".
 func (d *Denial) RuleID() string {
 	switch d.Reason {
 	case ReasonSpoof:
 		return "anti-spoofing"
+	case ReasonTunnel:
+		return "tunnel"
 	case ReasonDefault:
 		return d.Hook.String() + "_default"
 	}
@@ -72,6 +85,8 @@ func (d *Denial) Comment() string {
 	switch {
 	case d.Reason == ReasonSpoof:
 		return "source outside the network"
+	case d.Reason == ReasonTunnel:
+		return "decapsulated on the host from a container's packet"
 	case d.Reason == ReasonDefault:
 		return d.Hook.String() + "_default deny"
 	case d.Rule.Comment != "":

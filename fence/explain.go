@@ -37,7 +37,9 @@ type Decision struct {
 	Verdict policy.Verdict
 	// Audit is set in audit mode: a deny verdict is logged and counted, and the packet passes.
 	Audit bool
-	// DenyAction is the policy's settings.deny_action.
+	// DenyAction is how a denial refuses the packet: the policy's
+	// settings.deny_action, but drop for a spoofed source, which no
+	// denial answers.
 	DenyAction policy.DenyAction
 	// Passes reports whether the packet gets through dockerfence: the
 	// table accepts it.
@@ -162,6 +164,9 @@ func Explain(pol *policy.Policy, inventory []policy.Network, n policy.Network, p
 	if pr.Hook == policy.Egress && d.Section != nil && src.Is6() && linkLocal6.Contains(src) &&
 		!linkLocal6.Contains(pr.Dst) && !policy.Contains(n.Subnets, pr.Dst) {
 		d.Rule, d.Spoofed, d.Verdict, d.Passes = nil, true, policy.Deny, d.Audit
+	}
+	if d.Spoofed {
+		d.DenyAction = policy.Drop
 	}
 	return d, nil
 }

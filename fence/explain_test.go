@@ -112,6 +112,15 @@ networks:
 			if (d.Section == nil) != (tt.name == "unfenced") {
 				t.Errorf("section %v", d.Section)
 			}
+			// Forged sources are dropped whatever deny_action says.
+			if want := tt.pol.Settings.DenyAction; d.Spoofed && d.DenyAction != policy.Drop || !d.Spoofed && d.DenyAction != want {
+				t.Errorf("deny action %s, want %s (spoofed %v)", d.DenyAction, want, d.Spoofed)
+			}
+			// (An IPv6 link-local source the table lets pass: the kernel
+			// never routes it.)
+			if d.Spoofed && d.Trace.Verdict != nft.Accept && d.Trace.Verdict != nft.Drop {
+				t.Errorf("a spoofed packet's trace ends in %v, want drop:\n%s", d.Trace.Verdict, d.Trace)
+			}
 		})
 	}
 }
@@ -234,7 +243,8 @@ func TestExplainAudit(t *testing.T) {
 	if d.Rule == nil || d.Rule.ID() != "egress 2" || d.Verdict != policy.Deny || !d.Audit || !d.Passes || d.Trace.Verdict != nft.Accept {
 		t.Errorf("decision %+v\n%s", d, d.Trace)
 	}
-	if !strings.Contains(d.Trace.String(), "fwd_br-app.e2 1 yes return") {
+	// The deny chain logs (one meter rule per family), then returns.
+	if !strings.Contains(d.Trace.String(), "fwd_br-app.e2 0 yes\nfwd_br-app.e2 1 no\nfwd_br-app.e2 2 yes return") {
 		t.Errorf("the trace does not return from the deny chain:\n%s", d.Trace)
 	}
 }

@@ -37,6 +37,10 @@ type Result struct {
 	CatchAll *policy.Section
 	// Warnings are findings a person should see, such as skipped networks.
 	Warnings []string
+	// TunnelChains names the chains that hold the rule of the tunnel
+	// fence (ID TunnelRuleID), one per direction; none if
+	// settings.tunnel_mark turns it off.
+	TunnelChains []string
 	// Denials says, for each deny chain by name, what its packets were
 	// denied for, so that a logged packet can be attributed to a network
 	// and a rule.
@@ -136,6 +140,7 @@ func compile(pol *policy.Policy, networks []policy.Network, sectionFor func(poli
 		bases[i].Rules = append(bases[i].Rules, &nft.Rule{Matches: []nft.Match{nft.CtReply{}}, Counter: true, Verdict: nft.Verdict{Kind: nft.Accept}, ID: "reply", Comment: "replies to connections opened towards containers"})
 	}
 	b.fence(networks)
+	b.warn()
 	// The layer chains are listed right after the base chains, the network
 	// chains after them: the table reads from the hook down.
 	var layerChains []*nft.Chain
@@ -206,7 +211,33 @@ func (b *builder) networkLayer(d Direction, c *nft.Chain) bool {
 			&nft.Rule{Matches: []nft.Match{nft.IfName{Name: "docker0"}}, Counter: true, Verdict: nft.Verdict{Kind: nft.Goto, Target: unknown}, ID: "unknown docker0", Comment: "docker0 before dockerfence knows it"},
 			&nft.Rule{Matches: []nft.Match{nft.IfName{Name: "br-", Prefix: true}}, Counter: true, Verdict: nft.Verdict{Kind: nft.Goto, Target: unknown}, ID: "unknown br-*", Comment: "bridges dockerfence does not know yet"})
 	}
+	if r := b.tunnelRule(d); r != nil {
+		c.Rules = append(c.Rules, r)
+		b.r.TunnelChains = append(b.r.TunnelChains, c.Name)
+	}
 	return true
+}
+
+// TunnelRuleID is the ID of the rule of the tunnel fence in the chains
+// that Result.TunnelChains names.
+const TunnelRuleID = "tunnel"
+
+// tunnelRule returns the rule of the tunnel fence in direction d, nil if
+// settings.tunnel_mark turns it off. It follows the dispatch to network
+// chains, so it sees only packets from interfaces that are no fenced
+// bridge: a packet there that carries the mark was decapsulated by a
+// tunnel on the host (VXLAN, GENEVE, GRE, IPIP, FOU: the kernel keeps the
+// mark through decapsulation in the same namespace) from a packet that a
+// container sent to the host and that no host rule allowed explicitly. It
+// is denied: dropped, whatever deny_action says, since its source is
+// whatever the container wrote inside.
+func (b *builder) tunnelRule(d Direction) *nft.Rule {
+	mark := b.pol.Settings.TunnelMark
+	if mark == 0 {
+		return nil
+	}
+	deny := b.denyChain(d.Prefix, &Denial{Hook: d.Hook, Reason: ReasonTunnel})
+	return &nft.Rule{Matches: []nft.Match{nft.Mark{Bits: mark}}, Counter: true, Verdict: nft.Verdict{Kind: nft.Goto, Target: deny}, ID: TunnelRuleID, Comment: "decapsulated on this host from a container's packet (tunnel)"}
 }
 
 // chainID turns a bridge name into the part of chain and set names that

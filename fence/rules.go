@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/dockerfence/dockerfence/ipproto"
 	"github.com/dockerfence/dockerfence/nft"
@@ -126,7 +127,15 @@ func (b *builder) networkChain(name string, sec *policy.Section, d Direction, n 
 		c.Rules = append(c.Rules, b.policyRules(name, sec, d, r, n)...)
 	}
 	def := &nft.Rule{Counter: true, Verdict: allow, ID: "default", Comment: h.String() + "_default allow"}
+	if d.ToHost {
+		// What a tunnel on the host decapsulates from this packet keeps
+		// the mark, and the tunnel fence denies it (see tunnelRule). A
+		// host rule that allows a packet explicitly lets it through
+		// unmarked: the operator chose that service, tunnel or not.
+		def.SetMark = b.pol.Settings.TunnelMark
+	}
 	if sec.Default(h) == policy.Deny {
+		def.SetMark = 0
 		def.Verdict = nft.Verdict{Kind: nft.Goto, Target: b.denyChain(name, &Denial{Network: n, Section: sec, Hook: h, Reason: ReasonDefault})}
 		def.Comment = h.String() + "_default deny"
 	}
@@ -150,14 +159,27 @@ func (b *builder) denyChain(network string, d *Denial) string {
 		if s.Mode == policy.Audit {
 			prefix = AuditLogPrefix
 		}
-		c.Rules = append(c.Rules, &nft.Rule{Limit: s.LogRate, Log: &nft.Log{Prefix: prefix + c.Name + " ", Group: s.LogGroup}, ID: "log"})
+		log := &nft.Log{Prefix: prefix + c.Name + " ", Group: s.LogGroup}
+		if d.Reason.forged() {
+			// The source is not the sender's: a limit of its own would let
+			// a sender fill the meters with forged sources. The chain's
+			// limit is shared by those forging sources on this network.
+			c.Rules = append(c.Rules, &nft.Rule{Limit: s.LogRate, Log: log, ID: "log"})
+		} else {
+			for _, m := range b.logMeters() {
+				c.Rules = append(c.Rules, &nft.Rule{Meter: m, Log: log, ID: "log"})
+			}
+		}
 	}
 	switch {
 	case s.Mode == policy.Audit:
 		// The packet would be denied: it goes on to the next layer, which
 		// judges (and logs) it as if this one had allowed it.
 		c.Rules = append(c.Rules, &nft.Rule{Verdict: allow, ID: "audit", Comment: "audit mode: would deny"})
-	case s.DenyAction == policy.Drop:
+	case s.DenyAction == policy.Drop || d.Reason.forged():
+		// A forged source is an address the container chose: a reset or
+		// an ICMP error would go to that address, so such packets are
+		// dropped whatever deny_action says.
 		c.Rules = append(c.Rules, &nft.Rule{Verdict: nft.Verdict{Kind: nft.Drop}, ID: "drop"})
 	default:
 		c.Rules = append(c.Rules,
@@ -166,6 +188,30 @@ func (b *builder) denyChain(network string, d *Denial) string {
 	}
 	b.r.Table.Chains = append(b.r.Table.Chains, c)
 	return c.Name
+}
+
+// logMeterTimeout is how long a source's log limit is kept after its last
+// denial. Its burst is back in full after a second without one, so
+// forgetting it later changes nothing but the room in the meter's set.
+const logMeterTimeout = 10 * time.Second
+
+// logMeters returns the meters that limit the denial log per source
+// address, one per family, and adds their sets on first use. The sets are
+// the table's, shared by all deny chains: a source's log_rate covers all
+// its denials, and one container's flood cannot use up another's.
+func (b *builder) logMeters() []*nft.Meter {
+	out := make([]*nft.Meter, 0, 2)
+	for _, fam := range []struct {
+		set string
+		key nft.KeyType
+		sel nft.Selector
+	}{{"log_4", nft.KeyIPv4, nft.SelSAddr4}, {"log_6", nft.KeyIPv6, nft.SelSAddr6}} {
+		if _, ok := b.sets[fam.set]; !ok {
+			b.addSet(&nft.Set{Name: fam.set, Key: fam.key, Dynamic: true, Timeout: true, Owner: nft.OwnedByRuntime})
+		}
+		out = append(out, &nft.Meter{Set: fam.set, Key: fam.sel, Rate: b.pol.Settings.LogRate, Timeout: logMeterTimeout})
+	}
+	return out
 }
 
 // ruleTag is the short form of a rule's identity used in chain and set names: e3, h1.

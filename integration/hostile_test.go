@@ -54,7 +54,7 @@ func (e *env) dfExit(t *testing.T, dockerHost string, args ...string) (stdout, s
 // differently even when its rules read the same.
 func (e *env) tableWithHandles() string {
 	e.t.Helper()
-	return e.tp.Host.Run(e.t, "nft", "-a", "-s", "list", "table", "inet", "dockerfence")
+	return withoutMeters(e.tp.Host.Run(e.t, "nft", "-a", "-s", "list", "table", "inet", "dockerfence"))
 }
 
 // nftMonitor records the nf_tables events of Host until stop is called.

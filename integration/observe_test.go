@@ -73,7 +73,10 @@ func (e *env) waitEvent(what string, ok func(denylog.Event) bool) denylog.Event 
 // statusJSON returns dockerfence status --json.
 func (e *env) statusJSON(args ...string) status.Status {
 	e.t.Helper()
-	out := e.mustDF(append([]string{"status", "--json"}, args...)...)
+	out, stderr, err := e.dfStdout(append([]string{"status", "--json"}, args...)...)
+	if err != nil {
+		e.t.Fatalf("status --json: %v\n%s%s", err, out, stderr)
+	}
 	var s status.Status
 	if err := json.Unmarshal([]byte(out), &s); err != nil {
 		e.t.Fatalf("status --json: %v\n%s", err, out)

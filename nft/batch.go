@@ -211,7 +211,7 @@ func kernelSet(tbl *nftables.Table, s *Set) (*nftables.Set, []nftables.SetElemen
 
 // setHeader returns the google/nftables set without building its elements.
 func setHeader(tbl *nftables.Table, s *Set) *nftables.Set {
-	ns := &nftables.Set{Table: tbl, Name: s.Name, Comment: setComment, Interval: s.Interval(), HasTimeout: s.Timeout}
+	ns := &nftables.Set{Table: tbl, Name: s.Name, Comment: setComment, Interval: s.Interval(), HasTimeout: s.Timeout, Dynamic: s.Dynamic}
 	switch s.Key {
 	case KeyIPv4:
 		ns.KeyType = nftables.TypeIPAddr

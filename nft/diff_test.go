@@ -113,6 +113,9 @@ func stateOf(t *Table) *State {
 		if ns.HasTimeout {
 			ss.Flags |= unix.NFT_SET_TIMEOUT
 		}
+		if ns.Dynamic {
+			ss.Flags |= unix.NFT_SET_EVAL
+		}
 		if ns.IsMap {
 			ss.Flags |= unix.NFT_SET_MAP
 			ss.DataType = unix.NFT_DATA_VERDICT

@@ -193,6 +193,12 @@ func ruleExprs(tbl *nftables.Table, sets func(string) *nftables.Set, anon func(*
 		case HopLimit:
 			// The hop limit is byte 7 of the IPv6 header.
 			out = append(out, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 7, Len: 1}, cmpEq([]byte{m.Value}))
+		case Mark:
+			// The mark is a host-endian number, as nft compares it.
+			bits := binaryutil.NativeEndian.PutUint32(m.Bits)
+			out = append(out, &expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+				&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: bits, Xor: make([]byte, 4)},
+				cmpEq(bits))
 		default:
 			return nil, fmt.Errorf("unknown match %T", m)
 		}
@@ -200,8 +206,19 @@ func ruleExprs(tbl *nftables.Table, sets func(string) *nftables.Set, anon func(*
 	if r.Counter {
 		out = append(out, &expr.Counter{})
 	}
+	if r.SetMark != 0 {
+		// mark | bits, as nft writes it: (mark & ^bits) ^ bits.
+		out = append(out, &expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: binaryutil.NativeEndian.PutUint32(^r.SetMark), Xor: binaryutil.NativeEndian.PutUint32(r.SetMark)},
+			&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1})
+	}
+	if m := r.Meter; m != nil {
+		s := sets(m.Set)
+		out = append(out, keyExprs(m.Key)...)
+		out = append(out, &expr.Dynset{SrcRegKey: 1, SetName: s.Name, SetID: s.ID, Operation: unix.NFT_DYNSET_OP_UPDATE, Timeout: m.Timeout, Exprs: []expr.Any{limit(m.Rate)}})
+	}
 	if r.Limit > 0 {
-		out = append(out, &expr.Limit{Type: expr.LimitTypePkts, Rate: uint64(r.Limit), Unit: expr.LimitTimeSecond, Burst: uint32(r.Limit)})
+		out = append(out, limit(r.Limit))
 	}
 	if r.Log != nil {
 		out = append(out, &expr.Log{Key: 1<<unix.NFTA_LOG_PREFIX | 1<<unix.NFTA_LOG_GROUP, Group: r.Log.Group, Data: []byte(r.Log.Prefix)})
@@ -228,6 +245,23 @@ func ruleExprs(tbl *nftables.Table, sets func(string) *nftables.Set, anon func(*
 		out = append(out, &expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH, Code: unix.NFT_REJECT_ICMPX_ADMIN_PROHIBITED})
 	}
 	return out, nil
+}
+
+// limit is the limit of rate packets a second, burst the same.
+func limit(rate int) *expr.Limit {
+	return &expr.Limit{Type: expr.LimitTypePkts, Rate: uint64(rate), Unit: expr.LimitTimeSecond, Burst: uint32(rate)}
+}
+
+// keyExprs loads the field a meter is keyed by into register 1, after
+// matching the family of an address, as nft does for a key of its own.
+func keyExprs(sel Selector) []expr.Any {
+	switch sel {
+	case SelSAddr4, SelDAddr4:
+		return append(nfproto(false), selectorExprs(sel)...)
+	case SelSAddr6, SelDAddr6:
+		return append(nfproto(true), selectorExprs(sel)...)
+	}
+	return selectorExprs(sel)
 }
 
 // selectorExprs loads the field a verdict map is keyed by into register 1.

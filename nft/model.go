@@ -10,6 +10,7 @@ package nft
 
 import (
 	"net/netip"
+	"time"
 )
 
 // Table is the desired state of one inet table.
@@ -95,6 +96,10 @@ type Set struct {
 	Map bool
 	// Timeout lets elements carry a timeout (flag timeout).
 	Timeout bool
+	// Dynamic lets rules add and update elements from the packet path
+	// (flag dynamic), as a Meter does. Its elements are the kernel's, so
+	// such a set is OwnedByRuntime, and it holds no intervals.
+	Dynamic bool
 	Owner   Owner
 	// Ranges holds the elements of address sets: sorted, disjoint, of the
 	// key's family.
@@ -107,7 +112,7 @@ type Set struct {
 
 // Interval reports whether the set holds intervals (flag interval):
 // address and service sets do, maps do not.
-func (s *Set) Interval() bool { return !s.Map && s.Key != KeyIfName }
+func (s *Set) Interval() bool { return !s.Map && !s.Dynamic && s.Key != KeyIfName }
 
 // VMapElem maps a key to the chain that the packet goes to. The key is an
 // interface name (Key) for KeyIfName maps and an address (Addr) for address
@@ -126,10 +131,17 @@ type Chain struct {
 	Rules []*Rule
 }
 
-// Rule is a list of matches, an optional counter, limit and log, and a verdict.
+// Rule is a list of matches, an optional counter, mark, meter, limit and
+// log, and a verdict, evaluated in that order.
 type Rule struct {
 	Matches []Match
 	Counter bool
+	// SetMark, when not zero, sets these bits of the packet's mark and
+	// keeps the others (meta mark set meta mark | SetMark).
+	SetMark uint32
+	// Meter, when set, makes the rule go on only for packets within the
+	// rate of their key's own limit.
+	Meter *Meter
 	// Limit, when set, makes the rule match at most Limit packets a second (burst the same).
 	Limit   int
 	Log     *Log
@@ -137,6 +149,21 @@ type Rule struct {
 	// Comment is shown by nft; ID identifies the rule within its chain for status.
 	Comment string
 	ID      string
+}
+
+// Meter is a limit per key: each value of Key (a source address) may pass
+// Rate packets a second (burst the same), and the rule goes no further for
+// packets beyond it. The limits are kept in the dynamic set Set, one
+// element a value, each expiring Timeout after its last packet (so a key
+// that comes back starts with a full burst, as it would have anyway once
+// its limit refilled). An address key implies its family: the rule
+// matches only packets of that family. When the set is full (the kernel
+// takes 65535 elements), packets of keys it does not hold go no further.
+type Meter struct {
+	Set     string
+	Key     Selector
+	Rate    int
+	Timeout time.Duration
 }
 
 // Log is an NFLOG statement.
@@ -240,6 +267,10 @@ type Fib struct{ Src, Missing, Local bool }
 // ICMPv6Type matches ICMPv6 packets of the given types.
 type ICMPv6Type struct{ Types []uint8 }
 
+// Mark matches packets whose mark has all of Bits set (meta mark & Bits
+// == Bits).
+type Mark struct{ Bits uint32 }
+
 // HopLimit matches IPv6 packets whose hop limit is Value. Neighbour
 // discovery is sent with 255 and is only valid so (RFC 4861); in the
 // forward hook a routed packet has already lost one, so 255 there means a
@@ -255,6 +286,7 @@ func (IfName) isMatch()     {}
 func (Fib) isMatch()        {}
 func (ICMPv6Type) isMatch() {}
 func (HopLimit) isMatch()   {}
+func (Mark) isMatch()       {}
 
 // Chain returns the chain of that name, or nil.
 func (t *Table) Chain(name string) *Chain {

@@ -102,3 +102,34 @@ func TestUpdateRuntimeSet(t *testing.T) {
 	time.Sleep(1500 * time.Millisecond)
 	has("after 1.5s", nil, []string{"192.0.2.99"})
 }
+
+// TestMeterSetKept loads the sample table, whose meter sets the kernel
+// fills from the packet path, puts an element in one as a meter would, and
+// requires that applies, incremental and back, leave it there and see
+// nothing to change.
+func TestMeterSetKept(t *testing.T) {
+	ns, k := nfttest.NetNS(t)
+	tbl := nfttest.Sample()
+	if _, err := k.Apply(tbl); err != nil {
+		t.Fatal(err)
+	}
+	nfttest.NFT(t, ns, "", "add", "element", "inet", tbl.Name, "meter_4", "{ 192.0.2.7 timeout 1h }")
+	for _, next := range []*Table{nfttest.Changed(), nfttest.Sample()} {
+		if _, err := k.Apply(next); err != nil {
+			t.Fatal(err)
+		}
+		if got := nfttest.NFT(t, ns, "", "list", "set", "inet", tbl.Name, "meter_4"); !strings.Contains(got, "192.0.2.7") {
+			t.Fatalf("an apply emptied meter_4:\n%s", got)
+		}
+	}
+	if p, err := k.Plan(tbl); err != nil || !p.Empty() {
+		t.Errorf("plan = %v, %v; want empty", p, err)
+	}
+	st, err := k.Read(tbl.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := Diff(tbl, st); len(d) != 0 {
+		t.Errorf("Diff = %q, want none", d)
+	}
+}

@@ -177,7 +177,7 @@ func (t *Table) changes(have *State, digests map[string]string) *changes {
 // and flags of s, so that it can be kept and edited in place.
 func (ks *SetState) compatible(s *Set) bool {
 	want := NewSetState(s)
-	const typeFlags = unix.NFT_SET_INTERVAL | unix.NFT_SET_MAP | nftSetConcat | unix.NFT_SET_OBJECT | unix.NFT_SET_TIMEOUT
+	const typeFlags = unix.NFT_SET_INTERVAL | unix.NFT_SET_MAP | nftSetConcat | unix.NFT_SET_OBJECT | unix.NFT_SET_TIMEOUT | unix.NFT_SET_EVAL
 	return ks.Flags&typeFlags == want.Flags && ks.KeyType == want.KeyType && ks.DataType == want.DataType && ks.Comment == want.Comment
 }
 
@@ -191,6 +191,9 @@ func NewSetState(s *Set) SetState {
 	}
 	if ns.HasTimeout {
 		st.Flags |= unix.NFT_SET_TIMEOUT
+	}
+	if ns.Dynamic {
+		st.Flags |= unix.NFT_SET_EVAL
 	}
 	if ns.IsMap {
 		st.Flags |= unix.NFT_SET_MAP
@@ -332,6 +335,9 @@ func (r *Rule) sets() []string {
 				out = append(out, m.Set)
 			}
 		}
+	}
+	if r.Meter != nil {
+		out = append(out, r.Meter.Set)
 	}
 	if r.Verdict.Kind == VMap {
 		out = append(out, r.Verdict.Target)

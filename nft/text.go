@@ -40,13 +40,7 @@ func (t *Table) Body() string {
 
 func writeSet(b *strings.Builder, s *Set) {
 	kw, typ := "set", s.Key.String()
-	var flags []string
-	if s.Interval() {
-		flags = append(flags, "interval")
-	}
-	if s.Timeout {
-		flags = append(flags, "timeout")
-	}
+	flags := s.flagNames()
 	if s.Map {
 		kw, typ = "map", typ+" : verdict"
 	}
@@ -69,6 +63,22 @@ func writeSet(b *strings.Builder, s *Set) {
 	b.WriteString("\t}\n")
 }
 
+// flagNames lists the set's flags in nft syntax, in the order nft lists
+// them.
+func (s *Set) flagNames() []string {
+	var flags []string
+	if s.Interval() {
+		flags = append(flags, "interval")
+	}
+	if s.Dynamic {
+		flags = append(flags, "dynamic")
+	}
+	if s.Timeout {
+		flags = append(flags, "timeout")
+	}
+	return flags
+}
+
 // rangeText renders a range as an address, a prefix or from-to.
 func rangeText(r Range) string {
 	if r.From == r.To {
@@ -89,8 +99,18 @@ func (r *Rule) Text() string {
 	if r.Counter {
 		parts = append(parts, "counter")
 	}
+	if r.SetMark != 0 {
+		parts = append(parts, fmt.Sprintf("meta mark set meta mark | 0x%08x", r.SetMark))
+	}
+	if m := r.Meter; m != nil {
+		key := selectorText[m.Key]
+		if m.Timeout > 0 {
+			key += " timeout " + durationText(m.Timeout)
+		}
+		parts = append(parts, fmt.Sprintf("update @%s { %s %s }", m.Set, key, limitText(m.Rate)))
+	}
 	if r.Limit > 0 {
-		parts = append(parts, fmt.Sprintf("limit rate %d/second burst %d packets", r.Limit, r.Limit))
+		parts = append(parts, limitText(r.Limit))
 	}
 	if r.Log != nil {
 		parts = append(parts, fmt.Sprintf("log prefix %q group %d", r.Log.Prefix, r.Log.Group))
@@ -102,6 +122,11 @@ func (r *Rule) Text() string {
 		parts = append(parts, fmt.Sprintf("comment %q", r.Comment))
 	}
 	return strings.Join(parts, " ")
+}
+
+// limitText renders a limit of rate packets a second, burst the same.
+func limitText(rate int) string {
+	return fmt.Sprintf("limit rate %d/second burst %d packets", rate, rate)
 }
 
 // verdictText renders a verdict as in nft syntax, "" for Continue.
@@ -205,6 +230,8 @@ func matchText(m Match) string {
 		return fmt.Sprintf("icmpv6 type %d-%d", m.Types[0], m.Types[len(m.Types)-1])
 	case HopLimit:
 		return fmt.Sprintf("ip6 hoplimit %d", m.Value)
+	case Mark:
+		return fmt.Sprintf("meta mark & 0x%08x == 0x%08x", m.Bits, m.Bits)
 	}
 	panic(fmt.Sprintf("nft: unknown match %T", m))
 }

@@ -38,6 +38,9 @@ type Packet struct {
 	HopLimit uint8
 	// Reply marks a packet in the reply direction of its connection.
 	Reply bool
+	// Mark is the packet's mark as it enters the hook (meta mark); rules
+	// that set bits of it (Rule.SetMark) set them for the rules after them.
+	Mark uint32
 	// Fib holds the answers of the route lookups that Fib matches make.
 	Fib FibAnswers
 }
@@ -131,8 +134,9 @@ const maxJumpDepth = 16
 // does: the base chains of the packet's hook in the table's order, each
 // until a verdict (an accept ends only that base chain, a drop or reject
 // is final), jumps and gotos with a stack of returns, and verdict maps.
-// Counters, logs and limits do not stop evaluation; a limit is taken to be
-// under its rate.
+// Counters, logs, limits and meters do not stop evaluation; a limit or a
+// meter is taken to be under its rate, and a meter keyed by an address
+// applies to packets of its family only, as its encoding does.
 //
 // It returns an error for a packet it cannot judge (no hook, addresses of
 // two families) and for a table the kernel would refuse: a chain, set or
@@ -236,6 +240,7 @@ func (t *Table) traceBase(tr *Trace, base *Chain, p *Packet) error {
 			i++
 			continue
 		}
+		p.Mark |= r.SetMark
 		switch v.Kind {
 		case Continue:
 			i++
@@ -272,6 +277,14 @@ func (t *Table) matches(r *Rule, p *Packet) (bool, error) {
 		ok, err := t.match(m, p)
 		if err != nil || !ok {
 			return false, err
+		}
+	}
+	if m := r.Meter; m != nil {
+		switch m.Key {
+		case SelSAddr4, SelDAddr4:
+			return !p.isV6(), nil
+		case SelSAddr6, SelDAddr6:
+			return p.isV6(), nil
 		}
 	}
 	return true, nil
@@ -351,6 +364,8 @@ func (t *Table) match(m Match, p *Packet) (bool, error) {
 			return m.Value == 0, nil
 		}
 		return p.HopLimit == m.Value, nil
+	case Mark:
+		return p.Mark&m.Bits == m.Bits, nil
 	}
 	return false, fmt.Errorf("unknown match %T", m)
 }

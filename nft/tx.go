@@ -139,14 +139,7 @@ func setSpec(s *Set) string {
 	if s.Map {
 		parts[0] += " : verdict"
 	}
-	var flags []string
-	if s.Interval() {
-		flags = append(flags, "interval")
-	}
-	if s.Timeout {
-		flags = append(flags, "timeout")
-	}
-	if len(flags) > 0 {
+	if flags := s.flagNames(); len(flags) > 0 {
 		parts = append(parts, "flags "+strings.Join(flags, ","))
 	}
 	parts = append(parts, fmt.Sprintf("comment %q", setComment))

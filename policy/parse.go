@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -163,10 +164,20 @@ func (p *parser) settings(n *yaml.Node, s *Settings) {
 		"log_rate": func(_, v *yaml.Node) {
 			if r, ok := p.integer(v, "settings.log_rate"); ok {
 				if r < 1 || r > 100000 {
-					p.errorf(v, "settings.log_rate: %d is out of range; expected 1..100000 denials logged a second per rule", r)
+					p.errorf(v, "settings.log_rate: %d is out of range; expected 1..100000 denials logged a second per source address", r)
 					return
 				}
 				s.LogRate = r
+			}
+		},
+		"tunnel_mark": func(_, v *yaml.Node) {
+			if t, ok := p.scalar(v, "settings.tunnel_mark"); ok {
+				m, err := strconv.ParseUint(t, 0, 32)
+				if err != nil || v.Tag != "!!int" || m&(m-1) != 0 {
+					p.errorf(v, "settings.tunnel_mark: %s is not one bit of the packet mark; expected a power of two such as 0x10000000, or 0 to leave tunnels unfenced", quote(t))
+					return
+				}
+				s.TunnelMark = uint32(m)
 			}
 		},
 		"mode": func(_, v *yaml.Node) {

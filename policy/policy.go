@@ -107,10 +107,22 @@ type Settings struct {
 	DenyAction DenyAction
 	LogDenied  bool
 	LogGroup   uint16
-	// LogRate is the most denials a second that each rule logs.
+	// LogRate is the most denials a second logged for each source address
+	// (for forged sources, for each anti-spoofing deny chain).
 	LogRate int
 	Mode    Mode
+	// TunnelMark is the bit of the packet mark that the fence sets on what
+	// containers send to the host, so that it can tell what a tunnel on
+	// the host decapsulates from it; 0 turns the tunnel fence off.
+	TunnelMark uint32
 }
+
+// DefaultTunnelMark is the default of settings.tunnel_mark: a bit that
+// the marks of kube-proxy (0x4000, 0x8000), Podman (0x2000), Tailscale
+// (0xff0000), Weave (0x20000, 0x40000), Cilium (0xf00) and the AWS VPC CNI
+// (0x80) leave alone. Calico's default mask (0xffff0000) holds it: with
+// Calico, pick a bit outside Calico's mask.
+const DefaultTunnelMark = 0x10000000
 
 // DefaultSettings returns the settings a policy gets for every key it leaves out.
 func DefaultSettings() Settings {
@@ -122,6 +134,7 @@ func DefaultSettings() Settings {
 		LogGroup:   100,
 		LogRate:    10,
 		Mode:       Enforce,
+		TunnelMark: DefaultTunnelMark,
 	}
 }
 

@@ -111,6 +111,10 @@ func TestErrors(t *testing.T) {
 		{"deny action", "version: 1\nsettings: {deny_action: kill}\nnetworks:\n  - match: {name: x}\n", "settings.deny_action: expected reject or drop, found \"kill\""},
 		{"mode", "version: 1\nsettings: {mode: log}\nnetworks:\n  - match: {name: x}\n", "settings.mode: expected enforce or audit"},
 		{"table name", "version: 1\nsettings: {table: \"a b\"}\nnetworks:\n  - match: {name: x}\n", "settings.table: \"a b\" is not a table name"},
+		{"tunnel mark two bits", "version: 1\nsettings: {tunnel_mark: 3}\nnetworks:\n  - match: {name: x}\n", "policy.yaml:2:25: settings.tunnel_mark: \"3\" is not one bit of the packet mark; expected a power of two such as 0x10000000, or 0 to leave tunnels unfenced"},
+		{"tunnel mark negative", "version: 1\nsettings: {tunnel_mark: -1}\nnetworks:\n  - match: {name: x}\n", "settings.tunnel_mark: \"-1\" is not one bit"},
+		{"tunnel mark 33 bits", "version: 1\nsettings: {tunnel_mark: 0x100000000}\nnetworks:\n  - match: {name: x}\n", "settings.tunnel_mark: \"0x100000000\" is not one bit"},
+		{"tunnel mark string", "version: 1\nsettings: {tunnel_mark: \"0x10\"}\nnetworks:\n  - match: {name: x}\n", "settings.tunnel_mark: \"0x10\" is not one bit"},
 		{"missing match", "version: 1\nnetworks:\n  - egress: []\n", "policy.yaml:3:5: networks[1]: missing match"},
 		{"unknown match key", "version: 1\nnetworks:\n  - match: {nam: x}\n", "policy.yaml:3:13: networks[1].match: unknown key \"nam\""},
 		{"bad subnet", "version: 1\nnetworks:\n  - match: {subnet: 172.20.0.0/33}\n", "policy.yaml:3:21: networks[1].match.subnet: \"172.20.0.0/33\" is not a CIDR"},
@@ -257,6 +261,23 @@ func TestValidComment(t *testing.T) {
 	} {
 		if got := validComment(tc.s); got != tc.want {
 			t.Errorf("validComment(%q) = %v, want %v", tc.s, got, tc.want)
+		}
+	}
+}
+
+func TestTunnelMark(t *testing.T) {
+	for src, want := range map[string]uint32{
+		"":                                 DefaultTunnelMark,
+		"settings: {tunnel_mark: 0x200}\n": 0x200,
+		"settings: {tunnel_mark: 1024}\n":  1024,
+		"settings: {tunnel_mark: 0}\n":     0,
+	} {
+		p, err := Parse("policy.yaml", []byte("version: 1\n"+src+"networks:\n  - match: {name: x}\n"), testOpts(t))
+		if err != nil {
+			t.Fatalf("%q: %v", src, err)
+		}
+		if p.Settings.TunnelMark != want {
+			t.Errorf("%q: tunnel_mark %#x, want %#x", src, p.Settings.TunnelMark, want)
 		}
 	}
 }

@@ -34,6 +34,14 @@ type Status struct {
 	// those of other drivers than bridge (macvlan, ipvlan, host, null,
 	// overlay, ...), whether a section matches them or not.
 	NotFenceable []NotFenceableStatus `json:"not_fenceable"`
+	// Warnings are what apply warned of when it built this table: what the
+	// policy leaves unfenced (an address family a network has and its
+	// deny rules leave out, tunnels the host rules let in), networks
+	// skipped, and the policy's own warnings. Empty, never null, if none.
+	Warnings []string `json:"warnings"`
+	// TunnelDenied counts the packets the tunnel fence denied: what
+	// tunnels on the host decapsulated from containers' packets.
+	TunnelDenied uint64 `json:"tunnel_denied"`
 	// LastApply is the last apply that changed the table or failed, by
 	// `dockerfence apply` or by the daemon; nil if none is known.
 	LastApply *Apply `json:"last_apply"`
@@ -158,6 +166,7 @@ func Make(pol *policy.Policy, r *fence.Result, st *nft.State, source string) Sta
 		Docker:   source == SourceDocker || source == SourceDockerLast,
 		Table:    TableStatus{Name: t.Name, Present: st != nil, Priority: t.Priority},
 		Networks: []NetworkStatus{}, Unfenced: []NetworkStatus{}, NotFenceable: []NotFenceableStatus{},
+		Warnings: append(append([]string{}, pol.Warnings...), r.Warnings...),
 	}
 	s.Table.Drift = nft.Diff(t, st)
 	s.Table.InSync = len(s.Table.Drift) == 0
@@ -210,6 +219,15 @@ func Make(pol *policy.Policy, r *fence.Result, st *nft.State, source string) Sta
 			add(RuleStatus{ID: h.String() + "_default", Verdict: verdict(f.Section.Default(h)), Match: "anything else", Packets: p, Bytes: b})
 		}
 		s.Networks = append(s.Networks, ns)
+	}
+	for _, name := range r.TunnelChains {
+		if c := chains[name]; c != nil {
+			for _, kr := range c.Rules {
+				if kr.ID == fence.TunnelRuleID {
+					s.TunnelDenied += kr.Packets
+				}
+			}
+		}
 	}
 	for _, n := range r.Unfenced {
 		s.Unfenced = append(s.Unfenced, NetworkStatus{Name: n.Name, ID: n.ID, Bridge: n.Bridge, Subnets: prefixStrings(n.Subnets)})

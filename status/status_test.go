@@ -122,6 +122,36 @@ func TestLastApply(t *testing.T) {
 	}
 }
 
+func TestMakeWarningsAndTunnel(t *testing.T) {
+	src := "version: 1\nnetworks:\n  - match: {subnet: 172.20.0.0/16}\n    host:\n      - allow: any\n        proto: udp\n        ports: [4789]\n"
+	pol, err := policy.Parse("p.yaml", []byte(src), policy.Options{ResolvConf: filepath.Join(t.TempDir(), "none")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl := fence.Compile(pol, []policy.Network{app})
+	st := kernelState(tbl.Table, map[string]uint64{"fwd.network/tunnel": 4, "in.network/tunnel": 2})
+	s := Make(pol, tbl, st, SourceNetlink)
+	want := []string{"network app_default (section 1): host 1 allows udp/4789 (VXLAN) to this host explicitly, so what a tunnel endpoint there decapsulates from the containers' packets is not fenced; the tunnel fence covers only what host_default allows"}
+	// The policy's own warnings first: its @resolvers file is missing.
+	if diff := cmp.Diff(append(append([]string{}, pol.Warnings...), want...), s.Warnings); diff != "" {
+		t.Errorf("warnings (-want +got):\n%s", diff)
+	}
+	if s.TunnelDenied != 6 {
+		t.Errorf("TunnelDenied = %d, want 6", s.TunnelDenied)
+	}
+	var text strings.Builder
+	WriteText(&text, s)
+	for _, line := range []string{"warning:    " + want[0] + "\n", "tunnels:    6 packets decapsulated on this host from containers' packets denied\n"} {
+		if !strings.Contains(text.String(), line) {
+			t.Errorf("status text lacks %q:\n%s", line, text.String())
+		}
+	}
+	seed := load(t, "enforce")
+	if s := Make(seed, fence.Compile(seed, []policy.Network{app}), nil, SourceNetlink); s.Warnings == nil || len(s.Warnings) != len(seed.Warnings) {
+		t.Errorf("warnings of the seed policy = %#v, want the policy's alone", s.Warnings)
+	}
+}
+
 // WriteJSON prints the schema indented by two spaces, one object.
 func TestWriteJSON(t *testing.T) {
 	s := Status{Policy: "p.yaml", Mode: "enforce", Source: SourceDocker, Table: TableStatus{Name: "dockerfence", Present: true, Priority: -10}}

@@ -48,6 +48,12 @@ func WriteText(out io.Writer, s Status) {
 	if !s.Docker {
 		fmt.Fprintln(out, "docker:     not reachable; networks are the bridges found over netlink")
 	}
+	if s.TunnelDenied > 0 {
+		fmt.Fprintf(out, "tunnels:    %d packets decapsulated on this host from containers' packets denied\n", s.TunnelDenied)
+	}
+	for _, w := range s.Warnings {
+		fmt.Fprintf(out, "warning:    %s\n", w)
+	}
 	fmt.Fprintln(out)
 	tw := tabwriter.NewWriter(out, 2, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "NETWORK\tBRIDGE\tSUBNETS\tSECTION\tDENIED")

@@ -44,6 +44,7 @@ dockerfence is changing table inet NAME (pid N, ...); nothing changed: retry".`,
 			}
 			if dryRun {
 				fmt.Fprint(cmd.OutOrStdout(), t.Text())
+				warnTable(t)
 				return nil
 			}
 			start := time.Now()
@@ -65,6 +66,7 @@ dockerfence is changing table inet NAME (pid N, ...); nothing changed: retry".`,
 			} else {
 				fmt.Fprintf(cmd.OutOrStdout(), "table inet %s is already up to date, nothing sent (checked in %s): %s\n", t.Name, took, summary(t, d))
 			}
+			warnTable(t)
 			return nil
 		},
 	}
@@ -102,6 +104,7 @@ It changes nothing.`,
 				return err
 			}
 			out := cmd.OutOrStdout()
+			defer warnTable(t)
 			if p.Empty() {
 				fmt.Fprintf(out, "table inet %s is up to date: %s\n", t.Name, summary(t, d))
 				return nil

@@ -35,7 +35,9 @@ func takeInventory(ctx context.Context, g *globalFlags) (*discover.Inventory, er
 
 // build loads the policy, takes the inventory for it (Docker's networks,
 // or, when Docker cannot be asked and the policy can do without it, the
-// bridges found over netlink) and builds the table.
+// bridges found over netlink) and builds the table. The table's warnings
+// are the caller's to log (warnTable) once the command has done its work:
+// a command that fails says so in one line.
 func build(ctx context.Context, g *globalFlags) (*policy.Policy, *discover.Inventory, *fence.Result, error) {
 	pol, err := loadPolicy(g)
 	if err != nil {
@@ -54,9 +56,13 @@ func build(ctx context.Context, g *globalFlags) (*policy.Policy, *discover.Inven
 	case inv.DockerErr != nil:
 		slog.Debug("Docker not reachable; fencing bridges found over netlink", "err", inv.DockerErr)
 	}
-	t := fence.Compile(pol, inv.Networks)
+	return pol, inv, fence.Compile(pol, inv.Networks), nil
+}
+
+// warnTable logs the warnings of the table built: what it cannot fence as
+// the policy reads, and the networks it skipped.
+func warnTable(t *fence.Result) {
 	for _, w := range t.Warnings {
 		slog.Warn(w)
 	}
-	return pol, inv, t, nil
 }

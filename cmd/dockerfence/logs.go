@@ -29,8 +29,9 @@ dockerfence run reads the deny rules' NFLOG group and keeps the latest 1000
 events; logs prints them, and with --follow goes on printing new ones. If no
 daemon answers on --socket, logs reads the NFLOG group itself, says so, and
 prints new denials until interrupted. The deny rules log at most
-settings.log_rate packets a second per network and reason; status counts
-every packet.
+settings.log_rate packets a second per source address (forged sources:
+per network and hook), so that one container's flood does not hide
+another's denials; status counts every packet.
 
 --json prints one JSON object a line (schema: README.md, "logs --json").`,
 		Args: cobra.NoArgs,

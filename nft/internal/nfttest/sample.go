@@ -5,13 +5,15 @@ package nfttest
 
 import (
 	"net/netip"
+	"time"
 
 	"github.com/dockerfence/dockerfence/nft"
 )
 
 // Sample is a small table that uses every kind of match, every verdict,
 // an address set of each family, a service set, a verdict map by interface
-// name, one by address, and a runtime set with timeouts. The golden netlink
+// name, one by address, a runtime set with timeouts, and the dynamic sets
+// of a meter of each family. The golden netlink
 // tests encode it; the nft -f tests load it.
 func Sample() *nft.Table {
 	r := func(id string, v nft.Verdict, ms ...nft.Match) *nft.Rule {
@@ -28,6 +30,8 @@ func Sample() *nft.Table {
 			{Name: "l_private_6", Key: nft.KeyIPv6, Ranges: []nft.Range{rng("fc00::/7"), {From: netip.MustParseAddr("fe80::1"), To: netip.MustParseAddr("fe80::ff")}}},
 			{Name: "ports", Key: nft.KeyService, Ports: []nft.PortRange{{First: 53, Last: 53}, {First: 8000, Last: 8080}}},
 			{Name: "learned_4", Key: nft.KeyIPv4, Timeout: true, Owner: nft.OwnedByRuntime},
+			{Name: "meter_4", Key: nft.KeyIPv4, Dynamic: true, Timeout: true, Owner: nft.OwnedByRuntime},
+			{Name: "meter_6", Key: nft.KeyIPv6, Dynamic: true, Timeout: true, Owner: nft.OwnedByRuntime},
 			{Name: "fwd_if", Key: nft.KeyIfName, Map: true, VMap: []nft.VMapElem{{Key: "br-x", Chain: "fwd_br-x"}, {Key: "docker0", Chain: "fwd_docker0", Jump: true}}},
 			{Name: "by_addr", Key: nft.KeyIPv4, Map: true, VMap: []nft.VMapElem{{Addr: netip.MustParseAddr("172.20.0.2"), Chain: "c_a", Jump: true}}},
 		},
@@ -38,11 +42,13 @@ func Sample() *nft.Table {
 			}},
 			{Name: "input", Hook: nft.HookInput, Rules: []*nft.Rule{
 				r("local", to(nft.Return, ""), nft.Fib{Local: true}),
+				{Matches: []nft.Match{nft.IfName{Name: "br-x"}}, Counter: true, SetMark: 0x02000000, Verdict: to(nft.Return, ""), ID: "mark", Comment: "rule mark"},
 				r("drop", to(nft.Drop, ""), nft.IfName{Name: "br-", Prefix: true}),
 			}},
 			{Name: "fwd.network", Rules: []*nft.Rule{
 				{Counter: true, Verdict: nft.Verdict{Kind: nft.VMap, Target: "fwd_if"}, ID: "dispatch"},
 				r("unknown", to(nft.Goto, "fwd_unknown"), nft.IfName{Name: "br-", Prefix: true}),
+				r("marked", to(nft.Goto, "c_meter"), nft.Mark{Bits: 0x02000000}),
 			}},
 			{Name: "fwd_br-x", Rules: []*nft.Rule{
 				r("nd", to(nft.Return, ""), nft.NFProto{V6: true}, nft.ICMPv6Type{Types: []uint8{135, 136}}, nft.HopLimit{Value: 255}),
@@ -75,6 +81,11 @@ func Sample() *nft.Table {
 				{Limit: 10, Log: &nft.Log{Prefix: "df c_deny ", Group: 100}, ID: "log"},
 				{Matches: []nft.Match{nft.L4Proto{Protos: []uint8{6}}}, Verdict: to(nft.RejectTCPReset, ""), ID: "rst"},
 				{Verdict: to(nft.RejectAdminProhibited, ""), ID: "icmpx"},
+			}},
+			{Name: "c_meter", Rules: []*nft.Rule{
+				{Meter: &nft.Meter{Set: "meter_4", Key: nft.SelSAddr4, Rate: 10, Timeout: 10 * time.Second}, Log: &nft.Log{Prefix: "df c_meter ", Group: 100}, ID: "log4"},
+				{Meter: &nft.Meter{Set: "meter_6", Key: nft.SelSAddr6, Rate: 10, Timeout: 10 * time.Second}, Log: &nft.Log{Prefix: "df c_meter ", Group: 100}, ID: "log6"},
+				{Verdict: to(nft.Drop, ""), ID: "drop"},
 			}},
 		},
 	}
