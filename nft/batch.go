@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -12,121 +11,6 @@ import (
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/userdata"
 )
-
-// batch encodes one transaction for google/nftables.
-type batch struct {
-	c   *nftables.Conn
-	tx  *Transaction
-	tbl *nftables.Table
-	// sets holds the sets created in this batch, by name: rules refer to
-	// them by the ID AddSet gives them, and to others by name.
-	sets map[string]*nftables.Set
-}
-
-func newBatch(c *nftables.Conn, tx *Transaction) *batch {
-	return &batch{c: c, tx: tx, tbl: &nftables.Table{Name: tx.Table, Family: nftables.TableFamilyINet}, sets: map[string]*nftables.Set{}}
-}
-
-// set returns what element commands and lookups refer to for the set name.
-// timeout says whether elements carry timeouts.
-func (b *batch) set(name string, timeout bool) *nftables.Set {
-	if s, ok := b.sets[name]; ok {
-		return s
-	}
-	return &nftables.Set{Table: b.tbl, Name: name, HasTimeout: timeout}
-}
-
-func (b *batch) chain(name string) *nftables.Chain {
-	return &nftables.Chain{Table: b.tbl, Name: name}
-}
-
-// add adds the transaction's commands to the batch.
-func (b *batch) add() error {
-	for _, op := range b.tx.Ops {
-		if err := b.op(op); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (b *batch) op(op Op) error {
-	switch op.Kind {
-	case OpAddTable:
-		b.c.AddTable(b.tbl)
-	case OpDeleteTable:
-		b.c.DelTable(b.tbl)
-	case OpFlushChain:
-		b.c.FlushChain(b.chain(op.Name))
-	case OpDeleteChain:
-		b.c.DelChain(b.chain(op.Name))
-	case OpAddChain:
-		nc := b.chain(op.Name)
-		if op.Hook != HookNone {
-			hook := nftables.ChainHookForward
-			if op.Hook == HookInput {
-				hook = nftables.ChainHookInput
-			}
-			accept := nftables.ChainPolicyAccept
-			nc.Type, nc.Hooknum, nc.Priority, nc.Policy = nftables.ChainTypeFilter, hook, nftables.ChainPriorityRef(nftables.ChainPriority(b.tx.Priority)), &accept
-		}
-		b.c.AddChain(nc)
-	case OpAddSet:
-		ns, elems := kernelSet(b.tbl, op.Set)
-		if err := b.c.AddSet(ns, nil); err != nil {
-			return fmt.Errorf("set %s: %w", op.Set.Name, err)
-		}
-		if err := b.elements(ns, elems, false); err != nil {
-			return err
-		}
-		b.sets[op.Set.Name] = ns
-	case OpDeleteSet:
-		b.c.DelSet(&nftables.Set{Table: b.tbl, Name: op.Name})
-	case OpAddElements, OpDeleteElements:
-		del := op.Kind == OpDeleteElements
-		if op.Map {
-			ns := b.set(op.Name, false)
-			var err error
-			if del {
-				err = b.c.SetDeleteElements(ns, vmapElements(op.VMap))
-			} else {
-				err = b.c.SetAddElements(ns, vmapElements(op.VMap))
-			}
-			if err != nil {
-				return fmt.Errorf("map %s: %w", op.Name, err)
-			}
-			break
-		}
-		timeout := slices.ContainsFunc(op.Elems, func(e nftables.SetElement) bool { return e.Timeout != 0 })
-		return b.elements(b.set(op.Name, timeout), op.Elems, del)
-	case OpAddRule:
-		exprs, err := ruleExprs(b.tbl, func(name string) *nftables.Set { return b.set(name, false) }, b.c.AddSet, op.Rule)
-		if err != nil {
-			return fmt.Errorf("chain %s rule %q: %w", op.Name, op.Rule.Text(), err)
-		}
-		b.c.AddRule(&nftables.Rule{Table: b.tbl, Chain: b.chain(op.Name), Exprs: exprs, UserData: op.UserData})
-	default:
-		return fmt.Errorf("unknown command %d", op.Kind)
-	}
-	return nil
-}
-
-// elements adds (or deletes) elements in chunks.
-func (b *batch) elements(ns *nftables.Set, elems []nftables.SetElement, del bool) error {
-	for i := 0; i < len(elems); i += elemChunk {
-		chunk := elems[i:min(i+elemChunk, len(elems))]
-		var err error
-		if del {
-			err = b.c.SetDeleteElements(ns, chunk)
-		} else {
-			err = b.c.SetAddElements(ns, chunk)
-		}
-		if err != nil {
-			return fmt.Errorf("set %s: %w", ns.Name, err)
-		}
-	}
-	return nil
-}
 
 // Rule userdata types. Type 0 is nft's comment; nft ignores the others.
 const (
@@ -137,10 +21,6 @@ const (
 	// "name=digest" pairs separated by commas (see setDigest).
 	udataSets = userdata.Type(0xd2)
 )
-
-// elemChunk bounds the set elements put in one netlink message, so that the
-// element list stays far below the 64 KiB limit of one netlink attribute.
-const elemChunk = 512
 
 // ruleUserData tags the rule with its comment, ID and digest, and with the
 // digests of the sets it looks up (from digests, by set name).

@@ -89,18 +89,20 @@ func TestDiff(t *testing.T) {
 	}
 }
 
-// stateOf returns the state the kernel would report right after applying t.
-// Plain sets are not dumped, as in Read.
+// stateOf returns the state the kernel would report right after a backend
+// of protection Owned applied t. Plain sets are not dumped, as in Read.
 func stateOf(t *Table) *State {
-	st := &State{Name: t.Name}
+	st := &State{Name: t.Name, Flags: Owned.Flags, Owner: Owned.Port}
 	digests := SetDigests(t)
 	for _, c := range t.Chains {
 		cs := ChainState{Name: c.Name, Hook: c.Hook.String()}
 		if c.Hook != HookNone {
-			cs.Priority = t.Priority
+			cs.Priority, cs.Type, cs.Policy = t.Priority, "filter", "accept"
 		}
 		for i, r := range c.Rules {
-			cs.Rules = append(cs.Rules, RuleState{Handle: uint64(i + 1), ID: r.ID, Digest: r.Digest(), Comment: r.Comment, Sets: ParseSetRefs(SetRefs(r, digests))})
+			rs := KernelRule(r, RuleUserData(r, digests))
+			rs.Handle = uint64(i + 1)
+			cs.Rules = append(cs.Rules, rs)
 		}
 		st.Chains = append(st.Chains, cs)
 	}
