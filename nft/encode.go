@@ -40,12 +40,17 @@ func encode(tx *Transaction) (*encoder, error) {
 	return e, nil
 }
 
-// msg appends an nf_tables message for the inet family.
+// body starts the body of an nf_tables message for the inet family: its
+// nfgenmsg header, then room for n bytes of attributes.
+func body(n int) attrs {
+	a := make(attrs, 4, 4+n)
+	a[0], a[1] = unix.NFPROTO_INET, unix.NFNETLINK_V0
+	return a
+}
+
+// msg appends an nf_tables message with body a (see body).
 func (e *encoder) msg(typ int, flags netlink.HeaderFlags, a attrs) {
-	data := make([]byte, 0, 4+len(a))
-	data = append(data, unix.NFPROTO_INET, unix.NFNETLINK_V0, 0, 0)
-	data = append(data, a...)
-	e.msgs = append(e.msgs, netlink.Message{Header: netlink.Header{Type: nftType(typ), Flags: netlink.Request | flags}, Data: data})
+	e.msgs = append(e.msgs, netlink.Message{Header: netlink.Header{Type: nftType(typ), Flags: netlink.Request | flags}, Data: a})
 	e.ops = append(e.ops, e.op)
 }
 
@@ -53,15 +58,15 @@ func (e *encoder) encodeOp(op Op) error {
 	tbl := e.tx.Table
 	switch op.Kind {
 	case OpAddTable:
-		a := attrs(nil).str(unix.NFTA_TABLE_NAME, tbl)
+		a := body(64).str(unix.NFTA_TABLE_NAME, tbl)
 		if op.SetFlags {
 			a = a.u32(unix.NFTA_TABLE_FLAGS, uint32(op.Flags))
 		}
 		e.msg(unix.NFT_MSG_NEWTABLE, netlink.Create, a)
 	case OpDeleteTable:
-		e.msg(unix.NFT_MSG_DELTABLE, 0, attrs(nil).str(unix.NFTA_TABLE_NAME, tbl))
+		e.msg(unix.NFT_MSG_DELTABLE, 0, body(64).str(unix.NFTA_TABLE_NAME, tbl))
 	case OpAddChain:
-		a := attrs(nil).str(unix.NFTA_CHAIN_TABLE, tbl).str(unix.NFTA_CHAIN_NAME, op.Name)
+		a := body(64).str(unix.NFTA_CHAIN_TABLE, tbl).str(unix.NFTA_CHAIN_NAME, op.Name)
 		if op.Hook != HookNone {
 			hook := uint32(unix.NF_INET_FORWARD)
 			if op.Hook == HookInput {
@@ -76,15 +81,15 @@ func (e *encoder) encodeOp(op Op) error {
 		e.msg(unix.NFT_MSG_NEWCHAIN, netlink.Create, a)
 	case OpFlushChain:
 		// A rule deletion without a handle deletes every rule of the chain.
-		e.msg(unix.NFT_MSG_DELRULE, 0, attrs(nil).str(unix.NFTA_RULE_TABLE, tbl).str(unix.NFTA_RULE_CHAIN, op.Name))
+		e.msg(unix.NFT_MSG_DELRULE, 0, body(64).str(unix.NFTA_RULE_TABLE, tbl).str(unix.NFTA_RULE_CHAIN, op.Name))
 	case OpDeleteChain:
-		e.msg(unix.NFT_MSG_DELCHAIN, 0, attrs(nil).str(unix.NFTA_CHAIN_TABLE, tbl).str(unix.NFTA_CHAIN_NAME, op.Name))
+		e.msg(unix.NFT_MSG_DELCHAIN, 0, body(64).str(unix.NFTA_CHAIN_TABLE, tbl).str(unix.NFTA_CHAIN_NAME, op.Name))
 	case OpAddSet:
 		ns, elems := kernelSet(nil, op.Set)
 		e.addSet(ns, len(elems))
 		e.elements(unix.NFT_MSG_NEWSETELEM, ns.Name, ns.HasTimeout, elems)
 	case OpDeleteSet:
-		e.msg(unix.NFT_MSG_DELSET, 0, attrs(nil).str(unix.NFTA_SET_TABLE, tbl).str(unix.NFTA_SET_NAME, op.Name))
+		e.msg(unix.NFT_MSG_DELSET, 0, body(64).str(unix.NFTA_SET_TABLE, tbl).str(unix.NFTA_SET_NAME, op.Name))
 	case OpAddElements, OpDeleteElements:
 		typ := unix.NFT_MSG_NEWSETELEM
 		if op.Kind == OpDeleteElements {
@@ -111,7 +116,7 @@ func (e *encoder) encodeOp(op Op) error {
 		if err != nil {
 			return err
 		}
-		a := attrs(nil).str(unix.NFTA_RULE_TABLE, tbl).str(unix.NFTA_RULE_CHAIN, op.Name)
+		a := body(512).str(unix.NFTA_RULE_TABLE, tbl).str(unix.NFTA_RULE_CHAIN, op.Name)
 		var start int
 		a, start = a.begin(unix.NFTA_RULE_EXPRESSIONS)
 		for _, x := range exprs {
@@ -155,7 +160,7 @@ func (e *encoder) addSet(s *nftables.Set, n int) {
 	if s.HasTimeout {
 		flags |= unix.NFT_SET_TIMEOUT
 	}
-	a := attrs(nil).str(unix.NFTA_SET_TABLE, e.tx.Table).str(unix.NFTA_SET_NAME, s.Name).
+	a := body(160).str(unix.NFTA_SET_TABLE, e.tx.Table).str(unix.NFTA_SET_NAME, s.Name).
 		u32(unix.NFTA_SET_FLAGS, flags).
 		u32(unix.NFTA_SET_KEY_TYPE, s.KeyType.GetNFTMagic()).
 		u32(unix.NFTA_SET_KEY_LEN, s.KeyType.Bytes).
@@ -206,7 +211,8 @@ func (e *encoder) elements(typ int, set string, timeout bool, elems []nftables.S
 		flags = netlink.Create
 	}
 	for len(elems) > 0 {
-		a := attrs(nil).str(unix.NFTA_SET_ELEM_LIST_SET, set)
+		// About 48 bytes an element (an IPv6 key, flags, a verdict).
+		a := body(min(maxElemList, 48*len(elems))+512).str(unix.NFTA_SET_ELEM_LIST_SET, set)
 		if id := e.ids[set]; id != 0 {
 			a = a.u32(unix.NFTA_SET_ELEM_LIST_SET_ID, id)
 		}

@@ -50,10 +50,14 @@ const (
 )
 
 // session is the lasting socket of a Kernel, and what it found out once.
+// A one-shot Kernel opens one for the length of one Apply, Verify or Plan
+// (temporary set): one socket for its reads and transactions, which owns
+// nothing.
 type session struct {
-	mu   sync.Mutex
-	c    *conn
-	prot *Protection
+	mu        sync.Mutex
+	c         *conn
+	prot      *Protection
+	temporary bool
 }
 
 // Options configure OpenKernel.
@@ -101,6 +105,25 @@ func (k *Kernel) Close() error {
 // errClosed is returned by the calls of a lasting Kernel after Close.
 var errClosed = errors.New("nftables: the Kernel is closed")
 
+// lasting reports whether the Kernel keeps its socket (OpenKernel).
+func (k Kernel) lasting() bool { return k.s != nil && !k.s.temporary }
+
+// oneSocket calls fn with a Kernel that makes all its calls on one socket:
+// k itself if it is lasting, else a copy with a socket of its own, closed
+// when fn returns.
+func (k Kernel) oneSocket(fn func(Kernel) error) error {
+	if k.s != nil {
+		return fn(k)
+	}
+	c, err := dialConn(k.NetNS)
+	if err != nil {
+		return fmt.Errorf("open nf_tables socket: %w", explain(err))
+	}
+	defer c.close()
+	k.s = &session{c: c, temporary: true}
+	return fn(k)
+}
+
 // use calls fn with the Kernel's socket: the lasting one, or one opened for
 // the call.
 func (k Kernel) use(fn func(c *conn) error) error {
@@ -138,8 +161,12 @@ func (p Protection) String() string { return p.Why }
 // Protection returns the protection the Kernel gives its table: owned
 // (owner and persist) for a lasting Kernel on Linux 6.9 or later; persist
 // alone for a one-shot Kernel there; none on older kernels or with
-// OwnNever. Whether the kernel has the flags is found by trying them in a
-// transaction that is never committed; a lasting Kernel tries once.
+// OwnNever. A lasting Kernel finds out whether the kernel has the flags by
+// trying them, once, in a transaction that is never committed (which
+// also holds for a kernel that has them from a backport); a one-shot
+// Kernel goes by the kernel's version (uname), since an aborted
+// transaction costs the kernel an RCU grace period, tens of milliseconds
+// on a busy host.
 func (k Kernel) Protection() (Protection, error) {
 	var p Protection
 	err := k.use(func(c *conn) error {
@@ -159,14 +186,17 @@ func (k Kernel) protection(c *conn) (Protection, error) {
 	case k.Ownership == OwnNever:
 		p.Why = "an ordinary table, as asked (OwnNever): any process can change or delete it"
 	default:
-		ok, err := probePersist(c)
-		if err != nil {
-			return p, fmt.Errorf("probe table flags: %w", k.explainFirst(c, err))
+		ok := kernelHasPersist()
+		if k.lasting() {
+			var err error
+			if ok, err = probePersist(c); err != nil {
+				return p, fmt.Errorf("probe table flags: %w", k.explainFirst(c, err))
+			}
 		}
 		switch {
 		case !ok:
 			p.Why = "an ordinary table: this kernel lacks the table flag persist (Linux 6.9), without which an owned table would go with its owner; any process can change or delete it"
-		case k.s != nil:
+		case k.lasting():
 			p.Flags = FlagOwner | FlagPersist
 			p.Why = fmt.Sprintf("owned by this process's netlink socket (port %d; flags owner, persist): no other process can change or delete the table, nft flush ruleset skips it, and it stays when this process exits", p.Port)
 		default:
@@ -178,6 +208,26 @@ func (k Kernel) protection(c *conn) (Protection, error) {
 		k.s.prot = &p
 	}
 	return p, nil
+}
+
+// kernelHasPersist reports whether the running kernel is Linux 6.9 or
+// later, which has the table flag persist (and owner, from 5.12).
+var kernelHasPersist = sync.OnceValue(func() bool {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return false
+	}
+	return releaseAtLeast(unix.ByteSliceToString(u.Release[:]), 6, 9)
+})
+
+// releaseAtLeast reports whether a kernel release ("6.18.44-fc-v1300") is
+// major.minor or later.
+func releaseAtLeast(release string, major, minor int) bool {
+	var ma, mi int
+	if n, _ := fmt.Sscanf(release, "%d.%d", &ma, &mi); n < 2 {
+		return false
+	}
+	return ma > major || ma == major && mi >= minor
 }
 
 // probePersist reports whether the kernel takes the table flags owner and
@@ -234,20 +284,32 @@ const excl = 0x200
 // compared anyway: the daemon names those whose elements another process
 // changed. Verify reads every set.
 func (k Kernel) Apply(t *Table, verify ...string) (bool, error) {
-	return ApplyTo(k, t, verify...)
+	var changed bool
+	err := k.oneSocket(func(k Kernel) error {
+		var err error
+		changed, err = ApplyTo(k, t, verify...)
+		return err
+	})
+	return changed, err
 }
 
 // Verify is Apply that reads every set the model owns in full and compares
 // its elements, trusting no digest: what a daemon does when it starts or
 // adopts the table, and at its periodic resync.
 func (k Kernel) Verify(t *Table) (bool, error) {
-	return ApplyTo(k, t, t.OwnedSets()...)
+	return k.Apply(t, t.OwnedSets()...)
 }
 
 // Plan returns what Apply would do now: it reads the table (and the sets
 // that Apply would read) and computes the transactions, but sends nothing.
 func (k Kernel) Plan(t *Table, verify ...string) (*Plan, error) {
-	return MakePlan(k, t, verify...)
+	var p *Plan
+	err := k.oneSocket(func(k Kernel) error {
+		var err error
+		p, err = MakePlan(k, t, verify...)
+		return err
+	})
+	return p, err
 }
 
 // Commit sends one transaction in one batch. If the kernel refuses it, the

@@ -135,6 +135,9 @@ func (t *Table) changes(have *State, digests map[string]string) *changes {
 			// asked to verify it (another process changed elements).
 			want := setElements(s)
 			del, add := elemDiff(ks.Elems, want)
+			if len(del)+len(add) == 0 {
+				break // the same boundaries: the same intervals
+			}
 			delItems, addItems := itemDiff(intervalItems(ks.Elems), intervalItems(want))
 			if len(del)+len(delItems) > 0 {
 				out.DelElems = append(out.DelElems, setElems{s.Name, del, delItems})
@@ -213,20 +216,27 @@ const nftSetConcat = 0x80
 // elemDiff returns the elements of have to delete and those of want to add.
 // Elements in both are left alone.
 func elemDiff(have, want []nftables.SetElement) (del, add []nftables.SetElement) {
+	// The key's bytes, and a byte for an interval's end.
+	key := func(e nftables.SetElement) string {
+		if e.IntervalEnd {
+			return string(e.Key) + "e"
+		}
+		return string(e.Key)
+	}
 	w := make(map[string]bool, len(want))
 	for _, e := range want {
-		w[elemKey(e)] = true
+		w[key(e)] = true
 	}
 	h := make(map[string]bool, len(have))
 	for _, e := range have {
-		k := elemKey(e)
+		k := key(e)
 		h[k] = true
 		if !w[k] {
 			del = append(del, nftables.SetElement{Key: e.Key, IntervalEnd: e.IntervalEnd})
 		}
 	}
 	for _, e := range want {
-		if !h[elemKey(e)] {
+		if !h[key(e)] {
 			add = append(add, e)
 		}
 	}
