@@ -2,8 +2,10 @@ package nft
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"net/netip"
 	"strings"
 	"unicode/utf8"
 
@@ -111,26 +113,49 @@ func setHeader(tbl *nftables.Table, s *Set) *nftables.Set {
 
 // setElements returns the set's elements as the kernel stores them.
 func setElements(s *Set) []nftables.SetElement {
-	var elems []nftables.SetElement
-	switch {
-	case s.Map:
-		elems = vmapElements(s.VMap)
-	case s.Key == KeyIPv4, s.Key == KeyIPv6:
+	if s.Map {
+		return vmapElements(s.VMap)
+	}
+	elems := make([]nftables.SetElement, 0, 2*(len(s.Ranges)+len(s.Ports)))
+	eachElement(s, func(key []byte, end bool) {
+		elems = append(elems, nftables.SetElement{Key: append([]byte(nil), key...), IntervalEnd: end})
+	})
+	return elems
+}
+
+// eachElement calls fn with the elements of a plain set as the kernel
+// stores them (interval boundaries: a start, and an end unless the interval
+// reaches the last key), in order, without building them: key is valid
+// only during the call. A set of 100k prefixes has 200k of them.
+func eachElement(s *Set, fn func(key []byte, end bool)) {
+	var buf [16]byte
+	switch s.Key {
+	case KeyIPv4, KeyIPv6:
+		key := func(a netip.Addr) []byte {
+			if a.Is4() {
+				b := a.As4()
+				copy(buf[:], b[:])
+				return buf[:4]
+			}
+			buf = a.As16()
+			return buf[:]
+		}
 		for _, r := range s.Ranges {
-			elems = append(elems, nftables.SetElement{Key: r.From.AsSlice()})
+			fn(key(r.From), false)
 			if next := r.To.Next(); next.IsValid() {
-				elems = append(elems, nftables.SetElement{Key: next.AsSlice(), IntervalEnd: true})
+				fn(key(next), true)
 			}
 		}
-	case s.Key == KeyService:
+	case KeyService:
 		for _, p := range s.Ports {
-			elems = append(elems, nftables.SetElement{Key: binaryutil.BigEndian.PutUint16(p.First)})
+			binary.BigEndian.PutUint16(buf[:], p.First)
+			fn(buf[:2], false)
 			if p.Last < 65535 {
-				elems = append(elems, nftables.SetElement{Key: binaryutil.BigEndian.PutUint16(p.Last + 1), IntervalEnd: true})
+				binary.BigEndian.PutUint16(buf[:], p.Last+1)
+				fn(buf[:2], true)
 			}
 		}
 	}
-	return elems
 }
 
 // setComment marks the sets and maps dockerfence writes. Their elements
@@ -138,15 +163,23 @@ func setElements(s *Set) []nftables.SetElement {
 // digest: the rules that look a set up record its digest instead.
 const setComment = "dockerfence"
 
-// setDigest is a short hash of a plain set's elements, as kernelSet renders them.
+// setDigest is a short hash of a plain set's elements, as kernelSet renders
+// them: the count, and the hash of each element's key in hex (see elemKey),
+// a line each.
 func setDigest(s *Set) string {
-	elems := setElements(s)
 	h := sha256.New()
-	for _, e := range elems {
-		h.Write([]byte(elemKey(e)))
-		h.Write([]byte{'\n'})
-	}
-	return fmt.Sprintf("%d:%s", len(elems), hex.EncodeToString(h.Sum(nil)[:8]))
+	n := 0
+	var line [2*16 + len("/end\n")]byte
+	eachElement(s, func(key []byte, end bool) {
+		m := hex.Encode(line[:], key)
+		if end {
+			m += copy(line[m:], "/end")
+		}
+		line[m] = '\n'
+		h.Write(line[:m+1])
+		n++
+	})
+	return fmt.Sprintf("%d:%s", n, hex.EncodeToString(h.Sum(nil)[:8]))
 }
 
 // setDigests returns the digest of every plain set of t that the model

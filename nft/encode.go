@@ -85,9 +85,17 @@ func (e *encoder) encodeOp(op Op) error {
 	case OpDeleteChain:
 		e.msg(unix.NFT_MSG_DELCHAIN, 0, body(64).str(unix.NFTA_CHAIN_TABLE, tbl).str(unix.NFTA_CHAIN_NAME, op.Name))
 	case OpAddSet:
-		ns, elems := kernelSet(nil, op.Set)
-		e.addSet(ns, len(elems))
-		e.elements(unix.NFT_MSG_NEWSETELEM, ns.Name, ns.HasTimeout, elems)
+		ns := setHeader(nil, op.Set)
+		e.addSet(ns, 0)
+		if op.Set.Map {
+			e.elements(unix.NFT_MSG_NEWSETELEM, ns.Name, vmapElements(op.Set.VMap))
+			break
+		}
+		// Encoded as they are made: 100k prefixes are 200k elements.
+		n := 2 * (len(op.Set.Ranges) + len(op.Set.Ports))
+		e.eachElements(unix.NFT_MSG_NEWSETELEM, ns.Name, n, func(fn func(nftables.SetElement)) {
+			eachElement(op.Set, func(key []byte, end bool) { fn(nftables.SetElement{Key: key, IntervalEnd: end}) })
+		})
 	case OpDeleteSet:
 		e.msg(unix.NFT_MSG_DELSET, 0, body(64).str(unix.NFTA_SET_TABLE, tbl).str(unix.NFTA_SET_NAME, op.Name))
 	case OpAddElements, OpDeleteElements:
@@ -96,20 +104,16 @@ func (e *encoder) encodeOp(op Op) error {
 			typ = unix.NFT_MSG_DELSETELEM
 		}
 		if op.Map {
-			e.elements(typ, op.Name, false, vmapElements(op.VMap))
+			e.elements(typ, op.Name, vmapElements(op.VMap))
 			break
 		}
-		timeout := false
-		for _, el := range op.Elems {
-			timeout = timeout || el.Timeout != 0
-		}
-		e.elements(typ, op.Name, timeout, op.Elems)
+		e.elements(typ, op.Name, op.Elems)
 	case OpAddRule:
 		named := func(name string) *nftables.Set { return &nftables.Set{Name: name, ID: e.ids[name]} }
 		anon := func(s *nftables.Set, elems []nftables.SetElement) error {
 			s.Name = "__set%d"
 			e.addSet(s, len(elems))
-			e.elements(unix.NFT_MSG_NEWSETELEM, s.Name, false, elems)
+			e.elements(unix.NFT_MSG_NEWSETELEM, s.Name, elems)
 			return nil
 		}
 		exprs, err := ruleExprs(&nftables.Table{Name: tbl, Family: nftables.TableFamilyINet}, named, anon, op.Rule)
@@ -203,35 +207,52 @@ const (
 const maxElemList = 60000
 
 // elements appends the messages that add (NEWSETELEM) or delete
-// (DELSETELEM) elems in set name, as many elements a message as fit.
-// timeout says whether elements carry their timeouts.
-func (e *encoder) elements(typ int, set string, timeout bool, elems []nftables.SetElement) {
+// (DELSETELEM) elems in set name (see eachElements).
+func (e *encoder) elements(typ int, set string, elems []nftables.SetElement) {
+	e.eachElements(typ, set, len(elems), func(fn func(nftables.SetElement)) {
+		for _, el := range elems {
+			fn(el)
+		}
+	})
+}
+
+// eachElements appends the messages that add (NEWSETELEM) or delete
+// (DELSETELEM) the n elements each yields in set name, as many a message
+// as fit. An element's timeout is sent if it has one.
+func (e *encoder) eachElements(typ int, set string, n int, each func(fn func(nftables.SetElement))) {
 	flags := netlink.HeaderFlags(0)
 	if typ == unix.NFT_MSG_NEWSETELEM {
 		flags = netlink.Create
 	}
-	for len(elems) > 0 {
-		// About 48 bytes an element (an IPv6 key, flags, a verdict).
-		a := body(min(maxElemList, 48*len(elems))+512).str(unix.NFTA_SET_ELEM_LIST_SET, set)
-		if id := e.ids[set]; id != 0 {
-			a = a.u32(unix.NFTA_SET_ELEM_LIST_SET_ID, id)
+	var a attrs
+	list := -1
+	flush := func() {
+		if list >= 0 {
+			e.msg(typ, flags, a.end(list))
+			list = -1
 		}
-		a = a.str(unix.NFTA_SET_ELEM_LIST_TABLE, e.tx.Table)
-		var list int
-		a, list = a.begin(unix.NFTA_SET_ELEM_LIST_ELEMENTS)
-		n := 0
-		for n < len(elems) && len(a)-list < maxElemList {
-			a = appendElem(a, elems[n], timeout)
-			n++
-		}
-		a = a.end(list)
-		e.msg(typ, flags, a)
-		elems = elems[n:]
 	}
+	each(func(el nftables.SetElement) {
+		if list >= 0 && len(a)-list >= maxElemList {
+			flush()
+		}
+		if list < 0 {
+			// About 48 bytes an element (an IPv6 key, flags, a verdict).
+			a = body(min(maxElemList, 48*n)+512).str(unix.NFTA_SET_ELEM_LIST_SET, set)
+			if id := e.ids[set]; id != 0 {
+				a = a.u32(unix.NFTA_SET_ELEM_LIST_SET_ID, id)
+			}
+			a = a.str(unix.NFTA_SET_ELEM_LIST_TABLE, e.tx.Table)
+			a, list = a.begin(unix.NFTA_SET_ELEM_LIST_ELEMENTS)
+		}
+		a = appendElem(a, el)
+		n--
+	})
+	flush()
 }
 
 // appendElem appends one element of a list.
-func appendElem(a attrs, el nftables.SetElement, timeout bool) attrs {
+func appendElem(a attrs, el nftables.SetElement) attrs {
 	var elem, nest int
 	a, elem = a.begin(unix.NFTA_LIST_ELEM)
 	if el.IntervalEnd {
@@ -239,7 +260,7 @@ func appendElem(a attrs, el nftables.SetElement, timeout bool) attrs {
 	}
 	a, nest = a.begin(unix.NFTA_SET_ELEM_KEY)
 	a = a.add(unix.NFTA_DATA_VALUE, el.Key).end(nest)
-	if timeout && el.Timeout != 0 {
+	if el.Timeout != 0 {
 		a = a.u64(unix.NFTA_SET_ELEM_TIMEOUT, uint64(el.Timeout.Milliseconds()))
 	}
 	if v := el.VerdictData; v != nil {
