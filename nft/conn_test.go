@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/nftables"
 	"github.com/mdlayher/netlink"
 	"github.com/mdlayher/netlink/nltest"
 	"golang.org/x/sys/unix"
@@ -285,5 +286,19 @@ func TestProbePersist(t *testing.T) {
 				t.Errorf("probe batch: %d messages, the second NEWTABLE not exclusive", len(msgs))
 			}
 		})
+	}
+}
+
+// A refused command is named in one line however many elements it holds,
+// and an element command that changes no interval still has a name.
+func TestShortOp(t *testing.T) {
+	tx := &Transaction{Table: "t"}
+	many := Op{Kind: OpAddElements, Name: "s", Items: []string{"10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5"}}
+	if got, want := shortOp(tx, many), "add element inet t s { 10.0.0.1, 10.0.0.2, 10.0.0.3, ... } (5 elements)"; got != want {
+		t.Errorf("shortOp = %q, want %q", got, want)
+	}
+	bare := Op{Kind: OpDeleteElements, Name: "s", Elems: make([]nftables.SetElement, 2)}
+	if got, want := shortOp(tx, bare), "delete element inet t s { 2 interval boundaries }"; got != want {
+		t.Errorf("shortOp = %q, want %q", got, want)
 	}
 }

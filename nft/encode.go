@@ -2,6 +2,7 @@ package nft
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -280,19 +281,28 @@ func appendElem(a attrs, el nftables.SetElement) attrs {
 // line: element lists can hold thousands of items.
 func shortOp(tx *Transaction, op Op) string {
 	const most = 160
-	if (op.Kind == OpAddElements || op.Kind == OpDeleteElements) && len(op.Items)+len(op.VMap) > 4 {
+	elems := op.Kind == OpAddElements || op.Kind == OpDeleteElements
+	if elems && len(op.Items)+len(op.VMap) > 4 {
 		n := len(op.Items) + len(op.VMap)
 		short := op
 		if op.Map {
 			short.VMap = op.VMap[:3]
 		} else {
-			short.Items = op.Items[:min(3, len(op.Items))]
+			short.Items = op.Items[:3]
 		}
-		s := tx.opText(short)
-		return truncateUTF8(s[:len(s)-2], most) + fmt.Sprintf(", ... } (%d elements)", n)
+		s := strings.TrimSuffix(tx.opText(short), " }")
+		return truncateUTF8(s, most) + fmt.Sprintf(", ... } (%d elements)", n)
 	}
 	s := tx.opText(op)
-	if op.Kind == OpAddSet && len(s) > most {
+	switch {
+	case elems && s == "":
+		// Boundaries that change no interval have no text (see Op.Items).
+		verb := "add"
+		if op.Kind == OpDeleteElements {
+			verb = "delete"
+		}
+		return fmt.Sprintf("%s element inet %s %s { %d interval boundaries }", verb, tx.Table, op.Name, len(op.Elems))
+	case op.Kind == OpAddSet && len(s) > most:
 		s = fmt.Sprintf("add set inet %s %s { %d elements }", tx.Table, op.Set.Name, len(setElements(op.Set)))
 	}
 	if len(s) > most {

@@ -18,26 +18,27 @@ import (
 // owns a table (Linux 5.12), which x/sys/unix does not define.
 const nftaTableOwner = 7
 
-// readTries bounds how often Read starts again because the ruleset changed
+// readTries bounds how often read starts again because the ruleset changed
 // while it read the table.
-const readTries = 5
-
-// errChanging reports a ruleset that changed during every read.
-var errChanging = errors.New("the ruleset changed during every read; try again")
+const readTries = 8
 
 // read returns the table as the kernel has it, or nil: its flags and owner,
 // its chains with hooks, priorities and policies, every rule with its
 // expressions in canonical form and its counter, its named sets with their
 // flags and types, and the elements of its verdict maps. The reads happen
 // between two requests for the ruleset's generation; if it changed in
-// between, they are made again, so the state is that of one generation.
+// between (any commit in the namespace, Docker's too), they are made
+// again, so the state is that of one generation. After readTries torn
+// reads the last is returned: a plan made from it at worst sends a
+// transaction the kernel refuses, or changes what the next sync undoes.
 func read(c *conn, name string) (*State, error) {
+	var st *State
 	for try := 0; try < readTries; try++ {
 		gen, err := generation(c)
 		if err != nil {
 			return nil, err
 		}
-		st, err := readOnce(c, name)
+		st, err = readOnce(c, name)
 		if err != nil || st == nil {
 			return st, err
 		}
@@ -49,7 +50,7 @@ func read(c *conn, name string) (*State, error) {
 			return st, nil
 		}
 	}
-	return nil, errChanging
+	return st, nil
 }
 
 // generation returns the ruleset's generation ID, which every commit changes.
