@@ -2,6 +2,7 @@ package nft
 
 import (
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 
@@ -67,15 +68,35 @@ type State struct {
 // Protection describes what protects the table, as its flags say: one
 // sentence.
 func (st *State) Protection() string {
+	owner := fmt.Sprintf("netlink port %d", st.Owner)
+	if name := OwnerProcess(st.Owner); name != "" {
+		owner += fmt.Sprintf(" (process %d, %s)", st.Owner, name)
+	}
 	switch {
 	case st.Flags&FlagOwner != 0 && st.Flags&FlagPersist != 0:
-		return fmt.Sprintf("owned by netlink port %d (flags %s): only that socket can change or delete the table, nft flush ruleset skips it, and it stays when its owner exits", st.Owner, st.Flags)
+		return fmt.Sprintf("owned by %s (flags %s): only that socket can change or delete the table, nft flush ruleset skips it, and it stays when its owner exits", owner, st.Flags)
 	case st.Flags&FlagOwner != 0:
-		return fmt.Sprintf("owned by netlink port %d (flags %s): only that socket can change the table, and it goes when its owner exits", st.Owner, st.Flags)
+		return fmt.Sprintf("owned by %s (flags %s): only that socket can change the table, and it goes when its owner exits", owner, st.Flags)
 	case st.Flags&FlagPersist != 0:
 		return fmt.Sprintf("persistent without an owner (flags %s): any process can change or delete it until a dockerfence daemon adopts it", st.Flags)
 	}
 	return fmt.Sprintf("an ordinary table (flags %s): any process can change or delete it; the daemon repairs it", st.Flags)
+}
+
+// OwnerProcess names the process whose ID is port, as nft does for a
+// table's owner: the kernel reports the netlink port of the owning socket,
+// which is its process's ID when it is the process's first nf_tables
+// socket (else a number above any process ID). It returns "" when no
+// process of this PID namespace has that ID.
+func OwnerProcess(port uint32) string {
+	if port == 0 {
+		return ""
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", port))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // ChainState is a chain as the kernel has it.
