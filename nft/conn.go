@@ -1,6 +1,7 @@
 package nft
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -191,7 +192,7 @@ func (c *conn) batch(msgs []netlink.Message) (batchAnswer, error) {
 		return i, seq-first < uint32(len(all))
 	}
 	var ans batchAnswer
-	if _, err := c.c.SendMessages(all); err != nil {
+	if err := c.send(all); err != nil {
 		return ans, err
 	}
 	c.stale = true
@@ -221,6 +222,57 @@ func (c *conn) batch(msgs []netlink.Message) (batchAnswer, error) {
 		}
 	}
 }
+
+// send sends msgs in one datagram. Rather than netlink.Conn.SendMessages,
+// which copies each message and then all of them (three copies of a batch
+// of 8 MiB), it lays them out once in a buffer of their exact size.
+func (c *conn) send(msgs []netlink.Message) error {
+	if testDial != nil {
+		_, err := c.c.SendMessages(msgs)
+		return err
+	}
+	n := 0
+	for _, m := range msgs {
+		n += nlmsgHeader + (len(m.Data)+3)&^3
+	}
+	buf := make([]byte, 0, n)
+	for _, m := range msgs {
+		var h [nlmsgHeader]byte
+		binary.NativeEndian.PutUint32(h[0:], uint32(nlmsgHeader+len(m.Data)))
+		binary.NativeEndian.PutUint16(h[4:], uint16(m.Header.Type))
+		binary.NativeEndian.PutUint16(h[6:], uint16(m.Header.Flags))
+		binary.NativeEndian.PutUint32(h[8:], m.Header.Sequence)
+		binary.NativeEndian.PutUint32(h[12:], c.port())
+		buf = append(buf, h[:]...)
+		buf = append(buf, m.Data...)
+		for len(buf)%4 != 0 {
+			buf = append(buf, 0)
+		}
+	}
+	rc, err := c.c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	err = rc.Write(func(fd uintptr) bool {
+		for {
+			serr = unix.Sendmsg(int(fd), buf, nil, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}, 0)
+			if serr != unix.EINTR {
+				return serr != unix.EAGAIN
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if serr != nil {
+		return os.NewSyscallError("sendmsg", serr)
+	}
+	return nil
+}
+
+// nlmsgHeader is the size of a netlink message header (nlmsghdr).
+const nlmsgHeader = 16
 
 // batchMsg is a batch begin or end for the nf_tables subsystem.
 func batchMsg(typ int) netlink.Message {
