@@ -22,6 +22,9 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
+	if os.Getenv(ownerHelperEnv) != "" {
+		os.Exit(ownerHelper())
+	}
 	code := func() int {
 		if os.Geteuid() != 0 {
 			return m.Run() // every test skips with "needs root"

@@ -456,12 +456,13 @@ func TestLeakDaemon(t *testing.T) {
 		})
 	})
 
-	// nft flush ruleset deletes every table, ours included: until the
+	// nft flush ruleset deletes every table that has no owner, ours
+	// included while the daemon uses one-shot nft.Kernel calls: until the
 	// daemon's repair is in the kernel nothing fences, and datagrams in
-	// that window pass. No ordinary table can prevent it; an owned table
-	// would (TestTableOwnerPersistFlags), which dockerfence cannot use.
-	// So this measures the window instead of asserting zero, and fails if
-	// the fence does not come back or the leak does not stop.
+	// that window pass. An owned table (a lasting nft.Kernel) is skipped
+	// and leaks nothing (TestOwnedTableFlushRulesetLeaksNothing). So this
+	// measures the window instead of asserting zero, and fails if the
+	// fence does not come back or the leak does not stop.
 	t.Run("nft flush ruleset", func(t *testing.T) {
 		const flushes = 5
 		var windows []string
@@ -542,12 +543,11 @@ func ownedDropTable(c *netlink.Conn, name string, flags uint32, dst netip.Addr) 
 
 // TestLeakOwnedTable measures, with the same harness, what the kernel does
 // with a fence in a table with the owner flag, and with owner and persist,
-// when the owning process dies. dockerfence does not set these flags (see
-// TestTableOwnerPersistFlags and the README: its netlink library cannot
-// keep an owned table), so its own restarts and crashes are covered by
-// TestLeakDaemon, with an ordinary table that the kernel keeps. This test
-// records why that choice matters on a kernel older than 6.9: an owned
-// table without persist goes with its owner, and the fence opens.
+// when the owning process dies. It records why nft.Kernel owns its table
+// only where the kernel has both flags (Linux 6.9), and keeps an ordinary
+// table on older kernels: an owned table without persist goes with its
+// owner, and the fence opens; with persist it stays (see also
+// TestOwnedTableOutlivesItsOwner).
 func TestLeakOwnedTable(t *testing.T) {
 	e := newEnv(t)
 	e.leakBaseline(t, e.tp.Ctr)

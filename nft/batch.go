@@ -2,9 +2,10 @@ package nft
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
-	"slices"
+	"net/netip"
 	"strings"
 	"unicode/utf8"
 
@@ -12,121 +13,6 @@ import (
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/userdata"
 )
-
-// batch encodes one transaction for google/nftables.
-type batch struct {
-	c   *nftables.Conn
-	tx  *Transaction
-	tbl *nftables.Table
-	// sets holds the sets created in this batch, by name: rules refer to
-	// them by the ID AddSet gives them, and to others by name.
-	sets map[string]*nftables.Set
-}
-
-func newBatch(c *nftables.Conn, tx *Transaction) *batch {
-	return &batch{c: c, tx: tx, tbl: &nftables.Table{Name: tx.Table, Family: nftables.TableFamilyINet}, sets: map[string]*nftables.Set{}}
-}
-
-// set returns what element commands and lookups refer to for the set name.
-// timeout says whether elements carry timeouts.
-func (b *batch) set(name string, timeout bool) *nftables.Set {
-	if s, ok := b.sets[name]; ok {
-		return s
-	}
-	return &nftables.Set{Table: b.tbl, Name: name, HasTimeout: timeout}
-}
-
-func (b *batch) chain(name string) *nftables.Chain {
-	return &nftables.Chain{Table: b.tbl, Name: name}
-}
-
-// add adds the transaction's commands to the batch.
-func (b *batch) add() error {
-	for _, op := range b.tx.Ops {
-		if err := b.op(op); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (b *batch) op(op Op) error {
-	switch op.Kind {
-	case OpAddTable:
-		b.c.AddTable(b.tbl)
-	case OpDeleteTable:
-		b.c.DelTable(b.tbl)
-	case OpFlushChain:
-		b.c.FlushChain(b.chain(op.Name))
-	case OpDeleteChain:
-		b.c.DelChain(b.chain(op.Name))
-	case OpAddChain:
-		nc := b.chain(op.Name)
-		if op.Hook != HookNone {
-			hook := nftables.ChainHookForward
-			if op.Hook == HookInput {
-				hook = nftables.ChainHookInput
-			}
-			accept := nftables.ChainPolicyAccept
-			nc.Type, nc.Hooknum, nc.Priority, nc.Policy = nftables.ChainTypeFilter, hook, nftables.ChainPriorityRef(nftables.ChainPriority(b.tx.Priority)), &accept
-		}
-		b.c.AddChain(nc)
-	case OpAddSet:
-		ns, elems := kernelSet(b.tbl, op.Set)
-		if err := b.c.AddSet(ns, nil); err != nil {
-			return fmt.Errorf("set %s: %w", op.Set.Name, err)
-		}
-		if err := b.elements(ns, elems, false); err != nil {
-			return err
-		}
-		b.sets[op.Set.Name] = ns
-	case OpDeleteSet:
-		b.c.DelSet(&nftables.Set{Table: b.tbl, Name: op.Name})
-	case OpAddElements, OpDeleteElements:
-		del := op.Kind == OpDeleteElements
-		if op.Map {
-			ns := b.set(op.Name, false)
-			var err error
-			if del {
-				err = b.c.SetDeleteElements(ns, vmapElements(op.VMap))
-			} else {
-				err = b.c.SetAddElements(ns, vmapElements(op.VMap))
-			}
-			if err != nil {
-				return fmt.Errorf("map %s: %w", op.Name, err)
-			}
-			break
-		}
-		timeout := slices.ContainsFunc(op.Elems, func(e nftables.SetElement) bool { return e.Timeout != 0 })
-		return b.elements(b.set(op.Name, timeout), op.Elems, del)
-	case OpAddRule:
-		exprs, err := ruleExprs(b.tbl, func(name string) *nftables.Set { return b.set(name, false) }, b.c.AddSet, op.Rule)
-		if err != nil {
-			return fmt.Errorf("chain %s rule %q: %w", op.Name, op.Rule.Text(), err)
-		}
-		b.c.AddRule(&nftables.Rule{Table: b.tbl, Chain: b.chain(op.Name), Exprs: exprs, UserData: op.UserData})
-	default:
-		return fmt.Errorf("unknown command %d", op.Kind)
-	}
-	return nil
-}
-
-// elements adds (or deletes) elements in chunks.
-func (b *batch) elements(ns *nftables.Set, elems []nftables.SetElement, del bool) error {
-	for i := 0; i < len(elems); i += elemChunk {
-		chunk := elems[i:min(i+elemChunk, len(elems))]
-		var err error
-		if del {
-			err = b.c.SetDeleteElements(ns, chunk)
-		} else {
-			err = b.c.SetAddElements(ns, chunk)
-		}
-		if err != nil {
-			return fmt.Errorf("set %s: %w", ns.Name, err)
-		}
-	}
-	return nil
-}
 
 // Rule userdata types. Type 0 is nft's comment; nft ignores the others.
 const (
@@ -137,10 +23,6 @@ const (
 	// "name=digest" pairs separated by commas (see setDigest).
 	udataSets = userdata.Type(0xd2)
 )
-
-// elemChunk bounds the set elements put in one netlink message, so that the
-// element list stays far below the 64 KiB limit of one netlink attribute.
-const elemChunk = 512
 
 // ruleUserData tags the rule with its comment, ID and digest, and with the
 // digests of the sets it looks up (from digests, by set name).
@@ -231,26 +113,49 @@ func setHeader(tbl *nftables.Table, s *Set) *nftables.Set {
 
 // setElements returns the set's elements as the kernel stores them.
 func setElements(s *Set) []nftables.SetElement {
-	var elems []nftables.SetElement
-	switch {
-	case s.Map:
-		elems = vmapElements(s.VMap)
-	case s.Key == KeyIPv4, s.Key == KeyIPv6:
+	if s.Map {
+		return vmapElements(s.VMap)
+	}
+	elems := make([]nftables.SetElement, 0, 2*(len(s.Ranges)+len(s.Ports)))
+	eachElement(s, func(key []byte, end bool) {
+		elems = append(elems, nftables.SetElement{Key: append([]byte(nil), key...), IntervalEnd: end})
+	})
+	return elems
+}
+
+// eachElement calls fn with the elements of a plain set as the kernel
+// stores them (interval boundaries: a start, and an end unless the interval
+// reaches the last key), in order, without building them: key is valid
+// only during the call. A set of 100k prefixes has 200k of them.
+func eachElement(s *Set, fn func(key []byte, end bool)) {
+	var buf [16]byte
+	switch s.Key {
+	case KeyIPv4, KeyIPv6:
+		key := func(a netip.Addr) []byte {
+			if a.Is4() {
+				b := a.As4()
+				copy(buf[:], b[:])
+				return buf[:4]
+			}
+			buf = a.As16()
+			return buf[:]
+		}
 		for _, r := range s.Ranges {
-			elems = append(elems, nftables.SetElement{Key: r.From.AsSlice()})
+			fn(key(r.From), false)
 			if next := r.To.Next(); next.IsValid() {
-				elems = append(elems, nftables.SetElement{Key: next.AsSlice(), IntervalEnd: true})
+				fn(key(next), true)
 			}
 		}
-	case s.Key == KeyService:
+	case KeyService:
 		for _, p := range s.Ports {
-			elems = append(elems, nftables.SetElement{Key: binaryutil.BigEndian.PutUint16(p.First)})
+			binary.BigEndian.PutUint16(buf[:], p.First)
+			fn(buf[:2], false)
 			if p.Last < 65535 {
-				elems = append(elems, nftables.SetElement{Key: binaryutil.BigEndian.PutUint16(p.Last + 1), IntervalEnd: true})
+				binary.BigEndian.PutUint16(buf[:], p.Last+1)
+				fn(buf[:2], true)
 			}
 		}
 	}
-	return elems
 }
 
 // setComment marks the sets and maps dockerfence writes. Their elements
@@ -258,15 +163,23 @@ func setElements(s *Set) []nftables.SetElement {
 // digest: the rules that look a set up record its digest instead.
 const setComment = "dockerfence"
 
-// setDigest is a short hash of a plain set's elements, as kernelSet renders them.
+// setDigest is a short hash of a plain set's elements, as kernelSet renders
+// them: the count, and the hash of each element's key in hex (see elemKey),
+// a line each.
 func setDigest(s *Set) string {
-	elems := setElements(s)
 	h := sha256.New()
-	for _, e := range elems {
-		h.Write([]byte(elemKey(e)))
-		h.Write([]byte{'\n'})
-	}
-	return fmt.Sprintf("%d:%s", len(elems), hex.EncodeToString(h.Sum(nil)[:8]))
+	n := 0
+	var line [2*16 + len("/end\n")]byte
+	eachElement(s, func(key []byte, end bool) {
+		m := hex.Encode(line[:], key)
+		if end {
+			m += copy(line[m:], "/end")
+		}
+		line[m] = '\n'
+		h.Write(line[:m+1])
+		n++
+	})
+	return fmt.Sprintf("%d:%s", n, hex.EncodeToString(h.Sum(nil)[:8]))
 }
 
 // setDigests returns the digest of every plain set of t that the model

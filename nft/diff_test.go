@@ -1,6 +1,7 @@
 package nft_test
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -89,18 +90,20 @@ func TestDiff(t *testing.T) {
 	}
 }
 
-// stateOf returns the state the kernel would report right after applying t.
-// Plain sets are not dumped, as in Read.
+// stateOf returns the state the kernel would report right after a backend
+// of protection Owned applied t. Plain sets are not dumped, as in Read.
 func stateOf(t *Table) *State {
-	st := &State{Name: t.Name}
+	st := &State{Name: t.Name, Flags: Owned.Flags, Owner: Owned.Port}
 	digests := SetDigests(t)
 	for _, c := range t.Chains {
 		cs := ChainState{Name: c.Name, Hook: c.Hook.String()}
 		if c.Hook != HookNone {
-			cs.Priority = t.Priority
+			cs.Priority, cs.Type, cs.Policy = t.Priority, "filter", "accept"
 		}
 		for i, r := range c.Rules {
-			cs.Rules = append(cs.Rules, RuleState{Handle: uint64(i + 1), ID: r.ID, Digest: r.Digest(), Comment: r.Comment, Sets: ParseSetRefs(SetRefs(r, digests))})
+			rs := KernelRule(r, RuleUserData(r, digests))
+			rs.Handle = uint64(i + 1)
+			cs.Rules = append(cs.Rules, rs)
 		}
 		st.Chains = append(st.Chains, cs)
 	}
@@ -184,3 +187,66 @@ func TestRuleUserDataFitsTheKernel(t *testing.T) {
 
 // Build compiles the policy for the networks, as apply does.
 func Build(pol *policy.Policy, nets []policy.Network) *Table { return fence.Compile(pol, nets).Table }
+
+// What others can do to an unowned table without touching dockerfence's
+// labels is reported, and planned back: a dormant flag, a base chain's
+// policy, a rule's expressions replaced under its user data.
+func TestDiffTampering(t *testing.T) {
+	tbl := Build(loadPolicy(t, "../fence/testdata/seed.yaml"), testNetworks)
+	st := stateOf(tbl)
+	st.Flags = FlagPersist | FlagDormant
+	st.Owner = 0
+	var chain *ChainState
+	for i := range st.Chains {
+		switch c := &st.Chains[i]; c.Name {
+		case "forward":
+			c.Policy = "drop"
+		case "fwd_br-0123456789ab":
+			chain = c
+		}
+	}
+	victim := &chain.Rules[len(chain.Rules)-2]
+	forged := KernelRule(&Rule{Counter: true, Verdict: Verdict{Kind: Accept}}, victim.UserData)
+	victim.Exprs, victim.Summary = forged.Exprs, forged.Summary
+	got := Diff(tbl, st)
+	want := []string{
+		"~ table inet dockerfence: flag dormant, so its chains see no packets; want it active",
+		"~ chain forward: policy drop, want policy accept",
+		fmt.Sprintf(`~ chain fwd_br-0123456789ab: rule handle %d (%s) holds "counter accept", not what dockerfence wrote under its label: %q`, victim.Handle, victim.Comment, chainRuleSummary(tbl, chain.Name, len(chain.Rules)-2)),
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Diff (-want +got):\n%s", diff)
+	}
+	// A one-shot backend clears dormant and keeps persist.
+	flags, change, _, _, err := PlanFlags(Protection{Flags: FlagPersist}, tbl.Name, st)
+	if err != nil || flags != FlagPersist || !change {
+		t.Fatalf("PlanFlags = %v, %v, %v", flags, change, err)
+	}
+	// An owning backend adopts the orphaned table (which clears dormant),
+	// declares the base chain again and rewrites the chain.
+	p, err := PlanFrom(tbl, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.Adopts || len(p.Txs[0].Ops) != 1 || p.Txs[0].Ops[0].Flags != FlagOwner|FlagPersist {
+		t.Errorf("the plan does not adopt the table first:\n%s", p)
+	}
+	text := p.String()
+	for _, line := range []string{
+		"add table inet dockerfence\n",
+		"add chain inet dockerfence forward { type filter hook forward priority -10; policy accept; }\n",
+		"flush chain inet dockerfence fwd_br-0123456789ab\n",
+	} {
+		if !strings.Contains(text, line) {
+			t.Errorf("the plan lacks %q:\n%s", line, text)
+		}
+	}
+	if strings.Contains(text, "flush chain inet dockerfence forward") {
+		t.Errorf("the plan rewrites forward, whose rules are intact:\n%s", text)
+	}
+}
+
+// chainRuleSummary is the summary of the expressions of rule i of chain.
+func chainRuleSummary(t *Table, chain string, i int) string {
+	return KernelRule(t.Chain(chain).Rules[i], nil).Summary
+}

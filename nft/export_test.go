@@ -44,17 +44,50 @@ var (
 	UdataComment = udataComment
 )
 
+// TestPort is the netlink port the tests' owning backend has.
+const TestPort = 4711
+
+// Owned is the protection of a lasting Kernel on a kernel with flags
+// owner and persist, whose socket has port TestPort.
+var Owned = Protection{Flags: FlagOwner | FlagPersist, Port: TestPort}
+
 // SendPlan sends the plan from have (nil for no table; its sets already
-// dumped as Apply would) over netlink connections that dial answers in
-// place of the kernel.
+// dumped as Apply would), for a backend of protection Owned, over netlink
+// connections that dial answers in place of the kernel.
 func SendPlan(t *Table, have *State, dial nltest.Func) error {
 	testDial = dial
 	defer func() { testDial = nil }()
-	return t.plan(have, t.setDigests()).Send(Kernel{})
+	p, err := PlanFrom(t, have)
+	if err != nil {
+		return err
+	}
+	return p.Send(Kernel{})
 }
 
-// PlanFrom returns the plan from have (its sets already dumped).
-func PlanFrom(t *Table, have *State) *Plan { return t.plan(have, t.setDigests()) }
+// PlanFrom returns the plan from have (its sets already dumped) for a
+// backend of protection Owned.
+func PlanFrom(t *Table, have *State) (*Plan, error) {
+	fp, err := planFlags(Owned, t.Name, have)
+	if err != nil {
+		return nil, err
+	}
+	return t.plan(have, t.setDigests(), fp), nil
+}
+
+// PlanFlags decides the table flags of a plan: what NEWTABLE sends, and
+// whether the table must change, be adopted or be replaced for them.
+func PlanFlags(p Protection, table string, have *State) (flags TableFlags, change, adopt, replace bool, err error) {
+	fp, err := planFlags(p, table, have)
+	return fp.flags, fp.change, fp.adopt, fp.replace, err
+}
+
+// CommitVia commits tx over a netlink connection that dial answers in
+// place of the kernel.
+func CommitVia(dial nltest.Func, tx *Transaction) error {
+	testDial = dial
+	defer func() { testDial = nil }()
+	return Kernel{}.Commit(tx)
+}
 
 // UpdateVia sends Kernel.Update over netlink connections that dial answers
 // in place of the kernel.

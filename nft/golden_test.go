@@ -200,11 +200,14 @@ func (d *dumper) attrs(depth int, scope string, b []byte) {
 		d.line(depth, "undecodable %x: %v", b, err)
 		return
 	}
-	for _, a := range attrs {
+	for i, a := range attrs {
 		typ := a.Type & 0x3fff
 		label := fmt.Sprint(typ)
 		if n, ok := attrNames[scope][typ]; ok {
 			label = n
+		}
+		if scope == "elements" {
+			label = fmt.Sprint(i + 1) // every element is an NFTA_LIST_ELEM: number them
 		}
 		switch {
 		case scope == "rule" && typ == unix.NFTA_RULE_EXPRESSIONS:

@@ -55,6 +55,9 @@ type changes struct {
 	AddMapElems []mapElems
 	// Fill lists the chains whose rules are added: new and flushed ones.
 	Fill []*Chain
+	// Base lists the kept base chains whose policy is not accept: they
+	// are declared again, which sets it back.
+	Base []*Chain
 }
 
 type setElems struct {
@@ -72,7 +75,7 @@ type mapElems struct {
 // empty reports whether the changes leave the kernel's table as it is.
 func (c *changes) empty() bool {
 	return len(c.Stage)+len(c.Flush)+len(c.DelElems)+len(c.DelMapElems)+len(c.DelSets)+len(c.DelChains)+
-		len(c.AddChains)+len(c.AddSets)+len(c.AddElems)+len(c.AddMapElems)+len(c.Fill) == 0
+		len(c.AddChains)+len(c.AddSets)+len(c.AddElems)+len(c.AddMapElems)+len(c.Fill)+len(c.Base) == 0
 }
 
 // fresh returns the changes that create t from nothing.
@@ -133,6 +136,9 @@ func (t *Table) changes(have *State, digests map[string]string) *changes {
 			// asked to verify it (another process changed elements).
 			want := setElements(s)
 			del, add := elemDiff(ks.Elems, want)
+			if len(del)+len(add) == 0 {
+				break // the same boundaries: the same intervals
+			}
 			delItems, addItems := itemDiff(intervalItems(ks.Elems), intervalItems(want))
 			if len(del)+len(delItems) > 0 {
 				out.DelElems = append(out.DelElems, setElems{s.Name, del, delItems})
@@ -155,6 +161,9 @@ func (t *Table) changes(have *State, digests map[string]string) *changes {
 	for _, c := range t.Chains {
 		kc, ok := haveChains[c.Name]
 		delete(haveChains, c.Name)
+		if ok && c.Hook != HookNone && kc.Policy != "accept" {
+			out.Base = append(out.Base, c)
+		}
 		switch {
 		case !ok:
 			out.AddChains = append(out.AddChains, c)
@@ -295,13 +304,15 @@ func vmapDiff(have, want []VMapElem) (del, add []VMapElem) {
 }
 
 // sameRules reports whether the kernel chain holds exactly c's rules, in
-// order, and they record the set digests of t (digests).
+// order: their expressions as the kernel returns them, and their labels,
+// which record the set digests of t (digests).
 func sameRules(c *Chain, kc *ChainState, digests map[string]string) bool {
 	if len(c.Rules) != len(kc.Rules) {
 		return false
 	}
 	for i, r := range c.Rules {
-		if kc.Rules[i].Digest != r.Digest() || setRefs(r, digests) != setRefs(r, kc.Rules[i].Sets) {
+		k := &kc.Rules[i]
+		if k.Digest != r.Digest() || setRefs(r, digests) != setRefs(r, k.Sets) || k.Exprs != r.ExprKey() {
 			return false
 		}
 	}
@@ -367,11 +378,64 @@ func (t *Table) baseChainsMatch(have *State) bool {
 			continue
 		}
 		n++
-		if want[c.Name] != c.Hook || c.Priority != t.Priority {
+		if want[c.Name] != c.Hook || c.Priority != t.Priority || c.Type != "filter" {
 			return false
 		}
 	}
 	return n == len(want)
+}
+
+// flagPlan is what a plan does with the table's flags.
+type flagPlan struct {
+	// flags are sent with every NEWTABLE of the plan.
+	flags TableFlags
+	// change says that the kernel's table needs them (it is dormant):
+	// the main transaction sends them even if nothing else changes.
+	change bool
+	// adopt says that the table is orphaned and the backend owns tables:
+	// a transaction of its own takes it first.
+	adopt bool
+	// replace says that the kernel's table cannot take the flags (flag
+	// persist cannot be added to a table): the table is created anew.
+	replace bool
+}
+
+// OwnedError reports a table owned by a socket other than the backend's,
+// which the backend would own: another dockerfence daemon, most likely.
+type OwnedError struct {
+	Table string
+	// Port is the netlink port ID of the owner.
+	Port uint32
+}
+
+func (e *OwnedError) Error() string {
+	return fmt.Sprintf("table inet %s is owned by another process's netlink socket (port %d), and only its owner can change it: is another dockerfence daemon running?", e.Table, e.Port)
+}
+
+// planFlags decides the table flags of a plan from the backend's
+// protection p and the kernel's table have (nil if none). A table is
+// created with p's flags. A backend that owns tables adopts an orphaned
+// one, replaces one without flag persist (the kernel cannot add it; the
+// table is owned from then on), and refuses one owned by another socket.
+// Other backends keep the flags a table has: persist cannot be removed,
+// and owner is not theirs to take or give. Every backend clears dormant.
+func planFlags(p Protection, table string, have *State) (flagPlan, error) {
+	if have == nil {
+		return flagPlan{flags: p.Flags}, nil
+	}
+	cur := have.Flags & flagMask
+	if p.Flags&FlagOwner == 0 {
+		return flagPlan{flags: cur &^ FlagDormant, change: cur&FlagDormant != 0}, nil
+	}
+	switch {
+	case cur&FlagOwner != 0 && have.Owner != p.Port:
+		return flagPlan{}, &OwnedError{Table: table, Port: have.Owner}
+	case cur&FlagPersist == 0:
+		return flagPlan{flags: p.Flags, replace: true}, nil
+	case cur&FlagOwner == 0:
+		return flagPlan{flags: p.Flags, adopt: true}, nil
+	}
+	return flagPlan{flags: p.Flags, change: cur != p.Flags}, nil
 }
 
 // plan returns the plan that turns have into t, whose set digests are
@@ -379,19 +443,25 @@ func (t *Table) baseChainsMatch(have *State) bool {
 // names; a set whose elements were not read is replaced whole. Without a
 // table, or with other base chains (see baseChainsMatch), the main
 // transaction creates the table from nothing, deleting the old one first.
-func (t *Table) plan(have *State, digests map[string]string) *Plan {
+func (t *Table) plan(have *State, digests map[string]string, fp flagPlan) *Plan {
 	p := &Plan{Table: t, Have: have}
+	newTx := func() *Transaction { return &Transaction{Table: t.Name, Priority: t.Priority} }
+	addTable := Op{Kind: OpAddTable, Flags: fp.flags, SetFlags: true}
+	if fp.adopt {
+		adopt := newTx()
+		adopt.Ops = []Op{addTable}
+		p.Txs, p.Adopts = []*Transaction{adopt}, true
+	}
 	ch, replace := t.fresh(), have != nil
-	if have != nil && t.baseChainsMatch(have) {
+	if have != nil && !fp.replace && t.baseChainsMatch(have) {
 		ch, replace = t.changes(have, digests), false
-		if ch.empty() {
+		if ch.empty() && !fp.change {
 			return p
 		}
 	}
-	newTx := func() *Transaction { return &Transaction{Table: t.Name, Priority: t.Priority} }
 	if len(ch.Stage) > 0 {
 		stage, undo := newTx(), newTx()
-		stage.Ops = append(stage.Ops, Op{Kind: OpAddTable})
+		stage.Ops = append(stage.Ops, addTable)
 		for _, s := range ch.Stage {
 			stage.Ops = append(stage.Ops, Op{Kind: OpAddSet, Set: s})
 			undo.Ops = append(undo.Ops, Op{Kind: OpDeleteSet, Name: s.Name, Map: s.Map})
@@ -403,7 +473,10 @@ func (t *Table) plan(have *State, digests map[string]string) *Plan {
 	if replace {
 		add(Op{Kind: OpDeleteTable})
 	}
-	add(Op{Kind: OpAddTable})
+	add(addTable)
+	for _, c := range ch.Base {
+		add(Op{Kind: OpAddChain, Name: c.Name, Hook: c.Hook})
+	}
 	for _, name := range ch.Flush {
 		add(Op{Kind: OpFlushChain, Name: name})
 	}
@@ -438,16 +511,6 @@ func (t *Table) plan(have *State, digests map[string]string) *Plan {
 	}
 	p.Txs = append(p.Txs, tx)
 	return p
-}
-
-// isMap reports whether the kernel's set name is a map.
-func (st *State) isMap(name string) bool {
-	for _, s := range st.Sets {
-		if s.Name == name {
-			return s.Flags&unix.NFT_SET_MAP != 0
-		}
-	}
-	return false
 }
 
 // vmapElements renders verdict-map elements for google/nftables.

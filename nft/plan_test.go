@@ -1,6 +1,7 @@
 package nft_test
 
 import (
+	"errors"
 	"net/netip"
 	"slices"
 	"strings"
@@ -366,5 +367,57 @@ func TestBaseChainsMatch(t *testing.T) {
 	st.Chains = append(st.Chains, ChainState{Name: "foreign", Hook: "hook0"})
 	if BaseChainsMatch(tbl, st) {
 		t.Error("a foreign base chain matches")
+	}
+}
+
+// The table flags a plan sends, by the backend's protection and the
+// kernel's table.
+func TestPlanFlags(t *testing.T) {
+	const self, other = 7, 9
+	owned := Protection{Flags: FlagOwner | FlagPersist, Port: self}
+	oneShot := Protection{Flags: FlagPersist, Port: self}
+	plain := Protection{Port: self}
+	st := func(f TableFlags, owner uint32) *State { return &State{Name: "t", Flags: f, Owner: owner} }
+	type want struct {
+		flags                  TableFlags
+		change, adopt, replace bool
+		owned                  bool // refused: owned by another socket
+	}
+	for _, tc := range []struct {
+		name string
+		p    Protection
+		have *State
+		want want
+	}{
+		{"owned, new table", owned, nil, want{flags: FlagOwner | FlagPersist}},
+		{"owned, its own", owned, st(FlagOwner|FlagPersist, self), want{flags: FlagOwner | FlagPersist}},
+		{"owned, orphaned", owned, st(FlagPersist, 0), want{flags: FlagOwner | FlagPersist, adopt: true}},
+		{"owned, orphaned and dormant", owned, st(FlagPersist|FlagDormant, 0), want{flags: FlagOwner | FlagPersist, adopt: true}},
+		{"owned, ordinary table", owned, st(0, 0), want{flags: FlagOwner | FlagPersist, replace: true}},
+		{"owned, ordinary dormant table", owned, st(FlagDormant, 0), want{flags: FlagOwner | FlagPersist, replace: true}},
+		{"owned, another's", owned, st(FlagOwner|FlagPersist, other), want{owned: true}},
+		{"one-shot, new table", oneShot, nil, want{flags: FlagPersist}},
+		{"one-shot, orphaned", oneShot, st(FlagPersist, 0), want{flags: FlagPersist}},
+		{"one-shot, orphaned and dormant", oneShot, st(FlagPersist|FlagDormant, 0), want{flags: FlagPersist, change: true}},
+		{"one-shot, ordinary table", oneShot, st(0, 0), want{}},
+		{"one-shot, a daemon's", oneShot, st(FlagOwner|FlagPersist, other), want{flags: FlagOwner | FlagPersist}},
+		{"ordinary, new table", plain, nil, want{}},
+		{"ordinary, dormant", plain, st(FlagDormant, 0), want{change: true}},
+		{"ordinary, orphaned", plain, st(FlagPersist, 0), want{flags: FlagPersist}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			flags, change, adopt, replace, err := PlanFlags(tc.p, "t", tc.have)
+			var oe *OwnedError
+			if tc.want.owned {
+				if !errors.As(err, &oe) || oe.Port != other {
+					t.Errorf("err = %v, want owned by port %d", err, other)
+				}
+				return
+			}
+			got := want{flags: flags, change: change, adopt: adopt, replace: replace}
+			if err != nil || got != tc.want {
+				t.Errorf("PlanFlags = %+v, %v; want %+v", got, err, tc.want)
+			}
+		})
 	}
 }

@@ -16,13 +16,18 @@ func TestPlanText(t *testing.T) {
 	dump(have, from, NeedDump(to, have, SetDigests(to)))
 	for _, tt := range []struct {
 		name string
-		p    *Plan
+		t    *Table
+		have *State
 	}{
-		{"fresh", PlanFrom(from, nil)},
-		{"incremental", PlanFrom(to, have)},
+		{"fresh", from, nil},
+		{"incremental", to, have},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			golden(t, filepath.Join("testdata", "plan-"+tt.name+".nft"), tt.p.String())
+			p, err := PlanFrom(tt.t, tt.have)
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden(t, filepath.Join("testdata", "plan-"+tt.name+".nft"), p.String())
 		})
 	}
 }

@@ -21,7 +21,7 @@ func fakeKernel(t *testing.T, fn nltest.Func) {
 
 // msgType returns the nf_tables message type of a request (NFT_MSG_*), or
 // -1 for a batch.
-func msgType(m netlink.Message) int {
+func reqType(m netlink.Message) int {
 	if m.Header.Type == netlink.HeaderType(unix.NFNL_MSG_BATCH_BEGIN) {
 		return -1
 	}
@@ -34,7 +34,7 @@ func withoutNFTables(reqs []netlink.Message) ([]netlink.Message, error) {
 	if len(reqs) == 0 {
 		return nil, nil
 	}
-	if msgType(reqs[0]) == -1 {
+	if reqType(reqs[0]) == -1 {
 		return nltest.Error(int(unix.EOPNOTSUPP), reqs)
 	}
 	return nltest.Error(int(unix.EINVAL), reqs)
@@ -64,7 +64,7 @@ func gettableInvalid(reqs []netlink.Message) ([]netlink.Message, error) {
 	if len(reqs) == 0 {
 		return nil, nil
 	}
-	if msgType(reqs[0]) == unix.NFT_MSG_GETGEN {
+	if reqType(reqs[0]) == unix.NFT_MSG_GETGEN {
 		r := reqs[0]
 		r.Header.Type = netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_NEWGEN)
 		r.Data = []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0}

@@ -26,6 +26,11 @@ const (
 
 // Op is one command of a transaction. Which fields it uses depends on Kind:
 //
+//   - OpAddTable: with SetFlags, Flags: the table is created with them, or
+//     an existing table's flags become them (the kernel refuses to add or
+//     remove flag persist, to drop flag owner, or to give an owned table
+//     to another socket). Without SetFlags, an existing table keeps its
+//     flags and a new one has none.
 //   - OpAddChain: Name and Hook (a base chain takes the transaction's
 //     Priority and policy accept).
 //   - OpFlushChain, OpDeleteChain: Name.
@@ -35,12 +40,14 @@ const (
 //     plain set, VMap (with Map set) for a verdict map.
 //   - OpAddRule: Rule, appended to chain Name, with UserData.
 type Op struct {
-	Kind OpKind
-	Name string
-	Hook Hook
-	Map  bool
-	Set  *Set
-	Rule *Rule
+	Kind     OpKind
+	Flags    TableFlags
+	SetFlags bool
+	Name     string
+	Hook     Hook
+	Map      bool
+	Set      *Set
+	Rule     *Rule
 	// UserData is what the rule carries in the kernel: its comment and
 	// dockerfence's tags (see RuleStateOf).
 	UserData []byte
@@ -186,9 +193,15 @@ type Plan struct {
 	// was none), with the elements of the sets that had to be read.
 	Have *State
 	// Txs are the transactions, in the order they are sent: the one that
-	// stages new sets, if any, then the main one. There are none when the
-	// kernel's table already matches.
+	// adopts an orphaned table (see Adopts), the one that stages new sets,
+	// if any, then the main one. There are none when the kernel's table
+	// already matches.
 	Txs []*Transaction
+	// Adopts says that the first transaction takes an orphaned table for
+	// the backend's socket (flag owner, see OwnAuto), and nothing else:
+	// ApplyTo sends it alone, then plans again from what the kernel has
+	// once no one else can change it.
+	Adopts bool
 	// Undo deletes the staged sets again; it is sent if the main
 	// transaction fails after the staging one was committed.
 	Undo *Transaction
@@ -205,7 +218,10 @@ func (p *Plan) String() string {
 	var b strings.Builder
 	for i, tx := range p.Txs {
 		what := "the switch-over"
-		if len(p.Txs) > 1 && i == 0 {
+		switch {
+		case p.Adopts && i == 0:
+			what = "adopt the orphaned table (flags owner, persist)"
+		case i < len(p.Txs)-1:
 			what = "the new sets, before anything refers to them"
 		}
 		fmt.Fprintf(&b, "# transaction %d of %d: %s\n", i+1, len(p.Txs), what)
@@ -224,6 +240,9 @@ type Backend interface {
 	Dump(st *State, sets []string) error
 	// Commit sends one transaction; on error the table is as it was.
 	Commit(tx *Transaction) error
+	// Protection says which table flags the backend writes its tables
+	// with, and the port of its socket (the owner, with flag owner).
+	Protection() (Protection, error)
 }
 
 // MakePlan reads the kernel's table through b, reads the elements of the
@@ -234,13 +253,21 @@ func MakePlan(b Backend, t *Table, verify ...string) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
+	prot, err := b.Protection()
+	if err != nil {
+		return nil, err
+	}
+	fp, err := planFlags(prot, t.Name, have)
+	if err != nil {
+		return nil, err
+	}
 	digests := t.setDigests()
-	if have != nil && t.baseChainsMatch(have) {
+	if have != nil && !fp.replace && t.baseChainsMatch(have) {
 		if err := b.Dump(have, t.needDump(have, digests, verify...)); err != nil {
 			return nil, err
 		}
 	}
-	return t.plan(have, digests), nil
+	return t.plan(have, digests, fp), nil
 }
 
 // Send commits the plan's transactions through b, in order. If the main
@@ -253,7 +280,7 @@ func (p *Plan) Send(b Backend) error {
 		if err == nil {
 			continue
 		}
-		if i > 0 && p.Undo != nil {
+		if i > 0 && i == len(p.Txs)-1 && p.Undo != nil {
 			if cerr := b.Commit(p.Undo); cerr != nil {
 				err = fmt.Errorf("%w; removing the sets staged for it also failed (%v), they are unused and the next apply deletes them", err, cerr)
 			}
@@ -270,8 +297,18 @@ func ApplyTo(b Backend, t *Table, verify ...string) (bool, error) {
 	if err != nil || p.Empty() {
 		return false, err
 	}
+	adopted := false
+	if p.Adopts {
+		if err := b.Commit(p.Txs[0]); err != nil {
+			return false, fmt.Errorf("adopt table inet %s: %w", t.Name, err)
+		}
+		adopted = true
+		if p, err = MakePlan(b, t, verify...); err != nil || p.Empty() {
+			return adopted, err
+		}
+	}
 	if err := p.Send(b); err != nil {
-		return false, err
+		return adopted, err
 	}
 	return true, nil
 }

@@ -13,6 +13,9 @@ import (
 
 // table is one inet table as the fake kernel holds it.
 type table struct {
+	flags nft.TableFlags
+	// owner is the port of the socket that owns the table (flag owner).
+	owner  uint32
 	chains []*chain // in the order they were created
 	sets   []*set
 }
@@ -21,7 +24,9 @@ type chain struct {
 	name     string
 	hook     nft.Hook
 	priority int
-	rules    []*rule
+	// policy is a base chain's: "accept" or "drop".
+	policy string
+	rules  []*rule
 }
 
 // rule is a rule as the kernel holds it: its expressions (as the model
@@ -67,7 +72,7 @@ func (t *table) set(name string) *set {
 // clone copies the table deeply enough that a transaction applied to the
 // copy leaves t as it is.
 func (t *table) clone() *table {
-	out := &table{}
+	out := &table{flags: t.flags, owner: t.owner}
 	for _, c := range t.chains {
 		cc := *c
 		cc.rules = slices.Clone(c.rules)
@@ -89,15 +94,26 @@ func refusal(errno unix.Errno, format string, args ...any) error {
 }
 
 // apply applies one command to the tables, as the kernel does within a
-// transaction, with the kernel's checks.
-func (k *Kernel) apply(tables map[string]*table, name string, tx *nft.Transaction, op nft.Op) error {
+// transaction, with the kernel's checks; port is the committing socket's.
+func (k *Kernel) apply(tables map[string]*table, name string, tx *nft.Transaction, op nft.Op, port uint32) error {
 	t := tables[name]
+	if t != nil && t.flags&nft.FlagOwner != 0 && t.owner != port {
+		return refusal(unix.EPERM, "table inet %s: owned by port %d", name, t.owner)
+	}
 	switch op.Kind {
 	case nft.OpAddTable:
 		if t == nil {
-			tables[name] = &table{}
+			t = &table{}
+			tables[name] = t
+			if op.SetFlags {
+				t.flags = op.Flags
+				if op.Flags&nft.FlagOwner != 0 {
+					t.owner = port
+				}
+			}
+			return nil
 		}
-		return nil
+		return t.update(op, port)
 	case nft.OpDeleteTable:
 		if t == nil {
 			return refusal(unix.ENOENT, "delete table inet %s: no such table", name)
@@ -114,9 +130,12 @@ func (k *Kernel) apply(tables map[string]*table, name string, tx *nft.Transactio
 			if c.hook != op.Hook || (op.Hook != nft.HookNone && c.priority != tx.Priority) {
 				return refusal(unix.EEXIST, "add chain %s: it exists with another hook or priority", op.Name)
 			}
+			if c.hook != nft.HookNone {
+				c.policy = "accept"
+			}
 			return nil
 		}
-		t.chains = append(t.chains, &chain{name: op.Name, hook: op.Hook, priority: tx.Priority})
+		t.chains = append(t.chains, &chain{name: op.Name, hook: op.Hook, priority: tx.Priority, policy: "accept"})
 	case nft.OpFlushChain:
 		c := t.chain(op.Name)
 		if c == nil {
@@ -174,6 +193,31 @@ func (k *Kernel) apply(tables map[string]*table, name string, tx *nft.Transactio
 		c.rules = append(c.rules, &rule{handle: k.handle, r: op.Rule, ud: op.UserData})
 	default:
 		return refusal(unix.EINVAL, "unknown command %d", op.Kind)
+	}
+	return nil
+}
+
+// update changes an existing table's flags as the kernel's NEWTABLE does:
+// no flags, no change; flag persist can be neither added nor removed; an
+// owned table keeps flag owner, and an owned one takes no other flags;
+// an orphaned table (persist, no owner) is adopted by the socket that asks
+// for flag owner.
+func (t *table) update(op nft.Op, port uint32) error {
+	const mask = nft.FlagDormant | nft.FlagOwner | nft.FlagPersist
+	if !op.SetFlags || op.Flags == t.flags&mask {
+		return nil
+	}
+	orphan := t.flags&(nft.FlagOwner|nft.FlagPersist) == nft.FlagPersist
+	switch {
+	case op.Flags&^mask != 0,
+		t.flags&nft.FlagOwner != 0 && op.Flags&nft.FlagOwner == 0,
+		op.Flags&nft.FlagOwner != 0 && !orphan,
+		(op.Flags^t.flags)&nft.FlagPersist != 0:
+		return refusal(unix.EOPNOTSUPP, "table flags %s to %s", t.flags, op.Flags)
+	}
+	t.flags = op.Flags
+	if op.Flags&nft.FlagOwner != 0 {
+		t.owner = port
 	}
 	return nil
 }

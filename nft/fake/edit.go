@@ -8,6 +8,7 @@ import (
 	"github.com/dockerfence/dockerfence/nft"
 	"github.com/google/nftables"
 	"github.com/google/nftables/userdata"
+	"golang.org/x/sys/unix"
 )
 
 // The helpers below change a table as another process would (nft by hand,
@@ -98,4 +99,51 @@ func Elements(prefixes ...string) ([]nftables.SetElement, error) {
 		s.Ranges = append(s.Ranges, nft.Range{From: pfx.Masked().Addr(), To: nft.LastAddr(pfx)})
 	}
 	return s.Elements(), nil
+}
+
+// SetFlags sets the table's flags: nft add table inet T '{ flags dormant; }'
+// (which an owned table refuses, EPERM, as the kernel does).
+func (k *Kernel) SetFlags(table string, flags nft.TableFlags) error {
+	return k.CommitAs(&nft.Transaction{Table: table, Ops: []nft.Op{{Kind: nft.OpAddTable, Flags: flags, SetFlags: true}}})
+}
+
+// ReplaceRule replaces the expressions of the rule of that handle with r's,
+// keeping its user data (dockerfence's tags): what a raw NEWRULE with
+// NLM_F_REPLACE that copies the user data does.
+func (k *Kernel) ReplaceRule(table, chain string, handle uint64, r *nft.Rule) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	t := k.tables[table]
+	if t == nil || t.chain(chain) == nil {
+		return refusal(unix.ENOENT, "replace rule: no chain %s in table %s", chain, table)
+	}
+	if t.flags&nft.FlagOwner != 0 {
+		return refusal(unix.EPERM, "table inet %s: owned by port %d", table, t.owner)
+	}
+	c := t.chain(chain)
+	for i, old := range c.rules {
+		if old.handle == handle {
+			c.rules[i] = &rule{handle: handle, r: r, ud: old.ud}
+			k.notify(table, nft.Change{Pid: OtherPid, Proc: OtherProc})
+			return nil
+		}
+	}
+	return refusal(unix.ENOENT, "replace rule: no handle %d in chain %s", handle, chain)
+}
+
+// SetPolicy sets a base chain's policy ("accept" or "drop"): nft add chain
+// with the chain's hook and priority and another policy.
+func (k *Kernel) SetPolicy(table, chain, policy string) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	t := k.tables[table]
+	if t == nil || t.chain(chain) == nil || t.chain(chain).hook == nft.HookNone {
+		return refusal(unix.ENOENT, "set policy: no base chain %s in table %s", chain, table)
+	}
+	if t.flags&nft.FlagOwner != 0 {
+		return refusal(unix.EPERM, "table inet %s: owned by port %d", table, t.owner)
+	}
+	t.chain(chain).policy = policy
+	k.notify(table, nft.Change{Pid: OtherPid, Proc: OtherProc})
+	return nil
 }

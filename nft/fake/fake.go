@@ -13,8 +13,15 @@
 // added again with another verdict (EEXIST). Elements with a timeout expire
 // on the clock (time.Now, which a synctest bubble fakes).
 //
-// What it does not model: packets and counters, the expressions of a rule
-// (it keeps the model rule they were encoded from), overlapping intervals.
+// It keeps table flags as the kernel does (see Own and Exit): an owned
+// table refuses others' commits (EPERM), flag persist can be neither added
+// nor removed, an orphaned table is adopted by a commit that asks for flag
+// owner, and any flag change that the kernel refuses is refused
+// (EOPNOTSUPP).
+//
+// What it does not model: packets and counters, overlapping intervals. A
+// rule's expressions are those of the model rule it was encoded from, and
+// read back in canonical form (nft.KernelRule), as the kernel's would be.
 package fake
 
 import (
@@ -45,18 +52,64 @@ type Kernel struct {
 	// refuse, if set, is called with every transaction Commit is given;
 	// an error it returns refuses the transaction.
 	refuse func(*nft.Transaction) error
+	// owns makes Commit's tables owned by port, as a lasting nft.Kernel's
+	// are; port is the netlink port of the socket Commit stands for.
+	owns bool
+	port uint32
 }
 
-// New returns a kernel without tables.
+// New returns a kernel without tables. Its Commit stands for a one-shot
+// nft.Kernel on Linux 6.9 or later: the tables it creates have flag
+// persist, and no owner.
 func New() *Kernel {
-	return &Kernel{tables: map[string]*table{}}
+	return &Kernel{tables: map[string]*table{}, port: FirstPort}
 }
 
-// Others' commits are reported to watchers as this process.
+// Others' commits are reported to watchers as this process, and come from
+// a socket of port OtherPort.
 const (
 	OtherPid  = 4242
 	OtherProc = "nft"
+	OtherPort = 4242
 )
+
+// FirstPort is the netlink port of the socket Commit stands for, until Exit.
+const FirstPort = 1000
+
+// Own makes Commit stand for a lasting nft.Kernel on Linux 6.9 or later:
+// the tables it creates are owned (flags owner and persist) by its port,
+// which others cannot change, and it adopts orphaned ones.
+func (k *Kernel) Own() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.owns = true
+}
+
+// Exit plays the exit of the process whose socket Commit stands for: the
+// tables it owns lose their owner (they have flag persist: they stay), and
+// Commit stands for a new socket, of another port, from then on.
+func (k *Kernel) Exit() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, t := range k.tables {
+		if t.flags&nft.FlagOwner != 0 && t.owner == k.port {
+			t.flags &^= nft.FlagOwner
+			t.owner = 0
+		}
+	}
+	k.port++
+}
+
+// Protection returns the protection nft.Kernel would report for the
+// socket Commit stands for (see New and Own).
+func (k *Kernel) Protection() (nft.Protection, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.owns {
+		return nft.Protection{Flags: nft.FlagOwner | nft.FlagPersist, Port: k.port, Why: "owned by the fake's socket"}, nil
+	}
+	return nft.Protection{Flags: nft.FlagPersist, Port: k.port, Why: "persistent, not owned"}, nil
+}
 
 func (k *Kernel) now() time.Time { return time.Now() }
 
@@ -64,6 +117,12 @@ func (k *Kernel) now() time.Time { return time.Now() }
 // same plan and flow.
 func (k *Kernel) Apply(t *nft.Table, verify ...string) (bool, error) {
 	return nft.ApplyTo(k, t, verify...)
+}
+
+// Verify is Apply that reads every set the model owns in full, as
+// nft.Kernel.Verify does.
+func (k *Kernel) Verify(t *nft.Table) (bool, error) {
+	return nft.ApplyTo(k, t, t.OwnedSets()...)
 }
 
 // Plan returns what Apply would do now.
@@ -84,7 +143,7 @@ func (k *Kernel) Commit(tx *nft.Transaction) error {
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if err := k.commit(tx); err != nil {
+	if err := k.commit(tx, k.port); err != nil {
 		return fmt.Errorf("apply table inet %s: the kernel refused the transaction, the previous table is unchanged: %w", tx.Table, err)
 	}
 	k.log = append(k.log, tx)
@@ -150,9 +209,9 @@ func (k *Kernel) Refuse(fn func(*nft.Transaction) error) {
 	k.refuse = fn
 }
 
-// commit applies tx to a copy of the tables and keeps the copy only if
-// every command succeeded.
-func (k *Kernel) commit(tx *nft.Transaction) error {
+// commit applies tx, from the socket of port, to a copy of the tables and
+// keeps the copy only if every command succeeded.
+func (k *Kernel) commit(tx *nft.Transaction, port uint32) error {
 	tables := make(map[string]*table, len(k.tables))
 	for name, t := range k.tables {
 		tables[name] = t
@@ -162,7 +221,7 @@ func (k *Kernel) commit(tx *nft.Transaction) error {
 	}
 	handle := k.handle
 	for _, op := range tx.Ops {
-		if err := k.apply(tables, tx.Table, tx, op); err != nil {
+		if err := k.apply(tables, tx.Table, tx, op, port); err != nil {
 			k.handle = handle
 			return err
 		}
@@ -177,7 +236,7 @@ func (k *Kernel) commit(tx *nft.Transaction) error {
 func (k *Kernel) CommitAs(tx *nft.Transaction) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if err := k.commit(tx); err != nil {
+	if err := k.commit(tx, OtherPort); err != nil {
 		return err
 	}
 	ch := nft.Change{Pid: OtherPid, Proc: OtherProc}
@@ -190,8 +249,14 @@ func (k *Kernel) CommitAs(tx *nft.Transaction) error {
 			ch.Sets = append(ch.Sets, name)
 		}
 	}
+	k.notify(tx.Table, ch)
+	return nil
+}
+
+// notify tells the watchers of table about another process's change.
+func (k *Kernel) notify(table string, ch nft.Change) {
 	for _, w := range k.watchers {
-		if w.table != tx.Table {
+		if w.table != table {
 			continue
 		}
 		select {
@@ -200,7 +265,6 @@ func (k *Kernel) CommitAs(tx *nft.Transaction) error {
 			w.overrun = true
 		}
 	}
-	return nil
 }
 
 // Transactions returns the transactions committed through Commit, in order.
@@ -210,8 +274,9 @@ func (k *Kernel) Transactions() []*nft.Transaction {
 	return slices.Clone(k.log)
 }
 
-// Read returns the table as nft.Kernel.Read would: chains with their
-// hooks and rules (handles and dockerfence's tags, counters at zero), sets
+// Read returns the table as nft.Kernel.Read would: its flags and owner,
+// chains with their hooks, types and policies, rules (handles, canonical
+// expressions, user data and dockerfence's tags, counters at zero), sets
 // with their flags, types and comments, maps with their elements; plain
 // sets without elements, but with the digest their rules record.
 func (k *Kernel) Read(name string) (*nft.State, error) {
@@ -221,15 +286,15 @@ func (k *Kernel) Read(name string) (*nft.State, error) {
 	if t == nil {
 		return nil, nil
 	}
-	st := &nft.State{Name: name}
+	st := &nft.State{Name: name, Flags: t.flags, Owner: t.owner}
 	for _, c := range t.chains {
 		cs := nft.ChainState{Name: c.name, Hook: c.hook.String()}
 		if c.hook != nft.HookNone {
-			cs.Priority = c.priority
+			cs.Priority, cs.Type, cs.Policy = c.priority, "filter", c.policy
 		}
 		for _, r := range c.rules {
-			rs := nft.RuleStateOf(r.ud)
-			rs.Handle, rs.HasCounter = r.handle, r.r.Counter
+			rs := nft.KernelRule(r.r, r.ud)
+			rs.Handle = r.handle
 			cs.Rules = append(cs.Rules, rs)
 		}
 		st.Chains = append(st.Chains, cs)
