@@ -448,8 +448,12 @@ func noLeak(t *testing.T, e *env, first string, steps []func()) {
 	target := hostPort(topo.LANDB4, 9999)
 	srv := e.tp.LAN.ListenUDP(t, target)
 	// Without the fence, the harness sees the datagrams.
+	// A new namespace may take a moment (neighbour resolution) before the
+	// first datagram arrives: wait up to 3 s for it.
 	probe := harness.StartUDPFlood(t, e.tp.Ctr, target, "", noLeakPPS)
-	time.Sleep(200 * time.Millisecond)
+	for deadline := time.Now().Add(3 * time.Second); srv.Received() == 0 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
 	probe.Halt()
 	time.Sleep(100 * time.Millisecond)
 	if srv.Received() == 0 {
