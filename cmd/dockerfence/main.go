@@ -43,19 +43,23 @@ func withLock(g *globalFlags, role, table string, change func() error) error {
 
 func main() {
 	if err := newRoot().Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "dockerfence: "+oneLine(err))
+		fmt.Fprintln(os.Stderr, message(err))
 		os.Exit(1)
 	}
 }
 
-// oneLine keeps the first line of an error for the exit message; policy
-// errors keep all their lines, one problem each.
-func oneLine(err error) string {
-	s := err.Error()
-	if strings.Contains(s, "\n") && !errors.As(err, new(*policy.NotLoadedError)) {
-		return strings.SplitN(s, "\n", 2)[0]
+// message is the exit message of err: its first line, after "dockerfence: ".
+// Policy errors keep all their lines, one problem each, and check's starts
+// with the file.
+func message(err error) string {
+	s := strings.TrimSuffix(err.Error(), "\n")
+	switch {
+	case errors.As(err, new(*policy.InvalidError)):
+		return s
+	case !errors.As(err, new(*policy.NotLoadedError)):
+		s, _, _ = strings.Cut(s, "\n")
 	}
-	return s
+	return "dockerfence: " + s
 }
 
 func newRoot() *cobra.Command {
