@@ -84,3 +84,47 @@ func TestNotLoadedElsewhere(t *testing.T) {
 		t.Errorf("exit message:\n%s\nwant:\n%s", msg, want)
 	}
 }
+
+func TestVersionFlag(t *testing.T) {
+	out, msg := execute(t, "--version")
+	if msg != "" || out != "dockerfence dev (commit -)\n" {
+		t.Errorf("--version: stdout %q, exit message %q", out, msg)
+	}
+	full, _ := execute(t, "version", "--docker-host", "unix://"+filepath.Join(t.TempDir(), "none.sock"))
+	if first, _, _ := strings.Cut(full, "\n"); first+"\n" != out {
+		t.Errorf("--version says %q, the first line of version %q", out, first)
+	}
+}
+
+func TestSuggestions(t *testing.T) {
+	for _, tt := range []struct{ typo, want string }{
+		{"stauts", "status"},
+		{"chekc", "check"},
+		{"aply", "apply"},
+		{"explian", "explain"},
+	} {
+		_, msg := execute(t, tt.typo)
+		want := "dockerfence: unknown command \"" + tt.typo + "\" for \"dockerfence\"\n\nDid you mean this?\n\t" + tt.want
+		if msg != want {
+			t.Errorf("exit message:\n%s\nwant:\n%s", msg, want)
+		}
+	}
+}
+
+func TestCompletionHelp(t *testing.T) {
+	help, msg := execute(t, "--help")
+	if msg != "" || !strings.Contains(help, "\n  completion  ") {
+		t.Errorf("--help does not list completion:\n%s", help)
+	}
+	help, _ = execute(t, "completion", "--help")
+	for _, want := range []string{"bash: dockerfence completion bash > /etc/bash_completion.d/dockerfence", "zsh:", "fish:"} {
+		if !strings.Contains(help, want) {
+			t.Errorf("completion --help lacks %q:\n%s", want, help)
+		}
+	}
+	// The shell asks for check's FILE; it completes policy files.
+	out, msg := execute(t, "__complete", "check", "")
+	if msg != "" || !strings.HasPrefix(out, "yaml\nyml\n:8\n") {
+		t.Errorf("completing check's FILE: exit message %q, stdout:\n%s", msg, out)
+	}
+}
