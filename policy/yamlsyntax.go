@@ -48,6 +48,9 @@ type yamlScan struct {
 	// a more indented line may continue.
 	plain bool
 	found *Error
+	// indentless is set when the list entry that follows starts an
+	// indentless list.
+	indentless bool
 	// giveUp stops the scan at YAML it does not follow.
 	giveUp bool
 }
@@ -108,7 +111,7 @@ func (s *yamlScan) line(i int) int {
 	}
 	list := isDash(l, ind)
 	key := !list && findColon(l, ind) >= 0
-	if !list && !key && s.plain && len(s.stack) > 0 && ind > s.stack[len(s.stack)-1].indent {
+	if !key && s.plain && (len(s.stack) == 0 || ind > s.stack[len(s.stack)-1].indent) {
 		return i // a plain value continued
 	}
 	if !s.place(i, ind, list) {
@@ -126,7 +129,7 @@ func (s *yamlScan) place(i, ind int, list bool) bool {
 		return true // a new level; node pushes it
 	}
 	if opens >= 0 && opensKey && list && ind == opens {
-		s.stack = append(s.stack, yamlLevel{indent: ind, list: true, line: i + 1, indentless: true})
+		s.indentless = true // node pushes it
 		return true
 	}
 	var popped *yamlLevel
@@ -143,7 +146,7 @@ func (s *yamlScan) place(i, ind int, list bool) bool {
 		top := s.stack[n-1]
 		switch {
 		case top.list != list && popped != nil && popped.list == list:
-			s.fail(i, ind, "this line is indented %d spaces where the %s at line %d has %d; check the indentation of this line against the list or mapping above", ind, popped.what(), popped.line, popped.indent)
+			s.fail(i, ind, "this line is indented %s where the %s at line %d has %d; check the indentation of this line against the list or mapping above", spaces(ind), popped.what(), popped.line, popped.indent)
 			return false
 		case top.list && !list:
 			hint := ""
@@ -156,18 +159,19 @@ func (s *yamlScan) place(i, ind int, list bool) bool {
 			s.fail(i, ind, "a list entry where the mapping at line %d expects a key; check the indentation of this line against the list or mapping above", top.line)
 			return false
 		}
+		s.indentless = top.indentless
 		s.stack = s.stack[:n-1] // node pushes it again
 		return true
 	}
 	// Between two levels, or deeper than the level above allows.
+	if n == 0 {
+		return true // left of the first line: the decoder says better
+	}
 	want := popped
-	if n > 0 && (want == nil || want.list != list && s.stack[n-1].list == list) {
+	if want == nil || want.list != list && s.stack[n-1].list == list {
 		want = &s.stack[n-1]
 	}
-	if want == nil {
-		return true
-	}
-	s.fail(i, ind, "this line is indented %d spaces where the %s at line %d has %d; check the indentation of this line against the list or mapping above", ind, want.what(), want.line, want.indent)
+	s.fail(i, ind, "this line is indented %s where the %s at line %d has %d; check the indentation of this line against the list or mapping above", spaces(ind), want.what(), want.line, want.indent)
 	return false
 }
 
@@ -234,7 +238,8 @@ func skipSpace(l string, o int) int {
 func (s *yamlScan) node(i, o int) int {
 	l := s.lineText(i)
 	for isDash(l, o) {
-		s.stack = append(s.stack, yamlLevel{indent: o, list: true, line: i + 1})
+		s.stack = append(s.stack, yamlLevel{indent: o, list: true, line: i + 1, indentless: s.indentless})
+		s.indentless = false
 		v := skipSpace(l, o+1)
 		if v >= len(l) || l[v] == '#' {
 			s.opens, s.opensList = o, true
@@ -255,7 +260,11 @@ func (s *yamlScan) node(i, o int) int {
 	if o >= 2 && l[o-2] == '-' {
 		prefix = "- "
 	}
-	return s.value(i, o, prefix, o)
+	parent := -1
+	if n := len(s.stack); n > 0 {
+		parent = s.stack[n-1].indent
+	}
+	return s.value(i, o, prefix, parent)
 }
 
 // value checks the block value at offset o of line i; prefix is what
@@ -281,21 +290,18 @@ func (s *yamlScan) value(i, o int, prefix string, parent int) int {
 		for j := i + 1; j < len(s.lines); j++ {
 			m := s.lineText(j)
 			ind, blank := indentOf(m)
-			if blank {
-				continue
-			}
-			if ind <= parent {
-				break
-			}
 			if strings.ContainsRune(m, rune(l[o])) {
 				return j
+			}
+			if !blank && ind <= parent && (isDash(m, ind) || findColon(m, ind) >= 0) {
+				break // the block structure goes on
 			}
 		}
 		s.fail(i, o, "the quoted value that starts here is not closed; add the closing %c", l[o])
 		return i
 	case '|', '>':
 		h := strings.TrimRight(l[o+1:], " \t")
-		if k := strings.Index(h, " #"); k >= 0 {
+		if k := strings.IndexByte(h, '#'); k >= 0 {
 			h = strings.TrimRight(h[:k], " \t")
 		}
 		if strings.Trim(h, "-+0123456789") == "" {
@@ -392,8 +398,8 @@ func (s *yamlScan) flow(i, o, parent int) int {
 		start := 0
 		if j == i {
 			start = o
-		} else if ind, blank := indentOf(l); !blank && ind <= parent && quoted == nil && l[ind] != ']' && l[ind] != '}' {
-			break
+		} else if ind, blank := indentOf(l); !blank && ind <= parent && quoted == nil && (isDash(l, ind) || findColon(l, ind) >= 0) {
+			break // the block structure goes on
 		} else if !blank && ind <= parent && quoted != nil {
 			s.fail(quoted.line, quoted.off, "the quoted value that starts here is not closed; add the closing %c", s.lineText(quoted.line)[quoted.off])
 			return j
@@ -468,4 +474,12 @@ func (s *yamlScan) flow(i, o, parent int) int {
 		s.fail(op.line, op.off, "the %s that opens here is not closed; add '%c'", what, closer)
 	}
 	return i
+}
+
+// spaces says n spaces.
+func spaces(n int) string {
+	if n == 1 {
+		return "1 space"
+	}
+	return fmt.Sprintf("%d spaces", n)
 }
