@@ -126,8 +126,8 @@ func TestHostileInputLeavesTableAlone(t *testing.T) {
 		input func(t *testing.T, dir string) string
 		want  string
 	}{
-		{"malformed YAML", policy("version: 1\nnetworks: [\n"), "DIR/p.yaml:2:1: invalid YAML: did not find expected node content"},
-		{"broken second document", policy(seedPolicy + "---\n[unclosed\n"), "DIR/p.yaml:17:1: invalid YAML: did not find expected ',' or ']'"},
+		{"malformed YAML", policy("version: 1\nnetworks: [\n"), "DIR/p.yaml:2:11: invalid YAML: the list that opens here is not closed; add ']'"},
+		{"broken second document", policy(seedPolicy + "---\n[unclosed\n"), "DIR/p.yaml:18:1: invalid YAML: the list that opens here is not closed; add ']'"},
 		{"invalid UTF-8", policy(head + "      - deny: 10.0.0.0/8\n        comment: \"\xc3\"\n"), "DIR/p.yaml:6:19: the policy contains the byte 0xc3, which is not UTF-8; it must be UTF-8 text"},
 		{"unknown key", policy(head + "      - deny: 10.0.0.0/8\n        port: 53\n"), "DIR/p.yaml:6:9: networks[1].egress[1]: unknown key \"port\"; expected one of allow, comment, deny, ports, proto"},
 		{"wrong type", policy("version: {v: 1}\nnetworks: [{match: {name: \"*\"}}]\n"), "DIR/p.yaml:1:10: version: expected 1, found a mapping"},

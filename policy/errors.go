@@ -65,8 +65,13 @@ func quote(s string) string {
 // yamlLineRE splits an error of the YAML decoder into its line and message.
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
-// yamlError reports an error of the YAML decoder at the line it names.
-func (p *parser) yamlError(err error) {
+// yamlError reports an error of the YAML decoder: at the mistake in data
+// with a hint if diagnoseYAML finds it, else at the line the decoder names.
+func (p *parser) yamlError(err error, data []byte) {
+	if e := diagnoseYAML(p.file, data); e != nil {
+		p.errAt(e.Pos, "%s", e.Msg)
+		return
+	}
 	msg := err.Error()
 	line := 1
 	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {

@@ -56,12 +56,12 @@ func TestHostileInput(t *testing.T) {
 		want  string
 	}{
 		// Malformed YAML.
-		{name: "yaml unclosed flow list", src: "version: 1\nnetworks: [\n", want: "DIR/p.yaml:2:1: invalid YAML: did not find expected node content"},
-		{name: "yaml tab indentation", src: "version: 1\n\tnetworks: []\n", want: "DIR/p.yaml:2:1: invalid YAML: found a tab character that violates indentation"},
-		{name: "yaml unclosed quote", src: "version: 1\nnetworks:\n  - match: {name: \"app}\n", want: "DIR/p.yaml:3:1: invalid YAML: found unexpected end of stream"},
-		{name: "yaml mapping in a scalar", src: "version: 1\nnetworks: a: b\n", want: "DIR/p.yaml:2:1: invalid YAML: mapping values are not allowed in this context"},
-		{name: "yaml unknown alias", src: "version: 1\nnetworks: *nets\n", want: "DIR/p.yaml:1:1: invalid YAML: unknown anchor 'nets' referenced"},
-		{name: "yaml broken second document", src: "version: 1\nnetworks: [{match: {name: x}}]\n---\n[unclosed\n", want: "DIR/p.yaml:3:1: invalid YAML: did not find expected ',' or ']'"},
+		{name: "yaml unclosed flow list", src: "version: 1\nnetworks: [\n", want: "DIR/p.yaml:2:11: invalid YAML: the list that opens here is not closed; add ']'"},
+		{name: "yaml tab indentation", src: "version: 1\n\tnetworks: []\n", want: "DIR/p.yaml:2:1: invalid YAML: a tab indents this line; YAML does not allow tabs for indentation; use spaces"},
+		{name: "yaml unclosed quote", src: "version: 1\nnetworks:\n  - match: {name: \"app}\n", want: "DIR/p.yaml:3:19: invalid YAML: the quoted value that starts here is not closed; add the closing \""},
+		{name: "yaml mapping in a scalar", src: "version: 1\nnetworks: a: b\n", want: "DIR/p.yaml:2:11: invalid YAML: an unquoted value cannot contain \": \"; quote it: networks: \"a: b\""},
+		{name: "yaml unknown alias", src: "version: 1\nnetworks: *nets\n", want: "DIR/p.yaml:2:11: invalid YAML: an unquoted value cannot start with '*'; quote it: networks: \"*nets\""},
+		{name: "yaml broken second document", src: "version: 1\nnetworks: [{match: {name: x}}]\n---\n[unclosed\n", want: "DIR/p.yaml:4:1: invalid YAML: the list that opens here is not closed; add ']'"},
 		{name: "yaml second document", src: "version: 1\nnetworks: [{match: {name: x}}]\n---\nversion: 1\n", want: "DIR/p.yaml:3:1: a second YAML document; a policy is one document"},
 		{name: "yaml too deep", src: "version: 1\nnetworks: " + strings.Repeat("[", 20000) + strings.Repeat("]", 20000) + "\n", want: "DIR/p.yaml:2:1: invalid YAML: exceeded max depth of 10000"},
 		{name: "invalid UTF-8", src: "version: 1\nnetworks:\n  - match: {name: \"\xff\"}\n", want: "DIR/p.yaml:3:20: the policy contains the byte 0xff, which is not UTF-8; it must be UTF-8 text"},

@@ -133,6 +133,20 @@ func (e *NotLoadedError) Error() string {
 // Unwrap returns Err.
 func (e *NotLoadedError) Unwrap() error { return e.Err }
 
+// InvalidError is the error of a policy file that dockerfence check found
+// not valid: the file, then every problem, one a line, each at its
+// position.
+type InvalidError struct {
+	File string
+	Err  error
+}
+
+// Error says that File is invalid, then every problem.
+func (e *InvalidError) Error() string { return e.File + ": invalid:\n" + e.Err.Error() }
+
+// Unwrap returns Err.
+func (e *InvalidError) Unwrap() error { return e.Err }
+
 // LoadOrDefault loads file; when file is "", it loads DefaultPath if that
 // exists, else the embedded default policy (whose Source is DefaultName).
 // A policy file that is not valid gives a *NotLoadedError.

@@ -68,7 +68,7 @@ func (p *parser) parse(data []byte) *Policy {
 		p.errAt(Pos{File: p.file, Line: 1, Column: 1}, "the policy has only comments; expected a mapping with version: 1 and networks (see 'dockerfence policy default')")
 		return nil
 	} else if err != nil {
-		p.yamlError(err)
+		p.yamlError(err, data)
 		return nil
 	}
 	var extra yaml.Node
@@ -77,7 +77,7 @@ func (p *parser) parse(data []byte) *Policy {
 		p.errorf(&extra, "a second YAML document; a policy is one document")
 		return nil
 	case !errors.Is(err, io.EOF):
-		p.yamlError(err)
+		p.yamlError(err, data)
 		return nil
 	}
 	root := &doc

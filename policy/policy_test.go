@@ -95,7 +95,7 @@ func TestErrors(t *testing.T) {
 		{"empty", "", "policy.yaml:1:1: the policy is empty"},
 		{"blank", "\n\n  \n", "policy.yaml:1:1: the policy is empty"},
 		{"not a mapping", "- a\n- b\n", "policy.yaml:1:1: expected a mapping"},
-		{"bad yaml", "version: 1\nnetworks: [\n", "policy.yaml:2:1: invalid YAML: did not find expected node content"},
+		{"bad yaml", "version: 1\nnetworks: [\n", "policy.yaml:2:11: invalid YAML: the list that opens here is not closed; add ']'"},
 		{"tab yaml", "version: 1\n\tnetworks: []\n", "policy.yaml:2:1: invalid YAML"},
 		{"missing version", "networks:\n  - match: {name: x}\n", "policy.yaml:1:1: missing version"},
 		{"wrong version", "version: 2\nnetworks:\n  - match: {name: x}\n", "policy.yaml:1:10: unsupported version \"2\""},

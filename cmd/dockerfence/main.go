@@ -13,6 +13,7 @@ import (
 	"github.com/dockerfence/dockerfence/daemon"
 	"github.com/dockerfence/dockerfence/lock"
 	"github.com/dockerfence/dockerfence/policy"
+	"github.com/dockerfence/dockerfence/status"
 	"github.com/spf13/cobra"
 )
 
@@ -43,19 +44,23 @@ func withLock(g *globalFlags, role, table string, change func() error) error {
 
 func main() {
 	if err := newRoot().Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "dockerfence: "+oneLine(err))
+		fmt.Fprintln(os.Stderr, message(err))
 		os.Exit(1)
 	}
 }
 
-// oneLine keeps the first line of an error for the exit message; policy
-// errors keep all their lines, one problem each.
-func oneLine(err error) string {
-	s := err.Error()
-	if strings.Contains(s, "\n") && !errors.As(err, new(*policy.NotLoadedError)) {
-		return strings.SplitN(s, "\n", 2)[0]
+// message is the exit message of err: its first line, after "dockerfence: ".
+// Policy errors keep all their lines, one problem each, and check's starts
+// with the file; a mistyped command keeps cobra's suggestions.
+func message(err error) string {
+	s := strings.TrimSuffix(err.Error(), "\n")
+	switch {
+	case errors.As(err, new(*policy.InvalidError)):
+		return s
+	case !errors.As(err, new(*policy.NotLoadedError)) && !strings.HasPrefix(s, "unknown command "):
+		s, _, _ = strings.Cut(s, "\n")
 	}
-	return s
+	return "dockerfence: " + s
 }
 
 func newRoot() *cobra.Command {
@@ -66,8 +71,11 @@ func newRoot() *cobra.Command {
 		Long: `dockerfence owns one nftables table (inet dockerfence) whose forward and input
 chains run before Docker's own filter. A denial there is final, whatever Docker
 later does to its chains, so recreating a network no longer opens the fence.`,
+		Version:       version + " (commit " + status.OrDash(commit) + ")",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// "dockerfence stauts" says: Did you mean this? status
+		SuggestionsMinimumDistance: 2,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			var lvl slog.Level
 			if err := lvl.UnmarshalText([]byte(g.logLevel)); err != nil {
@@ -85,5 +93,17 @@ later does to its chains, so recreating a network no longer opens the fence.`,
 	_ = pf.MarkHidden("resolv-conf")
 	pf.StringVar(&g.socket, "socket", daemon.DefaultSocket, "unix socket of dockerfence run (status and denial events); the last apply is recorded next to it")
 	root.AddCommand(applyCmd(g), runCmd(g), planCmd(g), statusCmd(g), logsCmd(g), checkCmd(g), explainCmd(g), deleteCmd(g), policyCmd(), versionCmd(g))
+	root.SetVersionTemplate("dockerfence {{.Version}}\n") // the first line of dockerfence version
+	root.InitDefaultCompletionCmd()
+	if c, _, err := root.Find([]string{"completion"}); err == nil {
+		c.Long += completionHelp
+	}
 	return root
 }
+
+// completionHelp ends the help of dockerfence completion.
+const completionHelp = `
+To load completions in every new shell:
+  bash: dockerfence completion bash > /etc/bash_completion.d/dockerfence
+  zsh:  dockerfence completion zsh > "${fpath[1]}/_dockerfence"
+  fish: dockerfence completion fish > ~/.config/fish/completions/dockerfence.fish`

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/dockerfence/dockerfence/policy"
@@ -10,15 +11,27 @@ import (
 
 func checkCmd(g *globalFlags) *cobra.Command {
 	return &cobra.Command{
-		Use:   "check -c FILE",
+		Use:   "check [FILE]",
 		Short: "Validate a policy file; non-zero exit and a precise message when it is wrong",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Long: `Validate the policy file FILE (or -c FILE). It prints "FILE: OK:" and a summary,
+or "FILE: invalid:" and every problem at its file:line:column, and exits 1.`,
+		Args: cobra.MaximumNArgs(1),
+		ValidArgsFunction: func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+			return []string{"yaml", "yml"}, cobra.ShellCompDirectiveFilterFileExt
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 && g.config != "" && g.config != args[0] {
+				return fmt.Errorf("check %s -c %s: give the policy file once", args[0], g.config)
+			} else if len(args) == 1 {
+				g.config = args[0]
+			}
 			if g.config == "" {
-				return fmt.Errorf("check needs the policy file: dockerfence check -c FILE")
+				return fmt.Errorf("check needs the policy file: dockerfence check FILE")
 			}
 			pol, err := loadPolicy(g)
-			if err != nil {
+			if nl := (*policy.NotLoadedError)(nil); errors.As(err, &nl) {
+				return &policy.InvalidError{File: g.config, Err: nl.Err}
+			} else if err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: OK: %s\n", pol.Source, pol.Summary())
