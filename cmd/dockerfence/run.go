@@ -84,7 +84,15 @@ serves Prometheus metrics on http://ADDR/metrics.`,
 				cfg.Docker = c
 			}
 			cfg.Bridges = bridge.Netlink{}.Bridges
-			cfg.Kernel = nft.Kernel{}
+			// One lasting socket for the daemon's life: it owns the table
+			// where the kernel allows it; closed at exit, it leaves the
+			// table persistent and orphaned, for the next daemon to adopt.
+			k, err := nft.OpenKernel(nft.Options{})
+			if err != nil {
+				return err
+			}
+			defer k.Close()
+			cfg.Kernel = k
 			cfg.Log = slog.Default()
 			// The lock that apply and delete take too: each sync holds it
 			// while it reads and changes the table. The file is opened

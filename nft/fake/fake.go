@@ -239,7 +239,7 @@ func (k *Kernel) CommitAs(tx *nft.Transaction) error {
 	if err := k.commit(tx, OtherPort); err != nil {
 		return err
 	}
-	ch := nft.Change{Pid: OtherPid, Proc: OtherProc}
+	ch := nft.Change{Pid: OtherPid, Proc: OtherProc, Port: OtherPort}
 	for _, op := range tx.Ops {
 		name := op.Name
 		if op.Kind == nft.OpAddSet {
