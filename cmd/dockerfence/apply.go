@@ -31,9 +31,20 @@ directory of --socket (default /run/dockerfence); delete and run take the same
 lock around each change they make. Two of them therefore never change the
 table at once, which could leave a mix of two policies. If another dockerfence
 holds the lock, apply changes nothing and fails at once with "another
-dockerfence is changing table inet NAME (pid N, ...); nothing changed: retry".`,
+dockerfence is changing table inet NAME (pid N, ...); nothing changed: retry".
+
+While dockerfence run answers on --socket, it owns the table and apply asks it
+instead: the daemon reloads its policy file and syncs at once, verifying the
+whole table. Its policy file must be -c (or the default): apply fails,
+changing nothing, if the daemon enforces another. Only root or a caller with
+CAP_NET_ADMIN may ask.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !dryRun {
+				if done, err := viaDaemon(cmd, g, daemon.RequestApply); done {
+					return err
+				}
+			}
 			_, d, t, err := build(cmd.Context(), g)
 			if err != nil {
 				return err
