@@ -449,3 +449,12 @@ func (k *Kernel) Watchers() int {
 	defer k.mu.Unlock()
 	return len(k.watchers)
 }
+
+// Delete removes the table as dockerfence's own socket, as
+// nft.Kernel.Delete does; it reports whether the table existed.
+func (k *Kernel) Delete(name string) (bool, error) {
+	if k.Table(name) == nil {
+		return false, nil
+	}
+	return true, k.Commit(&nft.Transaction{Table: name, Ops: []nft.Op{{Kind: nft.OpDeleteTable}}})
+}
