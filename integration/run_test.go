@@ -18,6 +18,8 @@ import (
 	"github.com/dockerfence/dockerfence/integration/harness"
 	"github.com/dockerfence/dockerfence/integration/topo"
 	"github.com/dockerfence/dockerfence/nft"
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 )
 
 // engine returns the Docker engine the end-to-end suite runs against:
@@ -385,8 +387,9 @@ func (e *env) mustDFDocker(d *dockerd.Daemon, args ...string) string {
 	return string(out)
 }
 
-// TestTamperingRefusedOrRepaired tampers with the table in two ways (the
-// dormant flag, an element of a list deleted): while the daemon runs, its
+// TestTamperingRefusedOrRepaired tampers with the table in four ways (the
+// dormant flag, an element of a list deleted, a deny rule's expressions
+// replaced under its user data, the base chain's priority): while the daemon runs, its
 // socket owns the table and the kernel refuses each; while no daemon runs
 // (SIGKILLed: the table stays, persistent and orphaned) each takes, status
 // and plan report it, and apply, or a daemon started after it, repairs it
@@ -412,6 +415,9 @@ func TestTamperingRefusedOrRepaired(t *testing.T) {
 			return e.kernel().Commit(&nft.Transaction{Table: "dockerfence", Ops: []nft.Op{{Kind: nft.OpAddTable, Flags: nft.FlagDormant | nft.FlagPersist, SetFlags: true}}})
 		}, "flag dormant"},
 		{"element deleted", nftTamper("delete", "element", "inet", "dockerfence", "l_lan_4", "{ 192.168.0.0/16 }"), "~ set l_lan_4: 0 elements to delete, 2 to add"},
+		{"rule replaced under its user data", func() error { return replaceRuleExprs(e, "fwd_br-test", "egress 4 deny: private network") }, `holds "counter accept"`},
+		{"base chain priority", nftTamper("-f", e.write("prio.nft", "flush chain inet dockerfence forward\ndelete chain inet dockerfence forward\nadd chain inet dockerfence forward { type filter hook forward priority 10; policy accept; }\n")),
+			"~ chain forward: hook forward priority 10, want hook forward priority -10"},
 	}
 	for _, by := range []string{"apply", "daemon"} {
 		for _, tt := range tampers {
@@ -454,7 +460,7 @@ func TestTamperingRefusedOrRepaired(t *testing.T) {
 				case "daemon":
 					df = e.startDaemon(nil, pol)
 					df.waitLog(t, `msg="table applied" reason=start`)
-					if df.countLog("table differs: ", tt.drift) == 0 {
+					if df.countLog("table differs: ", strings.ReplaceAll(tt.drift, `"`, `\"`)) == 0 {
 						t.Errorf("the daemon did not log what differed (%q)", tt.drift)
 					}
 					defer df.stop()
@@ -468,4 +474,30 @@ func TestTamperingRefusedOrRepaired(t *testing.T) {
 			})
 		}
 	}
+}
+
+// replaceRuleExprs replaces, from a socket of its own, the expressions of
+// the rule of chain whose comment is comment with "counter accept",
+// keeping its user data (dockerfence's label): NEWRULE with NLM_F_REPLACE
+// of its handle.
+func replaceRuleExprs(e *env, chain, comment string) error {
+	c, err := nftables.New(nftables.WithNetNSFd(int(e.tp.Host.Handle())))
+	if err != nil {
+		return err
+	}
+	tbl := &nftables.Table{Name: "dockerfence", Family: nftables.TableFamilyINet}
+	ch := &nftables.Chain{Name: chain, Table: tbl}
+	rules, err := c.GetRules(tbl, ch)
+	if err != nil {
+		return err
+	}
+	for _, r := range rules {
+		if nft.RuleStateOf(r.UserData).Comment != comment {
+			continue
+		}
+		c.ReplaceRule(&nftables.Rule{Table: tbl, Chain: ch, Handle: r.Handle, UserData: r.UserData,
+			Exprs: []expr.Any{&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictAccept}}})
+		return c.Flush()
+	}
+	return fmt.Errorf("no rule with the comment %q in %s", comment, chain)
 }
