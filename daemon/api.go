@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -27,12 +29,32 @@ const (
 	// EventsPath answers with the kept denial events, one JSON object a
 	// line, oldest first; with ?follow=1 it then streams new ones.
 	EventsPath = "/v1/events"
+	// ApplyPath, PlanPath and DeletePath take a POST whose body is the
+	// JSON object CommandRequest, and answer with the command's output
+	// (text/plain), or its error with a status other than 200. Apply and
+	// delete are taken only from a caller with uid 0 or CAP_NET_ADMIN
+	// (SO_PEERCRED), whatever the socket's mode.
+	ApplyPath  = "/v1/apply"
+	PlanPath   = "/v1/plan"
+	DeletePath = "/v1/delete"
 )
+
+// CommandRequest is the body of a POST to ApplyPath, PlanPath or DeletePath.
+type CommandRequest struct {
+	// PolicyFile is the caller's policy file, absolute: the daemon refuses
+	// apply and plan unless it is its own.
+	PolicyFile string `json:"policy_file"`
+}
 
 // API serves the daemon's status and its denial events over HTTP.
 type API struct {
 	Observer *Observer
 	Hub      *denylog.Hub
+	// Requests carries apply, plan and delete to the loop of Run; nil
+	// means the API does not take them.
+	Requests chan<- Request
+	// Log logs who asked for a change.
+	Log *slog.Logger
 }
 
 // Handler returns the API's HTTP handler.
@@ -40,7 +62,59 @@ func (a *API) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+StatusPath, a.status)
 	mux.HandleFunc("GET "+EventsPath, a.events)
+	mux.HandleFunc("POST "+ApplyPath, a.command(RequestApply, true))
+	mux.HandleFunc("POST "+DeletePath, a.command(RequestDelete, true))
+	mux.HandleFunc("POST "+PlanPath, a.command(RequestPlan, false))
 	return mux
+}
+
+// command serves the request kind; changes (apply, delete) only to a
+// privileged caller.
+func (a *API) command(kind string, changes bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		log := a.Log
+		if log == nil {
+			log = slog.Default()
+		}
+		peer, err := peerOf(r.Context())
+		if err != nil {
+			http.Error(w, "cannot tell who is asking: "+err.Error(), http.StatusForbidden)
+			return
+		}
+		if changes && !peer.Privileged() {
+			log.Warn("request refused: the caller has neither uid 0 nor CAP_NET_ADMIN", "request", kind, "pid", peer.Pid, "uid", peer.Uid)
+			http.Error(w, fmt.Sprintf("%s refused: changing the fence needs uid 0 or CAP_NET_ADMIN, and the caller (%s) has neither", kind, peer), http.StatusForbidden)
+			return
+		}
+		if changes {
+			log.Info("request taken", "request", kind, "pid", peer.Pid, "uid", peer.Uid, "cap_net_admin", peer.NetAdmin)
+		}
+		if a.Requests == nil {
+			http.Error(w, kind+" is not served on this socket", http.StatusNotImplemented)
+			return
+		}
+		var body CommandRequest
+		if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&body); err != nil && !errors.Is(err, io.EOF) {
+			http.Error(w, "bad request body: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		reply := make(chan Reply, 1)
+		select {
+		case a.Requests <- Request{Kind: kind, PolicyFile: body.PolicyFile, Caller: peer.String(), Reply: reply}:
+		case <-r.Context().Done():
+			return
+		}
+		select {
+		case rep := <-reply:
+			if rep.Err != nil {
+				http.Error(w, rep.Err.Error(), http.StatusConflict)
+				return
+			}
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			_, _ = io.WriteString(w, rep.Output)
+		case <-r.Context().Done():
+		}
+	}
 }
 
 func (a *API) status(w http.ResponseWriter, _ *http.Request) {

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -77,6 +78,29 @@ func readEvents(ctx context.Context, r io.Reader, print func(denylog.Event) erro
 // refused connection gives ErrNoDaemon. timeout bounds the whole request; 0
 // means none (for streams).
 func get(ctx context.Context, socket, path string, timeout time.Duration) (*http.Response, error) {
+	return send(ctx, socket, http.MethodGet, path, nil, timeout)
+}
+
+// Command asks the daemon on socket to run the request kind (RequestApply,
+// RequestPlan, RequestDelete) with the caller's policy file, and returns
+// its output. Its error matches ErrNoDaemon when no daemon answers.
+func Command(ctx context.Context, socket, kind, policyFile string) (string, error) {
+	body, err := json.Marshal(CommandRequest{PolicyFile: policyFile})
+	if err != nil {
+		return "", err
+	}
+	path := map[string]string{RequestApply: ApplyPath, RequestPlan: PlanPath, RequestDelete: DeletePath}[kind]
+	resp, err := send(ctx, socket, http.MethodPost, path, body, 5*time.Minute)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	return string(out), err
+}
+
+// send sends a request to the daemon on socket; see get.
+func send(ctx context.Context, socket, method, path string, body []byte, timeout time.Duration) (*http.Response, error) {
 	c := &http.Client{
 		Timeout: timeout,
 		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -84,7 +108,11 @@ func get(ctx context.Context, socket, path string, timeout time.Duration) (*http
 			return d.DialContext(ctx, "unix", socket)
 		}},
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://dockerfence"+path, nil)
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://dockerfence"+path, rd)
 	if err != nil {
 		return nil, err
 	}

@@ -33,11 +33,25 @@ import (
 	"github.com/dockerfence/dockerfence/policy"
 )
 
-// Kernel is what the daemon needs of nft.Kernel.
+// Kernel is what the daemon needs of nft.Kernel. A Kernel that is also a
+// Planner and a Protector (nft.Kernel, nft/fake's) gets more: the daemon
+// logs what differs before it repairs it, and skips the notifications of
+// its own commits.
 type Kernel interface {
 	Apply(t *nft.Table, verify ...string) (bool, error)
 	Read(table string) (*nft.State, error)
 	Watch(ctx context.Context, table string, out chan<- nft.Change, ready func()) error
+}
+
+// Planner computes what Apply would change, without changing it.
+type Planner interface {
+	Plan(t *nft.Table, verify ...string) (*nft.Plan, error)
+}
+
+// Protector says how the kernel protects the table the Kernel writes, and
+// the netlink port of its socket.
+type Protector interface {
+	Protection() (nft.Protection, error)
 }
 
 // Docker is what the daemon needs of docker.Client: what discovery needs,
@@ -87,6 +101,9 @@ type Config struct {
 	// Past it, the sync counts as failed: the table stays as it is and the
 	// sync is retried with the backoff of RetryMin and RetryMax.
 	LockWait time.Duration
+	// Requests delivers the socket's requests (apply, plan, delete),
+	// served one at a time between syncs.
+	Requests <-chan Request
 }
 
 // ErrBusy is what Config.Lock returns, wrapped, while another process holds
@@ -106,6 +123,7 @@ const (
 	TriggerReload  = "reload"
 	TriggerResync  = "resync"
 	TriggerRetry   = "retry"
+	TriggerApply   = "apply"
 )
 
 // Result is the outcome of one sync.
@@ -169,6 +187,12 @@ type daemon struct {
 	// told holds, by ID (or name), the networks the table cannot fence
 	// that the log has told of, so that it tells of each once.
 	told map[string]bool
+	// deleted is set once a delete request removed the table: syncs then
+	// leave the kernel alone until the next reload.
+	deleted bool
+	// port is the netlink port of the Kernel's socket (0 if unknown): the
+	// monitor's notifications from it are the daemon's own commits.
+	port uint32
 }
 
 // Run keeps the table true until ctx ends, and then returns nil, leaving
@@ -182,6 +206,12 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	d := &daemon{cfg: cfg, pol: pol, disc: &discover.Discoverer{Docker: cfg.Docker, Bridges: bridge.ListerFunc(cfg.Bridges)}}
 	log := cfg.Log
+	if p, ok := cfg.Kernel.(Protector); ok {
+		if prot, err := p.Protection(); err == nil {
+			d.port = prot.Port
+			log.Info("table protection", "table", pol.Settings.Table, "protection", prot.Why)
+		}
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -243,11 +273,15 @@ func Run(ctx context.Context, cfg Config) error {
 			d.sync(ctx, TriggerDocker, fmt.Sprintf("%d Docker events", debounceReasons))
 			debounceReasons = 0
 		case ch := <-kernelCh:
-			// Our own applies come back here too (the kernel's pid is a
-			// thread's, so they cannot be told apart): the sync then finds
-			// nothing to do. While a failed sync waits for its retry, a
-			// change only marks what to verify, so that a batch the kernel
-			// keeps refusing cannot turn into a loop.
+			// Our own commits come back here too: the notification names
+			// the port of the socket that sent them, ours. While a failed
+			// sync waits for its retry, a change only marks what to verify,
+			// so that a batch the kernel keeps refusing cannot turn into a
+			// loop.
+			if d.port != 0 && ch.Port == d.port {
+				log.Debug("the table changed by this daemon's own transaction", "pid", ch.Pid, "port", ch.Port)
+				continue
+			}
 			for _, s := range ch.Sets {
 				if !slices.Contains(d.verify, s) {
 					d.verify = append(d.verify, s)
@@ -258,6 +292,8 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 		case why := <-resyncCh:
 			d.sync(ctx, TriggerMonitor, why)
+		case r := <-cfg.Requests:
+			d.request(ctx, r)
 		case <-cfg.Reload:
 			d.reload(ctx, "SIGHUP")
 		case <-policyCh:
@@ -304,14 +340,20 @@ func (d *daemon) reload(ctx context.Context, why string) {
 		return
 	}
 	d.pol = pol
+	d.deleted = false
 	d.cfg.Log.Info("policy reloaded", "trigger", why, "source", pol.Source)
 	d.sync(ctx, TriggerReload, "policy reload")
 }
 
-// sync rebuilds the table and applies it; a failure schedules a retry.
-func (d *daemon) sync(ctx context.Context, trigger, reason string) {
+// sync rebuilds the table and applies it; a failure schedules a retry. It
+// returns the sync's Result.
+func (d *daemon) sync(ctx context.Context, trigger, reason string) (res Result) {
 	start := time.Now()
-	res := Result{Trigger: trigger, Reason: reason, Policy: d.pol, Time: start}
+	if d.deleted {
+		d.cfg.Log.Debug("the table was deleted on request; not recreating it until the next reload", "reason", reason)
+		return Result{Trigger: trigger, Reason: reason, Policy: d.pol, Time: start}
+	}
+	res = Result{Trigger: trigger, Reason: reason, Policy: d.pol, Time: start}
 	unlock := func() {}
 	defer func() {
 		res.Took = time.Since(start)
@@ -345,7 +387,7 @@ func (d *daemon) sync(ctx context.Context, trigger, reason string) {
 		}
 	}
 	res.Source = inv.Source.String()
-	t := fence.Compile(d.pol, inv.Networks)
+	t := compile(d.pol, inv)
 	res.Table = t
 	d.tellNotFenceable(t)
 	if unlock, res.Err = d.lock(ctx, t.Name); res.Err != nil {
@@ -353,7 +395,7 @@ func (d *daemon) sync(ctx context.Context, trigger, reason string) {
 		d.failed(reason, res.Err)
 		return
 	}
-	res.Changed, res.Err = d.cfg.Kernel.Apply(t.Table, d.verify...)
+	res.Changed, res.Err = d.apply(trigger, reason, t)
 	if res.Err != nil {
 		d.failed(reason, res.Err)
 		return
@@ -368,6 +410,47 @@ func (d *daemon) sync(ctx context.Context, trigger, reason string) {
 	} else {
 		d.cfg.Log.Debug("table up to date", "reason", reason)
 	}
+	return res
+}
+
+// apply makes the kernel's table equal to t. A sync at start, at the
+// periodic resync or after the monitor (re)subscribed verifies the whole
+// table: flags, base chains, every rule's expressions and every set's
+// elements (nft.Kernel.Verify). A sync other than one for Docker or a
+// reload first plans, and logs what differs, where, before it repairs it.
+func (d *daemon) apply(trigger, reason string, t *fence.Result) (bool, error) {
+	verify := d.verify
+	full := trigger == TriggerStart || trigger == TriggerResync || trigger == TriggerMonitor || trigger == TriggerApply
+	if full {
+		verify = t.OwnedSets()
+	}
+	pl, ok := d.cfg.Kernel.(Planner)
+	if !ok || trigger == TriggerDocker || trigger == TriggerReload {
+		return d.cfg.Kernel.Apply(t.Table, verify...)
+	}
+	p, err := pl.Plan(t.Table, verify...)
+	if err != nil {
+		return false, err
+	}
+	if p.Empty() {
+		return false, nil
+	}
+	if p.Adopts {
+		d.cfg.Log.Info("adopting the orphaned table: this daemon's socket owns it from now on", "table", t.Name, "flags", p.Have.Flags)
+	}
+	diff := nft.Diff(t.Table, p.Have)
+	if p.Have != nil && len(diff) > 0 {
+		d.cfg.Log.Warn("the kernel's table differs from the policy; repairing it", "table", t.Name, "reason", reason, "verified", map[bool]string{true: "in full", false: "changed parts"}[full], "differences", len(diff))
+		for _, l := range diff {
+			d.cfg.Log.Warn("table differs: "+l, "table", t.Name)
+		}
+	}
+	return d.cfg.Kernel.Apply(t.Table, verify...)
+}
+
+// compile builds the table of pol for the networks of inv.
+func compile(pol *policy.Policy, inv *discover.Inventory) *fence.Result {
+	return fence.Compile(pol, inv.Networks)
 }
 
 // tellNotFenceable logs, the first time a sync sees it, each network that

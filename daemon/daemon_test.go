@@ -622,3 +622,24 @@ func TestNotFenceableLoggedOnce(t *testing.T) {
 		}
 	})
 }
+
+// portKernel is a fakeKernel whose socket has a netlink port.
+type portKernel struct{ *fakeKernel }
+
+func (portKernel) Protection() (nft.Protection, error) {
+	return nft.Protection{Port: 77, Why: "test"}, nil
+}
+
+// The monitor's notifications of the daemon's own commits (its socket's
+// port) are skipped; another port's are a change to repair.
+func TestOwnCommitsSkipped(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := start(t, true, func(c *Config) { c.Kernel = portKernel{c.Kernel.(*fakeKernel)} })
+		h.kernel.watch <- nft.Change{Pid: 1, Proc: "dockerfence", Port: 77}
+		h.none(100 * time.Millisecond)
+		h.kernel.watch <- nft.Change{Pid: 4242, Proc: "nft", Port: 78}
+		if r := h.next(); r.Trigger != TriggerKernel {
+			t.Errorf("sync after another port's change = %+v", r)
+		}
+	})
+}

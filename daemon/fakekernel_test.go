@@ -234,3 +234,50 @@ func TestFakeKernelRefusalKeepsTable(t *testing.T) {
 		}
 	})
 }
+
+// ask sends a request to the loop of Run and returns its reply.
+func ask(t *testing.T, reqs chan<- Request, kind, file string) Reply {
+	t.Helper()
+	reply := make(chan Reply, 1)
+	reqs <- Request{Kind: kind, PolicyFile: file, Caller: "pid 1, uid 0", Reply: reply}
+	return <-reply
+}
+
+// A delete through the socket removes the table, and the daemon does not
+// recreate it until apply; apply and plan of another policy file are
+// refused.
+func TestFakeKernelRequests(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		reqs := make(chan Request)
+		k := fake.New()
+		k.Own()
+		h := start(t, true, func(c *Config) {
+			c.Kernel = k
+			c.Requests = reqs
+			c.PolicyFile = "/etc/dockerfence/policy.yaml"
+		})
+		holds(t, k, h.first)
+		if r := ask(t, reqs, RequestApply, "/tmp/other.yaml"); r.Err == nil || !strings.Contains(r.Err.Error(), "enforces the policy file /etc/dockerfence/policy.yaml, not /tmp/other.yaml") {
+			t.Errorf("apply of another file = %+v", r)
+		}
+		if r := ask(t, reqs, RequestPlan, "/etc/dockerfence/policy.yaml"); r.Err != nil || !strings.Contains(r.Output, "is up to date") {
+			t.Errorf("plan = %+v", r)
+		}
+		if r := ask(t, reqs, RequestDelete, ""); r.Err != nil || !strings.Contains(r.Output, "deleted table inet dockerfence") {
+			t.Fatalf("delete = %+v", r)
+		}
+		if k.Table("dockerfence") != nil {
+			t.Fatal("the table is still there after delete")
+		}
+		h.docker.updates <- docker.Update{Signal: docker.Changed, Event: "network create"}
+		h.none(200 * time.Millisecond)
+		if k.Table("dockerfence") != nil {
+			t.Fatal("the daemon recreated the table after delete")
+		}
+		r := ask(t, reqs, RequestApply, "/etc/dockerfence/policy.yaml")
+		if r.Err != nil || !strings.Contains(r.Output, "dockerfence run applied table inet dockerfence") {
+			t.Fatalf("apply after delete = %+v", r)
+		}
+		holds(t, k, h.next())
+	})
+}

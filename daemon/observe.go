@@ -204,9 +204,18 @@ func (o *Observer) Status() (status.Status, error) {
 		}
 		s = status.Status{Policy: pol.Source, Mode: string(pol.Settings.Mode), Source: status.SourceKept,
 			Networks: []status.NetworkStatus{}, Unfenced: []status.NetworkStatus{}, NotFenceable: []status.NotFenceableStatus{},
-			Table: status.TableStatus{Name: pol.Settings.Table, Present: st != nil, Priority: pol.Settings.Priority}}
+			Table: status.TableStatus{Name: pol.Settings.Table, Priority: pol.Settings.Priority}}
+		s.Table.SetKernel(st)
 	} else {
-		st, err := o.kernel.Read(t.Name)
+		// Every set's elements too, so that the drift shows an element
+		// deleted behind the daemon's back.
+		read := o.kernel.Read
+		if ra, ok := o.kernel.(interface {
+			ReadAll(string) (*nft.State, error)
+		}); ok {
+			read = ra.ReadAll
+		}
+		st, err := read(t.Name)
 		if err != nil {
 			return status.Status{}, err
 		}

@@ -122,7 +122,9 @@ func Serve(ctx context.Context, cfg Config, s Services) error {
 	if err != nil {
 		return err
 	}
-	closeAPI := serveHTTP(l, (&API{Observer: obs, Hub: hub}).Handler(), func(err error) {
+	requests := make(chan Request)
+	cfg.Requests = requests
+	closeAPI := serveHTTP(l, (&API{Observer: obs, Hub: hub, Requests: requests, Log: log}).Handler(), func(err error) {
 		log.Error("status socket stopped", "socket", s.Socket, "err", err)
 	})
 	defer func() {
@@ -157,7 +159,7 @@ func Serve(ctx context.Context, cfg Config, s Services) error {
 // serveHTTP serves h on l until the function it returns closes the server.
 // failed is called if the server stops by itself.
 func serveHTTP(l net.Listener, h http.Handler, failed func(error)) (close func()) {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ConnContext: withConn}
 	go func() {
 		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			failed(err)

@@ -177,3 +177,17 @@ func (e *env) expect(ns *topo.NS, probes []probe) {
 		}
 	}
 }
+
+// refused runs nft with args in Host and fails the test unless the kernel
+// refuses it with EPERM: the daemon's socket owns the table, and no other
+// process may change it.
+func (e *env) refused(t *testing.T, args ...string) {
+	t.Helper()
+	out, err := e.tp.Host.Try("nft", args...)
+	if err == nil || !strings.Contains(out, "Operation not permitted") {
+		t.Fatalf("nft %s: %v, want the kernel to refuse it (the daemon owns the table):\n%s", strings.Join(args, " "), err, out)
+	}
+	if e.table() == "" {
+		t.Fatalf("nft %s was refused, yet the table is gone", strings.Join(args, " "))
+	}
+}

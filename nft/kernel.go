@@ -393,8 +393,11 @@ func (k Kernel) explainRefusal(c *conn, table string, e *CommandError) error {
 		owner := "another process's netlink socket"
 		if st, err := readTable(c, table); err == nil && st != nil && st.Flags&FlagOwner != 0 {
 			owner = fmt.Sprintf("the netlink socket of port %d", st.Owner)
+			if name := OwnerProcess(st.Owner); name != "" {
+				owner += fmt.Sprintf(" (process %d, %s)", st.Owner, name)
+			}
 		}
-		return fmt.Errorf("%w: table inet %s is owned by %s, and only its owner can change it: if a dockerfence daemon runs, change the table through it, or stop it first", e, table, owner)
+		return fmt.Errorf("%w: table inet %s is owned by %s, and only its owner can change it: if that is dockerfence run, give this command the daemon's --socket so that the daemon does it, or stop the daemon (systemctl stop dockerfence; the table stays, orphaned, and commands then change it)", e, table, owner)
 	}
 	return explain(e)
 }

@@ -18,6 +18,10 @@ type Change struct {
 	// namespace, so it cannot tell dockerfence's own commits apart.
 	Pid  uint32
 	Proc string
+	// Port is the netlink port ID of the socket that sent the transaction
+	// (the notification's header): a lasting Kernel compares it with its
+	// own (Protection().Port) to skip its own commits.
+	Port uint32
 	// Sets names the sets whose elements the transaction changed.
 	Sets []string
 }
@@ -84,6 +88,7 @@ func (k Kernel) Watch(ctx context.Context, table string, out chan<- Change, read
 			if typ == unix.NFT_MSG_NEWGEN {
 				if touched {
 					ch := genChange(m.Data[4:])
+					ch.Port = m.Header.PID
 					ch.Sets = sets
 					select {
 					case out <- ch:

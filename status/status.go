@@ -57,6 +57,28 @@ type TableStatus struct {
 	// InSync is true when the kernel's table is what apply would write now.
 	InSync bool     `json:"in_sync"`
 	Drift  []string `json:"drift,omitempty"`
+	// Flags are the table's flags as the kernel has them ("owner,persist",
+	// "persist", "" for none); OwnerPort is the netlink port of the
+	// owner's socket (flag owner), the owner's pid for its first socket;
+	// Protection says in a sentence what protects the table. All three
+	// are empty when the table is absent.
+	Flags      string `json:"flags,omitempty"`
+	OwnerPort  uint32 `json:"owner_port,omitempty"`
+	Protection string `json:"protection,omitempty"`
+}
+
+// SetKernel fills the fields of ts that the kernel's table st says: its
+// flags, owner and protection.
+func (ts *TableStatus) SetKernel(st *nft.State) {
+	ts.Present = st != nil
+	if st == nil {
+		return
+	}
+	if st.Flags != 0 {
+		ts.Flags = st.Flags.String()
+	}
+	ts.OwnerPort = st.Owner
+	ts.Protection = st.Protection()
 }
 
 // NetworkStatus is one network and, if fenced, its section and rules.
@@ -168,6 +190,7 @@ func Make(pol *policy.Policy, r *fence.Result, st *nft.State, source string) Sta
 		Networks: []NetworkStatus{}, Unfenced: []NetworkStatus{}, NotFenceable: []NotFenceableStatus{},
 		Warnings: append(append([]string{}, pol.Warnings...), r.Warnings...),
 	}
+	s.Table.SetKernel(st)
 	s.Table.Drift = nft.Diff(t, st)
 	s.Table.InSync = len(s.Table.Drift) == 0
 	chains := map[string]*nft.ChainState{}

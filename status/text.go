@@ -23,6 +23,9 @@ func WriteText(out io.Writer, s Status) {
 		}
 	}
 	fmt.Fprintf(out, "table inet %s: %s\n", s.Table.Name, state)
+	if s.Table.Protection != "" {
+		fmt.Fprintf(out, "protection: %s\n", s.Table.Protection)
+	}
 	fmt.Fprintf(out, "policy:     %s (mode %s)\n", s.Policy, s.Mode)
 	if d := s.Daemon; d != nil {
 		docker := "Docker connected"

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/dockerfence/dockerfence/daemon"
 	"github.com/dockerfence/dockerfence/discover"
 	"github.com/dockerfence/dockerfence/fence"
 	"github.com/dockerfence/dockerfence/nft"
@@ -30,9 +31,20 @@ directory of --socket (default /run/dockerfence); delete and run take the same
 lock around each change they make. Two of them therefore never change the
 table at once, which could leave a mix of two policies. If another dockerfence
 holds the lock, apply changes nothing and fails at once with "another
-dockerfence is changing table inet NAME (pid N, ...); nothing changed: retry".`,
+dockerfence is changing table inet NAME (pid N, ...); nothing changed: retry".
+
+While dockerfence run answers on --socket, it owns the table and apply asks it
+instead: the daemon reloads its policy file and syncs at once, verifying the
+whole table. Its policy file must be -c (or the default): apply fails,
+changing nothing, if the daemon enforces another. Only root or a caller with
+CAP_NET_ADMIN may ask.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !dryRun {
+				if done, err := viaDaemon(cmd, g, daemon.RequestApply); done {
+					return err
+				}
+			}
 			_, d, t, err := build(cmd.Context(), g)
 			if err != nil {
 				return err
@@ -51,7 +63,7 @@ dockerfence is changing table inet NAME (pid N, ...); nothing changed: retry".`,
 			var changed bool
 			err = withLock(g, "apply", t.Name, func() error {
 				var err error
-				changed, err = (nft.Kernel{}).Apply(t.Table)
+				changed, err = (nft.Kernel{}).Verify(t.Table)
 				// Recorded under the lock, so that the last apply recorded
 				// is the last one made.
 				recordApply(g, status.Apply{Time: start, By: "apply", Table: t.Name, TookMS: float64(time.Since(start).Microseconds()) / 1000}, changed, err)
@@ -92,29 +104,26 @@ func planCmd(g *globalFlags) *cobra.Command {
 		Long: `plan reads the kernel's table and says what apply would change in it now:
 one line a difference, then the netlink transactions apply would send, in nft
 syntax, one command a line, in the order apply sends them (nft -f reads them).
-It changes nothing.`,
+It changes nothing. While dockerfence run answers on --socket, the daemon
+computes the plan with its policy file (which must be -c, or the default),
+as it is now, against its kernel, and plan prints it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if done, err := viaDaemon(cmd, g, daemon.RequestPlan); done {
+				return err
+			}
 			_, d, t, err := build(cmd.Context(), g)
 			if err != nil {
 				return err
 			}
-			p, err := (nft.Kernel{}).Plan(t.Table)
+			// Every set is read in full: an element deleted while no
+			// daemon ran is not in the rules' digests.
+			p, err := (nft.Kernel{}).Plan(t.Table, t.OwnedSets()...)
 			if err != nil {
 				return err
 			}
-			out := cmd.OutOrStdout()
 			defer warnTable(t)
-			if p.Empty() {
-				fmt.Fprintf(out, "table inet %s is up to date: %s\n", t.Name, summary(t, d))
-				return nil
-			}
-			changes := nft.Diff(t.Table, p.Have)
-			fmt.Fprintf(out, "apply would change table inet %s (%d changes):\n", t.Name, len(changes))
-			for _, c := range changes {
-				fmt.Fprintln(out, "  "+c)
-			}
-			fmt.Fprintf(out, "\n%s", p)
+			fmt.Fprint(cmd.OutOrStdout(), daemon.PlanText(t.Name, t.Table, p, summary(t, d)))
 			return nil
 		},
 	}
@@ -132,9 +141,19 @@ Like apply, delete holds the lock file "lock" in the directory of --socket
 (default /run/dockerfence) while it changes the table. If another dockerfence
 (apply, or run in the middle of a sync) holds it, delete changes nothing and
 fails at once with "another dockerfence is changing table inet NAME (pid N,
-...); nothing changed: retry".`,
+...); nothing changed: retry".
+
+While dockerfence run answers on --socket (and --table is not given), delete
+asks it: the daemon deletes its table, says so, and keeps running without
+fencing until it reloads its policy (SIGHUP, a change of the policy file,
+or dockerfence apply). Only root or a caller with CAP_NET_ADMIN may ask.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if table == "" {
+				if done, err := viaDaemon(cmd, g, daemon.RequestDelete); done {
+					return err
+				}
+			}
 			if table == "" {
 				table = policy.DefaultSettings().Table
 				if pol, err := loadPolicy(g); err == nil {

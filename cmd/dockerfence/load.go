@@ -1,13 +1,19 @@
 package main
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"path/filepath"
 
+	"github.com/dockerfence/dockerfence/daemon"
 	"github.com/dockerfence/dockerfence/discover"
 	"github.com/dockerfence/dockerfence/fence"
 	"github.com/dockerfence/dockerfence/policy"
+	"github.com/spf13/cobra"
 )
 
 // loadPolicy loads -c, else the default path, else the embedded default,
@@ -65,4 +71,24 @@ func warnTable(t *fence.Result) {
 	for _, w := range t.Warnings {
 		slog.Warn(w)
 	}
+}
+
+// viaDaemon asks dockerfence run on --socket to run the request kind, and
+// prints its answer. It reports false, with no error, when no daemon
+// answers: the command then works by itself.
+func viaDaemon(cmd *cobra.Command, g *globalFlags, kind string) (bool, error) {
+	file, err := filepath.Abs(cmp.Or(g.config, policy.DefaultPath))
+	if err != nil {
+		return false, err
+	}
+	out, err := daemon.Command(cmd.Context(), g.socket, kind, file)
+	if errors.Is(err, daemon.ErrNoDaemon) {
+		slog.Debug("no daemon answers; working by itself", "request", kind, "err", err)
+		return false, nil
+	}
+	if err != nil {
+		return true, err
+	}
+	_, err = io.WriteString(cmd.OutOrStdout(), out)
+	return true, err
 }

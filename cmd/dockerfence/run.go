@@ -40,7 +40,11 @@ once and then keeps table inet dockerfence equal to it:
       Docker is back. Started before Docker, it fences the bridges it finds.
   Someone deletes or flushes the table, or changes its chains or sets
       ("nft flush ruleset", "nft delete table inet dockerfence", a firewall
-      reload)  The table is repaired at once, well within a second.
+      reload)  On Linux 6.9+ run owns the table: the kernel refuses every
+      change by another process and the flush skips it. Otherwise the
+      table is repaired at once, well within a second. The whole table
+      (flags, chains, rules, every set's elements) is verified at start
+      and at each resync, and what differs is logged and repaired.
   The policy file changes, or run gets SIGHUP
       The policy is reloaded. An invalid policy is logged with file:line:col
       and the previous policy stays in force.
@@ -56,9 +60,14 @@ once and then keeps table inet dockerfence equal to it:
       fails at once, saying so.
   Every 30 s
       A full resync, in case an event was missed.
-  SIGTERM or SIGINT
-      run exits and leaves the table in place: the fence stays closed while
-      the daemon is down. Only "dockerfence delete" removes it.
+  SIGTERM, SIGINT or SIGKILL
+      run exits and leaves the table in place, orphaned: the fence stays
+      closed while the daemon is down, and the next run adopts it. A table
+      without an owner is not protected from "nft flush ruleset"; only
+      "dockerfence delete" removes it otherwise.
+  apply, plan, delete
+      While run answers on --socket they go through it (see their help);
+      apply and delete only for uid 0 or CAP_NET_ADMIN.
 
 run reads the deny rules' NFLOG group (settings.log_group) and serves, on the
 unix socket --socket (mode 0600), the status that "dockerfence status" shows
@@ -84,7 +93,15 @@ serves Prometheus metrics on http://ADDR/metrics.`,
 				cfg.Docker = c
 			}
 			cfg.Bridges = bridge.Netlink{}.Bridges
-			cfg.Kernel = nft.Kernel{}
+			// One lasting socket for the daemon's life: it owns the table
+			// where the kernel allows it; closed at exit, it leaves the
+			// table persistent and orphaned, for the next daemon to adopt.
+			k, err := nft.OpenKernel(nft.Options{})
+			if err != nil {
+				return err
+			}
+			defer k.Close()
+			cfg.Kernel = k
 			cfg.Log = slog.Default()
 			// The lock that apply and delete take too: each sync holds it
 			// while it reads and changes the table. The file is opened

@@ -52,7 +52,7 @@ func getStatus(cmd *cobra.Command, g *globalFlags) (status.Status, error) {
 	if err != nil {
 		return s, err
 	}
-	st, err := (nft.Kernel{}).Read(t.Name)
+	st, err := (nft.Kernel{}).ReadAll(t.Name)
 	if err != nil {
 		return s, err
 	}

@@ -239,7 +239,7 @@ func (k *Kernel) CommitAs(tx *nft.Transaction) error {
 	if err := k.commit(tx, OtherPort); err != nil {
 		return err
 	}
-	ch := nft.Change{Pid: OtherPid, Proc: OtherProc}
+	ch := nft.Change{Pid: OtherPid, Proc: OtherProc, Port: OtherPort}
 	for _, op := range tx.Ops {
 		name := op.Name
 		if op.Kind == nft.OpAddSet {
@@ -448,4 +448,13 @@ func (k *Kernel) Watchers() int {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return len(k.watchers)
+}
+
+// Delete removes the table as dockerfence's own socket, as
+// nft.Kernel.Delete does; it reports whether the table existed.
+func (k *Kernel) Delete(name string) (bool, error) {
+	if k.Table(name) == nil {
+		return false, nil
+	}
+	return true, k.Commit(&nft.Transaction{Table: name, Ops: []nft.Op{{Kind: nft.OpDeleteTable}}})
 }
