@@ -3,9 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"net/netip"
-	"strconv"
-	"strings"
 
 	"github.com/dockerfence/dockerfence/bridge"
 	"github.com/dockerfence/dockerfence/discover"
@@ -202,83 +199,8 @@ func resolveNetworkIn(inv *discover.Inventory, arg string) resolvedNetwork {
 	return rn
 }
 
-// parseAddr parses an address; an IPv4-mapped one becomes IPv4 and a zone
-// is dropped, as the kernel's rules never see either.
-func parseAddr(s string) (netip.Addr, error) {
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Addr{}, err
-	}
-	return a.Unmap().WithZone(""), nil
-}
-
-// parseProbe parses ADDR[:PORT][/PROTO].
-func parseProbe(s string) (fence.Probe, error) {
-	var pr fence.Probe
-	bad := func(why string) (fence.Probe, error) {
-		return pr, fmt.Errorf("--to %q: %s; expected ADDR[:PORT][/PROTO], e.g. 192.168.1.5:5432/tcp or [2001:db8::1]:53/udp", s, why)
-	}
-	rest, proto, hasProto := strings.Cut(s, "/")
-	if hasProto {
-		switch policy.Proto(proto) {
-		case policy.ProtoTCP, policy.ProtoUDP, policy.ProtoSCTP, policy.ProtoICMP, policy.ProtoICMPv6:
-			pr.Proto = policy.Proto(proto)
-		default:
-			return bad(fmt.Sprintf("unknown protocol %q", proto))
-		}
-	}
-	addr, port := rest, ""
-	if strings.HasPrefix(rest, "[") {
-		end := strings.Index(rest, "]")
-		if end < 0 {
-			return bad("missing ]")
-		}
-		addr, port = rest[1:end], rest[end+1:]
-		if port != "" {
-			if !strings.HasPrefix(port, ":") {
-				return bad(fmt.Sprintf("%q after ] is not :PORT", port))
-			}
-			port = port[1:]
-			if port == "" {
-				return bad("no port after :")
-			}
-		}
-	} else if strings.Count(rest, ":") == 1 {
-		addr, port, _ = strings.Cut(rest, ":")
-		if port == "" {
-			return bad("no port after :")
-		}
-	}
-	a, err := parseAddr(addr)
-	if err != nil {
-		return bad(fmt.Sprintf("%q is not an address", addr))
-	}
-	pr.Dst = a
-	if port != "" {
-		v, err := strconv.Atoi(port)
-		if err != nil || v < 1 || v > 65535 {
-			return bad(fmt.Sprintf("port %q is not 1..65535", port))
-		}
-		pr.Port = uint16(v)
-		if !hasProto {
-			pr.Proto = policy.ProtoTCP
-		}
-	}
-	if pr.Proto == "" {
-		pr.Proto = policy.ProtoAny
-	}
-	if pr.Port != 0 && !pr.Proto.HasPorts() {
-		return bad(string(pr.Proto) + " has no ports")
-	}
-	if pr.Proto == policy.ProtoICMP && !pr.Dst.Is4() || pr.Proto == policy.ProtoICMPv6 && pr.Dst.Is4() {
-		return bad(fmt.Sprintf("%s does not go to %s addresses; use %s", pr.Proto, familyOf(pr.Dst), map[bool]string{true: "icmp", false: "icmpv6"}[pr.Dst.Is4()]))
-	}
-	return pr, nil
-}
-
-func familyOf(a netip.Addr) string {
-	if a.Is4() {
-		return "IPv4"
-	}
-	return "IPv6"
-}
+// parseAddr and parseProbe read explain's --from and --to.
+var (
+	parseAddr  = fence.ParseAddr
+	parseProbe = fence.ParseProbe
+)
