@@ -6,7 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
-	"slices"
+	"sort"
 	"strings"
 
 	"github.com/google/nftables"
@@ -50,17 +50,7 @@ func canon(list []byte, anon func(name string) string) canonical {
 	h := sha256.New()
 	var names []string
 	eachAttr(list, func(_ uint16, elem []byte) bool {
-		var name string
-		var data []byte
-		eachAttr(elem, func(typ uint16, v []byte) bool {
-			switch typ {
-			case unix.NFTA_EXPR_NAME:
-				name = cstr(v)
-			case unix.NFTA_EXPR_DATA:
-				data = v
-			}
-			return true
-		})
+		name, data := exprNameData(elem)
 		b, what := canonExpr(name, data, anon, &out)
 		h.Write(binary.BigEndian.AppendUint32(nil, uint32(len(b))))
 		h.Write(b)
@@ -70,6 +60,20 @@ func canon(list []byte, anon func(name string) string) canonical {
 	out.key = hex.EncodeToString(h.Sum(nil)[:16])
 	out.summary = strings.Join(names, " ")
 	return out
+}
+
+// exprNameData reads an NFTA_LIST_ELEM of rule expressions: the
+// expression's name and its NFTA_EXPR_DATA.
+func exprNameData(elem []byte) (name string, data []byte) {
+	eachAttr(elem, func(typ uint16, v []byte) bool {
+		if typ == unix.NFTA_EXPR_NAME {
+			name = cstr(v)
+		} else if typ == unix.NFTA_EXPR_DATA {
+			data = v
+		}
+		return true
+	})
+	return name, data
 }
 
 // canonExpr returns the canonical bytes of one expression and its name for
@@ -197,21 +201,23 @@ func decodedAll(name string, data, out []byte) bool {
 	return ok
 }
 
+// verdictWords are the words of netlink verdicts in summaries; a jump and
+// a goto are followed by their chain.
+var verdictWords = map[expr.VerdictKind]string{
+	expr.VerdictAccept: "accept", expr.VerdictDrop: "drop", expr.VerdictReturn: "return",
+	expr.VerdictJump: "jump ", expr.VerdictGoto: "goto ",
+}
+
 // exprVerdictText renders a netlink verdict for a summary.
 func exprVerdictText(v *expr.Verdict) string {
-	switch v.Kind {
-	case expr.VerdictAccept:
-		return "accept"
-	case expr.VerdictDrop:
-		return "drop"
-	case expr.VerdictReturn:
-		return "return"
-	case expr.VerdictJump:
-		return "jump " + v.Chain
-	case expr.VerdictGoto:
-		return "goto " + v.Chain
+	w, ok := verdictWords[v.Kind]
+	if !ok {
+		return fmt.Sprintf("verdict %d", v.Kind)
 	}
-	return fmt.Sprintf("verdict %d", v.Kind)
+	if strings.HasSuffix(w, " ") {
+		w += v.Chain
+	}
+	return w
 }
 
 // anonToken is what an anonymous set stands for in the canonical form: its
@@ -221,7 +227,7 @@ func anonToken(keyType uint32, elems []nftables.SetElement) string {
 	for i, e := range elems {
 		keys[i] = elemKey(e)
 	}
-	slices.Sort(keys)
+	sort.Strings(keys)
 	return fmt.Sprintf("{%d:%s}", keyType, strings.Join(keys, ","))
 }
 
