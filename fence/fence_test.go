@@ -3,11 +3,12 @@ package fence
 import (
 	"flag"
 	"fmt"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/dockerfence/dockerfence/internal/testpolicy"
 
 	"github.com/dockerfence/dockerfence/nft"
 	"github.com/dockerfence/dockerfence/policy"
@@ -16,38 +17,12 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files")
 
-func prefixes(ss ...string) []netip.Prefix {
-	out := make([]netip.Prefix, len(ss))
-	for i, s := range ss {
-		out[i] = netip.MustParsePrefix(s)
-	}
-	return out
-}
-
-// testNetworks are the networks of a typical compose host.
-var testNetworks = []policy.Network{
-	{Name: "bridge", Bridge: "docker0", Subnets: prefixes("172.17.0.0/16")},
-	{Name: "app_default", Bridge: "br-0123456789ab", Labels: map[string]string{"com.docker.compose.project": "app"}, Subnets: prefixes("172.20.0.0/16", "fd00:20::/64")},
-}
-
-func loadPolicy(t *testing.T, file string) *policy.Policy {
-	t.Helper()
-	rc := filepath.Join(t.TempDir(), "resolv.conf")
-	os.WriteFile(rc, []byte("nameserver 192.168.100.2\nnameserver fd00:100::2\n"), 0o644)
-	opts := policy.Options{ResolvConf: rc}
-	if file == "" {
-		p, err := policy.Default(opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	p, err := policy.Load(file, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
+// prefixes, testNetworks and loadPolicy are the shared test policy helpers.
+var (
+	prefixes     = testpolicy.Prefixes
+	testNetworks = testpolicy.Networks
+	loadPolicy   = testpolicy.Load
+)
 
 func checkGolden(t *testing.T, name, got string) {
 	t.Helper()

@@ -2,53 +2,26 @@ package nft_test
 
 import (
 	"fmt"
-	"net/netip"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/dockerfence/dockerfence/internal/testpolicy"
 
 	"github.com/dockerfence/dockerfence/fence"
 	. "github.com/dockerfence/dockerfence/nft"
 	"github.com/dockerfence/dockerfence/policy"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/nftables/userdata"
-	"golang.org/x/sys/unix"
 )
 
-func prefixes(ss ...string) []netip.Prefix {
-	out := make([]netip.Prefix, len(ss))
-	for i, s := range ss {
-		out[i] = netip.MustParsePrefix(s)
-	}
-	return out
-}
-
-// testNetworks are the networks of a typical compose host.
-var testNetworks = []policy.Network{
-	{Name: "bridge", Bridge: "docker0", Subnets: prefixes("172.17.0.0/16")},
-	{Name: "app_default", Bridge: "br-0123456789ab", Labels: map[string]string{"com.docker.compose.project": "app"}, Subnets: prefixes("172.20.0.0/16", "fd00:20::/64")},
-}
-
-func loadPolicy(t *testing.T, file string) *policy.Policy {
-	t.Helper()
-	rc := filepath.Join(t.TempDir(), "resolv.conf")
-	os.WriteFile(rc, []byte("nameserver 192.168.100.2\nnameserver fd00:100::2\n"), 0o644)
-	opts := policy.Options{ResolvConf: rc}
-	if file == "" {
-		p, err := policy.Default(opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	p, err := policy.Load(file, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
+// prefixes, testNetworks and loadPolicy are the shared test policy helpers.
+var (
+	prefixes     = testpolicy.Prefixes
+	testNetworks = testpolicy.Networks
+	loadPolicy   = testpolicy.Load
+)
 
 func TestDiff(t *testing.T) {
 	tbl := Build(loadPolicy(t, "../fence/testdata/seed.yaml"), testNetworks)
@@ -108,20 +81,9 @@ func stateOf(t *Table) *State {
 		st.Chains = append(st.Chains, cs)
 	}
 	for _, s := range t.Sets {
-		ns, _ := KernelSet(nil, s)
-		ss := SetState{Name: s.Name, Comment: ns.Comment, KeyType: ns.KeyType.GetNFTMagic(), Digest: digests[s.Name]}
-		if ns.Interval {
-			ss.Flags |= unix.NFT_SET_INTERVAL
-		}
-		if ns.HasTimeout {
-			ss.Flags |= unix.NFT_SET_TIMEOUT
-		}
-		if ns.Dynamic {
-			ss.Flags |= unix.NFT_SET_EVAL
-		}
-		if ns.IsMap {
-			ss.Flags |= unix.NFT_SET_MAP
-			ss.DataType = unix.NFT_DATA_VERDICT
+		ss := NewSetState(s)
+		ss.Digest = digests[s.Name]
+		if s.Map {
 			ss.VMap = append([]VMapElem(nil), s.VMap...)
 		}
 		st.Sets = append(st.Sets, ss)
