@@ -8,8 +8,8 @@ LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 DEMO_DEPS := nft:nftables ip:iproute2 busybox:busybox-static
 TEST_DEPS := $(DEMO_DEPS) iptables:iptables nsenter:util-linux dockerd:docker.io containerd:containerd runc:runc strace:strace
 # packaging/deb_test.go builds the package (dpkg-deb), lints it and installs it
-# into a throw-away root whose shell is busybox.
-PKG_DEPS  := dpkg-deb:dpkg lintian:lintian busybox:busybox-static
+# into a throw-away root whose shell is busybox (busybox-static, above).
+PKG_DEPS  := dpkg-deb:dpkg lintian:lintian
 TEST_DEPS += $(PKG_DEPS)
 
 .PHONY: all build check test lint clean demo demo-root demo-deps test-deps
