@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/cobra/doc"
@@ -26,6 +27,7 @@ func Man(root *cobra.Command, dir, source string) error {
 		return err
 	}
 	noAutoGenTag(root)
+	literalStars(root)
 	header := &doc.GenManHeader{
 		Section: Section,
 		Source:  source,
@@ -43,6 +45,24 @@ func noAutoGenTag(c *cobra.Command) {
 	c.DisableAutoGenTag = true
 	for _, sub := range c.Commands() {
 		noAutoGenTag(sub)
+	}
+}
+
+// literalStars makes the asterisks of each command's long description
+// literal for cobra's man pages, which read it as Markdown: two of them on a
+// line (`{name: "*"} ... br-*`) would otherwise become emphasis and vanish.
+// Lines indented by four spaces or a tab are Markdown code, printed as they
+// are, and stay as they are.
+func literalStars(c *cobra.Command) {
+	lines := strings.Split(c.Long, "\n")
+	for i, l := range lines {
+		if !strings.HasPrefix(l, "    ") && !strings.HasPrefix(l, "\t") {
+			lines[i] = strings.ReplaceAll(l, "*", `\*`)
+		}
+	}
+	c.Long = strings.Join(lines, "\n")
+	for _, sub := range c.Commands() {
+		literalStars(sub)
 	}
 }
 

@@ -18,7 +18,8 @@ func tree() *cobra.Command {
 	policy := &cobra.Command{Use: "policy", Short: "Policy helpers"}
 	policy.AddCommand(&cobra.Command{Use: "default", Short: "Print the default", RunE: run})
 	root.AddCommand(
-		&cobra.Command{Use: "run", Short: "Run the daemon", RunE: run},
+		&cobra.Command{Use: "run", Short: "Run the daemon", RunE: run,
+			Long: "Run the daemon. The {name: \"*\"} section fences docker0 and br-*.\n\n    code: keeps *this* as it is\n"},
 		policy,
 		&cobra.Command{Use: "secret", Short: "Not for users", Hidden: true, RunE: run},
 	)
@@ -54,8 +55,10 @@ func TestMan(t *testing.T) {
 	if strings.Contains(string(page), "Auto generated") {
 		t.Errorf("tool-run.8 has cobra's dated tag:\n%s", page)
 	}
-	if !strings.Contains(string(page), "Run the daemon") {
-		t.Errorf("tool-run.8 lacks the command's description:\n%s", page)
+	for _, want := range []string{`The {name: "*"} section fences docker0 and br-*`, "code: keeps *this* as it is"} {
+		if !strings.Contains(string(page), want) {
+			t.Errorf("tool-run.8 lacks %q:\n%s", want, page)
+		}
 	}
 }
 
