@@ -146,12 +146,13 @@ uninstall:
 
 # docs writes the man pages and the completion scripts with the hidden
 # "dockerfence gen-docs", from the commands themselves. The pages are dated
-# by the commit, so that two builds of one commit write the same files.
+# by the commit, so that two builds of one commit write the same files, and
+# the builder's DOCKER_HOST does not become --docker-host's documented default.
 DOCS ?= bin/docs
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || date +%s)
 docs: build
 	rm -rf $(DOCS)
-	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(BIN) gen-docs --man $(DOCS)/man --completions $(DOCS)/completions
+	env -u DOCKER_HOST SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(BIN) gen-docs --man $(DOCS)/man --completions $(DOCS)/completions
 
 # deb builds the Debian package bin/dockerfence_VERSION_ARCH.deb with
 # packaging/mkdeb.sh (version from git describe, or DEB_VERSION=...).

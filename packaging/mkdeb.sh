@@ -115,6 +115,7 @@ Installed-Size: $size
 Section: admin
 Priority: optional
 Homepage: https://github.com/dockerfence/dockerfence
+Suggests: docker.io | docker-ce
 Description: egress fence for Docker containers, in an nftables table
  dockerfence keeps Docker containers away from the networks they must not
  reach, and keeps them away when Docker recreates a network. It owns one
