@@ -144,7 +144,7 @@ func Explain(pol *policy.Policy, inventory []policy.Network, n policy.Network, p
 			m = o
 		}
 		return pol.SectionFor(m)
-	})
+	}, nil)
 
 	p, err := probePacket(pr, iif, src, n.Subnets)
 	if err != nil {

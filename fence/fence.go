@@ -41,6 +41,11 @@ type Result struct {
 	// fence (ID TunnelRuleID), one per direction; none if
 	// settings.tunnel_mark turns it off.
 	TunnelChains []string
+	// Containers lists the containers on fenced networks that the
+	// container layer classified, by name; ContainerChains the container
+	// layer's chain of each network that has one.
+	Containers      []FencedContainer
+	ContainerChains []ContainerChain
 	// Denials says, for each deny chain by name, what its packets were
 	// denied for, so that a logged packet can be attributed to a network
 	// and a rule.
@@ -111,6 +116,7 @@ type Layer struct {
 // Layers are the layers a packet passes, in order.
 var Layers = []Layer{
 	{Name: "network", Build: (*builder).networkLayer},
+	{Name: "container", Build: (*builder).containerLayer},
 }
 
 // layerChain names the chain of layer l in direction d: "fwd.network".
@@ -120,13 +126,27 @@ func layerChain(d Direction, l Layer) string { return d.Prefix + "." + l.Name }
 // unknownID names the chains that fence bridges not known yet.
 const unknownID = "unknown"
 
-// Compile returns the table that fences networks as the policy says.
+// Compile returns the table that fences networks as the policy says,
+// without the container layer: for an inventory that does not know the
+// containers (Docker cannot be asked).
 func Compile(pol *policy.Policy, networks []policy.Network) *Result {
-	return compile(pol, networks, pol.SectionFor)
+	return compile(pol, networks, pol.SectionFor, nil)
 }
 
-// compile is Compile with the section of each network chosen by sectionFor.
-func compile(pol *policy.Policy, networks []policy.Network, sectionFor func(policy.Network) *policy.Section) *Result {
+// CompileContainers is Compile with the container layer: containers are
+// all the containers on the networks, as Docker lists them. On a network
+// whose containers have rules of their own (or any network, when the
+// policy has container sections), an address no container holds is held.
+func CompileContainers(pol *policy.Policy, networks []policy.Network, containers []Container) *Result {
+	if containers == nil {
+		containers = []Container{}
+	}
+	return compile(pol, networks, pol.SectionFor, containers)
+}
+
+// compile is Compile with the section of each network chosen by
+// sectionFor, and the container layer unless containers is nil.
+func compile(pol *policy.Policy, networks []policy.Network, sectionFor func(policy.Network) *policy.Section, containers []Container) *Result {
 	s := pol.Settings
 	b := &builder{
 		pol:        pol,
@@ -140,6 +160,9 @@ func compile(pol *policy.Policy, networks []policy.Network, sectionFor func(poli
 		bases[i].Rules = append(bases[i].Rules, &nft.Rule{Matches: []nft.Match{nft.CtReply{}}, Counter: true, Verdict: nft.Verdict{Kind: nft.Accept}, ID: "reply", Comment: "replies to connections opened towards containers"})
 	}
 	b.fence(networks)
+	if containers != nil {
+		b.containers(containers)
+	}
 	b.warn()
 	// The layer chains are listed right after the base chains, the network
 	// chains after them: the table reads from the hook down.
