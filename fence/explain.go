@@ -245,7 +245,7 @@ func (r *Result) judge(d *Decision) error {
 	}
 	if r.CatchAll != nil {
 		for _, dir := range Directions {
-			chains[dir.Prefix+"_"+unknownID] = judgingChain{r.CatchAll, dir.Hook}
+			chains[dir.CatchAllChain()] = judgingChain{r.CatchAll, dir.Hook}
 		}
 	}
 	decided := false
