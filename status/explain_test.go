@@ -69,8 +69,9 @@ func (h hostAddrs) Holds(_ string, dst netip.Addr) bool {
 }
 
 // TestExplainREADMEMore holds the README's outputs of explain for a
-// destination that is one of the host's addresses and for a network that
-// cannot be fenced to what explain prints.
+// destination that is one of the host's addresses, for a network that
+// cannot be fenced, and for a subnet nothing holds under the embedded
+// default, to what explain prints.
 func TestExplainREADMEMore(t *testing.T) {
 	readme, err := os.ReadFile("../README.md")
 	if err != nil {
@@ -102,8 +103,16 @@ func TestExplainREADMEMore(t *testing.T) {
 		{"-c policy.yaml explain --network lan --to 192.168.100.50:5432", "Docker's network lan (driver macvlan)",
 			load("policy.yaml", "version: 1\nnetworks:\n  - match: {name: lan}\n    egress:\n      - deny: any\n    egress_default: deny\n  - match: {name: \"*\"}\n    egress:\n      - allow: self\n      - deny: \"@private\"\n"),
 			lan, fence.Probe{Dst: netip.MustParseAddr("192.168.100.50"), Proto: policy.ProtoTCP, Port: 5432}},
+		{"--docker-host unix:///nonexistent explain --network 172.20.0.0/16 --to 192.168.100.50:5432",
+			`no network holds 172.20.0.0/16; judged by section 1 {name: "*"} as a new bridge would be: by the catch-all, the rules for docker0 and br-* bridges that appear after apply (docker is not reachable at unix:///nonexistent)`,
+			load(policy.DefaultName, string(policy.DefaultYAML)), policy.Network{Subnets: []netip.Prefix{netip.MustParsePrefix("172.20.0.0/16")}},
+			fence.Probe{Dst: netip.MustParseAddr("192.168.100.50"), Proto: policy.ProtoTCP, Port: 5432}},
 	} {
-		d, err := fence.Explain(tc.pol, []policy.Network{tc.n}, tc.n, tc.pr)
+		inv := []policy.Network{tc.n}
+		if tc.n.Bridge == "" && tc.n.Driver == "" {
+			inv = nil // a network nothing holds
+		}
+		d, err := fence.Explain(tc.pol, inv, tc.n, tc.pr)
 		if err != nil {
 			t.Fatal(err)
 		}
