@@ -181,3 +181,27 @@ func TestCatchAll(t *testing.T) {
 		t.Errorf("status --json of an absent table:\n%s", js.String())
 	}
 }
+
+// TestUnjudged: a network that the policy fences but the kernel's table
+// judges by nothing (no chain of its own, no catch-all) shows no rules and
+// says so, rather than rules that count 0.
+func TestUnjudged(t *testing.T) {
+	pol := load(t, "enforce")
+	applied := fence.Compile(pol, []policy.Network{app})
+	st := appliedState(t, applied.Table, map[string]uint64{"fwd_br-app/egress 2": 2})
+	late := policy.Network{Name: "late", Bridge: "br-late", Subnets: []netip.Prefix{netip.MustParsePrefix("172.20.9.0/24")}}
+	s := Make(pol, fence.Compile(pol, []policy.Network{app, late}), st, SourceDocker)
+	if len(s.Networks) != 2 || s.Networks[0].Unjudged || s.Networks[0].Denied != 2 || !s.Networks[1].Unjudged || s.Networks[1].CatchAll || s.Networks[1].Rules != nil || s.CatchAll != nil {
+		t.Fatalf("networks %+v, catch-all %+v; want br-late unjudged, without rules", s.Networks, s.CatchAll)
+	}
+	var text bytes.Buffer
+	WriteText(&text, s)
+	for _, want := range []string{
+		"late         br-late  172.20.9.0/24  1 {subnet: 172.20.0.0/16}  - (not in the table)\n",
+		"late (br-late): not in the kernel's table, and no catch-all covers its bridge: not fenced until dockerfence apply\n",
+	} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("status lacks %q:\n%s", want, text.String())
+		}
+	}
+}

@@ -116,7 +116,13 @@ type NetworkStatus struct {
 	// appeared after the last apply. Denied is then the catch-all's, shared
 	// by every bridge under it, and Rules are left out (see
 	// Status.CatchAll).
-	CatchAll bool         `json:"catch_all,omitempty"`
+	CatchAll bool `json:"catch_all,omitempty"`
+	// Unjudged is set when the kernel's table judges none of the
+	// network's packets: it has no chain for the network's bridge and no
+	// catch-all covers it (the network appeared after the last apply, on a
+	// bridge not named docker0 or br-*). Rules are then left out, and
+	// Denied is 0.
+	Unjudged bool         `json:"unjudged,omitempty"`
 	Rules    []RuleStatus `json:"rules,omitempty"`
 }
 
@@ -354,8 +360,10 @@ func Make(pol *policy.Policy, r *fence.Result, st *nft.State, source string) Sta
 	for _, f := range r.Fenced {
 		ns := NetworkStatus{Name: f.Network.Name, ID: f.Network.ID, Bridge: f.Network.Bridge, Subnets: prefixStrings(f.Network.Subnets), Section: f.Section.Index, Match: f.Section.Match.String()}
 		if st != nil {
+			judged := false
 			for i, d := range fence.Directions {
 				chain, catchAll := kernelChain(f, d)
+				judged = judged || chain != nil
 				if catchAll {
 					ns.CatchAll = true
 					ns.Denied += caDenied[i]
@@ -364,6 +372,9 @@ func Make(pol *policy.Policy, r *fence.Result, st *nft.State, source string) Sta
 				rs, denied := rules(f.Section, d, chain)
 				ns.Rules = append(ns.Rules, rs...)
 				ns.Denied += denied
+			}
+			if !judged {
+				ns.Unjudged, ns.Rules = true, nil
 			}
 			if ns.CatchAll {
 				s.CatchAll.Bridges = append(s.CatchAll.Bridges, f.Network.Bridge)

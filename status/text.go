@@ -72,6 +72,8 @@ func WriteText(out io.Writer, s Status) {
 			denied = "-"
 		case n.CatchAll:
 			denied += " (catch-all, shared)"
+		case n.Unjudged:
+			denied = "- (not in the table)"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d %s\t%s\n", OrDash(n.Name), n.Bridge, strings.Join(n.Subnets, ","), n.Section, n.Match, denied)
 	}
@@ -98,6 +100,8 @@ func WriteText(out io.Writer, s Status) {
 		switch {
 		case n.CatchAll:
 			fmt.Fprintf(out, "\n%s (%s): judged by the catch-all (it appeared after the last apply); see its rules below\n", OrDash(n.Name), n.Bridge)
+		case n.Unjudged:
+			fmt.Fprintf(out, "\n%s (%s): not in the kernel's table, and no catch-all covers its bridge: not fenced until dockerfence apply\n", OrDash(n.Name), n.Bridge)
 		case len(n.Rules) > 0:
 			fmt.Fprintf(out, "\n%s (%s)\n", OrDash(n.Name), n.Bridge)
 			writeRules(out, n.Rules)
