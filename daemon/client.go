@@ -82,6 +82,14 @@ func get(ctx context.Context, socket, path string, timeout time.Duration) (*http
 	return send(ctx, socket, http.MethodGet, path, nil, timeout)
 }
 
+// Command asks the daemon on socket to run the request kind (RequestApply,
+// RequestPlan, RequestDelete) with the caller's policy file, and returns
+// its output. Its error matches ErrNoDaemon when no daemon answers.
+func Command(ctx context.Context, socket, kind, policyFile string) (string, error) {
+	a, err := Ask(ctx, socket, kind, policyFile)
+	return a.Output, err
+}
+
 // Answer is the daemon's answer to a command.
 type Answer struct {
 	// Output is the command's output.
@@ -91,10 +99,8 @@ type Answer struct {
 	Pending *bool
 }
 
-// Command asks the daemon on socket to run the request kind (RequestApply,
-// RequestPlan, RequestDelete) with the caller's policy file, and returns
-// its answer. Its error matches ErrNoDaemon when no daemon answers.
-func Command(ctx context.Context, socket, kind, policyFile string) (Answer, error) {
+// Ask is Command, with all of the daemon's answer.
+func Ask(ctx context.Context, socket, kind, policyFile string) (Answer, error) {
 	body, err := json.Marshal(CommandRequest{PolicyFile: policyFile})
 	if err != nil {
 		return Answer{}, err

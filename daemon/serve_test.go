@@ -149,7 +149,7 @@ func TestServe(t *testing.T) {
 	if st.State != status.StateDiffers || st.ExitCode != status.ExitDiffers {
 		t.Errorf("status on the socket says %q, exit code %d; want differs, 4", st.State, st.ExitCode)
 	}
-	if a, err := Command(ctx, sock, RequestPlan, ""); err != nil || a.Pending == nil || !*a.Pending || !strings.Contains(a.Output, "apply would change") {
+	if a, err := Ask(ctx, sock, RequestPlan, ""); err != nil || a.Pending == nil || !*a.Pending || !strings.Contains(a.Output, "apply would change") {
 		t.Errorf("plan on the socket = %+v, %v; want changes pending, and the header saying so", a, err)
 	}
 	if a, err := status.LoadLastApply(s.RunDir, "dockerfence"); err != nil || a == nil || a.By != "run" || a.Result != "applied" {

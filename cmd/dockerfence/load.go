@@ -87,7 +87,7 @@ func askDaemon(cmd *cobra.Command, g *globalFlags, kind string) (bool, daemon.An
 	if err != nil {
 		return false, daemon.Answer{}, err
 	}
-	a, err := daemon.Command(cmd.Context(), g.socket, kind, file)
+	a, err := daemon.Ask(cmd.Context(), g.socket, kind, file)
 	if errors.Is(err, daemon.ErrNoDaemon) {
 		slog.Debug("no daemon answers; working by itself", "request", kind, "err", err)
 		return false, a, nil
