@@ -113,3 +113,18 @@ func TestPlanExitCode(t *testing.T) {
 		})
 	}
 }
+
+// The exit codes are documented in the commands' help.
+func TestExitCodesInHelp(t *testing.T) {
+	for cmd, wants := range map[string][]string{
+		"status": {"Exit codes, for scripts:", "  0  the table is present and equal to the policy", "  3  the table is absent", "  4  the table is present but differs"},
+		"plan":   {"--exit-code", "  0  the table is up to date", "  2  changes are pending"},
+	} {
+		help, msg := execute(t, cmd, "--help")
+		for _, want := range wants {
+			if msg != "" || !strings.Contains(help, want) {
+				t.Errorf("%s --help lacks %q (%q):\n%s", cmd, want, msg, help)
+			}
+		}
+	}
+}
