@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/dockerfence/dockerfence/denylog"
@@ -34,10 +35,16 @@ const (
 	// (text/plain), or its error with a status other than 200. Apply and
 	// delete are taken only from a caller with uid 0 or CAP_NET_ADMIN
 	// (SO_PEERCRED), whatever the socket's mode.
+	//
+	// The answer to a plan has the header PendingHeader.
 	ApplyPath  = "/v1/apply"
 	PlanPath   = "/v1/plan"
 	DeletePath = "/v1/delete"
 )
+
+// PendingHeader is the header of the answer to a POST to PlanPath that
+// says whether apply would change the table: "true" or "false".
+const PendingHeader = "Dockerfence-Pending"
 
 // CommandRequest is the body of a POST to ApplyPath, PlanPath or DeletePath.
 type CommandRequest struct {
@@ -111,6 +118,9 @@ func (a *API) command(kind string, changes bool) http.HandlerFunc {
 				return
 			}
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			if kind == RequestPlan {
+				w.Header().Set(PendingHeader, strconv.FormatBool(rep.Pending))
+			}
 			_, _ = io.WriteString(w, rep.Output)
 		case <-r.Context().Done():
 		}

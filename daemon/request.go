@@ -43,6 +43,8 @@ type Request struct {
 type Reply struct {
 	Output string
 	Err    error
+	// Pending says, for a plan, whether apply would change the table.
+	Pending bool
 }
 
 // samePolicy checks that the caller's policy file is the daemon's.
@@ -133,7 +135,7 @@ func (d *daemon) planRequest(ctx context.Context, r Request) Reply {
 	if err != nil {
 		return Reply{Err: err}
 	}
-	return Reply{Output: PlanText(t.Name, t.Table, p, t.Summary(inv.FromDocker()))}
+	return Reply{Output: PlanText(t.Name, t.Table, p, t.Summary(inv.FromDocker())), Pending: !p.Empty()}
 }
 
 // PlanText renders a plan as the command plan prints it: one line a

@@ -15,6 +15,7 @@ package fence
 import (
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/dockerfence/dockerfence/nft"
 	"github.com/dockerfence/dockerfence/policy"
@@ -101,8 +102,19 @@ func DirectionOf(h policy.Hook) Direction {
 	panic(fmt.Sprintf("fence: no direction for hook %v", h))
 }
 
-// mapName names the direction's dispatch map of layer l.
-func (d Direction) mapName() string { return d.Prefix + "_if" }
+// DispatchMap names the direction's dispatch map: from the bridge of each
+// fenced network to that network's chain.
+func (d Direction) DispatchMap() string { return d.Prefix + "_if" }
+
+// CatchAllChain names the direction's chain for bridges not known yet, the
+// catch-all: it judges the packets of every docker0 or br-* bridge that
+// the dispatch map does not hold, by the {name: "*"} section.
+func (d Direction) CatchAllChain() string { return d.Prefix + "_" + unknownID }
+
+// CatchAllBridge reports whether the catch-all judges the packets of a
+// bridge of that name when the dispatch map does not hold it: docker0 and
+// br-* bridges, those Docker makes.
+func CatchAllBridge(name string) bool { return name == "docker0" || strings.HasPrefix(name, "br-") }
 
 // Layer is one stage every packet of a direction passes: its chain is
 // jumped to from the base chain, and returns on allow. Build fills the
@@ -214,7 +226,7 @@ func (b *builder) fence(networks []policy.Network) {
 	if ca := b.pol.CatchAll(); ca != nil {
 		b.r.CatchAll = ca
 		for _, d := range Directions {
-			b.networkChain(d.Prefix+"_"+unknownID, ca, d, nil)
+			b.networkChain(d.CatchAllChain(), ca, d, nil)
 		}
 	}
 }
@@ -222,14 +234,14 @@ func (b *builder) fence(networks []policy.Network) {
 // networkLayer fills the network layer's chain of direction d: the map
 // from bridge to network chain, and the catch-all for bridges not known yet.
 func (b *builder) networkLayer(d Direction, c *nft.Chain) bool {
-	m := &nft.Set{Name: d.mapName(), Key: nft.KeyIfName, Map: true}
+	m := &nft.Set{Name: d.DispatchMap(), Key: nft.KeyIfName, Map: true}
 	for _, f := range b.r.Fenced {
 		m.VMap = append(m.VMap, nft.VMapElem{Key: f.Network.Bridge, Chain: f.Chains[d.Hook]})
 	}
 	b.addSet(m)
 	c.Rules = append(c.Rules, &nft.Rule{Counter: true, Verdict: nft.Verdict{Kind: nft.VMap, Target: m.Name, Key: d.Dispatch}, ID: "dispatch"})
 	if b.r.CatchAll != nil {
-		unknown := d.Prefix + "_" + unknownID
+		unknown := d.CatchAllChain()
 		c.Rules = append(c.Rules,
 			&nft.Rule{Matches: []nft.Match{nft.IfName{Name: "docker0"}}, Counter: true, Verdict: nft.Verdict{Kind: nft.Goto, Target: unknown}, ID: "unknown docker0", Comment: "docker0 before dockerfence knows it"},
 			&nft.Rule{Matches: []nft.Match{nft.IfName{Name: "br-", Prefix: true}}, Counter: true, Verdict: nft.Verdict{Kind: nft.Goto, Target: unknown}, ID: "unknown br-*", Comment: "bridges dockerfence does not know yet"})
