@@ -62,7 +62,10 @@ const (
 // container sections (any container on it may match one, so an address
 // not classified yet is held) or one of its containers carries a label.
 func (b *builder) containers(ctrs []Container) {
-	sort.Slice(ctrs, func(i, j int) bool { return ctrs[i].Name < ctrs[j].Name || ctrs[i].Name == ctrs[j].Name && ctrs[i].ID < ctrs[j].ID })
+	ctrs = slices.Clone(ctrs)
+	sort.Slice(ctrs, func(i, j int) bool {
+		return ctrs[i].Name < ctrs[j].Name || ctrs[i].Name == ctrs[j].Name && ctrs[i].ID < ctrs[j].ID
+	})
 	byNet := map[string]int{}
 	for i, f := range b.r.Fenced {
 		byNet["id:"+f.Network.ID] = i
