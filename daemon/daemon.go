@@ -204,7 +204,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	d := &daemon{cfg: cfg, pol: pol, disc: &discover.Discoverer{Docker: cfg.Docker, Bridges: bridge.ListerFunc(cfg.Bridges)}}
+	d := &daemon{cfg: cfg, pol: pol, disc: &discover.Discoverer{Docker: cfg.Docker, Bridges: bridge.ListerFunc(cfg.Bridges), ListContainers: true}}
 	log := cfg.Log
 	if p, ok := cfg.Kernel.(Protector); ok {
 		if prot, err := p.Protection(); err == nil {
@@ -450,7 +450,7 @@ func (d *daemon) apply(trigger, reason string, t *fence.Result) (bool, error) {
 
 // compile builds the table of pol for the networks of inv.
 func compile(pol *policy.Policy, inv *discover.Inventory) *fence.Result {
-	return fence.Compile(pol, inv.Networks)
+	return inv.Compile(pol)
 }
 
 // tellNotFenceable logs, the first time a sync sees it, each network that

@@ -4,12 +4,14 @@ import (
 	"net/netip"
 
 	"github.com/dockerfence/dockerfence/docker"
+	"github.com/dockerfence/dockerfence/fence"
+	"github.com/dockerfence/dockerfence/policy"
 )
 
 // The labels Docker Compose puts on the containers it creates.
 const (
-	ComposeProjectLabel = "com.docker.compose.project"
-	ComposeServiceLabel = "com.docker.compose.service"
+	ComposeProjectLabel = policy.ComposeProjectLabel
+	ComposeServiceLabel = policy.ComposeServiceLabel
 )
 
 // Container is a running container: what classifies it (name, image,
@@ -54,4 +56,39 @@ func fromDockerContainers(dcs []docker.Container) []Container {
 		out = append(out, c)
 	}
 	return out
+}
+
+// FenceContainers returns the inventory's containers as the compiler takes
+// them, with their addresses on each network.
+func (inv *Inventory) FenceContainers() []fence.Container {
+	out := make([]fence.Container, 0, len(inv.Containers))
+	for _, c := range inv.Containers {
+		fc := fence.Container{ID: c.ID, Name: c.Name, Image: c.Image, Labels: c.Labels}
+		for _, e := range c.Endpoints {
+			ep := fence.Endpoint{NetworkID: e.NetworkID, Network: e.Network}
+			for _, a := range []netip.Addr{e.IPv4, e.IPv6} {
+				if a.IsValid() {
+					ep.Addrs = append(ep.Addrs, a)
+				}
+			}
+			fc.Endpoints = append(fc.Endpoints, ep)
+		}
+		out = append(out, fc)
+	}
+	return out
+}
+
+// Compile builds the table of pol for the inventory: with the container
+// layer when the inventory knows the containers (its networks are
+// Docker's, of now or last known), else the networks' fence alone, and
+// then, if pol has container sections, a warning that says so.
+func (inv *Inventory) Compile(pol *policy.Policy) *fence.Result {
+	if inv.FromDocker() {
+		return fence.CompileContainers(pol, inv.Networks, inv.FenceContainers())
+	}
+	r := fence.Compile(pol, inv.Networks)
+	if len(pol.Containers) > 0 {
+		r.Warnings = append(r.Warnings, "the policy's containers: sections need Docker's API, which did not answer: only the network sections fence until it does")
+	}
+	return r
 }

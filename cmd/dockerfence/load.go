@@ -62,7 +62,7 @@ func build(ctx context.Context, g *globalFlags) (*policy.Policy, *discover.Inven
 	case inv.DockerErr != nil:
 		slog.Debug("Docker not reachable; fencing bridges found over netlink", "err", inv.DockerErr)
 	}
-	return pol, inv, fence.Compile(pol, inv.Networks), nil
+	return pol, inv, inv.Compile(pol), nil
 }
 
 // warnTable logs the warnings of the table built: what it cannot fence as
