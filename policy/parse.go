@@ -34,6 +34,7 @@ func Parse(file string, data []byte, opts Options) (*Policy, error) {
 		}
 		return nil, p.errs
 	}
+	pol.Warnings = append(pol.Warnings, pol.shadowWarnings()...)
 	return pol, nil
 }
 
