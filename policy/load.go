@@ -157,7 +157,11 @@ func LoadOrDefault(file string, opts Options) (*Policy, error) {
 func loadOrDefault(file, defaultPath string, opts Options) (*Policy, error) {
 	if file == "" {
 		if _, err := os.Stat(defaultPath); err != nil {
-			return Default(opts)
+			p, err := Default(opts)
+			if p != nil {
+				p.Absent = defaultPath
+			}
+			return p, err
 		}
 		file = defaultPath
 	}

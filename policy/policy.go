@@ -71,7 +71,10 @@ func (p Pos) String() string { return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.
 // Policy is a parsed and validated policy file.
 type Policy struct {
 	// Source is the file the policy came from (a name for embedded policies).
-	Source   string
+	Source string
+	// Absent is, for the embedded default that LoadOrDefault falls back
+	// to, the policy file that does not exist.
+	Absent   string
 	Version  int
 	Settings Settings
 	// Lists holds every list that rules may reference, built-in ones included,
@@ -80,6 +83,18 @@ type Policy struct {
 	Sections []*Section
 	// Warnings are non-fatal findings, such as an unreadable resolv.conf.
 	Warnings []string
+}
+
+// Origin says where the policy came from, for logs: its file, or
+// "embedded default (/etc/dockerfence/policy.yaml absent)".
+func (p *Policy) Origin() string {
+	switch {
+	case p.Source != DefaultName:
+		return p.Source
+	case p.Absent != "":
+		return "embedded default (" + p.Absent + " absent)"
+	}
+	return "embedded default"
 }
 
 // Mode is enforce or audit.
