@@ -175,6 +175,14 @@ type daemon struct {
 	disc *discover.Discoverer
 	// dockerUp says whether Docker's event stream is up.
 	dockerUp bool
+	// lostTries counts the failed attempts to reach Docker since it was
+	// lost at lostAt (0 while it is up); lostLogged is when the log last
+	// said so.
+	lostTries          int
+	lostAt, lostLogged time.Time
+	// warned holds the table's warnings that the log told of last, sorted,
+	// so that it tells of them again only when they change.
+	warned []string
 	// retry is the current backoff after failed syncs (0 after a success),
 	// and retryAt when the next retry is due.
 	retry   time.Duration
@@ -206,6 +214,11 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	d := &daemon{cfg: cfg, pol: pol, disc: &discover.Discoverer{Docker: cfg.Docker, Bridges: bridge.ListerFunc(cfg.Bridges)}}
 	log := cfg.Log
+	if cfg.PolicyFile != "" {
+		log.Info("policy loaded", "policy", pol.Origin(), "watching", cfg.PolicyFile)
+	} else {
+		log.Info("policy loaded", "policy", pol.Origin())
+	}
 	if p, ok := cfg.Kernel.(Protector); ok {
 		if prot, err := p.Protection(); err == nil {
 			d.port = prot.Port
@@ -307,26 +320,51 @@ func Run(ctx context.Context, cfg Config) error {
 }
 
 // docker records what an update says about Docker and returns its signal.
+// An outage is logged when it starts, then at most once every
+// dockerLogEvery with the count of failed attempts, and when Docker is
+// back: Follow retries within seconds, and a line each time would bury
+// the rest of the log.
 func (d *daemon) docker(u docker.Update) docker.Signal {
 	if d.cfg.OnDocker != nil {
 		d.cfg.OnDocker(u)
 	}
+	log := d.cfg.Log
 	switch u.Signal {
 	case docker.Connected:
-		if !d.dockerUp {
-			d.cfg.Log.Info("Docker connected; resyncing all networks")
+		switch {
+		case d.lostTries > 0:
+			log.Info("Docker connected again; resyncing all networks", "failed_attempts", d.lostTries, "unreachable_for", time.Since(d.lostAt).Round(time.Second))
+		case !d.dockerUp:
+			log.Info("Docker connected; resyncing all networks")
 		}
-		d.dockerUp = true
+		d.dockerUp, d.lostTries = true, 0
 	case docker.Lost:
-		if d.dockerUp || !d.disc.HasLastKnown() {
-			d.cfg.Log.Warn("lost Docker's event stream; the fence stays as it is and follows the last known networks until Docker is back", "err", u.Err)
+		follows := "the bridges found over netlink"
+		if d.disc.HasLastKnown() {
+			follows = "the last known networks"
+		}
+		now := time.Now()
+		switch {
+		case d.dockerUp || d.lostTries == 0:
+			d.lostAt, d.lostLogged, d.lostTries = now, now, 1
+			log.Warn("lost Docker's event stream; the fence stays as it is and follows "+follows+" until Docker is back (retrying; logged again once a minute while it lasts)", "err", u.Err)
+		default:
+			d.lostTries++
+			if now.Sub(d.lostLogged) >= dockerLogEvery {
+				d.lostLogged = now
+				log.Warn("Docker is still unreachable; the fence follows "+follows, "failed_attempts", d.lostTries, "unreachable_for", now.Sub(d.lostAt).Round(time.Second), "err", u.Err)
+			}
 		}
 		d.dockerUp = false
 	case docker.Changed:
-		d.cfg.Log.Debug("Docker event", "event", u.Event)
+		log.Debug("Docker event", "event", u.Event)
 	}
 	return u.Signal
 }
+
+// dockerLogEvery is how often the daemon says that Docker is still
+// unreachable.
+const dockerLogEvery = time.Minute
 
 // reload loads the policy again; a bad policy is logged and the old one kept.
 func (d *daemon) reload(ctx context.Context, why string) {
@@ -341,7 +379,7 @@ func (d *daemon) reload(ctx context.Context, why string) {
 	}
 	d.pol = pol
 	d.deleted = false
-	d.cfg.Log.Info("policy reloaded", "trigger", why, "source", pol.Source)
+	d.cfg.Log.Info("policy reloaded", "trigger", why, "policy", pol.Origin())
 	d.sync(ctx, TriggerReload, "policy reload")
 }
 
@@ -404,13 +442,39 @@ func (d *daemon) sync(ctx context.Context, trigger, reason string) (res Result) 
 	d.verify = nil
 	if res.Changed {
 		d.cfg.Log.Info("table applied", "reason", reason, "networks", len(t.Fenced), "unfenced", len(t.Unfenced), "source", res.Source, "took", time.Since(start).Round(time.Microsecond))
-		for _, w := range t.Warnings {
-			d.cfg.Log.Warn(w)
-		}
 	} else {
 		d.cfg.Log.Debug("table up to date", "reason", reason)
 	}
+	d.tellWarnings(t.Warnings)
 	return res
+}
+
+// tellWarnings logs the table's warnings when they differ from those it
+// logged last: each new one, and each one gone, so that an unchanged
+// finding is told of once, not at every sync.
+func (d *daemon) tellWarnings(warnings []string) {
+	now := slices.Clone(warnings)
+	slices.Sort(now)
+	now = slices.Compact(now)
+	if slices.Equal(now, d.warned) {
+		return
+	}
+	told := map[string]bool{}
+	for _, w := range d.warned {
+		told[w] = true
+	}
+	for _, w := range warnings {
+		if !told[w] {
+			told[w] = true
+			d.cfg.Log.Warn(w)
+		}
+	}
+	for _, w := range d.warned {
+		if _, found := slices.BinarySearch(now, w); !found {
+			d.cfg.Log.Info("no longer the case: " + w)
+		}
+	}
+	d.warned = now
 }
 
 // apply makes the kernel's table equal to t. A sync at start, at the
