@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -83,7 +84,14 @@ type Policy struct {
 	Sections []*Section
 	// Warnings are non-fatal findings, such as an unreadable resolv.conf.
 	Warnings []string
+	// resolvFiles are the files the built-in @resolvers depends on.
+	resolvFiles []string
 }
+
+// ResolvFiles returns the files whose change can change the built-in list
+// @resolvers: the host's resolv.conf and systemd-resolved's file of
+// upstream servers (see ResolversFile), whether a rule uses it or not.
+func (p *Policy) ResolvFiles() []string { return slices.Clone(p.resolvFiles) }
 
 // Origin says where the policy came from, for logs: its file, or
 // "embedded default (/etc/dockerfence/policy.yaml absent)".
@@ -155,9 +163,13 @@ func DefaultSettings() Settings {
 
 // List is a named set of prefixes.
 type List struct {
-	Name     string
-	Builtin  bool
-	Pos      Pos
+	Name    string
+	Builtin bool
+	Pos     Pos
+	// File is the file the list was read from: its list file, or for
+	// @resolvers the resolv.conf that ResolversFile picked; "" for a list
+	// written in the policy.
+	File     string
 	Prefixes []netip.Prefix // as written, masked
 }
 
