@@ -214,11 +214,14 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	d := &daemon{cfg: cfg, pol: pol, disc: &discover.Discoverer{Docker: cfg.Docker, Bridges: bridge.ListerFunc(cfg.Bridges)}}
 	log := cfg.Log
+	attrs := []any{"policy", pol.Origin()}
 	if cfg.PolicyFile != "" {
-		log.Info("policy loaded", "policy", pol.Origin(), "watching", cfg.PolicyFile)
-	} else {
-		log.Info("policy loaded", "policy", pol.Origin())
+		attrs = append(attrs, "watching", cfg.PolicyFile)
 	}
+	if from := pol.ResolversFrom(); from != "" {
+		attrs = append(attrs, "resolvers_from", from)
+	}
+	log.Info("policy loaded", attrs...)
 	if p, ok := cfg.Kernel.(Protector); ok {
 		if prot, err := p.Protection(); err == nil {
 			d.port = prot.Port
@@ -249,6 +252,13 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.PolicyFile != "" {
 		last := fileStamp(cfg.PolicyFile) // now, so that no change after Run starts is missed
 		go watchFile(ctx, cfg.PolicyFile, last, cfg.PollPolicy, policyCh)
+	}
+	// The built-in @resolvers is read with the policy: a change of the
+	// host's resolvers (DHCP, a VPN, systemd-resolved) reloads the policy
+	// if a rule uses it.
+	resolvCh := make(chan struct{}, 1)
+	for _, f := range pol.ResolvFiles() {
+		go watchFile(ctx, f, fileStamp(f), cfg.PollPolicy, resolvCh)
 	}
 
 	d.sync(ctx, TriggerStart, "start")
@@ -311,6 +321,10 @@ func Run(ctx context.Context, cfg Config) error {
 			d.reload(ctx, "SIGHUP")
 		case <-policyCh:
 			d.reload(ctx, "policy file changed")
+		case <-resolvCh:
+			if d.pol.ResolversFrom() != "" {
+				d.reload(ctx, "resolv.conf changed")
+			}
 		case <-resync.C:
 			d.sync(ctx, TriggerResync, "periodic resync")
 		case <-retry:
@@ -379,7 +393,11 @@ func (d *daemon) reload(ctx context.Context, why string) {
 	}
 	d.pol = pol
 	d.deleted = false
-	d.cfg.Log.Info("policy reloaded", "trigger", why, "policy", pol.Origin())
+	if from := pol.ResolversFrom(); from != "" {
+		d.cfg.Log.Info("policy reloaded", "trigger", why, "policy", pol.Origin(), "resolvers_from", from)
+	} else {
+		d.cfg.Log.Info("policy reloaded", "trigger", why, "policy", pol.Origin())
+	}
 	d.sync(ctx, TriggerReload, "policy reload")
 }
 

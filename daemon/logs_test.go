@@ -1,8 +1,11 @@
 package daemon
 
 import (
+	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -10,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dockerfence/dockerfence/docker"
+	"github.com/dockerfence/dockerfence/policy"
 )
 
 // logLines returns the lines of log that contain part, without their time.
@@ -93,6 +97,45 @@ func TestWarningsLoggedWhenTheyChange(t *testing.T) {
 		}
 		if !slices.Equal(got, want) {
 			t.Errorf("log lines about section 2:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	})
+}
+
+// A change of the file @resolvers was read from reloads the policy, so
+// that the table follows the host's resolvers; here systemd-resolved's
+// upstream servers, which the host's stub resolv.conf points to.
+func TestResolversFileChangeReloads(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		opts := policy.Options{ResolvConf: filepath.Join(dir, "resolv.conf"), ResolvedConf: filepath.Join(dir, "upstream.conf")}
+		write := func(file, text string) {
+			t.Helper()
+			if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		write(opts.ResolvConf, "nameserver 127.0.0.53\n")
+		write(opts.ResolvedConf, "nameserver 192.168.1.1\n")
+		var log lockedBuffer
+		h := start(t, true, func(c *Config) {
+			c.Log = slog.New(slog.NewTextHandler(&log, nil))
+			c.LoadPolicy = func() (*policy.Policy, error) {
+				return policy.Parse("p.yaml", []byte("version: 1\nnetworks:\n  - match: {name: app}\n    egress:\n      - allow: \"@resolvers\"\n        ports: [53]\n      - deny: \"@private\"\n"), opts)
+			}
+		})
+		resolvers := func(r Result) string { return fmt.Sprint(r.Policy.Lists["resolvers"].Prefixes) }
+		if got := resolvers(h.first); got != "[192.168.1.1/32]" {
+			t.Fatalf("@resolvers at start = %s, want systemd-resolved's upstream server", got)
+		}
+		// A stamp differs by size, time or inode: a new size is certain.
+		write(opts.ResolvedConf, "nameserver 192.168.1.254\nnameserver 192.168.1.253\n")
+		r := h.next()
+		if r.Trigger != TriggerReload || resolvers(r) != "[192.168.1.254/32 192.168.1.253/32]" {
+			t.Errorf("sync after the upstream servers changed = %s %s, want a reload with the new servers", r.Trigger, resolvers(r))
+		}
+		want := `level=INFO msg="policy reloaded" trigger="resolv.conf changed" policy=p.yaml resolvers_from=` + opts.ResolvedConf
+		if got := logLines(&log, "policy reloaded"); !slices.Equal(got, []string{want}) {
+			t.Errorf("log of the reload: %q, want %q", got, want)
 		}
 	})
 }
