@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/dockerfence/dockerfence/denylog"
@@ -31,13 +32,18 @@ const (
 	EventsPath = "/v1/events"
 	// ApplyPath, PlanPath and DeletePath take a POST whose body is the
 	// JSON object CommandRequest, and answer with the command's output
-	// (text/plain), or its error with a status other than 200. Apply and
+	// (text/plain) and its warnings (WarningHeader), or its error with a
+	// status other than 200. Apply and
 	// delete are taken only from a caller with uid 0 or CAP_NET_ADMIN
 	// (SO_PEERCRED), whatever the socket's mode.
 	ApplyPath  = "/v1/apply"
 	PlanPath   = "/v1/plan"
 	DeletePath = "/v1/delete"
 )
+
+// WarningHeader carries, once each, the warnings of the answer to apply
+// or plan, each a Go string literal (strconv.QuoteToASCII).
+const WarningHeader = "Dockerfence-Warning"
 
 // CommandRequest is the body of a POST to ApplyPath, PlanPath or DeletePath.
 type CommandRequest struct {
@@ -111,6 +117,9 @@ func (a *API) command(kind string, changes bool) http.HandlerFunc {
 				return
 			}
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			for _, warning := range rep.Warnings {
+				w.Header().Add(WarningHeader, strconv.QuoteToASCII(warning))
+			}
 			_, _ = io.WriteString(w, rep.Output)
 		case <-r.Context().Done():
 		}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -85,18 +86,39 @@ func get(ctx context.Context, socket, path string, timeout time.Duration) (*http
 // RequestPlan, RequestDelete) with the caller's policy file, and returns
 // its output. Its error matches ErrNoDaemon when no daemon answers.
 func Command(ctx context.Context, socket, kind, policyFile string) (string, error) {
+	a, err := Ask(ctx, socket, kind, policyFile)
+	return a.Output, err
+}
+
+// Answer is the daemon's answer to a command: its output, and the
+// warnings of the policy and of the table built.
+type Answer struct {
+	Output   string
+	Warnings []string
+}
+
+// Ask is Command, with the warnings of the answer.
+func Ask(ctx context.Context, socket, kind, policyFile string) (Answer, error) {
 	body, err := json.Marshal(CommandRequest{PolicyFile: policyFile})
 	if err != nil {
-		return "", err
+		return Answer{}, err
 	}
 	path := map[string]string{RequestApply: ApplyPath, RequestPlan: PlanPath, RequestDelete: DeletePath}[kind]
 	resp, err := send(ctx, socket, http.MethodPost, path, body, 5*time.Minute)
 	if err != nil {
-		return "", err
+		return Answer{}, err
 	}
 	defer resp.Body.Close()
+	var a Answer
+	for _, w := range resp.Header.Values(WarningHeader) {
+		if u, err := strconv.Unquote(w); err == nil {
+			w = u
+		}
+		a.Warnings = append(a.Warnings, w)
+	}
 	out, err := io.ReadAll(resp.Body)
-	return string(out), err
+	a.Output = string(out)
+	return a, err
 }
 
 // send sends a request to the daemon on socket; see get.

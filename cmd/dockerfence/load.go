@@ -74,14 +74,15 @@ func warnTable(t *fence.Result) {
 }
 
 // viaDaemon asks dockerfence run on --socket to run the request kind, and
-// prints its answer. It reports false, with no error, when no daemon
-// answers: the command then works by itself.
+// prints its answer, then logs its warnings as warnTable does. It reports
+// false, with no error, when no daemon answers: the command then works by
+// itself.
 func viaDaemon(cmd *cobra.Command, g *globalFlags, kind string) (bool, error) {
 	file, err := filepath.Abs(cmp.Or(g.config, policy.DefaultPath))
 	if err != nil {
 		return false, err
 	}
-	out, err := daemon.Command(cmd.Context(), g.socket, kind, file)
+	a, err := daemon.Ask(cmd.Context(), g.socket, kind, file)
 	if errors.Is(err, daemon.ErrNoDaemon) {
 		slog.Debug("no daemon answers; working by itself", "request", kind, "err", err)
 		return false, nil
@@ -89,6 +90,9 @@ func viaDaemon(cmd *cobra.Command, g *globalFlags, kind string) (bool, error) {
 	if err != nil {
 		return true, err
 	}
-	_, err = io.WriteString(cmd.OutOrStdout(), out)
+	_, err = io.WriteString(cmd.OutOrStdout(), a.Output)
+	for _, w := range a.Warnings {
+		slog.Warn(w)
+	}
 	return true, err
 }
