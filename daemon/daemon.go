@@ -353,15 +353,15 @@ func (d *daemon) docker(u docker.Update) docker.Signal {
 		}
 		d.dockerUp, d.lostTries = true, 0
 	case docker.Lost:
-		follows := "the bridges found over netlink"
+		what, follows := "Docker is unreachable", "the bridges found over netlink"
 		if d.disc.HasLastKnown() {
-			follows = "the last known networks"
+			what, follows = "lost Docker's event stream", "the last known networks"
 		}
 		now := time.Now()
 		switch {
 		case d.dockerUp || d.lostTries == 0:
 			d.lostAt, d.lostLogged, d.lostTries = now, now, 1
-			log.Warn("lost Docker's event stream; the fence stays as it is and follows "+follows+" until Docker is back (retrying; logged again once a minute while it lasts)", "err", u.Err)
+			log.Warn(what+"; the fence stays as it is and follows "+follows+" until Docker is back (retrying; logged again once a minute while it lasts)", "err", u.Err)
 		default:
 			d.lostTries++
 			if now.Sub(d.lostLogged) >= dockerLogEvery {

@@ -62,6 +62,37 @@ func TestDockerOutageLoggedOnceAMinute(t *testing.T) {
 	})
 }
 
+// A Docker that never answered is "unreachable", not a lost stream, and
+// is logged once a minute too.
+func TestDockerNeverUpLoggedOnceAMinute(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var log lockedBuffer
+		lost := docker.Update{Signal: docker.Lost, Err: docker.ErrUnreachable}
+		h := start(t, true, func(c *Config) {
+			c.Log = slog.New(slog.NewTextHandler(&log, nil))
+			d := c.Docker.(*fakeDocker)
+			<-d.updates // not connected: lost from the start
+			d.updates <- lost
+		})
+		if h.first.Source != "netlink" {
+			t.Fatalf("first sync = %+v, want the bridges found over netlink", h.first)
+		}
+		for range 15 {
+			time.Sleep(5 * time.Second)
+			h.docker.updates <- lost
+			synctest.Wait()
+		}
+		got := logLines(&log, "Docker is")
+		want := []string{
+			`level=WARN msg="Docker is unreachable; the fence stays as it is and follows the bridges found over netlink until Docker is back (retrying; logged again once a minute while it lasts)" err="` + docker.ErrUnreachable.Error() + `"`,
+			`level=WARN msg="Docker is still unreachable; the fence follows the bridges found over netlink" failed_attempts=13 unreachable_for=1m0s err="` + docker.ErrUnreachable.Error() + `"`,
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("log lines about Docker:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	})
+}
+
 // The table's warnings are logged when they change, not at every sync:
 // a section that matches no network is told of once, and once more when
 // a network it matches appears.
