@@ -322,7 +322,7 @@ func Run(ctx context.Context, cfg Config) error {
 		case <-policyCh:
 			d.reload(ctx, "policy file changed")
 		case <-resolvCh:
-			if d.pol.ResolversFrom() != "" {
+			if d.resolversChanged() {
 				d.reload(ctx, "resolv.conf changed")
 			}
 		case <-resync.C:
@@ -374,6 +374,21 @@ func (d *daemon) docker(u docker.Update) docker.Signal {
 		log.Debug("Docker event", "event", u.Event)
 	}
 	return u.Signal
+}
+
+// resolversChanged reports whether a rule uses the built-in @resolvers and
+// the host's resolvers are no longer those it holds: another file, other
+// addresses, or a file that cannot be read (the reload then says why). A
+// resolv.conf written again as it was changes nothing.
+func (d *daemon) resolversChanged() bool {
+	from := d.pol.ResolversFrom()
+	files := d.pol.ResolvFiles()
+	if from == "" || len(files) != 2 {
+		return false
+	}
+	file, _ := policy.ResolversFile(files[0], files[1])
+	now, err := policy.ReadResolvers(file)
+	return err != nil || file != from || !slices.Equal(now, d.pol.Lists["resolvers"].Prefixes)
 }
 
 // dockerLogEvery is how often the daemon says that Docker is still

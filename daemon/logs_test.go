@@ -139,9 +139,14 @@ func TestResolversFileChangeReloads(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		dir := t.TempDir()
 		opts := policy.Options{ResolvConf: filepath.Join(dir, "resolv.conf"), ResolvedConf: filepath.Join(dir, "upstream.conf")}
+		// write replaces the file in one step, as systemd-resolved does,
+		// so that the daemon's poll never sees it half written.
 		write := func(file, text string) {
 			t.Helper()
-			if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+			if err := os.WriteFile(file+".new", []byte(text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(file+".new", file); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -158,7 +163,9 @@ func TestResolversFileChangeReloads(t *testing.T) {
 		if got := resolvers(h.first); got != "[192.168.1.1/32]" {
 			t.Fatalf("@resolvers at start = %s, want systemd-resolved's upstream server", got)
 		}
-		// A stamp differs by size, time or inode: a new size is certain.
+		// Written again as it was (a new inode): nothing to reload.
+		write(opts.ResolvedConf, "nameserver 192.168.1.1\n")
+		h.none(3 * time.Second)
 		write(opts.ResolvedConf, "nameserver 192.168.1.254\nnameserver 192.168.1.253\n")
 		r := h.next()
 		if r.Trigger != TriggerReload || resolvers(r) != "[192.168.1.254/32 192.168.1.253/32]" {
