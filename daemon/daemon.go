@@ -63,7 +63,8 @@ type Docker interface {
 
 // Config is what Run needs. Zero durations take the defaults.
 type Config struct {
-	// LoadPolicy loads the policy; it is called at start and on every reload.
+	// LoadPolicy loads the policy; it is called at start and on every
+	// reload. The daemon logs the policy's warnings itself.
 	LoadPolicy func() (*policy.Policy, error)
 	// PolicyFile, if set, is watched: a change of it reloads the policy.
 	PolicyFile string
@@ -478,13 +479,14 @@ func (d *daemon) sync(ctx context.Context, trigger, reason string) (res Result) 
 	} else {
 		d.cfg.Log.Debug("table up to date", "reason", reason)
 	}
-	d.tellWarnings(t.Warnings)
+	d.tellWarnings(warnings(d.pol, t))
 	return res
 }
 
-// tellWarnings logs the table's warnings when they differ from those it
-// logged last: each new one, and each one gone, so that an unchanged
-// finding is told of once, not at every sync.
+// tellWarnings logs the warnings of the policy and of the table when they
+// differ from those it logged last: each new one, and each one gone, so
+// that an unchanged finding is told of once, not at every sync, reload or
+// request.
 func (d *daemon) tellWarnings(warnings []string) {
 	now := slices.Clone(warnings)
 	slices.Sort(now)

@@ -93,19 +93,20 @@ func TestDockerNeverUpLoggedOnceAMinute(t *testing.T) {
 	})
 }
 
-// The table's warnings are logged when they change, not at every sync:
-// a section that matches no network is told of once, and once more when
-// a network it matches appears.
+// The warnings of the policy and of the table are logged when they
+// change, not at every sync or reload: a section that matches no network
+// is told of once, and once more when the closest name changes, a section
+// that an earlier one shadows once for all the reloads.
 func TestWarningsLoggedWhenTheyChange(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var log lockedBuffer
 		h := start(t, true, func(c *Config) { c.Log = slog.New(slog.NewTextHandler(&log, nil)) })
 		h.pmu.Lock()
-		h.policy = namedPolicy + "  - match: {name: web}\n"
+		h.policy = namedPolicy + "  - match: {name: web}\n  - match: {name: app}\n"
 		h.pmu.Unlock()
-		h.reload <- nil
-		h.next()
 		for range 3 {
+			h.reload <- nil
+			h.next()
 			h.docker.updates <- docker.Update{Signal: docker.Changed, Event: "container start"}
 			h.next()
 		}
@@ -128,6 +129,12 @@ func TestWarningsLoggedWhenTheyChange(t *testing.T) {
 		}
 		if !slices.Equal(got, want) {
 			t.Errorf("log lines about section 2:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+		// The policy's own warning, once for all the reloads.
+		got = logLines(&log, "section 3")
+		want = []string{`level=WARN msg="p.yaml:7:5: section 3 {name: \"app\"} never applies: section 1 {name: \"app\"} (line 3) comes first and matches every network it matches; move section 3 above it, or remove it"`}
+		if !slices.Equal(got, want) {
+			t.Errorf("log lines about section 3:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 		}
 	})
 }

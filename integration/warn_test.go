@@ -10,7 +10,7 @@ import (
 // network matches and one that an earlier section shadows: check warns of
 // the shadowed one without looking at networks; apply, plan and status
 // warn of both, by themselves and through the daemon, whose log says each
-// once however often it syncs.
+// once however often it syncs and loads the policy.
 func TestSectionWarnings(t *testing.T) {
 	e := newEnv(t)
 	pol := e.write("p.yaml", `version: 1
@@ -67,7 +67,9 @@ networks:
 		}
 		has(cmd+" through the daemon", stderr, shadowed, unmatched)
 	}
-	if n := p.countLog("matches no network"); n != 1 {
-		t.Errorf("the daemon logged the section that matches no network %d times over its syncs (start, monitor, 3 reloads, apply), want once:\n%s", n, p.log.String())
+	for what, part := range map[string]string{"matches no network": "matches no network", "an earlier section shadows": "never applies"} {
+		if n := p.countLog(part); n != 1 {
+			t.Errorf("the daemon logged the section that %s %d times over its syncs and loads (start, monitor, 3 reloads, apply, plan), want once:\n%s", what, n, p.log.String())
+		}
 	}
 }

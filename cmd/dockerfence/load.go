@@ -19,7 +19,7 @@ import (
 // loadPolicy loads -c, else the default path, else the embedded default,
 // and logs the policy's warnings.
 func loadPolicy(g *globalFlags) (*policy.Policy, error) {
-	p, err := policy.LoadOrDefault(g.config, policy.Options{ResolvConf: g.resolvConf})
+	p, err := loadPolicyQuietly(g)
 	if err != nil {
 		return nil, err
 	}
@@ -31,6 +31,12 @@ func loadPolicy(g *globalFlags) (*policy.Policy, error) {
 		slog.Warn(w)
 	}
 	return p, nil
+}
+
+// loadPolicyQuietly is loadPolicy for the daemon, which logs the policy's
+// warnings with the table's, when they change.
+func loadPolicyQuietly(g *globalFlags) (*policy.Policy, error) {
+	return policy.LoadOrDefault(g.config, policy.Options{ResolvConf: g.resolvConf})
 }
 
 // takeInventory takes the inventory once: Docker's networks at

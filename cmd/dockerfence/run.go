@@ -85,7 +85,7 @@ serves Prometheus metrics on http://ADDR/metrics.`,
 			signal.Notify(hup, syscall.SIGHUP)
 			defer signal.Stop(hup)
 
-			cfg.LoadPolicy = func() (*policy.Policy, error) { return loadPolicy(g) }
+			cfg.LoadPolicy = func() (*policy.Policy, error) { return loadPolicyQuietly(g) }
 			cfg.PolicyFile = cmp.Or(g.config, policy.DefaultPath)
 			cfg.Reload = hup
 			if !noDocker {
