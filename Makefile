@@ -7,6 +7,10 @@ LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 # Commands the demo and the tests need, and the Debian package that provides each.
 DEMO_DEPS := nft:nftables ip:iproute2 busybox:busybox-static
 TEST_DEPS := $(DEMO_DEPS) iptables:iptables nsenter:util-linux dockerd:docker.io containerd:containerd runc:runc strace:strace
+# packaging/deb_test.go builds the package (dpkg-deb), lints it and installs it
+# into a throw-away root whose shell is busybox (busybox-static, above).
+PKG_DEPS  := dpkg-deb:dpkg lintian:lintian
+TEST_DEPS += $(PKG_DEPS)
 
 .PHONY: all build check test lint clean demo demo-root demo-deps test-deps
 
@@ -93,18 +97,68 @@ install-deps:
 		exit $$rc; \
 	fi
 
-# install puts the binary, the systemd unit and (if there is none yet) the
-# default policy in place; it does not enable or start anything.
-PREFIX ?= /usr/local
-.PHONY: install
-install: build
-	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/dockerfence
-	install -D -m 0644 packaging/dockerfence.service $(DESTDIR)/etc/systemd/system/dockerfence.service
-	@if [ ! -e $(DESTDIR)/etc/dockerfence/policy.yaml ]; then \
-		install -d -m 0755 $(DESTDIR)/etc/dockerfence && \
-		$(BIN) policy default > $(DESTDIR)/etc/dockerfence/policy.yaml && \
-		echo "wrote the default policy to $(DESTDIR)/etc/dockerfence/policy.yaml"; \
+# install puts the binary, the systemd unit (ExecStart=$(BINDIR)/dockerfence),
+# the man pages, the bash, zsh and fish completions and, if there is none
+# yet, the default policy in place; it does not enable or start anything.
+# The unit goes to $(PREFIX)/lib/systemd/system, which systemd reads for
+# PREFIX /usr/local and /usr: an install never overwrites what the admin puts
+# in /etc/systemd/system (a copy of the unit or a drop-in), which wins.
+# DESTDIR stages the whole tree elsewhere (make deb does).
+PREFIX      ?= /usr/local
+BINDIR      ?= $(PREFIX)/bin
+MANDIR      ?= $(PREFIX)/share/man
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/site-functions
+FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
+POLICY      := /etc/dockerfence/policy.yaml
+.PHONY: install uninstall docs deb
+install: docs
+	install -D -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/dockerfence
+	install -d -m 0755 $(DESTDIR)$(UNITDIR) $(DESTDIR)$(MANDIR)/man8
+	sed 's|/usr/local/bin/dockerfence|$(BINDIR)/dockerfence|g' packaging/dockerfence.service > $(DESTDIR)$(UNITDIR)/dockerfence.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/dockerfence.service
+	@grep -qx 'ExecStart=$(BINDIR)/dockerfence run' $(DESTDIR)$(UNITDIR)/dockerfence.service || \
+		{ echo "packaging/dockerfence.service: no ExecStart=/usr/local/bin/dockerfence run to point at $(BINDIR)" >&2; exit 1; }
+	install -m 0644 $(DOCS)/man/*.8 $(DESTDIR)$(MANDIR)/man8/
+	install -D -m 0644 $(DOCS)/completions/dockerfence $(DESTDIR)$(BASHCOMPDIR)/dockerfence
+	install -D -m 0644 $(DOCS)/completions/_dockerfence $(DESTDIR)$(ZSHCOMPDIR)/_dockerfence
+	install -D -m 0644 $(DOCS)/completions/dockerfence.fish $(DESTDIR)$(FISHCOMPDIR)/dockerfence.fish
+	@if [ ! -e $(DESTDIR)$(POLICY) ]; then \
+		install -d -m 0755 $(DESTDIR)$(dir $(POLICY)) && \
+		$(BIN) policy default > $(DESTDIR)$(POLICY) && chmod 0644 $(DESTDIR)$(POLICY) && \
+		echo "wrote the default policy to $(DESTDIR)$(POLICY)"; \
 	fi
+	@if [ -e $(DESTDIR)/etc/systemd/system/dockerfence.service ]; then \
+		echo "note: $(DESTDIR)/etc/systemd/system/dockerfence.service overrides the unit just installed in $(UNITDIR); remove it unless you made it (older make install wrote it)"; \
+	fi
+
+# uninstall removes what install put, with the same PREFIX and DESTDIR, but
+# the policy: PURGE=1 removes that too. Stop and disable the daemon first
+# (systemctl disable --now dockerfence); its table stays until
+# "dockerfence delete".
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/dockerfence $(DESTDIR)$(UNITDIR)/dockerfence.service
+	rm -f $(DESTDIR)$(MANDIR)/man8/dockerfence.8 $(DESTDIR)$(MANDIR)/man8/dockerfence-*.8
+	rm -f $(DESTDIR)$(BASHCOMPDIR)/dockerfence $(DESTDIR)$(ZSHCOMPDIR)/_dockerfence $(DESTDIR)$(FISHCOMPDIR)/dockerfence.fish
+	@if [ "$(PURGE)" = 1 ]; then rm -f $(DESTDIR)$(POLICY) && rmdir --ignore-fail-on-non-empty $(DESTDIR)$(dir $(POLICY)); \
+	elif [ -e $(DESTDIR)$(POLICY) ]; then echo "kept $(DESTDIR)$(POLICY) (make uninstall PURGE=1 removes it)"; fi
+
+# docs writes the man pages and the completion scripts with the hidden
+# "dockerfence gen-docs", from the commands themselves. The pages are dated
+# by the commit, so that two builds of one commit write the same files, and
+# the builder's DOCKER_HOST does not become --docker-host's documented default.
+DOCS ?= bin/docs
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || date +%s)
+docs: build
+	rm -rf $(DOCS)
+	env -u DOCKER_HOST SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(BIN) gen-docs --man $(DOCS)/man --completions $(DOCS)/completions
+
+# deb builds the Debian package bin/dockerfence_VERSION_ARCH.deb with
+# packaging/mkdeb.sh (version from git describe, or DEB_VERSION=...).
+# packaging/deb_test.go installs, upgrades and purges it in a throw-away root.
+deb:
+	GO="$(GO)" MAKE="$(MAKE)" SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) packaging/mkdeb.sh
 
 clean:
 	rm -rf bin/

@@ -27,6 +27,11 @@ const (
 	// ReasonTunnel is a packet that a tunnel on the host decapsulated
 	// from a packet a container sent to the host (the tunnel fence).
 	ReasonTunnel
+	// ReasonTunnelEndpoint is a container's packet to a tunnel endpoint
+	// on the host (a tunnel protocol, or a tunnel's UDP port) that only
+	// the host's default would allow: what the endpoint decapsulates is
+	// not fenced where the tunnel clears the packet mark (WireGuard).
+	ReasonTunnelEndpoint
 )
 
 // String returns the reason's short name, as deny chain names carry it.
@@ -38,6 +43,8 @@ func (r Reason) String() string {
 		return "default"
 	case ReasonTunnel:
 		return "tunnel"
+	case ReasonTunnelEndpoint:
+		return "tunnel-endpoint"
 	}
 	return "rule"
 }
@@ -67,13 +74,15 @@ type Denial struct {
 }
 
 // RuleID names the denial as status does: "egress 4", "egress_default",
-// "anti-spoofing", "tunnel".
+// "anti-spoofing", "tunnel", "tunnel endpoint".
 func (d *Denial) RuleID() string {
 	switch d.Reason {
 	case ReasonSpoof:
 		return "anti-spoofing"
 	case ReasonTunnel:
 		return "tunnel"
+	case ReasonTunnelEndpoint:
+		return TunnelEndpointRuleID
 	case ReasonDefault:
 		return d.Hook.String() + "_default"
 	}
@@ -87,6 +96,8 @@ func (d *Denial) Comment() string {
 		return "source outside the network"
 	case d.Reason == ReasonTunnel:
 		return "decapsulated on the host from a container's packet"
+	case d.Reason == ReasonTunnelEndpoint:
+		return "to a tunnel endpoint on the host (tunnel protocol or UDP port), which host_default does not cover"
 	case d.Reason == ReasonDefault:
 		return d.Hook.String() + "_default deny"
 	case d.Rule.Comment != "":

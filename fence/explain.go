@@ -33,6 +33,10 @@ type Decision struct {
 	Rule *policy.Rule
 	// Spoofed is set when the source is outside the network's subnets.
 	Spoofed bool
+	// TunnelEndpoint is set when the packet goes to a tunnel endpoint on
+	// the host that only host_default would allow (see
+	// TunnelEndpointRuleID): the tunnel fence denies it.
+	TunnelEndpoint bool
 	// Verdict is the policy's verdict.
 	Verdict policy.Verdict
 	// Audit is set in audit mode: a deny verdict is logged and counted, and the packet passes.
@@ -255,11 +259,11 @@ func (r *Result) judge(d *Decision) error {
 			continue
 		}
 		var rule *policy.Rule
-		spoofed, verdict := false, policy.Allow
+		spoofed, tunnel, verdict := false, false, policy.Allow
 		v := s.Rule.Verdict
 		switch den := r.Denials[v.Target]; {
 		case v.Kind == nft.Goto && den != nil:
-			rule, spoofed, verdict = den.Rule, den.Reason == ReasonSpoof, policy.Deny
+			rule, spoofed, tunnel, verdict = den.Rule, den.Reason == ReasonSpoof, den.Reason == ReasonTunnelEndpoint, policy.Deny
 		case v.Kind == nft.Return && s.Rule.ID == "default":
 		case v.Kind == nft.Return:
 			for _, pr := range jc.section.Rules(jc.hook) {
@@ -274,7 +278,7 @@ func (r *Result) judge(d *Decision) error {
 			return fmt.Errorf("explain: rule %d of chain %s (%q) ends the chain with %s, which stands for no verdict of the policy", s.Index, s.Chain, s.Rule.ID, s.Rule.Text())
 		}
 		if !decided || verdict == policy.Deny && d.Verdict == policy.Allow {
-			d.Section, d.Rule, d.Spoofed, d.Verdict = jc.section, rule, spoofed, verdict
+			d.Section, d.Rule, d.Spoofed, d.TunnelEndpoint, d.Verdict = jc.section, rule, spoofed, tunnel, verdict
 		}
 		decided = true
 		if verdict == policy.Deny {

@@ -353,3 +353,61 @@ networks:
 		}
 	}
 }
+
+// TestExplainTunnelEndpoint judges packets from a container to the host's
+// tunnel endpoints: under the embedded default (host_default allow) the
+// tunnel fence denies the UDP ports of tunnels, WireGuard's included,
+// which clears the packet mark; a host rule that allows the port comes
+// first; other ports and host_default deny are left as they were.
+func TestExplainTunnelEndpoint(t *testing.T) {
+	def := loadPolicy(t, "")
+	allowWG := parsePolicy(t, `version: 1
+networks:
+  - match: {name: "*"}
+    host:
+      - allow: any
+        proto: udp
+        ports: [51820]
+`)
+	off := parsePolicy(t, `version: 1
+settings: {tunnel_mark: 0}
+networks:
+  - match: {name: "*"}
+    egress_default: allow
+`)
+	app := policy.Network{Name: "app_default", Bridge: "br-1", Subnets: prefixes("172.20.0.0/16", "fd00:20::/64")}
+	a := netip.MustParseAddr
+	for _, tt := range []struct {
+		name   string
+		pol    *policy.Policy
+		probe  Probe
+		tunnel bool
+		rule   string
+	}{
+		{"wireguard", def, Probe{Hook: policy.Host, Dst: a("172.20.0.1"), Proto: policy.ProtoUDP, Port: 51820}, true, ""},
+		{"vxlan over IPv6", def, Probe{Hook: policy.Host, Dst: a("fd00:20::1"), Proto: policy.ProtoUDP, Port: 4789}, true, ""},
+		{"geneve", def, Probe{Hook: policy.Host, Dst: a("172.20.0.1"), Proto: policy.ProtoUDP, Port: 6081}, true, ""},
+		{"tcp on a tunnel's port", def, Probe{Hook: policy.Host, Dst: a("172.20.0.1"), Proto: policy.ProtoTCP, Port: 4789}, false, ""},
+		{"another udp port", def, Probe{Hook: policy.Host, Dst: a("172.20.0.1"), Proto: policy.ProtoUDP, Port: 4790}, false, ""},
+		{"allowed explicitly", allowWG, Probe{Hook: policy.Host, Dst: a("172.20.0.1"), Proto: policy.ProtoUDP, Port: 51820}, false, "host 1"},
+		{"tunnel fence off", off, Probe{Hook: policy.Host, Dst: a("172.20.0.1"), Proto: policy.ProtoUDP, Port: 51820}, false, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			d, err := Explain(tt.pol, []policy.Network{app}, app, tt.probe)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rule := ""
+			if d.Rule != nil {
+				rule = d.Rule.ID()
+			}
+			want := policy.Allow
+			if tt.tunnel {
+				want = policy.Deny
+			}
+			if d.TunnelEndpoint != tt.tunnel || d.Verdict != want || d.Passes == tt.tunnel || rule != tt.rule {
+				t.Errorf("tunnel endpoint %v, verdict %v, passes %v, rule %q; want %v, %v, %v, %q\n%s", d.TunnelEndpoint, d.Verdict, d.Passes, rule, tt.tunnel, want, !tt.tunnel, tt.rule, d.Trace)
+			}
+		})
+	}
+}

@@ -136,6 +136,7 @@ func TestDenials(t *testing.T) {
 		{"fwd_br-0123456789ab.spoof", "app_default", "anti-spoofing", "source outside the network", "spoof", false},
 		{"fwd_br-0123456789ab.e4", "app_default", "egress 4", "private network", "rule", false},
 		{"in_br-0123456789ab.spoof", "app_default", "anti-spoofing", "source outside the network", "spoof", false},
+		{"in_br-0123456789ab.tunnel-endpoint", "app_default", "tunnel endpoint", "to a tunnel endpoint on the host (tunnel protocol or UDP port), which host_default does not cover", "tunnel-endpoint", false},
 		{"fwd.tunnel", "(none)", "tunnel", "decapsulated on the host from a container's packet", "tunnel", false},
 		{"in.tunnel", "(none)", "tunnel", "decapsulated on the host from a container's packet", "tunnel", false},
 	}

@@ -126,6 +126,9 @@ func (b *builder) networkChain(name string, sec *policy.Section, d Direction, n 
 	for _, r := range sec.Rules(h) {
 		c.Rules = append(c.Rules, b.policyRules(name, sec, d, r, n)...)
 	}
+	if TunnelEndpoints(b.pol, sec, d) {
+		b.tunnelEndpointRules(c, name, sec, d, n)
+	}
 	def := &nft.Rule{Counter: true, Verdict: allow, ID: "default", Comment: h.String() + "_default allow"}
 	if d.ToHost {
 		// What a tunnel on the host decapsulates from this packet keeps
@@ -141,6 +144,59 @@ func (b *builder) networkChain(name string, sec *policy.Section, d Direction, n 
 	}
 	c.Rules = append(c.Rules, def)
 }
+
+// TunnelEndpointRuleID is the ID of the rules that deny a container's
+// packets to tunnel endpoints on the host (see tunnelEndpointRules).
+const TunnelEndpointRuleID = "tunnel endpoint"
+
+// tunnelEndpointRules adds to host chain c, after the section's rules and
+// before its default allow, the rules that deny what only that default
+// would let through to a tunnel endpoint: the tunnel protocols (IPIP,
+// IPv6-in-IP, GRE, MPLS-in-IP) and the UDP ports tunnels listen on by
+// default (tunnelPorts: VXLAN, GENEVE, GRE-in-UDP, MPLS-in-UDP, WireGuard).
+// The packet mark covers tunnels that keep it through decapsulation on
+// any port; these rules cover the ones that clear it (WireGuard), on
+// their default ports, and keep every tunnel's outer packet from the host.
+// A host rule that allows such traffic comes first and lets it through:
+// the operator chose that service (and apply warns). Off with the tunnel
+// fence (settings.tunnel_mark: 0).
+func (b *builder) tunnelEndpointRules(c *nft.Chain, name string, sec *policy.Section, d Direction, n *policy.Network) {
+	deny := nft.Verdict{Kind: nft.Goto, Target: b.denyChain(name, &Denial{Network: n, Section: sec, Hook: d.Hook, Reason: ReasonTunnelEndpoint})}
+	c.Rules = append(c.Rules, &nft.Rule{Matches: []nft.Match{nft.L4Proto{Protos: ipproto.Tunnels}}, Counter: true, Verdict: deny, ID: TunnelEndpointRuleID, Comment: "tunnel protocol to this host"})
+	if _, ok := b.sets[tunnelPortSet]; !ok {
+		var ports []nft.PortRange
+		for _, tp := range tunnelPorts {
+			ports = append(ports, nft.PortRange{First: tp.port, Last: tp.port})
+		}
+		b.addSet(&nft.Set{Name: tunnelPortSet, Key: nft.KeyService, Ports: nft.MergePorts(ports)})
+	}
+	c.Rules = append(c.Rules, &nft.Rule{Matches: []nft.Match{nft.L4Proto{Protos: []uint8{ipproto.UDP}}, nft.DPort{Set: tunnelPortSet}}, Counter: true, Verdict: deny, ID: TunnelEndpointRuleID, Comment: "UDP port of a tunnel to this host"})
+}
+
+// TunnelEndpoints reports whether the chains of section sec in direction d
+// deny packets to tunnel endpoints on the host (TunnelEndpointRuleID): in
+// the host direction, when host_default is allow and the tunnel fence is
+// on.
+func TunnelEndpoints(pol *policy.Policy, sec *policy.Section, d Direction) bool {
+	return d.ToHost && sec.Default(d.Hook) == policy.Allow && pol.Settings.TunnelMark != 0
+}
+
+// TunnelEndpointMatch says what the tunnel endpoint rules match, for
+// status.
+var TunnelEndpointMatch = func() string {
+	var names, ports []string
+	for _, p := range ipproto.Tunnels {
+		r, _ := ipproto.ByNum(p)
+		names = append(names, r.Title)
+	}
+	for _, tp := range tunnelPorts {
+		ports = append(ports, fmt.Sprint(tp.port))
+	}
+	return strings.Join(names, ", ") + "; udp/" + strings.Join(ports, ",") + " (tunnels' ports)"
+}()
+
+// tunnelPortSet is the set of the UDP ports of tunnelPorts.
+const tunnelPortSet = "tunnel_ports"
 
 // denyChain adds the chain that logs and refuses packets of network chain
 // for the reason d gives, records d under the chain's name, and returns the

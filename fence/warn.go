@@ -26,7 +26,7 @@ var tunnelPorts = []struct {
 // network has and its deny rules leave out.
 func (b *builder) warn() {
 	if b.pol.Settings.TunnelMark == 0 && (len(b.r.Fenced) > 0 || b.r.CatchAll != nil) {
-		b.r.Warnings = append(b.r.Warnings, "settings.tunnel_mark is 0: what tunnels on this host (VXLAN, GENEVE, GRE, IPIP, FOU) decapsulate from the packets containers send to the host is not fenced")
+		b.r.Warnings = append(b.r.Warnings, "settings.tunnel_mark is 0: what tunnels on this host (VXLAN, GENEVE, GRE, IPIP, FOU, WireGuard) decapsulate from the packets containers send to the host is not fenced")
 	}
 	for _, f := range b.r.Fenced {
 		who := "network " + networkName(f.Network)

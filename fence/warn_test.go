@@ -89,7 +89,7 @@ func TestTunnelWarnings(t *testing.T) {
 		}},
 		{"TCP", "version: 1\nnetworks:\n  - match: {name: app_default}\n    host:\n      - allow: any\n        proto: tcp\n", nil},
 		{"tunnel fence off", "version: 1\nsettings: {tunnel_mark: 0}\nnetworks:\n  - match: {name: app_default}\n    host:\n      - allow: any\n", []string{
-			"settings.tunnel_mark is 0: what tunnels on this host (VXLAN, GENEVE, GRE, IPIP, FOU) decapsulate from the packets containers send to the host is not fenced",
+			"settings.tunnel_mark is 0: what tunnels on this host (VXLAN, GENEVE, GRE, IPIP, FOU, WireGuard) decapsulate from the packets containers send to the host is not fenced",
 		}},
 	}
 	for _, tt := range tests {

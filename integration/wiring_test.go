@@ -39,7 +39,9 @@ func TestLeakFlushOwnedByDaemon(t *testing.T) {
 
 // TestLeakFlushOrphaned floods the denied database while, 40 times, the
 // daemon is SIGKILLed, "nft flush ruleset" runs, and a daemon is started
-// again. The killed daemon's table stays, persistent but orphaned: it
+// again, with no file descriptor store to keep its socket (a daemon run by
+// hand; TestLeakFlushKilledUnderFDStore runs it as systemd does, and
+// leaks nothing). The killed daemon's table stays, persistent but orphaned: it
 // fences while no daemon runs, but the kernel lets a flush delete a table
 // without an owner, so each flush opens the fence until the next daemon
 // has recreated it. The test asserts what holds (the table fences until

@@ -13,6 +13,12 @@ const (
 	ICMPv6  uint8 = 58
 	SCTP    uint8 = 132
 	UDPLite uint8 = 136
+	// Tunnels: IPv4 in IP (IPIP), IPv6 in IP (6in4 or ip6ip6), GRE and
+	// MPLS in IP carry whole packets, which the host decapsulates.
+	IPIP     uint8 = 4
+	IPv6     uint8 = 41
+	GRE      uint8 = 47
+	MPLSInIP uint8 = 137
 )
 
 // Protocol is one row of the table.
@@ -37,7 +43,15 @@ var Table = []Protocol{
 	{ICMPv6, "icmpv6", "ipv6-icmp", "ICMPv6", false},
 	{SCTP, "sctp", "sctp", "SCTP", true},
 	{UDPLite, "udplite", "udplite", "UDP-Lite", true},
+	{IPIP, "ipip", "ipencap", "IPIP", false},
+	{IPv6, "ipv6", "ipv6", "IPv6-in-IP", false},
+	{GRE, "gre", "gre", "GRE", false},
+	{MPLSInIP, "mpls-in-ip", "mpls-in-ip", "MPLS-in-IP", false},
 }
+
+// Tunnels are the protocols that carry whole IP packets, which a tunnel
+// endpoint on the host decapsulates.
+var Tunnels = []uint8{IPIP, IPv6, GRE, MPLSInIP}
 
 // ByNum returns the row of protocol number p.
 func ByNum(p uint8) (Protocol, bool) {

@@ -66,6 +66,13 @@ type Options struct {
 	// means the calling thread's.
 	NetNS     int
 	Ownership Ownership
+	// Socket, if set, is an nf_tables socket an earlier daemon opened and
+	// left in systemd's file descriptor store (see SocketFile): the Kernel
+	// uses it rather than a new one, and so keeps owning the table that
+	// socket owns, which no one could flush or change while no daemon ran.
+	// The socket works in the namespace it was opened in, whatever NetNS
+	// says. The Kernel uses a duplicate of it: the caller closes Socket.
+	Socket *os.File
 }
 
 // OpenKernel opens a lasting Kernel: one nf_tables socket for all its
@@ -74,8 +81,13 @@ type Options struct {
 // The caller must Close it; a table it owns then stays, orphaned, for the
 // next lasting Kernel to adopt.
 func OpenKernel(o Options) (*Kernel, error) {
-	c, err := dialConn(o.NetNS)
-	if err != nil {
+	var c *conn
+	var err error
+	if o.Socket != nil {
+		if c, err = fileConn(o.Socket); err != nil {
+			return nil, fmt.Errorf("inherited nf_tables socket: %w", err)
+		}
+	} else if c, err = dialConn(o.NetNS); err != nil {
 		return nil, fmt.Errorf("open nf_tables socket: %w", explain(err))
 	}
 	k := &Kernel{NetNS: o.NetNS, Ownership: o.Ownership, s: &session{c: c}}
@@ -100,6 +112,35 @@ func (k *Kernel) Close() error {
 	err := k.s.c.close()
 	k.s.c = nil
 	return err
+}
+
+// SocketFile returns a duplicate of a lasting Kernel's socket, for
+// systemd's file descriptor store (sd_notify FDSTORE=1): while the store
+// holds it, the socket stays open, and so the table stays owned, even
+// when the daemon is killed; the next daemon gets it back (Options.Socket)
+// and goes on owning the table. The caller closes the file.
+func (k *Kernel) SocketFile() (*os.File, error) {
+	if !k.lasting() {
+		return nil, errors.New("nftables: a one-shot Kernel has no lasting socket")
+	}
+	k.s.mu.Lock()
+	defer k.s.mu.Unlock()
+	if k.s.c == nil {
+		return nil, errClosed
+	}
+	rc, err := k.s.c.c.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var fd int
+	var derr error
+	if err := rc.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return nil, err
+	}
+	if derr != nil {
+		return nil, os.NewSyscallError("fcntl F_DUPFD_CLOEXEC", derr)
+	}
+	return os.NewFile(uintptr(fd), "nf_tables socket"), nil
 }
 
 // errClosed is returned by the calls of a lasting Kernel after Close.

@@ -80,7 +80,7 @@ func TestChanges(t *testing.T) {
 	tighter.Sections[0].ByHook[policy.Egress].Default = policy.Deny
 	app4 := "net_br-0123456789ab_4"
 	appChains := []string{"fwd_br-0123456789ab", "in_br-0123456789ab"}
-	otherChains := []string{"fwd_br-other", "fwd_br-other.spoof", "fwd_br-other.e3", "fwd_br-other.e4", "in_br-other", "in_br-other.spoof"}
+	otherChains := []string{"fwd_br-other", "fwd_br-other.spoof", "fwd_br-other.e3", "fwd_br-other.e4", "in_br-other", "in_br-other.spoof", "in_br-other.tunnel-endpoint"}
 
 	tests := []struct {
 		name     string

@@ -94,12 +94,14 @@ func (p *parser) parse(data []byte) *Policy {
 	if warning != "" {
 		pol.Warnings = append(pol.Warnings, warning)
 	}
-	var versionNode, networksNode *yaml.Node
+	var versionNode, networksNode, containersNode *yaml.Node
 	p.mapping(root, "top level", map[string]func(k, v *yaml.Node){
 		"version":  func(_, v *yaml.Node) { versionNode = v },
 		"settings": func(_, v *yaml.Node) { p.settings(v, &pol.Settings) },
 		"lists":    func(_, v *yaml.Node) { p.lists(v, pol) },
 		"networks": func(_, v *yaml.Node) { networksNode = v },
+		// After lists, whatever the order in the file: rules name them.
+		"containers": func(_, v *yaml.Node) { containersNode = v },
 	})
 	switch {
 	case versionNode == nil:
@@ -115,6 +117,9 @@ func (p *parser) parse(data []byte) *Policy {
 		p.errorf(root, "missing networks; add at least one section, e.g. '- match: {name: \"*\"}'")
 	} else {
 		p.networks(networksNode, pol)
+	}
+	if containersNode != nil {
+		p.containers(containersNode, pol)
 	}
 	return pol
 }

@@ -51,10 +51,13 @@ const numHooks = 2
 // keys are their names ("egress", "egress_default", ...).
 var Hooks = [numHooks]Hook{Egress, Host}
 
-// String returns "egress" or "host".
+// String returns "egress", "host" or "ingress".
 func (h Hook) String() string {
-	if h == Host {
+	switch h {
+	case Host:
 		return "host"
+	case Ingress:
+		return "ingress"
 	}
 	return "egress"
 }
@@ -82,6 +85,9 @@ type Policy struct {
 	// with user lists overriding built-ins of the same name.
 	Lists    map[string]*List
 	Sections []*Section
+	// Containers are the container sections, in order: the first whose
+	// match fits a container judges it, after its network's section.
+	Containers []*ContainerSection
 	// Warnings are non-fatal findings, such as an unreadable resolv.conf.
 	Warnings []string
 	// resolvFiles are the files the built-in @resolvers depends on.
@@ -397,6 +403,9 @@ func (p *Policy) CatchAll() *Section {
 
 // NeedsDocker reports whether some section can only be matched with Docker's metadata.
 func (p *Policy) NeedsDocker() bool {
+	if len(p.Containers) > 0 {
+		return true
+	}
 	for _, s := range p.Sections {
 		if s.Match.NeedsDocker() {
 			return true
@@ -424,17 +433,24 @@ func (p *Policy) Resolve(a AddrSpec, n Network) []netip.Prefix {
 func (p *Policy) UsedLists() []string {
 	seen := map[string]bool{}
 	var names []string
-	for _, s := range p.Sections {
-		for _, h := range s.ByHook {
-			for _, r := range h.Rules {
-				for _, l := range r.Addrs.Lists {
-					if !seen[l] {
-						seen[l] = true
-						names = append(names, l)
-					}
+	add := func(rules []*Rule) {
+		for _, r := range rules {
+			for _, l := range r.Addrs.Lists {
+				if !seen[l] {
+					seen[l] = true
+					names = append(names, l)
 				}
 			}
 		}
+	}
+	for _, s := range p.Sections {
+		for _, h := range s.ByHook {
+			add(h.Rules)
+		}
+	}
+	for _, s := range p.Containers {
+		add(s.Egress.Rules)
+		add(s.Ingress.Rules)
 	}
 	sort.Strings(names)
 	return names

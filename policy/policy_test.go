@@ -99,7 +99,7 @@ func TestErrors(t *testing.T) {
 		{"tab yaml", "version: 1\n\tnetworks: []\n", "policy.yaml:2:1: invalid YAML"},
 		{"missing version", "networks:\n  - match: {name: x}\n", "policy.yaml:1:1: missing version"},
 		{"wrong version", "version: 2\nnetworks:\n  - match: {name: x}\n", "policy.yaml:1:10: unsupported version \"2\""},
-		{"unknown top key", "version: 1\nnetwork: []\n", "policy.yaml:2:1: top level: unknown key \"network\"; expected one of lists, networks, settings, version"},
+		{"unknown top key", "version: 1\nnetwork: []\n", "policy.yaml:2:1: top level: unknown key \"network\"; expected one of containers, lists, networks, settings, version"},
 		{"missing networks", "version: 1\n", "policy.yaml:1:1: missing networks"},
 		{"empty networks", "version: 1\nnetworks: []\n", "policy.yaml:2:11: networks: expected a list of sections"},
 		{"unknown setting", "version: 1\nsettings: {tabel: x}\nnetworks:\n  - match: {name: x}\n", "policy.yaml:2:12: settings: unknown key \"tabel\""},

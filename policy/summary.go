@@ -8,12 +8,16 @@ import (
 
 // Summary says in one line what the policy holds, as `dockerfence check`
 // prints it: "2 sections, 5 rules, lists used: office, private" ("-" for
-// no lists), with the file the built-in resolvers came from if it is used
-// ("resolvers (from /etc/resolv.conf)").
+// no lists; "2 sections, 1 container sections, ..." with containers), with
+// the file the built-in resolvers came from if it is used ("resolvers
+// (from /etc/resolv.conf)").
 func (p *Policy) Summary() string {
 	rules := 0
 	for _, s := range p.Sections {
 		rules += s.RuleCount()
+	}
+	for _, s := range p.Containers {
+		rules += len(s.Egress.Rules) + len(s.Ingress.Rules)
 	}
 	used := p.UsedLists()
 	if from := p.ResolversFrom(); from != "" {
@@ -27,7 +31,11 @@ func (p *Policy) Summary() string {
 	if lists == "" {
 		lists = "-"
 	}
-	return fmt.Sprintf("%d sections, %d rules, lists used: %s", len(p.Sections), rules, lists)
+	containers := ""
+	if len(p.Containers) > 0 {
+		containers = fmt.Sprintf(", %d container sections", len(p.Containers))
+	}
+	return fmt.Sprintf("%d sections%s, %d rules, lists used: %s", len(p.Sections), containers, rules, lists)
 }
 
 // ResolversFrom returns the file that the built-in list @resolvers was read

@@ -37,7 +37,8 @@ type Explanation struct {
 	// Comment is that rule's comment; "" without a rule or comment.
 	Comment string `json:"comment"`
 	// DecidedBy is "rule", "default" (egress_default or host_default),
-	// "anti-spoofing", "unfenced" (no section covers the network) or "not
+	// "anti-spoofing", "tunnel endpoint" (a tunnel's port on the host that
+	// only host_default would allow), "unfenced" (no section covers the network) or "not
 	// fenceable" (a network of another driver than bridge, which no
 	// section can fence: the note says why).
 	DecidedBy string `json:"decided_by"`
@@ -129,6 +130,8 @@ func (x *Explain) Explanation() Explanation {
 		return e
 	case d.Spoofed:
 		e.DecidedBy = "anti-spoofing"
+	case d.TunnelEndpoint:
+		e.DecidedBy = "tunnel endpoint"
 	case d.Rule != nil:
 		e.DecidedBy = "rule"
 		e.Rule, e.RuleMatch, e.Comment = d.Rule.ID(), fence.RuleMatch(d.Rule), d.Rule.Comment
@@ -194,6 +197,8 @@ func (x *Explain) Text() string {
 	switch {
 	case d.Spoofed:
 		fmt.Fprintf(&b, "rule     anti-spoofing: source %s is outside the network's subnets\n", pr.Src)
+	case d.TunnelEndpoint:
+		fmt.Fprintf(&b, "rule     tunnel endpoint: %s/%d is a tunnel's port on this host, which only host_default would allow; what a tunnel decapsulates is not fenced, so the tunnel fence denies it (a host rule that allows it explicitly comes first)\n", pr.Proto, pr.Port)
 	case d.Rule != nil:
 		c := ""
 		if d.Rule.Comment != "" {

@@ -238,6 +238,10 @@ func Make(pol *policy.Policy, r *fence.Result, st *nft.State, source string) Sta
 				p, b := count(r.ID())
 				add(RuleStatus{ID: r.ID(), Index: r.Index, Verdict: verdict(r.Verdict), Match: fence.RuleMatch(r), Comment: r.Comment, Packets: p, Bytes: b})
 			}
+			if fence.TunnelEndpoints(pol, f.Section, d) {
+				p, b = count(fence.TunnelEndpointRuleID)
+				add(RuleStatus{ID: fence.TunnelEndpointRuleID, Verdict: deny, Match: fence.TunnelEndpointMatch, Packets: p, Bytes: b})
+			}
 			p, b = count("default")
 			add(RuleStatus{ID: h.String() + "_default", Verdict: verdict(f.Section.Default(h)), Match: "anything else", Packets: p, Bytes: b})
 		}

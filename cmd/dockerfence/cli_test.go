@@ -128,3 +128,35 @@ func TestCompletionHelp(t *testing.T) {
 		t.Errorf("completing check's FILE: exit message %q, stdout:\n%s", msg, out)
 	}
 }
+
+// TestGenDocs checks that the hidden gen-docs writes a man page for the
+// command and each subcommand, and the three completion scripts, and that
+// --help does not list it.
+func TestGenDocs(t *testing.T) {
+	dir := t.TempDir()
+	man, compl := filepath.Join(dir, "man"), filepath.Join(dir, "completions")
+	if out, msg := execute(t, "gen-docs", "--man", man, "--completions", compl); msg != "" || out != "" {
+		t.Fatalf("gen-docs: stdout %q, exit message %q", out, msg)
+	}
+	for _, page := range []string{"dockerfence.8", "dockerfence-apply.8", "dockerfence-run.8", "dockerfence-plan.8",
+		"dockerfence-status.8", "dockerfence-logs.8", "dockerfence-check.8", "dockerfence-explain.8", "dockerfence-delete.8",
+		"dockerfence-policy.8", "dockerfence-policy-default.8", "dockerfence-version.8", "dockerfence-completion.8"} {
+		if _, err := os.Stat(filepath.Join(man, page)); err != nil {
+			t.Error(err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(man, "dockerfence-gen-docs.8")); err == nil {
+		t.Error("the hidden gen-docs has a man page")
+	}
+	for _, f := range []string{"dockerfence", "_dockerfence", "dockerfence.fish"} {
+		if _, err := os.Stat(filepath.Join(compl, f)); err != nil {
+			t.Error(err)
+		}
+	}
+	if help, _ := execute(t, "--help"); strings.Contains(help, "gen-docs") {
+		t.Errorf("--help lists gen-docs:\n%s", help)
+	}
+	if _, msg := execute(t, "gen-docs"); msg != "dockerfence: gen-docs: give --man DIR, --completions DIR or both" {
+		t.Errorf("gen-docs without a directory: exit message %q", msg)
+	}
+}

@@ -92,7 +92,7 @@ later does to its chains, so recreating a network no longer opens the fence.`,
 	pf.StringVar(&g.resolvConf, "resolv-conf", "/etc/resolv.conf", "the host's resolv.conf, whose nameservers make up @resolvers (systemd-resolved's upstream servers if it names only its stub)")
 	_ = pf.MarkHidden("resolv-conf")
 	pf.StringVar(&g.socket, "socket", daemon.DefaultSocket, "unix socket of dockerfence run (status and denial events); the last apply is recorded next to it")
-	root.AddCommand(applyCmd(g), runCmd(g), planCmd(g), statusCmd(g), logsCmd(g), checkCmd(g), explainCmd(g), deleteCmd(g), policyCmd(), versionCmd(g))
+	root.AddCommand(applyCmd(g), runCmd(g), planCmd(g), statusCmd(g), logsCmd(g), checkCmd(g), explainCmd(g), deleteCmd(g), policyCmd(), versionCmd(g), genDocsCmd())
 	root.SetVersionTemplate("dockerfence {{.Version}}\n") // the first line of dockerfence version
 	root.InitDefaultCompletionCmd()
 	if c, _, err := root.Find([]string{"completion"}); err == nil {

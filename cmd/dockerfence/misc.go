@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/dockerfence/dockerfence/internal/docgen"
 	"github.com/dockerfence/dockerfence/policy"
 	"github.com/dockerfence/dockerfence/status"
 	"github.com/spf13/cobra"
@@ -64,4 +65,33 @@ func versionCmd(g *globalFlags) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// genDocsCmd is the hidden command that make install and make deb use to
+// write the man pages and the completion scripts of this very command tree.
+func genDocsCmd() *cobra.Command {
+	var man, completions string
+	cmd := &cobra.Command{
+		Use:    "gen-docs",
+		Short:  "Write the man pages (--man DIR) and the bash, zsh and fish completion scripts (--completions DIR)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if man == "" && completions == "" {
+				return errors.New("gen-docs: give --man DIR, --completions DIR or both")
+			}
+			if man != "" {
+				if err := docgen.Man(cmd.Root(), man, "dockerfence "+version); err != nil {
+					return err
+				}
+			}
+			if completions != "" {
+				return docgen.Completions(cmd.Root(), completions)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&man, "man", "", "directory for the man pages")
+	cmd.Flags().StringVar(&completions, "completions", "", "directory for the completion scripts")
+	return cmd
 }

@@ -13,7 +13,6 @@ import (
 	"github.com/dockerfence/dockerfence/daemon"
 	"github.com/dockerfence/dockerfence/docker"
 	"github.com/dockerfence/dockerfence/lock"
-	"github.com/dockerfence/dockerfence/nft"
 	"github.com/dockerfence/dockerfence/policy"
 	"github.com/spf13/cobra"
 )
@@ -65,10 +64,13 @@ once and then keeps table inet dockerfence equal to it:
   Every 30 s
       A full resync, in case an event was missed.
   SIGTERM, SIGINT or SIGKILL
-      run exits and leaves the table in place, orphaned: the fence stays
-      closed while the daemon is down, and the next run adopts it. A table
-      without an owner is not protected from "nft flush ruleset"; only
-      "dockerfence delete" removes it otherwise.
+      run exits and leaves the table in place: the fence stays closed
+      while the daemon is down. Under systemd (the packaged unit sets
+      FileDescriptorStoreMax=) the owning socket waits in systemd's file
+      descriptor store, so the table stays owned and refuses "nft flush
+      ruleset" until the next run takes the socket back. Otherwise the
+      table is orphaned until the next run adopts it, and a flush can
+      delete it meanwhile.
   apply, plan, delete
       While run answers on --socket they go through it (see their help);
       apply and delete only for uid 0 or CAP_NET_ADMIN.
@@ -98,9 +100,11 @@ serves Prometheus metrics on http://ADDR/metrics.`,
 			}
 			cfg.Bridges = bridge.Netlink{}.Bridges
 			// One lasting socket for the daemon's life: it owns the table
-			// where the kernel allows it; closed at exit, it leaves the
-			// table persistent and orphaned, for the next daemon to adopt.
-			k, err := nft.OpenKernel(nft.Options{})
+			// where the kernel allows it. Under systemd a copy waits in
+			// the file descriptor store, so the table stays owned across a
+			// kill or crash; else, closed at exit, it leaves the table
+			// persistent and orphaned, for the next daemon to adopt.
+			k, err := daemon.OpenKernel(slog.Default())
 			if err != nil {
 				return err
 			}
