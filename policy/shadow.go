@@ -66,6 +66,36 @@ func globCovers(a, b string) bool {
 	return strings.HasPrefix(b[:i], prefix) && !strings.Contains(b, "/")
 }
 
+// Covers reports whether m matches every container that o matches,
+// whatever the containers, as Match.Covers does for networks: each
+// constraint of m must follow from one of o of the same kind. Image
+// patterns match across '/', and a compose match is implied only by a
+// compose match.
+func (m ContainerMatch) Covers(o ContainerMatch) bool {
+	if m.Name != "" && (o.Name == "" || !globCovers(m.Name, o.Name)) {
+		return false
+	}
+	if m.Image != "" && (o.Image == "" || !globCovers(acrossSlashes(m.Image), acrossSlashes(o.Image))) {
+		return false
+	}
+	if m.HasLabel {
+		if !o.HasLabel || o.LabelKey != m.LabelKey {
+			return false
+		}
+		if m.LabelHasValue && (!o.LabelHasValue || o.LabelValue != m.LabelValue) {
+			return false
+		}
+	}
+	if m.HasCompose && (!o.HasCompose || !globCovers(m.ComposeProject, o.ComposeProject) || !globCovers(m.ComposeService, o.ComposeService)) {
+		return false
+	}
+	return true
+}
+
+// acrossSlashes turns an image pattern into one that globCovers reads as
+// globAcrossSlashes matches it: '/' an ordinary character.
+func acrossSlashes(pattern string) string { return strings.ReplaceAll(pattern, "/", "\x00") }
+
 // ShadowedBy returns the first section before s whose match covers s's:
 // s then never applies to any network. It returns nil if there is none.
 func (p *Policy) ShadowedBy(s *Section) *Section {
@@ -95,6 +125,15 @@ func (p *Policy) shadowWarnings() []string {
 		}
 		out = append(out, fmt.Sprintf("%s: section %d %s never applies: section %d %s (line %d) comes first and %s; move section %d above it, or remove it",
 			s.Pos, s.Index, s.Match, e.Index, e.Match, e.Pos.Line, why, s.Index))
+	}
+	for i, s := range p.Containers {
+		for _, e := range p.Containers[:i] {
+			if e.Match.Covers(s.Match) {
+				out = append(out, fmt.Sprintf("%s: container section %d %s never applies: container section %d %s (line %d) comes first and matches every container it matches; move container section %d above it, or remove it",
+					s.Pos, s.Index, s.Match, e.Index, e.Match, e.Pos.Line, s.Index))
+				break
+			}
+		}
 	}
 	return out
 }

@@ -144,3 +144,100 @@ func TestShadowWarnings(t *testing.T) {
 		})
 	}
 }
+
+// TestContainerCovers checks the container matches a container section's
+// match covers, and that each pair it says true of holds for every
+// container of a sample: no false positive.
+func TestContainerCovers(t *testing.T) {
+	label := func(kv string) ContainerMatch {
+		k, v, has := strings.Cut(kv, "=")
+		return ContainerMatch{HasLabel: true, LabelKey: k, LabelValue: v, LabelHasValue: has}
+	}
+	compose := func(p, s string) ContainerMatch {
+		return ContainerMatch{HasCompose: true, ComposeProject: p, ComposeService: s}
+	}
+	tests := []struct {
+		name string
+		a, b ContainerMatch
+		want bool
+	}{
+		{"star name", ContainerMatch{Name: "*"}, ContainerMatch{Name: "web-1"}, true},
+		{"prefix name", ContainerMatch{Name: "web-*"}, ContainerMatch{Name: "web-1"}, true},
+		{"other name", ContainerMatch{Name: "web-*"}, ContainerMatch{Name: "db-1"}, false},
+		{"star image across slashes", ContainerMatch{Image: "*"}, ContainerMatch{Image: "registry.example/team/*"}, true},
+		{"registry prefix", ContainerMatch{Image: "registry.example/*"}, ContainerMatch{Image: "registry.example/team/app:1"}, true},
+		{"other registry", ContainerMatch{Image: "registry.example/*"}, ContainerMatch{Image: "docker.io/redis:7"}, false},
+		{"label key", label("role"), label("role=worker"), true},
+		{"label value", label("role=worker"), label("role"), false},
+		{"compose project", compose("shop", "*"), compose("shop", "api"), true},
+		{"compose service", compose("shop", "api"), compose("shop", "*"), false},
+		{"compose is not a label", compose("shop", "*"), label("com.docker.compose.project=shop"), false},
+		{"name does not cover image", ContainerMatch{Name: "*"}, ContainerMatch{Image: "redis:7"}, false},
+		{"less constrained", label("role"), ContainerMatch{HasLabel: true, LabelKey: "role", Name: "w"}, true},
+	}
+	for _, tt := range tests {
+		if got := tt.a.Covers(tt.b); got != tt.want {
+			t.Errorf("%s: %s.Covers(%s) = %v, want %v", tt.name, tt.a, tt.b, got, tt.want)
+		}
+	}
+	type ctr struct {
+		name, image string
+		labels      map[string]string
+	}
+	var ctrs []ctr
+	for _, name := range []string{"", "web-1", "db-1", "w"} {
+		for _, image := range []string{"", "redis:7", "registry.example/team/app:1", "docker.io/redis:7"} {
+			for _, labels := range []map[string]string{nil, {"role": "worker"}, {"role": "web"}, {ComposeProjectLabel: "shop", ComposeServiceLabel: "api"}, {ComposeProjectLabel: "shop", ComposeServiceLabel: "db", "role": "worker"}} {
+				ctrs = append(ctrs, ctr{name, image, labels})
+			}
+		}
+	}
+	covered := 0
+	for _, a := range tests {
+		for _, m := range []ContainerMatch{a.a, a.b} {
+			for _, o := range tests {
+				for _, n := range []ContainerMatch{o.a, o.b} {
+					if !m.Covers(n) {
+						continue
+					}
+					covered++
+					for _, c := range ctrs {
+						if n.Matches(c.name, c.image, c.labels) && !m.Matches(c.name, c.image, c.labels) {
+							t.Errorf("%s covers %s, but %+v matches only the latter", m, n, c)
+						}
+					}
+				}
+			}
+		}
+	}
+	if covered <= 2*len(tests) {
+		t.Errorf("only %d pairs covered", covered)
+	}
+}
+
+// TestContainerShadowWarnings checks the warning of a container section
+// that an earlier one shadows.
+func TestContainerShadowWarnings(t *testing.T) {
+	src := `version: 1
+networks:
+  - match: {name: "*"}
+containers:
+  - match: {compose: "shop/*"}
+  - match: {compose: "shop/api", image: "registry.example/*"}
+  - match: {image: "registry.example/*"}
+`
+	p, err := Parse("p.yaml", []byte(src), Options{ResolvConf: filepath.Join(t.TempDir(), "resolv.conf")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `p.yaml:6:5: container section 2 {image: "registry.example/*", compose: "shop/api"} never applies: container section 1 {compose: "shop/*"} (line 5) comes first and matches every container it matches; move container section 2 above it, or remove it`
+	var got []string
+	for _, w := range p.Warnings {
+		if strings.Contains(w, "never applies") {
+			got = append(got, w)
+		}
+	}
+	if diff := cmp.Diff([]string{want}, got); diff != "" {
+		t.Errorf("warnings (-want +got):\n%s", diff)
+	}
+}
