@@ -36,6 +36,8 @@ const (
 	// status other than 200. Apply and
 	// delete are taken only from a caller with uid 0 or CAP_NET_ADMIN
 	// (SO_PEERCRED), whatever the socket's mode.
+	//
+	// The answer to a plan has the header PendingHeader.
 	ApplyPath  = "/v1/apply"
 	PlanPath   = "/v1/plan"
 	DeletePath = "/v1/delete"
@@ -44,6 +46,10 @@ const (
 // WarningHeader carries, once each, the warnings of the answer to apply
 // or plan, each a Go string literal (strconv.QuoteToASCII).
 const WarningHeader = "Dockerfence-Warning"
+
+// PendingHeader is the header of the answer to a POST to PlanPath that
+// says whether apply would change the table: "true" or "false".
+const PendingHeader = "Dockerfence-Pending"
 
 // CommandRequest is the body of a POST to ApplyPath, PlanPath or DeletePath.
 type CommandRequest struct {
@@ -119,6 +125,9 @@ func (a *API) command(kind string, changes bool) http.HandlerFunc {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 			for _, warning := range rep.Warnings {
 				w.Header().Add(WarningHeader, strconv.QuoteToASCII(warning))
+			}
+			if kind == RequestPlan {
+				w.Header().Set(PendingHeader, strconv.FormatBool(rep.Pending))
 			}
 			_, _ = io.WriteString(w, rep.Output)
 		case <-r.Context().Done():

@@ -90,14 +90,19 @@ func Command(ctx context.Context, socket, kind, policyFile string) (string, erro
 	return a.Output, err
 }
 
-// Answer is the daemon's answer to a command: its output, and the
-// warnings of the policy and of the table built.
+// Answer is the daemon's answer to a command.
 type Answer struct {
-	Output   string
+	// Output is the command's output.
+	Output string
+	// Warnings are the warnings of the policy and of the table built
+	// (WarningHeader).
 	Warnings []string
+	// Pending says, for a plan, whether apply would change the table; nil
+	// if the daemon did not say (PendingHeader).
+	Pending *bool
 }
 
-// Ask is Command, with the warnings of the answer.
+// Ask is Command, with all of the daemon's answer.
 func Ask(ctx context.Context, socket, kind, policyFile string) (Answer, error) {
 	body, err := json.Marshal(CommandRequest{PolicyFile: policyFile})
 	if err != nil {
@@ -115,6 +120,9 @@ func Ask(ctx context.Context, socket, kind, policyFile string) (Answer, error) {
 			w = u
 		}
 		a.Warnings = append(a.Warnings, w)
+	}
+	if p, err := strconv.ParseBool(resp.Header.Get(PendingHeader)); err == nil {
+		a.Pending = &p
 	}
 	out, err := io.ReadAll(resp.Body)
 	a.Output = string(out)

@@ -643,3 +643,10 @@ func TestOwnCommitsSkipped(t *testing.T) {
 		}
 	})
 }
+
+// Plan makes the fake kernel a Planner whose plan always changes the
+// table: one empty transaction against what Read returns.
+func (k *fakeKernel) Plan(t *nft.Table, _ ...string) (*nft.Plan, error) {
+	st, err := k.Read(t.Name)
+	return &nft.Plan{Table: t, Have: st, Txs: []*nft.Transaction{{}}}, err
+}

@@ -260,7 +260,7 @@ func TestFakeKernelRequests(t *testing.T) {
 		if r := ask(t, reqs, RequestApply, "/tmp/other.yaml"); r.Err == nil || !strings.Contains(r.Err.Error(), "enforces the policy file /etc/dockerfence/policy.yaml, not /tmp/other.yaml") {
 			t.Errorf("apply of another file = %+v", r)
 		}
-		if r := ask(t, reqs, RequestPlan, "/etc/dockerfence/policy.yaml"); r.Err != nil || !strings.Contains(r.Output, "is up to date") {
+		if r := ask(t, reqs, RequestPlan, "/etc/dockerfence/policy.yaml"); r.Err != nil || !strings.Contains(r.Output, "is up to date") || r.Pending {
 			t.Errorf("plan = %+v", r)
 		}
 		if r := ask(t, reqs, RequestDelete, ""); r.Err != nil || !strings.Contains(r.Output, "deleted table inet dockerfence") {
@@ -273,6 +273,9 @@ func TestFakeKernelRequests(t *testing.T) {
 		h.none(200 * time.Millisecond)
 		if k.Table("dockerfence") != nil {
 			t.Fatal("the daemon recreated the table after delete")
+		}
+		if r := ask(t, reqs, RequestPlan, "/etc/dockerfence/policy.yaml"); r.Err != nil || !strings.Contains(r.Output, "apply would change") || !r.Pending {
+			t.Errorf("plan after delete = %+v, want changes pending", r)
 		}
 		r := ask(t, reqs, RequestApply, "/etc/dockerfence/policy.yaml")
 		if r.Err != nil || !strings.Contains(r.Output, "dockerfence run applied table inet dockerfence") {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/dockerfence/dockerfence/status"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -127,14 +128,13 @@ func (c kernelCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(scrapeErrorDesc, prometheus.GaugeValue, 0)
 	ch <- prometheus.MustNewConstMetric(tablePresentDesc, prometheus.GaugeValue, b2f(s.Table.Present))
 	ch <- prometheus.MustNewConstMetric(tableInSyncDesc, prometheus.GaugeValue, b2f(s.Table.InSync))
-	for _, n := range s.Networks {
-		name := networkLabel(n.Name, n.Bridge)
-		for _, r := range n.Rules {
+	rules := func(network, bridge string, rs []status.RuleStatus) {
+		for _, r := range rs {
 			verdict := r.Verdict
 			if verdict == "would deny" {
 				verdict = "would_deny"
 			}
-			labels := []string{name, n.Bridge, ruleLabel(r.ID, r.Hook), verdict}
+			labels := []string{network, bridge, ruleLabel(r.ID, r.Hook), verdict}
 			ch <- prometheus.MustNewConstMetric(rulePacketsDesc, prometheus.CounterValue, float64(r.Packets), labels...)
 			if verdict != "allow" {
 				ch <- prometheus.MustNewConstMetric(deniedPacketsDesc, prometheus.CounterValue, float64(r.Packets), labels...)
@@ -142,7 +142,18 @@ func (c kernelCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	}
+	for _, n := range s.Networks {
+		rules(networkLabel(n.Name, n.Bridge), n.Bridge, n.Rules)
+	}
+	if ca := s.CatchAll; ca != nil {
+		rules(catchAllLabel, catchAllLabel, ca.Rules)
+	}
 }
+
+// catchAllLabel is the network and bridge label of the catch-all's rules,
+// which judge every docker0 and br-* bridge the table does not know: no
+// Docker network or bridge can be named "*".
+const catchAllLabel = "*"
 
 // promHandler serves m's registry.
 func promHandler(m *Metrics) http.Handler {

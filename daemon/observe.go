@@ -206,6 +206,7 @@ func (o *Observer) Status() (status.Status, error) {
 			Networks: []status.NetworkStatus{}, Unfenced: []status.NetworkStatus{}, NotFenceable: []status.NotFenceableStatus{},
 			Table: status.TableStatus{Name: pol.Settings.Table, Priority: pol.Settings.Priority}}
 		s.Table.SetKernel(st)
+		s.SetState()
 	} else {
 		// Every set's elements too, so that the drift shows an element
 		// deleted behind the daemon's back.

@@ -345,3 +345,25 @@ func scrape(t *testing.T, m *Metrics) string {
 	}
 	return b.String()
 }
+
+// The catch-all's rules are exported with network and bridge "*", so that
+// denials of bridges the table does not know yet are counted too.
+func TestMetricsCatchAll(t *testing.T) {
+	pol, err := policy.Parse("p.yaml", []byte("version: 1\nnetworks:\n  - match: {name: \"*\"}\n    egress:\n      - deny: 192.168.0.0/16\n"), policy.Options{ResolvConf: os.DevNull})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl := fence.Compile(pol, []policy.Network{{Name: "app", Bridge: "br-app", Subnets: []netip.Prefix{netip.MustParsePrefix("10.10.0.0/24")}}})
+	m := NewMetrics()
+	o := NewObserver(&countingKernel{t: tbl, packets: 3}, m)
+	o.OnSync(Result{Time: time.Now(), Trigger: TriggerStart, Policy: pol, Table: tbl, Changed: true, Source: status.SourceDocker})
+	for series, want := range map[string]float64{
+		`dockerfence_denied_packets_total{bridge="*",network="*",rule="egress 1",verdict="deny"}`:        3,
+		`dockerfence_denied_packets_total{bridge="br-app",network="app",rule="egress 1",verdict="deny"}`: 3,
+		`dockerfence_rule_packets_total{bridge="*",network="*",rule="egress_default",verdict="allow"}`:   0,
+	} {
+		if got := sample(t, m, series); got != want {
+			t.Errorf("%s = %v, want %v", series, got, want)
+		}
+	}
+}

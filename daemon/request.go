@@ -48,6 +48,8 @@ type Reply struct {
 	Output   string
 	Warnings []string
 	Err      error
+	// Pending says, for a plan, whether apply would change the table.
+	Pending bool
 }
 
 // warnings returns the policy's warnings, then the table's (t may be nil).
@@ -150,7 +152,7 @@ func (d *daemon) planRequest(ctx context.Context, r Request) Reply {
 	if err != nil {
 		return Reply{Err: err}
 	}
-	return Reply{Output: PlanText(t.Name, t.Table, p, t.Summary(inv.FromDocker())), Warnings: warnings(pol, t)}
+	return Reply{Output: PlanText(t.Name, t.Table, p, t.Summary(inv.FromDocker())), Warnings: warnings(pol, t), Pending: !p.Empty()}
 }
 
 // PlanText renders a plan as the command plan prints it: one line a

@@ -145,6 +145,13 @@ func TestServe(t *testing.T) {
 	if err != nil || st.Daemon == nil || len(st.Networks) != 1 || st.Networks[0].Bridge != "br-app" {
 		t.Errorf("status on the socket = %+v, %v; want the daemon's, with br-app fenced", st, err)
 	}
+	// (The fake kernel reads back only the table's chains: differs.)
+	if st.State != status.StateDiffers || st.ExitCode != status.ExitDiffers {
+		t.Errorf("status on the socket says %q, exit code %d; want differs, 4", st.State, st.ExitCode)
+	}
+	if a, err := Ask(ctx, sock, RequestPlan, ""); err != nil || a.Pending == nil || !*a.Pending || !strings.Contains(a.Output, "apply would change") {
+		t.Errorf("plan on the socket = %+v, %v; want changes pending, and the header saying so", a, err)
+	}
 	if a, err := status.LoadLastApply(s.RunDir, "dockerfence"); err != nil || a == nil || a.By != "run" || a.Result != "applied" {
 		t.Errorf("last apply recorded = %+v, %v; want the daemon's first sync", a, err)
 	}

@@ -32,6 +32,13 @@ const (
 	// the host's default would allow: what the endpoint decapsulates is
 	// not fenced where the tunnel clears the packet mark (WireGuard).
 	ReasonTunnelEndpoint
+	// ReasonHeld is a source address of a network with container rules
+	// that no container is known to hold yet: dropped until the container
+	// is classified.
+	ReasonHeld
+	// ReasonCutOff is a container whose label does not parse: all its
+	// egress is denied until the label is fixed.
+	ReasonCutOff
 )
 
 // String returns the reason's short name, as deny chain names carry it.
@@ -45,6 +52,10 @@ func (r Reason) String() string {
 		return "tunnel"
 	case ReasonTunnelEndpoint:
 		return "tunnel-endpoint"
+	case ReasonHeld:
+		return "held"
+	case ReasonCutOff:
+		return "cutoff"
 	}
 	return "rule"
 }
@@ -53,6 +64,12 @@ func (r Reason) String() string {
 // address that the container chose, not its own (a tunnelled packet's is
 // whatever the container wrote inside): a denial must not answer them.
 func (r Reason) forged() bool { return r == ReasonSpoof || r == ReasonTunnel }
+
+// drops reports whether the packets denied for this reason are dropped
+// whatever deny_action says: forged ones, and those of a container not
+// classified yet, whose connection should retry once it is rather than
+// fail at once.
+func (r Reason) drops() bool { return r.forged() || r == ReasonHeld }
 
 // Denial is what one deny chain stands for.
 type Denial struct {
@@ -69,6 +86,12 @@ type Denial struct {
 	// tunnel fence and the hook's default.
 	Rule   *policy.Rule
 	Reason Reason
+	// Container is the container whose own rules deny (its section's or
+	// its label's, as Layer says), nil for a network's denial;
+	// ContainerSection is that section, nil for the label.
+	Container        *Container
+	ContainerSection *policy.ContainerSection
+	Layer            ContainerLayer
 	// Audit is set in audit mode: the packet was let through.
 	Audit bool
 }
@@ -76,7 +99,18 @@ type Denial struct {
 // RuleID names the denial as status does: "egress 4", "egress_default",
 // "anti-spoofing", "tunnel", "tunnel endpoint".
 func (d *Denial) RuleID() string {
+	if d.Layer != "" {
+		switch d.Reason {
+		case ReasonCutOff:
+			return "cut off"
+		case ReasonDefault:
+			return string(d.Layer) + " egress_default"
+		}
+		return string(d.Layer) + " " + d.Rule.ID()
+	}
 	switch d.Reason {
+	case ReasonHeld:
+		return "held"
 	case ReasonSpoof:
 		return "anti-spoofing"
 	case ReasonTunnel:
@@ -96,6 +130,10 @@ func (d *Denial) Comment() string {
 		return "source outside the network"
 	case d.Reason == ReasonTunnel:
 		return "decapsulated on the host from a container's packet"
+	case d.Reason == ReasonHeld:
+		return "container not classified yet (held)"
+	case d.Reason == ReasonCutOff:
+		return "label " + policy.EgressLabel + " does not parse: container cut off"
 	case d.Reason == ReasonTunnelEndpoint:
 		return "to a tunnel endpoint on the host (tunnel protocol or UDP port), which host_default does not cover"
 	case d.Reason == ReasonDefault:

@@ -55,6 +55,14 @@ type Decision struct {
 	// driver than bridge): no chain judges its packets, which pass, and
 	// Section is nil even if a section matches the network.
 	NotFenceable *NotFenceable
+	// CatchAll is set when the catch-all judged the packet: the chain of
+	// the {name: "*"} section for docker0 and br-* bridges that the table
+	// does not know.
+	CatchAll bool
+	// NewBridge is set when no network holds the network given (by name
+	// or subnet) and it was judged as a new bridge would be, by the
+	// catch-all (see Explain).
+	NewBridge bool
 }
 
 var (
@@ -72,6 +80,11 @@ var (
 // own chain judges it.
 const standInBridge = "dfexplain"
 
+// newBridge names the bridge of a network that explain judges as a new
+// bridge: a br-* bridge that the table does not know, which the catch-all
+// judges.
+const newBridge = "br-dfexplain"
+
 // Explain judges the probe for network n as the kernel does with the table
 // that apply compiles from the policy and the networks it finds
 // (inventory): it compiles that table, traces the probe through it from
@@ -83,7 +96,10 @@ const standInBridge = "dfexplain"
 // name: by the rules for bridges not known yet (the {name: "*"}
 // section's) if it is docker0 or br-*, else not at all. A network without a
 // bridge (given by name or subnet alone) is judged as if apply had found
-// it, on a bridge of its own that no bridge match fits.
+// it, on a bridge of its own that no bridge match fits; but if the first
+// section that fits it is the {name: "*"} section, or none fits and the
+// policy has that section, it is judged as the table judges a new bridge
+// until the next apply: by the catch-all (Decision.NewBridge).
 //
 // A network of another driver than bridge (macvlan, host, ...) is judged by
 // nothing: the table cannot fence it, and the Decision says why
@@ -120,12 +136,23 @@ func Explain(pol *policy.Policy, inventory []policy.Network, n policy.Network, p
 	// asSeen holds, by bridge, what the policy sees of networks that the
 	// table gets in another form: those with a stand-in bridge or subnet.
 	asSeen := map[string]policy.Network{}
-	iif := n.Bridge
+	iif, routes, newBr := n.Bridge, n.Subnets, false
 	i := slices.IndexFunc(nets, func(m policy.Network) bool { return n.Bridge != "" && m.Bridge == n.Bridge })
 	switch {
 	case i >= 0 && standIn.IsValid():
 		asSeen[nets[i].Bridge] = nets[i]
 		nets[i].Subnets = append(slices.Clone(nets[i].Subnets), standIn)
+	case i < 0 && n.Bridge == "" && judgedAsNew(pol, n):
+		// A br-* bridge the table does not know: not in the inventory,
+		// with the subnets for its routes.
+		newBr = true
+		iif = newBridge
+		for k := 0; slices.ContainsFunc(nets, func(m policy.Network) bool { return m.Bridge == iif }); k++ {
+			iif = fmt.Sprintf("%s%d", newBridge, k)
+		}
+		if standIn.IsValid() {
+			routes = append(slices.Clone(routes), standIn)
+		}
 	case i < 0 && n.Bridge == "":
 		h := n
 		h.Bridge = standInBridge
@@ -144,9 +171,9 @@ func Explain(pol *policy.Policy, inventory []policy.Network, n policy.Network, p
 			m = o
 		}
 		return pol.SectionFor(m)
-	})
+	}, nil)
 
-	p, err := probePacket(pr, iif, src, n.Subnets)
+	p, err := probePacket(pr, iif, src, routes)
 	if err != nil {
 		return Decision{}, err
 	}
@@ -154,7 +181,7 @@ func Explain(pol *policy.Policy, inventory []policy.Network, n policy.Network, p
 	if err != nil {
 		return Decision{}, fmt.Errorf("explain: %w", err)
 	}
-	d := Decision{Verdict: policy.Allow, Audit: pol.Settings.Mode == policy.Audit, DenyAction: pol.Settings.DenyAction, Passes: tr.Verdict == nft.Accept, Trace: tr}
+	d := Decision{Verdict: policy.Allow, Audit: pol.Settings.Mode == policy.Audit, DenyAction: pol.Settings.DenyAction, Passes: tr.Verdict == nft.Accept, Trace: tr, NewBridge: newBr}
 	if err := res.judge(&d); err != nil {
 		return Decision{}, err
 	}
@@ -173,6 +200,19 @@ func Explain(pol *policy.Policy, inventory []policy.Network, n policy.Network, p
 		d.DenyAction = policy.Drop
 	}
 	return d, nil
+}
+
+// judgedAsNew reports whether a network that nothing on the host holds is
+// judged as a new bridge, by the catch-all: the policy has a {name: "*"}
+// section, and it is the first section that fits the network, or none
+// does (a subnet alone fits no name match).
+func judgedAsNew(pol *policy.Policy, n policy.Network) bool {
+	ca := pol.CatchAll()
+	if ca == nil || !n.IsBridge() {
+		return false
+	}
+	sec := pol.SectionFor(n)
+	return sec == nil || sec == ca
 }
 
 // verdictWord says what a final verdict does to a packet.
@@ -247,9 +287,11 @@ func (r *Result) judge(d *Decision) error {
 			chains[c] = judgingChain{f.Section, h}
 		}
 	}
+	catchAll := map[string]bool{}
 	if r.CatchAll != nil {
 		for _, dir := range Directions {
-			chains[dir.Prefix+"_"+unknownID] = judgingChain{r.CatchAll, dir.Hook}
+			chains[dir.CatchAllChain()] = judgingChain{r.CatchAll, dir.Hook}
+			catchAll[dir.CatchAllChain()] = true
 		}
 	}
 	decided := false
@@ -278,7 +320,7 @@ func (r *Result) judge(d *Decision) error {
 			return fmt.Errorf("explain: rule %d of chain %s (%q) ends the chain with %s, which stands for no verdict of the policy", s.Index, s.Chain, s.Rule.ID, s.Rule.Text())
 		}
 		if !decided || verdict == policy.Deny && d.Verdict == policy.Allow {
-			d.Section, d.Rule, d.Spoofed, d.TunnelEndpoint, d.Verdict = jc.section, rule, spoofed, tunnel, verdict
+			d.Section, d.Rule, d.Spoofed, d.TunnelEndpoint, d.Verdict, d.CatchAll = jc.section, rule, spoofed, tunnel, verdict, catchAll[s.Chain]
 		}
 		decided = true
 		if verdict == policy.Deny {

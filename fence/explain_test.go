@@ -174,6 +174,8 @@ func TestExplainNetworks(t *testing.T) {
 		spoofed bool
 		// chain is a chain the trace must pass.
 		chain string
+		// newBridge: judged as a new bridge, by the catch-all.
+		newBridge bool
 	}{
 		{name: "in the inventory", pol: pol, net: app, probe: Probe{Dst: a("192.168.100.5"), Proto: policy.ProtoTCP, Port: 8080},
 			section: 1, rule: "egress 2", verdict: policy.Deny, chain: "fwd_br-app"},
@@ -191,15 +193,19 @@ func TestExplainNetworks(t *testing.T) {
 			section: 2, rule: "host 1", verdict: policy.Allow, chain: "in_unknown"},
 		{name: "a bridge not in the inventory, no catch-all: not fenced", pol: noCatchAll, net: late, probe: Probe{Dst: a("203.0.113.1"), Proto: policy.ProtoUDP, Port: 53}},
 		{name: "a bridge that is not Docker's: not fenced", pol: pol, net: lxc, probe: Probe{Dst: a("203.0.113.1"), Proto: policy.ProtoUDP, Port: 53}},
-		{name: "by subnet alone: a bridge of its own, which bridge matches do not fit", pol: pol, net: policy.Network{Subnets: prefixes("198.51.100.0/24")}, probe: Probe{Dst: a("198.51.100.9"), Proto: policy.ProtoUDP, Port: 53}},
+		{name: "by subnet alone: judged as a new bridge, by the catch-all", pol: pol, net: policy.Network{Subnets: prefixes("198.51.100.0/24")}, probe: Probe{Dst: a("198.51.100.9"), Proto: policy.ProtoUDP, Port: 53},
+			section: 2, rule: "egress 1", verdict: policy.Allow, chain: "fwd_unknown", newBridge: true},
+		{name: "by subnet alone: the catch-all denies", pol: pol, net: policy.Network{Subnets: prefixes("198.51.100.0/24")}, probe: Probe{Dst: a("192.168.100.50"), Proto: policy.ProtoTCP, Port: 5432},
+			section: 2, rule: "egress 2", verdict: policy.Deny, chain: "fwd_unknown", newBridge: true},
+		{name: "by subnet alone, no catch-all: a bridge of its own, which bridge matches do not fit", pol: noCatchAll, net: policy.Network{Subnets: prefixes("198.51.100.0/24")}, probe: Probe{Dst: a("192.168.100.50"), Proto: policy.ProtoTCP, Port: 5432}},
 		{name: "by name alone: a stand-in source passes anti-spoofing", pol: pol, net: policy.Network{Name: "nope"}, probe: Probe{Dst: a("203.0.113.1"), Proto: policy.ProtoUDP, Port: 53},
-			section: 2, rule: "egress 2", verdict: policy.Deny, chain: "fwd_dfexplain0"},
+			section: 2, rule: "egress 2", verdict: policy.Deny, chain: "fwd_unknown", newBridge: true},
 		{name: "by name alone: self holds nothing", pol: pol, net: policy.Network{Name: "nope"}, probe: Probe{Dst: a("192.0.0.8"), Proto: policy.ProtoUDP, Port: 53},
-			section: 2, rule: "egress 2", verdict: policy.Deny},
+			section: 2, rule: "egress 2", verdict: policy.Deny, chain: "fwd_unknown", newBridge: true},
 		{name: "by name alone, IPv6", pol: pol, net: policy.Network{Name: "nope"}, probe: Probe{Hook: policy.Host, Dst: a("2001:db8::1"), Proto: policy.ProtoTCP, Port: 22},
-			section: 2, verdict: policy.Deny, chain: "in_dfexplain0"},
+			section: 2, verdict: policy.Deny, chain: "in_unknown", newBridge: true},
 		{name: "by name alone, with a source", pol: pol, net: policy.Network{Name: "nope"}, probe: Probe{Src: a("10.1.1.1"), Dst: a("203.0.113.1"), Proto: policy.ProtoUDP, Port: 53},
-			section: 2, verdict: policy.Deny, spoofed: true},
+			section: 2, verdict: policy.Deny, spoofed: true, chain: "fwd_unknown", newBridge: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -220,6 +226,9 @@ func TestExplainNetworks(t *testing.T) {
 			if tt.chain != "" && !strings.Contains(d.Trace.String(), "\n"+tt.chain+" ") {
 				t.Errorf("the trace does not pass %s:\n%s", tt.chain, d.Trace)
 			}
+			if d.NewBridge != tt.newBridge || d.CatchAll != strings.HasSuffix(tt.chain, "_unknown") {
+				t.Errorf("NewBridge %v CatchAll %v; want %v %v", d.NewBridge, d.CatchAll, tt.newBridge, strings.HasSuffix(tt.chain, "_unknown"))
+			}
 		})
 	}
 
@@ -228,6 +237,51 @@ func TestExplainNetworks(t *testing.T) {
 	}
 	if _, err := Explain(pol, inventory, app, Probe{Dst: a("10.0.0.1"), Proto: "gre"}); err == nil || !strings.Contains(err.Error(), `unknown protocol "gre"`) {
 		t.Errorf("unknown protocol: %v", err)
+	}
+}
+
+// TestExplainNewBridge: a network that nothing holds is judged as a new
+// bridge, by the catch-all, only where the {name: "*"} section is the one
+// that would fence it; a name that an earlier section fits keeps that
+// section, on a chain of its own.
+func TestExplainNewBridge(t *testing.T) {
+	pol := parsePolicy(t, `version: 1
+networks:
+  - match: {name: "app_*"}
+    egress:
+      - deny: any
+  - match: {name: "*"}
+    egress:
+      - allow: self
+      - deny: 192.168.0.0/16
+`)
+	a := netip.MustParseAddr
+	pr := Probe{Dst: a("192.168.100.50"), Proto: policy.ProtoTCP, Port: 5432}
+	for _, tt := range []struct {
+		name      string
+		net       policy.Network
+		section   int
+		rule      string
+		newBridge bool
+	}{
+		{"a name the first section fits", policy.Network{Name: "app_x"}, 1, "egress 1", false},
+		{"a name only the catch-all fits", policy.Network{Name: "web"}, 2, "egress 2", true},
+		{"a subnet", policy.Network{Subnets: prefixes("172.20.0.0/16")}, 2, "egress 2", true},
+		{"a subnet, IPv6", policy.Network{Subnets: prefixes("fd00:20::/64")}, 2, "egress 1", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := pr
+			if tt.net.Subnets != nil && tt.net.Subnets[0].Addr().Is6() {
+				p.Dst = a("fd00:20::9") // self
+			}
+			d, err := Explain(pol, nil, tt.net, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Section == nil || d.Section.Index != tt.section || d.Rule == nil || d.Rule.ID() != tt.rule || d.NewBridge != tt.newBridge || d.CatchAll != tt.newBridge {
+				t.Errorf("section %v rule %v new bridge %v catch-all %v; want %d %q %v\n%s", d.Section, d.Rule, d.NewBridge, d.CatchAll, tt.section, tt.rule, tt.newBridge, d.Trace)
+			}
+		})
 	}
 }
 

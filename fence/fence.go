@@ -15,6 +15,7 @@ package fence
 import (
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/dockerfence/dockerfence/nft"
 	"github.com/dockerfence/dockerfence/policy"
@@ -41,6 +42,11 @@ type Result struct {
 	// fence (ID TunnelRuleID), one per direction; none if
 	// settings.tunnel_mark turns it off.
 	TunnelChains []string
+	// Containers lists the containers on fenced networks that the
+	// container layer classified, by name; ContainerChains the container
+	// layer's chain of each network that has one.
+	Containers      []FencedContainer
+	ContainerChains []ContainerChain
 	// Denials says, for each deny chain by name, what its packets were
 	// denied for, so that a logged packet can be attributed to a network
 	// and a rule.
@@ -96,8 +102,19 @@ func DirectionOf(h policy.Hook) Direction {
 	panic(fmt.Sprintf("fence: no direction for hook %v", h))
 }
 
-// mapName names the direction's dispatch map of layer l.
-func (d Direction) mapName() string { return d.Prefix + "_if" }
+// DispatchMap names the direction's dispatch map: from the bridge of each
+// fenced network to that network's chain.
+func (d Direction) DispatchMap() string { return d.Prefix + "_if" }
+
+// CatchAllChain names the direction's chain for bridges not known yet, the
+// catch-all: it judges the packets of every docker0 or br-* bridge that
+// the dispatch map does not hold, by the {name: "*"} section.
+func (d Direction) CatchAllChain() string { return d.Prefix + "_" + unknownID }
+
+// CatchAllBridge reports whether the catch-all judges the packets of a
+// bridge of that name when the dispatch map does not hold it: docker0 and
+// br-* bridges, those Docker makes.
+func CatchAllBridge(name string) bool { return name == "docker0" || strings.HasPrefix(name, "br-") }
 
 // Layer is one stage every packet of a direction passes: its chain is
 // jumped to from the base chain, and returns on allow. Build fills the
@@ -111,6 +128,7 @@ type Layer struct {
 // Layers are the layers a packet passes, in order.
 var Layers = []Layer{
 	{Name: "network", Build: (*builder).networkLayer},
+	{Name: "container", Build: (*builder).containerLayer},
 }
 
 // layerChain names the chain of layer l in direction d: "fwd.network".
@@ -120,13 +138,27 @@ func layerChain(d Direction, l Layer) string { return d.Prefix + "." + l.Name }
 // unknownID names the chains that fence bridges not known yet.
 const unknownID = "unknown"
 
-// Compile returns the table that fences networks as the policy says.
+// Compile returns the table that fences networks as the policy says,
+// without the container layer: for an inventory that does not know the
+// containers (Docker cannot be asked).
 func Compile(pol *policy.Policy, networks []policy.Network) *Result {
-	return compile(pol, networks, pol.SectionFor)
+	return compile(pol, networks, pol.SectionFor, nil)
 }
 
-// compile is Compile with the section of each network chosen by sectionFor.
-func compile(pol *policy.Policy, networks []policy.Network, sectionFor func(policy.Network) *policy.Section) *Result {
+// CompileContainers is Compile with the container layer: containers are
+// all the containers on the networks, as Docker lists them. On a network
+// whose containers have rules of their own (or any network, when the
+// policy has container sections), an address no container holds is held.
+func CompileContainers(pol *policy.Policy, networks []policy.Network, containers []Container) *Result {
+	if containers == nil {
+		containers = []Container{}
+	}
+	return compile(pol, networks, pol.SectionFor, containers)
+}
+
+// compile is Compile with the section of each network chosen by
+// sectionFor, and the container layer unless containers is nil.
+func compile(pol *policy.Policy, networks []policy.Network, sectionFor func(policy.Network) *policy.Section, containers []Container) *Result {
 	s := pol.Settings
 	b := &builder{
 		pol:        pol,
@@ -140,6 +172,9 @@ func compile(pol *policy.Policy, networks []policy.Network, sectionFor func(poli
 		bases[i].Rules = append(bases[i].Rules, &nft.Rule{Matches: []nft.Match{nft.CtReply{}}, Counter: true, Verdict: nft.Verdict{Kind: nft.Accept}, ID: "reply", Comment: "replies to connections opened towards containers"})
 	}
 	b.fence(networks)
+	if containers != nil {
+		b.containers(containers)
+	}
 	b.warn()
 	b.unusedWarnings(networks)
 	// The layer chains are listed right after the base chains, the network
@@ -192,7 +227,7 @@ func (b *builder) fence(networks []policy.Network) {
 	if ca := b.pol.CatchAll(); ca != nil {
 		b.r.CatchAll = ca
 		for _, d := range Directions {
-			b.networkChain(d.Prefix+"_"+unknownID, ca, d, nil)
+			b.networkChain(d.CatchAllChain(), ca, d, nil)
 		}
 	}
 }
@@ -200,14 +235,14 @@ func (b *builder) fence(networks []policy.Network) {
 // networkLayer fills the network layer's chain of direction d: the map
 // from bridge to network chain, and the catch-all for bridges not known yet.
 func (b *builder) networkLayer(d Direction, c *nft.Chain) bool {
-	m := &nft.Set{Name: d.mapName(), Key: nft.KeyIfName, Map: true}
+	m := &nft.Set{Name: d.DispatchMap(), Key: nft.KeyIfName, Map: true}
 	for _, f := range b.r.Fenced {
 		m.VMap = append(m.VMap, nft.VMapElem{Key: f.Network.Bridge, Chain: f.Chains[d.Hook]})
 	}
 	b.addSet(m)
 	c.Rules = append(c.Rules, &nft.Rule{Counter: true, Verdict: nft.Verdict{Kind: nft.VMap, Target: m.Name, Key: d.Dispatch}, ID: "dispatch"})
 	if b.r.CatchAll != nil {
-		unknown := d.Prefix + "_" + unknownID
+		unknown := d.CatchAllChain()
 		c.Rules = append(c.Rules,
 			&nft.Rule{Matches: []nft.Match{nft.IfName{Name: "docker0"}}, Counter: true, Verdict: nft.Verdict{Kind: nft.Goto, Target: unknown}, ID: "unknown docker0", Comment: "docker0 before dockerfence knows it"},
 			&nft.Rule{Matches: []nft.Match{nft.IfName{Name: "br-", Prefix: true}}, Counter: true, Verdict: nft.Verdict{Kind: nft.Goto, Target: unknown}, ID: "unknown br-*", Comment: "bridges dockerfence does not know yet"})

@@ -124,7 +124,7 @@ func (b *builder) networkChain(name string, sec *policy.Section, d Direction, n 
 		}
 	}
 	for _, r := range sec.Rules(h) {
-		c.Rules = append(c.Rules, b.policyRules(name, sec, d, r, n)...)
+		c.Rules = append(c.Rules, b.policyRules(name, Denial{Network: n, Section: sec}, d, r, n, netSetName(name))...)
 	}
 	if TunnelEndpoints(b.pol, sec, d) {
 		b.tunnelEndpointRules(c, name, sec, d, n)
@@ -232,7 +232,7 @@ func (b *builder) denyChain(network string, d *Denial) string {
 		// The packet would be denied: it goes on to the next layer, which
 		// judges (and logs) it as if this one had allowed it.
 		c.Rules = append(c.Rules, &nft.Rule{Verdict: allow, ID: "audit", Comment: "audit mode: would deny"})
-	case s.DenyAction == policy.Drop || d.Reason.forged():
+	case s.DenyAction == policy.Drop || d.Reason.drops():
 		// A forged source is an address the container chose: a reset or
 		// an ICMP error would go to that address, so such packets are
 		// dropped whatever deny_action says.
@@ -274,11 +274,14 @@ func (b *builder) logMeters() []*nft.Meter {
 func ruleTag(r *policy.Rule) string { return fmt.Sprintf("%c%d", r.Hook.String()[0], r.Index) }
 
 // policyRules renders one policy rule as kernel rules: one per address family
-// it needs (or one for any), all with the rule's ID.
-func (b *builder) policyRules(chain string, sec *policy.Section, d Direction, r *policy.Rule, n *policy.Network) []*nft.Rule {
+// it needs (or one for any), all with the rule's ID. den says whose rule it
+// is (network, section, container) for its deny chain; selfSet names the
+// set of network n's subnets, which "self" alone uses.
+func (b *builder) policyRules(chain string, den Denial, d Direction, r *policy.Rule, n *policy.Network, selfSet string) []*nft.Rule {
 	verdict := allow
 	if r.Verdict == policy.Deny {
-		verdict = nft.Verdict{Kind: nft.Goto, Target: b.denyChain(chain, &Denial{Network: n, Section: sec, Hook: r.Hook, Rule: r, Reason: ReasonRule})}
+		den.Hook, den.Rule, den.Reason = r.Hook, r, ReasonRule
+		verdict = nft.Verdict{Kind: nft.Goto, Target: b.denyChain(chain, &den)}
 	}
 	comment := fmt.Sprintf("%s %s", r.ID(), r.Verdict)
 	if r.Comment != "" {
@@ -332,7 +335,7 @@ func (b *builder) policyRules(chain string, sec *policy.Section, d Direction, r 
 	setName := chain + "." + ruleTag(r)
 	switch {
 	case spec.Self && len(spec.Lists) == 0 && len(spec.Prefixes) == 0:
-		setName = netSetName(chain)
+		setName = selfSet
 	case !spec.Self && len(spec.Lists) == 1 && len(spec.Prefixes) == 0:
 		setName = "l_" + spec.Lists[0]
 	}

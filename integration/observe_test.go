@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -74,12 +75,20 @@ func (e *env) waitEvent(what string, ok func(denylog.Event) bool) denylog.Event 
 func (e *env) statusJSON(args ...string) status.Status {
 	e.t.Helper()
 	out, stderr, err := e.dfStdout(append([]string{"status", "--json"}, args...)...)
+	code := 0
+	if ee := (*exec.ExitError)(nil); errors.As(err, &ee) && (ee.ExitCode() == status.ExitAbsent || ee.ExitCode() == status.ExitDiffers) {
+		code, err = ee.ExitCode(), nil
+	}
 	if err != nil {
 		e.t.Fatalf("status --json: %v\n%s%s", err, out, stderr)
 	}
 	var s status.Status
 	if err := json.Unmarshal([]byte(out), &s); err != nil {
 		e.t.Fatalf("status --json: %v\n%s", err, out)
+	}
+	// The exit code is the one the JSON says.
+	if s.ExitCode != code || stderr != "" && code != 0 {
+		e.t.Errorf("status --json exited %d, stderr %q; its exit_code is %d (state %q)", code, stderr, s.ExitCode, s.State)
 	}
 	return s
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/dockerfence/dockerfence/integration/harness"
 	"github.com/dockerfence/dockerfence/integration/topo"
 	"github.com/dockerfence/dockerfence/nft"
+	"github.com/dockerfence/dockerfence/status"
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 )
@@ -442,15 +443,18 @@ func TestTamperingRefusedOrRepaired(t *testing.T) {
 					t.Fatalf("%s with no daemon: %v", tt.name, err)
 				}
 				t.Logf("database after the tampering, no daemon: %s", tcpOutcome(e.tp.Ctr, db))
-				st := e.mustDF("status", "-c", pol)
-				if !strings.Contains(st, "protection: persistent without an owner") || !strings.Contains(st, "differs from the policy") {
-					t.Errorf("status after the tampering, no daemon:\n%s", st)
+				st, stderr, code := e.dfExit(t, "", "status", "-c", pol)
+				if code != status.ExitDiffers || !strings.Contains(st, "protection: persistent without an owner") || !strings.Contains(st, "differs from the policy") {
+					t.Errorf("status after the tampering, no daemon: exit %d, want 4:\n%s%s", code, st, stderr)
 				}
 				if pl := e.mustDF("plan", "-c", pol); !strings.Contains(pl, tt.drift) {
 					t.Errorf("plan after the tampering does not say %q:\n%s", tt.drift, pl)
 				}
-				if js := e.mustDF("status", "--json", "-c", pol); !strings.Contains(js, `"flags": "`) || !strings.Contains(js, `persist"`) {
-					t.Errorf("status --json does not give the flags:\n%s", js)
+				if _, _, code := e.dfExit(t, "", "plan", "--exit-code", "-c", pol); code != status.ExitPending {
+					t.Errorf("plan --exit-code after the tampering: exit %d, want 2", code)
+				}
+				if js := e.statusJSON("-c", pol); js.Table.Flags == "" || !strings.Contains(js.Table.Flags, "persist") || js.State != status.StateDiffers {
+					t.Errorf("status --json does not give the flags, or says %q: %+v", js.State, js.Table)
 				}
 				switch by {
 				case "apply":

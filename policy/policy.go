@@ -403,9 +403,6 @@ func (p *Policy) CatchAll() *Section {
 
 // NeedsDocker reports whether some section can only be matched with Docker's metadata.
 func (p *Policy) NeedsDocker() bool {
-	if len(p.Containers) > 0 {
-		return true
-	}
 	for _, s := range p.Sections {
 		if s.Match.NeedsDocker() {
 			return true

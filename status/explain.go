@@ -54,6 +54,12 @@ type Explanation struct {
 	// Passes is true when the packet gets through dockerfence: the verdict
 	// is allow, or the mode is audit. Docker's own rules still apply.
 	Passes bool `json:"passes"`
+	// CatchAll is true when the catch-all judged the packet: the rules of
+	// the {name: "*"} section for docker0 and br-* bridges that the table
+	// does not know, such as a bridge Docker does not report, or a network
+	// that nothing holds, judged as a new bridge would be (the note says
+	// so).
+	CatchAll bool `json:"catch_all"`
 }
 
 // ExplainedNetwork is the network part of an Explanation.
@@ -103,13 +109,14 @@ type Explain struct {
 func (x *Explain) Explanation() Explanation {
 	d, pr := &x.Decision, x.Probe
 	e := Explanation{
-		Network: ExplainedNetwork{Name: x.Network.Name, Bridge: x.Network.Bridge, Driver: x.Network.Driver, Subnets: []string{}, Source: x.Source},
-		Note:    x.Note,
-		Packet:  ExplainedPacket{Hook: pr.Hook.String(), Dst: pr.Dst.String(), Port: int(pr.Port), Proto: string(pr.Proto)},
-		Spoofed: d.Spoofed,
-		Verdict: d.Verdict.String(),
-		Audit:   d.Audit,
-		Passes:  d.Passes,
+		Network:  ExplainedNetwork{Name: x.Network.Name, Bridge: x.Network.Bridge, Driver: x.Network.Driver, Subnets: []string{}, Source: x.Source},
+		Note:     x.Note,
+		Packet:   ExplainedPacket{Hook: pr.Hook.String(), Dst: pr.Dst.String(), Port: int(pr.Port), Proto: string(pr.Proto)},
+		Spoofed:  d.Spoofed,
+		Verdict:  d.Verdict.String(),
+		Audit:    d.Audit,
+		Passes:   d.Passes,
+		CatchAll: d.CatchAll,
 	}
 	for _, s := range x.Network.Subnets {
 		e.Network.Subnets = append(e.Network.Subnets, s.String())

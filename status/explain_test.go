@@ -69,8 +69,9 @@ func (h hostAddrs) Holds(_ string, dst netip.Addr) bool {
 }
 
 // TestExplainREADMEMore holds the README's outputs of explain for a
-// destination that is one of the host's addresses and for a network that
-// cannot be fenced to what explain prints.
+// destination that is one of the host's addresses, for a network that
+// cannot be fenced, and for a subnet nothing holds under the embedded
+// default, to what explain prints.
 func TestExplainREADMEMore(t *testing.T) {
 	readme, err := os.ReadFile("../README.md")
 	if err != nil {
@@ -102,8 +103,16 @@ func TestExplainREADMEMore(t *testing.T) {
 		{"-c policy.yaml explain --network lan --to 192.168.100.50:5432", "Docker's network lan (driver macvlan)",
 			load("policy.yaml", "version: 1\nnetworks:\n  - match: {name: lan}\n    egress:\n      - deny: any\n    egress_default: deny\n  - match: {name: \"*\"}\n    egress:\n      - allow: self\n      - deny: \"@private\"\n"),
 			lan, fence.Probe{Dst: netip.MustParseAddr("192.168.100.50"), Proto: policy.ProtoTCP, Port: 5432}},
+		{"--docker-host unix:///nonexistent explain --network 172.20.0.0/16 --to 192.168.100.50:5432",
+			`no network holds 172.20.0.0/16; judged by section 1 {name: "*"} as a new bridge would be: by the catch-all, the rules for docker0 and br-* bridges that appear after apply (docker is not reachable at unix:///nonexistent)`,
+			load(policy.DefaultName, string(policy.DefaultYAML)), policy.Network{Subnets: []netip.Prefix{netip.MustParsePrefix("172.20.0.0/16")}},
+			fence.Probe{Dst: netip.MustParseAddr("192.168.100.50"), Proto: policy.ProtoTCP, Port: 5432}},
 	} {
-		d, err := fence.Explain(tc.pol, []policy.Network{tc.n}, tc.n, tc.pr)
+		inv := []policy.Network{tc.n}
+		if tc.n.Bridge == "" && tc.n.Driver == "" {
+			inv = nil // a network nothing holds
+		}
+		d, err := fence.Explain(tc.pol, inv, tc.n, tc.pr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -128,7 +137,7 @@ func TestExplanationJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"network":{"name":"app_default","bridge":"br-app","driver":"","subnets":["172.20.0.0/16"],"source":"docker"},"note":"","packet":{"hook":"egress","src":"10.9.9.9","dst":"192.168.1.1","port":80,"proto":"tcp"},"section":1,"match":"{subnet: 172.20.0.0/16}","rule":"","rule_match":"","comment":"","decided_by":"anti-spoofing","spoofed":true,"verdict":"deny","deny_action":"","audit":true,"passes":true}`
+	want := `{"network":{"name":"app_default","bridge":"br-app","driver":"","subnets":["172.20.0.0/16"],"source":"docker"},"note":"","packet":{"hook":"egress","src":"10.9.9.9","dst":"192.168.1.1","port":80,"proto":"tcp"},"section":1,"match":"{subnet: 172.20.0.0/16}","rule":"","rule_match":"","comment":"","decided_by":"anti-spoofing","spoofed":true,"verdict":"deny","deny_action":"","audit":true,"passes":true,"catch_all":false}`
 	if string(b) != want {
 		t.Errorf("JSON\n%s\nwant\n%s", b, want)
 	}
@@ -156,7 +165,7 @@ func TestExplanationNotFenceable(t *testing.T) {
 	want := `{"network":{"name":"lan","bridge":"","driver":"macvlan","subnets":["172.20.99.0/24"],"source":"docker"},` +
 		`"note":"Docker's network lan (driver macvlan); not fenced: ` + why + `; section 1 {subnet: 172.20.0.0/16} matches it but cannot fence it",` +
 		`"packet":{"hook":"egress","src":"","dst":"192.168.1.1","port":22,"proto":"tcp"},"section":0,"match":"","rule":"","rule_match":"","comment":"",` +
-		`"decided_by":"not fenceable","spoofed":false,"verdict":"allow","deny_action":"","audit":false,"passes":true}`
+		`"decided_by":"not fenceable","spoofed":false,"verdict":"allow","deny_action":"","audit":false,"passes":true,"catch_all":false}`
 	if string(b) != want {
 		t.Errorf("JSON\n%s\nwant\n%s", b, want)
 	}

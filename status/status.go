@@ -17,7 +17,15 @@ import (
 // Status is the JSON schema of `dockerfence status --json`. Fields are only
 // ever added, never renamed or removed.
 type Status struct {
-	Table TableStatus `json:"table"`
+	// State is the table's state as `dockerfence status` exits with it:
+	// StateInSync (the table is present and equal to what apply would
+	// write now, exit 0), StateAbsent (no table: nothing is fenced, exit
+	// 3) or StateDiffers (present but not equal, or not known to be equal
+	// while the daemon keeps it until Docker answers, exit 4).
+	State string `json:"state"`
+	// ExitCode is the exit code of `dockerfence status` for State.
+	ExitCode int         `json:"exit_code"`
+	Table    TableStatus `json:"table"`
 	// Policy is the policy file in force, or "(embedded default)".
 	Policy string `json:"policy"`
 	// Mode is "enforce" or "audit".
@@ -27,7 +35,10 @@ type Status struct {
 	Docker bool `json:"docker"`
 	// Source says where the networks came from: "docker", "docker (last
 	// known)", "netlink", or "kept (Docker has not answered)".
-	Source   string          `json:"source"`
+	Source string `json:"source"`
+	// Networks are the networks the policy fences, as apply would fence
+	// them now. While the table is absent they have no rules: they are
+	// what apply would fence, and nothing is.
 	Networks []NetworkStatus `json:"networks"`
 	Unfenced []NetworkStatus `json:"unfenced"`
 	// NotFenceable lists Docker's networks that dockerfence cannot fence,
@@ -39,6 +50,12 @@ type Status struct {
 	// deny rules leave out, tunnels the host rules let in), networks
 	// skipped, and the policy's own warnings. Empty, never null, if none.
 	Warnings []string `json:"warnings"`
+	// CatchAll is the catch-all of the kernel's table: the chains that
+	// judge the docker0 and br-* bridges its dispatch maps do not hold
+	// (those that appeared after the last apply), by the {name: "*"}
+	// section. Nil if the policy has no such section or the table is
+	// absent.
+	CatchAll *CatchAllStatus `json:"catch_all"`
 	// TunnelDenied counts the packets the tunnel fence denied: what
 	// tunnels on the host decapsulated from containers' packets.
 	TunnelDenied uint64 `json:"tunnel_denied"`
@@ -93,8 +110,35 @@ type NetworkStatus struct {
 	Match   string `json:"match,omitempty"`
 	// Denied sums the packets of the network's deny rules (would-be
 	// denials in audit mode).
+	Denied uint64 `json:"denied"`
+	// CatchAll is set when the kernel's table judges the network's
+	// packets by the catch-all, not by a chain of its own: the network
+	// appeared after the last apply. Denied is then the catch-all's, shared
+	// by every bridge under it, and Rules are left out (see
+	// Status.CatchAll).
+	CatchAll bool `json:"catch_all,omitempty"`
+	// Unjudged is set when the kernel's table judges none of the
+	// network's packets: it has no chain for the network's bridge and no
+	// catch-all covers it (the network appeared after the last apply, on a
+	// bridge not named docker0 or br-*). Rules are then left out, and
+	// Denied is 0.
+	Unjudged bool         `json:"unjudged,omitempty"`
+	Rules    []RuleStatus `json:"rules,omitempty"`
+}
+
+// CatchAllStatus is the catch-all of the kernel's table and its counters.
+type CatchAllStatus struct {
+	// Section is the 1-based index of the {name: "*"} section, Match its
+	// match.
+	Section int    `json:"section"`
+	Match   string `json:"match"`
+	// Bridges are the bridges of networks found now that the kernel's
+	// table judges by the catch-all; empty, never null, if none.
+	Bridges []string `json:"bridges"`
+	// Denied sums the packets of the catch-all's deny rules, for every
+	// bridge under it: the kernel counts them together.
 	Denied uint64       `json:"denied"`
-	Rules  []RuleStatus `json:"rules,omitempty"`
+	Rules  []RuleStatus `json:"rules"`
 }
 
 // NotFenceableStatus is a Docker network that dockerfence cannot fence, and
@@ -179,6 +223,43 @@ const (
 	SourceKept = "kept (Docker has not answered)"
 )
 
+// States of the table, as Status.State says them.
+const (
+	StateInSync  = "in_sync"
+	StateAbsent  = "absent"
+	StateDiffers = "differs"
+)
+
+// Exit codes of `dockerfence status` and `dockerfence plan --exit-code`,
+// for scripts. ExitError is that of every command that fails.
+const (
+	// ExitOK: status finds the table present and equal to the policy
+	// (with a daemon: as the daemon enforces it); plan finds nothing to
+	// change.
+	ExitOK = 0
+	// ExitError: the command failed, and said why on standard error.
+	ExitError = 1
+	// ExitPending: plan --exit-code finds changes that apply would make.
+	ExitPending = 2
+	// ExitAbsent: status finds no table: nothing is fenced.
+	ExitAbsent = 3
+	// ExitDiffers: status finds the table present but different from
+	// the policy, or not known to be equal.
+	ExitDiffers = 4
+)
+
+// SetState sets State and ExitCode from the table's presence and sync.
+func (s *Status) SetState() {
+	switch {
+	case !s.Table.Present:
+		s.State, s.ExitCode = StateAbsent, ExitAbsent
+	case s.Table.InSync:
+		s.State, s.ExitCode = StateInSync, ExitOK
+	default:
+		s.State, s.ExitCode = StateDiffers, ExitDiffers
+	}
+}
+
 // Make joins the policy, the table built from it and the kernel's state
 // (nil if the table is absent) into a Status.
 func Make(pol *policy.Policy, r *fence.Result, st *nft.State, source string) Status {
@@ -194,9 +275,13 @@ func Make(pol *policy.Policy, r *fence.Result, st *nft.State, source string) Sta
 	s.Table.Drift = nft.Diff(t, st)
 	s.Table.InSync = len(s.Table.Drift) == 0
 	chains := map[string]*nft.ChainState{}
+	maps := map[string]*nft.SetState{}
 	if st != nil {
 		for i := range st.Chains {
 			chains[st.Chains[i].Name] = &st.Chains[i]
+		}
+		for i := range st.Sets {
+			maps[st.Sets[i].Name] = &st.Sets[i]
 		}
 	}
 	deny := "deny"
@@ -209,41 +294,95 @@ func Make(pol *policy.Policy, r *fence.Result, st *nft.State, source string) Sta
 		}
 		return v.String()
 	}
+	// rules lists the rules of section sec in direction d with the
+	// counters of the kernel's chain (none if nil), and their denials.
+	rules := func(sec *policy.Section, d fence.Direction, chain *nft.ChainState) (out []RuleStatus, denied uint64) {
+		h := d.Hook
+		count := func(id string) (p, b uint64) {
+			if chain == nil {
+				return 0, 0
+			}
+			for _, r := range chain.Rules {
+				if r.ID == id {
+					p, b = p+r.Packets, b+r.Bytes
+				}
+			}
+			return p, b
+		}
+		add := func(r RuleStatus) {
+			r.Hook = h.String()
+			if r.Verdict == deny {
+				denied += r.Packets
+			}
+			out = append(out, r)
+		}
+		p, b := count("spoof")
+		add(RuleStatus{ID: "anti-spoofing", Verdict: deny, Match: "source not in subnets", Packets: p, Bytes: b})
+		for _, r := range sec.Rules(h) {
+			p, b := count(r.ID())
+			add(RuleStatus{ID: r.ID(), Index: r.Index, Verdict: verdict(r.Verdict), Match: fence.RuleMatch(r), Comment: r.Comment, Packets: p, Bytes: b})
+		}
+		if fence.TunnelEndpoints(pol, sec, d) {
+			p, b = count(fence.TunnelEndpointRuleID)
+			add(RuleStatus{ID: fence.TunnelEndpointRuleID, Verdict: deny, Match: fence.TunnelEndpointMatch, Packets: p, Bytes: b})
+		}
+		p, b = count("default")
+		add(RuleStatus{ID: h.String() + "_default", Verdict: verdict(sec.Default(h)), Match: "anything else", Packets: p, Bytes: b})
+		return out, denied
+	}
+	// The kernel's catch-all, whose chains judge the bridges that its
+	// dispatch maps do not hold.
+	var caDenied []uint64
+	if ca := r.CatchAll; ca != nil && st != nil {
+		s.CatchAll = &CatchAllStatus{Section: ca.Index, Match: ca.Match.String(), Bridges: []string{}, Rules: []RuleStatus{}}
+		for _, d := range fence.Directions {
+			rs, denied := rules(ca, d, chains[d.CatchAllChain()])
+			s.CatchAll.Rules = append(s.CatchAll.Rules, rs...)
+			s.CatchAll.Denied += denied
+			caDenied = append(caDenied, denied)
+		}
+	}
+	// kernelChain returns the chain of the kernel's table that judges the
+	// packets of network f in direction d: the one its dispatch map names
+	// for f's bridge; else the catch-all's (catchAll set) for a bridge it
+	// covers; else none. Without a dispatch map, f's chain by name.
+	kernelChain := func(f fence.Fenced, d fence.Direction) (c *nft.ChainState, catchAll bool) {
+		m := maps[d.DispatchMap()]
+		if m == nil {
+			return chains[f.Chains[d.Hook]], false
+		}
+		for _, e := range m.VMap {
+			if e.Key == f.Network.Bridge {
+				return chains[e.Chain], false
+			}
+		}
+		if ca := chains[d.CatchAllChain()]; ca != nil && fence.CatchAllBridge(f.Network.Bridge) && s.CatchAll != nil {
+			return ca, true
+		}
+		return nil, false
+	}
 	for _, f := range r.Fenced {
 		ns := NetworkStatus{Name: f.Network.Name, ID: f.Network.ID, Bridge: f.Network.Bridge, Subnets: prefixStrings(f.Network.Subnets), Section: f.Section.Index, Match: f.Section.Match.String()}
-		for _, d := range fence.Directions {
-			h := d.Hook
-			chain := chains[f.Chains[h]]
-			count := func(id string) (p, b uint64) {
-				if chain == nil {
-					return 0, 0
+		if st != nil {
+			judged := false
+			for i, d := range fence.Directions {
+				chain, catchAll := kernelChain(f, d)
+				judged = judged || chain != nil
+				if catchAll {
+					ns.CatchAll = true
+					ns.Denied += caDenied[i]
+					continue
 				}
-				for _, r := range chain.Rules {
-					if r.ID == id {
-						p, b = p+r.Packets, b+r.Bytes
-					}
-				}
-				return p, b
+				rs, denied := rules(f.Section, d, chain)
+				ns.Rules = append(ns.Rules, rs...)
+				ns.Denied += denied
 			}
-			add := func(r RuleStatus) {
-				r.Hook = h.String()
-				if r.Verdict == deny {
-					ns.Denied += r.Packets
-				}
-				ns.Rules = append(ns.Rules, r)
+			if !judged {
+				ns.Unjudged, ns.Rules = true, nil
 			}
-			p, b := count("spoof")
-			add(RuleStatus{ID: "anti-spoofing", Verdict: deny, Match: "source not in subnets", Packets: p, Bytes: b})
-			for _, r := range f.Section.Rules(h) {
-				p, b := count(r.ID())
-				add(RuleStatus{ID: r.ID(), Index: r.Index, Verdict: verdict(r.Verdict), Match: fence.RuleMatch(r), Comment: r.Comment, Packets: p, Bytes: b})
+			if ns.CatchAll {
+				s.CatchAll.Bridges = append(s.CatchAll.Bridges, f.Network.Bridge)
 			}
-			if fence.TunnelEndpoints(pol, f.Section, d) {
-				p, b = count(fence.TunnelEndpointRuleID)
-				add(RuleStatus{ID: fence.TunnelEndpointRuleID, Verdict: deny, Match: fence.TunnelEndpointMatch, Packets: p, Bytes: b})
-			}
-			p, b = count("default")
-			add(RuleStatus{ID: h.String() + "_default", Verdict: verdict(f.Section.Default(h)), Match: "anything else", Packets: p, Bytes: b})
 		}
 		s.Networks = append(s.Networks, ns)
 	}
@@ -266,6 +405,7 @@ func Make(pol *policy.Policy, r *fence.Result, st *nft.State, source string) Sta
 		}
 		s.NotFenceable = append(s.NotFenceable, n)
 	}
+	s.SetState()
 	return s
 }
 

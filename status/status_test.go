@@ -53,6 +53,11 @@ func kernelState(t *nft.Table, packets map[string]uint64) *nft.State {
 		}
 		st.Chains = append(st.Chains, cs)
 	}
+	for _, set := range t.Sets {
+		if set.Map {
+			st.Sets = append(st.Sets, nft.SetState{Name: set.Name, VMap: set.VMap})
+		}
+	}
 	return st
 }
 

@@ -11,7 +11,8 @@ import (
 
 // WriteText writes the status as people read it: the table, the policy, the
 // daemon and the last apply, then a table of networks, why those that
-// cannot be fenced cannot, and a table of rules per fenced network.
+// cannot be fenced cannot, and, while the table is present, a table of
+// rules per fenced network and one for the catch-all.
 func WriteText(out io.Writer, s Status) {
 	state := "absent: nothing is fenced (run dockerfence apply)"
 	if s.Table.Present {
@@ -58,10 +59,23 @@ func WriteText(out io.Writer, s Status) {
 		fmt.Fprintf(out, "warning:    %s\n", w)
 	}
 	fmt.Fprintln(out)
+	if !s.Table.Present {
+		// No counters to show: what the policy would fence, not what is.
+		fmt.Fprintln(out, "networks apply would fence (none is fenced now):")
+	}
 	tw := tabwriter.NewWriter(out, 2, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "NETWORK\tBRIDGE\tSUBNETS\tSECTION\tDENIED")
 	for _, n := range s.Networks {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d %s\t%d\n", OrDash(n.Name), n.Bridge, strings.Join(n.Subnets, ","), n.Section, n.Match, n.Denied)
+		denied := fmt.Sprint(n.Denied)
+		switch {
+		case !s.Table.Present:
+			denied = "-"
+		case n.CatchAll:
+			denied += " (catch-all, shared)"
+		case n.Unjudged:
+			denied = "- (not in the table)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d %s\t%s\n", OrDash(n.Name), n.Bridge, strings.Join(n.Subnets, ","), n.Section, n.Match, denied)
 	}
 	for _, n := range s.Unfenced {
 		fmt.Fprintf(tw, "%s\t%s\t%s\tnone: not fenced\t-\n", OrDash(n.Name), n.Bridge, strings.Join(n.Subnets, ","))
@@ -83,18 +97,38 @@ func WriteText(out io.Writer, s Status) {
 		tw.Flush()
 	}
 	for _, n := range s.Networks {
-		fmt.Fprintf(out, "\n%s (%s)\n", OrDash(n.Name), n.Bridge)
-		tw := tabwriter.NewWriter(out, 2, 8, 2, ' ', 0)
-		fmt.Fprintln(tw, "  RULE\tVERDICT\tMATCH\tPACKETS\tBYTES\tCOMMENT")
-		for _, r := range n.Rules {
-			id := r.ID
-			if id == "anti-spoofing" { // once per hook
-				id += " (" + r.Hook + ")"
-			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%d\t%s\n", id, r.Verdict, r.Match, r.Packets, r.Bytes, r.Comment)
+		switch {
+		case n.CatchAll:
+			fmt.Fprintf(out, "\n%s (%s): judged by the catch-all (it appeared after the last apply); see its rules below\n", OrDash(n.Name), n.Bridge)
+		case n.Unjudged:
+			fmt.Fprintf(out, "\n%s (%s): not in the kernel's table, and no catch-all covers its bridge: not fenced until dockerfence apply\n", OrDash(n.Name), n.Bridge)
+		case len(n.Rules) > 0:
+			fmt.Fprintf(out, "\n%s (%s)\n", OrDash(n.Name), n.Bridge)
+			writeRules(out, n.Rules)
 		}
-		tw.Flush()
 	}
+	if ca := s.CatchAll; ca != nil {
+		now := "none now"
+		if len(ca.Bridges) > 0 {
+			now = "now " + strings.Join(ca.Bridges, ", ")
+		}
+		fmt.Fprintf(out, "\ncatch-all: section %d %s, for docker0 and br-* bridges not known at the last apply (%s); counters shared by every bridge under it, %d denied\n", ca.Section, ca.Match, now, ca.Denied)
+		writeRules(out, ca.Rules)
+	}
+}
+
+// writeRules writes a table of rules and their counters.
+func writeRules(out io.Writer, rules []RuleStatus) {
+	tw := tabwriter.NewWriter(out, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "  RULE\tVERDICT\tMATCH\tPACKETS\tBYTES\tCOMMENT")
+	for _, r := range rules {
+		id := r.ID
+		if id == "anti-spoofing" { // once per hook
+			id += " (" + r.Hook + ")"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%d\t%s\n", id, r.Verdict, r.Match, r.Packets, r.Bytes, r.Comment)
+	}
+	tw.Flush()
 }
 
 // applyLine renders an apply: "12:04:05 by run (docker: 2 Docker events): applied in 3.1 ms".

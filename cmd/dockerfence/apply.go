@@ -98,19 +98,42 @@ func recordApply(g *globalFlags, a status.Apply, changed bool, err error) {
 func summary(t *fence.Result, inv *discover.Inventory) string { return t.Summary(inv.FromDocker()) }
 
 func planCmd(g *globalFlags) *cobra.Command {
-	return &cobra.Command{
-		Use:   "plan [-c FILE]",
+	var exitCodes bool
+	cmd := &cobra.Command{
+		Use:   "plan [-c FILE] [--exit-code]",
 		Short: "Show what apply would change in the kernel's table now",
 		Long: `plan reads the kernel's table and says what apply would change in it now:
 one line a difference, then the netlink transactions apply would send, in nft
 syntax, one command a line, in the order apply sends them (nft -f reads them).
 It changes nothing. While dockerfence run answers on --socket, the daemon
 computes the plan with its policy file (which must be -c, or the default),
-as it is now, against its kernel, and plan prints it.`,
-		Args: cobra.NoArgs,
+as it is now, against its kernel, and plan prints it.
+
+plan exits 0 whether or not changes are pending, and 1 on error. With
+--exit-code (as git diff --exit-code, terraform plan -detailed-exitcode):
+  0  the table is up to date: apply would change nothing
+  1  error: plan could not tell (the message says why)
+  2  changes are pending: apply would change the table (or create it)`,
+		Example: `  dockerfence plan --exit-code >/dev/null || [ $? -ne 2 ] || dockerfence apply`,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if done, err := viaDaemon(cmd, g, daemon.RequestPlan); done {
-				return err
+			// pending ends the command as --exit-code asks.
+			pending := func(p bool) error {
+				if exitCodes && p {
+					return exitCode(status.ExitPending)
+				}
+				return nil
+			}
+			if done, a, err := askDaemon(cmd, g, daemon.RequestPlan); done {
+				switch {
+				case err != nil:
+					return err
+				case exitCodes && a.Pending == nil:
+					return fmt.Errorf("dockerfence run on %s did not say whether changes are pending (is it of an older version?): --exit-code cannot tell", g.socket)
+				case a.Pending != nil:
+					return pending(*a.Pending)
+				}
+				return nil
 			}
 			_, d, t, err := build(cmd.Context(), g)
 			if err != nil {
@@ -124,9 +147,11 @@ as it is now, against its kernel, and plan prints it.`,
 			}
 			defer warnTable(t)
 			fmt.Fprint(cmd.OutOrStdout(), daemon.PlanText(t.Name, t.Table, p, summary(t, d)))
-			return nil
+			return pending(!p.Empty())
 		},
 	}
+	cmd.Flags().BoolVar(&exitCodes, "exit-code", false, "exit 2 when changes are pending, 0 when the table is up to date (1 stays error)")
+	return cmd
 }
 
 func deleteCmd(g *globalFlags) *cobra.Command {

@@ -12,6 +12,14 @@ import (
 // standard output and the exit message ("" on success).
 func execute(t *testing.T, args ...string) (stdout, msg string) {
 	t.Helper()
+	_, stdout, msg = run(t, args...)
+	return stdout, msg
+}
+
+// run runs the root command with args, as main does, and returns its exit
+// code, standard output and exit message ("" for none).
+func run(t *testing.T, args ...string) (code int, stdout, msg string) {
+	t.Helper()
 	root := newRoot()
 	var out, errOut bytes.Buffer
 	root.SetOut(&out)
@@ -21,13 +29,11 @@ func execute(t *testing.T, args ...string) (stdout, msg string) {
 		t.Fatal(err)
 	}
 	root.SetArgs(append([]string{"--resolv-conf", resolv}, args...))
-	if err := root.Execute(); err != nil {
-		msg = message(err)
-	}
+	code, msg = exit(root.Execute())
 	if errOut.Len() > 0 && args[0] != "__complete" {
 		t.Errorf("stderr written directly: %q", errOut.String())
 	}
-	return out.String(), msg
+	return code, out.String(), msg
 }
 
 // writePolicy writes src to a policy file in a new directory and returns

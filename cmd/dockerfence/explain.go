@@ -33,7 +33,11 @@ as apply leaves it (by the {name: "*"} section if it is docker0 or br-*, else
 not fenced). A Docker network of another driver than bridge (macvlan, ipvlan,
 host, null, overlay) cannot be fenced: explain says "not fenced" and why. Without
 Docker, --network is a bridge found over netlink, by its name. A SUBNET that a network or bridge holds stands for that whole network
-(all its subnets count for 'self'); otherwise it is judged alone.`,
+(all its subnets count for 'self'); otherwise it is judged alone. A SUBNET or
+NAME that no network holds is judged as a new bridge would be when the policy
+has a {name: "*"} section that would fence it: by the catch-all, the rules of
+that section for docker0 and br-* bridges that appear after apply (the note
+says so); without such a section, a subnet alone is not fenced.`,
 		Example: `  dockerfence explain --network app_default --to 192.168.100.50:5432
   dockerfence explain --network 172.20.0.0/16 --to 192.168.100.2:53/udp
   dockerfence explain --network br-0123456789ab --to '[2001:db8::1]:443' --json`,
@@ -59,20 +63,24 @@ Docker, --network is a bridge found over netlink, by its name. A SUBNET that a n
 				}
 			}
 			rn := explainNetwork(cmd, g, network)
+			var notes []string
 			if pol.NeedsDocker() && !rn.DockerAnswered {
-				rn.Note += "; note that apply refuses this policy while Docker is not reachable, as it matches by name or label"
+				notes = append(notes, "note that apply refuses this policy while Docker is not reachable, as it matches by name or label")
 			}
 			local, lerr := bridge.Netlink{}.Local()
 			probe, hostNote := fence.ToHost(rn.Network, probe, local, lerr)
 			probe, srcNote := fence.DefaultSource(rn.Network, probe)
-			for _, n := range []string{hostNote, srcNote} {
-				if n != "" {
-					rn.Note += "; " + n
-				}
-			}
 			d, err := rn.evaluate(pol, probe)
 			if err != nil {
 				return err
+			}
+			if d.NewBridge {
+				rn.Note = rn.newBridgeNote(network, d.Section)
+			}
+			for _, n := range append(notes, hostNote, srcNote) {
+				if n != "" {
+					rn.Note += "; " + n
+				}
 			}
 			x := &status.Explain{Network: rn.Network, Source: rn.Source, Note: rn.Note, Probe: probe, Decision: d}
 			if asJSON {
@@ -89,7 +97,7 @@ Docker, --network is a bridge found over netlink, by its name. A SUBNET that a n
 	f.StringVar(&to, "to", "", "destination ADDR[:PORT][/PROTO]; IPv6 with a port as [ADDR]:PORT")
 	f.StringVar(&from, "from", "", "source address (default: one inside the network; a link-local one in a family the network has no subnet of)")
 	f.BoolVar(&host, "host", false, "the destination is this host (judge the host rules); implied when ADDR is one of this host's addresses")
-	f.BoolVar(&asJSON, "json", false, "print one JSON object: network {name, bridge, driver, subnets, source}, note, packet {hook (egress, host: --host or one of this host's addresses), src, dst, port, proto}, section (0: none), match, rule (\"egress 3\", or \"\"), rule_match, comment, decided_by (rule, default, anti-spoofing, unfenced, not fenceable), spoofed, verdict (allow, deny), deny_action, audit, passes; see status.Explanation")
+	f.BoolVar(&asJSON, "json", false, "print one JSON object: network {name, bridge, driver, subnets, source}, note, packet {hook (egress, host: --host or one of this host's addresses), src, dst, port, proto}, section (0: none), match, rule (\"egress 3\", or \"\"), rule_match, comment, decided_by (rule, default, anti-spoofing, unfenced, not fenceable), spoofed, verdict (allow, deny), deny_action, audit, passes, catch_all (judged by the catch-all of the {name: \"*\"} section); see status.Explanation")
 	return cmd
 }
 
@@ -121,6 +129,19 @@ type resolvedNetwork struct {
 	// Inventory are the networks apply would find: Docker's if Docker
 	// answered, else the bridges found over netlink.
 	Inventory []policy.Network
+	// NotFound says, for a network that nothing holds, why Docker's
+	// networks were not read or bridges not listed ("" if they were).
+	NotFound string
+}
+
+// newBridgeNote is the note of a network that nothing holds and that
+// explain judged as a new bridge, by the catch-all of section sec.
+func (rn resolvedNetwork) newBridgeNote(arg string, sec *policy.Section) string {
+	what := "no network holds " + arg
+	if len(rn.Network.Subnets) == 0 {
+		what = "no network or bridge is named " + arg
+	}
+	return fmt.Sprintf("%s; judged by section %d %s as a new bridge would be: by the catch-all, the rules for docker0 and br-* bridges that appear after apply%s", what, sec.Index, sec.Match, rn.NotFound)
 }
 
 // evaluate judges the probe as the kernel does with the table that apply
@@ -162,6 +183,10 @@ func resolveNetworkIn(inv *discover.Inventory, arg string) resolvedNetwork {
 	switch {
 	case f.Source == discover.SourceNone:
 		rn.Source = sourceArgument
+		if !inv.FromDocker() {
+			rn.NotFound = fmt.Sprintf(" (%v)", inv.DockerErr)
+		}
+		rn.NotFound += extra
 		switch {
 		case inv.FromDocker() && f.Prefix.IsValid():
 			rn.Note = "no Docker network or bridge holds this subnet: judged by the subnet alone, so name, bridge and label matches cannot hold" + extra

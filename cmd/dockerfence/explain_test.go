@@ -295,7 +295,7 @@ func TestExplanation(t *testing.T) {
 		{
 			name: "bridge Docker does not report: the catch-all judges, not the first match",
 			pol:  pol, rn: late, pr: probe("203.0.113.10:443", "", false),
-			want: status.Explanation{Section: 2, Match: `{name: "*"}`, Rule: "egress 1", RuleMatch: "any", DecidedBy: "rule", Verdict: "deny", DenyAction: "drop"},
+			want: status.Explanation{Section: 2, Match: `{name: "*"}`, Rule: "egress 1", RuleMatch: "any", DecidedBy: "rule", Verdict: "deny", DenyAction: "drop", CatchAll: true},
 		},
 		{
 			name: "macvlan: not fenceable, though the catch-all matches it",
@@ -357,7 +357,7 @@ func runExplain(t *testing.T, args ...string) (string, error) {
 func TestExplainJSON(t *testing.T) {
 	_, file := loadTestPolicy(t, explainPolicy)
 	// 198.51.100.0/24 is documentation space: no bridge of the test
-	// machine holds it, so it is judged alone.
+	// machine holds it, so it is judged as a new bridge, by the catch-all.
 	out, err := runExplain(t, "-c", file, "--network", "198.51.100.0/24", "--to", "192.168.100.50:5432", "--json")
 	if err != nil {
 		t.Fatalf("explain: %v\n%s", err, out)
@@ -375,7 +375,7 @@ func TestExplainJSON(t *testing.T) {
 		return ks
 	}
 	// The schema is stable: every field is always there.
-	wantKeys := []string{"audit", "comment", "decided_by", "deny_action", "match", "network", "note", "packet", "passes", "rule", "rule_match", "section", "spoofed", "verdict"}
+	wantKeys := []string{"audit", "catch_all", "comment", "decided_by", "deny_action", "match", "network", "note", "packet", "passes", "rule", "rule_match", "section", "spoofed", "verdict"}
 	if got := keys(fields); !slices.Equal(got, wantKeys) {
 		t.Errorf("keys = %v, want %v", got, wantKeys)
 	}
@@ -389,11 +389,14 @@ func TestExplainJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &e); err != nil {
 		t.Fatal(err)
 	}
+	if !strings.HasPrefix(e.Note, `no network holds 198.51.100.0/24; judged by section 2 {name: "*"} as a new bridge would be: by the catch-all`) {
+		t.Errorf("note %q", e.Note)
+	}
 	e.Note = ""
 	want := status.Explanation{
-		Network:   status.ExplainedNetwork{Subnets: []string{"198.51.100.0/24"}, Source: sourceArgument},
-		Packet:    status.ExplainedPacket{Hook: "egress", Dst: "192.168.100.50", Port: 5432, Proto: "tcp"},
-		DecidedBy: "unfenced", Verdict: "allow", Passes: true,
+		Network: status.ExplainedNetwork{Subnets: []string{"198.51.100.0/24"}, Source: sourceArgument},
+		Packet:  status.ExplainedPacket{Hook: "egress", Dst: "192.168.100.50", Port: 5432, Proto: "tcp"},
+		Section: 2, Match: `{name: "*"}`, Rule: "egress 1", RuleMatch: "any", DecidedBy: "rule", Verdict: "deny", DenyAction: "drop", CatchAll: true,
 	}
 	if !reflect.DeepEqual(e, want) {
 		t.Errorf("explain --json =\n%+v, want\n%+v", e, want)
@@ -414,7 +417,8 @@ func TestExplainJSON(t *testing.T) {
 
 func TestExplainHuman(t *testing.T) {
 	_, file := loadTestPolicy(t, explainPolicy)
-	out, err := runExplain(t, "-c", file, "--network", "198.51.100.0/24", "--to", "[2001:db8::5]:22", "--from", "2001:db8::9", "--host")
+	_, noCatchAll := loadTestPolicy(t, explainPolicy[:strings.Index(explainPolicy, "  - match: {name")])
+	out, err := runExplain(t, "-c", noCatchAll, "--network", "198.51.100.0/24", "--to", "[2001:db8::5]:22", "--from", "2001:db8::9", "--host")
 	if err != nil {
 		t.Fatalf("explain: %v\n%s", err, out)
 	}
@@ -428,6 +432,29 @@ func TestExplainHuman(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
+	}
+	// With a {name: "*"} section, a subnet no network holds is judged as
+	// a new bridge would be, by the catch-all: the form of explain's own
+	// example.
+	out, err = runExplain(t, "-c", file, "--network", "198.51.100.0/24", "--to", "192.168.100.50:5432")
+	if err != nil {
+		t.Fatalf("explain: %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		"network  (by subnet) (bridge -, subnets 198.51.100.0/24)",
+		`note     no network holds 198.51.100.0/24; judged by section 2 {name: "*"} as a new bridge would be: by the catch-all, the rules for docker0 and br-* bridges that appear after apply (docker is not reachable`,
+		`section  2 {name: "*"} (`,
+		"rule     egress 1: deny any (",
+		"verdict  deny (drop)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	// A name no network has, likewise.
+	out, err = runExplain(t, "-c", file, "--network", "web_default", "--to", "192.168.100.50:5432")
+	if want := `note     no network or bridge is named web_default; judged by section 2 {name: "*"} as a new bridge would be`; err != nil || !strings.Contains(out, want) {
+		t.Errorf("explain of a name nothing has: %v; output lacks %q:\n%s", err, want, out)
 	}
 	// Without Docker, a policy that matches by name still gets an answer,
 	// with a warning that apply would refuse it.

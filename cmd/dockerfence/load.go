@@ -84,21 +84,27 @@ func warnTable(t *fence.Result) {
 // false, with no error, when no daemon answers: the command then works by
 // itself.
 func viaDaemon(cmd *cobra.Command, g *globalFlags, kind string) (bool, error) {
+	done, _, err := askDaemon(cmd, g, kind)
+	return done, err
+}
+
+// askDaemon is viaDaemon, and returns the daemon's answer too.
+func askDaemon(cmd *cobra.Command, g *globalFlags, kind string) (bool, daemon.Answer, error) {
 	file, err := filepath.Abs(cmp.Or(g.config, policy.DefaultPath))
 	if err != nil {
-		return false, err
+		return false, daemon.Answer{}, err
 	}
 	a, err := daemon.Ask(cmd.Context(), g.socket, kind, file)
 	if errors.Is(err, daemon.ErrNoDaemon) {
 		slog.Debug("no daemon answers; working by itself", "request", kind, "err", err)
-		return false, nil
+		return false, a, nil
 	}
 	if err != nil {
-		return true, err
+		return true, a, err
 	}
 	_, err = io.WriteString(cmd.OutOrStdout(), a.Output)
 	for _, w := range a.Warnings {
 		slog.Warn(w)
 	}
-	return true, err
+	return true, a, err
 }

@@ -43,10 +43,31 @@ func withLock(g *globalFlags, role, table string, change func() error) error {
 }
 
 func main() {
-	if err := newRoot().Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, message(err))
-		os.Exit(1)
+	code, msg := exit(newRoot().Execute())
+	if msg != "" {
+		fmt.Fprintln(os.Stderr, msg)
 	}
+	os.Exit(code)
+}
+
+// exitCode ends a command that has printed its answer with that exit
+// code: a state the caller asked about (status, plan --exit-code), not an
+// error, so nothing more is printed.
+type exitCode int
+
+func (c exitCode) Error() string { return fmt.Sprintf("exit code %d", int(c)) }
+
+// exit returns the exit code of a command that returned err, and the
+// message to print on standard error ("" for none).
+func exit(err error) (int, string) {
+	var c exitCode
+	switch {
+	case err == nil:
+		return status.ExitOK, ""
+	case errors.As(err, &c):
+		return int(c), ""
+	}
+	return status.ExitError, message(err)
 }
 
 // message is the exit message of err: its first line, after "dockerfence: ".

@@ -1,0 +1,289 @@
+package fence
+
+import (
+	"net/netip"
+	"slices"
+	"sort"
+
+	"github.com/dockerfence/dockerfence/nft"
+	"github.com/dockerfence/dockerfence/policy"
+)
+
+// Container is a container as the compiler sees it: what its section is
+// chosen by, its label, and its addresses on networks.
+type Container struct {
+	ID, Name, Image string
+	Labels          map[string]string
+	Endpoints       []Endpoint
+}
+
+// Endpoint is a container's attachment to a network: the network's ID (or
+// its name, when Docker gave no ID) and the container's addresses there.
+type Endpoint struct {
+	NetworkID, Network string
+	Addrs              []netip.Addr
+}
+
+// FencedContainer is a container the container layer judges.
+type FencedContainer struct {
+	Container Container
+	// Section is the container section that matches it, nil if none.
+	Section *policy.ContainerSection
+	// Label holds the rules of its label policy.EgressLabel; LabelErr,
+	// when set, says why the label does not parse: the container is then
+	// cut off (all its egress denied) until the label is fixed.
+	Label    []*policy.Rule
+	LabelErr error
+	// Chain is its chain, which the container layer's maps send its
+	// packets to; "" for a container without a section or label rules.
+	Chain string
+}
+
+// Judged reports whether the container has rules of its own (a section, a
+// label, or a label that cuts it off).
+func (f FencedContainer) Judged() bool {
+	return f.Section != nil || len(f.Label) > 0 || f.LabelErr != nil
+}
+
+// Container layer names. Each fenced network whose containers the layer
+// judges has a chain fwdc_ID (ID as the network's chains have), reached
+// from the layer's chain by input interface, which looks the packet's
+// source address up in the maps fwdc_ID_4 and fwdc_ID_6. A container with
+// rules of its own has a chain c_CID, which jumps to c_CID.s (its
+// section's rules) and c_CID.l (its label's): every layer must allow. A
+// container without rules goes to noRulesChain, which returns at once.
+const (
+	containerMapName = "fwd_cif"
+	noRulesChain     = "c_none"
+)
+
+// containers classifies the containers on the fenced networks and builds
+// their chains. A network gets the container layer when the policy has
+// container sections (any container on it may match one, so an address
+// not classified yet is held) or one of its containers carries a label.
+func (b *builder) containers(ctrs []Container) {
+	ctrs = slices.Clone(ctrs)
+	sort.Slice(ctrs, func(i, j int) bool {
+		return ctrs[i].Name < ctrs[j].Name || ctrs[i].Name == ctrs[j].Name && ctrs[i].ID < ctrs[j].ID
+	})
+	byNet := map[string]int{}
+	for i, f := range b.r.Fenced {
+		byNet["id:"+f.Network.ID] = i
+		byNet["name:"+f.Network.Name] = i
+	}
+	fencedOf := func(e Endpoint) (int, bool) {
+		if e.NetworkID != "" {
+			i, ok := byNet["id:"+e.NetworkID]
+			return i, ok
+		}
+		i, ok := byNet["name:"+e.Network]
+		return i, ok && e.Network != ""
+	}
+	layered := make([]bool, len(b.r.Fenced))
+	for i := range layered {
+		layered[i] = len(b.pol.Containers) > 0
+	}
+	var judged []FencedContainer
+	usedIDs := map[string]bool{"none": true}
+	for _, c := range ctrs {
+		fc := FencedContainer{Container: c, Section: b.pol.ContainerSectionFor(c.Name, c.Image, c.Labels)}
+		if v, ok := c.Labels[policy.EgressLabel]; ok {
+			fc.Label, fc.LabelErr = b.pol.LabelRules(v)
+		}
+		on := false
+		for _, e := range c.Endpoints {
+			if i, ok := fencedOf(e); ok {
+				on = true
+				if fc.Judged() {
+					layered[i] = true
+				}
+			}
+		}
+		if !on {
+			continue
+		}
+		if fc.Judged() {
+			fc.Chain = "c_" + chainID(shortID(c), usedIDs)
+			b.containerChain(&fc)
+		}
+		judged = append(judged, fc)
+	}
+	b.r.Containers = judged
+	for i, f := range b.r.Fenced {
+		if !layered[i] {
+			continue
+		}
+		elems := map[bool][]nft.VMapElem{}
+		for _, fc := range judged {
+			for _, e := range fc.Container.Endpoints {
+				if j, ok := fencedOf(e); !ok || j != i {
+					continue
+				}
+				chain := cmpOr(fc.Chain, noRulesChain)
+				for _, a := range e.Addrs {
+					if a.IsValid() {
+						elems[a.Is6()] = append(elems[a.Is6()], nft.VMapElem{Addr: a.Unmap(), Chain: chain})
+					}
+				}
+			}
+		}
+		b.networkContainers(f, elems)
+	}
+	if len(b.r.ContainerChains) > 0 {
+		b.addChain(noRulesChain, nft.HookNone)
+	}
+}
+
+// cmpOr returns a, or b if a is empty.
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// shortID names a container in chain names: the first 12 characters of
+// its ID (as docker ps shows it), else its name.
+func shortID(c Container) string {
+	if len(c.ID) >= 12 {
+		return c.ID[:12]
+	}
+	if c.ID != "" {
+		return c.ID
+	}
+	return c.Name
+}
+
+// networkContainers builds the container layer's chain of fenced network f:
+// the containers' addresses, by family, sent to their chains; IPv6
+// neighbour discovery passes; any other source of the network's subnets
+// is a container not classified yet, held (dropped) until it is.
+func (b *builder) networkContainers(f Fenced, elems map[bool][]nft.VMapElem) {
+	_, id, _ := cutPrefix(f.Chains[policy.Egress])
+	name := "fwdc_" + id
+	c := b.addChain(name, nft.HookNone)
+	b.r.ContainerChains = append(b.r.ContainerChains, ContainerChain{Network: f.Network, Chain: name})
+	c.Rules = append(c.Rules, &nft.Rule{Matches: []nft.Match{nft.NFProto{V6: true}, nft.ICMPv6Type{Types: DirectionOf(policy.Egress).ND}, nft.HopLimit{Value: 255}}, Counter: true, Verdict: allow, ID: "nd", Comment: "IPv6 neighbour discovery"})
+	for _, fam := range []struct {
+		v6  bool
+		sel nft.Selector
+	}{{false, nft.SelSAddr4}, {true, nft.SelSAddr6}} {
+		es := elems[fam.v6]
+		if len(es) == 0 {
+			continue
+		}
+		slices.SortFunc(es, func(x, y nft.VMapElem) int { return x.Addr.Compare(y.Addr) })
+		es = slices.CompactFunc(es, func(x, y nft.VMapElem) bool { return x.Addr == y.Addr })
+		key, suffix := nft.KeyIPv4, "_4"
+		if fam.v6 {
+			key, suffix = nft.KeyIPv6, "_6"
+		}
+		m := &nft.Set{Name: name + suffix, Key: key, Map: true, VMap: es}
+		b.addSet(m)
+		c.Rules = append(c.Rules, &nft.Rule{Matches: []nft.Match{nft.NFProto{V6: fam.v6}}, Counter: true, Verdict: nft.Verdict{Kind: nft.VMap, Target: m.Name, Key: fam.sel}, ID: "containers"})
+	}
+	held := b.denyChain(name, &Denial{Network: &f.Network, Section: f.Section, Hook: policy.Egress, Reason: ReasonHeld})
+	v4, v6 := b.addrMatches(netSetName(f.Chains[policy.Egress]), f.Network.Subnets, true, false)
+	for _, a := range []*nft.Addr{v4, v6} {
+		if a != nil {
+			c.Rules = append(c.Rules, &nft.Rule{Matches: []nft.Match{*a}, Counter: true, Verdict: nft.Verdict{Kind: nft.Goto, Target: held}, ID: "held", Comment: "a container not classified yet (held)"})
+		}
+	}
+}
+
+// cutPrefix splits a network chain's name (fwd_ID) at its first "_".
+func cutPrefix(chain string) (prefix, id string, ok bool) {
+	for i := range len(chain) {
+		if chain[i] == '_' {
+			return chain[:i], chain[i+1:], true
+		}
+	}
+	return "", chain, false
+}
+
+// containerChain builds the chain of a container with rules of its own:
+// a jump to its section's chain and one to its label's, or, for a label
+// that does not parse, a deny of everything (cut off).
+func (b *builder) containerChain(fc *FencedContainer) {
+	c := b.addChain(fc.Chain, nft.HookNone)
+	d := DirectionOf(policy.Egress)
+	ctr := fc.Container
+	var self *policy.Network
+	if fc.LabelErr != nil {
+		deny := b.denyChain(fc.Chain, &Denial{Container: &ctr, Hook: policy.Egress, Reason: ReasonCutOff, Layer: LayerLabel})
+		c.Rules = append(c.Rules, &nft.Rule{Counter: true, Verdict: nft.Verdict{Kind: nft.Goto, Target: deny}, ID: "cut off", Comment: "label " + policy.EgressLabel + " does not parse: all egress denied"})
+		return
+	}
+	layer := func(suffix string, lay ContainerLayer, rules []*policy.Rule, def policy.Verdict, sec *policy.ContainerSection) {
+		lc := b.addChain(fc.Chain+suffix, nft.HookNone)
+		c.Rules = append(c.Rules, &nft.Rule{Verdict: nft.Verdict{Kind: nft.Jump, Target: lc.Name}, ID: "layer " + string(lay)})
+		den := Denial{Container: &ctr, ContainerSection: sec, Layer: lay}
+		for _, r := range rules {
+			// "self" in a container's rules is the subnets of the
+			// networks it is on.
+			lc.Rules = append(lc.Rules, b.policyRules(lc.Name, den, d, r, self, lc.Name+".self")...)
+		}
+		dr := &nft.Rule{Counter: true, Verdict: allow, ID: "default", Comment: "egress_default allow"}
+		if def == policy.Deny {
+			den.Hook, den.Reason = policy.Egress, ReasonDefault
+			dr.Verdict = nft.Verdict{Kind: nft.Goto, Target: b.denyChain(lc.Name, &den)}
+			dr.Comment = "egress_default deny"
+		}
+		lc.Rules = append(lc.Rules, dr)
+	}
+	self = b.containerSubnets(ctr)
+	if s := fc.Section; s != nil {
+		layer(".s", LayerSection, s.Egress.Rules, s.Egress.Default, s)
+	}
+	if len(fc.Label) > 0 {
+		layer(".l", LayerLabel, fc.Label, policy.Allow, nil)
+	}
+}
+
+// containerSubnets returns a network that holds the subnets of every fenced
+// network the container is on: what "self" means in its rules.
+func (b *builder) containerSubnets(c Container) *policy.Network {
+	n := &policy.Network{Name: c.Name}
+	for _, e := range c.Endpoints {
+		for _, f := range b.r.Fenced {
+			if e.NetworkID != "" && f.Network.ID == e.NetworkID || e.NetworkID == "" && e.Network != "" && f.Network.Name == e.Network {
+				n.Subnets = append(n.Subnets, f.Network.Subnets...)
+			}
+		}
+	}
+	return n
+}
+
+// containerLayer fills the container layer's chain: the map from bridge to
+// the network's container chain. Only egress has the layer.
+func (b *builder) containerLayer(d Direction, c *nft.Chain) bool {
+	if d.Hook != policy.Egress || len(b.r.ContainerChains) == 0 {
+		return false
+	}
+	m := &nft.Set{Name: containerMapName, Key: nft.KeyIfName, Map: true}
+	for _, cc := range b.r.ContainerChains {
+		m.VMap = append(m.VMap, nft.VMapElem{Key: cc.Network.Bridge, Chain: cc.Chain})
+	}
+	b.addSet(m)
+	c.Rules = append(c.Rules, &nft.Rule{Counter: true, Verdict: nft.Verdict{Kind: nft.VMap, Target: m.Name, Key: d.Dispatch}, ID: "dispatch"})
+	return true
+}
+
+// ContainerChain is the container layer's chain of one fenced network.
+type ContainerChain struct {
+	Network policy.Network
+	Chain   string
+}
+
+// ContainerLayer names a layer of a container's own: its section or its
+// label.
+type ContainerLayer string
+
+// Container layers.
+const (
+	LayerSection ContainerLayer = "container section"
+	LayerLabel   ContainerLayer = "label"
+)
+
+// String returns the layer's name.
+func (l ContainerLayer) String() string { return string(l) }
