@@ -48,10 +48,13 @@ func TestAskWarnings(t *testing.T) {
 	want := []string{`section 2 {name: "app"} matches no network; did you mean app_default?`, "network \"ünï\ncode\": forged line", ""}
 	go func() {
 		r := <-reqs
-		r.Reply <- Reply{Output: "plan output\n", Warnings: want}
+		r.Reply <- Reply{Output: "plan output\n", Warnings: want, Pending: true}
 	}()
 	a, err := Ask(context.Background(), sock, RequestPlan, "/etc/dockerfence/policy.yaml")
 	if err != nil || a.Output != "plan output\n" || !slices.Equal(a.Warnings, want) {
 		t.Errorf("Ask = %q, %q, %v; want the output and the warnings %q", a.Output, a.Warnings, err, want)
+	}
+	if a.Pending == nil || !*a.Pending {
+		t.Errorf("Ask: pending %v, want true beside the warnings", a.Pending)
 	}
 }
