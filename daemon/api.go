@@ -32,7 +32,8 @@ const (
 	EventsPath = "/v1/events"
 	// ApplyPath, PlanPath and DeletePath take a POST whose body is the
 	// JSON object CommandRequest, and answer with the command's output
-	// (text/plain), or its error with a status other than 200. Apply and
+	// (text/plain) and its warnings (WarningHeader), or its error with a
+	// status other than 200. Apply and
 	// delete are taken only from a caller with uid 0 or CAP_NET_ADMIN
 	// (SO_PEERCRED), whatever the socket's mode.
 	//
@@ -41,6 +42,10 @@ const (
 	PlanPath   = "/v1/plan"
 	DeletePath = "/v1/delete"
 )
+
+// WarningHeader carries, once each, the warnings of the answer to apply
+// or plan, each a Go string literal (strconv.QuoteToASCII).
+const WarningHeader = "Dockerfence-Warning"
 
 // PendingHeader is the header of the answer to a POST to PlanPath that
 // says whether apply would change the table: "true" or "false".
@@ -118,6 +123,9 @@ func (a *API) command(kind string, changes bool) http.HandlerFunc {
 				return
 			}
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			for _, warning := range rep.Warnings {
+				w.Header().Add(WarningHeader, strconv.QuoteToASCII(warning))
+			}
 			if kind == RequestPlan {
 				w.Header().Set(PendingHeader, strconv.FormatBool(rep.Pending))
 			}

@@ -94,6 +94,9 @@ func Command(ctx context.Context, socket, kind, policyFile string) (string, erro
 type Answer struct {
 	// Output is the command's output.
 	Output string
+	// Warnings are the warnings of the policy and of the table built
+	// (WarningHeader).
+	Warnings []string
 	// Pending says, for a plan, whether apply would change the table; nil
 	// if the daemon did not say (PendingHeader).
 	Pending *bool
@@ -112,6 +115,12 @@ func Ask(ctx context.Context, socket, kind, policyFile string) (Answer, error) {
 	}
 	defer resp.Body.Close()
 	var a Answer
+	for _, w := range resp.Header.Values(WarningHeader) {
+		if u, err := strconv.Unquote(w); err == nil {
+			w = u
+		}
+		a.Warnings = append(a.Warnings, w)
+	}
 	if p, err := strconv.ParseBool(resp.Header.Get(PendingHeader)); err == nil {
 		a.Pending = &p
 	}

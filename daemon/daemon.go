@@ -63,7 +63,8 @@ type Docker interface {
 
 // Config is what Run needs. Zero durations take the defaults.
 type Config struct {
-	// LoadPolicy loads the policy; it is called at start and on every reload.
+	// LoadPolicy loads the policy; it is called at start and on every
+	// reload. The daemon logs the policy's warnings itself.
 	LoadPolicy func() (*policy.Policy, error)
 	// PolicyFile, if set, is watched: a change of it reloads the policy.
 	PolicyFile string
@@ -175,6 +176,14 @@ type daemon struct {
 	disc *discover.Discoverer
 	// dockerUp says whether Docker's event stream is up.
 	dockerUp bool
+	// lostTries counts the failed attempts to reach Docker since it was
+	// lost at lostAt (0 while it is up); lostLogged is when the log last
+	// said so.
+	lostTries          int
+	lostAt, lostLogged time.Time
+	// warned holds the table's warnings that the log told of last, sorted,
+	// so that it tells of them again only when they change.
+	warned []string
 	// retry is the current backoff after failed syncs (0 after a success),
 	// and retryAt when the next retry is due.
 	retry   time.Duration
@@ -206,6 +215,14 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	d := &daemon{cfg: cfg, pol: pol, disc: &discover.Discoverer{Docker: cfg.Docker, Bridges: bridge.ListerFunc(cfg.Bridges), ListContainers: true}}
 	log := cfg.Log
+	attrs := []any{"policy", pol.Origin()}
+	if cfg.PolicyFile != "" {
+		attrs = append(attrs, "watching", cfg.PolicyFile)
+	}
+	if from := pol.ResolversFrom(); from != "" {
+		attrs = append(attrs, "resolvers_from", from)
+	}
+	log.Info("policy loaded", attrs...)
 	if p, ok := cfg.Kernel.(Protector); ok {
 		if prot, err := p.Protection(); err == nil {
 			d.port = prot.Port
@@ -236,6 +253,13 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.PolicyFile != "" {
 		last := fileStamp(cfg.PolicyFile) // now, so that no change after Run starts is missed
 		go watchFile(ctx, cfg.PolicyFile, last, cfg.PollPolicy, policyCh)
+	}
+	// The built-in @resolvers is read with the policy: a change of the
+	// host's resolvers (DHCP, a VPN, systemd-resolved) reloads the policy
+	// if a rule uses it.
+	resolvCh := make(chan struct{}, 1)
+	for _, f := range pol.ResolvFiles() {
+		go watchFile(ctx, f, fileStamp(f), cfg.PollPolicy, resolvCh)
 	}
 
 	d.sync(ctx, TriggerStart, "start")
@@ -298,6 +322,10 @@ func Run(ctx context.Context, cfg Config) error {
 			d.reload(ctx, "SIGHUP")
 		case <-policyCh:
 			d.reload(ctx, "policy file changed")
+		case <-resolvCh:
+			if d.resolversChanged() {
+				d.reload(ctx, "resolv.conf changed")
+			}
 		case <-resync.C:
 			d.sync(ctx, TriggerResync, "periodic resync")
 		case <-retry:
@@ -307,26 +335,66 @@ func Run(ctx context.Context, cfg Config) error {
 }
 
 // docker records what an update says about Docker and returns its signal.
+// An outage is logged when it starts, then at most once every
+// dockerLogEvery with the count of failed attempts, and when Docker is
+// back: Follow retries within seconds, and a line each time would bury
+// the rest of the log.
 func (d *daemon) docker(u docker.Update) docker.Signal {
 	if d.cfg.OnDocker != nil {
 		d.cfg.OnDocker(u)
 	}
+	log := d.cfg.Log
 	switch u.Signal {
 	case docker.Connected:
-		if !d.dockerUp {
-			d.cfg.Log.Info("Docker connected; resyncing all networks")
+		switch {
+		case d.lostTries > 0:
+			log.Info("Docker connected again; resyncing all networks", "failed_attempts", d.lostTries, "unreachable_for", time.Since(d.lostAt).Round(time.Second))
+		case !d.dockerUp:
+			log.Info("Docker connected; resyncing all networks")
 		}
-		d.dockerUp = true
+		d.dockerUp, d.lostTries = true, 0
 	case docker.Lost:
-		if d.dockerUp || !d.disc.HasLastKnown() {
-			d.cfg.Log.Warn("lost Docker's event stream; the fence stays as it is and follows the last known networks until Docker is back", "err", u.Err)
+		what, follows := "Docker is unreachable", "the bridges found over netlink"
+		if d.disc.HasLastKnown() {
+			what, follows = "lost Docker's event stream", "the last known networks"
+		}
+		now := time.Now()
+		switch {
+		case d.dockerUp || d.lostTries == 0:
+			d.lostAt, d.lostLogged, d.lostTries = now, now, 1
+			log.Warn(what+"; the fence stays as it is and follows "+follows+" until Docker is back (retrying; logged again once a minute while it lasts)", "err", u.Err)
+		default:
+			d.lostTries++
+			if now.Sub(d.lostLogged) >= dockerLogEvery {
+				d.lostLogged = now
+				log.Warn("Docker is still unreachable; the fence follows "+follows, "failed_attempts", d.lostTries, "unreachable_for", now.Sub(d.lostAt).Round(time.Second), "err", u.Err)
+			}
 		}
 		d.dockerUp = false
 	case docker.Changed:
-		d.cfg.Log.Debug("Docker event", "event", u.Event)
+		log.Debug("Docker event", "event", u.Event)
 	}
 	return u.Signal
 }
+
+// resolversChanged reports whether a rule uses the built-in @resolvers and
+// the host's resolvers are no longer those it holds: another file, other
+// addresses, or a file that cannot be read (the reload then says why). A
+// resolv.conf written again as it was changes nothing.
+func (d *daemon) resolversChanged() bool {
+	from := d.pol.ResolversFrom()
+	files := d.pol.ResolvFiles()
+	if from == "" || len(files) != 2 {
+		return false
+	}
+	file, _ := policy.ResolversFile(files[0], files[1])
+	now, err := policy.ReadResolvers(file)
+	return err != nil || file != from || !slices.Equal(now, d.pol.Lists["resolvers"].Prefixes)
+}
+
+// dockerLogEvery is how often the daemon says that Docker is still
+// unreachable.
+const dockerLogEvery = time.Minute
 
 // reload loads the policy again; a bad policy is logged and the old one kept.
 func (d *daemon) reload(ctx context.Context, why string) {
@@ -341,7 +409,11 @@ func (d *daemon) reload(ctx context.Context, why string) {
 	}
 	d.pol = pol
 	d.deleted = false
-	d.cfg.Log.Info("policy reloaded", "trigger", why, "source", pol.Source)
+	if from := pol.ResolversFrom(); from != "" {
+		d.cfg.Log.Info("policy reloaded", "trigger", why, "policy", pol.Origin(), "resolvers_from", from)
+	} else {
+		d.cfg.Log.Info("policy reloaded", "trigger", why, "policy", pol.Origin())
+	}
 	d.sync(ctx, TriggerReload, "policy reload")
 }
 
@@ -404,13 +476,40 @@ func (d *daemon) sync(ctx context.Context, trigger, reason string) (res Result) 
 	d.verify = nil
 	if res.Changed {
 		d.cfg.Log.Info("table applied", "reason", reason, "networks", len(t.Fenced), "unfenced", len(t.Unfenced), "source", res.Source, "took", time.Since(start).Round(time.Microsecond))
-		for _, w := range t.Warnings {
-			d.cfg.Log.Warn(w)
-		}
 	} else {
 		d.cfg.Log.Debug("table up to date", "reason", reason)
 	}
+	d.tellWarnings(warnings(d.pol, t))
 	return res
+}
+
+// tellWarnings logs the warnings of the policy and of the table when they
+// differ from those it logged last: each new one, and each one gone, so
+// that an unchanged finding is told of once, not at every sync, reload or
+// request.
+func (d *daemon) tellWarnings(warnings []string) {
+	now := slices.Clone(warnings)
+	slices.Sort(now)
+	now = slices.Compact(now)
+	if slices.Equal(now, d.warned) {
+		return
+	}
+	told := map[string]bool{}
+	for _, w := range d.warned {
+		told[w] = true
+	}
+	for _, w := range warnings {
+		if !told[w] {
+			told[w] = true
+			d.cfg.Log.Warn(w)
+		}
+	}
+	for _, w := range d.warned {
+		if _, found := slices.BinarySearch(now, w); !found {
+			d.cfg.Log.Info("no longer the case: " + w)
+		}
+	}
+	d.warned = now
 }
 
 // apply makes the kernel's table equal to t. A sync at start, at the

@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
+	"github.com/dockerfence/dockerfence/fence"
 	"github.com/dockerfence/dockerfence/nft"
+	"github.com/dockerfence/dockerfence/policy"
 )
 
 // Requests that the daemon's socket takes on behalf of the commands apply,
@@ -39,12 +42,23 @@ type Request struct {
 }
 
 // Reply is the daemon's answer to a Request: the command's output, or why
-// it failed.
+// it failed, and the warnings of the policy and of the table built, which
+// the command logs as it does when it works by itself.
 type Reply struct {
-	Output string
-	Err    error
+	Output   string
+	Warnings []string
+	Err      error
 	// Pending says, for a plan, whether apply would change the table.
 	Pending bool
+}
+
+// warnings returns the policy's warnings, then the table's (t may be nil).
+func warnings(pol *policy.Policy, t *fence.Result) []string {
+	w := slices.Clone(pol.Warnings)
+	if t != nil {
+		w = append(w, t.Warnings...)
+	}
+	return w
 }
 
 // samePolicy checks that the caller's policy file is the daemon's.
@@ -101,17 +115,20 @@ func (d *daemon) applyRequest(ctx context.Context, r Request) Reply {
 	d.pol = pol
 	d.deleted = false
 	res := d.sync(ctx, TriggerApply, "apply by "+r.Caller)
+	rep := Reply{Warnings: warnings(pol, res.Table)}
 	switch {
 	case res.Err != nil:
 		return Reply{Err: fmt.Errorf("dockerfence run could not apply the policy; it retries with backoff: %w", res.Err)}
 	case res.Kept:
-		return Reply{Output: fmt.Sprintf("dockerfence run reloaded %s and keeps table inet %s as it is until Docker answers\n", pol.Source, pol.Settings.Table)}
+		rep.Output = fmt.Sprintf("dockerfence run reloaded %s and keeps table inet %s as it is until Docker answers\n", pol.Source, pol.Settings.Table)
 	case res.Table == nil:
-		return Reply{Output: fmt.Sprintf("dockerfence run reloaded %s\n", pol.Source)}
+		rep.Output = fmt.Sprintf("dockerfence run reloaded %s\n", pol.Source)
 	case res.Changed:
-		return Reply{Output: fmt.Sprintf("dockerfence run applied table inet %s in %s: %s\n", res.Table.Name, res.Took.Round(10e3), res.Table.Summary(res.Source == "docker"))}
+		rep.Output = fmt.Sprintf("dockerfence run applied table inet %s in %s: %s\n", res.Table.Name, res.Took.Round(10e3), res.Table.Summary(res.Source == "docker"))
+	default:
+		rep.Output = fmt.Sprintf("table inet %s is already up to date, verified in full by dockerfence run (%s): %s\n", res.Table.Name, res.Took.Round(10e3), res.Table.Summary(res.Source == "docker"))
 	}
-	return Reply{Output: fmt.Sprintf("table inet %s is already up to date, verified in full by dockerfence run (%s): %s\n", res.Table.Name, res.Took.Round(10e3), res.Table.Summary(res.Source == "docker"))}
+	return rep
 }
 
 func (d *daemon) planRequest(ctx context.Context, r Request) Reply {
@@ -135,7 +152,7 @@ func (d *daemon) planRequest(ctx context.Context, r Request) Reply {
 	if err != nil {
 		return Reply{Err: err}
 	}
-	return Reply{Output: PlanText(t.Name, t.Table, p, t.Summary(inv.FromDocker())), Pending: !p.Empty()}
+	return Reply{Output: PlanText(t.Name, t.Table, p, t.Summary(inv.FromDocker())), Warnings: warnings(pol, t), Pending: !p.Empty()}
 }
 
 // PlanText renders a plan as the command plan prints it: one line a

@@ -152,7 +152,7 @@ func Serve(ctx context.Context, cfg Config, s Services) error {
 			log.Warn("could not tell systemd the fence is up", "err", err)
 		}
 	}
-	log.Info("dockerfence run starting", "version", s.Version, "pid", os.Getpid(), "policy", cfg.PolicyFile)
+	log.Info("dockerfence run starting", "version", s.Version, "pid", os.Getpid())
 	return Run(ctx, cfg)
 }
 

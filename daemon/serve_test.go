@@ -211,6 +211,7 @@ func TestServe(t *testing.T) {
 		`level=INFO msg="reading denials" nflog_group=7`,
 		`level=INFO msg="reading denials" nflog_group=8`,
 		`level=INFO msg="dockerfence run starting" version=v0-test`,
+		`level=INFO msg="policy loaded" policy=p.yaml` + "\n",
 	} {
 		if !strings.Contains(log.String(), msg) {
 			t.Errorf("log lacks %s:\n%s", msg, log.String())

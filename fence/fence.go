@@ -176,6 +176,7 @@ func compile(pol *policy.Policy, networks []policy.Network, sectionFor func(poli
 		b.containers(containers)
 	}
 	b.warn()
+	b.unusedWarnings(networks)
 	// The layer chains are listed right after the base chains, the network
 	// chains after them: the table reads from the hook down.
 	var layerChains []*nft.Chain

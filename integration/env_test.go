@@ -115,7 +115,7 @@ func TestDockerHangs(t *testing.T) {
 		t.Errorf("status does not show the daemon running:\n%s", out)
 	}
 	e.refused(t, "delete", "table", "inet", "dockerfence")
-	p.waitLog(t, "lost Docker's event stream; the fence stays as it is")
+	p.waitLog(t, "Docker is unreachable; the fence stays as it is")
 	p.waitLog(t, "no answer within 10s")
 	t.Logf("daemon: logged the lost event stream %v after start", time.Since(start).Round(time.Millisecond))
 	select {

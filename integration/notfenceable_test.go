@@ -75,9 +75,13 @@ func TestNotFenceableNetworks(t *testing.T) {
 	// Nothing in the table stands for the networks that cannot be fenced:
 	// it is the table of app alone.
 	fake.Set([]harness.Network{{Name: "app", Bridge: topo.BridgeName, Subnets: []string{"172.20.0.0/16", "fd00:20::/64"}}})
-	aloneOut, err := e.df(append([]string{"apply", "--dry-run", "-c", pol}, dh...)...)
+	// (Its stderr warns that section 1, {name: lan}, matches no network.)
+	aloneOut, aloneErr, err := e.dfStdout(append([]string{"apply", "--dry-run", "-c", pol}, dh...)...)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !strings.Contains(aloneErr, `section 1 {name: \"lan\"} matches no network`) {
+		t.Errorf("apply --dry-run without the network lan does not warn that section 1 matches no network:\n%s", aloneErr)
 	}
 	fake.Set([]harness.Network{
 		{Name: "app", Bridge: topo.BridgeName, Subnets: []string{"172.20.0.0/16", "fd00:20::/64"}},

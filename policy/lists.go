@@ -26,18 +26,38 @@ var (
 )
 
 // builtinLists returns @private, @metadata and @resolvers, the last read
-// from resolvConf, and a warning if resolvConf could not be read.
-func builtinLists(resolvConf string) (map[string]*List, string) {
-	res, err := ReadResolvers(resolvConf)
-	warning := ""
+// from the file ResolversFile picks, and a warning if it could not be read.
+func builtinLists(opts Options) (map[string]*List, string) {
+	file, warning := ResolversFile(opts.resolvConf(), opts.resolvedConf())
+	res, err := ReadResolvers(file)
 	if err != nil {
 		warning = fmt.Sprintf("@resolvers is empty: %v", err)
 	}
 	return map[string]*List{
 		"private":   {Name: "private", Builtin: true, Prefixes: privatePrefixes},
 		"metadata":  {Name: "metadata", Builtin: true, Prefixes: metadataPrefixes},
-		"resolvers": {Name: "resolvers", Builtin: true, Prefixes: res},
+		"resolvers": {Name: "resolvers", Builtin: true, Prefixes: res, File: file},
 	}, warning
+}
+
+// resolvedStub is the address of systemd-resolved's stub resolver.
+var resolvedStub = netip.MustParseAddr("127.0.0.53")
+
+// ResolversFile returns the file whose nameservers Docker hands
+// containers, by Docker's own rule: resolved, the file of
+// systemd-resolved's upstream servers, when the only nameserver of
+// resolvConf is systemd-resolved's stub 127.0.0.53 (which containers
+// cannot reach) and resolved exists; else resolvConf. With the stub alone
+// and no resolved, it returns resolvConf and a warning.
+func ResolversFile(resolvConf, resolved string) (file, warning string) {
+	ns, err := ReadResolvers(resolvConf)
+	if err != nil || len(ns) != 1 || ns[0].Addr() != resolvedStub {
+		return resolvConf, ""
+	}
+	if _, err := os.Stat(resolved); err != nil {
+		return resolvConf, fmt.Sprintf("@resolvers is systemd-resolved's stub 127.0.0.53 of %s, which containers cannot reach, and its upstream servers are unknown: %s: %v", resolvConf, resolved, unwrapPathError(err))
+	}
+	return resolved, ""
 }
 
 // ReadResolvers returns the nameserver addresses of a resolv.conf file as host prefixes.

@@ -10,8 +10,13 @@ import (
 
 // Options tunes loading.
 type Options struct {
-	// ResolvConf is the file @resolvers comes from; empty means /etc/resolv.conf.
+	// ResolvConf is the host's resolv.conf; empty means /etc/resolv.conf.
+	// @resolvers holds its nameservers, or those of ResolvedConf when its
+	// only one is systemd-resolved's stub (see ResolversFile).
 	ResolvConf string
+	// ResolvedConf is systemd-resolved's file of upstream servers; empty
+	// means /run/systemd/resolve/resolv.conf.
+	ResolvedConf string
 	// MaxListEntries bounds the entries of one list file; 0 means 1,000,000.
 	MaxListEntries int
 }
@@ -22,6 +27,14 @@ func (o Options) resolvConf() string {
 		return "/etc/resolv.conf"
 	}
 	return o.ResolvConf
+}
+
+// resolvedConf returns systemd-resolved's file of upstream servers.
+func (o Options) resolvedConf() string {
+	if o.ResolvedConf == "" {
+		return "/run/systemd/resolve/resolv.conf"
+	}
+	return o.ResolvedConf
 }
 
 // maxPolicySize bounds the policy file itself.
@@ -157,7 +170,11 @@ func LoadOrDefault(file string, opts Options) (*Policy, error) {
 func loadOrDefault(file, defaultPath string, opts Options) (*Policy, error) {
 	if file == "" {
 		if _, err := os.Stat(defaultPath); err != nil {
-			return Default(opts)
+			p, err := Default(opts)
+			if p != nil {
+				p.Absent = defaultPath
+			}
+			return p, err
 		}
 		file = defaultPath
 	}

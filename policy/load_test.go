@@ -16,12 +16,18 @@ func TestLoadOrDefault(t *testing.T) {
 	if err != nil || p.Source != DefaultName {
 		t.Errorf("no file and no default file: %v, source %q; want the embedded default", err, p.Source)
 	}
+	if got, want := p.Origin(), "embedded default ("+missing+" absent)"; got != want {
+		t.Errorf("the embedded default in place of a missing file: origin %q, want %q", got, want)
+	}
+	if d, err := Default(opts); err != nil || d.Origin() != "embedded default" {
+		t.Errorf("Default: origin %q (%v), want the embedded default without a missing file", d.Origin(), err)
+	}
 
 	def := filepath.Join(dir, "policy.yaml")
 	if err := os.WriteFile(def, []byte("version: 1\nnetworks:\n  - match: {bridge: br-x}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if p, err := loadOrDefault("", def, opts); err != nil || p.Source != def {
+	if p, err := loadOrDefault("", def, opts); err != nil || p.Source != def || p.Origin() != def {
 		t.Errorf("no file, a default file: %v, %+v; want the default file", err, p)
 	}
 

@@ -34,6 +34,7 @@ func Parse(file string, data []byte, opts Options) (*Policy, error) {
 		}
 		return nil, p.errs
 	}
+	pol.Warnings = append(pol.Warnings, pol.shadowWarnings()...)
 	return pol, nil
 }
 
@@ -88,8 +89,8 @@ func (p *parser) parse(data []byte) *Policy {
 		p.errorf(root, "expected a mapping with version: 1 and networks, found %s", kindName(root))
 		return nil
 	}
-	lists, warning := builtinLists(p.opts.resolvConf())
-	pol := &Policy{Source: p.file, Settings: DefaultSettings(), Lists: lists}
+	lists, warning := builtinLists(p.opts)
+	pol := &Policy{Source: p.file, Settings: DefaultSettings(), Lists: lists, resolvFiles: []string{p.opts.resolvConf(), p.opts.resolvedConf()}}
 	if warning != "" {
 		pol.Warnings = append(pol.Warnings, warning)
 	}
@@ -271,7 +272,7 @@ func (p *parser) lists(n *yaml.Node, pol *Policy) {
 				}
 				p.errAt(e.Pos, "%s", e.Msg)
 			}
-			l.Prefixes = prefixes
+			l.Prefixes, l.File = prefixes, file
 		default:
 			p.errorf(v, "%s: expected a list of addresses or {file: PATH}, found %s", what, kindName(v))
 			continue

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -74,7 +75,10 @@ func (p Pos) String() string { return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.
 // Policy is a parsed and validated policy file.
 type Policy struct {
 	// Source is the file the policy came from (a name for embedded policies).
-	Source   string
+	Source string
+	// Absent is, for the embedded default that LoadOrDefault falls back
+	// to, the policy file that does not exist.
+	Absent   string
 	Version  int
 	Settings Settings
 	// Lists holds every list that rules may reference, built-in ones included,
@@ -86,6 +90,25 @@ type Policy struct {
 	Containers []*ContainerSection
 	// Warnings are non-fatal findings, such as an unreadable resolv.conf.
 	Warnings []string
+	// resolvFiles are the files the built-in @resolvers depends on.
+	resolvFiles []string
+}
+
+// ResolvFiles returns the files whose change can change the built-in list
+// @resolvers: the host's resolv.conf and systemd-resolved's file of
+// upstream servers (see ResolversFile), whether a rule uses it or not.
+func (p *Policy) ResolvFiles() []string { return slices.Clone(p.resolvFiles) }
+
+// Origin says where the policy came from, for logs: its file, or
+// "embedded default (/etc/dockerfence/policy.yaml absent)".
+func (p *Policy) Origin() string {
+	switch {
+	case p.Source != DefaultName:
+		return p.Source
+	case p.Absent != "":
+		return "embedded default (" + p.Absent + " absent)"
+	}
+	return "embedded default"
 }
 
 // Mode is enforce or audit.
@@ -146,9 +169,13 @@ func DefaultSettings() Settings {
 
 // List is a named set of prefixes.
 type List struct {
-	Name     string
-	Builtin  bool
-	Pos      Pos
+	Name    string
+	Builtin bool
+	Pos     Pos
+	// File is the file the list was read from: its list file, or for
+	// @resolvers the resolv.conf that ResolversFile picked; "" for a list
+	// written in the policy.
+	File     string
 	Prefixes []netip.Prefix // as written, masked
 }
 

@@ -2,12 +2,15 @@ package policy
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
 // Summary says in one line what the policy holds, as `dockerfence check`
-// prints it: "2 sections, 5 rules, lists used: @private, office" ("-" for
-// no lists; "2 sections, 1 container sections, ..." with containers).
+// prints it: "2 sections, 5 rules, lists used: office, private" ("-" for
+// no lists; "2 sections, 1 container sections, ..." with containers), with
+// the file the built-in resolvers came from if it is used ("resolvers
+// (from /etc/resolv.conf)").
 func (p *Policy) Summary() string {
 	rules := 0
 	for _, s := range p.Sections {
@@ -16,7 +19,15 @@ func (p *Policy) Summary() string {
 	for _, s := range p.Containers {
 		rules += len(s.Egress.Rules) + len(s.Ingress.Rules)
 	}
-	lists := strings.Join(p.UsedLists(), ", ")
+	used := p.UsedLists()
+	if from := p.ResolversFrom(); from != "" {
+		for i, l := range used {
+			if l == "resolvers" {
+				used[i] += " (from " + from + ")"
+			}
+		}
+	}
+	lists := strings.Join(used, ", ")
 	if lists == "" {
 		lists = "-"
 	}
@@ -25,4 +36,14 @@ func (p *Policy) Summary() string {
 		containers = fmt.Sprintf(", %d container sections", len(p.Containers))
 	}
 	return fmt.Sprintf("%d sections%s, %d rules, lists used: %s", len(p.Sections), containers, rules, lists)
+}
+
+// ResolversFrom returns the file that the built-in list @resolvers was read
+// from, if a rule uses it; "" if none does or a user list overrides it.
+func (p *Policy) ResolversFrom() string {
+	l := p.Lists["resolvers"]
+	if l == nil || !l.Builtin || !slices.Contains(p.UsedLists(), "resolvers") {
+		return ""
+	}
+	return l.File
 }

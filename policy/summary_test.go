@@ -26,6 +26,12 @@ networks:
 `,
 		want: "2 sections, 5 rules, lists used: metadata, office, private",
 	}, {
+		src:  "version: 1\nnetworks:\n  - match: {name: \"*\"}\n    egress:\n      - allow: \"@resolvers\"\n",
+		want: "1 sections, 1 rules, lists used: resolvers (from " + os.DevNull + ")",
+	}, {
+		src:  "version: 1\nlists:\n  resolvers: [10.0.0.1]\nnetworks:\n  - match: {name: \"*\"}\n    egress:\n      - allow: \"@resolvers\"\n",
+		want: "1 sections, 1 rules, lists used: resolvers",
+	}, {
 		src:  "version: 1\nnetworks:\n  - match: {bridge: br-x}\n",
 		want: "1 sections, 0 rules, lists used: -",
 	}} {

@@ -19,7 +19,7 @@ import (
 // loadPolicy loads -c, else the default path, else the embedded default,
 // and logs the policy's warnings.
 func loadPolicy(g *globalFlags) (*policy.Policy, error) {
-	p, err := policy.LoadOrDefault(g.config, policy.Options{ResolvConf: g.resolvConf})
+	p, err := loadPolicyQuietly(g)
 	if err != nil {
 		return nil, err
 	}
@@ -31,6 +31,12 @@ func loadPolicy(g *globalFlags) (*policy.Policy, error) {
 		slog.Warn(w)
 	}
 	return p, nil
+}
+
+// loadPolicyQuietly is loadPolicy for the daemon, which logs the policy's
+// warnings with the table's, when they change.
+func loadPolicyQuietly(g *globalFlags) (*policy.Policy, error) {
+	return policy.LoadOrDefault(g.config, policy.Options{ResolvConf: g.resolvConf})
 }
 
 // takeInventory takes the inventory once: Docker's networks at
@@ -74,8 +80,9 @@ func warnTable(t *fence.Result) {
 }
 
 // viaDaemon asks dockerfence run on --socket to run the request kind, and
-// prints its answer. It reports false, with no error, when no daemon
-// answers: the command then works by itself.
+// prints its answer, then logs its warnings as warnTable does. It reports
+// false, with no error, when no daemon answers: the command then works by
+// itself.
 func viaDaemon(cmd *cobra.Command, g *globalFlags, kind string) (bool, error) {
 	done, _, err := askDaemon(cmd, g, kind)
 	return done, err
@@ -96,5 +103,8 @@ func askDaemon(cmd *cobra.Command, g *globalFlags, kind string) (bool, daemon.An
 		return true, a, err
 	}
 	_, err = io.WriteString(cmd.OutOrStdout(), a.Output)
+	for _, w := range a.Warnings {
+		slog.Warn(w)
+	}
 	return true, a, err
 }

@@ -110,7 +110,7 @@ later does to its chains, so recreating a network no longer opens the fence.`,
 	pf.StringVarP(&g.config, "config", "c", "", "policy file (default "+policy.DefaultPath+", else the embedded default policy)")
 	pf.StringVar(&g.dockerHost, "docker-host", os.Getenv("DOCKER_HOST"), "Docker API address (default $DOCKER_HOST or unix:///var/run/docker.sock)")
 	pf.StringVar(&g.logLevel, "log-level", "info", "debug, info, warn or error")
-	pf.StringVar(&g.resolvConf, "resolv-conf", "/etc/resolv.conf", "file whose nameservers make up @resolvers")
+	pf.StringVar(&g.resolvConf, "resolv-conf", "/etc/resolv.conf", "the host's resolv.conf, whose nameservers make up @resolvers (systemd-resolved's upstream servers if it names only its stub)")
 	_ = pf.MarkHidden("resolv-conf")
 	pf.StringVar(&g.socket, "socket", daemon.DefaultSocket, "unix socket of dockerfence run (status and denial events); the last apply is recorded next to it")
 	root.AddCommand(applyCmd(g), runCmd(g), planCmd(g), statusCmd(g), logsCmd(g), checkCmd(g), explainCmd(g), deleteCmd(g), policyCmd(), versionCmd(g), genDocsCmd())

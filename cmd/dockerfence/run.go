@@ -37,6 +37,8 @@ once and then keeps table inet dockerfence equal to it:
       The fence stays as it is and follows the networks Docker last
       reported; run reconnects with backoff and resyncs everything when
       Docker is back. Started before Docker, it fences the bridges it finds.
+      The log says so once, then once a minute with the count of failed
+      attempts, and when Docker is back.
   Someone deletes or flushes the table, or changes its chains or sets
       ("nft flush ruleset", "nft delete table inet dockerfence", a firewall
       reload)  On Linux 6.9+ run owns the table: the kernel refuses every
@@ -46,7 +48,9 @@ once and then keeps table inet dockerfence equal to it:
       and at each resync, and what differs is logged and repaired.
   The policy file changes, or run gets SIGHUP
       The policy is reloaded. An invalid policy is logged with file:line:col
-      and the previous policy stays in force.
+      and the previous policy stays in force. So it is when the host's
+      resolvers change (/etc/resolv.conf, or systemd-resolved's
+      /run/systemd/resolve/resolv.conf) and a rule uses @resolvers.
   An apply fails
       The table stays as it was and the sync is retried with backoff
       (100 ms doubling to 10 s).
@@ -83,7 +87,7 @@ serves Prometheus metrics on http://ADDR/metrics.`,
 			signal.Notify(hup, syscall.SIGHUP)
 			defer signal.Stop(hup)
 
-			cfg.LoadPolicy = func() (*policy.Policy, error) { return loadPolicy(g) }
+			cfg.LoadPolicy = func() (*policy.Policy, error) { return loadPolicyQuietly(g) }
 			cfg.PolicyFile = cmp.Or(g.config, policy.DefaultPath)
 			cfg.Reload = hup
 			if !noDocker {
