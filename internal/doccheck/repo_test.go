@@ -1,0 +1,152 @@
+package doccheck
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/dockerfence/dockerfence/policy"
+)
+
+// root is the repository, from this package's directory.
+const root = "../.."
+
+// testOpts gives @resolvers a resolv.conf of its own, so that the
+// policies load the same on every machine.
+func testOpts(t *testing.T) policy.Options {
+	t.Helper()
+	rc := filepath.Join(t.TempDir(), "resolv.conf")
+	if err := os.WriteFile(rc, []byte("nameserver 192.0.2.53\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return policy.Options{ResolvConf: rc}
+}
+
+func TestCheckMarkdownGood(t *testing.T) {
+	n, errs := CheckMarkdown("testdata/good.md", testOpts(t))
+	for _, err := range errs {
+		t.Error(err)
+	}
+	if n != 4 {
+		t.Errorf("checked %d yaml blocks, want 4", n)
+	}
+}
+
+func TestCheckMarkdownBad(t *testing.T) {
+	_, errs := CheckMarkdown("testdata/bad.md", testOpts(t))
+	var got []string
+	for _, err := range errs {
+		got = append(got, err.Error())
+	}
+	want := []string{
+		// The policy's own error, at the line of the Markdown file.
+		`testdata/bad.md:3: the yaml block does not load (mark a counter-example <!-- check: invalid -->): testdata/bad.md:8:15: `,
+		`testdata/bad.md:12: the yaml block marked invalid loads as a policy`,
+		`testdata/bad.md:21: the yaml block differs from ok.yaml, which it is to show`,
+		`testdata/bad.md:27: the yaml block is to be missing.yaml: open testdata/missing.yaml: no such file or directory`,
+		`testdata/bad.md:31: the yaml block does not load (mark a counter-example <!-- check: invalid -->): testdata/bad.md:34:15: lists.bad.file: cannot read list file testdata/no-such-list.txt`,
+		`testdata/bad.md:42: a check marker before a "sh" block; only yaml blocks are checked`,
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d errors, want %d:\n%s", len(got), len(want), strings.Join(got, "\n"))
+	}
+	for i := range want {
+		if !strings.HasPrefix(got[i], want[i]) {
+			t.Errorf("error %d:\n got %s\nwant %s…", i, got[i], want[i])
+		}
+	}
+}
+
+// TestExamples loads every policy of examples/ as dockerfence check does.
+func TestExamples(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join(root, "examples", "*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, f := range files {
+		names = append(names, filepath.Base(f))
+		if err := Load(f, testOpts(t)); err != nil {
+			t.Error(err)
+		}
+	}
+	for _, want := range []string{"field-report.yaml", "compose.yaml", "rollout-audit.yaml", "rollout-enforce.yaml", "full-format.yaml"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("examples/%s is missing (the README and docs/compose.md refer to it)", want)
+		}
+	}
+}
+
+// TestMarkdownPolicies loads every yaml block of the README and docs/*.md.
+func TestMarkdownPolicies(t *testing.T) {
+	docs, err := filepath.Glob(filepath.Join(root, "docs", "*.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs = append([]string{filepath.Join(root, "README.md")}, docs...)
+	counts := map[string]int{}
+	for _, d := range docs {
+		n, errs := CheckMarkdown(d, testOpts(t))
+		for _, err := range errs {
+			t.Error(err)
+		}
+		counts[filepath.ToSlash(strings.TrimPrefix(d, root+"/"))] = n
+	}
+	// The README shows at least the field report's filter, the full format
+	// and the embedded default; docs/compose.md its quick start.
+	for doc, least := range map[string]int{"README.md": 3, "docs/compose.md": 3} {
+		if counts[doc] < least {
+			t.Errorf("%s: %d yaml blocks checked, want at least %d", doc, counts[doc], least)
+		}
+	}
+}
+
+// TestRolloutDiffersOnlyInMode holds the two steps of the audit-first
+// rollout to what their comments promise: the same policy, but for mode.
+func TestRolloutDiffersOnlyInMode(t *testing.T) {
+	audit := policyLines(t, filepath.Join(root, "examples", "rollout-audit.yaml"))
+	enforce := policyLines(t, filepath.Join(root, "examples", "rollout-enforce.yaml"))
+	if len(audit) != len(enforce) {
+		t.Fatalf("rollout-audit.yaml has %d lines of policy, rollout-enforce.yaml %d", len(audit), len(enforce))
+	}
+	modes := 0
+	for i := range audit {
+		if audit[i] == enforce[i] {
+			continue
+		}
+		if audit[i] == "  mode: audit" && enforce[i] == "  mode: enforce" {
+			modes++
+			continue
+		}
+		t.Errorf("the rollout steps differ beyond mode:\n audit:   %q\n enforce: %q", audit[i], enforce[i])
+	}
+	if modes != 1 {
+		t.Errorf("%d mode lines differ (audit, enforce), want 1", modes)
+	}
+}
+
+// trailingComment is a comment after a YAML value.
+var trailingComment = regexp.MustCompile(`\s+#.*$`)
+
+// policyLines returns the lines of a policy file without comments and
+// blank lines.
+func policyLines(t *testing.T, file string) []string {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), "#") {
+			continue
+		}
+		if l = trailingComment.ReplaceAllString(l, ""); strings.TrimSpace(l) != "" {
+			out = append(out, l)
+		}
+	}
+	return out
+}
