@@ -150,3 +150,59 @@ func policyLines(t *testing.T, file string) []string {
 	}
 	return out
 }
+
+func TestRefs(t *testing.T) {
+	md := "See [the guide](docs/compose.md#audit), [a site](https://example.com) and [here](#top).\n" +
+		"Read `integration/apply_test.go`, `10.0.0.0/8`, `/etc/dockerfence/policy.yaml`, `policy/`, `nft`.\n" +
+		"```sh\nls `not/a/ref`\n```\n" +
+		"And `fence/testdata/seed.golden`.\n"
+	got := Refs([]byte(md))
+	want := []Ref{
+		{Line: 1, Path: "docs/compose.md", Link: true},
+		{Line: 2, Path: "integration/apply_test.go"},
+		{Line: 2, Path: "10.0.0.0/8"}, // TestDocRefs skips it: 10.0.0.0 is no directory
+		{Line: 6, Path: "fence/testdata/seed.golden"},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("Refs = %+v, want %+v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("Refs[%d] = %+v, want %+v", i, got[i], want[i])
+		}
+	}
+}
+
+// TestDocRefs: every file the README and docs/*.md link to or name in
+// code is in the repository (../shared/seeds, say, is not). A code span counts as a path of the
+// repository when its first part is a directory there (so 10.0.0.0/8 and
+// /etc/... do not); bin/ is what make build writes.
+func TestDocRefs(t *testing.T) {
+	docs, _ := filepath.Glob(filepath.Join(root, "docs", "*.md"))
+	n := 0
+	for _, d := range append([]string{filepath.Join(root, "README.md")}, docs...) {
+		md, err := os.ReadFile(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range Refs(md) {
+			p := filepath.Join(root, r.Path)
+			if r.Link {
+				p = filepath.Join(filepath.Dir(d), r.Path)
+			} else if top, _, _ := strings.Cut(r.Path, "/"); top == "bin" {
+				continue
+			} else if st, err := os.Stat(filepath.Join(root, top)); err != nil || !st.IsDir() {
+				continue
+			}
+			n++
+			if rel, err := filepath.Rel(root, p); err != nil || strings.HasPrefix(rel, "..") {
+				t.Errorf("%s:%d: %s is outside the repository", d, r.Line, r.Path)
+			} else if _, err := os.Stat(p); err != nil {
+				t.Errorf("%s:%d: %s is not in the repository", d, r.Line, r.Path)
+			}
+		}
+	}
+	if n < 30 {
+		t.Errorf("%d references checked: the documentation was not read", n)
+	}
+}
