@@ -128,6 +128,31 @@ func TestRolloutDiffersOnlyInMode(t *testing.T) {
 	}
 }
 
+// TestComposeStepOneIsRolloutAudit: docs/compose.md says that its first
+// policy is examples/rollout-audit.yaml with fewer comments.
+func TestComposeStepOneIsRolloutAudit(t *testing.T) {
+	md, err := os.ReadFile(filepath.Join(root, "docs", "compose.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks, err := Blocks(md)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(blocks, func(b Block) bool { return b.Lang == "yaml" && b.Check == "" })
+	if i < 0 {
+		t.Fatal("docs/compose.md has no policy")
+	}
+	file := filepath.Join(t.TempDir(), "step1.yaml")
+	if err := os.WriteFile(file, []byte(blocks[i].Text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, want := policyLines(t, file), policyLines(t, filepath.Join(root, "examples", "rollout-audit.yaml"))
+	if !slices.Equal(got, want) {
+		t.Errorf("the policy of docs/compose.md:%d is not examples/rollout-audit.yaml:\n%s\n---\n%s", blocks[i].Line, strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
 // trailingComment is a comment after a YAML value.
 var trailingComment = regexp.MustCompile(`\s+#.*$`)
 
