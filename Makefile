@@ -24,8 +24,17 @@ build:
 # detector. As root it installs the packages the tests need first.
 check: test-deps lint test
 
+# test runs go test -json through internal/testsum: a line a package as it
+# ends (time and counts), a line a test of 10 s or more, what is running
+# after 30 s without a line, every failed test's output in full, then the
+# skipped tests with their reasons, and last "N passed, N failed, N skipped".
+# It fails if a test, a package or a build failed. TEST_PKGS picks the
+# packages (make test TEST_PKGS="./policy ./fence"), TEST_FLAGS the flags.
+TEST_PKGS  ?= ./...
+TEST_FLAGS ?= -race -count=1
 test:
-	$(GO) test -race -count=1 ./...
+	@$(GO) build -o bin/testsum ./internal/testsum
+	@GO="$(GO)" bin/testsum $(TEST_FLAGS) $(TEST_PKGS)
 
 lint:
 	@out="$$(gofmt -l .)"; \

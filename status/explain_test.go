@@ -19,11 +19,12 @@ func TestExplainREADME(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	data, err := os.ReadFile("../policy/testdata/seed.yaml")
+	// The README runs explain from the repository's top directory.
+	data, err := os.ReadFile("../examples/field-report.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	pol, err := policy.Parse("/tmp/seed.yaml", data, policy.Options{ResolvConf: filepath.Join(t.TempDir(), "none")})
+	pol, err := policy.Parse("examples/field-report.yaml", data, policy.Options{ResolvConf: filepath.Join(t.TempDir(), "none")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +85,7 @@ func TestExplainREADMEMore(t *testing.T) {
 		}
 		return pol
 	}
-	seed, err := os.ReadFile("../policy/testdata/seed.yaml")
+	seed, err := os.ReadFile("../examples/field-report.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,9 +98,9 @@ func TestExplainREADMEMore(t *testing.T) {
 		n         policy.Network
 		pr        fence.Probe
 	}{
-		{"--docker-host unix:///nonexistent -c /tmp/seed.yaml explain --network br-test --to 192.168.100.254:22",
+		{"--docker-host unix:///nonexistent -c examples/field-report.yaml explain --network br-test --to 192.168.100.254:22",
 			"docker is not reachable at unix:///nonexistent; bridge br-test found over netlink, as apply fences it without Docker (no labels); " + hostNote,
-			load("/tmp/seed.yaml", string(seed)), br, pr},
+			load("examples/field-report.yaml", string(seed)), br, pr},
 		{"-c policy.yaml explain --network lan --to 192.168.100.50:5432", "Docker's network lan (driver macvlan)",
 			load("policy.yaml", "version: 1\nnetworks:\n  - match: {name: lan}\n    egress:\n      - deny: any\n    egress_default: deny\n  - match: {name: \"*\"}\n    egress:\n      - allow: self\n      - deny: \"@private\"\n"),
 			lan, fence.Probe{Dst: netip.MustParseAddr("192.168.100.50"), Proto: policy.ProtoTCP, Port: 5432}},
