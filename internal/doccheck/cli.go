@@ -115,8 +115,13 @@ func (c *CLI) CheckLine(name, line string) error {
 	args := false // a positional argument was seen: no more subcommands
 	for i := 1; i < len(words); i++ {
 		w := words[i]
-		if slices.Contains(shellEnd, w) || strings.HasPrefix(w, "#") {
+		if slices.Contains(shellEnd, w) || strings.HasPrefix(w, "#") || strings.IndexAny(w, "<>") == 0 || strings.HasPrefix(w, "2>") || strings.HasPrefix(w, "&>") {
 			break
+		}
+		// "cmd --flag;" ends the command with the word.
+		last := false
+		if t, ok := strings.CutSuffix(w, ";"); ok {
+			w, last = t, true
 		}
 		if strings.HasPrefix(w, "-") && len(w) > 1 {
 			if w == "--help" || w == "-h" {
@@ -129,17 +134,26 @@ func (c *CLI) CheckLine(name, line string) error {
 			if f.value && !strings.Contains(w, "=") {
 				i++
 			}
+			if last {
+				break
+			}
 			continue
 		}
 		if !args && slices.Contains(cmd.subs, w) {
 			path = append(path, w)
 			cmd = c.cmds[strings.Join(path, " ")]
+			if last {
+				break
+			}
 			continue
 		}
 		if !args && len(cmd.subs) > 0 {
 			return fmt.Errorf("%s has no command %q", strings.Join(append([]string{name}, path...), " "), w)
 		}
 		args = true
+		if last {
+			break
+		}
 	}
 	return nil
 }

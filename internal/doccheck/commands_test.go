@@ -223,6 +223,10 @@ func TestCheckLine(t *testing.T) {
 		{"tool completion tcsh", `tool completion has no command "tcsh"`},
 		{"sudo tool apply --dry-run=true --nope=1", "tool apply has no flag --nope"},
 		{"tool apply # --force, in a comment", ""},
+		{"tool apply --dry-run >/dev/null; [ $? -eq 2 ] && tool apply", ""},
+		{"tool apply --dry-run; test -x /bin/sh", ""},
+		{"tool apply --nope; true", "tool apply has no flag --nope"},
+		{"tool apply 2>/dev/null --not-a-flag-of-tool", ""},
 	} {
 		err := cli.CheckLine("tool", tc.line)
 		if got := fmt.Sprint(err); tc.err == "" && err != nil || tc.err != "" && got != tc.err {
