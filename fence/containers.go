@@ -62,6 +62,7 @@ const (
 // container sections (any container on it may match one, so an address
 // not classified yet is held) or one of its containers carries a label.
 func (b *builder) containers(ctrs []Container) {
+	b.containersKnown = true
 	ctrs = slices.Clone(ctrs)
 	sort.Slice(ctrs, func(i, j int) bool {
 		return ctrs[i].Name < ctrs[j].Name || ctrs[i].Name == ctrs[j].Name && ctrs[i].ID < ctrs[j].ID
@@ -109,6 +110,7 @@ func (b *builder) containers(ctrs []Container) {
 		judged = append(judged, fc)
 	}
 	b.r.Containers = judged
+	usesNoRules := false
 	for i, f := range b.r.Fenced {
 		if !layered[i] {
 			continue
@@ -120,6 +122,7 @@ func (b *builder) containers(ctrs []Container) {
 					continue
 				}
 				chain := cmpOr(fc.Chain, noRulesChain)
+				usesNoRules = usesNoRules || fc.Chain == ""
 				for _, a := range e.Addrs {
 					if a.IsValid() {
 						elems[a.Is6()] = append(elems[a.Is6()], nft.VMapElem{Addr: a.Unmap(), Chain: chain})
@@ -129,7 +132,7 @@ func (b *builder) containers(ctrs []Container) {
 		}
 		b.networkContainers(f, elems)
 	}
-	if len(b.r.ContainerChains) > 0 {
+	if usesNoRules {
 		b.addChain(noRulesChain, nft.HookNone)
 	}
 }
@@ -256,8 +259,14 @@ func (b *builder) containerSubnets(c Container) *policy.Network {
 
 // containerLayer fills the container layer's chain: the map from bridge to
 // the network's container chain. Only egress has the layer.
+//
+// With container sections and a catch-all section, a bridge not known yet
+// (docker0, br-*) holds every packet of its containers, which no one has
+// classified: a network created while no daemon runs is cut off until
+// dockerfence knows it, rather than judged by its network's rules alone.
 func (b *builder) containerLayer(d Direction, c *nft.Chain) bool {
-	if d.Hook != policy.Egress || len(b.r.ContainerChains) == 0 {
+	holdUnknown := b.containerHoldsUnknown()
+	if d.Hook != policy.Egress || len(b.r.ContainerChains) == 0 && !holdUnknown {
 		return false
 	}
 	m := &nft.Set{Name: containerMapName, Key: nft.KeyIfName, Map: true}
@@ -266,7 +275,21 @@ func (b *builder) containerLayer(d Direction, c *nft.Chain) bool {
 	}
 	b.addSet(m)
 	c.Rules = append(c.Rules, &nft.Rule{Counter: true, Verdict: nft.Verdict{Kind: nft.VMap, Target: m.Name, Key: d.Dispatch}, ID: "dispatch"})
+	if holdUnknown {
+		held := nft.Verdict{Kind: nft.Goto, Target: b.denyChain("fwdc_"+unknownID, &Denial{Section: b.r.CatchAll, Hook: policy.Egress, Reason: ReasonHeld})}
+		c.Rules = append(c.Rules,
+			&nft.Rule{Matches: []nft.Match{nft.IfName{Name: "docker0"}}, Counter: true, Verdict: held, ID: "held", Comment: "containers of docker0 before dockerfence knows it (held)"},
+			&nft.Rule{Matches: []nft.Match{nft.IfName{Name: "br-", Prefix: true}}, Counter: true, Verdict: held, ID: "held", Comment: "containers of bridges dockerfence does not know yet (held)"})
+	}
 	return true
+}
+
+// containerHoldsUnknown reports whether the container layer holds the
+// packets of bridges not known yet: with container sections (which any
+// container may match) and a catch-all section (which fences such
+// bridges), when the containers are known at all.
+func (b *builder) containerHoldsUnknown() bool {
+	return b.containersKnown && len(b.pol.Containers) > 0 && b.r.CatchAll != nil
 }
 
 // ContainerChain is the container layer's chain of one fenced network.

@@ -26,6 +26,9 @@ type builder struct {
 	sets map[string]*nft.Set
 	// sectionFor picks a network's section.
 	sectionFor func(policy.Network) *policy.Section
+	// containersKnown is set when the compiler was given the containers:
+	// the container layer is built.
+	containersKnown bool
 }
 
 func (b *builder) addSet(s *nft.Set) {

@@ -26,9 +26,12 @@ type fdStore struct {
 	path string
 	conn *net.UnixConn
 
-	mu     sync.Mutex
-	files  map[string]*os.File
-	stored int // FDSTORE=1 messages received
+	mu    sync.Mutex
+	files map[string]*os.File
+	// retired are the files a newer one of the same name replaced: closed
+	// at cleanup only, as a daemon being started may be passing them on.
+	retired []*os.File
+	stored  int // FDSTORE=1 messages received
 }
 
 // newFDStore listens on a notification socket in a temporary directory;
@@ -49,6 +52,9 @@ func newFDStore(t *testing.T) *fdStore {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		for _, f := range s.files {
+			f.Close()
+		}
+		for _, f := range s.retired {
 			f.Close()
 		}
 	})
@@ -84,7 +90,7 @@ func (s *fdStore) serve(done chan<- struct{}) {
 			// keeps one copy of the same socket).
 			name := state["FDNAME"]
 			if old := s.files[name]; old != nil {
-				old.Close()
+				s.retired = append(s.retired, old)
 			}
 			s.files[name] = os.NewFile(uintptr(fds[0]), name)
 			s.stored++

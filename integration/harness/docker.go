@@ -43,7 +43,8 @@ func (n Network) driver() string {
 // networks may be of any driver (Network.Driver), as dockerd's are. The
 // networks are what Add, Remove and Set make them; Add and Remove also
 // stream the "network create" and "network destroy" events dockerd would
-// send. It reports no containers.
+// send. Its containers are what SetContainers makes them, and it streams
+// the "network connect" and "disconnect" events of their endpoints.
 type Docker struct {
 	// URL is the socket's Docker host URL, "unix://" and its path.
 	URL string
@@ -51,8 +52,9 @@ type Docker struct {
 	// accepts; api is the one it announces.
 	api, minAPI string
 
-	mu       sync.Mutex
-	networks []dockerNetwork
+	mu         sync.Mutex
+	networks   []dockerNetwork
+	containers []Container
 	subs     map[chan []byte]struct{}
 	seq      int
 	requests []string
@@ -193,7 +195,7 @@ func (d *Docker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(d.summaries())
 	case path == "/containers/json":
 		w.Header().Set("Content-Type", "application/json")
-		w.Write([]byte("[]"))
+		json.NewEncoder(w).Encode(d.containerSummaries())
 	case path == "/events":
 		d.serveEvents(w, r)
 	default:
@@ -303,4 +305,82 @@ func HangingDocker(t topo.T, sock string) {
 			c.Close()
 		}
 	})
+}
+
+// Container is a running container as the fake Docker lists it.
+type Container struct {
+	ID, Name, Image string
+	Labels          map[string]string
+	// Endpoints are its attachments: network name and addresses.
+	Endpoints []Endpoint
+}
+
+// Endpoint is a container's attachment to a network of the fake.
+type Endpoint struct {
+	Network    string
+	IPv4, IPv6 string
+}
+
+// SetContainers replaces the running containers and streams a "network
+// connect" event for each endpoint that is new and a "network disconnect"
+// one for each that went, as dockerd does when containers start and stop.
+func (d *Docker) SetContainers(cs []Container) {
+	d.mu.Lock()
+	key := func(c Container, e Endpoint) string { return c.ID + "/" + e.Network }
+	old := map[string]bool{}
+	for _, c := range d.containers {
+		for _, e := range c.Endpoints {
+			old[key(c, e)] = true
+		}
+	}
+	d.containers = append([]Container(nil), cs...)
+	var connect, disconnect []string
+	now := map[string]bool{}
+	for _, c := range cs {
+		for _, e := range c.Endpoints {
+			now[key(c, e)] = true
+			if !old[key(c, e)] {
+				connect = append(connect, e.Network)
+			}
+		}
+	}
+	for k := range old {
+		if !now[k] {
+			_, network, _ := strings.Cut(k, "/")
+			disconnect = append(disconnect, network)
+		}
+	}
+	nets := map[string]dockerNetwork{}
+	for _, n := range d.networks {
+		nets[n.Name] = n
+	}
+	d.mu.Unlock()
+	for _, name := range connect {
+		d.event("connect", nets[name])
+	}
+	for _, name := range disconnect {
+		d.event("disconnect", nets[name])
+	}
+}
+
+// containerSummaries lists the containers as the Engine API does.
+func (d *Docker) containerSummaries() []map[string]any {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	ids := map[string]string{}
+	for _, n := range d.networks {
+		ids[n.Name] = n.id
+	}
+	list := []map[string]any{}
+	for _, c := range d.containers {
+		nets := map[string]any{}
+		for _, e := range c.Endpoints {
+			nets[e.Network] = map[string]any{"NetworkID": ids[e.Network], "IPAddress": e.IPv4, "GlobalIPv6Address": e.IPv6}
+		}
+		list = append(list, map[string]any{
+			"Id": c.ID, "Names": []string{"/" + c.Name}, "Image": c.Image, "Labels": c.Labels,
+			"State": "running", "NetworkSettings": map[string]any{"Networks": nets},
+		})
+	}
+	return list
 }

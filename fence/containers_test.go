@@ -1,0 +1,121 @@
+package fence
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/dockerfence/dockerfence/nft"
+	"github.com/dockerfence/dockerfence/policy"
+)
+
+// testContainers are containers on app_default (testNetworks): a worker
+// (section 1), the compose service shop/api (section 2) with a label that
+// narrows it further, a neighbour without rules, and one whose label does
+// not parse.
+var testContainers = []Container{
+	{ID: "aaaaaaaaaaaa1111", Name: "worker-1", Image: "busybox", Labels: map[string]string{"role": "worker"},
+		Endpoints: []Endpoint{{Network: "app_default", Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.10"), netip.MustParseAddr("fd00:20::10")}}}},
+	{ID: "bbbbbbbbbbbb2222", Name: "shop-api-1", Image: "shop/api:2", Labels: map[string]string{policy.ComposeProjectLabel: "shop", policy.ComposeServiceLabel: "api", policy.EgressLabel: "[{deny: 203.0.113.0/24, comment: no partner API}]"},
+		Endpoints: []Endpoint{{Network: "app_default", Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.11")}}}},
+	{ID: "cccccccccccc3333", Name: "neighbour", Image: "busybox",
+		Endpoints: []Endpoint{{Network: "app_default", Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.12")}}}},
+	{ID: "dddddddddddd4444", Name: "broken", Image: "busybox", Labels: map[string]string{policy.EgressLabel: "[{deny: 10.0.0.0/33}]"},
+		Endpoints: []Endpoint{{Network: "app_default", Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.13")}}}},
+	{ID: "eeeeeeeeeeee5555", Name: "elsewhere", Image: "busybox", Labels: map[string]string{"role": "worker"},
+		Endpoints: []Endpoint{{Network: "host"}}},
+}
+
+// TestGoldenContainers renders the container layer.
+func TestGoldenContainers(t *testing.T) {
+	pol := loadPolicy(t, "testdata/containers.yaml")
+	r := CompileContainers(pol, testNetworks, testContainers)
+	checkGolden(t, "containers", r.Text())
+	var names []string
+	for _, fc := range r.Containers {
+		names = append(names, fc.Container.Name+":"+fc.Chain)
+	}
+	if got := strings.Join(names, " "); got != "broken:c_dddddddddddd neighbour: shop-api-1:c_bbbbbbbbbbbb worker-1:c_aaaaaaaaaaaa" {
+		t.Errorf("containers judged: %s", got)
+	}
+	if r.Containers[0].LabelErr == nil || !strings.Contains(r.Containers[0].LabelErr.Error(), "label dockerfence.egress:1:9") {
+		t.Errorf("broken label error = %v", r.Containers[0].LabelErr)
+	}
+}
+
+// TestContainerLayerVerdicts traces packets through the compiled table:
+// every layer must allow, a container's rules narrow its network's, an
+// address no container holds is held, and a broken label cuts its
+// container off.
+func TestContainerLayerVerdicts(t *testing.T) {
+	pol := loadPolicy(t, "testdata/containers.yaml")
+	r := CompileContainers(pol, testNetworks, testContainers)
+	a := netip.MustParseAddr
+	for _, tc := range []struct {
+		name     string
+		src, dst string
+		proto    uint8
+		port     uint16
+		want     nft.VerdictKind // Accept or Drop (a reject counts as Drop)
+		denyHint string          // a part of the deny chain's name
+	}{
+		{"worker to its proxy", "172.20.0.10", "192.168.100.1", 6, 3128, nft.Accept, ""},
+		{"worker to the proxy on another port", "172.20.0.10", "192.168.100.1", 6, 80, nft.Drop, "c_aaaaaaaaaaaa.s"},
+		{"worker to the internet", "172.20.0.10", "203.0.113.7", 6, 443, nft.Drop, "c_aaaaaaaaaaaa.s"},
+		{"worker to its network", "172.20.0.10", "172.20.0.12", 6, 80, nft.Accept, ""},
+		{"worker over IPv6 to the internet", "fd00:20::10", "2001:db8::1", 6, 443, nft.Drop, "c_aaaaaaaaaaaa.s"},
+		{"neighbour to the internet", "172.20.0.12", "203.0.113.7", 6, 443, nft.Accept, ""},
+		{"neighbour to the payment database: the network denies", "172.20.0.12", "192.168.100.60", 6, 5432, nft.Drop, "fwd_br-0123456789ab"},
+		{"api to the database: its section denies", "172.20.0.11", "192.168.100.50", 6, 5432, nft.Drop, "c_bbbbbbbbbbbb.s"},
+		{"api to the partner API: its label denies", "172.20.0.11", "203.0.113.7", 6, 443, nft.Drop, "c_bbbbbbbbbbbb.l"},
+		{"api to the internet", "172.20.0.11", "198.51.100.7", 6, 443, nft.Accept, ""},
+		{"api to the payment database: the network denies first", "172.20.0.11", "192.168.100.60", 6, 5432, nft.Drop, "fwd_br-0123456789ab"},
+		{"broken label: cut off", "172.20.0.13", "198.51.100.7", 6, 443, nft.Drop, "c_dddddddddddd"},
+		{"unknown address: held", "172.20.0.99", "198.51.100.7", 6, 443, nft.Drop, "fwdc_br-0123456789ab.held"},
+		{"unknown IPv6 address: held", "fd00:20::99", "2001:db8::1", 6, 443, nft.Drop, "fwdc_br-0123456789ab.held"},
+		{"a bridge not known yet: held", "172.30.0.5", "198.51.100.7", 6, 443, nft.Drop, "fwdc_unknown.held"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			iif := "br-0123456789ab"
+			if strings.HasPrefix(tc.src, "172.30.") {
+				iif = "br-fedcba987654"
+			}
+			p := nft.Packet{Fib: nft.FibAnswers{SrcViaIIf: true}, Hook: nft.HookForward, IIfName: iif, OIfName: "eth0", Src: a(tc.src), Dst: a(tc.dst), L4Proto: tc.proto, DPort: tc.port, HopLimit: 63}
+			tr, err := r.Table.Trace(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := tr.Verdict
+			if got != nft.Accept {
+				got = nft.Drop
+			}
+			if got != tc.want {
+				t.Fatalf("verdict %v; want %v\n%s", tr.Verdict, tc.want, tr)
+			}
+			if tc.denyHint != "" && !strings.Contains(tr.String(), tc.denyHint) {
+				t.Errorf("the trace does not pass %s:\n%s", tc.denyHint, tr)
+			}
+		})
+	}
+}
+
+// TestContainerLayerCostsNothing requires that containers without rules of
+// their own, under a policy without container sections, change nothing in
+// the table: the container layer is left out.
+func TestContainerLayerCostsNothing(t *testing.T) {
+	pol := loadPolicy(t, "testdata/seed.yaml")
+	var plain []Container
+	for _, c := range testContainers {
+		if _, ok := c.Labels[policy.EgressLabel]; !ok {
+			plain = append(plain, c)
+		}
+	}
+	with, without := CompileContainers(pol, testNetworks, plain).Text(), Compile(pol, testNetworks).Text()
+	if with != without {
+		t.Errorf("containers without rules changed the table:\n%s", with)
+	}
+	// One label is enough to give its network the layer.
+	if got := CompileContainers(pol, testNetworks, testContainers).Text(); !strings.Contains(got, "fwdc_br-0123456789ab.held") || strings.Contains(got, "fwdc_unknown") {
+		t.Errorf("a label did not give its network (only) the container layer:\n%s", got)
+	}
+}

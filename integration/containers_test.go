@@ -1,0 +1,92 @@
+package integration
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/dockerfence/dockerfence/integration/harness"
+	"github.com/dockerfence/dockerfence/integration/topo"
+)
+
+// containersPolicy fences the test network with the field report's rules
+// and gives workers (label role=worker) the proxy alone.
+const containersPolicy = `version: 1
+networks:
+  - match: {name: "*"}
+    egress:
+      - allow: self
+      - deny: 192.168.100.50
+        comment: database
+    egress_default: allow
+containers:
+  - match: {label: "role=worker"}
+    egress:
+      - allow: 192.168.100.1
+        proto: tcp
+        ports: [3128]
+    egress_default: deny
+`
+
+// TestContainerLayer runs the container layer with real packets, the
+// containers listed by the fake Docker API: a worker reaches only its
+// proxy; a neighbour without rules follows the network section alone; a
+// container whose label denies the internet loses it; a container whose
+// label does not parse is cut off; an address no container holds is held;
+// and the worker's section cannot open what the network denies. Then the
+// daemon follows a container that starts: held until it is listed, then
+// judged by its own rules.
+func TestContainerLayer(t *testing.T) {
+	e := newEnv(t)
+	e.lanServers()
+	tp := e.tp
+	neighbour := tp.AddContainer(t, "nb", "172.20.0.3", "")
+	labelled := tp.AddContainer(t, "lb", "172.20.0.4", "")
+	broken := tp.AddContainer(t, "bk", "172.20.0.5", "")
+	stranger := tp.AddContainer(t, "st", "172.20.0.6", "")
+	fake := harness.StartDocker(t, filepath.Join(e.dir, "docker.sock"))
+	fake.Set([]harness.Network{{Name: "app", Bridge: topo.BridgeName, Subnets: []string{"172.20.0.0/16", "fd00:20::/64"}}})
+	ctr := func(id, name, addr string, labels map[string]string) harness.Container {
+		return harness.Container{ID: strings.Repeat(id, 64), Name: name, Image: "busybox", Labels: labels, Endpoints: []harness.Endpoint{{Network: "app", IPv4: addr}}}
+	}
+	listed := []harness.Container{
+		ctr("a", "worker", topo.CtrIP4, map[string]string{"role": "worker"}),
+		ctr("b", "neighbour", "172.20.0.3", nil),
+		ctr("c", "labelled", "172.20.0.4", map[string]string{"dockerfence.egress": "[{deny: " + topo.InetIP4 + ", comment: no internet}]"}),
+		ctr("d", "broken", "172.20.0.5", map[string]string{"dockerfence.egress": "[{deny: 10.0.0.0/33}]"}),
+	}
+	fake.SetContainers(listed)
+	pol := e.write("policy.yaml", containersPolicy)
+	dh := []string{"--docker-host", fake.URL}
+
+	stdout, stderr, err := e.dfStdout(append([]string{"apply", "-c", pol}, dh...)...)
+	if err != nil {
+		t.Fatalf("apply: %v\n%s%s", err, stdout, stderr)
+	}
+	t.Logf("apply:\n%s%s", stdout, stderr)
+	proxy, db, inet := hostPort(topo.LANProxy4, 3128), hostPort(topo.LANDB4, 5432), hostPort(topo.InetIP4, 80)
+	for _, c := range []struct {
+		who    string
+		ns     *topo.NS
+		probes []probe
+	}{
+		{"worker", tp.Ctr, []probe{{"its proxy", "tcp", proxy, "ok"}, {"the internet", "tcp", inet, "refused"}, {"the database (its network denies)", "tcp", db, "refused"}, {"the proxy's other port", "tcp", hostPort(topo.LANProxy4, 5432), "refused"}}},
+		{"neighbour", neighbour, []probe{{"the internet", "tcp", inet, "ok"}, {"the proxy", "tcp", proxy, "ok"}, {"the database", "tcp", db, "refused"}}},
+		{"labelled", labelled, []probe{{"the internet (its label denies)", "tcp", inet, "refused"}, {"the proxy", "tcp", proxy, "ok"}}},
+		{"broken label", broken, []probe{{"the internet", "tcp", inet, "refused"}, {"the proxy", "tcp", proxy, "refused"}}},
+		{"not listed (held)", stranger, []probe{{"the internet", "tcp", inet, "timeout"}, {"the proxy", "tcp", proxy, "timeout"}}},
+	} {
+		t.Run(c.who, func(t *testing.T) { e.expect(c.ns, c.probes) })
+	}
+
+	// The daemon follows the stranger's start: listed, it is judged as a
+	// container without rules.
+	e.mustDF("delete")
+	df := e.launchDaemon(binary, append([]string{"-c", pol}, dh...)...)
+	df.waitLog(t, "table applied")
+	e.expect(stranger, []probe{{"the internet before it is listed (held)", "tcp", inet, "timeout"}})
+	fake.SetContainers(append(listed, ctr("e", "stranger", "172.20.0.6", nil)))
+	df.waitLog(t, "Docker events\" networks=1")
+	e.expect(stranger, []probe{{"the internet once listed", "tcp", inet, "ok"}, {"the database", "tcp", db, "refused"}})
+	e.expect(tp.Ctr, []probe{{"the worker, still", "tcp", inet, "refused"}})
+}
