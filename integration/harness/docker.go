@@ -55,9 +55,9 @@ type Docker struct {
 	mu         sync.Mutex
 	networks   []dockerNetwork
 	containers []Container
-	subs     map[chan []byte]struct{}
-	seq      int
-	requests []string
+	subs       map[chan []byte]struct{}
+	seq        int
+	requests   []string
 }
 
 // dockerNetwork is a Network with the id the fake gave it.
