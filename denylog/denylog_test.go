@@ -265,3 +265,51 @@ func TestReaderRun(t *testing.T) {
 		t.Errorf("event %+v, %d more, %d overruns; want one event and one overrun", e, len(got), overruns)
 	}
 }
+
+// TestAttributeContainer attributes denials of the container layer to the
+// container the compiler gave the rules, with the layer and its section.
+func TestAttributeContainer(t *testing.T) {
+	pol, err := policy.Parse("p.yaml", []byte(`version: 1
+networks:
+  - match: {name: "*"}
+containers:
+  - match: {label: "role=worker"}
+    egress:
+      - allow: 192.168.100.1
+    egress_default: deny
+`), policy.Options{ResolvConf: filepath.Join(t.TempDir(), "none")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nets := []policy.Network{{ID: "4e5f", Name: "app_default", Bridge: "br-app", Subnets: []netip.Prefix{netip.MustParsePrefix("172.20.0.0/16")}}}
+	ctrs := []fence.Container{
+		{ID: "0123456789abcdef", Name: "worker-1", Labels: map[string]string{"role": "worker"}, Endpoints: []fence.Endpoint{{NetworkID: "4e5f", Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.2")}}}},
+		{ID: "fedcba9876543210", Name: "other", Labels: map[string]string{policy.EgressLabel: "[{deny: 203.0.113.0/24, comment: partner}]"}, Endpoints: []fence.Endpoint{{NetworkID: "4e5f", Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.3")}}}},
+	}
+	tbl := fence.CompileContainers(pol, nets, ctrs)
+	ifname := func(uint32) string { return "br-app" }
+	for _, tc := range []struct {
+		prefix, src string
+		want        func(*Event)
+	}{
+		{"df c_0123456789ab.s.default ", "172.20.0.2", func(e *Event) {
+			e.Container, e.ContainerID, e.Layer, e.ContainerSection, e.Rule, e.Comment = "worker-1", "0123456789abcdef", "container section", 1, "container section egress_default", "egress_default deny"
+		}},
+		{"df c_fedcba987654.l.e1 ", "172.20.0.3", func(e *Event) {
+			e.Container, e.ContainerID, e.Layer, e.Rule, e.RuleIndex, e.Comment = "other", "fedcba9876543210", "label", "label egress 1", 1, "partner"
+		}},
+		{"df fwdc_br-app.held ", "172.20.0.9", func(e *Event) {
+			e.Network, e.NetworkID, e.Section, e.Rule, e.Comment = "app_default", "4e5f", 1, "held", "container not classified yet (held)"
+		}},
+	} {
+		got, ok := Attribute(nflog.Packet{Time: when, Prefix: tc.prefix, Family: unix.NFPROTO_IPV4, InDev: 3, Payload: tcp4(tc.src, "203.0.113.10", 80)}, tbl, nil, ifname)
+		if !ok {
+			t.Fatalf("%s: not attributed", tc.prefix)
+		}
+		want := Event{Time: when, Verdict: "deny", Bridge: "br-app", Hook: "egress", Src: tc.src, Dst: "203.0.113.10", Proto: "tcp", Port: 80}
+		tc.want(&want)
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%s: event (-want +got):\n%s", tc.prefix, diff)
+		}
+	}
+}

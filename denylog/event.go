@@ -48,6 +48,12 @@ type Event struct {
 	// up from Docker; empty without Docker or for an unknown address.
 	Container   string `json:"container"`
 	ContainerID string `json:"container_id,omitempty"`
+	// Layer says whose rules denied: "" for the network's section,
+	// "container section" (then ContainerSection is its 1-based index) or
+	// "label" for the container's own; the container is then the one the
+	// compiler gave those rules, whatever the address lookup says.
+	Layer            string `json:"layer,omitempty"`
+	ContainerSection int    `json:"container_section,omitempty"`
 }
 
 // Line renders the event as one readable line:
@@ -138,6 +144,12 @@ func Attribute(p nflog.Packet, t *fence.Result, res Resolver, ifname func(uint32
 		e.Src = f.Src.String()
 		if res != nil {
 			e.Container, e.ContainerID = res.Container(f.Src)
+		}
+	}
+	if c := d.Container; c != nil {
+		e.Container, e.ContainerID, e.Layer = c.Name, c.ID, string(d.Layer)
+		if d.ContainerSection != nil {
+			e.ContainerSection = d.ContainerSection.Index
 		}
 	}
 	if f.Dst.IsValid() {
