@@ -1,9 +1,12 @@
 package integration
 
 import (
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/dockerfence/dockerfence/integration/harness"
 	"github.com/dockerfence/dockerfence/integration/topo"
@@ -77,6 +80,28 @@ func TestContainerLayer(t *testing.T) {
 		{"not listed (held)", stranger, []probe{{"the internet", "tcp", inet, "timeout"}, {"the proxy", "tcp", proxy, "timeout"}}},
 	} {
 		t.Run(c.who, func(t *testing.T) { e.expect(c.ns, c.probes) })
+	}
+
+	// status lists the containers with rules of their own and what they
+	// denied, and the packets held.
+	st := e.statusJSON(append([]string{"-c", pol}, dh...)...)
+	got := map[string]string{}
+	for _, c := range st.Containers {
+		got[c.Name] = fmt.Sprintf("section %d, label rules %d, label error %v, denied>0 %v", c.Section, c.LabelRules, c.LabelError != "", c.Denied > 0)
+	}
+	want := map[string]string{
+		"worker":   "section 1, label rules 0, label error false, denied>0 true",
+		"labelled": "section 0, label rules 1, label error false, denied>0 true",
+		"broken":   "section 0, label rules 0, label error true, denied>0 true",
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("status --json containers (-want +got):\n%s", d)
+	}
+	if len(st.Networks) != 1 || st.Networks[0].Held == 0 || st.ExitCode != 0 {
+		t.Errorf("status --json: networks %+v, exit code %d; want app with packets held, in sync", st.Networks, st.ExitCode)
+	}
+	if text := e.mustDF(append([]string{"status", "-c", pol}, dh...)...); !strings.Contains(text, "container worker (aaaaaaaaaaaa): container section 1 {label: \"role=worker\"}") || !strings.Contains(text, "packets held") {
+		t.Errorf("status does not show the containers and the held packets:\n%s", text)
 	}
 
 	// The daemon follows the stranger's start: listed, it is judged as a

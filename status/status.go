@@ -56,6 +56,10 @@ type Status struct {
 	// section. Nil if the policy has no such section or the table is
 	// absent.
 	CatchAll *CatchAllStatus `json:"catch_all"`
+	// Containers are the containers that rules of their own judge (a
+	// container section, their label dockerfence.egress), with those
+	// rules' counters; empty while the table is absent.
+	Containers []ContainerStatus `json:"containers"`
 	// TunnelDenied counts the packets the tunnel fence denied: what
 	// tunnels on the host decapsulated from containers' packets.
 	TunnelDenied uint64 `json:"tunnel_denied"`
@@ -111,6 +115,9 @@ type NetworkStatus struct {
 	// Denied sums the packets of the network's deny rules (would-be
 	// denials in audit mode).
 	Denied uint64 `json:"denied"`
+	// Held counts the packets of the network's containers that no one had
+	// classified yet, dropped by the container layer (see Containers).
+	Held uint64 `json:"held,omitempty"`
 	// CatchAll is set when the kernel's table judges the network's
 	// packets by the catch-all, not by a chain of its own: the network
 	// appeared after the last apply. Denied is then the catch-all's, shared
@@ -404,6 +411,14 @@ func Make(pol *policy.Policy, r *fence.Result, st *nft.State, source string) Sta
 			n.Section, n.Match = u.Section.Index, u.Section.Match.String()
 		}
 		s.NotFenceable = append(s.NotFenceable, n)
+	}
+	s.Containers = []ContainerStatus{}
+	if st != nil {
+		var held map[string]uint64
+		s.Containers, held = containers(r, chains, deny)
+		for i := range s.Networks {
+			s.Networks[i].Held = held[s.Networks[i].Bridge]
+		}
 	}
 	s.SetState()
 	return s

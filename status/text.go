@@ -107,6 +107,25 @@ func WriteText(out io.Writer, s Status) {
 			writeRules(out, n.Rules)
 		}
 	}
+	for _, n := range s.Networks {
+		if n.Held > 0 {
+			fmt.Fprintf(out, "\n%s (%s): %d packets held: sent from addresses no known container had yet\n", OrDash(n.Name), n.Bridge, n.Held)
+		}
+	}
+	for _, c := range s.Containers {
+		what := "no section"
+		if c.Section > 0 {
+			what = fmt.Sprintf("container section %d %s", c.Section, c.Match)
+		}
+		switch {
+		case c.LabelError != "":
+			what += "; label dockerfence.egress does not parse, so it is cut off: " + c.LabelError
+		case c.LabelRules > 0:
+			what += fmt.Sprintf("; label dockerfence.egress: %d rules", c.LabelRules)
+		}
+		fmt.Fprintf(out, "\ncontainer %s (%s): %s; %d denied\n", c.Name, shortID(c.ID), what, c.Denied)
+		writeRules(out, c.Rules)
+	}
 	if ca := s.CatchAll; ca != nil {
 		now := "none now"
 		if len(ca.Bridges) > 0 {
@@ -167,4 +186,12 @@ func OrDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// shortID is a container ID as docker ps shows it.
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
 }
