@@ -1,9 +1,12 @@
 package fence
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"sort"
+	"strconv"
+	"strings"
 
 	"github.com/dockerfence/dockerfence/nft"
 	"github.com/dockerfence/dockerfence/policy"
@@ -102,6 +105,9 @@ func (b *builder) containers(ctrs []Container) {
 		}
 		if !on {
 			continue
+		}
+		if fc.LabelErr != nil {
+			b.r.Warnings = append(b.r.Warnings, fmt.Sprintf("container %s (%s): its label does not parse, so it is cut off (all its egress denied) until the label is fixed: %s", strconv.Quote(c.Name), shortID(c), strings.ReplaceAll(fc.LabelErr.Error(), "\n", "; ")))
 		}
 		if fc.Judged() {
 			fc.Chain = "c_" + chainID(shortID(c), usedIDs)

@@ -55,19 +55,49 @@ func (d *Daemon) RemoveNetwork(t testing.TB, name string) {
 // dockerd, does not wait for a timeout.
 func (d *Daemon) RunContainer(t testing.TB, name, network string) string {
 	t.Helper()
+	return d.Run(t, name, network, RunOptions{})
+}
+
+// RunOptions are what Run may add to a container: labels, a fixed IPv4
+// address on its network (docker run --ip) and a command other than
+// "sleep 3600".
+type RunOptions struct {
+	Labels map[string]string
+	IPv4   string
+	Cmd    []string
+}
+
+// Run creates and starts a container called name on network as
+// RunContainer does, with o, and returns its id.
+func (d *Daemon) Run(t testing.TB, name, networkName string, o RunOptions) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
 	defer cancel()
+	labels := map[string]string{Label: "1"}
+	for k, v := range o.Labels {
+		labels[k] = v
+	}
+	cmd := o.Cmd
+	if cmd == nil {
+		cmd = []string{"sleep", "3600"}
+	}
+	var nc *network.NetworkingConfig
+	if o.IPv4 != "" {
+		nc = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
+			networkName: {IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: o.IPv4}},
+		}}
+	}
 	resp, err := d.Client.ContainerCreate(ctx,
 		&container.Config{
 			Image:      Image,
-			Cmd:        []string{"sleep", "3600"},
+			Cmd:        cmd,
 			StopSignal: "SIGKILL",
-			Labels:     map[string]string{Label: "1"},
+			Labels:     labels,
 		},
-		&container.HostConfig{NetworkMode: container.NetworkMode(network)},
-		nil, nil, name)
+		&container.HostConfig{NetworkMode: container.NetworkMode(networkName)},
+		nc, nil, name)
 	if err != nil {
-		t.Fatalf("dockerd (%s): create container %s on %s: %v", d.Engine.Name, name, network, err)
+		t.Fatalf("dockerd (%s): create container %s on %s: %v", d.Engine.Name, name, networkName, err)
 	}
 	if err := d.Client.ContainerStart(ctx, resp.ID, container.StartOptions{}); err != nil {
 		t.Fatalf("dockerd (%s): start container %s: %v\n%s", d.Engine.Name, name, err, d.logTail("dockerd.log"))

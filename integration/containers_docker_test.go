@@ -1,0 +1,180 @@
+package integration
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dockerfence/dockerfence/integration/dockerd"
+	"github.com/dockerfence/dockerfence/integration/topo"
+	"github.com/dockerfence/dockerfence/nft"
+)
+
+// containersE2EPolicy fences every network with the field report's
+// database rule, gives workers their proxy alone (and the database, which
+// the network denies: a container section cannot open it), and keeps the
+// compose service shop/api from the proxy.
+const containersE2EPolicy = `version: 1
+networks:
+  - match: {name: "*"}
+    egress:
+      - allow: self
+      - deny: 192.168.100.50
+        comment: database
+    egress_default: allow
+containers:
+  - match: {label: "role=worker"}
+    egress:
+      - allow: 192.168.100.1
+        proto: tcp
+        ports: [3128]
+      - allow: 192.168.100.50
+        proto: tcp
+        ports: [5432]
+        comment: the network denies it anyway
+    egress_default: deny
+  - match: {compose: "shop/api"}
+    egress:
+      - deny: 192.168.100.1
+        comment: no proxy for the api
+`
+
+// TestContainersAgainstDocker proves the container layer with real TCP
+// connections from busybox containers of a real dockerd, followed by
+// "dockerfence run": a worker reaches only its proxy, and not the database
+// its section allows but its network denies; a neighbour follows the
+// network section alone; a compose service's section; a label that
+// narrows one container; a label that does not parse cuts its container
+// off and is reported with the container's name; an address that one
+// container leaves and another takes (docker run --ip) is judged by the
+// new container's rules; and the first moment: 20 workers whose very first
+// command connects to a denied address, none of which gets through, and a
+// worker that reaches its proxy within 3 s of starting. It reports how
+// long after "docker start" returned the daemon had the container's
+// address in the kernel (the time its packets are held), p50 and p99.
+func TestContainersAgainstDocker(t *testing.T) {
+	e := newEnv(t)
+	e.lanServers()
+	d := dockerd.Start(t, e.tp.Host, engine(t))
+	pol := e.write("policy.yaml", containersE2EPolicy)
+	df := e.startDaemon(d, pol)
+	df.waitLog(t, "table applied")
+	_, bridge := d.CreateNetwork(t, "shop", "10.30.0.0/24", nil)
+	e.waitFenced(bridge, time.Now())
+	proxy, db, inet := hostPort(topo.LANProxy4, 3128), hostPort(topo.LANDB4, 5432), hostPort(topo.InetIP4, 80)
+	probe := func(ctr string, want map[string]string) {
+		t.Helper()
+		for addr, w := range want {
+			if got := d.TCP(t, ctr, addr, 3*time.Second); got != w {
+				t.Errorf("%s -> %s: %s, want %s", ctr, addr, got, w)
+			}
+		}
+	}
+	// fenced waits until the container's address is in the container
+	// layer's map, and returns how long that took.
+	fenced := func(addr string, since time.Time) time.Duration {
+		t.Helper()
+		a := netip.MustParseAddr(addr)
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			st, err := e.kernel().Read("dockerfence")
+			if err != nil || st == nil {
+				continue
+			}
+			for _, s := range st.Sets {
+				if s.Name == "fwdc_"+bridge+"_4" && slices.ContainsFunc(s.VMap, func(el nft.VMapElem) bool { return el.Addr == a }) {
+					return time.Since(since)
+				}
+			}
+		}
+		t.Fatalf("%s never appeared in the container layer's map", addr)
+		return 0
+	}
+	run := func(name, ip string, labels map[string]string, cmd ...string) {
+		t.Helper()
+		started := time.Now()
+		d.Run(t, name, "shop", dockerd.RunOptions{Labels: labels, IPv4: ip, Cmd: cmd})
+		fenced(ip, started)
+	}
+	worker := map[string]string{"role": "worker"}
+
+	t.Run("sections, labels and their intersection", func(t *testing.T) {
+		run("worker", "10.30.0.10", worker)
+		run("neighbour", "10.30.0.11", nil)
+		run("api", "10.30.0.12", map[string]string{"com.docker.compose.project": "shop", "com.docker.compose.service": "api"})
+		run("narrowed", "10.30.0.13", map[string]string{"dockerfence.egress": "[{deny: " + topo.InetIP4 + ", comment: no internet}]"})
+		run("broken", "10.30.0.14", map[string]string{"dockerfence.egress": "- deny: 10.0.0.0/33\n"})
+		probe("worker", map[string]string{proxy: "ok", inet: "refused", db: "refused"})
+		probe("neighbour", map[string]string{proxy: "ok", inet: "ok", db: "refused"})
+		probe("api", map[string]string{proxy: "refused", inet: "ok", db: "refused"})
+		probe("narrowed", map[string]string{proxy: "ok", inet: "refused"})
+		probe("broken", map[string]string{proxy: "refused", inet: "refused"})
+		want := `container \"broken\" (`
+		df.waitLog(t, want)
+		if !strings.Contains(df.log.String(), "label dockerfence.egress:1:9") {
+			t.Errorf("the daemon's log does not say where the label is wrong:\n%s", df.log.String())
+		}
+		text := e.mustDFDocker(d, "status")
+		for _, w := range []string{"container worker (", "container section 1 {label: \"role=worker\"}", "container broken (", "label dockerfence.egress does not parse"} {
+			if !strings.Contains(text, w) {
+				t.Errorf("status lacks %q:\n%s", w, text)
+			}
+		}
+	})
+
+	t.Run("an address taken over is judged by its new container's rules", func(t *testing.T) {
+		d.RemoveContainer(t, "worker")
+		d.RemoveContainer(t, "neighbour")
+		run("reuser", "10.30.0.10", nil)     // the worker's address, no rules
+		run("worker2", "10.30.0.11", worker) // the neighbour's, a worker
+		probe("reuser", map[string]string{inet: "ok", proxy: "ok"})
+		probe("worker2", map[string]string{inet: "refused", proxy: "ok"})
+	})
+
+	t.Run("the first moment", func(t *testing.T) {
+		var held []time.Duration
+		for i := range 20 {
+			name, ip := fmt.Sprintf("first%d", i), fmt.Sprintf("10.30.0.%d", 100+i)
+			started := time.Now()
+			// The container's very first command connects to the
+			// internet, which its section denies.
+			d.Run(t, name, "shop", dockerd.RunOptions{Labels: worker, IPv4: ip, Cmd: []string{"sh", "-c",
+				"if nc -w 2 " + topo.InetIP4 + " 80 -e true; then echo through > /r; else echo stopped > /r; fi; sleep 3600"}})
+			held = append(held, fenced(ip, started))
+		}
+		for i := range 20 {
+			name := fmt.Sprintf("first%d", i)
+			var out string
+			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+				if _, out = d.Exec(t, name, "cat", "/r"); strings.TrimSpace(out) != "" && !strings.Contains(out, "No such file") {
+					break
+				}
+			}
+			if strings.TrimSpace(out) != "stopped" {
+				t.Errorf("%s's first connection to a denied address: %q, want stopped", name, out)
+			}
+			d.RemoveContainer(t, name)
+		}
+		slices.Sort(held)
+		t.Logf("time from docker start until the container's address was in the kernel (its packets held meanwhile), 20 containers: p50 %v, p99 %v, max %v",
+			held[len(held)/2].Round(time.Millisecond), held[len(held)*99/100].Round(time.Millisecond), held[len(held)-1].Round(time.Millisecond))
+
+		// A new worker reaches its proxy within 3 s of starting: its first
+		// command tries until it connects.
+		started := time.Now()
+		d.Run(t, "eager", "shop", dockerd.RunOptions{Labels: worker, IPv4: "10.30.0.50", Cmd: []string{"sh", "-c",
+			"until nc -w 1 " + topo.LANProxy4 + " 3128 -e true; do usleep 50000; done; touch /ok; sleep 3600"}})
+		for {
+			if code, _ := d.Exec(t, "eager", "sh", "-c", "test -e /ok"); code == 0 {
+				break
+			}
+			if time.Since(started) > 3*time.Second {
+				t.Fatalf("the new worker did not reach its proxy within 3 s of starting")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Logf("a new worker reached its proxy %v after docker start was called", time.Since(started).Round(time.Millisecond))
+	})
+}
