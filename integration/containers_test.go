@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -114,4 +115,71 @@ func TestContainerLayer(t *testing.T) {
 	df.waitLog(t, "Docker events\" networks=1")
 	e.expect(stranger, []probe{{"the internet once listed", "tcp", inet, "ok"}, {"the database", "tcp", db, "refused"}})
 	e.expect(tp.Ctr, []probe{{"the worker, still", "tcp", inet, "refused"}})
+}
+
+// churnPolicy gives the flooding container (label role=flooder) the
+// control port on the internet host alone, so that the database is denied
+// by its container section, and gives the containers that come and go
+// sections of their own.
+const churnPolicy = `version: 1
+networks:
+  - match: {name: "*"}
+    egress_default: allow
+containers:
+  - match: {label: "role=flooder"}
+    egress:
+      - allow: 203.0.113.10
+        proto: udp
+        ports: [9998]
+    egress_default: deny
+  - match: {label: "role=web"}
+    egress:
+      - deny: 192.168.100.0/24
+  - match: {label: "role=batch"}
+    egress_default: deny
+`
+
+// TestLeakContainerChurn floods the database from a container whose
+// section denies it, while 100 containers of other sections (and none)
+// start and then stop on its network, one Docker event each, with the
+// daemon following: not one datagram may arrive, and the flooder's own
+// allowed traffic (the control) must flow throughout: its address never
+// leaves the container layer's map, or its packets would be held.
+func TestLeakContainerChurn(t *testing.T) {
+	e := newEnv(t)
+	fake := harness.StartDocker(t, filepath.Join(e.dir, "docker.sock"))
+	fake.Set([]harness.Network{{Name: "app", Bridge: topo.BridgeName, Subnets: []string{"172.20.0.0/16", "fd00:20::/64"}}})
+	flooder := harness.Container{ID: strings.Repeat("f", 64), Name: "flooder", Image: "busybox", Labels: map[string]string{"role": "flooder"}, Endpoints: []harness.Endpoint{{Network: "app", IPv4: topo.CtrIP4}}}
+	fake.SetContainers([]harness.Container{flooder})
+	e.leakBaseline(t, e.tp.Ctr)
+	pol := e.write("policy.yaml", churnPolicy)
+	df := e.launchDaemon(binary, "-c", pol, "--docker-host", fake.URL)
+	df.waitLog(t, "table applied")
+	roles := []string{"web", "batch", ""}
+	r := e.noLeak(t, "100 containers of other sections start and stop", e.tp.Ctr, leakTarget(), leakPPS, func() {
+		running := []harness.Container{flooder}
+		for i := range 100 {
+			c := harness.Container{ID: fmt.Sprintf("%064x", i+1), Name: fmt.Sprintf("c%d", i), Image: "busybox",
+				Endpoints: []harness.Endpoint{{Network: "app", IPv4: fmt.Sprintf("172.20.1.%d", i+1)}}}
+			if role := roles[i%len(roles)]; role != "" {
+				c.Labels = map[string]string{"role": role}
+			}
+			running = append(running, c)
+			fake.SetContainers(running)
+			time.Sleep(5 * time.Millisecond)
+		}
+		for len(running) > 1 {
+			running = running[:len(running)-1]
+			fake.SetContainers(running)
+			time.Sleep(5 * time.Millisecond)
+		}
+		time.Sleep(200 * time.Millisecond) // the last sync
+	})
+	if lost := r.ctlSent - r.ctlGot; lost != 0 {
+		t.Errorf("%d of %d control datagrams from the flooder were lost: its allowed traffic was held or denied during the churn", lost, r.ctlSent)
+	}
+	if n := df.countLog("table applied"); n < 10 {
+		t.Errorf("the daemon applied the table %d times during 200 container events; want it to follow them", n)
+	}
+	t.Logf("the daemon applied the table %d times", df.countLog("table applied"))
 }
