@@ -104,6 +104,7 @@ func (b *builder) containers(ctrs []Container) {
 			}
 		}
 		if !on {
+			b.unfencedContainer(fc)
 			continue
 		}
 		if fc.LabelErr != nil {
@@ -140,6 +141,24 @@ func (b *builder) containers(ctrs []Container) {
 	}
 	if usesNoRules {
 		b.addChain(noRulesChain, nft.HookNone)
+	}
+}
+
+// unfencedContainer warns of a container with rules of its own that is on
+// no fenced network: on networks the table cannot fence (host, macvlan,
+// ipvlan, ...), its rules are not enforced; say so, naming the network and
+// why.
+func (b *builder) unfencedContainer(fc FencedContainer) {
+	if !fc.Judged() {
+		return
+	}
+	for _, e := range fc.Container.Endpoints {
+		for _, u := range b.r.NotFenceable {
+			if e.NetworkID != "" && u.Network.ID == e.NetworkID || e.NetworkID == "" && e.Network != "" && u.Network.Name == e.Network {
+				b.r.Warnings = append(b.r.Warnings, fmt.Sprintf("container %s (%s) has rules of its own, but its network %s cannot be fenced (%s): they are not enforced", strconv.Quote(fc.Container.Name), shortID(fc.Container), networkName(u.Network), u.Reason))
+				return
+			}
+		}
 	}
 }
 

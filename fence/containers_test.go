@@ -2,6 +2,7 @@ package fence
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -117,5 +118,24 @@ func TestContainerLayerCostsNothing(t *testing.T) {
 	// One label is enough to give its network the layer.
 	if got := CompileContainers(pol, testNetworks, testContainers).Text(); !strings.Contains(got, "fwdc_br-0123456789ab.held") || strings.Contains(got, "fwdc_unknown") {
 		t.Errorf("a label did not give its network (only) the container layer:\n%s", got)
+	}
+}
+
+// TestContainerOnUnfenceableNetwork warns of a container whose rules cannot
+// be enforced because its network is not behind a bridge.
+func TestContainerOnUnfenceableNetwork(t *testing.T) {
+	pol := loadPolicy(t, "testdata/containers.yaml")
+	nets := append(slices.Clone(testNetworks), policy.Network{Name: "host", ID: "h0", Driver: "host"}, policy.Network{Name: "lan", ID: "m1", Driver: "macvlan"})
+	ctrs := []Container{
+		{ID: "aaaaaaaaaaaa1111", Name: "worker-host", Labels: map[string]string{"role": "worker"}, Endpoints: []Endpoint{{NetworkID: "h0", Network: "host"}}},
+		{ID: "bbbbbbbbbbbb2222", Name: "plain-macvlan", Endpoints: []Endpoint{{NetworkID: "m1", Network: "lan", Addrs: []netip.Addr{netip.MustParseAddr("192.168.100.9")}}}},
+	}
+	r := CompileContainers(pol, nets, ctrs)
+	w := strings.Join(r.Warnings, "\n")
+	if !strings.Contains(w, `container "worker-host" (aaaaaaaaaaaa) has rules of its own, but its network host cannot be fenced (host: containers share the host's network stack`) {
+		t.Errorf("no warning for the worker on the host network:\n%s", w)
+	}
+	if strings.Contains(w, "plain-macvlan") {
+		t.Errorf("a container without rules of its own was warned of:\n%s", w)
 	}
 }
