@@ -2,6 +2,7 @@ package discover
 
 import (
 	"net/netip"
+	"strings"
 
 	"github.com/dockerfence/dockerfence/docker"
 	"github.com/dockerfence/dockerfence/fence"
@@ -91,4 +92,23 @@ func (inv *Inventory) Compile(pol *policy.Policy) *fence.Result {
 		r.Warnings = append(r.Warnings, "the policy's containers: sections need Docker's API, which did not answer: only the network sections fence until it does")
 	}
 	return r
+}
+
+// FindContainer returns the running container that arg names: by name,
+// else by ID or a prefix of it that only one container's ID has.
+func (inv *Inventory) FindContainer(arg string) (Container, bool) {
+	arg = strings.TrimPrefix(arg, "/")
+	var byID []Container
+	for _, c := range inv.Containers {
+		if c.Name == arg {
+			return c, true
+		}
+		if arg != "" && strings.HasPrefix(c.ID, arg) {
+			byID = append(byID, c)
+		}
+	}
+	if len(byID) == 1 {
+		return byID[0], true
+	}
+	return Container{}, false
 }

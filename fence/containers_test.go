@@ -1,6 +1,7 @@
 package fence
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -137,5 +138,50 @@ func TestContainerOnUnfenceableNetwork(t *testing.T) {
 	}
 	if strings.Contains(w, "plain-macvlan") {
 		t.Errorf("a container without rules of its own was warned of:\n%s", w)
+	}
+}
+
+// TestExplainContainer names every layer that judged a container's packet
+// and which one decided, and agrees with the tracer's verdict.
+func TestExplainContainer(t *testing.T) {
+	pol := loadPolicy(t, "testdata/containers.yaml")
+	app := testNetworks[1]
+	a := netip.MustParseAddr
+	for _, tc := range []struct {
+		name, src, dst string
+		port           uint16
+		layers         string
+		verdict        policy.Verdict
+	}{
+		{"worker to its proxy", "172.20.0.10", "192.168.100.1", 3128, "container section 1 allow egress 1", policy.Allow},
+		{"worker to the internet", "172.20.0.10", "203.0.113.7", 443, "container section 1 deny default", policy.Deny},
+		{"api to the partner", "172.20.0.11", "203.0.113.7", 443, "container section 2 allow default; label deny egress 1", policy.Deny},
+		{"api to the internet", "172.20.0.11", "198.51.100.7", 443, "container section 2 allow default; label allow default", policy.Allow},
+		{"neighbour", "172.20.0.12", "203.0.113.7", 443, "", policy.Allow},
+		{"broken", "172.20.0.13", "203.0.113.7", 443, "cut off deny default", policy.Deny},
+		{"held", "172.20.0.99", "203.0.113.7", 443, "held deny default", policy.Deny},
+		{"network denies first", "172.20.0.11", "192.168.100.60", 5432, "", policy.Deny},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := ExplainContainer(pol, testNetworks, testContainers, app, Probe{Src: a(tc.src), Dst: a(tc.dst), Proto: policy.ProtoTCP, Port: tc.port})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, l := range d.Layers {
+				s := l.Layer
+				if l.Section != nil {
+					s += fmt.Sprintf(" %d", l.Section.Index)
+				}
+				r := "default"
+				if l.Rule != nil {
+					r = l.Rule.ID()
+				}
+				got = append(got, s+" "+l.Verdict.String()+" "+r)
+			}
+			if g := strings.Join(got, "; "); g != tc.layers || d.Verdict != tc.verdict || d.Passes != (tc.verdict == policy.Allow) {
+				t.Errorf("layers %q, verdict %v, passes %v; want %q, %v\n%s", g, d.Verdict, d.Passes, tc.layers, tc.verdict, d.Trace)
+			}
+		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/dockerfence/dockerfence/ipproto"
 	"github.com/dockerfence/dockerfence/nft"
@@ -63,6 +64,25 @@ type Decision struct {
 	// or subnet) and it was judged as a new bridge would be, by the
 	// catch-all (see Explain).
 	NewBridge bool
+	// Container is the container the packet came from (ExplainContainer),
+	// nil for a network's packet; Layers then says what each of the
+	// container's own layers made of it. Verdict and Passes are the
+	// whole table's: every layer must allow.
+	Container *FencedContainer
+	Layers    []LayerDecision
+}
+
+// LayerDecision is what one of a container's own layers made of a packet.
+type LayerDecision struct {
+	// Layer is LayerSection or LayerLabel; "held" for an address no
+	// container held (the container layer holds it), "cut off" for a
+	// container whose label does not parse.
+	Layer string
+	// Section is the container section of LayerSection.
+	Section *policy.ContainerSection
+	// Rule is the rule that decided, nil for the layer's default.
+	Rule    *policy.Rule
+	Verdict policy.Verdict
 }
 
 var (
@@ -111,6 +131,21 @@ const newBridge = "br-dfexplain"
 // gives a probe the source that the kernel would see instead). Routes that
 // the table asks about are n's subnets and the IPv6 link-local route.
 func Explain(pol *policy.Policy, inventory []policy.Network, n policy.Network, pr Probe) (Decision, error) {
+	return explain(pol, inventory, nil, n, pr)
+}
+
+// ExplainContainer is Explain for a packet that container c sends from its
+// address on network n (the probe's source, set by the caller): the table
+// is compiled with the container layer for containers, as apply compiles
+// it, and the decision names each layer that judged the packet.
+func ExplainContainer(pol *policy.Policy, inventory []policy.Network, containers []Container, n policy.Network, pr Probe) (Decision, error) {
+	if containers == nil {
+		containers = []Container{}
+	}
+	return explain(pol, inventory, containers, n, pr)
+}
+
+func explain(pol *policy.Policy, inventory []policy.Network, containers []Container, n policy.Network, pr Probe) (Decision, error) {
 	if !pr.Dst.IsValid() || pr.Src.IsValid() && pr.Src.Is4() != pr.Dst.Is4() {
 		return Decision{}, fmt.Errorf("explain: source %v and destination %v are not addresses of one family", pr.Src, pr.Dst)
 	}
@@ -171,7 +206,7 @@ func Explain(pol *policy.Policy, inventory []policy.Network, n policy.Network, p
 			m = o
 		}
 		return pol.SectionFor(m)
-	}, nil)
+	}, containers)
 
 	p, err := probePacket(pr, iif, src, routes)
 	if err != nil {
@@ -184,6 +219,17 @@ func Explain(pol *policy.Policy, inventory []policy.Network, n policy.Network, p
 	d := Decision{Verdict: policy.Allow, Audit: pol.Settings.Mode == policy.Audit, DenyAction: pol.Settings.DenyAction, Passes: tr.Verdict == nft.Accept, Trace: tr, NewBridge: newBr}
 	if err := res.judge(&d); err != nil {
 		return Decision{}, err
+	}
+	if containers != nil && d.Container == nil {
+		// A container whose own chains the packet did not pass (it has
+		// no rules of its own, or its network denied first).
+		for i, fc := range res.Containers {
+			for _, e := range fc.Container.Endpoints {
+				if slices.Contains(e.Addrs, src) {
+					d.Container = &res.Containers[i]
+				}
+			}
+		}
 	}
 	if d.Passes != (d.Verdict == policy.Allow || d.Audit) {
 		return Decision{}, fmt.Errorf("explain: the table %s the packet, though it passed the chains of a %s verdict:\n%s", verdictWord(tr.Verdict), d.Verdict, tr)
@@ -324,6 +370,72 @@ func (r *Result) judge(d *Decision) error {
 		}
 		decided = true
 		if verdict == policy.Deny {
+			break
+		}
+	}
+	return r.judgeContainer(d)
+}
+
+// judgeContainer fills in d's container layers from the container layer's
+// chains that d's trace passed (see containerChain): held, cut off, the
+// container's section and its label. A layer that denies makes the
+// verdict deny, whatever the network allowed.
+func (r *Result) judgeContainer(d *Decision) error {
+	byChain := map[string]*FencedContainer{}
+	for i := range r.Containers {
+		if fc := &r.Containers[i]; fc.Chain != "" {
+			byChain[fc.Chain] = fc
+		}
+	}
+	for _, s := range d.Trace.Matched() {
+		v := s.Rule.Verdict
+		if v.Kind == nft.Continue || v.Kind == nft.Jump {
+			continue
+		}
+		den := r.Denials[v.Target]
+		base, suffix := s.Chain, ""
+		if i := strings.LastIndexByte(s.Chain, '.'); i > 0 {
+			base, suffix = s.Chain[:i], s.Chain[i:]
+		}
+		var l LayerDecision
+		switch fc := byChain[base]; {
+		case s.Rule.ID == "held" && den != nil && den.Reason == ReasonHeld:
+			l = LayerDecision{Layer: "held", Verdict: policy.Deny}
+		case byChain[s.Chain] != nil && den != nil && den.Reason == ReasonCutOff:
+			d.Container = byChain[s.Chain]
+			l = LayerDecision{Layer: "cut off", Verdict: policy.Deny}
+		case fc != nil && (suffix == ".s" || suffix == ".l"):
+			d.Container = fc
+			l.Layer, l.Verdict = string(LayerLabel), policy.Allow
+			rules := fc.Label
+			if suffix == ".s" {
+				l.Layer, l.Section, rules = string(LayerSection), fc.Section, fc.Section.Egress.Rules
+			}
+			switch {
+			case v.Kind == nft.Goto && den != nil:
+				l.Rule, l.Verdict = den.Rule, policy.Deny
+			case v.Kind == nft.Return && s.Rule.ID == "default":
+			case v.Kind == nft.Return:
+				for _, pr := range rules {
+					if pr.ID() == s.Rule.ID {
+						l.Rule = pr
+					}
+				}
+				if l.Rule == nil {
+					return fmt.Errorf("explain: the packet passed rule %d of chain %s (%q), which stands for no rule of the container's %s", s.Index, s.Chain, s.Rule.ID, l.Layer)
+				}
+			default:
+				return fmt.Errorf("explain: rule %d of chain %s (%q) ends the chain with %s, which stands for no verdict of the policy", s.Index, s.Chain, s.Rule.ID, s.Rule.Text())
+			}
+		default:
+			continue
+		}
+		d.Layers = append(d.Layers, l)
+		if l.Verdict == policy.Deny {
+			d.Verdict = policy.Deny
+			if l.Layer == "held" {
+				d.DenyAction = policy.Drop
+			}
 			break
 		}
 	}

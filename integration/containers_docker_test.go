@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"github.com/dockerfence/dockerfence/integration/dockerd"
 	"github.com/dockerfence/dockerfence/integration/topo"
 	"github.com/dockerfence/dockerfence/nft"
+	"github.com/dockerfence/dockerfence/status"
 )
 
 // containersE2EPolicy fences every network with the field report's
@@ -65,11 +67,26 @@ func TestContainersAgainstDocker(t *testing.T) {
 	_, bridge := d.CreateNetwork(t, "shop", "10.30.0.0/24", nil)
 	e.waitFenced(bridge, time.Now())
 	proxy, db, inet := hostPort(topo.LANProxy4, 3128), hostPort(topo.LANDB4, 5432), hostPort(topo.InetIP4, 80)
+	// probe connects from the container to each address and requires the
+	// outcome, and that explain --container, which traces the table apply
+	// compiles, agrees with the kernel on whether it passes.
 	probe := func(ctr string, want map[string]string) {
 		t.Helper()
 		for addr, w := range want {
-			if got := d.TCP(t, ctr, addr, 3*time.Second); got != w {
+			got := d.TCP(t, ctr, addr, 3*time.Second)
+			if got != w {
 				t.Errorf("%s -> %s: %s, want %s", ctr, addr, got, w)
+			}
+			var x status.Explanation
+			out, stderr, err := e.dfStdout("--docker-host", "unix://"+d.Sock, "explain", "-c", pol, "--container", ctr, "--to", addr, "--json")
+			if err != nil {
+				t.Fatalf("explain --container %s --to %s: %v\n%s", ctr, addr, err, stderr)
+			}
+			if err := json.Unmarshal([]byte(out), &x); err != nil {
+				t.Fatalf("explain --container %s --to %s: %v\n%s", ctr, addr, err, out)
+			}
+			if x.Passes != (got == "ok") || x.Container.Name != ctr {
+				t.Errorf("explain --container %s --to %s: passes %v (decided by %s), container %q; the kernel: %s", ctr, addr, x.Passes, x.DecidedBy, x.Container.Name, got)
 			}
 		}
 	}
@@ -109,6 +126,10 @@ func TestContainersAgainstDocker(t *testing.T) {
 		probe("worker", map[string]string{proxy: "ok", inet: "refused", db: "refused"})
 		probe("neighbour", map[string]string{proxy: "ok", inet: "ok", db: "refused"})
 		probe("api", map[string]string{proxy: "refused", inet: "ok", db: "refused"})
+		if out := e.mustDFDocker(d, "explain", "-c", pol, "--container", "api", "--to", proxy); !strings.Contains(out, "container api (") ||
+			!strings.Contains(out, `layer    container section 2 {compose: "shop/api"}`) || !strings.Contains(out, `egress 1 "no proxy for the api": deny 192.168.100.1`) {
+			t.Errorf("explain --container api does not name the layer that denies:\n%s", out)
+		}
 		probe("narrowed", map[string]string{proxy: "ok", inet: "refused"})
 		probe("broken", map[string]string{proxy: "refused", inet: "refused"})
 		want := `container \"broken\" (`

@@ -60,6 +60,37 @@ type Explanation struct {
 	// that nothing holds, judged as a new bridge would be (the note says
 	// so).
 	CatchAll bool `json:"catch_all"`
+	// Container is the container the packet came from (explain
+	// --container); empty strings for a network's packet.
+	Container ExplainedContainer `json:"container"`
+	// Layers are the container's own layers that judged the packet, in
+	// order (its section, its label; "held" for an address no container
+	// held, "cut off" for a label that does not parse); [] for a
+	// network's packet and for a container without rules of its own.
+	Layers []ExplainedLayer `json:"layers"`
+}
+
+// ExplainedContainer names the container of an Explanation.
+type ExplainedContainer struct {
+	Name string `json:"name"`
+	ID   string `json:"id"`
+}
+
+// ExplainedLayer is what one of a container's own layers made of the
+// packet.
+type ExplainedLayer struct {
+	// Layer is "container section", "label", "held" or "cut off".
+	Layer string `json:"layer"`
+	// Section and Match are the container section's index and match (0
+	// and "" for the others).
+	Section int    `json:"section"`
+	Match   string `json:"match"`
+	// Rule, RuleMatch and Comment are the rule that decided ("" for the
+	// layer's default).
+	Rule      string `json:"rule"`
+	RuleMatch string `json:"rule_match"`
+	Comment   string `json:"comment"`
+	Verdict   string `json:"verdict"`
 }
 
 // ExplainedNetwork is the network part of an Explanation.
@@ -127,6 +158,20 @@ func (x *Explain) Explanation() Explanation {
 	if d.Verdict == policy.Deny && !d.Audit {
 		e.DenyAction = string(d.DenyAction)
 	}
+	e.Layers = []ExplainedLayer{}
+	if c := d.Container; c != nil {
+		e.Container = ExplainedContainer{Name: c.Container.Name, ID: c.Container.ID}
+	}
+	for _, l := range d.Layers {
+		el := ExplainedLayer{Layer: l.Layer, Verdict: l.Verdict.String()}
+		if l.Section != nil {
+			el.Section, el.Match = l.Section.Index, l.Section.Match.String()
+		}
+		if l.Rule != nil {
+			el.Rule, el.RuleMatch, el.Comment = l.Rule.ID(), fence.RuleMatch(l.Rule), l.Rule.Comment
+		}
+		e.Layers = append(e.Layers, el)
+	}
 	switch {
 	case d.NotFenceable != nil:
 		e.DecidedBy = "not fenceable"
@@ -146,6 +191,9 @@ func (x *Explain) Explanation() Explanation {
 		e.DecidedBy = "default"
 	}
 	e.Section, e.Match = d.Section.Index, d.Section.Match.String()
+	if n := len(e.Layers); n > 0 && e.Layers[n-1].Verdict == "deny" {
+		e.DecidedBy = e.Layers[n-1].Layer
+	}
 	return e
 }
 
@@ -214,6 +262,40 @@ func (x *Explain) Text() string {
 		fmt.Fprintf(&b, "rule     %s%s: %s %s (%s)\n", d.Rule.ID(), c, d.Rule.Verdict, d.Rule.Addrs.Text, d.Rule.Pos)
 	default:
 		fmt.Fprintf(&b, "rule     none matches: %s_default\n", pr.Hook)
+	}
+	if c := d.Container; c != nil {
+		fmt.Fprintf(&b, "container %s (%s)\n", c.Container.Name, shortID(c.Container.ID))
+		if len(d.Layers) == 0 && d.Verdict == policy.Allow {
+			b.WriteString("layer    none of its own: no container section matches it and it has no label dockerfence.egress\n")
+		}
+	}
+	for _, l := range d.Layers {
+		var what string
+		switch {
+		case l.Layer == "held":
+			what = "held: no container is known to hold this address yet, so its packets are dropped until dockerfence classifies it"
+		case l.Layer == "cut off":
+			what = "cut off: its label dockerfence.egress does not parse, so all its egress is denied"
+		case l.Rule != nil:
+			c := ""
+			if l.Rule.Comment != "" {
+				c = fmt.Sprintf(" %q", l.Rule.Comment)
+			}
+			what = fmt.Sprintf("%s%s: %s %s", l.Rule.ID(), c, l.Rule.Verdict, l.Rule.Addrs.Text)
+		default:
+			what = "none matches: egress_default " + l.Verdict.String()
+		}
+		name := l.Layer
+		if l.Section != nil {
+			name = fmt.Sprintf("container section %d %s (%s)", l.Section.Index, l.Section.Match, l.Section.Pos)
+		} else if l.Layer == string(fence.LayerLabel) {
+			name = "label dockerfence.egress"
+		}
+		if l.Layer == "held" || l.Layer == "cut off" {
+			fmt.Fprintf(&b, "layer    %s\n", what)
+			continue
+		}
+		fmt.Fprintf(&b, "layer    %s: %s\n", name, what)
 	}
 	var v string
 	switch {

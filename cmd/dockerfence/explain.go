@@ -13,10 +13,10 @@ import (
 )
 
 func explainCmd(g *globalFlags) *cobra.Command {
-	var network, to, from string
+	var network, to, from, ctr string
 	var host, asJSON bool
 	cmd := &cobra.Command{
-		Use:   "explain --network NAME|BRIDGE|SUBNET --to ADDR[:PORT][/PROTO] [--json]",
+		Use:   "explain --network NAME|BRIDGE|SUBNET | --container NAME --to ADDR[:PORT][/PROTO] [--json]",
 		Short: "Say which section and rule decide a packet, and the verdict (no root needed)",
 		Long: `explain compiles the table that apply would write, traces one packet from a
 container of the network to ADDR through it, offline, and says which section
@@ -39,12 +39,13 @@ has a {name: "*"} section that would fence it: by the catch-all, the rules of
 that section for docker0 and br-* bridges that appear after apply (the note
 says so); without such a section, a subnet alone is not fenced.`,
 		Example: `  dockerfence explain --network app_default --to 192.168.100.50:5432
+  dockerfence explain --container shop-api-1 --to 192.168.100.1:3128
   dockerfence explain --network 172.20.0.0/16 --to 192.168.100.2:53/udp
   dockerfence explain --network br-0123456789ab --to '[2001:db8::1]:443' --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if network == "" || to == "" {
-				return fmt.Errorf("explain needs --network NAME|BRIDGE|SUBNET and --to ADDR[:PORT][/PROTO]")
+			if network == "" && ctr == "" || to == "" {
+				return fmt.Errorf("explain needs --network NAME|BRIDGE|SUBNET or --container NAME, and --to ADDR[:PORT][/PROTO]")
 			}
 			pol, err := loadPolicy(g)
 			if err != nil {
@@ -62,7 +63,16 @@ says so); without such a section, a subnet alone is not fenced.`,
 					return fmt.Errorf("--from %q: not an address", from)
 				}
 			}
-			rn := explainNetwork(cmd, g, network)
+			var rn resolvedNetwork
+			var c *containerProbe
+			if ctr != "" {
+				if c, err = findContainer(cmd, g, ctr, network, &probe); err != nil {
+					return err
+				}
+				rn = c.rn
+			} else {
+				rn = explainNetwork(cmd, g, network)
+			}
 			var notes []string
 			if pol.NeedsDocker() && !rn.DockerAnswered {
 				notes = append(notes, "note that apply refuses this policy while Docker is not reachable, as it matches by name or label")
@@ -71,6 +81,9 @@ says so); without such a section, a subnet alone is not fenced.`,
 			probe, hostNote := fence.ToHost(rn.Network, probe, local, lerr)
 			probe, srcNote := fence.DefaultSource(rn.Network, probe)
 			d, err := rn.evaluate(pol, probe)
+			if c != nil {
+				d, err = fence.ExplainContainer(pol, rn.Inventory, c.all, rn.Network, probe)
+			}
 			if err != nil {
 				return err
 			}
@@ -93,12 +106,53 @@ says so); without such a section, a subnet alone is not fenced.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&network, "network", "", "Docker network name, bridge name, or a subnet such as 172.20.0.0/16")
+	f.StringVar(&network, "network", "", "Docker network name, bridge name, or a subnet such as 172.20.0.0/16 (with --container: which of its networks)")
+	f.StringVar(&ctr, "container", "", "a running container, by name or ID: its packet, from its address, judged by every layer (its network's section, its container section, its label)")
 	f.StringVar(&to, "to", "", "destination ADDR[:PORT][/PROTO]; IPv6 with a port as [ADDR]:PORT")
 	f.StringVar(&from, "from", "", "source address (default: one inside the network; a link-local one in a family the network has no subnet of)")
 	f.BoolVar(&host, "host", false, "the destination is this host (judge the host rules); implied when ADDR is one of this host's addresses")
-	f.BoolVar(&asJSON, "json", false, "print one JSON object: network {name, bridge, driver, subnets, source}, note, packet {hook (egress, host: --host or one of this host's addresses), src, dst, port, proto}, section (0: none), match, rule (\"egress 3\", or \"\"), rule_match, comment, decided_by (rule, default, anti-spoofing, unfenced, not fenceable), spoofed, verdict (allow, deny), deny_action, audit, passes, catch_all (judged by the catch-all of the {name: \"*\"} section); see status.Explanation")
+	f.BoolVar(&asJSON, "json", false, "print one JSON object: network {name, bridge, driver, subnets, source}, note, packet {hook (egress, host: --host or one of this host's addresses), src, dst, port, proto}, section (0: none), match, rule (\"egress 3\", or \"\"), rule_match, comment, decided_by (rule, default, anti-spoofing, unfenced, not fenceable), spoofed, verdict (allow, deny), deny_action, audit, passes, catch_all (judged by the catch-all of the {name: \"*\"} section), container {name, id} and layers [{layer, section, match, rule, rule_match, comment, verdict}] (with --container: its own layers); see status.Explanation")
 	return cmd
+}
+
+// containerProbe is the container explain --container judges, on the
+// network it was found on, and every container, as apply compiles them.
+type containerProbe struct {
+	rn  resolvedNetwork
+	all []fence.Container
+}
+
+// findContainer finds the running container arg in Docker's inventory and
+// the network its packet is judged on (network, or its first one), and
+// gives the probe its address there unless --from set one.
+func findContainer(cmd *cobra.Command, g *globalFlags, arg, network string, pr *fence.Probe) (*containerProbe, error) {
+	inv, _ := takeInventory(cmd.Context(), g)
+	if inv.Source != discover.SourceDocker {
+		return nil, fmt.Errorf("--container %s: Docker's containers are needed, and Docker did not answer: %v", arg, inv.DockerErr)
+	}
+	c, ok := inv.FindContainer(arg)
+	if !ok {
+		return nil, fmt.Errorf("--container %s: no running container of that name or ID", arg)
+	}
+	for _, e := range c.Endpoints {
+		if network != "" && e.Network != network {
+			continue
+		}
+		a := e.IPv4
+		if pr.Dst.Is6() {
+			a = e.IPv6
+		}
+		if !a.IsValid() {
+			return nil, fmt.Errorf("--container %s: it has no %s address on network %s", arg, map[bool]string{true: "IPv6", false: "IPv4"}[pr.Dst.Is6()], e.Network)
+		}
+		if !pr.Src.IsValid() {
+			pr.Src = a
+		}
+		rn := resolveNetworkIn(inv, e.Network)
+		rn.Note = fmt.Sprintf("container %s on Docker's network %s, from its address %s", c.Name, e.Network, a)
+		return &containerProbe{rn: rn, all: inv.FenceContainers()}, nil
+	}
+	return nil, fmt.Errorf("--container %s: it is not on network %q", arg, network)
 }
 
 // Network sources, as in status.ExplainedNetwork.Source.

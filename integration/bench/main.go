@@ -83,7 +83,11 @@ type Reaction struct {
 	BridgeP99 float64 `json:"bridge_p99"`
 	HealP50   float64 `json:"heal_p50"`
 	HealP99   float64 `json:"heal_p99"`
-	Trials    int     `json:"trials"`
+	// DeleteRefused is set when the kernel refused to delete the table
+	// (EPERM): the daemon owns it (Linux 6.9+), so there is nothing to
+	// heal, and HealP50/HealP99 are not measured.
+	DeleteRefused bool `json:"delete_refused,omitempty"`
+	Trials        int  `json:"trials"`
 }
 
 // Footprint is the daemon's memory and CPU.
