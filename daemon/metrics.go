@@ -3,6 +3,7 @@ package daemon
 import (
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/dockerfence/dockerfence/status"
 	"github.com/prometheus/client_golang/prometheus"
@@ -104,6 +105,15 @@ var (
 	rulePacketsDesc = prometheus.NewDesc("dockerfence_rule_packets_total",
 		"Packets matched by each rule of each fenced network, allow rules included, from the kernel's counters.",
 		[]string{"network", "bridge", "rule", "verdict"}, nil)
+	containerPacketsDesc = prometheus.NewDesc("dockerfence_container_rule_packets_total",
+		"Packets matched by each rule of a container's own layers (its container section, its label), from the kernel's counters.",
+		[]string{"container", "rule", "verdict"}, nil)
+	labelInvalidDesc = prometheus.NewDesc("dockerfence_container_label_invalid",
+		"1 for each running container whose label dockerfence.egress does not parse: it is cut off (all its egress denied) until the label is fixed.",
+		[]string{"container", "error"}, nil)
+	heldPacketsDesc = prometheus.NewDesc("dockerfence_held_packets_total",
+		"Packets dropped by the container layer because no known container held their source address yet, by network.",
+		[]string{"network", "bridge"}, nil)
 	scrapeErrorDesc = prometheus.NewDesc("dockerfence_kernel_read_error",
 		"1 if reading the table from the kernel for this scrape failed, else 0.", nil, nil)
 )
@@ -113,7 +123,7 @@ type kernelCollector struct{ o *Observer }
 
 // Describe sends the descriptions of the metrics read from the kernel.
 func (c kernelCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{tablePresentDesc, tableInSyncDesc, deniedPacketsDesc, deniedBytesDesc, rulePacketsDesc, scrapeErrorDesc} {
+	for _, d := range []*prometheus.Desc{tablePresentDesc, tableInSyncDesc, deniedPacketsDesc, deniedBytesDesc, rulePacketsDesc, containerPacketsDesc, labelInvalidDesc, heldPacketsDesc, scrapeErrorDesc} {
 		ch <- d
 	}
 }
@@ -144,6 +154,18 @@ func (c kernelCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, n := range s.Networks {
 		rules(networkLabel(n.Name, n.Bridge), n.Bridge, n.Rules)
+		if n.Held > 0 {
+			ch <- prometheus.MustNewConstMetric(heldPacketsDesc, prometheus.CounterValue, float64(n.Held), networkLabel(n.Name, n.Bridge), n.Bridge)
+		}
+	}
+	for _, c := range s.Containers {
+		if c.LabelError != "" {
+			ch <- prometheus.MustNewConstMetric(labelInvalidDesc, prometheus.GaugeValue, 1, c.Name, c.LabelError)
+		}
+		for _, r := range c.Rules {
+			verdict := strings.ReplaceAll(r.Verdict, " ", "_")
+			ch <- prometheus.MustNewConstMetric(containerPacketsDesc, prometheus.CounterValue, float64(r.Packets), c.Name, r.ID, verdict)
+		}
 	}
 	if ca := s.CatchAll; ca != nil {
 		rules(catchAllLabel, catchAllLabel, ca.Rules)

@@ -367,3 +367,31 @@ func TestMetricsCatchAll(t *testing.T) {
 		}
 	}
 }
+
+// Containers with rules of their own export their rules' counters, and a
+// container whose label does not parse is a gauge with the container's
+// name and where the label is wrong.
+func TestMetricsContainers(t *testing.T) {
+	pol, err := policy.Parse("p.yaml", []byte("version: 1\nnetworks:\n  - match: {name: \"*\"}\ncontainers:\n  - match: {label: role=worker}\n    egress:\n      - allow: 192.168.100.1\n    egress_default: deny\n"), policy.Options{ResolvConf: os.DevNull})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nets := []policy.Network{{ID: "n1", Name: "app", Bridge: "br-app", Subnets: []netip.Prefix{netip.MustParsePrefix("10.10.0.0/24")}}}
+	ctrs := []fence.Container{
+		{ID: "0123456789abcdef", Name: "worker", Labels: map[string]string{"role": "worker"}, Endpoints: []fence.Endpoint{{NetworkID: "n1", Addrs: []netip.Addr{netip.MustParseAddr("10.10.0.2")}}}},
+		{ID: "fedcba9876543210", Name: "broken", Labels: map[string]string{policy.EgressLabel: "[{deny: 10.0.0.0/33}]"}, Endpoints: []fence.Endpoint{{NetworkID: "n1", Addrs: []netip.Addr{netip.MustParseAddr("10.10.0.3")}}}},
+	}
+	tbl := fence.CompileContainers(pol, nets, ctrs)
+	m := NewMetrics()
+	o := NewObserver(&countingKernel{t: tbl, packets: 3}, m)
+	o.OnSync(Result{Time: time.Now(), Trigger: TriggerStart, Policy: pol, Table: tbl, Changed: true, Source: status.SourceDocker})
+	for series, want := range map[string]float64{
+		`dockerfence_container_rule_packets_total{container="worker",rule="container section egress 1",verdict="allow"}`:                                                                                     3,
+		`dockerfence_container_rule_packets_total{container="worker",rule="container section egress_default",verdict="deny"}`:                                                                                0,
+		`dockerfence_container_label_invalid{container="broken",error="label dockerfence.egress:1:9: rules[1].deny: \"10.0.0.0/33\" is not an address or CIDR prefix (e.g. 192.168.0.0/16, 2001:db8::/32)"}`: 1,
+	} {
+		if got := sample(t, m, series); got != want {
+			t.Errorf("%s = %v, want %v", series, got, want)
+		}
+	}
+}
