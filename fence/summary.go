@@ -28,6 +28,15 @@ func (r *Result) Summary(fromDocker bool) string {
 	if r.CatchAll != nil {
 		s += fmt.Sprintf(", new docker0/br-* bridges fenced by section %d", r.CatchAll.Index)
 	}
+	if len(r.ContainerChains) > 0 {
+		judged := 0
+		for _, fc := range r.Containers {
+			if fc.Judged() {
+				judged++
+			}
+		}
+		s += fmt.Sprintf("; %d containers judged by rules of their own, on %d networks whose containers that start later are held until dockerfence run (which follows Docker) or the next apply knows them", judged, len(r.ContainerChains))
+	}
 	if !fromDocker {
 		s += "; Docker not reachable, bridges found over netlink"
 	}

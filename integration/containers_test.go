@@ -68,6 +68,12 @@ func TestContainerLayer(t *testing.T) {
 		t.Fatalf("apply: %v\n%s%s", err, stdout, stderr)
 	}
 	t.Logf("apply:\n%s%s", stdout, stderr)
+	if !strings.Contains(stdout, "3 containers judged by rules of their own") || !strings.Contains(stdout, "held until dockerfence run") {
+		t.Errorf("apply does not say which containers it judges and that only the daemon follows new ones:\n%s", stdout)
+	}
+	if !strings.Contains(stderr, `container \"broken\" (dddddddddddd): its label does not parse`) {
+		t.Errorf("apply does not report the broken label with the container's name:\n%s", stderr)
+	}
 	proxy, db, inet := hostPort(topo.LANProxy4, 3128), hostPort(topo.LANDB4, 5432), hostPort(topo.InetIP4, 80)
 	for _, c := range []struct {
 		who    string
