@@ -138,9 +138,9 @@ func benchContainers(tb *benchTB, e *env) ([]ContainersResult, error) {
 		return nil, err
 	}
 	var errs []error
-	fence := map[int][]float64{}
+	fence, syncs := map[int][]float64{}, map[int][]float64{}
 	for _, n := range cbSizes {
-		ms, err := b.fenceTimes(n)
+		ms, sy, err := b.fenceTimes(n)
 		if err != nil {
 			log.Printf("containers: fence time with %d containers: %v", n, err)
 			errs = append(errs, fmt.Errorf("fence time with %d containers: %w", n, err))
@@ -149,7 +149,7 @@ func benchContainers(tb *benchTB, e *env) ([]ContainersResult, error) {
 			}
 			continue
 		}
-		fence[n] = ms
+		fence[n], syncs[n] = ms, sy
 		log.Printf("containers: fence time of a new container with %d on the network: p50 %.1f ms, p99 %.1f ms (%d trials: %s)",
 			n, percentile(ms, 50), percentile(ms, 99), len(ms), fmtList(ms, 1))
 	}
@@ -180,7 +180,7 @@ func benchContainers(tb *benchTB, e *env) ([]ContainersResult, error) {
 			runs = append(runs, m)
 		}
 	}
-	res := cbResults(cs, runs, fence)
+	res := cbResults(cs, runs, fence, syncs)
 	for i, x := range res {
 		ratios, rrRatios := dpRatios(runs, cs[i])
 		log.Printf("containers: %-26s %6.2f Gbps  ratio %.3f   rr p50 %6.1f µs  p99 %7.1f µs  ratio %.3f   (ratios %s; rr ratios %s)",
@@ -190,8 +190,9 @@ func benchContainers(tb *benchTB, e *env) ([]ContainersResult, error) {
 }
 
 // cbResults puts the data path results of cs and the fence times of each
-// size together, the baseline (Containers 0) first.
-func cbResults(cs []dpConfig, runs []dpMeasurement, fence map[int][]float64) []ContainersResult {
+// size with the daemon's sync times, together, the baseline (Containers 0)
+// first.
+func cbResults(cs []dpConfig, runs []dpMeasurement, fence, syncs map[int][]float64) []ContainersResult {
 	var out []ContainersResult
 	for i, d := range dpResults(cs, runs) {
 		x := ContainersResult{Gbps: d.Gbps, Ratio: d.Ratio, RRP50US: d.RRP50US, RRP99US: d.RRP99US, RRRatio: d.RRRatio}
@@ -199,6 +200,9 @@ func cbResults(cs []dpConfig, runs []dpMeasurement, fence map[int][]float64) []C
 			x.Containers = cs[i].prefixes
 			if ms := fence[x.Containers]; len(ms) > 0 {
 				x.FenceP50MS, x.FenceP99MS, x.FenceTrials = percentile(ms, 50), percentile(ms, 99), len(ms)
+			}
+			if sy := syncs[x.Containers]; len(sy) > 0 {
+				x.SyncP50MS, x.SyncP99MS = percentile(sy, 50), percentile(sy, 99)
 			}
 		}
 		out = append(out, x)
@@ -294,20 +298,21 @@ type stamped struct {
 
 // fenceTimes runs dockerfence run with n containers listed and times,
 // trial after trial, how long a new container takes from its event to its
-// address in the container layer's map.
-func (b *cbBench) fenceTimes(n int) ([]float64, error) {
+// address in the container layer's map, and returns those times and the
+// daemon's own time for each sync of the trials, in milliseconds.
+func (b *cbBench) fenceTimes(n int) (fence, syncs []float64, err error) {
 	ctrs := cbContainers(n)
 	b.fake.SetContainers(ctrs)
 	logf, err := os.Create(filepath.Join(b.dir, "run.log"))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer logf.Close()
 	cmd := b.tp.Host.Command(b.e.binary, "run", "-c", b.with, "--resolv-conf", b.resolv,
-		"--docker-host", b.fake.URL, "--socket", filepath.Join(b.dir, "df.sock"), "--log-level", "warn")
+		"--docker-host", b.fake.URL, "--socket", filepath.Join(b.dir, "df.sock"), "--log-level", "info")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }() //nolint:errcheck // stopped below
@@ -327,7 +332,7 @@ func (b *cbBench) fenceTimes(n int) ([]float64, error) {
 		return func() bool { m, _ := b.mapped(); return len(m) == want }
 	}
 	if _, err := waitForEvery(60*time.Second, 50*time.Millisecond, settled(n)); err != nil {
-		return nil, fmt.Errorf("the daemon did not map %d containers: %w (%v)", n, err, logTail(b.dir))
+		return nil, nil, fmt.Errorf("the daemon did not map %d containers: %w (%v)", n, err, logTail(b.dir))
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -343,10 +348,10 @@ func (b *cbBench) fenceTimes(n int) ([]float64, error) {
 	select {
 	case <-ready:
 	case err := <-watched:
-		return nil, fmt.Errorf("watch the table: %v", err)
+		return nil, nil, fmt.Errorf("watch the table: %v", err)
 	}
 	time.Sleep(time.Second) // let the daemon settle
-	var out []float64
+	before := len(cbSyncTimes(b.dir))
 	for i := range b.trials {
 		addr := netip.AddrFrom4([4]byte{172, 20, 200, byte(1 + i%250)})
 		for len(changes) > 0 {
@@ -356,16 +361,42 @@ func (b *cbBench) fenceTimes(n int) ([]float64, error) {
 		b.fake.SetContainers(append(ctrs[:n:n], cbWorker(100000+i, addr.String())))
 		took, err := b.awaitMapped(changes, addr, start)
 		if err != nil {
-			return nil, fmt.Errorf("trial %d: %w (%v)", i+1, err, logTail(b.dir))
+			return nil, nil, fmt.Errorf("trial %d: %w (%v)", i+1, err, logTail(b.dir))
 		}
-		out = append(out, ms(took))
+		fence = append(fence, ms(took))
 		b.fake.SetContainers(ctrs)
 		if _, err := waitForEvery(10*time.Second, 20*time.Millisecond, settled(n)); err != nil {
-			return nil, fmt.Errorf("trial %d: the container did not leave the map: %w", i+1, err)
+			return nil, nil, fmt.Errorf("trial %d: the container did not leave the map: %w", i+1, err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	return out, nil
+	if all := cbSyncTimes(b.dir); len(all) > before {
+		syncs = all[before:]
+		log.Printf("containers: with %d containers, the daemon's syncs during the trials (adding and removing, debounce not included) took p50 %.1f ms, p99 %.1f ms (%d)",
+			n, percentile(syncs, 50), percentile(syncs, 99), len(syncs))
+	}
+	return fence, syncs, nil
+}
+
+// cbSyncTimes returns how long each sync the daemon logged took ("table
+// applied ... took=D"), in milliseconds.
+func cbSyncTimes(dir string) []float64 {
+	data, _ := os.ReadFile(filepath.Join(dir, "run.log"))
+	var out []float64
+	for _, l := range strings.Split(string(data), "\n") {
+		if !strings.Contains(l, `msg="table applied"`) {
+			continue
+		}
+		_, v, ok := strings.Cut(l, " took=")
+		if !ok {
+			continue
+		}
+		v, _, _ = strings.Cut(v, " ")
+		if d, err := time.ParseDuration(v); err == nil {
+			out = append(out, ms(d))
+		}
+	}
+	return out
 }
 
 // awaitMapped waits for the table changes after start until a read of the

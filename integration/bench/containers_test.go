@@ -58,13 +58,13 @@ func TestCBResults(t *testing.T) {
 		{c: c1, gbps: 9, rrUS: []float64{60}},
 		{c: base, gbps: 10, rrUS: []float64{50}},
 	}
-	got := cbResults([]dpConfig{base, c1}, runs, map[int][]float64{1000: {80, 60, 100}})
+	got := cbResults([]dpConfig{base, c1}, runs, map[int][]float64{1000: {80, 60, 100}}, map[int][]float64{1000: {30, 20, 10}})
 	if len(got) != 2 || got[0].Containers != 0 || got[0].Ratio != 1 || got[0].FenceTrials != 0 {
 		t.Fatalf("baseline: %+v", got)
 	}
-	want := ContainersResult{Containers: 1000, FenceP50MS: 80, FenceP99MS: 100, FenceTrials: 3, Gbps: 9, Ratio: 0.9, RRP50US: 60, RRP99US: 60, RRRatio: 1.2}
+	want := ContainersResult{Containers: 1000, FenceP50MS: 80, FenceP99MS: 100, FenceTrials: 3, SyncP50MS: 20, SyncP99MS: 30, Gbps: 9, Ratio: 0.9, RRP50US: 60, RRP99US: 60, RRRatio: 1.2}
 	if g := got[1]; g.Containers != want.Containers || g.FenceP50MS != want.FenceP50MS || g.FenceP99MS != want.FenceP99MS ||
-		g.FenceTrials != want.FenceTrials || g.Gbps != want.Gbps || abs(g.Ratio-want.Ratio) > 1e-9 || abs(g.RRRatio-want.RRRatio) > 1e-9 {
+		g.FenceTrials != want.FenceTrials || g.SyncP50MS != want.SyncP50MS || g.SyncP99MS != want.SyncP99MS || g.Gbps != want.Gbps || abs(g.Ratio-want.Ratio) > 1e-9 || abs(g.RRRatio-want.RRRatio) > 1e-9 {
 		t.Errorf("cbResults = %+v, want %+v", g, want)
 	}
 }
@@ -80,8 +80,8 @@ func containersReport() *Report {
 	r := sampleReport()
 	r.Containers = []ContainersResult{
 		{Gbps: 20, Ratio: 1, RRP50US: 50, RRP99US: 80, RRRatio: 1},
-		{Containers: 1, FenceP50MS: 55, FenceP99MS: 60, FenceTrials: 20, Gbps: 19.8, Ratio: 0.99, RRP50US: 51, RRP99US: 81, RRRatio: 1.02},
-		{Containers: 1000, FenceP50MS: 150, FenceP99MS: 240, FenceTrials: 20, Gbps: 18, Ratio: 0.9, RRP50US: 60, RRP99US: 90, RRRatio: 1.2},
+		{Containers: 1, FenceP50MS: 55, FenceP99MS: 60, FenceTrials: 20, SyncP50MS: 3, SyncP99MS: 5, Gbps: 19.8, Ratio: 0.99, RRP50US: 51, RRP99US: 81, RRRatio: 1.02},
+		{Containers: 1000, FenceP50MS: 150, FenceP99MS: 240, FenceTrials: 20, SyncP50MS: 100, SyncP99MS: 180, Gbps: 18, Ratio: 0.9, RRP50US: 60, RRP99US: 90, RRRatio: 1.2},
 	}
 	return r
 }
@@ -120,10 +120,10 @@ func TestWriteReportContainers(t *testing.T) {
 	}
 	for _, want := range []string{
 		"## Containers\n",
-		"| containers | fence p50 (ms) | fence p99 (ms) | Gbit/s | throughput ratio | RR p50 (µs) | RR p99 (µs) | RR p50 ratio |",
-		"| network layer only | – | – | 20.00 | 1.000 | 50.0 | 80.0 | 1.00 |",
-		"| 1 | 55.0 | 60.0 | 19.80 | 0.990 | 51.0 | 81.0 | 1.02 |",
-		"| 1000 | 150.0 | 240.0 | 18.00 | 0.900 | 60.0 | 90.0 | 1.20 |",
+		"| containers | fence p50 (ms) | fence p99 (ms) | daemon sync p50 / p99 (ms) | Gbit/s | throughput ratio | RR p50 (µs) | RR p99 (µs) | RR p50 ratio |",
+		"| network layer only | – | – | – | 20.00 | 1.000 | 50.0 | 80.0 | 1.00 |",
+		"| 1 | 55.0 | 60.0 | 3.0 / 5.0 | 19.80 | 0.990 | 51.0 | 81.0 | 1.02 |",
+		"| 1000 | 150.0 | 240.0 | 100.0 / 180.0 | 18.00 | 0.900 | 60.0 | 90.0 | 1.20 |",
 		"Fence times over 20 trials each.",
 		"| fence time of a new container p99 under 200 ms (1000 containers on the network) | 240.0 ms | **no** |",
 		"| data path with 1000 containers' rules at least 95 % of the network layer's throughput | 90.0 % | **no** |",

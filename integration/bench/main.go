@@ -108,6 +108,12 @@ type ContainersResult struct {
 	FenceP50MS  float64 `json:"fence_p50_ms,omitempty"`
 	FenceP99MS  float64 `json:"fence_p99_ms,omitempty"`
 	FenceTrials int     `json:"fence_trials,omitempty"`
+	// SyncP50MS and SyncP99MS are the daemon's own time for the syncs of
+	// those trials (adding and removing the container), as it logs them
+	// ("table applied ... took="): the fence time without the debounce
+	// and the event's way to the daemon.
+	SyncP50MS float64 `json:"sync_p50_ms,omitempty"`
+	SyncP99MS float64 `json:"sync_p99_ms,omitempty"`
 	// Gbps, Ratio, RRP50US, RRP99US and RRRatio are as in DatapathResult,
 	// the ratios to the baseline runs next to each run.
 	Gbps    float64 `json:"gbps"`
