@@ -150,8 +150,8 @@ func benchContainers(tb *benchTB, e *env) ([]ContainersResult, error) {
 			continue
 		}
 		fence[n], syncs[n] = ms, sy
-		log.Printf("containers: fence time of a new container with %d on the network: p50 %.1f ms, p99 %.1f ms (%d trials: %s)",
-			n, percentile(ms, 50), percentile(ms, 99), len(ms), fmtList(ms, 1))
+		log.Printf("containers: %s on the network: fence time of a new one p50 %.1f ms, p99 %.1f ms (%d trials: %s)",
+			cbName(dpConfig{cbFilterContainers, n}), percentile(ms, 50), percentile(ms, 99), len(ms), fmtList(ms, 1))
 	}
 
 	cs := []dpConfig{{dpFilterNone, 0}}
@@ -372,8 +372,8 @@ func (b *cbBench) fenceTimes(n int) (fence, syncs []float64, err error) {
 	}
 	if all := cbSyncTimes(b.dir); len(all) > before {
 		syncs = all[before:]
-		log.Printf("containers: with %d containers, the daemon's syncs during the trials (adding and removing, debounce not included) took p50 %.1f ms, p99 %.1f ms (%d)",
-			n, percentile(syncs, 50), percentile(syncs, 99), len(syncs))
+		log.Printf("containers: %s on the network: the daemon's syncs during the trials (adding and removing, debounce not included) took p50 %.1f ms, p99 %.1f ms (%d)",
+			cbName(dpConfig{cbFilterContainers, n}), percentile(syncs, 50), percentile(syncs, 99), len(syncs))
 	}
 	return fence, syncs, nil
 }
