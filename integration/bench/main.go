@@ -7,8 +7,10 @@
 // apply latency (1k, 10k and 100k prefixes over 1 and 50 networks), the data
 // path (TCP throughput and request/response latency through a fenced host,
 // as ratios to no filter in the same run), the reaction time of
-// dockerfence run (a bridge appearing, an external nft delete table), and
-// the daemon's memory and CPU. See BENCHMARKS.md for the method.
+// dockerfence run (a bridge appearing, an external nft delete table), the
+// daemon's memory and CPU, and the container layer with 1, 100 and 1,000
+// containers (the fence time of a new one, the data path). See
+// BENCHMARKS.md for the method.
 package main
 
 import (
@@ -32,10 +34,13 @@ type Report struct {
 	Datapath []DatapathResult `json:"datapath"`
 	Reaction Reaction         `json:"reaction_ms"`
 	Daemon   Footprint        `json:"daemon"`
-	Machine  Machine          `json:"machine"`
-	Quick    bool             `json:"quick"`
-	Started  time.Time        `json:"started"`
-	TookS    float64          `json:"took_s"`
+	// Containers is the container layer with 1, 100 and 1,000 classified
+	// containers, after its baseline (Containers 0).
+	Containers []ContainersResult `json:"containers,omitempty"`
+	Machine    Machine            `json:"machine"`
+	Quick      bool               `json:"quick"`
+	Started    time.Time          `json:"started"`
+	TookS      float64            `json:"took_s"`
 	// Errors lists the sections that failed; their results are missing.
 	Errors []string `json:"errors,omitempty"`
 }
@@ -90,6 +95,34 @@ type Reaction struct {
 	Trials        int  `json:"trials"`
 }
 
+// ContainersResult is the container layer with a number of classified
+// containers on the network: the fence time of one more, and the data path
+// against the same network without container rules. Containers 0 is that
+// baseline (the policy without its containers: section), which has no
+// fence time, and whose ratios are 1.
+type ContainersResult struct {
+	Containers int `json:"containers"`
+	// FenceP50MS and FenceP99MS are the time from a new container's
+	// "network connect" event until its address is in the container
+	// layer's map in the kernel, over FenceTrials trials.
+	FenceP50MS  float64 `json:"fence_p50_ms,omitempty"`
+	FenceP99MS  float64 `json:"fence_p99_ms,omitempty"`
+	FenceTrials int     `json:"fence_trials,omitempty"`
+	// SyncP50MS and SyncP99MS are the daemon's own time for the syncs of
+	// those trials (adding and removing the container), as it logs them
+	// ("table applied ... took="): the fence time without the debounce
+	// and the event's way to the daemon.
+	SyncP50MS float64 `json:"sync_p50_ms,omitempty"`
+	SyncP99MS float64 `json:"sync_p99_ms,omitempty"`
+	// Gbps, Ratio, RRP50US, RRP99US and RRRatio are as in DatapathResult,
+	// the ratios to the baseline runs next to each run.
+	Gbps    float64 `json:"gbps"`
+	Ratio   float64 `json:"ratio"`
+	RRP50US float64 `json:"rr_p50_us"`
+	RRP99US float64 `json:"rr_p99_us"`
+	RRRatio float64 `json:"rr_ratio"`
+}
+
 // Footprint is the daemon's memory and CPU.
 type Footprint struct {
 	IdleRSSMB   float64 `json:"idle_rss_mb"`
@@ -127,7 +160,7 @@ func main() {
 	out := flag.String("out", "", "write the JSON report to this file (required)")
 	md := flag.String("md", "", "also write a Markdown report (BENCHMARKS.md) to this file")
 	plots := flag.String("plots", "", "directory for the PNG plots (default: next to -md)")
-	only := flag.String("only", "", "comma-separated sections to run: apply, datapath, reaction (default all)")
+	only := flag.String("only", "", "comma-separated sections to run: apply, datapath, containers, reaction (default all)")
 	baseline := flag.String("baseline", "", "also time this dockerfence binary in the apply section, beside the one built now (e.g. one built from the commit before a change)")
 	from := flag.String("from", "", "measure nothing: write -md and the plots from this JSON report of an earlier run")
 	flag.Parse()
@@ -172,6 +205,13 @@ func main() {
 		section(r, "datapath", func(tb *benchTB) error {
 			res, err := benchDatapath(tb, e)
 			r.Datapath = res
+			return err
+		})
+	}
+	if want("containers") {
+		section(r, "containers", func(tb *benchTB) error {
+			res, err := benchContainers(tb, e)
+			r.Containers = res
 			return err
 		})
 	}
