@@ -111,7 +111,7 @@ func (b *builder) containers(ctrs []Container) {
 			b.r.Warnings = append(b.r.Warnings, fmt.Sprintf("container %s (%s): its label does not parse, so it is cut off (all its egress denied) until the label is fixed: %s", strconv.Quote(c.Name), shortID(c), strings.ReplaceAll(fc.LabelErr.Error(), "\n", "; ")))
 		}
 		if fc.Judged() {
-			fc.Chain = "c_" + chainID(shortID(c), usedIDs)
+			fc.Chain = "c_" + containerChainID(c, usedIDs)
 			b.containerChain(&fc)
 		}
 		judged = append(judged, fc)
@@ -168,6 +168,24 @@ func cmpOr(a, b string) string {
 		return a
 	}
 	return b
+}
+
+// containerChainID names container c in chain names, unique among used:
+// its short ID, or a longer prefix of its ID where two short IDs are the
+// same (a container's full ID is unique), else chainID's numbered form.
+func containerChainID(c Container, used map[string]bool) string {
+	if len(c.ID) >= 12 && strings.Trim(c.ID, "0123456789abcdef") == "" {
+		for n := 12; n <= len(c.ID); n = min(n+4, len(c.ID)) {
+			if id := c.ID[:n]; !used[id] {
+				used[id] = true
+				return id
+			}
+			if n == len(c.ID) {
+				break
+			}
+		}
+	}
+	return chainID(shortID(c), used)
 }
 
 // shortID names a container in chain names: the first 12 characters of

@@ -185,3 +185,17 @@ func TestExplainContainer(t *testing.T) {
 		})
 	}
 }
+
+// TestContainerChainIDs names containers whose short IDs are the same by
+// longer prefixes of their IDs, and others by their short IDs.
+func TestContainerChainIDs(t *testing.T) {
+	used := map[string]bool{}
+	var got []string
+	for _, id := range []string{"aaaaaaaaaaaa1111", "aaaaaaaaaaaa2222", "aaaaaaaaaaaa1111ffff", "bbbbbbbbbbbb", "not-hex!"} {
+		got = append(got, containerChainID(Container{ID: id, Name: "n"}, used))
+	}
+	want := "aaaaaaaaaaaa aaaaaaaaaaaa2222 aaaaaaaaaaaa1111 bbbbbbbbbbbb not-hex_"
+	if g := strings.Join(got, " "); g != want {
+		t.Errorf("chain IDs %q; want %q", g, want)
+	}
+}

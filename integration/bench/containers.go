@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log"
@@ -97,7 +99,7 @@ func cbContainers(n int) []harness.Container {
 
 // cbWorker returns fake worker i at addr.
 func cbWorker(i int, addr string) harness.Container {
-	return harness.Container{ID: fmt.Sprintf("%064x", 0x100000+i), Name: fmt.Sprintf("worker%d", i), Image: "busybox",
+	return harness.Container{ID: fakeID(i), Name: fmt.Sprintf("worker%d", i), Image: "busybox",
 		Labels: map[string]string{"role": "worker"}, Endpoints: []harness.Endpoint{{Network: cbNetwork, IPv4: addr}}}
 }
 
@@ -501,4 +503,11 @@ func (b *cbBench) sanity(c dpConfig) error {
 	}
 	log.Printf("containers: %s: checked: %d addresses mapped, %s answers, %s is %s", cbName(c), len(m), echo, probe, want)
 	return nil
+}
+
+// fakeID is a container ID as Docker makes them: 64 hex digits that look
+// random, so that no two share their first 12 (the short ID).
+func fakeID(i int) string {
+	sum := sha256.Sum256([]byte(fmt.Sprint("bench-container-", i)))
+	return hex.EncodeToString(sum[:])
 }
