@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -79,6 +80,60 @@ func exprNameData(elem []byte) (name string, data []byte) {
 // canonExpr returns the canonical bytes of one expression and its name for
 // the summary; a counter's values go to c.
 func canonExpr(name string, data []byte, anon func(string) string, c *canonical) ([]byte, string) {
+	// An expression's canonical form depends on its bytes alone, but for
+	// a counter's values and an anonymous set's elements: the others are
+	// remembered, as a table holds the same few expressions many times.
+	if name == "counter" || name == "lookup" && anonLookup(data) {
+		return canonExprOnce(name, data, anon, c)
+	}
+	key := name + "\x00" + string(data)
+	exprMemo.Lock()
+	v, ok := exprMemo.m[key]
+	exprMemo.Unlock()
+	if ok {
+		return v.b, v.what
+	}
+	b, what := canonExprOnce(name, data, anon, c)
+	exprMemo.Lock()
+	if len(exprMemo.m) >= maxExprMemo {
+		exprMemo.m = map[string]canonMemo{}
+	}
+	exprMemo.m[key] = canonMemo{b, what}
+	exprMemo.Unlock()
+	return b, what
+}
+
+// exprMemo remembers the canonical forms of expressions by their bytes.
+var exprMemo = struct {
+	sync.Mutex
+	m map[string]canonMemo
+}{m: map[string]canonMemo{}}
+
+// canonMemo is a remembered canonical form.
+type canonMemo struct {
+	b    []byte
+	what string
+}
+
+// maxExprMemo bounds exprMemo: past it, the memory starts afresh.
+const maxExprMemo = 1 << 16
+
+// anonLookup reports whether a lookup expression's data names an
+// anonymous set (__setN), whose elements its canonical form holds.
+func anonLookup(data []byte) bool {
+	anon := false
+	eachAttr(data, func(typ uint16, v []byte) bool {
+		if typ == unix.NFTA_LOOKUP_SET {
+			anon = strings.HasPrefix(cstr(v), "__set")
+			return false
+		}
+		return true
+	})
+	return anon
+}
+
+// canonExprOnce computes canonExpr.
+func canonExprOnce(name string, data []byte, anon func(string) string, c *canonical) ([]byte, string) {
 	foreign := func() ([]byte, string) {
 		return append([]byte("foreign "+name+" "), data...), name + "(?)"
 	}
@@ -262,6 +317,11 @@ func (r *Rule) canonical() (canonical, error) {
 // same key has the same expressions (see canon). A rule that cannot be
 // encoded has a key that no kernel rule has.
 func (r *Rule) ExprKey() string {
+	return r.keys().expr
+}
+
+// exprKey computes ExprKey.
+func (r *Rule) exprKey() string {
 	c, err := r.canonical()
 	if err != nil {
 		return "unencodable: " + err.Error()

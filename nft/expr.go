@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash"
 	"net/netip"
+	"sync"
 
 	"github.com/dockerfence/dockerfence/ipproto"
 
@@ -28,8 +29,50 @@ import (
 // sending other expressions for the same text, makes the next apply
 // rewrite the rule.
 func (r *Rule) Digest() string {
+	return r.keys().digest
+}
+
+// ruleKeys are what a rule's Digest and ExprKey cost an encoding each to
+// compute, remembered by the rule's text and its fields: two rules of one
+// text can differ in their encoding (an exact interface name ending in "*"
+// and a prefix match, TestDigestCoversEncoding), never in both. A daemon
+// rebuilds its table at every sync, mostly of the same rules.
+var ruleKeys = struct {
+	sync.Mutex
+	m map[string]ruleKeysOf
+}{m: map[string]ruleKeysOf{}}
+
+// ruleKeysOf is a rule's Digest and ExprKey.
+type ruleKeysOf struct{ digest, expr string }
+
+// maxRuleKeys bounds the remembered keys: past it, the memory starts
+// afresh.
+const maxRuleKeys = 1 << 18
+
+// keys returns the rule's digest and expression key, remembered by text.
+func (r *Rule) keys() ruleKeysOf {
+	text := r.Text()
+	memo := text + "\x00" + fmt.Sprint(r.Matches, r.Counter, r.SetMark, r.Meter, r.Limit, r.Log, r.Verdict)
+	ruleKeys.Lock()
+	k, ok := ruleKeys.m[memo]
+	ruleKeys.Unlock()
+	if ok {
+		return k
+	}
+	k = ruleKeysOf{digest: r.digest(text), expr: r.exprKey()}
+	ruleKeys.Lock()
+	if len(ruleKeys.m) >= maxRuleKeys {
+		ruleKeys.m = map[string]ruleKeysOf{}
+	}
+	ruleKeys.m[memo] = k
+	ruleKeys.Unlock()
+	return k
+}
+
+// digest computes Digest for the rule of that text.
+func (r *Rule) digest(text string) string {
 	h := sha256.New()
-	h.Write([]byte(r.Text()))
+	h.Write([]byte(text))
 	h.Write([]byte{0})
 	if err := r.hashEncoding(h); err != nil {
 		fmt.Fprintf(h, "error: %v", err)
