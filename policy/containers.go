@@ -199,12 +199,7 @@ func (p *parser) containerMatch(n *yaml.Node, what string) ContainerMatch {
 			}
 		},
 		"label": func(_, v *yaml.Node) {
-			if s, ok := p.scalar(v, what+".label"); ok {
-				key, val, hasVal := strings.Cut(s, "=")
-				if key == "" {
-					p.errorf(v, "%s.label: expected KEY=VALUE or KEY, found %s", what, quote(s))
-					return
-				}
+			if key, val, hasVal, ok := p.labelMatch(v, what+".label"); ok {
 				m.HasLabel, m.LabelKey, m.LabelValue, m.LabelHasValue = true, key, val, hasVal
 			}
 		},

@@ -1,10 +1,7 @@
 package policy
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -37,44 +34,17 @@ func (pol *Policy) LabelRules(value string) ([]*Rule, error) {
 }
 
 func (p *parser) labelRules(data []byte, pol *Policy) []*Rule {
-	switch {
-	case len(bytes.TrimSpace(data)) == 0:
-		p.errAt(Pos{File: p.file}, "empty; expected a list of rules, e.g. [{deny: 192.168.100.1}]")
-		return nil
-	case len(data) > maxLabelBytes:
+	if len(data) > maxLabelBytes {
 		p.errAt(Pos{File: p.file}, "%d bytes; a label holds at most %d", len(data), maxLabelBytes)
 		return nil
 	}
-	if i := bytes.IndexByte(data, 0); i >= 0 {
-		p.errAt(textPos(p.file, data, i), "contains a NUL byte; it must be UTF-8 text")
+	root := p.document(data, document{
+		subject:  "the label",
+		expected: "expected a list of rules, e.g. [{deny: 192.168.100.1}]",
+		one:      "the label is one list of rules",
+	})
+	if root == nil {
 		return nil
-	}
-	if i := invalidUTF8(data); i >= 0 {
-		p.errAt(textPos(p.file, data, i), "contains the byte 0x%02x, which is not UTF-8; it must be UTF-8 text", data[i])
-		return nil
-	}
-	var doc yaml.Node
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			p.errAt(Pos{File: p.file}, "only comments; expected a list of rules")
-		} else {
-			p.yamlError(err, data)
-		}
-		return nil
-	}
-	var extra yaml.Node
-	switch err := dec.Decode(&extra); {
-	case err == nil:
-		p.errorf(&extra, "a second YAML document; the label is one list of rules")
-		return nil
-	case !errors.Is(err, io.EOF):
-		p.yamlError(err, data)
-		return nil
-	}
-	root := &doc
-	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
-		root = root.Content[0]
 	}
 	if root.Kind == yaml.SequenceNode && len(root.Content) > maxLabelRules {
 		p.errorf(root, "%d rules; a label holds at most %d", len(root.Content), maxLabelRules)

@@ -26,7 +26,7 @@ networks:
 		{"flow", `[{deny: 192.168.100.1, comment: no proxy}]`, []string{"egress 1 deny 192.168.100.1"}, ""},
 		{"block", "- allow: \"@proxy\"\n  proto: tcp\n  ports: [3128]\n- deny: any\n", []string{"egress 1 allow @proxy", "egress 2 deny any"}, ""},
 		{"self", `[{allow: self}]`, []string{"egress 1 allow self"}, ""},
-		{"empty", ``, nil, "label dockerfence.egress: empty; expected a list of rules"},
+		{"empty", ``, nil, "label dockerfence.egress:1:1: the label is empty; expected a list of rules"},
 		{"not a list", `deny: 10.0.0.0/8`, nil, "label dockerfence.egress:1:1: rules: expected a list of rules, found a mapping"},
 		{"unknown list", `[{deny: "@nope"}]`, nil, `label dockerfence.egress:1:9: rules[1].deny: unknown list "@nope"`},
 		{"host bits", "- deny: 192.168.1.0/16\n", nil, "label dockerfence.egress:1:9: rules[1].deny: 192.168.1.0/16 has host bits set"},

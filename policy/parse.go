@@ -51,39 +51,13 @@ type parser struct {
 // parse checks that data is one UTF-8 YAML document holding a mapping, and
 // reads the policy from it.
 func (p *parser) parse(data []byte) *Policy {
-	if len(bytes.TrimSpace(bytes.TrimPrefix(data, []byte("\ufeff")))) == 0 {
-		p.errAt(Pos{File: p.file, Line: 1, Column: 1}, "the policy is empty; expected a mapping with version: 1 and networks (see 'dockerfence policy default')")
+	root := p.document(data, document{
+		subject:  "the policy",
+		expected: "expected a mapping with version: 1 and networks (see 'dockerfence policy default')",
+		one:      "a policy is one document",
+	})
+	if root == nil {
 		return nil
-	}
-	if i := bytes.IndexByte(data, 0); i >= 0 {
-		p.errAt(textPos(p.file, data, i), "the policy contains a NUL byte; it must be UTF-8 text")
-		return nil
-	}
-	if i := invalidUTF8(data); i >= 0 {
-		p.errAt(textPos(p.file, data, i), "the policy contains the byte 0x%02x, which is not UTF-8; it must be UTF-8 text", data[i])
-		return nil
-	}
-	var doc yaml.Node
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
-		p.errAt(Pos{File: p.file, Line: 1, Column: 1}, "the policy has only comments; expected a mapping with version: 1 and networks (see 'dockerfence policy default')")
-		return nil
-	} else if err != nil {
-		p.yamlError(err, data)
-		return nil
-	}
-	var extra yaml.Node
-	switch err := dec.Decode(&extra); {
-	case err == nil:
-		p.errorf(&extra, "a second YAML document; a policy is one document")
-		return nil
-	case !errors.Is(err, io.EOF):
-		p.yamlError(err, data)
-		return nil
-	}
-	root := &doc
-	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
-		root = root.Content[0]
 	}
 	if root.Kind != yaml.MappingNode {
 		p.errorf(root, "expected a mapping with version: 1 and networks, found %s", kindName(root))
@@ -122,6 +96,69 @@ func (p *parser) parse(data []byte) *Policy {
 		p.containers(containersNode, pol)
 	}
 	return pol
+}
+
+// document says what a YAML text is, for the messages of parser.document.
+type document struct {
+	// subject names the text ("the policy"), expected says what it should
+	// hold, and one that it is one YAML document.
+	subject, expected, one string
+}
+
+// document checks that data is UTF-8 text holding one YAML document, and
+// returns the document's root node; nil after reporting what is wrong.
+func (p *parser) document(data []byte, d document) *yaml.Node {
+	start := Pos{File: p.file, Line: 1, Column: 1}
+	if len(bytes.TrimSpace(bytes.TrimPrefix(data, []byte("\ufeff")))) == 0 {
+		p.errAt(start, "%s is empty; %s", d.subject, d.expected)
+		return nil
+	}
+	if i := bytes.IndexByte(data, 0); i >= 0 {
+		p.errAt(textPos(p.file, data, i), "%s contains a NUL byte; it must be UTF-8 text", d.subject)
+		return nil
+	}
+	if i := invalidUTF8(data); i >= 0 {
+		p.errAt(textPos(p.file, data, i), "%s contains the byte 0x%02x, which is not UTF-8; it must be UTF-8 text", d.subject, data[i])
+		return nil
+	}
+	var doc yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
+		p.errAt(start, "%s has only comments; %s", d.subject, d.expected)
+		return nil
+	} else if err != nil {
+		p.yamlError(err, data)
+		return nil
+	}
+	var extra yaml.Node
+	switch err := dec.Decode(&extra); {
+	case err == nil:
+		p.errorf(&extra, "a second YAML document; %s", d.one)
+		return nil
+	case !errors.Is(err, io.EOF):
+		p.yamlError(err, data)
+		return nil
+	}
+	root := &doc
+	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
+		root = root.Content[0]
+	}
+	return root
+}
+
+// labelMatch reads a label match, "KEY=VALUE" or "KEY"; ok is false after
+// reporting a problem.
+func (p *parser) labelMatch(v *yaml.Node, what string) (key, val string, hasVal, ok bool) {
+	s, ok := p.scalar(v, what)
+	if !ok {
+		return "", "", false, false
+	}
+	key, val, hasVal = strings.Cut(s, "=")
+	if key == "" {
+		p.errorf(v, "%s: expected KEY=VALUE or KEY, found %s", what, quote(s))
+		return "", "", false, false
+	}
+	return key, val, hasVal, true
 }
 
 // tableNameRE matches the names settings.table accepts.
@@ -339,12 +376,7 @@ func (p *parser) match(n *yaml.Node, what string) Match {
 			}
 		},
 		"label": func(_, v *yaml.Node) {
-			if s, ok := p.scalar(v, what+".label"); ok {
-				key, val, hasVal := strings.Cut(s, "=")
-				if key == "" {
-					p.errorf(v, "%s.label: expected KEY=VALUE or KEY, found %s", what, quote(s))
-					return
-				}
+			if key, val, hasVal, ok := p.labelMatch(v, what+".label"); ok {
 				m.HasLabel, m.LabelKey, m.LabelValue, m.LabelHasValue = true, key, val, hasVal
 			}
 		},
