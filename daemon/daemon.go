@@ -549,7 +549,7 @@ func (d *daemon) apply(trigger, reason string, t *fence.Result) (bool, error) {
 
 // compile builds the table of pol for the networks of inv.
 func compile(pol *policy.Policy, inv *discover.Inventory) *fence.Result {
-	return inv.Compile(pol)
+	return inv.CompileHolding(pol)
 }
 
 // tellNotFenceable logs, the first time a sync sees it, each network that

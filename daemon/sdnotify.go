@@ -67,7 +67,13 @@ func OpenKernel(log *slog.Logger) (*nft.Kernel, error) {
 		k, err = nft.OpenKernel(nft.Options{Socket: f})
 		f.Close()
 		if err != nil {
-			log.Warn("the nf_tables socket from systemd's file descriptor store is unusable; opening a new one", "err", err)
+			// The stored socket may still own the table, and the store
+			// holds one socket: take it out, or the new socket could
+			// neither change the table nor be stored.
+			log.Warn("the nf_tables socket from systemd's file descriptor store is unusable; removing it from the store and opening a new one", "err", err)
+			if err := sdNotify("FDSTOREREMOVE=1\nFDNAME=" + OwnerFDName); err != nil {
+				log.Warn("could not remove the unusable socket from systemd's file descriptor store", "err", err)
+			}
 			k = nil
 		} else if p, err := k.Protection(); err == nil {
 			log.Info("took back the previous daemon's nf_tables socket from systemd's file descriptor store: the table stayed owned while no daemon ran", "port", p.Port)

@@ -33,6 +33,9 @@ type Container struct {
 	// Endpoints are the container's attachments to networks, sorted by
 	// network name.
 	Endpoints []Endpoint
+	// SharesNetworkOf is the ID or name of the container whose network
+	// stack this one joined (--network container:X); "" otherwise.
+	SharesNetworkOf string
 }
 
 // Endpoint is a container's attachment to one network.
@@ -50,7 +53,7 @@ func fromDockerContainers(dcs []docker.Container) []Container {
 	out := make([]Container, 0, len(dcs))
 	for _, dc := range dcs {
 		c := Container{ID: dc.ID, Name: dc.Name, Image: dc.Image, Labels: dc.Labels,
-			Project: dc.Labels[ComposeProjectLabel], Service: dc.Labels[ComposeServiceLabel]}
+			Project: dc.Labels[ComposeProjectLabel], Service: dc.Labels[ComposeServiceLabel], SharesNetworkOf: dc.SharesNetworkOf}
 		for _, e := range dc.Endpoints {
 			c.Endpoints = append(c.Endpoints, Endpoint{Network: e.Network, NetworkID: e.NetworkID, IPv4: e.IPv4, IPv6: e.IPv6})
 		}
@@ -64,7 +67,7 @@ func fromDockerContainers(dcs []docker.Container) []Container {
 func (inv *Inventory) FenceContainers() []fence.Container {
 	out := make([]fence.Container, 0, len(inv.Containers))
 	for _, c := range inv.Containers {
-		fc := fence.Container{ID: c.ID, Name: c.Name, Image: c.Image, Labels: c.Labels}
+		fc := fence.Container{ID: c.ID, Name: c.Name, Image: c.Image, Labels: c.Labels, SharesNetworkOf: c.SharesNetworkOf}
 		for _, e := range c.Endpoints {
 			ep := fence.Endpoint{NetworkID: e.NetworkID, Network: e.Network}
 			for _, a := range []netip.Addr{e.IPv4, e.IPv6} {
@@ -82,7 +85,8 @@ func (inv *Inventory) FenceContainers() []fence.Container {
 // Compile builds the table of pol for the inventory: with the container
 // layer when the inventory knows the containers (its networks are
 // Docker's, of now or last known), else the networks' fence alone, and
-// then, if pol has container sections, a warning that says so.
+// then, if pol has container sections, a warning that says so: what a
+// one-shot apply does without Docker.
 func (inv *Inventory) Compile(pol *policy.Policy) *fence.Result {
 	if inv.FromDocker() {
 		return fence.CompileContainers(pol, inv.Networks, inv.FenceContainers())
@@ -91,6 +95,20 @@ func (inv *Inventory) Compile(pol *policy.Policy) *fence.Result {
 	if len(pol.Containers) > 0 {
 		r.Warnings = append(r.Warnings, "the policy's containers: sections need Docker's API, which did not answer: only the network sections fence until it does")
 	}
+	return r
+}
+
+// CompileHolding is Compile for the daemon: when Docker has never answered
+// (at boot, dockerfence starts before Docker) and pol has container
+// sections, the container layer is built with no container known, so that
+// every container's packets are held until Docker answers and the daemon
+// classifies them, rather than judged by their networks' sections alone.
+func (inv *Inventory) CompileHolding(pol *policy.Policy) *fence.Result {
+	if inv.FromDocker() || len(pol.Containers) == 0 {
+		return inv.Compile(pol)
+	}
+	r := fence.CompileContainers(pol, inv.Networks, []fence.Container{})
+	r.Warnings = append(r.Warnings, "the policy's containers: sections need Docker's API, which has not answered yet: the containers of every fenced network are held until it does")
 	return r
 }
 

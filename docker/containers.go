@@ -28,6 +28,11 @@ type Container struct {
 	// Endpoints are the container's attachments to networks, sorted by
 	// network name: the same addresses as Addrs, with the network's ID.
 	Endpoints []Endpoint
+	// SharesNetworkOf is the ID (or name) of the container whose network
+	// stack this one joined (docker run --network container:X, Compose
+	// network_mode: service:X); "" otherwise. Such a container has no
+	// endpoints of its own: its packets carry X's addresses.
+	SharesNetworkOf string
 }
 
 // Endpoint is a container's attachment to one network.
@@ -58,6 +63,9 @@ func containers(list []container.Summary) []Container {
 		}
 		if len(s.Labels) > 0 {
 			ct.Labels = s.Labels
+		}
+		if other, ok := strings.CutPrefix(s.HostConfig.NetworkMode, "container:"); ok {
+			ct.SharesNetworkOf = other
 		}
 		if s.NetworkSettings != nil {
 			for name, ep := range s.NetworkSettings.Networks {

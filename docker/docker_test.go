@@ -210,7 +210,10 @@ const fakeContainers = `[
      "app_default": {"NetworkID": "4e5f", "IPAddress": "172.19.0.2", "GlobalIPv6Address": "fd00:db8:1::2"}
    }}},
   {"Id": "beef000011112222333344445555666677778888999900001111222233334444", "Names": ["/lonely"],
-   "State": "running", "NetworkSettings": {"Networks": {"none": {"IPAddress": ""}}}}
+   "State": "running", "NetworkSettings": {"Networks": {"none": {"IPAddress": ""}}}},
+  {"Id": "5eed000011112222333344445555666677778888999900001111222233334444", "Names": ["/app-vpn-1"],
+   "State": "running", "HostConfig": {"NetworkMode": "container:c0ffee00112233445566778899aabbccddeeff00112233445566778899aabbcc"},
+   "NetworkSettings": {"Networks": {}}}
 ]`
 
 const fakeVersion = `{
@@ -450,6 +453,8 @@ func TestClientContainersFakeDaemon(t *testing.T) {
 		t.Fatalf("Containers: %v", err)
 	}
 	want := []Container{
+		{ID: "5eed000011112222333344445555666677778888999900001111222233334444", Name: "app-vpn-1", Addrs: map[netip.Addr]string{},
+			SharesNetworkOf: "c0ffee00112233445566778899aabbccddeeff00112233445566778899aabbcc"},
 		{ID: "c0ffee00112233445566778899aabbccddeeff00112233445566778899aabbcc", Name: "app-web-1", Addrs: map[netip.Addr]string{
 			netip.MustParseAddr("172.19.0.2"):    "app_default",
 			netip.MustParseAddr("fd00:db8:1::2"): "app_default",

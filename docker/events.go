@@ -108,7 +108,7 @@ var connectTimeout = 10 * time.Second
 // networks dockerfence fences.
 var relevantActions = map[events.Type][]events.Action{
 	events.NetworkEventType:   {events.ActionCreate, events.ActionDestroy, events.ActionConnect, events.ActionDisconnect},
-	events.ContainerEventType: {events.ActionStart, events.ActionDie},
+	events.ContainerEventType: {events.ActionStart, events.ActionDie, events.ActionRename},
 }
 
 // Follow streams Docker events that can change the networks dockerfence

@@ -338,7 +338,7 @@ func TestFollowConnectsAfterSubscribing(t *testing.T) {
 	if diff := cmp.Diff([]string{"container", "network"}, gotTypes); diff != "" {
 		t.Errorf("type filter mismatch (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff([]string{"connect", "create", "destroy", "die", "disconnect", "start"}, gotActions); diff != "" {
+	if diff := cmp.Diff([]string{"connect", "create", "destroy", "die", "disconnect", "rename", "start"}, gotActions); diff != "" {
 		t.Errorf("event filter mismatch (-want +got):\n%s", diff)
 	}
 	if len(args.Keys()) != 2 {

@@ -76,6 +76,7 @@ func TestContainerLayerVerdicts(t *testing.T) {
 		{"unknown address: held", "172.20.0.99", "198.51.100.7", 6, 443, nft.Drop, "fwdc_br-0123456789ab.held"},
 		{"unknown IPv6 address: held", "fd00:20::99", "2001:db8::1", 6, 443, nft.Drop, "fwdc_br-0123456789ab.held"},
 		{"a bridge not known yet: held", "172.30.0.5", "198.51.100.7", 6, 443, nft.Drop, "fwdc_unknown.held"},
+		{"IPv6 link-local, bridged to a neighbour: held", "fe80::13", "fe80::12", 6, 80, nft.Drop, "fwdc_br-0123456789ab.held"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			iif := "br-0123456789ab"
@@ -197,5 +198,42 @@ func TestContainerChainIDs(t *testing.T) {
 	want := "aaaaaaaaaaaa aaaaaaaaaaaa2222 aaaaaaaaaaaa1111 bbbbbbbbbbbb not-hex_"
 	if g := strings.Join(got, " "); g != want {
 		t.Errorf("chain IDs %q; want %q", g, want)
+	}
+}
+
+// TestSharedNetworkStack judges the address of a container that another
+// joined (--network container:X) by both containers' rules: the joiner
+// cannot escape its own rules by sending from X's address, and X cannot
+// escape its own by the joiner's.
+func TestSharedNetworkStack(t *testing.T) {
+	pol := loadPolicy(t, "testdata/containers.yaml")
+	app := testNetworks[1]
+	web := Container{ID: "aaaaaaaaaaaa0001", Name: "web", Endpoints: []Endpoint{{Network: "app_default", Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.20")}}}}
+	worker := Container{ID: "bbbbbbbbbbbb0002", Name: "vpn-worker", Labels: map[string]string{"role": "worker"}, SharesNetworkOf: "web"}
+	api := Container{ID: "cccccccccccc0003", Name: "api", Labels: map[string]string{policy.ComposeProjectLabel: "shop", policy.ComposeServiceLabel: "api"}, Endpoints: []Endpoint{{Network: "app_default", Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.21")}}}}
+	sidecar := Container{ID: "dddddddddddd0004", Name: "sidecar", Labels: map[string]string{"role": "worker"}, SharesNetworkOf: "api"}
+	lost := Container{ID: "eeeeeeeeeeee0005", Name: "lost", Labels: map[string]string{"role": "worker"}, SharesNetworkOf: "gone"}
+	ctrs := []Container{web, worker, api, sidecar, lost}
+	for _, tc := range []struct {
+		src, dst string
+		port     uint16
+		want     policy.Verdict
+	}{
+		{"172.20.0.20", "203.0.113.7", 443, policy.Deny},     // the worker's section denies what web may do
+		{"172.20.0.20", "192.168.100.1", 3128, policy.Allow}, // both allow the proxy
+		{"172.20.0.21", "192.168.100.50", 5432, policy.Deny}, // the api's section denies the database
+		{"172.20.0.21", "203.0.113.7", 443, policy.Deny},     // the sidecar's section denies the internet
+	} {
+		d, err := ExplainContainer(pol, testNetworks, ctrs, app, Probe{Src: netip.MustParseAddr(tc.src), Dst: netip.MustParseAddr(tc.dst), Proto: policy.ProtoTCP, Port: tc.port})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Verdict != tc.want || d.Passes != (tc.want == policy.Allow) {
+			t.Errorf("%s -> %s:%d: verdict %v, passes %v; want %v\n%s", tc.src, tc.dst, tc.port, d.Verdict, d.Passes, tc.want, d.Trace)
+		}
+	}
+	r := CompileContainers(pol, testNetworks, ctrs)
+	if w := strings.Join(r.Warnings, "\n"); !strings.Contains(w, `container "lost" (eeeeeeeeeeee) has rules of its own, but shares the network stack of "gone", which is on no fenced network`) {
+		t.Errorf("no warning for a container joined to one not found:\n%s", w)
 	}
 }

@@ -145,6 +145,27 @@ func TestContainersAgainstDocker(t *testing.T) {
 		}
 	})
 
+	t.Run("a container joined to another's network stack", func(t *testing.T) {
+		// --network container:neighbour: a worker that sends from the
+		// neighbour's address is still judged by its own section, and
+		// the neighbour too by the worker's while they share it.
+		id := d.Run(t, "joined", "container:neighbour", dockerd.RunOptions{Labels: worker})
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(e.tp.Host.Run(t, "nft", "list", "map", "inet", "dockerfence", "fwdc_"+bridge+"_4"), "10.30.0.11 : goto c_"+id[:12]) {
+			if time.Now().After(deadline) {
+				t.Fatal("the daemon did not give the shared address both containers' rules")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if got := d.TCP(t, "joined", inet, 3*time.Second); got != "refused" {
+			t.Errorf("joined -> %s: %s, want refused (its own section)", inet, got)
+		}
+		if got := d.TCP(t, "joined", proxy, 3*time.Second); got != "ok" {
+			t.Errorf("joined -> %s: %s, want ok", proxy, got)
+		}
+		d.RemoveContainer(t, "joined")
+	})
+
 	t.Run("an address taken over is judged by its new container's rules", func(t *testing.T) {
 		d.RemoveContainer(t, "worker")
 		d.RemoveContainer(t, "neighbour")

@@ -116,7 +116,7 @@ type canonMemo struct {
 }
 
 // maxExprMemo bounds exprMemo: past it, the memory starts afresh.
-const maxExprMemo = 1 << 16
+const maxExprMemo = 1 << 14
 
 // anonLookup reports whether a lookup expression's data names an
 // anonymous set (__setN), whose elements its canonical form holds.

@@ -47,7 +47,7 @@ type ruleKeysOf struct{ digest, expr string }
 
 // maxRuleKeys bounds the remembered keys: past it, the memory starts
 // afresh.
-const maxRuleKeys = 1 << 18
+const maxRuleKeys = 1 << 16
 
 // keys returns the rule's digest and expression key, remembered by text.
 func (r *Rule) keys() ruleKeysOf {

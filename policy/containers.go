@@ -168,9 +168,6 @@ func (p *parser) containers(n *yaml.Node, pol *Policy) {
 		}
 		pol.Containers = append(pol.Containers, sec)
 	}
-	// TODO(issue 16): the identity check at the bridge port. Until it
-	// lands, say what it leaves open wherever warnings are shown.
-	pol.Warnings = append(pol.Warnings, fmt.Sprintf("%s: containers: sections pick a container's rules by its source address, and this dockerfence does not yet check that a container sends only from its own address: a container that forges a neighbour's address on its bridge gets the neighbour's rules", p.pos(n)))
 }
 
 // containerMatch reads the match mapping of a container section.

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/dockerfence/dockerfence/bridge"
 	"github.com/dockerfence/dockerfence/discover"
@@ -133,6 +134,13 @@ func findContainer(cmd *cobra.Command, g *globalFlags, arg, network string, pr *
 	c, ok := inv.FindContainer(arg)
 	if !ok {
 		return nil, fmt.Errorf("--container %s: no running container of that name or ID", arg)
+	}
+	if network == "" && len(c.Endpoints) > 1 {
+		var names []string
+		for _, e := range c.Endpoints {
+			names = append(names, e.Network)
+		}
+		return nil, fmt.Errorf("--container %s: it is on networks %s; give --network with the one its packet leaves by (the one its route to the destination uses)", arg, strings.Join(names, ", "))
 	}
 	for _, e := range c.Endpoints {
 		if network != "" && e.Network != network {
