@@ -74,8 +74,11 @@ type Config struct {
 	Docker Docker
 	// Bridges lists the bridges over netlink.
 	Bridges func() ([]bridge.Bridge, error)
-	Kernel  Kernel
-	Log     *slog.Logger
+	// Ports lists a bridge's container ports (bridge.Netlink.Ports), for
+	// the identity check of containers; nil leaves it out.
+	Ports  func(bridge string) ([]bridge.Port, error)
+	Kernel Kernel
+	Log    *slog.Logger
 	// Resync is the period of the full resync (default 30 s); Debounce
 	// coalesces bursts of Docker events (default 50 ms, at most 100 ms);
 	// RetryMin and RetryMax bound the backoff of failed syncs (100 ms, 10 s).
@@ -213,7 +216,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	d := &daemon{cfg: cfg, pol: pol, disc: &discover.Discoverer{Docker: cfg.Docker, Bridges: bridge.ListerFunc(cfg.Bridges), ListContainers: true}}
+	d := &daemon{cfg: cfg, pol: pol, disc: &discover.Discoverer{Docker: cfg.Docker, Bridges: bridge.ListerFunc(cfg.Bridges), Ports: cfg.Ports, ListContainers: true}}
 	log := cfg.Log
 	attrs := []any{"policy", pol.Origin()}
 	if cfg.PolicyFile != "" {

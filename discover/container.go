@@ -46,6 +46,10 @@ type Endpoint struct {
 	// IPv4 and IPv6 are the container's addresses on the network (IPv6:
 	// its global address); each is the zero Addr when it has none.
 	IPv4, IPv6 netip.Addr
+	// MAC is the hardware address of the container's interface there, and
+	// Port the bridge port its packets enter by (the host's end of its
+	// veth pair), found over netlink by that address; "" if unknown.
+	MAC, Port string
 }
 
 // fromDockerContainers converts Docker's containers.
@@ -55,7 +59,7 @@ func fromDockerContainers(dcs []docker.Container) []Container {
 		c := Container{ID: dc.ID, Name: dc.Name, Image: dc.Image, Labels: dc.Labels,
 			Project: dc.Labels[ComposeProjectLabel], Service: dc.Labels[ComposeServiceLabel], SharesNetworkOf: dc.SharesNetworkOf}
 		for _, e := range dc.Endpoints {
-			c.Endpoints = append(c.Endpoints, Endpoint{Network: e.Network, NetworkID: e.NetworkID, IPv4: e.IPv4, IPv6: e.IPv6})
+			c.Endpoints = append(c.Endpoints, Endpoint{Network: e.Network, NetworkID: e.NetworkID, IPv4: e.IPv4, IPv6: e.IPv6, MAC: strings.ToLower(e.MAC)})
 		}
 		out = append(out, c)
 	}
@@ -69,7 +73,7 @@ func (inv *Inventory) FenceContainers() []fence.Container {
 	for _, c := range inv.Containers {
 		fc := fence.Container{ID: c.ID, Name: c.Name, Image: c.Image, Labels: c.Labels, SharesNetworkOf: c.SharesNetworkOf}
 		for _, e := range c.Endpoints {
-			ep := fence.Endpoint{NetworkID: e.NetworkID, Network: e.Network}
+			ep := fence.Endpoint{NetworkID: e.NetworkID, Network: e.Network, Port: e.Port}
 			for _, a := range []netip.Addr{e.IPv4, e.IPv6} {
 				if a.IsValid() {
 					ep.Addrs = append(ep.Addrs, a)
@@ -129,4 +133,45 @@ func (inv *Inventory) FindContainer(arg string) (Container, bool) {
 		return byID[0], true
 	}
 	return Container{}, false
+}
+
+// findPorts gives the containers' endpoints on Docker's bridge networks the
+// bridge port their packets enter by: the port whose peer has the
+// endpoint's hardware address. A bridge whose ports cannot be listed
+// leaves its endpoints without ports (the identity check then skips them).
+func (d *Discoverer) findPorts(inv *Inventory) {
+	if d.Ports == nil {
+		return
+	}
+	bridgeOf := map[string]string{}
+	for _, n := range inv.Networks {
+		if n.IsBridge() && n.Bridge != "" {
+			bridgeOf["id:"+n.ID] = n.Bridge
+			bridgeOf["name:"+n.Name] = n.Bridge
+		}
+	}
+	ports := map[string]map[string]string{} // bridge -> MAC -> port
+	for i := range inv.Containers {
+		for j := range inv.Containers[i].Endpoints {
+			e := &inv.Containers[i].Endpoints[j]
+			br := bridgeOf["id:"+e.NetworkID]
+			if br == "" {
+				br = bridgeOf["name:"+e.Network]
+			}
+			if br == "" || e.MAC == "" {
+				continue
+			}
+			byMAC, ok := ports[br]
+			if !ok {
+				byMAC = map[string]string{}
+				if ps, err := d.Ports(br); err == nil {
+					for _, p := range ps {
+						byMAC[strings.ToLower(p.PeerMAC.String())] = p.Name
+					}
+				}
+				ports[br] = byMAC
+			}
+			e.Port = byMAC[e.MAC]
+		}
+	}
 }

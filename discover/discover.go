@@ -184,6 +184,10 @@ type Discoverer struct {
 	Docker Docker
 	// Bridges lists the bridges over netlink; it must be set.
 	Bridges bridge.Lister
+	// Ports, if set, lists a bridge's container ports with their peers'
+	// hardware addresses (bridge.Netlink.Ports): the containers' endpoints
+	// get the port their packets enter by, for the identity check.
+	Ports func(bridge string) ([]bridge.Port, error)
 	// Timeout bounds each call to Docker's API, so that a Docker that
 	// accepts connections and never answers cannot stall discovery;
 	// zero means DefaultTimeout.
@@ -222,6 +226,7 @@ func (d *Discoverer) Discover(ctx context.Context) (*Inventory, error) {
 		nets, ctrs, err := d.ask(ctx)
 		if err == nil {
 			inv.Networks, inv.Containers, inv.Source = fromDocker(nets, inv.Bridges), ctrs, SourceDocker
+			d.findPorts(inv)
 			if inv.BridgesErr == nil {
 				d.last = &known{networks: inv.Networks, containers: inv.Containers}
 			}

@@ -14,7 +14,7 @@ import (
 // with that error. Its error says that the bridges could not be listed;
 // the inventory is then still what was found without them.
 func Take(ctx context.Context, host string) (*Inventory, error) {
-	d := &Discoverer{Bridges: bridge.Netlink{}, ListContainers: true}
+	d := &Discoverer{Bridges: bridge.Netlink{}, Ports: bridge.Netlink{}.Ports, ListContainers: true}
 	c, err := docker.Dial(host)
 	if err != nil {
 		d.Docker = undialable{host: host, err: err}

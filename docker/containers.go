@@ -42,6 +42,9 @@ type Endpoint struct {
 	// IPv4 and IPv6 are the container's addresses on the network (IPv6:
 	// its global address); each is the zero Addr when it has none.
 	IPv4, IPv6 netip.Addr
+	// MAC is the hardware address of the container's interface on the
+	// network, "" if Docker gives none.
+	MAC string
 }
 
 // Containers returns the running containers, sorted by name.
@@ -72,7 +75,7 @@ func containers(list []container.Summary) []Container {
 				if ep == nil {
 					continue
 				}
-				e := Endpoint{Network: name, NetworkID: ep.NetworkID}
+				e := Endpoint{Network: name, NetworkID: ep.NetworkID, MAC: ep.MacAddress}
 				for _, a := range []string{ep.IPAddress, ep.GlobalIPv6Address} {
 					addr, err := netip.ParseAddr(a)
 					if err != nil {

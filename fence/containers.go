@@ -29,6 +29,9 @@ type Container struct {
 type Endpoint struct {
 	NetworkID, Network string
 	Addrs              []netip.Addr
+	// Port is the bridge port its packets enter by (the host's end of its
+	// veth pair), "" if unknown: the identity check is made there.
+	Port string
 }
 
 // FencedContainer is a container the container layer judges.
@@ -201,10 +204,49 @@ func (b *builder) containers(ctrs []Container) {
 	if usesNoRules {
 		b.addChain(noRulesChain, nft.HookNone)
 	}
-	if len(b.r.ContainerChains) > 0 {
-		// TODO(issue 16): the identity check at the bridge port. Until it
-		// lands, say what it leaves open wherever warnings are shown.
-		b.r.Warnings = append(b.r.Warnings, "containers' own rules (container sections, labels) are picked by a packet's source address, and dockerfence does not yet check that a container sends only from its own address: a container that forges a neighbour's address on its bridge gets the neighbour's rules")
+	for i, f := range b.r.Fenced {
+		if layered[i] {
+			b.identity(f, judged, func(e Endpoint) bool { j, ok := fencedOf(e); return ok && j == i })
+		}
+	}
+}
+
+// identity adds, for each container of fenced network f whose bridge port
+// is known, an ingress chain on that port that drops what the container
+// sends from any source but its own addresses on the network (and, for
+// IPv6, link-local ones and the unspecified address of duplicate address
+// detection): its rules are picked by its source address, so the address
+// must be its own. Its packets are dropped, whatever deny_action says, and
+// logged under the container's name. A container whose port is not known
+// yet (it is starting) has no such chain.
+func (b *builder) identity(f Fenced, ctrs []FencedContainer, on func(Endpoint) bool) {
+	for _, fc := range ctrs {
+		ctr := fc.Container
+		for _, e := range ctr.Endpoints {
+			if e.Port == "" || !on(e) || !nft.ValidIfName(e.Port) || b.hasChain("id_"+e.Port) {
+				continue
+			}
+			name := "id_" + e.Port
+			c := &nft.Chain{Name: name, Hook: nft.HookIngress, Device: e.Port}
+			b.r.Table.Chains = append(b.r.Table.Chains, c)
+			deny := nft.Verdict{Kind: nft.Goto, Target: b.denyChain(name, &Denial{Network: &f.Network, Section: f.Section, Container: &ctr, Hook: policy.Egress, Reason: ReasonIdentity})}
+			var own []netip.Prefix
+			has4 := false
+			for _, a := range e.Addrs {
+				if a.IsValid() {
+					own = append(own, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+					has4 = has4 || a.Unmap().Is4()
+				}
+			}
+			own = append(own, linkLocal6, netip.MustParsePrefix("::/128"))
+			v4, v6 := b.addrMatches(name+".own", own, true, true)
+			if has4 {
+				c.Rules = append(c.Rules, &nft.Rule{Matches: []nft.Match{nft.NFProto{}, *v4}, Counter: true, Verdict: deny, ID: "identity", Comment: "IPv4 source not the container's own"})
+			} else {
+				c.Rules = append(c.Rules, &nft.Rule{Matches: []nft.Match{nft.NFProto{}}, Counter: true, Verdict: deny, ID: "identity", Comment: "IPv4 from a container without an IPv4 address here"})
+			}
+			c.Rules = append(c.Rules, &nft.Rule{Matches: []nft.Match{nft.NFProto{V6: true}, *v6}, Counter: true, Verdict: deny, ID: "identity", Comment: "IPv6 source not the container's own"})
+		}
 	}
 }
 

@@ -237,3 +237,46 @@ func TestSharedNetworkStack(t *testing.T) {
 		t.Errorf("no warning for a container joined to one not found:\n%s", w)
 	}
 }
+
+// TestIdentity traces packets through the ingress chains of containers'
+// bridge ports: a container's own addresses pass, a neighbour's are
+// dropped (and logged as the container's), IPv6 link-local and the
+// unspecified address pass, and a port without a chain (a container not
+// known yet) is left to the layers, which hold its unknown addresses.
+func TestIdentity(t *testing.T) {
+	pol := loadPolicy(t, "testdata/containers.yaml")
+	ctrs := []Container{
+		{ID: "aaaaaaaaaaaa1111", Name: "worker-1", Labels: map[string]string{"role": "worker"},
+			Endpoints: []Endpoint{{Network: "app_default", Port: "vethw1", Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.10"), netip.MustParseAddr("fd00:20::10")}}}},
+		{ID: "cccccccccccc3333", Name: "neighbour", Endpoints: []Endpoint{{Network: "app_default", Port: "vethn1", Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.12")}}}},
+	}
+	r := CompileContainers(pol, testNetworks, ctrs)
+	a := netip.MustParseAddr
+	for _, tc := range []struct {
+		port, src, dst string
+		want           nft.VerdictKind
+	}{
+		{"vethw1", "172.20.0.10", "192.168.100.1", nft.Accept},
+		{"vethw1", "172.20.0.12", "203.0.113.7", nft.Drop}, // the neighbour's address
+		{"vethw1", "fd00:20::10", "2001:db8::1", nft.Accept},
+		{"vethw1", "fd00:20::12", "2001:db8::1", nft.Drop},
+		{"vethw1", "fe80::1", "ff02::1", nft.Accept},
+		{"vethw1", "::", "ff02::1:ff00:10", nft.Accept},
+		{"vethn1", "172.20.0.12", "203.0.113.7", nft.Accept},
+		{"vethn1", "172.20.0.10", "192.168.100.1", nft.Drop}, // the worker's address
+		{"vethn1", "fd00:20::12", "2001:db8::1", nft.Drop},   // no IPv6 address of its own
+		{"vethx9", "172.20.0.10", "192.168.100.1", nft.Accept},
+	} {
+		tr, err := r.Table.Trace(nft.Packet{Hook: nft.HookIngress, IIfName: tc.port, Src: a(tc.src), Dst: a(tc.dst), L4Proto: 6, DPort: 80})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := tr.Verdict; got != tc.want {
+			t.Errorf("%s: %s -> %s: %v; want %v\n%s", tc.port, tc.src, tc.dst, got, tc.want, tr)
+		}
+	}
+	d := r.Denials["id_vethw1.identity"]
+	if d == nil || d.Container == nil || d.Container.Name != "worker-1" || d.RuleID() != "identity" {
+		t.Errorf("the identity denial of vethw1 = %+v", d)
+	}
+}

@@ -39,6 +39,10 @@ const (
 	// ReasonCutOff is a container whose label does not parse: all its
 	// egress is denied until the label is fixed.
 	ReasonCutOff
+	// ReasonIdentity is a packet that enters by a container's bridge port
+	// from another source address than the container's own (the identity
+	// check): a forged one.
+	ReasonIdentity
 )
 
 // String returns the reason's short name, as deny chain names carry it.
@@ -56,6 +60,8 @@ func (r Reason) String() string {
 		return "held"
 	case ReasonCutOff:
 		return "cutoff"
+	case ReasonIdentity:
+		return "identity"
 	}
 	return "rule"
 }
@@ -63,7 +69,9 @@ func (r Reason) String() string {
 // forged reports whether the packets denied for this reason carry a source
 // address that the container chose, not its own (a tunnelled packet's is
 // whatever the container wrote inside): a denial must not answer them.
-func (r Reason) forged() bool { return r == ReasonSpoof || r == ReasonTunnel }
+func (r Reason) forged() bool {
+	return r == ReasonSpoof || r == ReasonTunnel || r == ReasonIdentity
+}
 
 // drops reports whether the packets denied for this reason are dropped
 // whatever deny_action says: forged ones, and those of a container not
@@ -111,6 +119,8 @@ func (d *Denial) RuleID() string {
 	switch d.Reason {
 	case ReasonHeld:
 		return "held"
+	case ReasonIdentity:
+		return "identity"
 	case ReasonSpoof:
 		return "anti-spoofing"
 	case ReasonTunnel:
@@ -132,6 +142,8 @@ func (d *Denial) Comment() string {
 		return "decapsulated on the host from a container's packet"
 	case d.Reason == ReasonHeld:
 		return "container not classified yet (held)"
+	case d.Reason == ReasonIdentity:
+		return "source is not the container's own address (identity)"
 	case d.Reason == ReasonCutOff:
 		return "label " + policy.EgressLabel + " does not parse: container cut off"
 	case d.Reason == ReasonTunnelEndpoint:

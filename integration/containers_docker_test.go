@@ -3,9 +3,11 @@ package integration
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -143,6 +145,66 @@ func TestContainersAgainstDocker(t *testing.T) {
 				t.Errorf("status lacks %q:\n%s", w, text)
 			}
 		}
+	})
+
+	t.Run("a container forging its neighbour's address", func(t *testing.T) {
+		// A worker with NET_ADMIN adds the neighbour's address and pings
+		// the internet from it, which the neighbour may reach and the
+		// worker may not: its bridge port drops what it sends from an
+		// address that is not its own (the identity check). The echo
+		// requests are counted where they arrive.
+		var l *net.IPConn
+		if err := e.tp.Inet.Do(func() error {
+			var err error
+			l, err = net.ListenIP("ip4:icmp", &net.IPAddr{IP: net.ParseIP(topo.InetIP4)})
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		var requests atomic.Int64
+		go func() {
+			buf := make([]byte, 1500)
+			for {
+				n, _, err := l.ReadFrom(buf) // without the IPv4 header
+				if err != nil {
+					return
+				}
+				if n > 0 && buf[0] == 8 { // an echo request
+					requests.Add(1)
+				}
+			}
+		}()
+		burst := func(ctr string, src string) int64 {
+			t.Helper()
+			before := requests.Load()
+			args := []string{"ping", "-c", "5", "-W", "1"}
+			if src != "" {
+				args = append(args, "-I", src)
+			}
+			d.Exec(t, ctr, append(args, topo.InetIP4)...)
+			time.Sleep(200 * time.Millisecond)
+			return requests.Load() - before
+		}
+		if n := burst("neighbour", ""); n != 5 {
+			t.Fatalf("the neighbour's own pings: %d of 5 arrived; the test proves nothing", n)
+		}
+		run("forger", "10.30.0.15", worker, "sleep", "3600")
+		d.Run(t, "forger2", "shop", dockerd.RunOptions{Labels: worker, IPv4: "10.30.0.16", CapAdd: []string{"NET_ADMIN"}})
+		fenced("10.30.0.16", time.Now())
+		if code, out := d.Exec(t, "forger2", "ip", "addr", "add", "10.30.0.11/32", "dev", "eth0"); code != 0 {
+			t.Fatalf("ip addr add in the forger: %d %s", code, out)
+		}
+		if n := burst("forger2", "10.30.0.11"); n != 0 {
+			t.Errorf("%d of 5 pings a worker sent from its neighbour's address arrived; want none", n)
+		}
+		d.RemoveContainer(t, "forger")
+		d.RemoveContainer(t, "forger2")
+		// The forger also answered ARP for the neighbour's address (the
+		// identity check sees IP only): the host's neighbour entry may
+		// point at the forger's hardware address. Forget it, as the
+		// neighbour's next ARP reply would.
+		e.tp.Host.Run(t, "ip", "neigh", "flush", "dev", bridge)
 	})
 
 	t.Run("a container joined to another's network stack", func(t *testing.T) {

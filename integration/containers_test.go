@@ -189,3 +189,81 @@ func TestLeakContainerChurn(t *testing.T) {
 	}
 	t.Logf("the daemon applied the table %d times", df.countLog("table applied"))
 }
+
+// macOf returns the hardware address of eth0 in ns.
+func macOf(t *testing.T, ns *topo.NS) string {
+	t.Helper()
+	f := strings.Fields(ns.Run(t, "ip", "-o", "link", "show", "eth0"))
+	for i, w := range f {
+		if w == "link/ether" && i+1 < len(f) {
+			return f[i+1]
+		}
+	}
+	t.Fatalf("no hardware address of eth0 in %s", ns.Name)
+	return ""
+}
+
+// TestContainerIdentity forges a neighbour's address from a worker's
+// namespace: UDP datagrams from the neighbour's address to the internet,
+// which the worker's section denies and the neighbour's rules allow. Before
+// dockerfence they arrive; under it the worker's bridge port drops them
+// (the identity check), while the neighbour's own datagrams still arrive
+// and the worker's own are denied by its section.
+func TestContainerIdentity(t *testing.T) {
+	e := newEnv(t)
+	e.lanServers()
+	tp := e.tp
+	neighbour := tp.AddContainer(t, "nb", "172.20.0.3", "")
+	fake := harness.StartDocker(t, filepath.Join(e.dir, "docker.sock"))
+	fake.Set([]harness.Network{{Name: "app", Bridge: topo.BridgeName, Subnets: []string{"172.20.0.0/16", "fd00:20::/64"}}})
+	fake.SetContainers([]harness.Container{
+		{ID: strings.Repeat("a", 64), Name: "worker", Labels: map[string]string{"role": "worker"}, Endpoints: []harness.Endpoint{{Network: "app", IPv4: topo.CtrIP4, MAC: macOf(t, tp.Ctr)}}},
+		{ID: strings.Repeat("b", 64), Name: "neighbour", Endpoints: []harness.Endpoint{{Network: "app", IPv4: "172.20.0.3", MAC: macOf(t, neighbour)}}},
+	})
+	// The worker holds the neighbour's address too, as a forger would.
+	tp.Ctr.Run(t, "ip", "addr", "add", "172.20.0.3/32", "dev", "eth0")
+	target := hostPort(topo.InetIP4, 7009)
+	counter := harness.ListenUDPCounter(t, tp.Inet, target)
+	send := func(ns *topo.NS, src string) int64 {
+		t.Helper()
+		before := counter.Count()
+		c, err := ns.DialUDPFrom(src, target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		for range 20 {
+			c.Write([]byte("forged?"))
+		}
+		time.Sleep(300 * time.Millisecond)
+		return counter.Count() - before
+	}
+	if n := send(tp.Ctr, "172.20.0.3"); n != 20 {
+		t.Fatalf("without dockerfence %d of 20 forged datagrams arrived; the test proves nothing", n)
+	}
+	pol := e.write("policy.yaml", containersPolicy)
+	if out, stderr, err := e.dfStdout("apply", "-c", pol, "--docker-host", fake.URL); err != nil {
+		t.Fatalf("apply: %v\n%s%s", err, out, stderr)
+	}
+	for _, port := range []string{"id_"} {
+		if l := e.tp.Host.Run(t, "nft", "list", "table", "inet", "dockerfence"); strings.Count(l, "hook ingress device") != 2 || !strings.Contains(l, port) {
+			t.Fatalf("no identity chain on each container's port:\n%s", l)
+		}
+	}
+	if n := send(tp.Ctr, "172.20.0.3"); n != 0 {
+		t.Errorf("%d of 20 datagrams the worker sent from the neighbour's address arrived; want none", n)
+	}
+	if n := send(tp.Ctr, topo.CtrIP4); n != 0 {
+		t.Errorf("%d of 20 datagrams the worker sent from its own address arrived; its section denies them", n)
+	}
+	if n := send(neighbour, "172.20.0.3"); n != 20 {
+		t.Errorf("%d of 20 of the neighbour's own datagrams arrived; want all", n)
+	}
+	counted := false
+	for _, l := range strings.Split(e.tp.Host.Run(t, "nft", "list", "table", "inet", "dockerfence"), "\n") {
+		counted = counted || strings.Contains(l, "counter packets 20 ") && strings.Contains(l, ".identity")
+	}
+	if !counted {
+		t.Errorf("no identity rule counted the 20 forged datagrams:\n%s", e.tp.Host.Run(t, "nft", "list", "table", "inet", "dockerfence"))
+	}
+}

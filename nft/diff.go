@@ -46,8 +46,8 @@ func Diff(t *Table, st *State) []string {
 // diffBase lists how the kernel chain differs from c as a base chain (or
 // as a regular one).
 func diffBase(t *Table, c *Chain, kc *ChainState) []string {
-	if c.Hook.String() != kc.Hook || (c.Hook != HookNone && kc.Priority != t.Priority) {
-		return []string{fmt.Sprintf("~ chain %s: hook %s priority %d, want hook %s priority %d", c.Name, kc.Hook, kc.Priority, c.Hook, t.Priority)}
+	if c.HookText() != kc.Hook || (c.Hook != HookNone && kc.Priority != t.Priority) {
+		return []string{fmt.Sprintf("~ chain %s: hook %s priority %d, want hook %s priority %d", c.Name, kc.Hook, kc.Priority, c.HookText(), t.Priority)}
 	}
 	var out []string
 	if c.Hook != HookNone && kc.Type != "filter" {

@@ -70,12 +70,18 @@ func (e *encoder) encodeOp(op Op) error {
 		a := body(64).str(unix.NFTA_CHAIN_TABLE, tbl).str(unix.NFTA_CHAIN_NAME, op.Name)
 		if op.Hook != HookNone {
 			hook := uint32(unix.NF_INET_FORWARD)
-			if op.Hook == HookInput {
+			switch op.Hook {
+			case HookInput:
 				hook = unix.NF_INET_LOCAL_IN
+			case HookIngress:
+				hook = nfInetIngress
 			}
 			var start int
 			a, start = a.begin(unix.NFTA_CHAIN_HOOK)
 			a = a.u32(unix.NFTA_HOOK_HOOKNUM, hook).u32(unix.NFTA_HOOK_PRIORITY, uint32(int32(e.tx.Priority)))
+			if op.Hook == HookIngress {
+				a = a.str(unix.NFTA_HOOK_DEV, op.Device)
+			}
 			a = a.end(start)
 			a = a.u32(unix.NFTA_CHAIN_POLICY, nfAccept).str(unix.NFTA_CHAIN_TYPE, "filter")
 		}

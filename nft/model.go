@@ -30,7 +30,14 @@ const (
 	HookNone Hook = iota
 	HookForward
 	HookInput
+	// HookIngress is the ingress hook of one device (Chain.Device), which
+	// sees the packets the device receives before anything else does
+	// (Linux 5.10 for inet tables): the IPv4 and IPv6 ones only.
+	HookIngress
 )
+
+// nfInetIngress is NF_INET_INGRESS, the ingress hook of the inet family.
+const nfInetIngress = 5
 
 // String returns the hook's nft name, "" for HookNone.
 func (h Hook) String() string {
@@ -39,9 +46,26 @@ func (h Hook) String() string {
 		return "forward"
 	case HookInput:
 		return "input"
+	case HookIngress:
+		return "ingress"
 	}
 	return ""
 }
+
+// HookText is how the chain's hook reads in nft syntax and in
+// ChainState.Hook: "forward", "input", or "ingress device NAME".
+func (c *Chain) HookText() string {
+	if c.Hook == HookIngress {
+		return hookDevText(c.Device)
+	}
+	return c.Hook.String()
+}
+
+// hookDevText is the ingress hook of device dev as ChainState.Hook reads.
+func hookDevText(dev string) string { return "ingress device " + quoteName(dev) }
+
+// quoteName quotes a name as nft writes it.
+func quoteName(s string) string { return `"` + s + `"` }
 
 // KeyType is the type of a set's or map's key.
 type KeyType int
@@ -126,9 +150,11 @@ type VMapElem struct {
 
 // Chain is a base chain (Hook set) or a regular chain.
 type Chain struct {
-	Name  string
-	Hook  Hook
-	Rules []*Rule
+	Name string
+	Hook Hook
+	// Device is the device of an ingress chain (HookIngress).
+	Device string
+	Rules  []*Rule
 }
 
 // Rule is a list of matches, an optional counter, mark, meter, limit and

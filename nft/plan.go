@@ -369,7 +369,7 @@ func (t *Table) baseChainsMatch(have *State) bool {
 	want := map[string]string{}
 	for _, c := range t.Chains {
 		if c.Hook != HookNone {
-			want[c.Name] = c.Hook.String()
+			want[c.Name] = c.HookText()
 		}
 	}
 	n := 0
@@ -475,7 +475,7 @@ func (t *Table) plan(have *State, digests map[string]string, fp flagPlan) *Plan 
 	}
 	add(addTable)
 	for _, c := range ch.Base {
-		add(Op{Kind: OpAddChain, Name: c.Name, Hook: c.Hook})
+		add(Op{Kind: OpAddChain, Name: c.Name, Hook: c.Hook, Device: c.Device})
 	}
 	for _, name := range ch.Flush {
 		add(Op{Kind: OpFlushChain, Name: name})
@@ -493,7 +493,7 @@ func (t *Table) plan(have *State, digests map[string]string, fp flagPlan) *Plan 
 		add(Op{Kind: OpDeleteChain, Name: name})
 	}
 	for _, c := range ch.AddChains {
-		add(Op{Kind: OpAddChain, Name: c.Name, Hook: c.Hook})
+		add(Op{Kind: OpAddChain, Name: c.Name, Hook: c.Hook, Device: c.Device})
 	}
 	for _, s := range ch.AddSets {
 		add(Op{Kind: OpAddSet, Set: s})

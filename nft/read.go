@@ -184,15 +184,23 @@ func readChains(c *conn, st *State) error {
 				}
 			case unix.NFTA_CHAIN_HOOK:
 				base = true
+				dev := ""
 				eachAttr(v, func(typ uint16, v []byte) bool {
 					switch typ {
 					case unix.NFTA_HOOK_HOOKNUM:
 						cs.Hook = hookName(be32(v))
 					case unix.NFTA_HOOK_PRIORITY:
 						cs.Priority = int(int32(be32(v)))
+					case unix.NFTA_HOOK_DEV:
+						dev = cstr(v)
 					}
 					return true
 				})
+				if cs.Hook == "ingress" {
+					// An ingress chain whose device went away has
+					// none: it no longer hooks anything.
+					cs.Hook = hookDevText(dev)
+				}
 			}
 			return true
 		})
@@ -219,6 +227,8 @@ func hookName(n uint32) string {
 		return "output"
 	case unix.NF_INET_POST_ROUTING:
 		return "postrouting"
+	case nfInetIngress:
+		return "ingress"
 	}
 	return fmt.Sprintf("hook%d", n)
 }

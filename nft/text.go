@@ -27,7 +27,7 @@ func (t *Table) Body() string {
 	for _, c := range t.Chains {
 		fmt.Fprintf(&b, "\tchain %s {\n", c.Name)
 		if c.Hook != HookNone {
-			fmt.Fprintf(&b, "\t\ttype filter hook %s priority %d; policy accept;\n", c.Hook, t.Priority)
+			fmt.Fprintf(&b, "\t\ttype filter hook %s priority %d; policy accept;\n", c.HookText(), t.Priority)
 		}
 		for _, r := range c.Rules {
 			fmt.Fprintf(&b, "\t\t%s\n", r.Text())

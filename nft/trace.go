@@ -13,8 +13,9 @@ import (
 // hook: the fields that the model's matches and map keys read, and what
 // the kernel's route lookups (fib) would answer for it.
 type Packet struct {
-	// Hook is the netfilter hook the packet passes (HookForward or
-	// HookInput): the base chains of that hook judge it.
+	// Hook is the netfilter hook the packet passes (HookForward,
+	// HookInput, or HookIngress of device IIfName): the base chains of
+	// that hook judge it.
 	Hook Hook
 	// IIfName and OIfName are the input and output interfaces' names;
 	// OIfName is "" where there is none (the input hook).
@@ -151,7 +152,7 @@ func (t *Table) Trace(p Packet) (*Trace, error) {
 	}
 	tr := &Trace{Verdict: Accept, Policy: true}
 	for _, base := range t.Chains {
-		if base.Hook != p.Hook {
+		if base.Hook != p.Hook || base.Hook == HookIngress && base.Device != p.IIfName {
 			continue
 		}
 		if err := t.traceBase(tr, base, &p); err != nil {

@@ -45,9 +45,11 @@ type Op struct {
 	SetFlags bool
 	Name     string
 	Hook     Hook
-	Map      bool
-	Set      *Set
-	Rule     *Rule
+	// Device is the device of an ingress chain (Hook HookIngress).
+	Device string
+	Map    bool
+	Set    *Set
+	Rule   *Rule
 	// UserData is what the rule carries in the kernel: its comment and
 	// dockerfence's tags (see RuleStateOf).
 	UserData []byte
@@ -102,7 +104,8 @@ func (tx *Transaction) opText(op Op) string {
 		return "delete table " + tbl
 	case OpAddChain:
 		if op.Hook != HookNone {
-			return obj("add", "chain", op.Name) + fmt.Sprintf(" { type filter hook %s priority %d; policy accept; }", op.Hook, tx.Priority)
+			c := Chain{Hook: op.Hook, Device: op.Device}
+			return obj("add", "chain", op.Name) + fmt.Sprintf(" { type filter hook %s priority %d; policy accept; }", c.HookText(), tx.Priority)
 		}
 		return obj("add", "chain", op.Name)
 	case OpFlushChain:

@@ -59,6 +59,15 @@ func containers(r *fence.Result, chains map[string]*nft.ChainState, deny string)
 			cs.Rules = append(cs.Rules, RuleStatus{ID: "cut off", Hook: "egress", Verdict: deny, Match: "everything: the label does not parse", Packets: p, Bytes: b})
 			cs.Denied += p
 		}
+		// The identity check at each of its bridge ports.
+		for _, e := range fc.Container.Endpoints {
+			if e.Port == "" || chains["id_"+e.Port] == nil {
+				continue
+			}
+			p, b := count("id_"+e.Port, "identity")
+			cs.Rules = append(cs.Rules, RuleStatus{ID: "identity", Hook: "ingress", Verdict: deny, Match: "source not its own address (port " + e.Port + ")", Packets: p, Bytes: b})
+			cs.Denied += p
+		}
 		// The rules of each of its layers, from the model, with the
 		// kernel's counters of the rules of the same ID.
 		for _, suffix := range []string{".s", ".l"} {

@@ -99,6 +99,7 @@ serves Prometheus metrics on http://ADDR/metrics.`,
 				cfg.Docker = c
 			}
 			cfg.Bridges = bridge.Netlink{}.Bridges
+			cfg.Ports = bridge.Netlink{}.Ports
 			// One lasting socket for the daemon's life: it owns the table
 			// where the kernel allows it. Under systemd a copy waits in
 			// the file descriptor store, so the table stays owned across a

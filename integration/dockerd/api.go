@@ -65,6 +65,8 @@ type RunOptions struct {
 	Labels map[string]string
 	IPv4   string
 	Cmd    []string
+	// CapAdd adds capabilities (docker run --cap-add).
+	CapAdd []string
 }
 
 // Run creates and starts a container called name on network as
@@ -94,7 +96,7 @@ func (d *Daemon) Run(t testing.TB, name, networkName string, o RunOptions) strin
 			StopSignal: "SIGKILL",
 			Labels:     labels,
 		},
-		&container.HostConfig{NetworkMode: container.NetworkMode(networkName)},
+		&container.HostConfig{NetworkMode: container.NetworkMode(networkName), CapAdd: o.CapAdd},
 		nc, nil, name)
 	if err != nil {
 		t.Fatalf("dockerd (%s): create container %s on %s: %v", d.Engine.Name, name, networkName, err)

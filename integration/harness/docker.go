@@ -319,6 +319,8 @@ type Container struct {
 type Endpoint struct {
 	Network    string
 	IPv4, IPv6 string
+	// MAC is the hardware address of the container's interface.
+	MAC string
 }
 
 // SetContainers replaces the running containers and streams a "network
@@ -375,7 +377,7 @@ func (d *Docker) containerSummaries() []map[string]any {
 	for _, c := range d.containers {
 		nets := map[string]any{}
 		for _, e := range c.Endpoints {
-			nets[e.Network] = map[string]any{"NetworkID": ids[e.Network], "IPAddress": e.IPv4, "GlobalIPv6Address": e.IPv6}
+			nets[e.Network] = map[string]any{"NetworkID": ids[e.Network], "IPAddress": e.IPv4, "GlobalIPv6Address": e.IPv6, "MacAddress": e.MAC}
 		}
 		list = append(list, map[string]any{
 			"Id": c.ID, "Names": []string{"/" + c.Name}, "Image": c.Image, "Labels": c.Labels,

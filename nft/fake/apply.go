@@ -23,6 +23,7 @@ type table struct {
 type chain struct {
 	name     string
 	hook     nft.Hook
+	device   string
 	priority int
 	// policy is a base chain's: "accept" or "drop".
 	policy string
@@ -127,7 +128,7 @@ func (k *Kernel) apply(tables map[string]*table, name string, tx *nft.Transactio
 	switch op.Kind {
 	case nft.OpAddChain:
 		if c := t.chain(op.Name); c != nil {
-			if c.hook != op.Hook || (op.Hook != nft.HookNone && c.priority != tx.Priority) {
+			if c.hook != op.Hook || c.device != op.Device || (op.Hook != nft.HookNone && c.priority != tx.Priority) {
 				return refusal(unix.EEXIST, "add chain %s: it exists with another hook or priority", op.Name)
 			}
 			if c.hook != nft.HookNone {
@@ -135,7 +136,7 @@ func (k *Kernel) apply(tables map[string]*table, name string, tx *nft.Transactio
 			}
 			return nil
 		}
-		t.chains = append(t.chains, &chain{name: op.Name, hook: op.Hook, priority: tx.Priority, policy: "accept"})
+		t.chains = append(t.chains, &chain{name: op.Name, hook: op.Hook, device: op.Device, priority: tx.Priority, policy: "accept"})
 	case nft.OpFlushChain:
 		c := t.chain(op.Name)
 		if c == nil {

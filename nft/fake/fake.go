@@ -288,7 +288,7 @@ func (k *Kernel) Read(name string) (*nft.State, error) {
 	}
 	st := &nft.State{Name: name, Flags: t.flags, Owner: t.owner}
 	for _, c := range t.chains {
-		cs := nft.ChainState{Name: c.name, Hook: c.hook.String()}
+		cs := nft.ChainState{Name: c.name, Hook: (&nft.Chain{Hook: c.hook, Device: c.device}).HookText()}
 		if c.hook != nft.HookNone {
 			cs.Priority, cs.Type, cs.Policy = c.priority, "filter", c.policy
 		}
@@ -352,7 +352,7 @@ func (k *Kernel) Table(name string) *nft.Table {
 	}
 	out := &nft.Table{Name: name}
 	for _, c := range t.chains {
-		mc := &nft.Chain{Name: c.name, Hook: c.hook}
+		mc := &nft.Chain{Name: c.name, Hook: c.hook, Device: c.device}
 		if c.hook != nft.HookNone {
 			out.Priority = c.priority
 		}
