@@ -239,15 +239,33 @@ func (b *builder) identity(f Fenced, ctrs []FencedContainer, on func(Endpoint) b
 				}
 			}
 			own = append(own, linkLocal6, netip.MustParsePrefix("::/128"))
-			v4, v6 := b.addrMatches(name+".own", own, true, true)
-			if has4 {
-				c.Rules = append(c.Rules, &nft.Rule{Matches: []nft.Match{nft.NFProto{}, *v4}, Counter: true, Verdict: deny, ID: "identity", Comment: "IPv4 source not the container's own"})
-			} else {
-				c.Rules = append(c.Rules, &nft.Rule{Matches: []nft.Match{nft.NFProto{}}, Counter: true, Verdict: deny, ID: "identity", Comment: "IPv4 from a container without an IPv4 address here"})
+			set := name + ".own"
+			if !slices.ContainsFunc(e.Addrs, func(a netip.Addr) bool { return a.IsValid() && a.Unmap().Is6() }) {
+				// Without an IPv6 address of its own a container's
+				// IPv6 set is everyone's: link-local and ::.
+				set = "id_linklocal"
+				v4, _ := b.addrMatches(name+".own", own[:len(own)-2], true, true)
+				_, v6 := b.addrMatches(set, own[len(own)-2:], true, true)
+				b.identityRules(c, deny, has4, v4, v6)
+				continue
 			}
-			c.Rules = append(c.Rules, &nft.Rule{Matches: []nft.Match{nft.NFProto{V6: true}, *v6}, Counter: true, Verdict: deny, ID: "identity", Comment: "IPv6 source not the container's own"})
+			v4, v6 := b.addrMatches(set, own, true, true)
+			b.identityRules(c, deny, has4, v4, v6)
 		}
 	}
+}
+
+// identityRules adds to a port's ingress chain c the rules that send a
+// packet to deny unless its source is one of the container's own: v4 and
+// v6 match the sources that are not (v4 is nil for a container without an
+// IPv4 address there, whose IPv4 packets are all denied).
+func (b *builder) identityRules(c *nft.Chain, deny nft.Verdict, has4 bool, v4, v6 *nft.Addr) {
+	if has4 && v4 != nil {
+		c.Rules = append(c.Rules, &nft.Rule{Matches: []nft.Match{nft.NFProto{}, *v4}, Counter: true, Verdict: deny, ID: "identity", Comment: "IPv4 source not the container's own"})
+	} else {
+		c.Rules = append(c.Rules, &nft.Rule{Matches: []nft.Match{nft.NFProto{}}, Counter: true, Verdict: deny, ID: "identity", Comment: "IPv4 from a container without an IPv4 address here"})
+	}
+	c.Rules = append(c.Rules, &nft.Rule{Matches: []nft.Match{nft.NFProto{V6: true}, *v6}, Counter: true, Verdict: deny, ID: "identity", Comment: "IPv6 source not the container's own"})
 }
 
 // unfencedContainer warns of a container with rules of its own that is on
