@@ -291,6 +291,16 @@ func Run(ctx context.Context, cfg Config) error {
 				d.sync(ctx, TriggerDocker, "Docker connected")
 			case docker.Changed:
 				debounceReasons++
+				if u.Died {
+					// The address a dying container frees may go to
+					// the next container at once: it leaves the
+					// container layer now, not after the debounce, so
+					// that no one is judged by the dead one's rules.
+					debounce = nil
+					d.sync(ctx, TriggerDocker, fmt.Sprintf("%d Docker events", debounceReasons))
+					debounceReasons = 0
+					break
+				}
 				if debounce == nil {
 					debounce = time.After(cfg.Debounce)
 				}

@@ -248,6 +248,22 @@ func TestBurstIsCoalesced(t *testing.T) {
 	})
 }
 
+// A container's death syncs at once, without the debounce: the address it
+// frees must leave the container layer before another container takes it.
+func TestContainerDieSyncsAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := start(t, true, func(c *Config) { c.Debounce = time.Hour })
+		h.docker.updates <- docker.Update{Signal: docker.Changed, Event: "network connect app"}
+		h.docker.updates <- docker.Update{Signal: docker.Changed, Event: "container die web-1", Died: true}
+		began := time.Now()
+		r := h.next()
+		if r.Reason != "2 Docker events" || time.Since(began) > time.Minute {
+			t.Errorf("sync %q after %v; want the two events at once", r.Reason, time.Since(began))
+		}
+		h.none(time.Minute)
+	})
+}
+
 func TestDockerLostKeepsLastKnownNetworks(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := start(t, true, nil)

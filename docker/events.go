@@ -50,6 +50,9 @@ type Update struct {
 	// "network create app_default" or "container start web-1". It is empty
 	// with the other signals.
 	Event string
+	// Died is set for a container's death: the addresses it held are
+	// free, and another container may take them at once.
+	Died bool
 }
 
 // Backoff bounds the delay before Follow reconnects after a failure. The
@@ -187,7 +190,8 @@ func (c *Client) stream(ctx context.Context, out chan<- Update) (connected bool,
 		select {
 		case m := <-msgs:
 			text, ok := describe(m)
-			if ok && !send(ctx, out, Update{Signal: Changed, Event: text}) {
+			died := m.Type == events.ContainerEventType && m.Action == events.ActionDie
+			if ok && !send(ctx, out, Update{Signal: Changed, Event: text, Died: died}) {
 				return true, ctx.Err()
 			}
 		case err := <-errs:

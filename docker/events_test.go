@@ -388,8 +388,8 @@ func TestFollowChanged(t *testing.T) {
 		fake.send(t, ignored[i%len(ignored)])
 		fake.send(t, r.line)
 		u := f.want(Changed)
-		if u.Event != r.want || u.Err != nil {
-			t.Errorf("update = %+v, want Changed with Event %q", u, r.want)
+		if u.Event != r.want || u.Err != nil || u.Died != strings.HasPrefix(r.want, "container die") {
+			t.Errorf("update = %+v, want Changed with Event %q (Died only for a container's death)", u, r.want)
 		}
 	}
 	fake.send(t, ignored[0])
