@@ -279,4 +279,22 @@ func TestIdentity(t *testing.T) {
 	if d == nil || d.Container == nil || d.Container.Name != "worker-1" || d.RuleID() != "identity" {
 		t.Errorf("the identity denial of vethw1 = %+v", d)
 	}
+	// explain --container judges the port's identity check first.
+	app := testNetworks[1]
+	for _, tc := range []struct {
+		src   string
+		layer string
+		pass  bool
+	}{
+		{"172.20.0.12", "identity", false},         // the neighbour's address, from the worker's port
+		{"172.20.0.10", "container section", true}, // its own, to its proxy
+	} {
+		x, err := ExplainContainer(pol, testNetworks, ctrs, app, Probe{Src: a(tc.src), Dst: a("192.168.100.1"), Proto: policy.ProtoTCP, Port: 3128, Ingress: "vethw1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(x.Layers) == 0 || x.Layers[0].Layer != tc.layer || x.Passes != tc.pass || tc.layer == "identity" && (x.Container == nil || x.Container.Container.Name != "worker-1") {
+			t.Errorf("from %s: layers %+v, passes %v, container %v; want %s first, passes %v", tc.src, x.Layers, x.Passes, x.Container, tc.layer, tc.pass)
+		}
+	}
 }

@@ -23,6 +23,9 @@ type Probe struct {
 	Proto policy.Proto
 	// Port is the destination port, 0 for none.
 	Port uint16
+	// Ingress is the bridge port the packet enters by, the container's
+	// (ExplainContainer): its identity check judges the packet first.
+	Ingress string
 }
 
 // Decision is how the table judges a probe, in the policy's terms.
@@ -212,6 +215,9 @@ func explain(pol *policy.Policy, inventory []policy.Network, containers []Contai
 	if err != nil {
 		return Decision{}, err
 	}
+	if d, ok, err := res.identity(pol, pr, p); ok || err != nil {
+		return d, err
+	}
 	tr, err := res.Trace(p)
 	if err != nil {
 		return Decision{}, fmt.Errorf("explain: %w", err)
@@ -246,6 +252,34 @@ func explain(pol *policy.Policy, inventory []policy.Network, containers []Contai
 		d.DenyAction = policy.Drop
 	}
 	return d, nil
+}
+
+// identity traces packet p through the ingress chain of the container's
+// bridge port (pr.Ingress), which drops a source that is not the
+// container's own; ok is set when it did, d then says so.
+func (r *Result) identity(pol *policy.Policy, pr Probe, p nft.Packet) (d Decision, ok bool, err error) {
+	if pr.Ingress == "" || r.Table.Chain("id_"+pr.Ingress) == nil {
+		return d, false, nil
+	}
+	p.Hook, p.IIfName, p.HopLimit = nft.HookIngress, pr.Ingress, 64
+	tr, err := r.Table.Trace(p)
+	if err != nil {
+		return d, false, fmt.Errorf("explain: %w", err)
+	}
+	if tr.Verdict == nft.Accept {
+		return d, false, nil
+	}
+	d = Decision{Verdict: policy.Deny, DenyAction: policy.Drop, Audit: pol.Settings.Mode == policy.Audit, Passes: pol.Settings.Mode == policy.Audit, Trace: tr,
+		Layers: []LayerDecision{{Layer: "identity", Verdict: policy.Deny}}}
+	if den := r.Denials["id_"+pr.Ingress+".identity"]; den != nil {
+		d.Section = den.Section
+		for i := range r.Containers {
+			if den.Container != nil && r.Containers[i].Container.ID == den.Container.ID {
+				d.Container = &r.Containers[i]
+			}
+		}
+	}
+	return d, true, nil
 }
 
 // judgedAsNew reports whether a network that nothing on the host holds is

@@ -198,6 +198,12 @@ func TestContainersAgainstDocker(t *testing.T) {
 		if n := burst("forger2", "10.30.0.11"); n != 0 {
 			t.Errorf("%d of 5 pings a worker sent from its neighbour's address arrived; want none", n)
 		}
+		// explain --container judges the forged source at the port too.
+		out, stderr, err := e.dfStdout("--docker-host", "unix://"+d.Sock, "explain", "-c", pol, "--container", "forger2", "--from", "10.30.0.11", "--to", topo.InetIP4+"/icmp", "--json")
+		var x status.Explanation
+		if err != nil || json.Unmarshal([]byte(out), &x) != nil || x.Passes || x.DecidedBy != "identity" {
+			t.Errorf("explain --container forger2 --from 10.30.0.11: decided by %q, passes %v, err %v\n%s%s", x.DecidedBy, x.Passes, err, out, stderr)
+		}
 		d.RemoveContainer(t, "forger")
 		d.RemoveContainer(t, "forger2")
 		// The forger also answered ARP for the neighbour's address (the

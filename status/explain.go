@@ -79,7 +79,9 @@ type ExplainedContainer struct {
 // ExplainedLayer is what one of a container's own layers made of the
 // packet.
 type ExplainedLayer struct {
-	// Layer is "container section", "label", "held" or "cut off".
+	// Layer is "container section", "label", "held", "cut off" or
+	// "identity" (a source that is not the container's own, dropped at
+	// its bridge port).
 	Layer string `json:"layer"`
 	// Section and Match are the container section's index and match (0
 	// and "" for the others).
@@ -276,6 +278,8 @@ func (x *Explain) Text() string {
 			what = "held: no container is known to hold this address yet, so its packets are dropped until dockerfence classifies it"
 		case l.Layer == "cut off":
 			what = "cut off: its label dockerfence.egress does not parse, so all its egress is denied"
+		case l.Layer == "identity":
+			what = fmt.Sprintf("identity: %s is not this container's own address, so its bridge port drops the packet", pr.Src)
 		case l.Rule != nil:
 			c := ""
 			if l.Rule.Comment != "" {
@@ -291,7 +295,7 @@ func (x *Explain) Text() string {
 		} else if l.Layer == string(fence.LayerLabel) {
 			name = "label dockerfence.egress"
 		}
-		if l.Layer == "held" || l.Layer == "cut off" {
+		if l.Layer == "held" || l.Layer == "cut off" || l.Layer == "identity" {
 			fmt.Fprintf(&b, "layer    %s\n", what)
 			continue
 		}

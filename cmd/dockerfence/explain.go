@@ -156,6 +156,7 @@ func findContainer(cmd *cobra.Command, g *globalFlags, arg, network string, pr *
 		if !pr.Src.IsValid() {
 			pr.Src = a
 		}
+		pr.Ingress = e.Port
 		rn := resolveNetworkIn(inv, e.Network)
 		rn.Note = fmt.Sprintf("container %s on Docker's network %s, from its address %s", c.Name, e.Network, a)
 		return &containerProbe{rn: rn, all: inv.FenceContainers()}, nil
