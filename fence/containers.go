@@ -34,6 +34,15 @@ type Endpoint struct {
 	Port string
 }
 
+// on reports whether the endpoint is on network n: by ID, or by name
+// when Docker gave no ID.
+func (e Endpoint) on(n policy.Network) bool {
+	if e.NetworkID != "" {
+		return n.ID == e.NetworkID
+	}
+	return e.Network != "" && n.Name == e.Network
+}
+
 // FencedContainer is a container the container layer judges.
 type FencedContainer struct {
 	Container Container
@@ -278,7 +287,7 @@ func (b *builder) unfencedContainer(fc FencedContainer) {
 	}
 	for _, e := range fc.Container.Endpoints {
 		for _, u := range b.r.NotFenceable {
-			if e.NetworkID != "" && u.Network.ID == e.NetworkID || e.NetworkID == "" && e.Network != "" && u.Network.Name == e.Network {
+			if e.on(u.Network) {
 				b.r.Warnings = append(b.r.Warnings, fmt.Sprintf("container %s (%s) has rules of its own, but its network %s cannot be fenced (%s): they are not enforced", strconv.Quote(fc.Container.Name), shortID(fc.Container), networkName(u.Network), u.Reason))
 				return
 			}
@@ -423,7 +432,7 @@ func (b *builder) containerSubnets(c Container) *policy.Network {
 	n := &policy.Network{Name: c.Name}
 	for _, e := range c.Endpoints {
 		for _, f := range b.r.Fenced {
-			if e.NetworkID != "" && f.Network.ID == e.NetworkID || e.NetworkID == "" && e.Network != "" && f.Network.Name == e.Network {
+			if e.on(f.Network) {
 				n.Subnets = append(n.Subnets, f.Network.Subnets...)
 			}
 		}
