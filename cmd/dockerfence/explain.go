@@ -81,7 +81,7 @@ says so); without such a section, a subnet alone is not fenced.`,
 			local, lerr := bridge.Netlink{}.Local()
 			probe, hostNote := fence.ToHost(rn.Network, probe, local, lerr)
 			probe, srcNote := fence.DefaultSource(rn.Network, probe)
-			d, err := rn.evaluate(pol, probe)
+			d, err := rn.evaluate(pol, probe, from != "")
 			if c != nil {
 				d, err = fence.ExplainContainer(pol, rn.Inventory, c.all, rn.Network, probe)
 			}
@@ -90,6 +90,9 @@ says so); without such a section, a subnet alone is not fenced.`,
 			}
 			if d.NewBridge {
 				rn.Note = rn.newBridgeNote(network, d.Section)
+			}
+			if c == nil && from == "" && rn.hasContainerLayer(pol) {
+				notes = append(notes, "the container layer judges each container's packets too (its section, its label; an address no container holds is held): --container NAME, or --from with its address, judges them")
 			}
 			for _, n := range append(notes, hostNote, srcNote) {
 				if n != "" {
@@ -150,7 +153,7 @@ func findContainer(cmd *cobra.Command, g *globalFlags, arg, network string, pr *
 		if pr.Dst.Is6() {
 			a = e.IPv6
 		}
-		if !a.IsValid() {
+		if !a.IsValid() && !pr.Src.IsValid() {
 			return nil, fmt.Errorf("--container %s: it has no %s address on network %s", arg, map[bool]string{true: "IPv6", false: "IPv4"}[pr.Dst.Is6()], e.Network)
 		}
 		if !pr.Src.IsValid() {
@@ -195,6 +198,9 @@ type resolvedNetwork struct {
 	// NotFound says, for a network that nothing holds, why Docker's
 	// networks were not read or bridges not listed ("" if they were).
 	NotFound string
+	// Containers are Docker's containers, as apply compiles them, when
+	// Docker's networks were read; nil otherwise.
+	Containers []fence.Container
 }
 
 // newBridgeNote is the note of a network that nothing holds and that
@@ -210,9 +216,35 @@ func (rn resolvedNetwork) newBridgeNote(arg string, sec *policy.Section) string 
 // evaluate judges the probe as the kernel does with the table that apply
 // compiles for the inventory: explain's network is judged by its own
 // chain, by the rules for bridges not known yet, or not at all, as the
-// table judges its bridge (see fence.Explain).
-func (rn resolvedNetwork) evaluate(pol *policy.Policy, pr fence.Probe) (fence.Decision, error) {
+// table judges its bridge (see fence.Explain). A probe from a given source
+// (fromGiven) is judged with Docker's containers, when Docker answered, as
+// apply compiles the table: the container layer then judges it as the
+// packet of the container that holds the source, and holds it if none
+// does. Without a source, the network's layer alone judges it: the source
+// explain makes up is no container's.
+func (rn resolvedNetwork) evaluate(pol *policy.Policy, pr fence.Probe, fromGiven bool) (fence.Decision, error) {
+	if fromGiven && rn.Containers != nil {
+		return fence.ExplainContainer(pol, rn.Inventory, rn.Containers, rn.Network, pr)
+	}
 	return fence.Explain(pol, rn.Inventory, rn.Network, pr)
+}
+
+// hasContainerLayer reports whether the table apply compiles may judge the
+// containers of rn by the container layer: Docker answered and the
+// policy has container sections or a container carries rules in its label.
+func (rn resolvedNetwork) hasContainerLayer(pol *policy.Policy) bool {
+	if rn.Containers == nil {
+		return false
+	}
+	if len(pol.Containers) > 0 {
+		return true
+	}
+	for _, c := range rn.Containers {
+		if _, ok := c.Labels[policy.EgressLabel]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // explainNetwork finds the network as apply would: Docker's networks if
@@ -231,6 +263,9 @@ func resolveNetworkIn(inv *discover.Inventory, arg string) resolvedNetwork {
 	f := inv.Find(arg)
 	n := f.Network
 	rn := resolvedNetwork{Network: n, Inventory: inv.Networks, DockerAnswered: inv.Source == discover.SourceDocker, CatchAllOnly: f.CatchAllOnly, Unfenced: f.Unfenced}
+	if inv.FromDocker() {
+		rn.Containers = inv.FenceContainers()
+	}
 	var how string
 	switch {
 	case !f.Subnet.IsValid():

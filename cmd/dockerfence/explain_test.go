@@ -125,14 +125,15 @@ func resolveNetwork(arg string, dn []docker.Network, derr error, bridges []bridg
 	return resolveNetworkIn(inv, arg)
 }
 
-// fakeDocker answers with networks, or fails with err.
+// fakeDocker answers with networks and containers, or fails with err.
 type fakeDocker struct {
 	nets []docker.Network
+	ctrs []docker.Container
 	err  error
 }
 
 func (f fakeDocker) Networks(context.Context) ([]docker.Network, error)     { return f.nets, f.err }
-func (f fakeDocker) Containers(context.Context) ([]docker.Container, error) { return nil, f.err }
+func (f fakeDocker) Containers(context.Context) ([]docker.Container, error) { return f.ctrs, f.err }
 func (f fakeDocker) Host() string                                           { return "unix:///nowhere" }
 
 func TestResolveNetwork(t *testing.T) {
@@ -315,7 +316,7 @@ func TestExplanation(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d, err := tt.rn.evaluate(tt.pol, tt.pr)
+			d, err := tt.rn.evaluate(tt.pol, tt.pr, tt.pr.Src.IsValid())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -333,7 +334,7 @@ func TestExplanation(t *testing.T) {
 
 	t.Run("catch-all only without a catch-all: not fenced", func(t *testing.T) {
 		noCatchAll, _ := loadTestPolicy(t, explainPolicy[:strings.Index(explainPolicy, "  - match: {name")])
-		d, err := late.evaluate(noCatchAll, probe("203.0.113.10:443", "", false))
+		d, err := late.evaluate(noCatchAll, probe("203.0.113.10:443", "", false), false)
 		if err != nil || d.Section != nil || !d.Passes {
 			t.Errorf("decision = %+v, want no section and a pass", d)
 		}
@@ -471,5 +472,59 @@ func TestExplainHuman(t *testing.T) {
 	}
 	if _, err := runExplain(t, "-c", file, "--network", "x", "--to", "10.0.0.1", "--from", "nope"); err == nil || !strings.Contains(err.Error(), `--from "nope": not an address`) {
 		t.Errorf("bad --from: %v", err)
+	}
+}
+
+// TestExplainNetworkContainerLayer judges probes of explain --network from
+// a given source as the kernel does with Docker's containers: an address
+// that no container holds is held by the container layer, a container's
+// address is judged by its section too; without --from, the network's
+// layer alone judges (the made-up source is no container's).
+func TestExplainNetworkContainerLayer(t *testing.T) {
+	pol, _ := loadTestPolicy(t, `version: 1
+networks:
+  - match: {name: "*"}
+    egress_default: allow
+containers:
+  - match: {label: "role=worker"}
+    egress_default: deny
+`)
+	worker := docker.Container{ID: strings.Repeat("a", 64), Name: "worker", Image: "busybox", Labels: map[string]string{"role": "worker"},
+		Endpoints: []docker.Endpoint{{Network: "app_default", NetworkID: "a1", IPv4: netip.MustParseAddr("172.20.0.2")}}}
+	d := &discover.Discoverer{
+		Docker:         fakeDocker{nets: testDocker, ctrs: []docker.Container{worker}},
+		Bridges:        bridge.ListerFunc(func() ([]bridge.Bridge, error) { return testBridges, nil }),
+		ListContainers: true,
+	}
+	inv, _ := d.Discover(context.Background())
+	rn := resolveNetworkIn(inv, "app_default")
+	if !rn.hasContainerLayer(pol) {
+		t.Errorf("hasContainerLayer = false for a policy with container sections and Docker's containers")
+	}
+	pr, err := parseProbe("203.0.113.10:443")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		from      string
+		decidedBy string
+		passes    bool
+	}{
+		{"", "default", true},
+		{"172.20.0.9", "held", false},
+		{"172.20.0.2", "container section", false},
+	} {
+		p := pr
+		if tt.from != "" {
+			p.Src = netip.MustParseAddr(tt.from)
+		}
+		dec, err := rn.evaluate(pol, p, tt.from != "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := (&status.Explain{Network: rn.Network, Source: rn.Source, Probe: p, Decision: dec}).Explanation()
+		if x.DecidedBy != tt.decidedBy || x.Passes != tt.passes {
+			t.Errorf("--from %q: decided by %q, passes %v; want %q, %v", tt.from, x.DecidedBy, x.Passes, tt.decidedBy, tt.passes)
+		}
 	}
 }
