@@ -31,8 +31,8 @@ import (
 // protocols, ports and port ranges; defaults; audit mode; reject or drop),
 // applies each in the Host namespace, sends random probes from three
 // containers as real packets (TCP connects, UDP datagrams, ICMP and ICMPv6
-// echo requests, SCTP INITs; from the containers' own, forged and
-// link-local addresses; forwarded, or to the host itself, with --host or
+// echo requests, SCTP INITs; from the containers' own, forged,
+// neighbours' and link-local addresses; forwarded, or to the host itself, with --host or
 // without it, as to any address) and compares, probe by probe, whether the
 // packet arrived with what explain --json says ("passes"), and whether
 // explain judged it in the direction the kernel did (packet.hook: "host"
@@ -51,6 +51,23 @@ import (
 // matches, bridges Docker does not report (left to the {name: "*"}
 // section's rules, or not fenced) and networks whose Docker subnets lack
 // the bridge's IPv6 subnet are covered too.
+//
+// The container layer is drawn too. Policies get random containers:
+// sections (matched by label, name, image and Compose project/service,
+// with egress rules and defaults drawn as the networks' are; with Docker
+// unreachable they only make a warning). The fake Docker reports some of
+// the three containers (with the hardware address of their eth0, mostly,
+// so that dockerfence finds their bridge ports) and some neighbours on
+// their networks that have no namespace; each with an image, Compose and
+// role labels, and sometimes a dockerfence.egress label of random rules in
+// flow style, or a broken one (the container is cut off). A reported
+// container's probes are explained with explain --container NAME (with
+// --network or without), the others' with --network as before: an
+// address of a layered network that no reported container holds is held.
+// Containers also send from their neighbour's address (source kind
+// "neighbour"): a reported container's bridge port drops that (the
+// identity check), and explain must say so; from a container whose port
+// is not known, the neighbour's rules judge it.
 //
 // DOCKERFENCE_DIFF_SEED repeats a run, DOCKERFENCE_DIFF_POLICIES and
 // DOCKERFENCE_DIFF_PROBES change its size (50 and 20 by default), and
@@ -82,8 +99,8 @@ func TestExplainAgreesWithKernel(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d policies (%d with Docker reachable), %d probes in %v: %s",
-		nPolicies, st.dockerPolicies, st.probes, time.Since(start).Round(time.Millisecond), st)
+	t.Logf("%d policies (%d with Docker reachable, reporting %d containers), %d probes in %v: %s",
+		nPolicies, st.dockerPolicies, st.containers, st.probes, time.Since(start).Round(time.Millisecond), st)
 	if st.probes >= 200 && (st.passed == 0 || st.passed == st.probes) {
 		t.Errorf("%d of %d probes passed: the policies do not tell allow from deny, the test proves little", st.passed, st.probes)
 	}
@@ -132,6 +149,17 @@ type diffCtr struct {
 	eth0 int
 	// docker is how the fake Docker reports its network.
 	docker harness.Network
+	// cname and id are its name and ID when the fake Docker reports it as
+	// a container, and mac the hardware address of its eth0, by which
+	// dockerfence finds its bridge port.
+	cname, id, mac string
+	// peer4 and peer6 are the addresses of a neighbour on its network
+	// that the fake Docker may report (peer is its name then), a
+	// container without a namespace: the container holds them too, and
+	// sends from them as a forger would (source kind "neighbour"). ctr3
+	// has none.
+	peer4, peer6 netip.Addr
+	peer         string
 }
 
 // diffDest is an address that probes go to, and the namespace that holds it.
@@ -192,6 +220,11 @@ func newDiffLab(t *testing.T, e *env) *diffLab {
 	ip(ctr2, "addr", "add", "2001:db8:99::3/128", "dev", "eth0", "nodad")
 	ip(ctr3, "addr", "add", "198.18.0.4/32", "dev", "eth0")
 	ip(ctr3, "addr", "add", "fd00:88::4/64", "dev", "eth0", "nodad")
+	// A neighbour's addresses, on the network (see diffCtr.peer4).
+	ip(tp.Ctr, "addr", "add", "172.20.0.9/32", "dev", "eth0")
+	ip(tp.Ctr, "addr", "add", "fd00:20::9/128", "dev", "eth0", "nodad")
+	ip(ctr2, "addr", "add", "10.77.0.9/32", "dev", "eth0")
+	ip(ctr2, "addr", "add", "fd00:77::9/128", "dev", "eth0", "nodad")
 	// The host's reverse-path filter would drop forged sources before the
 	// forward hook: the policy's anti-spoofing is what is tested here.
 	for _, dev := range []string{"all", "default", topo.BridgeName, "br-two", "dfbr3", topo.LANIf, topo.WANIf} {
@@ -221,6 +254,15 @@ func newDiffLab(t *testing.T, e *env) *diffLab {
 		mk("ctr3", ctr3, "dfbr3", []string{"10.88.0.0/24"}, "10.88.0.2", "", "198.18.0.4", "fd00:88::4",
 			harness.Network{Name: "legacy", Bridge: "dfbr3", Subnets: []string{"10.88.0.0/24"}}),
 	}
+	// As containers, they are named as Compose would (app-web-1, ...),
+	// with IDs like Docker's.
+	for i, c := range lab.ctrs {
+		c.cname = []string{"app-web-1", "db-worker-1", "legacy-job"}[i]
+		c.id = strings.Repeat(string(rune('a'+i)), 64)
+		c.mac = macOf(t, c.ns)
+	}
+	lab.ctrs[0].peer, lab.ctrs[0].peer4, lab.ctrs[0].peer6 = "app-web-2", netip.MustParseAddr("172.20.0.9"), netip.MustParseAddr("fd00:20::9")
+	lab.ctrs[1].peer, lab.ctrs[1].peer4, lab.ctrs[1].peer6 = "db-worker-2", netip.MustParseAddr("10.77.0.9"), netip.MustParseAddr("fd00:77::9")
 	// ctr3's IPv6 source is outside its network (which has no IPv6 subnet);
 	// it reaches the host through the bridge's link-local address.
 	ip(ctr3, "-6", "route", "add", "default", "via", lab.ctrs[2].hostLL.String(), "dev", "eth0")
@@ -253,7 +295,34 @@ func newDiffLab(t *testing.T, e *env) *diffLab {
 	}
 	lab.docker = harness.StartDocker(t, filepath.Join(e.dir, "docker.sock"))
 	lab.warmUp()
+	// The identity check drops what a reported container sends from a
+	// forged source, neighbour solicitations too, which the kernel sends
+	// from the source of the packet that needs them: the containers'
+	// gateways are permanent neighbours, so that a forged probe cannot
+	// leave the next ones without a neighbour.
+	for _, c := range lab.ctrs {
+		mac := lab.hostMAC(c.bridge)
+		gws := []netip.Addr{c.hostLL}
+		for _, s := range c.subnets {
+			gws = append(gws, s.Addr().Next())
+		}
+		for _, gw := range gws {
+			c.ns.Run(t, "ip", "neigh", "replace", gw.String(), "lladdr", mac, "dev", "eth0", "nud", "permanent")
+		}
+	}
 	return lab
+}
+
+// hostMAC returns the hardware address of Host's interface dev.
+func (lab *diffLab) hostMAC(dev string) string {
+	f := strings.Fields(lab.e.tp.Host.Run(lab.t, "ip", "-o", "link", "show", dev))
+	for i, w := range f {
+		if w == "link/ether" && i+1 < len(f) {
+			return f[i+1]
+		}
+	}
+	lab.t.Fatalf("no hardware address of %s in Host", dev)
+	return ""
 }
 
 // warmUp resolves the neighbours that the probes need (containers to their
@@ -301,6 +370,9 @@ type diffProbe struct {
 	id uint16
 	// network is explain's --network.
 	network string
+	// container is explain's --container, the probe's container's name
+	// when the fake Docker reports it ("" otherwise).
+	container string
 	// hostFlag says that explain is given --host. A probe to one of
 	// Host's own addresses without it must be judged by the host rules all
 	// the same, as the kernel delivers it to Host.
@@ -322,6 +394,11 @@ type diffExplanation struct {
 	Packet struct {
 		Hook string `json:"hook"`
 	} `json:"packet"`
+	// Layers are the container's own layers that judged the packet.
+	Layers []struct {
+		Layer   string `json:"layer"`
+		Verdict string `json:"verdict"`
+	} `json:"layers"`
 }
 
 func (p *diffProbe) protoNumber() uint8 {
@@ -359,12 +436,23 @@ func (p *diffProbe) String() string {
 	case p.dst.host:
 		where = "Host, without --host"
 	}
-	return fmt.Sprintf("%s from %s (%s, %s) to %s %s (%s)", p.hook(), p.ctr.name, p.src, p.srcKind, p.dst.ns.Name, p.to(), where)
+	from := p.ctr.name
+	if p.container != "" {
+		from += " (container " + p.container + ")"
+	}
+	return fmt.Sprintf("%s from %s (%s, %s) to %s %s (%s)", p.hook(), from, p.src, p.srcKind, p.dst.ns.Name, p.to(), where)
 }
 
 // args are explain's arguments for the probe, with the policy file.
 func (p *diffProbe) args(file string) []string {
-	args := []string{"explain", "-c", file, "--network", p.network, "--to", p.to(), "--from", p.src.String(), "--json"}
+	args := []string{"explain", "-c", file}
+	if p.container != "" {
+		args = append(args, "--container", p.container)
+	}
+	if p.network != "" {
+		args = append(args, "--network", p.network)
+	}
+	args = append(args, "--to", p.to(), "--from", p.src.String(), "--json")
 	if p.hostFlag {
 		args = append(args, "--host")
 	}
@@ -443,7 +531,7 @@ func (lab *diffLab) calibrate() {
 	var probes []*diffProbe
 	for _, c := range lab.ctrs {
 		for _, d := range lab.dests {
-			for _, kind := range []string{"own", "forged", "link-local"} {
+			for _, kind := range []string{"own", "forged", "link-local", "neighbour"} {
 				for _, proto := range []string{"tcp", "udp", "sctp", "icmp"} {
 					p := &diffProbe{ctr: c, dst: d, proto: proto, port: 7}
 					if !lab.fill(p, kind) {
@@ -488,6 +576,11 @@ func source(c *diffCtr, d diffDest, kind string) (netip.Addr, bool) {
 		src = c.addr4
 		if d.addr.Is6() {
 			src = c.addr6
+		}
+	case "neighbour":
+		src = c.peer4
+		if d.addr.Is6() {
+			src = c.peer6
 		}
 	case "forged":
 		src = c.spoof4
@@ -574,8 +667,8 @@ func (lab *diffLab) sendAll(probes []*diffProbe) {
 
 // diffStats sums up a run.
 type diffStats struct {
-	probes, passed, dockerPolicies int
-	by                             map[string]int
+	probes, passed, dockerPolicies, containers int
+	by                                         map[string]int
 }
 
 // add counts a probe after its round.
@@ -595,6 +688,12 @@ func (s *diffStats) add(p *diffProbe) {
 		s.by["host without --host"]++
 	}
 	s.by["network from "+p.explain.Network.Source]++
+	if p.container != "" {
+		s.by["explain --container"]++
+	}
+	for _, l := range p.explain.Layers {
+		s.by["layer "+l.Layer+" "+l.Verdict]++
+	}
 }
 
 // String lists the counts, for the log.
@@ -625,13 +724,19 @@ func (lab *diffLab) round(i int, rng *rand.Rand, nProbes int, st *diffStats) boo
 	var dockerArgs []string
 	view := "Docker not reachable: bridges found over netlink"
 	if g.docker {
+		ctrs := g.containers()
 		lab.docker.Set(g.dockerNets)
+		lab.docker.SetContainers(ctrs)
 		dockerArgs = []string{"--docker-host", lab.docker.URL}
 		var names []string
 		for _, n := range g.dockerNets {
 			names = append(names, fmt.Sprintf("%s on %s %v", n.Name, n.Bridge, n.Subnets))
 		}
 		view = "Docker reports " + orNone(strings.Join(names, ", "))
+		for _, c := range ctrs {
+			view += fmt.Sprintf("; container %s (%s) image %s on %+v, labels %q", c.Name, c.ID[:12], c.Image, c.Endpoints, c.Labels)
+		}
+		st.containers += len(ctrs)
 	}
 	failed := false
 	if out, err := lab.e.df(append([]string{"apply", "-c", file}, dockerArgs...)...); err != nil {
@@ -743,13 +848,28 @@ func (lab *diffLab) explainAll(file string, dockerArgs []string, probes []*diffP
 // at the edge of its ranges; the others are drawn at random.
 func (lab *diffLab) randomProbes(r *rand.Rand, g *polGen, sections map[*diffCtr]int, n int) []*diffProbe {
 	var out []*diffProbe
+	var reportedCtrs []*diffCtr
+	for _, c := range lab.ctrs {
+		if _, ok := g.reported[c]; ok {
+			reportedCtrs = append(reportedCtrs, c)
+		}
+	}
 	for len(out) < n {
 		c := lab.ctrs[r.IntN(len(lab.ctrs))]
+		if len(reportedCtrs) > 0 && r.IntN(2) == 0 {
+			// Reported containers more often: their every layer.
+			c = reportedCtrs[r.IntN(len(reportedCtrs))]
+		}
 		var rule *genRule
+		_, reported := g.reported[c]
 		if r.IntN(2) == 0 {
 			var rules []*genRule
+			ownLayers := reported && r.IntN(2) == 0
 			for _, gr := range g.rules {
-				if gr.section == sections[c] {
+				switch {
+				case ownLayers && gr.section == labelSection && gr.owner == c,
+					ownLayers && gr.section < 0 && gr.section != labelSection,
+					!ownLayers && gr.section == sections[c]:
 					rules = append(rules, gr)
 				}
 			}
@@ -790,6 +910,8 @@ func (lab *diffLab) randomProbes(r *rand.Rand, g *polGen, sections map[*diffCtr]
 			kind = "link-local"
 		case x < 12:
 			kind = "forged"
+		case x < 24 && c.peer != "":
+			kind = "neighbour"
 		}
 		var cands, covered []diffDest
 		for _, d := range lab.dests {
@@ -818,6 +940,14 @@ func (lab *diffLab) randomProbes(r *rand.Rand, g *polGen, sections map[*diffCtr]
 			continue
 		}
 		p.network = lab.networkArg(r, g, c)
+		if reported {
+			// The container's packet, judged by every layer; --network
+			// (its one network) or not.
+			p.container, p.network = c.cname, ""
+			if r.IntN(2) == 0 {
+				p.network = g.reported[c]
+			}
+		}
 		out = append(out, p)
 	}
 	return out
@@ -871,11 +1001,17 @@ type polGen struct {
 	rules []*genRule
 	// section is the number of the section being written.
 	section int
+	// reported are the lab's containers that the fake Docker reports in
+	// the round, with the name of the network they are on.
+	reported map[*diffCtr]string
 }
 
 // genRule is a generated rule, as far as aiming probes at it needs.
 type genRule struct {
+	// section is the number of the network section, -k for container
+	// section k, labelSection for a label's rules (of owner).
 	section int
+	owner   *diffCtr
 	host    bool
 	// prefixes are its inline and list prefixes (built-in lists as the lab
 	// knows them); self and any are set for those specs.
@@ -981,6 +1117,11 @@ func (g *polGen) policy() string {
 		}
 		fmt.Fprintf(&b, "    egress_default: %s\n    host:\n", pick(g.r, "allow", "deny"))
 		g.rule(&b, true)
+	}
+	// Without Docker, container sections are only a warning: the network
+	// sections alone fence, and explain must say so.
+	if g.chance(map[bool]int{true: 75, false: 15}[g.docker]) {
+		g.containerSections(&b)
 	}
 	return b.String()
 }
@@ -1092,12 +1233,159 @@ func (g *polGen) spec(r *genRule) (text string, v4, v6, inlineOnly bool) {
 	return "[" + strings.Join(items, ", ") + "]", v4, v6, inlineOnly
 }
 
-// rule writes one rule and records it.
+// rule writes one rule of the current section in block style and records it.
 func (g *polGen) rule(b *strings.Builder, host bool) {
-	r := &genRule{section: g.section, host: host}
+	items, _ := g.ruleItems(host, g.section)
+	blockRule(b, items)
+}
+
+// blockRule writes a rule's items in block style, as an item of a
+// section's rules.
+func blockRule(b *strings.Builder, items []string) {
+	fmt.Fprintf(b, "      - %s\n", items[0])
+	for _, it := range items[1:] {
+		fmt.Fprintf(b, "        %s\n", it)
+	}
+}
+
+// labelSection is the section number of the rules of containers' labels;
+// container section k has number -k, network sections are numbered from 1.
+const labelSection = -1000
+
+// flowRules draws 1 to 3 rules of container c's label, in flow style, and
+// records them.
+func (g *polGen) flowRules(c *diffCtr) string {
+	var rules []string
+	for range 1 + g.r.IntN(3) {
+		items, r := g.ruleItems(false, labelSection)
+		r.owner = c
+		rules = append(rules, "{"+strings.Join(items, ", ")+"}")
+	}
+	return "[" + strings.Join(rules, ", ") + "]"
+}
+
+// containerSections writes a containers: list of 1 to 3 sections, matched
+// by label, name, image or Compose project/service, with rules drawn as a
+// network section's egress.
+func (g *polGen) containerSections(b *strings.Builder) {
+	b.WriteString("containers:\n")
+	for k := range 1 + g.r.IntN(3) {
+		fmt.Fprintf(b, "  - match: %s\n", g.containerMatch())
+		if n := g.r.IntN(5); n > 0 {
+			b.WriteString("    egress:\n")
+			for range n {
+				items, _ := g.ruleItems(false, -(k + 1))
+				blockRule(b, items)
+			}
+		}
+		if g.chance(70) {
+			fmt.Fprintf(b, "    egress_default: %s\n", pick(g.r, "allow", "deny"))
+		}
+	}
+}
+
+// containerMatch draws a container section's match; most of them fit
+// some of the containers that containers draws.
+func (g *polGen) containerMatch() string {
+	one := func() string {
+		switch g.r.IntN(4) {
+		case 0:
+			return fmt.Sprintf("label: %q", pick(g.r, "role=worker", "role", "role=web", "tier=db", "com.docker.compose.project=app"))
+		case 1:
+			return fmt.Sprintf("name: %q", pick(g.r, "app-*", "*-1", "db-worker-1", "legacy-job", "*", "nomatch-*"))
+		case 2:
+			return fmt.Sprintf("image: %q", pick(g.r, "busybox", "busybox*", "registry.example/*", "redis:*", "*:7"))
+		default:
+			return fmt.Sprintf("compose: %q", pick(g.r, "app/web", "app/*", "db/worker", "*/*", "shop/api"))
+		}
+	}
+	m := one()
+	if g.chance(20) {
+		if m2 := one(); strings.SplitN(m2, ":", 2)[0] != strings.SplitN(m, ":", 2)[0] {
+			m += ", " + m2
+		}
+	}
+	return "{" + m + "}"
+}
+
+// brokenLabels are dockerfence.egress labels that do not parse or
+// validate: the container is cut off.
+var brokenLabels = []string{
+	"[{deny: 10.0.0.0/33}]",
+	"[{allow: self, ports: [70000]}]",
+	"{deny: 192.168.100.1}",
+	`[{deny: "@nosuchlist"}]`,
+	"[{deny: 192.168.100.1, proto: tcp, ports: [}",
+	"[{allow: any, bogus: 1}]",
+}
+
+// containers draws the containers the fake Docker reports: some of the
+// lab's containers whose networks it reports, and some of their
+// neighbours (diffCtr.peer), each with an image, Compose
+// and role labels, and sometimes a dockerfence.egress label, valid or
+// broken; mostly with the hardware address of its eth0, so that
+// dockerfence finds its bridge port (the identity check). Their label
+// rules are recorded. It is drawn after the policy, whose lists the
+// labels may name.
+func (g *polGen) containers() []harness.Container {
+	g.reported = map[*diffCtr]string{}
+	var out []harness.Container
+	for _, c := range g.lab.ctrs {
+		i := slices.IndexFunc(g.dockerNets, func(n harness.Network) bool { return n.Bridge == c.bridge })
+		if i < 0 {
+			continue
+		}
+		if c.peer != "" && g.chance(75) {
+			// The neighbour, without a namespace or a bridge port: the
+			// container forges its address.
+			hc := g.container(nil, strings.Repeat(string(rune(c.id[0]+3)), 64), c.peer, g.dockerNets[i].Name, c.peer4, c.peer6, "")
+			out = append(out, hc)
+		}
+		if !g.chance(75) {
+			continue
+		}
+		mac := ""
+		if g.chance(90) {
+			mac = c.mac
+		}
+		out = append(out, g.container(c, c.id, c.cname, g.dockerNets[i].Name, c.addr4, c.addr6, mac))
+		g.reported[c] = g.dockerNets[i].Name
+	}
+	return out
+}
+
+// container draws a container on network, with its image and labels
+// (label rules recorded as owner's, nil for none).
+func (g *polGen) container(owner *diffCtr, id, name, network string, a4, a6 netip.Addr, mac string) harness.Container {
+	hc := harness.Container{ID: id, Name: name, Image: pick(g.r, "busybox", "busybox:1.36", "registry.example/team/web:1.2", "redis:7"), Labels: map[string]string{}}
+	if g.chance(50) {
+		hc.Labels["com.docker.compose.project"] = pick(g.r, "app", "db", "shop")
+		hc.Labels["com.docker.compose.service"] = pick(g.r, "web", "worker", "api")
+	}
+	if g.chance(50) {
+		hc.Labels["role"] = pick(g.r, "worker", "web", "db")
+	}
+	switch x := g.r.IntN(100); {
+	case x < 35:
+		hc.Labels["dockerfence.egress"] = g.flowRules(owner)
+	case x < 45:
+		hc.Labels["dockerfence.egress"] = pick(g.r, brokenLabels...)
+	}
+	ep := harness.Endpoint{Network: network, IPv4: a4.String(), MAC: mac}
+	if a6.IsValid() {
+		ep.IPv6 = a6.String()
+	}
+	hc.Endpoints = []harness.Endpoint{ep}
+	return hc
+}
+
+// ruleItems draws one rule, records it as one of section's, and returns
+// its keys with their values ("allow: ...", "proto: tcp", ...), in order.
+func (g *polGen) ruleItems(host bool, section int) ([]string, *genRule) {
+	r := &genRule{section: section, host: host}
 	g.rules = append(g.rules, r)
 	spec, v4, v6, inlineOnly := g.spec(r)
-	fmt.Fprintf(b, "      - %s: %s\n", pick(g.r, "allow", "deny"), spec)
+	items := []string{fmt.Sprintf("%s: %s", pick(g.r, "allow", "deny"), spec)}
 	proto := pick(g.r, "", "", "", "", "any", "tcp", "tcp", "udp", "udp", "sctp", "icmp", "icmpv6")
 	// icmp must be able to reach the rule's inline addresses.
 	if proto == "icmp" && inlineOnly && !v4 {
@@ -1108,18 +1396,18 @@ func (g *polGen) rule(b *strings.Builder, host bool) {
 	}
 	r.proto = proto
 	if proto != "" {
-		fmt.Fprintf(b, "        proto: %s\n", proto)
+		items = append(items, "proto: "+proto)
 	}
 	if proto != "icmp" && proto != "icmpv6" && g.chance(55) {
-		var items []string
+		var ports []string
 		for range 1 + g.r.IntN(3) {
 			lo := pick(g.r, 22, 53, 80, 443, 5432, 8080, 1+g.r.IntN(65535), 1000+g.r.IntN(50000))
 			hi := lo
 			if g.chance(40) {
 				hi = min(lo+pick(g.r, 1, 10, 100, 1000, g.r.IntN(3000)), 65535)
-				items = append(items, fmt.Sprintf(`"%d-%d"`, lo, hi))
+				ports = append(ports, fmt.Sprintf(`"%d-%d"`, lo, hi))
 			} else {
-				items = append(items, pick(g.r, strconv.Itoa(lo), fmt.Sprintf("%q", strconv.Itoa(lo))))
+				ports = append(ports, pick(g.r, strconv.Itoa(lo), fmt.Sprintf("%q", strconv.Itoa(lo))))
 			}
 			for _, p := range []int{lo - 1, lo, hi, hi + 1} {
 				if p >= 1 && p <= 65535 {
@@ -1127,15 +1415,16 @@ func (g *polGen) rule(b *strings.Builder, host bool) {
 				}
 			}
 		}
-		if len(items) == 1 && g.chance(30) {
-			fmt.Fprintf(b, "        ports: %s\n", items[0])
+		if len(ports) == 1 && g.chance(30) {
+			items = append(items, "ports: "+ports[0])
 		} else {
-			fmt.Fprintf(b, "        ports: [%s]\n", strings.Join(items, ", "))
+			items = append(items, "ports: ["+strings.Join(ports, ", ")+"]")
 		}
 	}
 	if g.chance(25) {
-		fmt.Fprintf(b, "        comment: %q\n", pick(g.r, "proxy", "DNS", "lan: databases", "metadata (cloud)", "rule #7"))
+		items = append(items, fmt.Sprintf("comment: %q", pick(g.r, "proxy", "DNS", "lan: databases", "metadata (cloud)", "rule #7")))
 	}
+	return items, r
 }
 
 // covers reports whether the rule's addresses hold a, for container c.
