@@ -36,6 +36,18 @@ type ContainerSection struct {
 	Ingress HookRules
 }
 
+// Hook returns the section's rules and default of hook h (Egress or
+// Ingress; nothing for the others, which container sections do not have).
+func (s *ContainerSection) Hook(h Hook) HookRules {
+	switch h {
+	case Egress:
+		return s.Egress
+	case Ingress:
+		return s.Ingress
+	}
+	return HookRules{}
+}
+
 // ContainerMatch selects containers. Every field that is set must hold.
 type ContainerMatch struct {
 	// Name is a glob on the container's name (without Docker's leading
