@@ -208,3 +208,17 @@ func TestExplainIngress(t *testing.T) {
 		t.Errorf("an ingress probe without a source: no error")
 	}
 }
+
+// TestIngressFamilyWarning warns of ingress deny rules that cover one
+// family of a dual-stack network while ingress_default allows: the other
+// family's connections into it pass.
+func TestIngressFamilyWarning(t *testing.T) {
+	pol, err := policy.Parse("p.yaml", []byte("version: 1\nnetworks:\n  - match: {name: app_default}\n    ingress:\n      - deny: 192.0.2.0/24\n"), policy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "network app_default: its IPv6 subnet fd00:20::/64 has no IPv6 deny rule in section 1 ingress, whose deny rules cover IPv4 only and whose ingress_default is allow: IPv6 connections into it from outside are not fenced"
+	if w := strings.Join(Compile(pol, testNetworks).Warnings, "\n"); !strings.Contains(w, want) {
+		t.Errorf("warnings:\n%s\nlack:\n%s", w, want)
+	}
+}
