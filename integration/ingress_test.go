@@ -11,6 +11,7 @@ import (
 
 	"github.com/dockerfence/dockerfence/integration/harness"
 	"github.com/dockerfence/dockerfence/integration/topo"
+	"github.com/dockerfence/dockerfence/nflog"
 )
 
 // dnatRules plays Docker's published ports in Host, as docker run -p
@@ -87,6 +88,26 @@ func TestIngressPublishedPorts(t *testing.T) {
 	}
 
 	e.mustDF("apply", "-c", e.write("ingress.yaml", ingressPolicy(false)))
+	// The denial log's group (settings.log_group's default): the stranger's
+	// denied SYNs are logged with their connection, whose original
+	// destination port is the published one.
+	var logs *nflog.Conn
+	if err := e.tp.Host.Do(func() error {
+		var err error
+		logs, err = nflog.Open(100, 256)
+		return err
+	}); err != nil {
+		t.Fatalf("open the denial log's NFLOG group in Host: %v", err)
+	}
+	defer logs.Close()
+	// Without ctnetlink (a kernel without nf_conntrack_netlink, as
+	// this VM's), the kernel refuses to send them, and logs shows the
+	// container's port alone.
+	wantOrig := uint16(8080)
+	if !logs.Conntrack() {
+		t.Logf("this kernel has no ctnetlink: logged packets come without their connection, so logs cannot name the published port")
+		wantOrig = 0
+	}
 	for _, f := range fams {
 		e.expect(e.tp.LAN, []probe{
 			{f.name + " LAN to 8080 (ingress 1)", "tcp", hostPort(f.wan, 8080), "ok"},
@@ -104,6 +125,23 @@ func TestIngressPublishedPorts(t *testing.T) {
 	if n := ruleCount(t, e, "ing_br-test", "ingress 2 deny"); n < 2 {
 		t.Errorf("the deny rule ingress 2 counted %d packets; want the strangers' two SYNs at least", n)
 	}
+	logs.SetReadDeadline(time.Now().Add(dialTimeout))
+	fams4 := map[uint8]bool{}
+	for len(fams4) < 2 {
+		ps, err := logs.Receive()
+		if err != nil {
+			t.Fatalf("the stranger's denied SYNs, logged: got %d families, then %v", len(fams4), err)
+		}
+		for _, p := range ps {
+			fl, _ := nflog.Decode(p.Family, p.Payload)
+			if p.Prefix != "df ing_br-test.i2 " || fl.DstPort != 80 || p.OrigDstPort != wantOrig {
+				t.Errorf("logged packet %q to port %d, connection's original port %d; want ing_br-test.i2, 80 (the container's) and %d (the published, 0 without ctnetlink)", p.Prefix, fl.DstPort, p.OrigDstPort, wantOrig)
+				continue
+			}
+			fams4[p.Family] = true
+		}
+	}
+	logs.Close()
 
 	// Open connections: a stranger's into 9090 (allowed now) and the
 	// container's own out to Inet. Tightening ingress_default cuts the
