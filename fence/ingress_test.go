@@ -108,6 +108,18 @@ func TestIngressVerdicts(t *testing.T) {
 	if tr, _ := r.Trace(p); tr.Verdict != nft.Accept {
 		t.Errorf("web to db on their network: %v\n%s", tr.Verdict, tr)
 	}
+	// A router's "packet too big" about the db's reply to a client, related
+	// to the client's connection into it, passes; an echo request from the
+	// same router does not (the db's section denies it).
+	p = ingressProbe("2001:db8:ff::1", "fd00:20::20", 5432, 5432)
+	p.L4Proto, p.DPort, p.ICMPType, p.Related = ipproto.ICMPv6, 0, 2, true
+	if tr, _ := r.Trace(p); tr.Verdict != nft.Accept {
+		t.Errorf("a related ICMPv6 error into the db: %v\n%s", tr.Verdict, tr)
+	}
+	p.Related, p.ICMPType = false, 128
+	if tr, _ := r.Trace(p); tr.Verdict != nft.RejectAdminProhibited {
+		t.Errorf("an echo request into the db: %v; want its section's deny\n%s", tr.Verdict, tr)
+	}
 	// A bridge not known yet: the catch-all's ingress_default deny.
 	p = ingressProbe("198.51.100.9", "172.30.0.2", 8080, 80)
 	p.OIfName = "br-feedfeedfeed"
