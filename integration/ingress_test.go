@@ -203,6 +203,13 @@ func TestIngressPublishedPorts(t *testing.T) {
 		})
 		e.expect(e.tp.Ctr, []probe{{f.name + " container's own connection out", "tcp", hostPort(f.inet, 443), "ok"}})
 	}
+
+	// With deny_action drop, the stranger's SYNs go unanswered.
+	e.mustDF("apply", "-c", e.write("drop.yaml", strings.Replace(ingressPolicy(true), "version: 1\n", "version: 1\nsettings: {deny_action: drop}\n", 1)))
+	for _, f := range fams {
+		e.expect(e.tp.Inet, []probe{{f.name + " stranger to 8080, deny_action drop", "tcp", hostPort(f.wan, 8080), "timeout"}})
+		e.expect(e.tp.LAN, []probe{{f.name + " LAN to 8080, deny_action drop", "tcp", hostPort(f.wan, 8080), "ok"}})
+	}
 }
 
 // echo writes a line on c and reads it back within dialTimeout.
