@@ -251,12 +251,17 @@ func ruleCount(t *testing.T, e *env, chain, comment string) int {
 // database (tier=db, ingress_default deny, the LAN allowed on 5432) is
 // refused to the stranger and reached from the LAN, through its published
 // port; a web container without a section, on the same network, is
-// reached by anyone (its network allows), and both in IPv6 too.
+// reached by anyone (its network allows), and both in IPv6 too; a
+// container Docker does not list yet is held.
 func TestIngressContainerSection(t *testing.T) {
 	e := newEnv(t)
 	tp := e.tp
 	const web4, web6 = "172.20.0.3", "fd00:20::3"
 	web := tp.AddContainer(t, "web", web4, web6)
+	// late is a container Docker does not list yet: not classified.
+	const late4 = "172.20.0.4"
+	late := tp.AddContainer(t, "late", late4, "")
+	late.ListenTCP(t, hostPort(late4, 80))
 	for _, a := range []string{topo.CtrIP4, topo.CtrIP6} {
 		tp.Ctr.ListenTCP(t, hostPort(a, 5432))
 	}
@@ -268,6 +273,7 @@ func TestIngressContainerSection(t *testing.T) {
 		type nat hook prerouting priority dstnat; policy accept;
 		tcp dport 5432 dnat to `+topo.CtrIP4+`:5432
 		tcp dport 8080 dnat to `+web4+`:80
+		tcp dport 8081 dnat to `+late4+`:80
 	}
 }
 table ip6 dfdnat {
@@ -300,6 +306,7 @@ containers:
 	for _, wan := range []string{topo.HostWAN4, topo.HostWAN6} {
 		e.expect(tp.Inet, []probe{{"stranger to the db, no fence", "tcp", hostPort(wan, 5432), "ok"}})
 	}
+	e.expect(tp.Inet, []probe{{"stranger to late, no fence", "tcp", hostPort(topo.HostWAN4, 8081), "ok"}})
 	if out, err := e.df("apply", "-c", pol, "--docker-host", fake.URL); err != nil {
 		t.Fatalf("apply: %v\n%s", err, out)
 	}
@@ -312,6 +319,12 @@ containers:
 			{"LAN to the db (its section's ingress 1)", "tcp", hostPort(wan, 5432), "ok"},
 			{"LAN to web", "tcp", hostPort(wan, 8080), "ok"},
 		})
+	}
+	// A container not classified yet is held (dropped), whoever connects,
+	// until Docker lists it: its section might deny.
+	e.expect(tp.LAN, []probe{{"LAN to late, not classified (held)", "tcp", hostPort(topo.HostWAN4, 8081), "timeout"}})
+	if n := ruleCount(t, e, "ingc_br-test", "to a container not classified yet (held)"); n == 0 {
+		t.Errorf("the ingress hold counted no packet; want the LAN's SYNs to late")
 	}
 	// web and the db talk on their network: the sender's egress judges
 	// that, not the db's ingress.
