@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"errors"
 	"path/filepath"
 	"regexp"
@@ -121,6 +122,30 @@ func TestIngressPublishedPorts(t *testing.T) {
 			{f.name + " stranger to the container's port 80, routed", "tcp", hostPort(f.ctr, 80), "ok"},
 		})
 		e.expect(e.tp.Ctr, []probe{{f.name + " container's own connection out", "tcp", hostPort(f.inet, 443), "ok"}})
+	}
+	// explain --ingress says what the kernel did, on the same table.
+	for _, f := range fams {
+		for _, c := range []struct {
+			from   string
+			port   int
+			action string
+		}{
+			{map[bool]string{true: topo.LANProxy6, false: topo.LANProxy4}[f.name == "IPv6"], 8080, "allow"},
+			{f.inet, 8080, "reject"},
+			{f.inet, 9090, "allow"},
+		} {
+			out := e.mustDF("explain", "-c", e.write("ingress.yaml", ingressPolicy(false)), "--network", topo.BridgeName, "--ingress", "--from", c.from, "--to-port", strconv.Itoa(c.port), "--json")
+			var x struct {
+				Action string `json:"action"`
+				Rule   string `json:"rule"`
+			}
+			if err := json.Unmarshal([]byte(out), &x); err != nil {
+				t.Fatalf("explain --json: %v\n%s", err, out)
+			}
+			if x.Action != c.action {
+				t.Errorf("explain --ingress --from %s --to-port %d: %s (%s); the kernel: %s", c.from, c.port, x.Action, x.Rule, c.action)
+			}
+		}
 	}
 	if n := ruleCount(t, e, "ing_br-test", "ingress 2 deny"); n < 2 {
 		t.Errorf("the deny rule ingress 2 counted %d packets; want the strangers' two SYNs at least", n)
