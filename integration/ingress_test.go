@@ -345,6 +345,38 @@ containers:
 			{"LAN to web", "tcp", hostPort(wan, 8080), "ok"},
 		})
 	}
+	// explain --container --ingress says what the kernel did.
+	for _, c := range []struct {
+		ctr, from, port, action, layer string
+	}{
+		{"db", topo.InetIP4, "5432", "reject", "container section"},
+		{"db", topo.LANProxy6, "5432", "allow", "container section"},
+		{"web", topo.InetIP6, "8080", "allow", ""},
+	} {
+		out, err := e.df("explain", "-c", pol, "--docker-host", fake.URL, "--container", c.ctr, "--ingress", "--from", c.from, "--to-port", c.port, "--json")
+		if err != nil {
+			t.Fatalf("explain --container %s --ingress: %v\n%s", c.ctr, err, out)
+		}
+		var x struct {
+			Action    string `json:"action"`
+			Container struct {
+				Name string `json:"name"`
+			} `json:"container"`
+			Layers []struct {
+				Layer string `json:"layer"`
+			} `json:"layers"`
+		}
+		if err := json.Unmarshal([]byte(out), &x); err != nil {
+			t.Fatalf("explain --json: %v\n%s", err, out)
+		}
+		layer := ""
+		if len(x.Layers) > 0 {
+			layer = x.Layers[0].Layer
+		}
+		if x.Action != c.action || x.Container.Name != c.ctr || layer != c.layer {
+			t.Errorf("explain --container %s --ingress --from %s --to-port %s: %s by %q of %q; the kernel: %s, by %q", c.ctr, c.from, c.port, x.Action, layer, x.Container.Name, c.action, c.layer)
+		}
+	}
 	// A container not classified yet is held (dropped), whoever connects,
 	// until Docker lists it: its section might deny.
 	e.expect(tp.LAN, []probe{{"LAN to late, not classified (held)", "tcp", hostPort(topo.HostWAN4, 8081), "timeout"}})
