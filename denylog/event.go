@@ -29,7 +29,8 @@ type Event struct {
 	// Section is the 1-based index of the policy section that fences the
 	// network.
 	Section int `json:"section"`
-	// Hook is "egress" (to other hosts) or "host" (to this host).
+	// Hook is "egress" (to other hosts), "host" (to this host) or
+	// "ingress" (a connection into a container).
 	Hook string `json:"hook"`
 	// Rule names the rule as status does: "egress 4", "host 1",
 	// "egress_default", "host_default" or "anti-spoofing"; RuleIndex is its
@@ -44,8 +45,9 @@ type Event struct {
 	Proto string `json:"proto"`
 	// Port is the destination port (tcp, udp, sctp), 0 otherwise.
 	Port uint16 `json:"port,omitempty"`
-	// Container and ContainerID name the container that owns Src, looked
-	// up from Docker; empty without Docker or for an unknown address.
+	// Container and ContainerID name the container that owns Src (for
+	// ingress, Dst: the container the connection goes to), looked up from
+	// Docker; empty without Docker or for an unknown address.
 	Container   string `json:"container"`
 	ContainerID string `json:"container_id,omitempty"`
 	// Layer says whose rules denied: "" for the network's section,
@@ -54,6 +56,11 @@ type Event struct {
 	// compiler gave those rules, whatever the address lookup says.
 	Layer            string `json:"layer,omitempty"`
 	ContainerSection int    `json:"container_section,omitempty"`
+	// PublishedPort is, for ingress, the port the client connected to
+	// before Docker's DNAT (the connection's original destination port):
+	// the published port, where Port is the container's. 0 when the
+	// kernel did not send the connection (no ctnetlink) or it is Port.
+	PublishedPort uint16 `json:"published_port,omitempty"`
 }
 
 // Line renders the event as one readable line:
@@ -70,12 +77,16 @@ func (e Event) Line() string {
 	if where == "" {
 		where = e.Bridge
 	}
-	fmt.Fprintf(&b, "%s (%s) %s -> %s  ", who, where, e.Src, e.destination())
+	published := ""
+	if e.PublishedPort != 0 {
+		published = fmt.Sprintf(" (published port %d)", e.PublishedPort)
+	}
+	fmt.Fprintf(&b, "%s (%s) %s -> %s%s  ", who, where, e.Src, e.destination(), published)
 	switch {
 	case e.RuleIndex > 0 && e.Hook == policy.Egress.String():
 		fmt.Fprintf(&b, "rule %d %q", e.RuleIndex, e.Comment)
 	case e.RuleIndex > 0:
-		fmt.Fprintf(&b, "host rule %d %q", e.RuleIndex, e.Comment)
+		fmt.Fprintf(&b, "%s rule %d %q", e.Hook, e.RuleIndex, e.Comment)
 	default:
 		fmt.Fprintf(&b, "%s %q", e.Rule, e.Comment)
 	}
@@ -136,15 +147,28 @@ func Attribute(p nflog.Packet, t *fence.Result, res Resolver, ifname func(uint32
 	}
 	if d.Network != nil {
 		e.Network, e.NetworkID, e.Bridge = d.Network.Name, d.Network.ID, d.Network.Bridge
-	} else if ifname != nil && p.InDev != 0 {
-		e.Bridge = ifname(p.InDev)
+	} else if dev := p.InDev; ifname != nil {
+		if d.Hook == policy.Ingress {
+			// Into the bridge: the bridge is the output device.
+			dev = p.OutDev
+		}
+		if dev != 0 {
+			e.Bridge = ifname(dev)
+		}
 	}
 	f, _ := nflog.Decode(p.Family, p.Payload) // a truncated packet still gives its addresses
+	// The container is the sender's, or for ingress the receiver's: a
+	// connection into it, after Docker's DNAT (so Dst and Port are the
+	// container's, not the published ones).
+	own := f.Src
+	if d.Hook == policy.Ingress {
+		own = f.Dst
+	}
 	if f.Src.IsValid() {
 		e.Src = f.Src.String()
-		if res != nil {
-			e.Container, e.ContainerID = res.Container(f.Src)
-		}
+	}
+	if own.IsValid() && res != nil {
+		e.Container, e.ContainerID = res.Container(own)
 	}
 	if c := d.Container; c != nil {
 		e.Container, e.ContainerID, e.Layer = c.Name, c.ID, string(d.Layer)
@@ -158,6 +182,9 @@ func Attribute(p nflog.Packet, t *fence.Result, res Resolver, ifname func(uint32
 	e.Proto = protoName(f.Proto)
 	if ipproto.HasPorts(f.Proto) {
 		e.Port = f.DstPort
+		if d.Hook == policy.Ingress && p.OrigDstPort != 0 && p.OrigDstPort != e.Port {
+			e.PublishedPort = p.OrigDstPort
+		}
 	}
 	return e, true
 }

@@ -138,7 +138,7 @@ func TestExplanationJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"network":{"name":"app_default","bridge":"br-app","driver":"","subnets":["172.20.0.0/16"],"source":"docker"},"note":"","packet":{"hook":"egress","src":"10.9.9.9","dst":"192.168.1.1","port":80,"proto":"tcp"},"section":1,"match":"{subnet: 172.20.0.0/16}","rule":"","rule_match":"","comment":"","decided_by":"anti-spoofing","spoofed":true,"verdict":"deny","deny_action":"","audit":true,"passes":true,"catch_all":false,"container":{"name":"","id":""},"layers":[]}`
+	want := `{"network":{"name":"app_default","bridge":"br-app","driver":"","subnets":["172.20.0.0/16"],"source":"docker"},"note":"","packet":{"hook":"egress","src":"10.9.9.9","dst":"192.168.1.1","port":80,"proto":"tcp"},"section":1,"match":"{subnet: 172.20.0.0/16}","rule":"","rule_match":"","comment":"","decided_by":"anti-spoofing","spoofed":true,"verdict":"deny","deny_action":"","audit":true,"passes":true,"action":"allow","catch_all":false,"container":{"name":"","id":""},"layers":[]}`
 	if string(b) != want {
 		t.Errorf("JSON\n%s\nwant\n%s", b, want)
 	}
@@ -166,7 +166,7 @@ func TestExplanationNotFenceable(t *testing.T) {
 	want := `{"network":{"name":"lan","bridge":"","driver":"macvlan","subnets":["172.20.99.0/24"],"source":"docker"},` +
 		`"note":"Docker's network lan (driver macvlan); not fenced: ` + why + `; section 1 {subnet: 172.20.0.0/16} matches it but cannot fence it",` +
 		`"packet":{"hook":"egress","src":"","dst":"192.168.1.1","port":22,"proto":"tcp"},"section":0,"match":"","rule":"","rule_match":"","comment":"",` +
-		`"decided_by":"not fenceable","spoofed":false,"verdict":"allow","deny_action":"","audit":false,"passes":true,"catch_all":false,"container":{"name":"","id":""},"layers":[]}`
+		`"decided_by":"not fenceable","spoofed":false,"verdict":"allow","deny_action":"","audit":false,"passes":true,"action":"allow","catch_all":false,"container":{"name":"","id":""},"layers":[]}`
 	if string(b) != want {
 		t.Errorf("JSON\n%s\nwant\n%s", b, want)
 	}
@@ -177,5 +177,59 @@ func TestExplanationNotFenceable(t *testing.T) {
 		"verdict  not fenced: " + why + "\n"
 	if got := x.Text(); got != wantText {
 		t.Errorf("text:\n%s\nwant\n%s", got, wantText)
+	}
+}
+
+// TestExplainIngressText renders explain --ingress for a container whose
+// section judges the connection, and for one without ingress keys.
+func TestExplainIngressText(t *testing.T) {
+	pol, err := policy.Parse("p.yaml", []byte(`version: 1
+networks:
+  - match: {name: "*"}
+    ingress_default: allow
+containers:
+  - match: {label: "tier=db"}
+    ingress:
+      - allow: 198.51.100.20
+        proto: tcp
+        ports: [5432]
+    ingress_default: deny
+`), policy.Options{ResolvConf: filepath.Join(t.TempDir(), "none")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := policy.Network{ID: "4e5f", Name: "app", Bridge: "br-app", Subnets: []netip.Prefix{netip.MustParsePrefix("172.20.0.0/16")}}
+	ctrs := []fence.Container{
+		{ID: "dbdbdbdbdbdb1111", Name: "db", Labels: map[string]string{"tier": "db"}, Endpoints: []fence.Endpoint{{NetworkID: "4e5f", Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.2")}}}},
+		{ID: "cccccccccccc2222", Name: "web", Endpoints: []fence.Endpoint{{NetworkID: "4e5f", Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.3")}}}},
+	}
+	for _, tc := range []struct {
+		dst  string
+		want []string
+	}{
+		{"172.20.0.2", []string{
+			"packet   ingress from 192.0.2.1 to 172.20.0.2:5432, tcp (published port 5432",
+			"rule     none matches: ingress_default",
+			"container db (dbdbdbdbdbdb)",
+			"layer    container section 1 {label: \"tier=db\"} (p.yaml:6:5): none matches: ingress_default deny",
+			"verdict  deny (reject)",
+		}},
+		{"172.20.0.3", []string{
+			"container web (cccccccccccc)",
+			"layer    none of its own: no container section with ingress keys matches it",
+			"verdict  allow",
+		}},
+	} {
+		pr := fence.Probe{Hook: policy.Ingress, Src: netip.MustParseAddr("192.0.2.1"), Dst: netip.MustParseAddr(tc.dst), Proto: policy.ProtoTCP, Port: 5432}
+		d, err := fence.ExplainContainer(pol, []policy.Network{n}, ctrs, n, pr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := (&Explain{Network: n, Probe: pr, Decision: d}).Text()
+		for _, w := range tc.want {
+			if !strings.Contains(text, w) {
+				t.Errorf("explain of %s lacks %q:\n%s", tc.dst, w, text)
+			}
+		}
 	}
 }
