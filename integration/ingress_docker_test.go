@@ -1,0 +1,353 @@
+package integration
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dockerfence/dockerfence/integration/dockerd"
+	"github.com/dockerfence/dockerfence/integration/harness"
+	"github.com/dockerfence/dockerfence/integration/topo"
+)
+
+// ingressPolicy fences every network's published ports: 8080 only to the
+// outside's allowed address, every other port by ingress_default (%s);
+// containers labelled tier=db only to the allowed address on 5432.
+const ingressPolicy = `version: 1
+networks:
+  - match: {name: "*"}
+    egress:
+      - allow: self
+    egress_default: allow
+    ingress:
+      - allow: [198.51.100.10, "2001:db8:51::10"]
+        ports: [8080]
+        comment: the allowed client
+      - deny: any
+        ports: [8080]
+        comment: nobody else on 8080
+    ingress_default: %s
+containers:
+  - match: {label: "tier=db"}
+    ingress:
+      - allow: [198.51.100.10, "2001:db8:51::10"]
+        proto: tcp
+        ports: [5432]
+        comment: the allowed client on the database
+    ingress_default: deny
+`
+
+// Published ports of the ingress tests: web publishes 8080 and 8081 (to
+// its ports 80 and 81), db 5432.
+const (
+	webPort, webPort2, dbPort = 8080, 8081, 5432
+)
+
+// ingressEnv is a dockerd in Host with an outside namespace in front of
+// it, and the containers web and db on the network "web" (IPv4 and IPv6)
+// publishing their ports.
+type ingressEnv struct {
+	*env
+	d   *dockerd.Daemon
+	out *topo.NS
+	// bridge is the network's Linux bridge.
+	bridge string
+	// subnets are the network's subnets.
+	subnets []string
+}
+
+// newIngressEnv starts dockerd (the engine of the suite, with IPv6 and
+// ip6tables) in Host, builds the outside namespace, creates the network
+// web and runs web and db on it.
+func newIngressEnv(t *testing.T) *ingressEnv {
+	e := newEnv(t)
+	x := &ingressEnv{env: e, out: e.tp.AddOutside(t)}
+	eng := engine(t).WithIPv6("fd00:d0c::/64")
+	start := time.Now()
+	x.d = dockerd.Start(t, e.tp.Host, eng)
+	v, err := x.d.Client.ServerVersion(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s dockerd %s (API %s) started with %q in %v", eng.Name, v.Version, v.APIVersion, eng.Args, time.Since(start).Round(time.Millisecond))
+	x.createWeb(t, "10.40.0.0/24", "fd00:40::/64")
+	return x
+}
+
+// createWeb creates the network web with the subnets and runs web and db
+// on it, each serving its ports.
+func (x *ingressEnv) createWeb(t *testing.T, subnet4, subnet6 string) {
+	t.Helper()
+	x.subnets = []string{subnet4, subnet6}
+	_, x.bridge = x.d.CreateNetworkWith(t, "web", dockerd.NetworkOptions{Subnets: x.subnets, IPv6: true})
+	x.d.Run(t, "web", "web", dockerd.RunOptions{Cmd: dockerd.EchoServer(80, 81),
+		Publish: []string{fmt.Sprintf("%d:80", webPort), fmt.Sprintf("%d:81", webPort2)}})
+	x.d.Run(t, "db", "web", dockerd.RunOptions{Cmd: dockerd.EchoServer(dbPort), Labels: map[string]string{"tier": "db"},
+		Publish: []string{fmt.Sprintf("%d:%d", dbPort, dbPort)}})
+	x.waitListening(t, "web", 80, 81)
+	x.waitListening(t, "db", dbPort)
+}
+
+// removeWeb removes web, db and their network, as "docker compose down".
+func (x *ingressEnv) removeWeb(t *testing.T) {
+	t.Helper()
+	x.d.RemoveContainer(t, "web")
+	x.d.RemoveContainer(t, "db")
+	x.d.RemoveNetwork(t, "web")
+}
+
+// waitListening waits until the container's servers listen on the ports.
+func (x *ingressEnv) waitListening(t *testing.T, ctr string, ports ...int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		_, out := x.d.Exec(t, ctr, "netstat", "-ltn")
+		all := true
+		for _, p := range ports {
+			all = all && strings.Contains(out, fmt.Sprintf(":%d ", p))
+		}
+		if all {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("container %s does not listen on %v:\n%s", ctr, ports, out)
+		}
+	}
+}
+
+// published is the address of a published port on Host's outside
+// interface, in the family of src.
+func published(src string, port int) string {
+	if strings.Contains(src, ":") {
+		return hostPort(topo.HostOut6, port)
+	}
+	return hostPort(topo.HostOut4, port)
+}
+
+// reach connects from the outside address src to the published port and
+// reports "ok" (the container's greeting came), "refused", "timeout", or
+// what else happened.
+func (x *ingressEnv) reach(src string, port int) string {
+	c, err := x.out.DialTCPFrom(src, published(src, port), dialTimeout)
+	if err != nil {
+		return harness.Outcome(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(dialTimeout))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return "no greeting: " + err.Error()
+	}
+	if line != "hello\n" {
+		return fmt.Sprintf("greeting %q", line)
+	}
+	return "ok"
+}
+
+// expectReach checks reach for each source and port against want.
+func (x *ingressEnv) expectReach(t *testing.T, what string, want map[string]map[int]string) {
+	t.Helper()
+	for src, ports := range want {
+		for port, w := range ports {
+			if got := x.reach(src, port); got != w {
+				t.Errorf("%s: %s -> %s: %s, want %s", what, src, published(src, port), got, w)
+			}
+		}
+	}
+}
+
+// open is a TCP connection from outside to a published port, held open.
+type open struct {
+	c net.Conn
+	r *bufio.Reader
+}
+
+// hold opens a connection from src to the published port and checks that
+// the container greets and echoes on it.
+func (x *ingressEnv) hold(t *testing.T, src string, port int) *open {
+	t.Helper()
+	c, err := x.out.DialTCPFrom(src, published(src, port), dialTimeout)
+	if err != nil {
+		t.Fatalf("%s -> %s: %v", src, published(src, port), err)
+	}
+	t.Cleanup(func() { c.Close() })
+	o := &open{c: c, r: bufio.NewReader(c)}
+	if got := o.echo("before"); got != "hello\nbefore\n" {
+		t.Fatalf("%s -> %s: the container said %q, want its greeting and the echo", src, published(src, port), got)
+	}
+	return o
+}
+
+// echo sends a line and reads what comes back within two seconds: the
+// greeting if it has not been read yet, and the echo; or the error.
+func (o *open) echo(line string) string {
+	o.c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := io.WriteString(o.c, line+"\n"); err != nil {
+		return "write: " + harness.Outcome(err)
+	}
+	var b strings.Builder
+	for !strings.HasSuffix(b.String(), line+"\n") {
+		s, err := o.r.ReadString('\n')
+		b.WriteString(s)
+		if err != nil {
+			return b.String() + "error: " + harness.Outcome(err)
+		}
+	}
+	return b.String()
+}
+
+// fence starts "dockerfence run" with the policy at pol and waits until
+// the network web has its own chain.
+func (x *ingressEnv) fence(t *testing.T, pol string) *daemonProc {
+	t.Helper()
+	df := x.startDaemon(x.d, pol)
+	df.waitLog(t, "table applied")
+	x.waitFenced(x.bridge, time.Now())
+	return df
+}
+
+// reload writes content to the policy file pol, sends the daemon SIGHUP
+// and waits until it has applied the table.
+func (x *ingressEnv) reload(t *testing.T, df *daemonProc, pol, content string) {
+	t.Helper()
+	if err := os.WriteFile(pol, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := df.countLog(`msg="table applied"`, `reason="policy reload"`)
+	df.cmd.Process.Signal(syscall.SIGHUP)
+	df.waitCount(t, before, `msg="table applied"`, `reason="policy reload"`)
+}
+
+// everyone is the baseline: every outside address reaches every published
+// port of both containers, over IPv4 and IPv6.
+var everyone = map[string]map[int]string{
+	topo.OutAllowed4:  {webPort: "ok", webPort2: "ok", dbPort: "ok"},
+	topo.OutStranger4: {webPort: "ok", webPort2: "ok", dbPort: "ok"},
+	topo.OutAllowed6:  {webPort: "ok", webPort2: "ok", dbPort: "ok"},
+	topo.OutStranger6: {webPort: "ok", webPort2: "ok", dbPort: "ok"},
+}
+
+// baseline checks, without dockerfence, that every outside address
+// reaches every published port, and that it is Docker's DNAT that takes
+// them there: the container sees the outside address as the source of the
+// SYN (docker-proxy would connect from the bridge's gateway).
+func (x *ingressEnv) baseline(t *testing.T) {
+	t.Helper()
+	if tables := x.tp.Host.Run(t, "nft", "list", "tables"); strings.Contains(tables, "dockerfence") {
+		t.Fatalf("the baseline needs the host without dockerfence's table:\n%s", tables)
+	}
+	syns := harness.CountSYNs(t, x.dockerNS(t, x.d, "web"))
+	x.expectReach(t, "without dockerfence", everyone)
+	for _, src := range []string{topo.OutAllowed4, topo.OutStranger4, topo.OutAllowed6, topo.OutStranger6} {
+		for _, port := range []uint16{80, 81} {
+			if n := syns.Count(netip.MustParseAddr(src), port); n == 0 {
+				t.Errorf("without dockerfence: web saw no SYN from %s on its port %d (its SYNs by source: %v): not Docker's DNAT", src, port, syns.Sources(port))
+			}
+		}
+	}
+	// The ports as Docker gives them to dockerfence (discover).
+	ins, err := x.d.Client.ContainerInspect(t.Context(), "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("web's published ports as Docker reports them: %v", ins.NetworkSettings.Ports)
+}
+
+// TestIngressAgainstDocker proves ingress rules with real TCP connections
+// from an outside namespace to the ports that a real dockerd publishes,
+// through Docker's own DNAT, IPv4 and IPv6, with "dockerfence run"
+// following Docker: first that without dockerfence everyone reaches every
+// port; then that the allowed address reaches 8080 and a stranger is
+// refused, that 8081 falls to ingress_default, that a tier=db container's
+// section narrows its port to the allowed address, that tightening
+// ingress_default with SIGHUP cuts an open connection with a reset seen by
+// the client while the containers' own egress and the replies to it pass,
+// and that a compose-style recreate of the network keeps the fence, by the
+// "*" section alone while the daemon is stopped.
+func TestIngressAgainstDocker(t *testing.T) {
+	x := newIngressEnv(t)
+	x.tp.Inet.ListenTCP(t, hostPort(topo.InetIP4, 80))
+	x.tp.Inet.ListenTCP(t, hostPort(topo.InetIP6, 80))
+
+	t.Run("without dockerfence", x.baseline)
+
+	pol := x.write("policy.yaml", fmt.Sprintf(ingressPolicy, "allow"))
+	df := x.fence(t, pol)
+
+	fenced := map[string]map[int]string{
+		topo.OutAllowed4:  {webPort: "ok", webPort2: "ok", dbPort: "ok"},
+		topo.OutStranger4: {webPort: "refused", webPort2: "ok", dbPort: "refused"},
+		topo.OutAllowed6:  {webPort: "ok", webPort2: "ok", dbPort: "ok"},
+		topo.OutStranger6: {webPort: "refused", webPort2: "ok", dbPort: "refused"},
+	}
+	t.Run("allowed, stranger, ingress_default and a container section", func(t *testing.T) {
+		x.expectReach(t, "fenced", fenced)
+		// The refused connections never reached the container.
+		before := x.d.Accepted(t, "web", 80)
+		for range 5 {
+			x.reach(topo.OutStranger4, webPort)
+		}
+		if n := x.d.Accepted(t, "web", 80) - before; n != 0 {
+			t.Errorf("web accepted %d connections from the stranger on 8080", n)
+		}
+	})
+
+	t.Run("tightening ingress_default cuts open connections", func(t *testing.T) {
+		stranger := x.hold(t, topo.OutStranger4, webPort2)
+		stranger6 := x.hold(t, topo.OutStranger6, webPort2)
+		allowed := x.hold(t, topo.OutAllowed4, webPort)
+		x.reload(t, df, pol, fmt.Sprintf(ingressPolicy, "deny"))
+		for name, o := range map[string]*open{"IPv4": stranger, "IPv6": stranger6} {
+			if got := o.echo("after"); !strings.HasSuffix(got, "error: refused") {
+				t.Errorf("the stranger's open %s connection to 8081 after ingress_default: deny: %q, want a reset", name, got)
+			}
+		}
+		if got := allowed.echo("after"); got != "after\n" {
+			t.Errorf("the allowed client's open connection to 8080: %q, want the echo", got)
+		}
+		x.expectReach(t, "ingress_default: deny", map[string]map[int]string{
+			topo.OutAllowed4:  {webPort: "ok", webPort2: "refused", dbPort: "refused"},
+			topo.OutStranger4: {webPort: "refused", webPort2: "refused", dbPort: "refused"},
+			topo.OutAllowed6:  {webPort: "ok", webPort2: "refused", dbPort: "refused"},
+		})
+	})
+
+	t.Run("the containers' own egress and its replies pass", func(t *testing.T) {
+		for _, ctr := range []string{"web", "db"} {
+			for _, addr := range []string{topo.InetIP4, topo.InetIP6} {
+				code, out := x.d.Exec(t, ctr, "sh", "-c", "echo ping | nc -w 2 "+addr+" 80")
+				if code != 0 || !strings.Contains(out, "hello from") || !strings.Contains(out, "ping") {
+					t.Errorf("%s -> %s:80 under ingress_default: deny: exit %d, %q; want the greeting and the echo", ctr, addr, code, out)
+				}
+			}
+		}
+	})
+
+	t.Run("compose-style recreate keeps the fence", func(t *testing.T) {
+		x.reload(t, df, pol, fmt.Sprintf(ingressPolicy, "allow"))
+		old := x.bridge
+		// While the daemon is stopped, only the table as it was stands:
+		// its "*" section must fence the new bridge.
+		df.cmd.Process.Signal(syscall.SIGSTOP)
+		defer df.cmd.Process.Signal(syscall.SIGCONT) // also when the test fails
+		x.removeWeb(t)
+		x.createWeb(t, "10.41.0.0/24", "fd00:41::/64")
+		if x.bridge == old {
+			t.Fatalf("the network was recreated on the same bridge %s", old)
+		}
+		if x.mapped(x.bridge) {
+			t.Fatal("the new bridge has its own chain while the daemon is stopped: the test proves nothing")
+		}
+		x.expectReach(t, `recreated, only the "*" section in the kernel`, fenced)
+		df.cmd.Process.Signal(syscall.SIGCONT)
+		took := x.waitFenced(x.bridge, time.Now())
+		t.Logf("the recreated network had its own chain %v after the daemon continued", took.Round(time.Millisecond))
+		x.expectReach(t, "recreated, its own section in", fenced)
+	})
+}
