@@ -1,0 +1,247 @@
+package integration
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dockerfence/dockerfence/integration/harness"
+	"github.com/dockerfence/dockerfence/integration/topo"
+	"golang.org/x/sys/unix"
+)
+
+// synFlood opens TCP connections without waiting for them, from the
+// stranger's addresses in the outside namespace: each millisecond one to
+// the denied published port over IPv4 and one over IPv6, and every tenth
+// millisecond one to the allowed control port over IPv4. Every socket is
+// closed 200 ms after its SYN, answered or not.
+type synFlood struct {
+	sent, ctlSent, failed atomic.Int64
+	lastErr               atomic.Value // string
+	stop, done            chan struct{}
+}
+
+// startSYNFlood starts the flood in x's outside namespace.
+func (x *ingressEnv) startSYNFlood(t *testing.T, deny, control int) *synFlood {
+	t.Helper()
+	f := &synFlood{stop: make(chan struct{}), done: make(chan struct{})}
+	stranger4 := netip.MustParseAddr(topo.OutStranger4).As4()
+	stranger6 := netip.MustParseAddr(topo.OutStranger6).As16()
+	host4 := netip.MustParseAddr(topo.HostOut4).As4()
+	host6 := netip.MustParseAddr(topo.HostOut6).As16()
+	go func() {
+		defer close(f.done)
+		// The whole loop runs on one thread inside the namespace: every
+		// socket it opens is the outside's.
+		err := x.out.Do(func() error {
+			type sock struct {
+				fd    int
+				until time.Time
+			}
+			var open []sock
+			defer func() {
+				for _, s := range open {
+					unix.Close(s.fd)
+				}
+			}()
+			connect := func(family int, src, dst unix.Sockaddr, ctl bool) {
+				fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+				if err != nil {
+					f.failed.Add(1)
+					f.lastErr.Store(err.Error())
+					return
+				}
+				if err := unix.Bind(fd, src); err != nil {
+					unix.Close(fd)
+					f.failed.Add(1)
+					f.lastErr.Store(err.Error())
+					return
+				}
+				if err := unix.Connect(fd, dst); err != nil && err != unix.EINPROGRESS {
+					unix.Close(fd)
+					f.failed.Add(1)
+					f.lastErr.Store(err.Error())
+					return
+				}
+				if ctl {
+					f.ctlSent.Add(1)
+				} else {
+					f.sent.Add(1)
+				}
+				open = append(open, sock{fd, time.Now().Add(200 * time.Millisecond)})
+			}
+			tick := time.NewTicker(time.Millisecond)
+			defer tick.Stop()
+			for i := 0; ; i++ {
+				select {
+				case <-f.stop:
+					return nil
+				case <-tick.C:
+				}
+				connect(unix.AF_INET, &unix.SockaddrInet4{Addr: stranger4}, &unix.SockaddrInet4{Addr: host4, Port: deny}, false)
+				connect(unix.AF_INET6, &unix.SockaddrInet6{Addr: stranger6}, &unix.SockaddrInet6{Addr: host6, Port: deny}, false)
+				if i%10 == 0 {
+					connect(unix.AF_INET, &unix.SockaddrInet4{Addr: stranger4}, &unix.SockaddrInet4{Addr: host4, Port: control}, true)
+				}
+				now := time.Now()
+				for len(open) > 0 && open[0].until.Before(now) {
+					unix.Close(open[0].fd)
+					open = open[1:]
+				}
+			}
+		})
+		if err != nil {
+			f.lastErr.Store(err.Error())
+		}
+	}()
+	t.Cleanup(f.halt)
+	return f
+}
+
+// halt stops the flood and waits for it; it may be called more than once.
+func (f *synFlood) halt() {
+	select {
+	case <-f.stop:
+	default:
+		close(f.stop)
+	}
+	<-f.done
+}
+
+// lastError is the last error the flood met, "" if none.
+func (f *synFlood) lastError() string {
+	s, _ := f.lastErr.Load().(string)
+	return s
+}
+
+// delivered is what arrived at the web container of one network: SYNs
+// from the stranger counted in its namespace, and connections its server
+// accepted, on the denied port and on the control port.
+type delivered struct {
+	syns, ctlSYNs         int64
+	accepted, ctlAccepted int
+}
+
+func (d delivered) String() string {
+	return fmt.Sprintf("%d SYNs from the stranger and %d connections accepted on the denied port; control: %d SYNs, %d connections",
+		d.syns, d.accepted, d.ctlSYNs, d.ctlAccepted)
+}
+
+// watchWeb counts what reaches the container web from now on; the
+// returned function reads the counts.
+func (x *ingressEnv) watchWeb(t *testing.T) func() delivered {
+	t.Helper()
+	syns := harness.CountSYNs(t, x.dockerNS(t, x.d, "web"))
+	acc, ctl := x.d.Accepted(t, "web", 80), x.d.Accepted(t, "web", 81)
+	s4, s6 := netip.MustParseAddr(topo.OutStranger4), netip.MustParseAddr(topo.OutStranger6)
+	return func() delivered {
+		return delivered{
+			syns: syns.Count(s4, 80) + syns.Count(s6, 80), ctlSYNs: syns.Count(s4, 81),
+			accepted: x.d.Accepted(t, "web", 80) - acc, ctlAccepted: x.d.Accepted(t, "web", 81) - ctl,
+		}
+	}
+}
+
+// TestLeakIngress floods a denied published port with SYNs from a
+// stranger, over IPv4 and IPv6, while the daemon re-applies the policy
+// 100 times (alternating two policies that differ) and while the network
+// is recreated compose-style, once with the daemon running and once with
+// it stopped, and fails if one SYN reaches the container or one connection
+// is accepted. A control stream to a port the stranger may reach, and the
+// same flood without dockerfence, show that the counts see what passes.
+func TestLeakIngress(t *testing.T) {
+	x := newIngressEnv(t)
+
+	t.Run("without dockerfence", func(t *testing.T) {
+		read := x.watchWeb(t)
+		f := x.startSYNFlood(t, webPort, webPort2)
+		time.Sleep(300 * time.Millisecond)
+		f.halt()
+		time.Sleep(200 * time.Millisecond)
+		got := read()
+		t.Logf("without dockerfence, %d SYNs sent in 300 ms (%d control): %v", f.sent.Load(), f.ctlSent.Load(), got)
+		if got.syns < f.sent.Load()/2 || got.accepted == 0 || got.ctlAccepted == 0 {
+			t.Fatalf("without dockerfence the flood does not get through (%v; last error %q): the counts prove nothing", got, f.lastError())
+		}
+	})
+
+	polA := fmt.Sprintf(ingressPolicy, "allow")
+	polB := strings.Replace(polA, "    ingress:\n", "    ingress:\n      - allow: 192.0.2.1\n        ports: [8080]\n        comment: makes the policies differ\n", 1)
+	if polA == polB {
+		t.Fatal("the two policies do not differ")
+	}
+	pol := x.write("policy.yaml", polA)
+	df := x.fence(t, pol)
+
+	check := func(t *testing.T, what string, f *synFlood, got delivered) {
+		t.Helper()
+		t.Logf("%s: %d SYNs sent to the denied port (%d to the control, %d sockets failed): %v", what, f.sent.Load(), f.ctlSent.Load(), f.failed.Load(), got)
+		if got.syns != 0 || got.accepted != 0 {
+			t.Errorf("%s: the denied port got %d SYNs and accepted %d connections from the stranger; want none", what, got.syns, got.accepted)
+		}
+		if got.ctlAccepted == 0 || got.ctlSYNs == 0 {
+			t.Errorf("%s: no control connection arrived (%v; last error %q): the counts prove nothing", what, got, f.lastError())
+		}
+	}
+
+	t.Run("100 re-applies", func(t *testing.T) {
+		read := x.watchWeb(t)
+		f := x.startSYNFlood(t, webPort, webPort2)
+		start := time.Now()
+		for i := 1; i <= 100; i++ {
+			x.reload(t, df, pol, []string{polA, polB}[i%2])
+		}
+		took := time.Since(start)
+		time.Sleep(200 * time.Millisecond)
+		f.halt()
+		time.Sleep(200 * time.Millisecond)
+		check(t, fmt.Sprintf("100 re-applies by SIGHUP in %v", took.Round(time.Millisecond)), f, read())
+	})
+
+	for _, paused := range []bool{false, true} {
+		name := "compose-style recreate"
+		if paused {
+			name += " while the daemon is stopped"
+		}
+		t.Run(name, func(t *testing.T) {
+			old := x.watchWeb(t)
+			f := x.startSYNFlood(t, webPort, webPort2)
+			time.Sleep(100 * time.Millisecond)
+			if paused {
+				df.cmd.Process.Signal(syscall.SIGSTOP)
+				defer df.cmd.Process.Signal(syscall.SIGCONT) // also when the test fails
+			}
+			before := old() // the last look at the old container
+			x.removeWeb(t)
+			subnet := 42
+			if paused {
+				subnet = 43
+			}
+			start := time.Now()
+			x.createWeb(t, fmt.Sprintf("10.%d.0.0/24", subnet), fmt.Sprintf("fd00:%d::/64", subnet))
+			// The server counts every connection of the new container;
+			// its SYNs are counted from here on.
+			read := x.watchWeb(t)
+			t.Logf("network and containers recreated in %v", time.Since(start).Round(time.Millisecond))
+			if paused {
+				time.Sleep(500 * time.Millisecond)
+				if x.mapped(x.bridge) {
+					t.Fatal("the new bridge has its own chain while the daemon is stopped: the test proves nothing")
+				}
+				df.cmd.Process.Signal(syscall.SIGCONT)
+			}
+			x.waitFenced(x.bridge, start)
+			time.Sleep(300 * time.Millisecond)
+			f.halt()
+			time.Sleep(200 * time.Millisecond)
+			got := read()
+			got.syns += before.syns
+			got.accepted += before.accepted
+			check(t, name, f, got)
+		})
+	}
+}
