@@ -55,7 +55,9 @@ type FencedContainer struct {
 	LabelErr error
 	// Chain is its chain, which the container layer's maps send its
 	// packets to; "" for a container without a section or label rules.
-	Chain string
+	// IngressChain is the chain that judges connections into it, ""
+	// unless its section has ingress keys.
+	Chain, IngressChain string
 }
 
 // Judged reports whether the container has rules of its own (a section, a
@@ -152,63 +154,35 @@ func (b *builder) containers(ctrs []Container) {
 			b.r.Warnings = append(b.r.Warnings, fmt.Sprintf("container %s (%s): its label does not parse, so it is cut off (all its egress denied) until the label is fixed: %s", strconv.Quote(c.Name), shortID(c), strings.ReplaceAll(fc.LabelErr.Error(), "\n", "; ")))
 		}
 		if fc.Judged() {
-			fc.Chain = "c_" + containerChainID(c, usedIDs)
-			b.containerChain(&fc)
+			id := containerChainID(c, usedIDs)
+			fc.Chain = "c_" + id
+			b.containerChain(&fc, DirectionOf(policy.Egress), fc.Chain)
+			if fc.Section != nil && fc.Section.Ingress.Given {
+				fc.IngressChain = "ci_" + id
+				b.containerChain(&fc, DirectionOf(policy.Ingress), fc.IngressChain)
+			}
 		}
 		judged = append(judged, fc)
 	}
 	b.r.Containers = judged
 	usesNoRules := false
 	for i, f := range b.r.Fenced {
-		if !layered[i] {
-			continue
+		on := func(e Endpoint) bool { j, ok := fencedOf(e); return ok && j == i }
+		if layered[i] {
+			elems, noRules := b.holderElems(judged, on, func(fc FencedContainer) string { return fc.Chain }, "c_shared_")
+			usesNoRules = usesNoRules || noRules
+			b.networkContainers(f, elems)
 		}
-		// Each address goes to the chain of the container that holds it;
-		// to a chain that jumps to each of theirs where several do (one
-		// joined another's network stack): every one's rules must allow.
-		holders := map[netip.Addr][]string{}
-		var addrs []netip.Addr
-		for _, fc := range judged {
-			for _, e := range fc.Container.Endpoints {
-				if j, ok := fencedOf(e); !ok || j != i {
-					continue
-				}
-				for _, a := range e.Addrs {
-					if !a.IsValid() {
-						continue
-					}
-					a = a.Unmap()
-					if _, seen := holders[a]; !seen {
-						addrs = append(addrs, a)
-						holders[a] = nil
-					}
-					if fc.Chain != "" && !slices.Contains(holders[a], fc.Chain) {
-						holders[a] = append(holders[a], fc.Chain)
-					}
-				}
-			}
+		// Connections into the network's containers whose sections have
+		// ingress keys go to their ingress chains; the others' are not
+		// in the maps, and pass this layer.
+		elems, _ := b.holderElems(judged, on, func(fc FencedContainer) string { return fc.IngressChain }, "ci_shared_")
+		for v6, es := range elems {
+			elems[v6] = slices.DeleteFunc(es, func(e nft.VMapElem) bool { return e.Chain == noRulesChain })
 		}
-		slices.SortFunc(addrs, netip.Addr.Compare)
-		elems := map[bool][]nft.VMapElem{}
-		for _, a := range addrs {
-			chain := noRulesChain
-			switch hs := holders[a]; len(hs) {
-			case 0:
-				usesNoRules = true
-			case 1:
-				chain = hs[0]
-			default:
-				chain = "c_shared_" + strings.Join(hs, "_")[2:]
-				if !b.hasChain(chain) {
-					sc := b.addChain(chain, nft.HookNone)
-					for _, h := range hs {
-						sc.Rules = append(sc.Rules, &nft.Rule{Verdict: nft.Verdict{Kind: nft.Jump, Target: h}, ID: "container " + h})
-					}
-				}
-			}
-			elems[a.Is6()] = append(elems[a.Is6()], nft.VMapElem{Addr: a, Chain: chain})
+		if len(elems[false])+len(elems[true]) > 0 {
+			b.inboundContainers(f, elems)
 		}
-		b.networkContainers(f, elems)
 	}
 	if usesNoRules {
 		b.addChain(noRulesChain, nft.HookNone)
@@ -218,6 +192,60 @@ func (b *builder) containers(ctrs []Container) {
 			b.identity(f, judged, func(e Endpoint) bool { j, ok := fencedOf(e); return ok && j == i })
 		}
 	}
+}
+
+// holderElems returns the elements, by family (IPv6 true), of a container
+// map of one network: each address of the containers on it (on) goes to
+// the chain of the container that holds it (chainOf, "" for none); to a
+// chain named shared+... that jumps to each of theirs where several do
+// (one joined another's network stack): every one's rules must allow. An
+// address whose holders have no chain goes to noRulesChain; noRules
+// reports whether one does.
+func (b *builder) holderElems(judged []FencedContainer, on func(Endpoint) bool, chainOf func(FencedContainer) string, shared string) (elems map[bool][]nft.VMapElem, noRules bool) {
+	holders := map[netip.Addr][]string{}
+	var addrs []netip.Addr
+	for _, fc := range judged {
+		for _, e := range fc.Container.Endpoints {
+			if !on(e) {
+				continue
+			}
+			for _, a := range e.Addrs {
+				if !a.IsValid() {
+					continue
+				}
+				a = a.Unmap()
+				if _, seen := holders[a]; !seen {
+					addrs = append(addrs, a)
+					holders[a] = nil
+				}
+				if ch := chainOf(fc); ch != "" && !slices.Contains(holders[a], ch) {
+					holders[a] = append(holders[a], ch)
+				}
+			}
+		}
+	}
+	slices.SortFunc(addrs, netip.Addr.Compare)
+	elems = map[bool][]nft.VMapElem{}
+	for _, a := range addrs {
+		chain := noRulesChain
+		switch hs := holders[a]; len(hs) {
+		case 0:
+			noRules = true
+		case 1:
+			chain = hs[0]
+		default:
+			_, ids, _ := cutPrefix(strings.Join(hs, "_"))
+			chain = shared + ids
+			if !b.hasChain(chain) {
+				sc := b.addChain(chain, nft.HookNone)
+				for _, h := range hs {
+					sc.Rules = append(sc.Rules, &nft.Rule{Verdict: nft.Verdict{Kind: nft.Jump, Target: h}, ID: "container " + h})
+				}
+			}
+		}
+		elems[a.Is6()] = append(elems[a.Is6()], nft.VMapElem{Addr: a, Chain: chain})
+	}
+	return elems, noRules
 }
 
 // identity adds, for each container of fenced network f whose bridge port
@@ -387,21 +415,22 @@ func cutPrefix(chain string) (prefix, id string, ok bool) {
 	return "", chain, false
 }
 
-// containerChain builds the chain of a container with rules of its own:
-// a jump to its section's chain and one to its label's, or, for a label
-// that does not parse, a deny of everything (cut off).
-func (b *builder) containerChain(fc *FencedContainer) {
-	c := b.addChain(fc.Chain, nft.HookNone)
-	d := DirectionOf(policy.Egress)
+// containerChain builds chain name, which judges the packets of a container
+// with rules of its own in direction d: a jump to its section's chain and,
+// for egress, one to its label's, or, for a label that does not parse, a
+// deny of everything (cut off).
+func (b *builder) containerChain(fc *FencedContainer, d Direction, name string) {
+	c := b.addChain(name, nft.HookNone)
+	h := d.Hook
 	ctr := fc.Container
 	var self *policy.Network
-	if fc.LabelErr != nil {
+	if fc.LabelErr != nil && h == policy.Egress {
 		deny := b.denyChain(fc.Chain, &Denial{Container: &ctr, Hook: policy.Egress, Reason: ReasonCutOff, Layer: LayerLabel})
 		c.Rules = append(c.Rules, &nft.Rule{Counter: true, Verdict: nft.Verdict{Kind: nft.Goto, Target: deny}, ID: "cut off", Comment: "label " + policy.EgressLabel + " does not parse: all egress denied"})
 		return
 	}
 	layer := func(suffix string, lay ContainerLayer, rules []*policy.Rule, def policy.Verdict, sec *policy.ContainerSection) {
-		lc := b.addChain(fc.Chain+suffix, nft.HookNone)
+		lc := b.addChain(name+suffix, nft.HookNone)
 		c.Rules = append(c.Rules, &nft.Rule{Verdict: nft.Verdict{Kind: nft.Jump, Target: lc.Name}, ID: "layer " + string(lay)})
 		den := Denial{Container: &ctr, ContainerSection: sec, Layer: lay}
 		for _, r := range rules {
@@ -409,20 +438,50 @@ func (b *builder) containerChain(fc *FencedContainer) {
 			// networks it is on.
 			lc.Rules = append(lc.Rules, b.policyRules(lc.Name, den, d, r, self, lc.Name+".self")...)
 		}
-		dr := &nft.Rule{Counter: true, Verdict: allow, ID: "default", Comment: "egress_default allow"}
+		dr := &nft.Rule{Counter: true, Verdict: allow, ID: "default", Comment: h.String() + "_default allow"}
 		if def == policy.Deny {
-			den.Hook, den.Reason = policy.Egress, ReasonDefault
+			den.Hook, den.Reason = h, ReasonDefault
 			dr.Verdict = nft.Verdict{Kind: nft.Goto, Target: b.denyChain(lc.Name, &den)}
-			dr.Comment = "egress_default deny"
+			dr.Comment = h.String() + "_default deny"
 		}
 		lc.Rules = append(lc.Rules, dr)
 	}
 	self = b.containerSubnets(ctr)
 	if s := fc.Section; s != nil {
-		layer(".s", LayerSection, s.Egress.Rules, s.Egress.Default, s)
+		hr := s.Hook(h)
+		layer(".s", LayerSection, hr.Rules, hr.Default, s)
 	}
-	if len(fc.Label) > 0 {
+	if len(fc.Label) > 0 && h == policy.Egress {
 		layer(".l", LayerLabel, fc.Label, policy.Allow, nil)
+	}
+}
+
+// inboundContainers builds the ingress container layer's chain of fenced
+// network f: packets between the network's own containers pass (their
+// egress judges them), the others go by destination address, by family,
+// to the chain of the container that holds it.
+func (b *builder) inboundContainers(f Fenced, elems map[bool][]nft.VMapElem) {
+	d := DirectionOf(policy.Ingress)
+	_, id, _ := cutPrefix(f.Chains[policy.Egress])
+	name := d.Prefix + "c_" + id
+	c := b.addChain(name, nft.HookNone)
+	b.r.InboundContainerChains = append(b.r.InboundContainerChains, ContainerChain{Network: f.Network, Chain: name})
+	b.inboundHead(c, &f.Network)
+	for _, fam := range []struct {
+		v6  bool
+		sel nft.Selector
+	}{{false, nft.SelDAddr4}, {true, nft.SelDAddr6}} {
+		es := elems[fam.v6]
+		if len(es) == 0 {
+			continue
+		}
+		key, suffix := nft.KeyIPv4, "_4"
+		if fam.v6 {
+			key, suffix = nft.KeyIPv6, "_6"
+		}
+		m := &nft.Set{Name: name + suffix, Key: key, Map: true, VMap: es}
+		b.addSet(m)
+		c.Rules = append(c.Rules, &nft.Rule{Matches: []nft.Match{nft.NFProto{V6: fam.v6}}, Counter: true, Verdict: nft.Verdict{Kind: nft.VMap, Target: m.Name, Key: fam.sel}, ID: "containers"})
 	}
 }
 
@@ -448,6 +507,9 @@ func (b *builder) containerSubnets(c Container) *policy.Network {
 // classified: a network created while no daemon runs is cut off until
 // dockerfence knows it, rather than judged by its network's rules alone.
 func (b *builder) containerLayer(d Direction, c *nft.Chain) bool {
+	if d.Inbound {
+		return b.inboundContainerLayer(d, c)
+	}
 	holdUnknown := b.containerHoldsUnknown()
 	if d.Hook != policy.Egress || len(b.r.ContainerChains) == 0 && !holdUnknown {
 		return false
@@ -464,6 +526,23 @@ func (b *builder) containerLayer(d Direction, c *nft.Chain) bool {
 			&nft.Rule{Matches: []nft.Match{nft.IfName{Name: "docker0"}}, Counter: true, Verdict: held, ID: "held", Comment: "containers of docker0 before dockerfence knows it (held)"},
 			&nft.Rule{Matches: []nft.Match{nft.IfName{Name: "br-", Prefix: true}}, Counter: true, Verdict: held, ID: "held", Comment: "containers of bridges dockerfence does not know yet (held)"})
 	}
+	return true
+}
+
+// inboundContainerLayer fills the container layer's chain of inbound
+// direction d: the map from output bridge to the network's chain of
+// inbound container rules. It is left out when no container has
+// ingress rules: then it costs nothing.
+func (b *builder) inboundContainerLayer(d Direction, c *nft.Chain) bool {
+	if len(b.r.InboundContainerChains) == 0 {
+		return false
+	}
+	m := &nft.Set{Name: d.Prefix + "_cif", Key: nft.KeyIfName, Map: true}
+	for _, cc := range b.r.InboundContainerChains {
+		m.VMap = append(m.VMap, nft.VMapElem{Key: cc.Network.Bridge, Chain: cc.Chain})
+	}
+	b.addSet(m)
+	c.Rules = append(c.Rules, &nft.Rule{Counter: true, Verdict: nft.Verdict{Kind: nft.VMap, Target: m.Name, Key: d.Dispatch}, ID: "dispatch"})
 	return true
 }
 

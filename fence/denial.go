@@ -95,7 +95,8 @@ type Denial struct {
 	Rule   *policy.Rule
 	Reason Reason
 	// Container is the container whose own rules deny (its section's or
-	// its label's, as Layer says), nil for a network's denial;
+	// its label's, as Layer says): for ingress, the destination
+	// container; nil for a network's denial;
 	// ContainerSection is that section, nil for the label.
 	Container        *Container
 	ContainerSection *policy.ContainerSection
@@ -112,7 +113,7 @@ func (d *Denial) RuleID() string {
 		case ReasonCutOff:
 			return "cut off"
 		case ReasonDefault:
-			return string(d.Layer) + " egress_default"
+			return string(d.Layer) + " " + d.Hook.String() + "_default"
 		}
 		return string(d.Layer) + " " + d.Rule.ID()
 	}

@@ -5,7 +5,8 @@
 //
 // Compile is pure: it does no I/O.
 //
-// The table has one base chain per direction (Directions). A packet passes
+// The table has one base chain per netfilter hook that a direction
+// (Directions) is judged in; directions of one hook share it. A packet passes
 // one chain per layer (Layers), jumped to from the base chain in order; a
 // layer that allows the packet returns to the base chain, so that the next
 // layer judges it too, and a layer that denies ends it. Every layer that
@@ -47,6 +48,9 @@ type Result struct {
 	// layer's chain of each network that has one.
 	Containers      []FencedContainer
 	ContainerChains []ContainerChain
+	// InboundContainerChains are the ingress container layer's chains,
+	// of each network that has a container with ingress rules.
+	InboundContainerChains []ContainerChain
 	// Denials says, for each deny chain by name, what its packets were
 	// denied for, so that a logged packet can be attributed to a network
 	// and a rule.
@@ -80,6 +84,15 @@ type Direction struct {
 	// link-local sources of both families are no spoofing, and "self" of a
 	// bridge not known yet means the host's addresses on it.
 	ToHost bool
+	// Inbound says the packets come into the network's containers from
+	// elsewhere (ingress): a network is found by the output interface, a
+	// rule's addresses are the source and its ports the connection's
+	// original destination port (the published port, before DNAT), the
+	// source is no container's (no anti-spoofing, no neighbour
+	// discovery), and packets between containers of the network itself
+	// pass (the sender's egress judges them). A section without keys of
+	// the direction adds nothing to it.
+	Inbound bool
 }
 
 // Directions are the directions the fence judges, in the order their base
@@ -90,7 +103,15 @@ var Directions = []Direction{
 	// redirects from a container are no business of its peers.
 	{Hook: policy.Egress, Base: "forward", NFHook: nft.HookForward, Prefix: "fwd", Dispatch: nft.SelIIfName, ND: []uint8{135, 136}},
 	{Hook: policy.Host, Base: "input", NFHook: nft.HookInput, Prefix: "in", Dispatch: nft.SelIIfName, ND: []uint8{133, 134, 135, 136, 137}, ToHost: true},
+	// Connections into containers, after Docker's DNAT: every packet of
+	// the original direction (the forward chain accepts replies first),
+	// so that tightening the policy cuts open connections.
+	{Hook: policy.Ingress, Base: "forward", NFHook: nft.HookForward, Prefix: "ing", Dispatch: nft.SelOIfName, Inbound: true},
 }
+
+// Judges reports whether the direction has chains for section sec: every
+// direction but an inbound one, which only where the section has its keys.
+func (d Direction) Judges(sec *policy.Section) bool { return !d.Inbound || sec.Given(d.Hook) }
 
 // DirectionOf returns the direction of policy hook h.
 func DirectionOf(h policy.Hook) Direction {
@@ -135,8 +156,13 @@ var Layers = []Layer{
 // Network chains are named prefix_id, so the dot keeps them apart.
 func layerChain(d Direction, l Layer) string { return d.Prefix + "." + l.Name }
 
-// unknownID names the chains that fence bridges not known yet.
-const unknownID = "unknown"
+// unknownID names the chains that fence bridges not known yet, noneID the
+// empty chain of an inbound direction for the networks whose sections have
+// no keys of it.
+const (
+	unknownID = "unknown"
+	noneID    = "none"
+)
 
 // Compile returns the table that fences networks as the policy says,
 // without the container layer: for an inventory that does not know the
@@ -166,10 +192,12 @@ func compile(pol *policy.Policy, networks []policy.Network, sectionFor func(poli
 		sets:       map[string]*nft.Set{},
 		sectionFor: sectionFor,
 	}
-	bases := make([]*nft.Chain, len(Directions))
-	for i, d := range Directions {
-		bases[i] = b.addChain(d.Base, d.NFHook)
-		bases[i].Rules = append(bases[i].Rules, &nft.Rule{Matches: []nft.Match{nft.CtReply{}}, Counter: true, Verdict: nft.Verdict{Kind: nft.Accept}, ID: "reply", Comment: "replies to connections opened towards containers"})
+	bases := map[string]*nft.Chain{}
+	for _, d := range Directions {
+		if bases[d.Base] == nil {
+			bases[d.Base] = b.addChain(d.Base, d.NFHook)
+			bases[d.Base].Rules = append(bases[d.Base].Rules, &nft.Rule{Matches: []nft.Match{nft.CtReply{}}, Counter: true, Verdict: nft.Verdict{Kind: nft.Accept}, ID: "reply", Comment: "replies to connections opened towards containers"})
+		}
 	}
 	b.fence(networks)
 	if containers != nil {
@@ -180,14 +208,18 @@ func compile(pol *policy.Policy, networks []policy.Network, sectionFor func(poli
 	// The layer chains are listed right after the base chains, the network
 	// chains after them: the table reads from the hook down.
 	var layerChains []*nft.Chain
-	for i, d := range Directions {
+	for _, d := range Directions {
 		for _, l := range Layers {
 			c := &nft.Chain{Name: layerChain(d, l)}
 			if !l.Build(b, d, c) {
 				continue
 			}
 			layerChains = append(layerChains, c)
-			bases[i].Rules = append(bases[i].Rules, &nft.Rule{Verdict: nft.Verdict{Kind: nft.Jump, Target: c.Name}, ID: "layer " + l.Name})
+			id := "layer " + l.Name
+			if d.Inbound {
+				id = d.Hook.String() + " " + id
+			}
+			bases[d.Base].Rules = append(bases[d.Base].Rules, &nft.Rule{Verdict: nft.Verdict{Kind: nft.Jump, Target: c.Name}, ID: id})
 		}
 	}
 	t := b.r.Table
@@ -200,7 +232,7 @@ func (b *builder) fence(networks []policy.Network) {
 	nets := b.notFenceable(networks)
 	sort.Slice(nets, func(i, j int) bool { return nets[i].Bridge < nets[j].Bridge })
 	seen := map[string]bool{}
-	usedIDs := map[string]bool{unknownID: true}
+	usedIDs := map[string]bool{unknownID: true, noneID: true}
 	for _, n := range nets {
 		if !nft.ValidIfName(n.Bridge) {
 			b.r.Warnings = append(b.r.Warnings, fmt.Sprintf("network %q: bridge name %q is not an interface name; not fenced", n.Name, n.Bridge))
@@ -219,33 +251,59 @@ func (b *builder) fence(networks []policy.Network) {
 		id := chainID(n.Bridge, usedIDs)
 		f := Fenced{Network: n, Section: sec, Chains: map[policy.Hook]string{}}
 		for _, d := range Directions {
-			f.Chains[d.Hook] = d.Prefix + "_" + id
-			b.networkChain(f.Chains[d.Hook], sec, d, &n)
+			if d.Judges(sec) {
+				f.Chains[d.Hook] = d.Prefix + "_" + id
+				b.networkChain(f.Chains[d.Hook], sec, d, &n)
+			}
 		}
 		b.r.Fenced = append(b.r.Fenced, f)
 	}
 	if ca := b.pol.CatchAll(); ca != nil {
 		b.r.CatchAll = ca
 		for _, d := range Directions {
-			b.networkChain(d.CatchAllChain(), ca, d, nil)
+			if d.Judges(ca) {
+				b.networkChain(d.CatchAllChain(), ca, d, nil)
+			}
 		}
 	}
 }
 
 // networkLayer fills the network layer's chain of direction d: the map
 // from bridge to network chain, and the catch-all for bridges not known yet.
+//
+// An inbound direction's layer is left out when no network's section (nor
+// the catch-all) has keys of it: then it costs nothing.
 func (b *builder) networkLayer(d Direction, c *nft.Chain) bool {
 	m := &nft.Set{Name: d.DispatchMap(), Key: nft.KeyIfName, Map: true}
+	catchAll := b.r.CatchAll != nil && d.Judges(b.r.CatchAll)
+	unjudged := false
 	for _, f := range b.r.Fenced {
-		m.VMap = append(m.VMap, nft.VMapElem{Key: f.Network.Bridge, Chain: f.Chains[d.Hook]})
+		ch, ok := f.Chains[d.Hook]
+		if !ok && catchAll {
+			// The network's section has no keys of the direction: its
+			// bridge goes to a chain that passes, not to the catch-all.
+			ch, unjudged = d.Prefix+"_"+noneID, true
+		}
+		if ch != "" {
+			m.VMap = append(m.VMap, nft.VMapElem{Key: f.Network.Bridge, Chain: ch})
+		}
+	}
+	if d.Inbound && len(m.VMap) == 0 && !catchAll {
+		return false
+	}
+	if unjudged {
+		b.addChain(d.Prefix+"_"+noneID, nft.HookNone)
 	}
 	b.addSet(m)
 	c.Rules = append(c.Rules, &nft.Rule{Counter: true, Verdict: nft.Verdict{Kind: nft.VMap, Target: m.Name, Key: d.Dispatch}, ID: "dispatch"})
-	if b.r.CatchAll != nil {
+	if catchAll {
 		unknown := d.CatchAllChain()
 		c.Rules = append(c.Rules,
-			&nft.Rule{Matches: []nft.Match{nft.IfName{Name: "docker0"}}, Counter: true, Verdict: nft.Verdict{Kind: nft.Goto, Target: unknown}, ID: "unknown docker0", Comment: "docker0 before dockerfence knows it"},
-			&nft.Rule{Matches: []nft.Match{nft.IfName{Name: "br-", Prefix: true}}, Counter: true, Verdict: nft.Verdict{Kind: nft.Goto, Target: unknown}, ID: "unknown br-*", Comment: "bridges dockerfence does not know yet"})
+			&nft.Rule{Matches: []nft.Match{nft.IfName{Name: "docker0", Out: d.Inbound}}, Counter: true, Verdict: nft.Verdict{Kind: nft.Goto, Target: unknown}, ID: "unknown docker0", Comment: "docker0 before dockerfence knows it"},
+			&nft.Rule{Matches: []nft.Match{nft.IfName{Name: "br-", Prefix: true, Out: d.Inbound}}, Counter: true, Verdict: nft.Verdict{Kind: nft.Goto, Target: unknown}, ID: "unknown br-*", Comment: "bridges dockerfence does not know yet"})
+	}
+	if d.Inbound {
+		return true
 	}
 	if r := b.tunnelRule(d); r != nil {
 		c.Rules = append(c.Rules, r)

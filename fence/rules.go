@@ -84,6 +84,61 @@ func (b *builder) addrMatches(name string, prefixes []netip.Prefix, src, neg boo
 func (b *builder) networkChain(name string, sec *policy.Section, d Direction, n *policy.Network) {
 	h := d.Hook
 	c := b.addChain(name, nft.HookNone)
+	if d.Inbound {
+		b.inboundHead(c, n)
+	} else {
+		b.outboundHead(c, name, sec, d, n)
+	}
+	for _, r := range sec.Rules(h) {
+		c.Rules = append(c.Rules, b.policyRules(name, Denial{Network: n, Section: sec}, d, r, n, netSetName(name))...)
+	}
+	if TunnelEndpoints(b.pol, sec, d) {
+		b.tunnelEndpointRules(c, name, sec, d, n)
+	}
+	def := &nft.Rule{Counter: true, Verdict: allow, ID: "default", Comment: h.String() + "_default allow"}
+	if d.ToHost {
+		// What a tunnel on the host decapsulates from this packet keeps
+		// the mark, and the tunnel fence denies it (see tunnelRule). A
+		// host rule that allows a packet explicitly lets it through
+		// unmarked: the operator chose that service, tunnel or not.
+		def.SetMark = b.pol.Settings.TunnelMark
+	}
+	if sec.Default(h) == policy.Deny {
+		def.SetMark = 0
+		def.Verdict = nft.Verdict{Kind: nft.Goto, Target: b.denyChain(name, &Denial{Network: n, Section: sec, Hook: h, Reason: ReasonDefault})}
+		def.Comment = h.String() + "_default deny"
+	}
+	c.Rules = append(c.Rules, def)
+}
+
+// SameBridgeRuleID is the ID of the rule of an inbound chain that passes
+// packets between containers of its network (see inboundHead).
+const SameBridgeRuleID = "same network"
+
+// inboundHead adds the first rules of chain c, which judges the packets
+// into network n (nil for bridges not known yet) in an inbound direction:
+// those between the network's own containers pass, for the sender's
+// egress judges them (judged once, not twice). For bridges not known
+// yet, that is any packet from a Docker bridge: the sender's egress judges
+// those too, and the chain cannot name the bridge.
+func (b *builder) inboundHead(c *nft.Chain, n *policy.Network) {
+	same := func(m nft.IfName, comment string) {
+		c.Rules = append(c.Rules, &nft.Rule{Matches: []nft.Match{m}, Counter: true, Verdict: allow, ID: SameBridgeRuleID, Comment: comment})
+	}
+	if n != nil {
+		same(nft.IfName{Name: n.Bridge}, "between containers of the network: their egress judges them")
+		return
+	}
+	same(nft.IfName{Name: "docker0"}, "from containers: their egress judges them")
+	same(nft.IfName{Name: "br-", Prefix: true}, "from containers: their egress judges them")
+}
+
+// outboundHead adds the first rules of chain c, which judges what the
+// containers of network n (nil for bridges not known yet) send in
+// direction d: neighbour discovery passes, sources outside the network
+// are denied (anti-spoofing).
+func (b *builder) outboundHead(c *nft.Chain, name string, sec *policy.Section, d Direction, n *policy.Network) {
+	h := d.Hook
 	// IPv6 neighbour discovery passes in both hooks: to the host, and, where
 	// br_netfilter hands bridged traffic to the forward hook, between the
 	// containers of a bridge (it is link-local, so it is never routed).
@@ -126,26 +181,6 @@ func (b *builder) networkChain(name string, sec *policy.Section, d Direction, n 
 			}
 		}
 	}
-	for _, r := range sec.Rules(h) {
-		c.Rules = append(c.Rules, b.policyRules(name, Denial{Network: n, Section: sec}, d, r, n, netSetName(name))...)
-	}
-	if TunnelEndpoints(b.pol, sec, d) {
-		b.tunnelEndpointRules(c, name, sec, d, n)
-	}
-	def := &nft.Rule{Counter: true, Verdict: allow, ID: "default", Comment: h.String() + "_default allow"}
-	if d.ToHost {
-		// What a tunnel on the host decapsulates from this packet keeps
-		// the mark, and the tunnel fence denies it (see tunnelRule). A
-		// host rule that allows a packet explicitly lets it through
-		// unmarked: the operator chose that service, tunnel or not.
-		def.SetMark = b.pol.Settings.TunnelMark
-	}
-	if sec.Default(h) == policy.Deny {
-		def.SetMark = 0
-		def.Verdict = nft.Verdict{Kind: nft.Goto, Target: b.denyChain(name, &Denial{Network: n, Section: sec, Hook: h, Reason: ReasonDefault})}
-		def.Comment = h.String() + "_default deny"
-	}
-	c.Rules = append(c.Rules, def)
 }
 
 // TunnelEndpointRuleID is the ID of the rules that deny a container's
@@ -277,7 +312,9 @@ func (b *builder) logMeters() []*nft.Meter {
 func ruleTag(r *policy.Rule) string { return fmt.Sprintf("%c%d", r.Hook.String()[0], r.Index) }
 
 // policyRules renders one policy rule as kernel rules: one per address family
-// it needs (or one for any), all with the rule's ID. den says whose rule it
+// it needs (or one for any), all with the rule's ID. In an inbound
+// direction the rule's addresses are the source and its ports the
+// connection's original destination port. den says whose rule it
 // is (network, section, container) for its deny chain; selfSet names the
 // set of network n's subnets, which "self" alone uses.
 func (b *builder) policyRules(chain string, den Denial, d Direction, r *policy.Rule, n *policy.Network, selfSet string) []*nft.Rule {
@@ -298,10 +335,18 @@ func (b *builder) policyRules(chain string, den Denial, d Direction, r *policy.R
 		}
 		tail = append(tail, nft.L4Proto{Protos: nums})
 	}
+	port := func(rg nft.PortRange, set string) nft.Match {
+		if d.Inbound {
+			// The published port: the connection's destination before
+			// Docker's DNAT rewrote it.
+			return nft.CtOrigDPort{Range: rg, Set: set}
+		}
+		return nft.DPort{Range: rg, Set: set}
+	}
 	switch len(r.Ports) {
 	case 0:
 	case 1:
-		tail = append(tail, nft.DPort{Range: nft.PortRange(r.Ports[0])})
+		tail = append(tail, port(nft.PortRange(r.Ports[0]), ""))
 	default:
 		name := chain + "." + ruleTag(r) + ".ports"
 		if _, ok := b.sets[name]; !ok {
@@ -311,7 +356,7 @@ func (b *builder) policyRules(chain string, den Denial, d Direction, r *policy.R
 			}
 			b.addSet(&nft.Set{Name: name, Key: nft.KeyService, Ports: nft.MergePorts(ports)})
 		}
-		tail = append(tail, nft.DPort{Set: name})
+		tail = append(tail, port(nft.PortRange{}, name))
 	}
 	mk := func(m ...nft.Match) *nft.Rule {
 		return &nft.Rule{Matches: append(m, tail...), Counter: true, Verdict: verdict, ID: r.ID(), Comment: comment}
@@ -323,7 +368,11 @@ func (b *builder) policyRules(chain string, den Denial, d Direction, r *policy.R
 	spec := r.Addrs
 	if n == nil && spec.Self {
 		// The subnets of a bridge not known yet: whatever routes via it.
-		out = append(out, mk(nft.Fib{Local: d.ToHost}))
+		// As a source of inbound packets, they are its own containers,
+		// whose packets passed before the rules (inboundHead).
+		if !d.Inbound {
+			out = append(out, mk(nft.Fib{Local: d.ToHost}))
+		}
 		spec.Self = false
 	}
 	var net policy.Network
@@ -342,7 +391,7 @@ func (b *builder) policyRules(chain string, den Denial, d Direction, r *policy.R
 	case !spec.Self && len(spec.Lists) == 1 && len(spec.Prefixes) == 0:
 		setName = "l_" + spec.Lists[0]
 	}
-	v4, v6 := b.addrMatches(setName, prefixes, false, false)
+	v4, v6 := b.addrMatches(setName, prefixes, d.Inbound, false)
 	if v4 != nil && r.Proto != policy.ProtoICMPv6 {
 		out = append(out, mk(*v4))
 	}

@@ -142,7 +142,13 @@ func canonExprOnce(name string, data []byte, anon func(string) string, c *canoni
 		return foreign()
 	}
 	fam := byte(nftables.TableFamilyINet)
-	if err := expr.Unmarshal(fam, data, e); err != nil {
+	decode := data
+	if name == "ct" {
+		// The kernel's direction is one byte; google/nftables decodes
+		// four (see marshalExpr).
+		decode = ctDataDirectionWidth(data, 4)
+	}
+	if err := expr.Unmarshal(fam, decode, e); err != nil {
 		return foreign()
 	}
 	if imm, ok := e.(*expr.Immediate); ok && imm.Register == unix.NFT_REG_VERDICT && len(imm.Data) == 0 {
@@ -169,7 +175,7 @@ func canonExprOnce(name string, data []byte, anon func(string) string, c *canoni
 	case *expr.Verdict:
 		what = exprVerdictText(e)
 	}
-	b, err := expr.Marshal(fam, e)
+	b, err := marshalExpr(e)
 	if err != nil {
 		return foreign()
 	}
@@ -303,7 +309,7 @@ func (r *Rule) canonical() (canonical, error) {
 	}
 	var list attrs
 	for _, e := range exprs {
-		b, err := expr.Marshal(byte(nftables.TableFamilyINet), e)
+		b, err := marshalExpr(e)
 		if err != nil {
 			return canonical{}, err
 		}

@@ -6,7 +6,6 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
-	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
@@ -131,7 +130,7 @@ func (e *encoder) encodeOp(op Op) error {
 		var start int
 		a, start = a.begin(unix.NFTA_RULE_EXPRESSIONS)
 		for _, x := range exprs {
-			b, err := expr.Marshal(byte(nftables.TableFamilyINet), x)
+			b, err := marshalExpr(x)
 			if err != nil {
 				return err
 			}

@@ -98,7 +98,7 @@ func (r *Rule) hashEncoding(h hash.Hash) error {
 		return err
 	}
 	for _, e := range exprs {
-		b, err := expr.Marshal(byte(nftables.TableFamilyINet), e)
+		b, err := marshalExpr(e)
 		if err != nil {
 			return err
 		}
@@ -186,18 +186,17 @@ func ruleExprs(tbl *nftables.Table, sets func(string) *nftables.Set, anon func(*
 			out = append(out, &expr.Cmp{Op: op, Register: 1, Data: m.Prefix.Masked().Addr().AsSlice()})
 		case DPort:
 			out = append(out, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2})
-			switch {
-			case m.Set != "":
-				l, err := lookup(m.Set, false)
-				if err != nil {
-					return nil, err
-				}
-				out = append(out, l)
-			case m.Range.First == m.Range.Last:
-				out = append(out, cmpEq(binaryutil.BigEndian.PutUint16(m.Range.First)))
-			default:
-				out = append(out, &expr.Range{Op: expr.CmpOpEq, Register: 1, FromData: binaryutil.BigEndian.PutUint16(m.Range.First), ToData: binaryutil.BigEndian.PutUint16(m.Range.Last)})
+			cmp, err := portCmpExprs(m.Range, m.Set, lookup)
+			if err != nil {
+				return nil, err
 			}
+			out = append(out, cmp...)
+		case CtOrigDPort:
+			es, err := ctOrigDPortExprs(m, lookup)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, es...)
 		case IfName:
 			data := ifname(m.Name)
 			if m.Prefix {

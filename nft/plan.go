@@ -345,6 +345,10 @@ func (r *Rule) sets() []string {
 			if m.Set != "" {
 				out = append(out, m.Set)
 			}
+		case CtOrigDPort:
+			if m.Set != "" {
+				out = append(out, m.Set)
+			}
 		}
 	}
 	if r.Meter != nil {

@@ -198,6 +198,8 @@ func matchText(m Match) string {
 			return "th dport @" + m.Set
 		}
 		return "th dport " + m.Range.String()
+	case CtOrigDPort:
+		return ctOrigDPortText(m)
 	case IfName:
 		kw := "iifname"
 		if m.Out {

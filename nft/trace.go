@@ -39,6 +39,13 @@ type Packet struct {
 	HopLimit uint8
 	// Reply marks a packet in the reply direction of its connection.
 	Reply bool
+	// OrigDPort is the original destination port of the packet's
+	// connection (ct original proto-dst): the port a client connected to
+	// before DNAT, a published port; 0 reads as DPort (no DNAT).
+	// Untracked marks a packet without a connection, which no conntrack
+	// match holds for.
+	OrigDPort uint16
+	Untracked bool
 	// Mark is the packet's mark as it enters the hook (meta mark); rules
 	// that set bits of it (Rule.SetMark) set them for the rules after them.
 	Mark uint32
@@ -336,6 +343,8 @@ func (t *Table) match(m Match, p *Packet) (bool, error) {
 			return slices.ContainsFunc(s.Ports, func(r PortRange) bool { return r.contains(p.DPort) }), nil
 		}
 		return m.Range.contains(p.DPort), nil
+	case CtOrigDPort:
+		return t.traceCtOrigDPort(m, p)
 	case IfName:
 		name := p.IIfName
 		if m.Out {

@@ -8,13 +8,6 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// Ingress judges connections from outside into a container (the forward
-// hook, after Docker's DNAT). Container sections read and validate their
-// ingress rules; nothing enforces them yet, and a section that has some
-// makes a warning. It is not one of Hooks: network sections have no
-// ingress key yet.
-const Ingress Hook = numHooks
-
 // Compose's labels, which name the project and the service that made a
 // container.
 const (
@@ -37,11 +30,22 @@ type ContainerSection struct {
 	// Egress holds the rules and the default of traffic the containers
 	// send; the default is allow when the section does not say.
 	Egress HookRules
-	// Ingress holds the ingress rules, read and validated; not enforced
-	// yet.
+	// Ingress holds the rules and the default of connections from outside
+	// into the containers; Ingress.Given is set when the section has
+	// ingress or ingress_default, else it adds nothing.
 	Ingress HookRules
-	// HasIngress is set when the section has ingress or ingress_default.
-	HasIngress bool
+}
+
+// Hook returns the section's rules and default of hook h (Egress or
+// Ingress; nothing for the others, which container sections do not have).
+func (s *ContainerSection) Hook(h Hook) HookRules {
+	switch h {
+	case Egress:
+		return s.Egress
+	case Ingress:
+		return s.Ingress
+	}
+	return HookRules{}
 }
 
 // ContainerMatch selects containers. Every field that is set must hold.
@@ -147,24 +151,14 @@ func (p *parser) containers(n *yaml.Node, pol *Policy) {
 		sec := &ContainerSection{Index: i + 1, Pos: p.pos(sn)}
 		what := fmt.Sprintf("containers[%d]", i+1)
 		var matchNode *yaml.Node
-		p.mapping(sn, what, map[string]func(k, v *yaml.Node){
-			"match":          func(_, v *yaml.Node) { matchNode = v; sec.Match = p.containerMatch(v, what+".match") },
-			"egress":         func(_, v *yaml.Node) { sec.Egress.Rules = p.rules(v, what+".egress", Egress, pol) },
-			"egress_default": func(_, v *yaml.Node) { sec.Egress.Default = p.verdict(v, what+".egress_default") },
-			"ingress": func(_, v *yaml.Node) {
-				sec.HasIngress = true
-				sec.Ingress.Rules = p.rules(v, what+".ingress", Ingress, pol)
-			},
-			"ingress_default": func(_, v *yaml.Node) {
-				sec.HasIngress = true
-				sec.Ingress.Default = p.verdict(v, what+".ingress_default")
-			},
-		})
+		keys := map[string]func(k, v *yaml.Node){
+			"match": func(_, v *yaml.Node) { matchNode = v; sec.Match = p.containerMatch(v, what+".match") },
+		}
+		p.hookKeys(keys, &sec.Egress, what, Egress, pol)
+		p.hookKeys(keys, &sec.Ingress, what, Ingress, pol)
+		p.mapping(sn, what, keys)
 		if matchNode == nil && sn.Kind == yaml.MappingNode {
 			p.errorf(sn, "%s: missing match; e.g. match: {compose: \"shop/api\"} or {label: \"role=worker\"}", what)
-		}
-		if sec.HasIngress {
-			pol.Warnings = append(pol.Warnings, fmt.Sprintf("%s: %s (%s): ingress rules are read and checked but not enforced yet: this dockerfence fences what containers send, not what they receive", sec.Pos, what, sec.Match))
 		}
 		pol.Containers = append(pol.Containers, sec)
 	}

@@ -51,8 +51,11 @@ func TestContainerSections(t *testing.T) {
 	if !strings.Contains(strings.Join(pol.UsedLists(), ","), "proxy") {
 		t.Errorf("UsedLists %v lack proxy", pol.UsedLists())
 	}
-	if w := strings.Join(pol.Warnings, "\n"); !strings.Contains(w, "p.yaml:19:5: containers[3] ({name: \"web-*\"}): ingress rules are read and checked but not enforced yet") {
-		t.Errorf("warnings %q lack the ingress warning of containers[3]", pol.Warnings)
+	if web := pol.Containers[2]; !web.Ingress.Given || web.Ingress.Default != Deny || len(web.Ingress.Rules) != 1 || web.Ingress.Rules[0].Hook != Ingress || web.Ingress.Rules[0].Pos.Line != 21 {
+		t.Errorf("web section's ingress = %+v", web.Ingress)
+	}
+	if pol.Containers[0].Ingress.Given {
+		t.Errorf("worker section has ingress given; it has no ingress key")
 	}
 	compose := map[string]string{ComposeProjectLabel: "shop", ComposeServiceLabel: "api"}
 	for _, tc := range []struct {

@@ -332,9 +332,7 @@ func (p *parser) networks(n *yaml.Node, pol *Policy) {
 			"match": func(_, v *yaml.Node) { matchNode = v; sec.Match = p.match(v, what+".match") },
 		}
 		for _, h := range Hooks {
-			hr, name := &sec.ByHook[h], h.String()
-			keys[name] = func(_, v *yaml.Node) { hr.Rules = p.rules(v, what+"."+name, h, pol) }
-			keys[name+"_default"] = func(_, v *yaml.Node) { hr.Default = p.verdict(v, what+"."+name+"_default") }
+			p.hookKeys(keys, &sec.ByHook[h], what, h, pol)
 		}
 		p.mapping(sn, what, keys)
 		if matchNode == nil && sn.Kind == yaml.MappingNode {
@@ -342,6 +340,14 @@ func (p *parser) networks(n *yaml.Node, pol *Policy) {
 		}
 		pol.Sections = append(pol.Sections, sec)
 	}
+}
+
+// hookKeys adds to keys the keys of hook h ("ingress", "ingress_default"),
+// which read into hr: network and container sections read their rules so.
+func (p *parser) hookKeys(keys map[string]func(k, v *yaml.Node), hr *HookRules, what string, h Hook, pol *Policy) {
+	name := h.String()
+	keys[name] = func(_, v *yaml.Node) { hr.Given = true; hr.Rules = p.rules(v, what+"."+name, h, pol) }
+	keys[name+"_default"] = func(_, v *yaml.Node) { hr.Given = true; hr.Default = p.verdict(v, what+"."+name+"_default") }
 }
 
 // verdict reads allow or deny; a problem reads as Allow, reported.

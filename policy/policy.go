@@ -2,8 +2,9 @@
 //
 // A policy says, for each Docker network that one of its sections matches,
 // which destinations containers may reach (egress, judged in the forward
-// hook) and which of the host's own services they may use (host, judged in
-// the input hook). The package is pure: apart from reading the policy, its
+// hook), which of the host's own services they may use (host, judged in
+// the input hook) and which sources may open connections to them (ingress,
+// judged in the forward hook after Docker's DNAT). The package is pure: apart from reading the policy, its
 // list files and resolv.conf, it does no I/O.
 package policy
 
@@ -42,14 +43,19 @@ const (
 	Egress Hook = iota
 	// Host judges traffic from a container to the host's own addresses (input hook).
 	Host
+	// Ingress judges connections from outside into a container (forward
+	// hook, after Docker's DNAT): a rule's addresses are the connection's
+	// source, its ports the connection's original destination port (the
+	// published host port of a DNAT'ed connection).
+	Ingress
 )
 
 // numHooks is how many hooks there are.
-const numHooks = 2
+const numHooks = 3
 
 // Hooks lists the hooks a section has rules for, in order. A section's
 // keys are their names ("egress", "egress_default", ...).
-var Hooks = [numHooks]Hook{Egress, Host}
+var Hooks = [numHooks]Hook{Egress, Host, Ingress}
 
 // String returns "egress", "host" or "ingress".
 func (h Hook) String() string {
@@ -194,6 +200,9 @@ type Section struct {
 type HookRules struct {
 	Rules   []*Rule
 	Default Verdict
+	// Given is set when the section has the hook's rules or default key:
+	// a section without ingress keys adds nothing to the ingress path.
+	Given bool
 }
 
 // Rules returns the rules of the hook.
@@ -201,6 +210,9 @@ func (s *Section) Rules(h Hook) []*Rule { return s.ByHook[h].Rules }
 
 // Default returns the default verdict of the hook.
 func (s *Section) Default(h Hook) Verdict { return s.ByHook[h].Default }
+
+// Given reports whether the section has the hook's rules or default key.
+func (s *Section) Given(h Hook) bool { return s.ByHook[h].Given }
 
 // RuleCount returns how many rules the section has, of every hook.
 func (s *Section) RuleCount() int {
@@ -326,7 +338,8 @@ func (r PortRange) String() string {
 	return fmt.Sprintf("%d-%d", r.First, r.Last)
 }
 
-// Rule is one allow or deny entry.
+// Rule is one allow or deny entry. Its addresses are the destination of
+// egress and host rules and the source of ingress rules.
 type Rule struct {
 	// Index is the 1-based position of the rule in its list.
 	Index   int

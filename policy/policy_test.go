@@ -89,6 +89,7 @@ func TestListFile(t *testing.T) {
 // with a message that says what was expected.
 func TestErrors(t *testing.T) {
 	head := "version: 1\nnetworks:\n  - match: {name: \"*\"}\n    egress:\n"
+	ingress := "version: 1\nnetworks:\n  - match: {name: \"*\"}\n    ingress:\n"
 	tests := []struct {
 		name, src, want string
 	}{
@@ -141,6 +142,15 @@ func TestErrors(t *testing.T) {
 		{"comment quote", head + "      - allow: any\n        comment: 'say \"hi\"'\n", "policy.yaml:6:18: networks[1].egress[1].comment: expected 1 to 100 bytes of printable text without double quotes, found 8 bytes with a double quote"},
 		{"two documents", "version: 1\nnetworks:\n  - match: {name: x}\n---\nversion: 1\n", "a second YAML document"},
 		{"nul", "version: 1\x00\n", "policy.yaml:1:11: the policy contains a NUL byte"},
+		// Ingress rules are read by the same code as egress: their
+		// addresses are sources, their ports published ports.
+		{"ingress bad source", ingress + "      - allow: 198.51.100.300\n", "policy.yaml:5:16: networks[1].ingress[1].allow: \"198.51.100.300\" is not an address or CIDR prefix"},
+		{"ingress port 0", ingress + "      - allow: any\n        ports: [0]\n", "policy.yaml:6:17: networks[1].ingress[1].ports: port 0 is out of range; expected 1..65535"},
+		{"ingress ports with icmp", ingress + "      - deny: any\n        proto: icmp\n        ports: [8080]\n", "policy.yaml:7:16: networks[1].ingress[1].ports: protocol icmp has no ports"},
+		{"ingress unknown list", ingress + "      - allow: \"@office\"\n", "policy.yaml:5:16: networks[1].ingress[1].allow: unknown list \"@office\""},
+		{"ingress a mapping", "version: 1\nnetworks:\n  - match: {name: x}\n    ingress: {allow: any}\n", "policy.yaml:4:14: networks[1].ingress: expected a list of rules, found a mapping"},
+		{"ingress default", "version: 1\nnetworks:\n  - match: {name: x}\n    ingress_default: reject\n", "policy.yaml:4:22: networks[1].ingress_default: expected allow or deny, found \"reject\""},
+		{"container ingress default", "version: 1\nnetworks:\n  - match: {name: x}\ncontainers:\n  - match: {name: web}\n    ingress_default: nope\n", "policy.yaml:6:22: containers[1].ingress_default: expected allow or deny, found \"nope\""},
 		{"duplicate key", "version: 1\nversion: 1\nnetworks:\n  - match: {name: x}\n", "policy.yaml:2:1: top level: \"version\" given twice"},
 	}
 	for _, tt := range tests {
@@ -279,5 +289,45 @@ func TestTunnelMark(t *testing.T) {
 		if p.Settings.TunnelMark != want {
 			t.Errorf("%q: tunnel_mark %#x, want %#x", src, p.Settings.TunnelMark, want)
 		}
+	}
+}
+
+// TestNetworkIngress reads ingress and ingress_default in a network
+// section: the rules in the form of egress, the hook Ingress, positions, and
+// Given only where the section has a key of ingress.
+func TestNetworkIngress(t *testing.T) {
+	src := `version: 1
+lists:
+  office: [198.51.100.0/24, "2001:db8:1::/48"]
+networks:
+  - match: {name: app}
+    ingress:
+      - allow: "@office"
+        proto: tcp
+        ports: [8080, "9000-9100"]
+        comment: admin UI from the office only
+      - deny: any
+        ports: [8080]
+    ingress_default: deny
+  - match: {name: "*"}
+    egress_default: allow
+`
+	pol, err := Parse("p.yaml", []byte(src), testOpts(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	app, all := pol.Sections[0], pol.Sections[1]
+	if !app.Given(Ingress) || app.Default(Ingress) != Deny || len(app.Rules(Ingress)) != 2 {
+		t.Fatalf("app's ingress = %+v", app.ByHook[Ingress])
+	}
+	r := app.Rules(Ingress)[0]
+	if r.Hook != Ingress || r.ID() != "ingress 1" || r.Pos.String() != "p.yaml:7:9" || r.Addrs.Text != "@office" || r.Proto != ProtoTCP || len(r.Ports) != 2 || r.Ports[1] != (PortRange{9000, 9100}) {
+		t.Errorf("ingress 1 = %+v", r)
+	}
+	if app.Given(Egress) || all.Given(Ingress) || !all.Given(Egress) {
+		t.Errorf("Given: app egress %v, * ingress %v, * egress %v; want false, false, true", app.Given(Egress), all.Given(Ingress), all.Given(Egress))
+	}
+	if got := strings.Join(pol.UsedLists(), ","); !strings.Contains(got, "office") {
+		t.Errorf("UsedLists = %s; want office in it", got)
 	}
 }

@@ -323,30 +323,35 @@ func Make(pol *policy.Policy, r *fence.Result, st *nft.State, source string) Sta
 			}
 			out = append(out, r)
 		}
-		p, b := count("spoof")
-		add(RuleStatus{ID: "anti-spoofing", Verdict: deny, Match: "source not in subnets", Packets: p, Bytes: b})
+		if !d.Inbound {
+			p, b := count("spoof")
+			add(RuleStatus{ID: "anti-spoofing", Verdict: deny, Match: "source not in subnets", Packets: p, Bytes: b})
+		}
 		for _, r := range sec.Rules(h) {
 			p, b := count(r.ID())
 			add(RuleStatus{ID: r.ID(), Index: r.Index, Verdict: verdict(r.Verdict), Match: fence.RuleMatch(r), Comment: r.Comment, Packets: p, Bytes: b})
 		}
 		if fence.TunnelEndpoints(pol, sec, d) {
-			p, b = count(fence.TunnelEndpointRuleID)
+			p, b := count(fence.TunnelEndpointRuleID)
 			add(RuleStatus{ID: fence.TunnelEndpointRuleID, Verdict: deny, Match: fence.TunnelEndpointMatch, Packets: p, Bytes: b})
 		}
-		p, b = count("default")
+		p, b := count("default")
 		add(RuleStatus{ID: h.String() + "_default", Verdict: verdict(sec.Default(h)), Match: "anything else", Packets: p, Bytes: b})
 		return out, denied
 	}
 	// The kernel's catch-all, whose chains judge the bridges that its
 	// dispatch maps do not hold.
-	var caDenied []uint64
+	caDenied := map[policy.Hook]uint64{}
 	if ca := r.CatchAll; ca != nil && st != nil {
 		s.CatchAll = &CatchAllStatus{Section: ca.Index, Match: ca.Match.String(), Bridges: []string{}, Rules: []RuleStatus{}}
 		for _, d := range fence.Directions {
+			if !d.Judges(ca) {
+				continue
+			}
 			rs, denied := rules(ca, d, chains[d.CatchAllChain()])
 			s.CatchAll.Rules = append(s.CatchAll.Rules, rs...)
 			s.CatchAll.Denied += denied
-			caDenied = append(caDenied, denied)
+			caDenied[d.Hook] = denied
 		}
 	}
 	// kernelChain returns the chain of the kernel's table that judges the
@@ -372,12 +377,15 @@ func Make(pol *policy.Policy, r *fence.Result, st *nft.State, source string) Sta
 		ns := NetworkStatus{Name: f.Network.Name, ID: f.Network.ID, Bridge: f.Network.Bridge, Subnets: prefixStrings(f.Network.Subnets), Section: f.Section.Index, Match: f.Section.Match.String()}
 		if st != nil {
 			judged := false
-			for i, d := range fence.Directions {
+			for _, d := range fence.Directions {
+				if !d.Judges(f.Section) {
+					continue
+				}
 				chain, catchAll := kernelChain(f, d)
 				judged = judged || chain != nil
 				if catchAll {
 					ns.CatchAll = true
-					ns.Denied += caDenied[i]
+					ns.Denied += caDenied[d.Hook]
 					continue
 				}
 				rs, denied := rules(f.Section, d, chain)

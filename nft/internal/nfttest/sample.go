@@ -11,8 +11,8 @@ import (
 )
 
 // Sample is a small table that uses every kind of match, every verdict,
-// an address set of each family, a service set, a verdict map by interface
-// name, one by address, a runtime set with timeouts, and the dynamic sets
+// an address set of each family, a service set, a verdict map by input
+// interface name, one by output interface name, one by address, a runtime set with timeouts, and the dynamic sets
 // of a meter of each family. The golden netlink
 // tests encode it; the nft -f tests load it.
 func Sample() *nft.Table {
@@ -29,11 +29,13 @@ func Sample() *nft.Table {
 			{Name: "l_private_4", Key: nft.KeyIPv4, Ranges: []nft.Range{rng("10.0.0.0/8"), rng("192.168.0.0/16")}},
 			{Name: "l_private_6", Key: nft.KeyIPv6, Ranges: []nft.Range{rng("fc00::/7"), {From: netip.MustParseAddr("fe80::1"), To: netip.MustParseAddr("fe80::ff")}}},
 			{Name: "ports", Key: nft.KeyService, Ports: []nft.PortRange{{First: 53, Last: 53}, {First: 8000, Last: 8080}}},
+			{Name: "published", Key: nft.KeyService, Ports: []nft.PortRange{{First: 443, Last: 443}, {First: 3000, Last: 3001}}},
 			{Name: "learned_4", Key: nft.KeyIPv4, Timeout: true, Owner: nft.OwnedByRuntime},
 			{Name: "meter_4", Key: nft.KeyIPv4, Dynamic: true, Timeout: true, Owner: nft.OwnedByRuntime},
 			{Name: "meter_6", Key: nft.KeyIPv6, Dynamic: true, Timeout: true, Owner: nft.OwnedByRuntime},
 			{Name: "fwd_if", Key: nft.KeyIfName, Map: true, VMap: []nft.VMapElem{{Key: "br-x", Chain: "fwd_br-x"}, {Key: "docker0", Chain: "fwd_docker0", Jump: true}}},
 			{Name: "by_addr", Key: nft.KeyIPv4, Map: true, VMap: []nft.VMapElem{{Addr: netip.MustParseAddr("172.20.0.2"), Chain: "c_a", Jump: true}}},
+			{Name: "ing_if", Key: nft.KeyIfName, Map: true, VMap: []nft.VMapElem{{Key: "br-x", Chain: "c_a", Jump: true}}},
 		},
 		Chains: []*nft.Chain{
 			{Name: "forward", Hook: nft.HookForward, Rules: []*nft.Rule{
@@ -49,6 +51,7 @@ func Sample() *nft.Table {
 				{Counter: true, Verdict: nft.Verdict{Kind: nft.VMap, Target: "fwd_if"}, ID: "dispatch"},
 				r("unknown", to(nft.Goto, "fwd_unknown"), nft.IfName{Name: "br-", Prefix: true}),
 				r("marked", to(nft.Goto, "c_meter"), nft.Mark{Bits: 0x02000000}),
+				r("ingress", nft.Verdict{Kind: nft.VMap, Target: "ing_if", Key: nft.SelOIfName}),
 			}},
 			{Name: "fwd_br-x", Rules: []*nft.Rule{
 				r("nd", to(nft.Return, ""), nft.NFProto{V6: true}, nft.ICMPv6Type{Types: []uint8{135, 136}}, nft.HopLimit{Value: 255}),
@@ -61,6 +64,9 @@ func Sample() *nft.Table {
 				r("host", to(nft.Return, ""), nft.Addr{V6: true, Prefix: pfx("fd00::1/128")}, nft.L4Proto{Protos: []uint8{6}}, nft.DPort{Range: nft.PortRange{First: 443, Last: 443}}),
 				r("dns", to(nft.Return, ""), nft.Addr{Prefix: pfx("192.168.100.2/32")}, nft.L4Proto{Protos: []uint8{6, 17}}, nft.DPort{Set: "ports"}),
 				r("range", to(nft.Return, ""), nft.L4Proto{Protos: []uint8{17}}, nft.DPort{Range: nft.PortRange{First: 1000, Last: 2000}}),
+				r("published", to(nft.Return, ""), nft.L4Proto{Protos: []uint8{6}}, nft.CtOrigDPort{Range: nft.PortRange{First: 8080, Last: 8080}}),
+				r("published-range", to(nft.Return, ""), nft.L4Proto{Protos: []uint8{6}}, nft.CtOrigDPort{Range: nft.PortRange{First: 9000, Last: 9100}}),
+				r("published-set", to(nft.Return, ""), nft.L4Proto{Protos: []uint8{6, 17}}, nft.CtOrigDPort{Set: "published"}),
 				r("learned", to(nft.Accept, ""), nft.Addr{Set: "learned_4"}),
 				r("by-addr", nft.Verdict{Kind: nft.VMap, Target: "by_addr", Key: nft.SelDAddr4}, nft.NFProto{}),
 				r("private4", to(nft.Goto, "c_deny"), nft.Addr{Set: "l_private_4"}),

@@ -1,0 +1,133 @@
+package fence
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/dockerfence/dockerfence/ipproto"
+	"github.com/dockerfence/dockerfence/nft"
+	"github.com/dockerfence/dockerfence/policy"
+)
+
+// ingressContainers are containers on app_default: a database (tier=db,
+// whose section has ingress rules), a worker (a section without ingress)
+// and a web container without a section.
+var ingressContainers = []Container{
+	{ID: "dbdbdbdbdbdb1111", Name: "db", Image: "postgres", Labels: map[string]string{"tier": "db"},
+		Endpoints: []Endpoint{{Network: "app_default", Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.20"), netip.MustParseAddr("fd00:20::20")}}}},
+	{ID: "aaaaaaaaaaaa1111", Name: "worker-1", Image: "busybox", Labels: map[string]string{"role": "worker"},
+		Endpoints: []Endpoint{{Network: "app_default", Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.10")}}}},
+	{ID: "cccccccccccc3333", Name: "web", Image: "nginx",
+		Endpoints: []Endpoint{{Network: "app_default", Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.30")}}}},
+}
+
+// TestGoldenIngress renders ingress rules of a network section, of the
+// catch-all section and of a container section.
+func TestGoldenIngress(t *testing.T) {
+	pol := loadPolicy(t, "testdata/ingress.yaml")
+	checkGolden(t, "ingress", CompileContainers(pol, testNetworks, ingressContainers).Text())
+	checkGolden(t, "ingress-networks", Compile(pol, testNetworks).Text())
+}
+
+// TestIngressNoCost checks that a policy without ingress keys adds
+// nothing to the table: no ingress chain, map or jump.
+func TestIngressNoCost(t *testing.T) {
+	for _, file := range []string{"", "testdata/seed.yaml", "testdata/containers.yaml"} {
+		r := CompileContainers(loadPolicy(t, file), testNetworks, testContainers)
+		if txt := r.Text(); strings.Contains(txt, "ing") && strings.Contains(txt, "ing_") || strings.Contains(txt, "ct original") {
+			t.Errorf("policy %q: the table has ingress parts without ingress keys:\n%s", file, txt)
+		}
+	}
+}
+
+// ingressProbe is a TCP connection from src to a port that Docker publishes
+// (host port orig, DNAT'ed to dst:port), entering by eth0 and leaving by
+// the bridge of app_default.
+func ingressProbe(src, dst string, orig, port uint16) nft.Packet {
+	return nft.Packet{Hook: nft.HookForward, IIfName: "eth0", OIfName: "br-0123456789ab", Src: netip.MustParseAddr(src), Dst: netip.MustParseAddr(dst), L4Proto: ipproto.TCP, DPort: port, OrigDPort: orig, HopLimit: 63}
+}
+
+// TestIngressVerdicts traces connections into containers through the
+// compiled table: the network's rules match the published port (not the
+// container's), every layer must allow, replies and traffic between the
+// network's containers pass, and a bridge not known yet falls to the
+// catch-all's ingress.
+func TestIngressVerdicts(t *testing.T) {
+	pol := loadPolicy(t, "testdata/ingress.yaml")
+	r := CompileContainers(pol, testNetworks, ingressContainers)
+	for _, tc := range []struct {
+		name string
+		p    nft.Packet
+		want nft.VerdictKind
+		// chain is the deny chain that decides, "" for an accept.
+		chain string
+	}{
+		{"office to the published admin port", ingressProbe("198.51.100.9", "172.20.0.30", 8080, 80), nft.Accept, ""},
+		{"office over IPv6", ingressProbe("2001:db8:1::9", "fd00:20::30", 8080, 80), nft.Accept, ""},
+		{"stranger to the admin port", ingressProbe("192.0.2.1", "172.20.0.30", 8080, 80), nft.RejectTCPReset, "ing_br-0123456789ab.i2"},
+		{"stranger over IPv6", ingressProbe("2001:db8:2::1", "fd00:20::30", 8080, 80), nft.RejectTCPReset, "ing_br-0123456789ab.i2"},
+		{"stranger to the container port 8080 without DNAT", ingressProbe("192.0.2.1", "172.20.0.30", 80, 8080), nft.Accept, ""},
+		{"stranger to another published port: ingress_default allow", ingressProbe("192.0.2.1", "172.20.0.30", 9090, 80), nft.Accept, ""},
+		{"proxy to port 3001", ingressProbe("203.0.113.7", "172.20.0.30", 3001, 3000), nft.Accept, ""},
+		{"db from its one source", ingressProbe("198.51.100.20", "172.20.0.20", 5432, 5432), nft.Accept, ""},
+		{"db from another office address: its section denies", ingressProbe("198.51.100.21", "172.20.0.20", 5432, 5432), nft.RejectTCPReset, "ci_dbdbdbdbdbdb.s.default"},
+		{"db over IPv6 from a stranger", ingressProbe("2001:db8:2::1", "fd00:20::20", 5432, 5432), nft.RejectTCPReset, "ci_dbdbdbdbdbdb.s.default"},
+		{"db's admin port: the network denies first", ingressProbe("192.0.2.1", "172.20.0.20", 8080, 5432), nft.RejectTCPReset, "ing_br-0123456789ab.i2"},
+		{"worker: no ingress in its section", ingressProbe("192.0.2.1", "172.20.0.10", 9090, 80), nft.Accept, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr, err := r.Trace(tc.p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tr.Verdict != tc.want {
+				t.Fatalf("verdict %v; want %v\n%s", tr.Verdict, tc.want, tr)
+			}
+			if tc.chain == "" {
+				return
+			}
+			den := r.Denials[lastChain(tr)]
+			if den == nil || den.Chain != tc.chain || den.Hook != policy.Ingress {
+				t.Errorf("decided by %+v; want the ingress denial of %s\n%s", den, tc.chain, tr)
+			}
+		})
+	}
+	// A reply of a connection the container opened passes, whatever the
+	// ingress rules say of its source.
+	p := ingressProbe("192.0.2.1", "172.20.0.20", 8080, 5432)
+	p.Reply = true
+	if tr, _ := r.Trace(p); tr.Verdict != nft.Accept {
+		t.Errorf("a reply into the db: %v\n%s", tr.Verdict, tr)
+	}
+	// Between containers of app_default: the sender's egress judges it,
+	// not the receiver's ingress (the db's section would deny it).
+	p = ingressProbe("172.20.0.30", "172.20.0.20", 5432, 5432)
+	p.IIfName = "br-0123456789ab"
+	p.HopLimit = 64
+	if tr, _ := r.Trace(p); tr.Verdict != nft.Accept {
+		t.Errorf("web to db on their network: %v\n%s", tr.Verdict, tr)
+	}
+	// A bridge not known yet: the catch-all's ingress_default deny.
+	p = ingressProbe("198.51.100.9", "172.30.0.2", 8080, 80)
+	p.OIfName = "br-feedfeedfeed"
+	if tr, _ := r.Trace(p); tr.Verdict != nft.RejectTCPReset || r.Denials[lastChain(tr)] == nil || r.Denials[lastChain(tr)].Reason != ReasonDefault {
+		t.Errorf("into a bridge not known yet: %v\n%s", tr.Verdict, tr)
+	}
+	// docker0 (network "bridge", which app_default's section does not
+	// match) is fenced by the catch-all: its ingress_default deny.
+	p = ingressProbe("198.51.100.9", "172.17.0.2", 8080, 80)
+	p.OIfName = "docker0"
+	if tr, _ := r.Trace(p); tr.Verdict != nft.RejectTCPReset {
+		t.Errorf("into docker0: %v\n%s", tr.Verdict, tr)
+	}
+}
+
+// lastChain is the chain of the trace's last step: the deny chain of a
+// denial.
+func lastChain(tr *nft.Trace) string {
+	if len(tr.Steps) == 0 {
+		return ""
+	}
+	return tr.Steps[len(tr.Steps)-1].Chain
+}
