@@ -3,6 +3,7 @@ package harness
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"sync"
@@ -31,7 +32,25 @@ type SYNCounter struct {
 // be opened.
 func CountSYNs(t topo.T, ns Doer) *SYNCounter {
 	t.Helper()
+	c, stop, err := StartSYNCounter(ns)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	t.Cleanup(stop)
+	return c
+}
+
+// StartSYNCounter is CountSYNs for a goroutine other than the test's: it
+// returns an error instead of failing the test, and a function that
+// closes the sockets, which the caller must call.
+func StartSYNCounter(ns Doer) (*SYNCounter, func(), error) {
 	c := &SYNCounter{seen: map[SYNKey]int64{}}
+	var stops []func()
+	stop := func() {
+		for _, s := range stops {
+			s()
+		}
+	}
 	for _, network := range []string{"ip4:tcp", "ip6:tcp"} {
 		var pc net.PacketConn
 		if err := ns.Do(func() error {
@@ -39,16 +58,17 @@ func CountSYNs(t topo.T, ns Doer) *SYNCounter {
 			pc, err = net.ListenPacket(network, "")
 			return err
 		}); err != nil {
-			t.Fatalf("raw socket %s: %v", network, err)
+			stop()
+			return nil, nil, fmt.Errorf("raw socket %s: %w", network, err)
 		}
 		done := make(chan struct{})
-		t.Cleanup(func() {
+		stops = append(stops, func() {
 			pc.Close()
 			<-done
 		})
 		go c.read(pc, done)
 	}
-	return c
+	return c, stop, nil
 }
 
 func (c *SYNCounter) read(pc net.PacketConn, done chan struct{}) {
