@@ -313,3 +313,53 @@ containers:
 		}
 	}
 }
+
+// TestAttributeIngress attributes ingress denials to the container the
+// connection goes to: by its section's chain, or, for the network's
+// rules, by the destination address.
+func TestAttributeIngress(t *testing.T) {
+	pol, err := policy.Parse("p.yaml", []byte(`version: 1
+networks:
+  - match: {name: "*"}
+    ingress:
+      - deny: any
+        ports: [8080]
+        comment: admin UI closed
+containers:
+  - match: {label: "tier=db"}
+    ingress_default: deny
+`), policy.Options{ResolvConf: filepath.Join(t.TempDir(), "none")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nets := []policy.Network{{ID: "4e5f", Name: "app_default", Bridge: "br-app", Subnets: []netip.Prefix{netip.MustParsePrefix("172.20.0.0/16")}}}
+	ctrs := []fence.Container{
+		{ID: "0123456789abcdef", Name: "db-1", Labels: map[string]string{"tier": "db"}, Endpoints: []fence.Endpoint{{NetworkID: "4e5f", Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.2")}}}},
+	}
+	tbl := fence.CompileContainers(pol, nets, ctrs)
+	res := fakeResolver{netip.MustParseAddr("172.20.0.3"): {"web-1", "c0ffee"}}
+	for _, tc := range []struct {
+		prefix, dst string
+		want        func(*Event)
+	}{
+		{"df ci_0123456789ab.s.default ", "172.20.0.2", func(e *Event) {
+			e.Container, e.ContainerID, e.Layer, e.ContainerSection, e.Rule, e.Comment = "db-1", "0123456789abcdef", "container section", 1, "container section ingress_default", "ingress_default deny"
+		}},
+		{"df ing_br-app.i1 ", "172.20.0.3", func(e *Event) {
+			e.Network, e.NetworkID, e.Section, e.Container, e.ContainerID, e.Rule, e.RuleIndex, e.Comment = "app_default", "4e5f", 1, "web-1", "c0ffee", "ingress 1", 1, "admin UI closed"
+		}},
+	} {
+		ifname := func(i uint32) string { return map[uint32]string{2: "eth0", 3: "br-app"}[i] }
+		got, ok := Attribute(nflog.Packet{Time: when, Prefix: tc.prefix, Family: unix.NFPROTO_IPV4, InDev: 2, OutDev: 3, Payload: tcp4("198.51.100.7", tc.dst, 80)}, tbl, res, ifname)
+		if !ok {
+			t.Fatalf("%s: not attributed", tc.prefix)
+		}
+		// The bridge is the one the connection goes into (the output
+		// device), for the container's denial too.
+		want := Event{Time: when, Verdict: "deny", Bridge: "br-app", Hook: "ingress", Src: "198.51.100.7", Dst: tc.dst, Proto: "tcp", Port: 80}
+		tc.want(&want)
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%s: event (-want +got):\n%s", tc.prefix, diff)
+		}
+	}
+}

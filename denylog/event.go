@@ -29,7 +29,8 @@ type Event struct {
 	// Section is the 1-based index of the policy section that fences the
 	// network.
 	Section int `json:"section"`
-	// Hook is "egress" (to other hosts) or "host" (to this host).
+	// Hook is "egress" (to other hosts), "host" (to this host) or
+	// "ingress" (a connection into a container).
 	Hook string `json:"hook"`
 	// Rule names the rule as status does: "egress 4", "host 1",
 	// "egress_default", "host_default" or "anti-spoofing"; RuleIndex is its
@@ -44,8 +45,9 @@ type Event struct {
 	Proto string `json:"proto"`
 	// Port is the destination port (tcp, udp, sctp), 0 otherwise.
 	Port uint16 `json:"port,omitempty"`
-	// Container and ContainerID name the container that owns Src, looked
-	// up from Docker; empty without Docker or for an unknown address.
+	// Container and ContainerID name the container that owns Src (for
+	// ingress, Dst: the container the connection goes to), looked up from
+	// Docker; empty without Docker or for an unknown address.
 	Container   string `json:"container"`
 	ContainerID string `json:"container_id,omitempty"`
 	// Layer says whose rules denied: "" for the network's section,
@@ -136,15 +138,28 @@ func Attribute(p nflog.Packet, t *fence.Result, res Resolver, ifname func(uint32
 	}
 	if d.Network != nil {
 		e.Network, e.NetworkID, e.Bridge = d.Network.Name, d.Network.ID, d.Network.Bridge
-	} else if ifname != nil && p.InDev != 0 {
-		e.Bridge = ifname(p.InDev)
+	} else if dev := p.InDev; ifname != nil {
+		if d.Hook == policy.Ingress {
+			// Into the bridge: the bridge is the output device.
+			dev = p.OutDev
+		}
+		if dev != 0 {
+			e.Bridge = ifname(dev)
+		}
 	}
 	f, _ := nflog.Decode(p.Family, p.Payload) // a truncated packet still gives its addresses
+	// The container is the sender's, or for ingress the receiver's: a
+	// connection into it, after Docker's DNAT (so Dst and Port are the
+	// container's, not the published ones).
+	own := f.Src
+	if d.Hook == policy.Ingress {
+		own = f.Dst
+	}
 	if f.Src.IsValid() {
 		e.Src = f.Src.String()
-		if res != nil {
-			e.Container, e.ContainerID = res.Container(f.Src)
-		}
+	}
+	if own.IsValid() && res != nil {
+		e.Container, e.ContainerID = res.Container(own)
 	}
 	if c := d.Container; c != nil {
 		e.Container, e.ContainerID, e.Layer = c.Name, c.ID, string(d.Layer)

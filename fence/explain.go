@@ -12,16 +12,22 @@ import (
 )
 
 // Probe is a packet for Explain to judge: one packet that a container of
-// a network sends, in the original direction of its connection.
+// a network sends (egress, host), or that a network's container receives
+// (ingress), in the original direction of its connection.
 type Probe struct {
 	Hook policy.Hook
-	// Src is the packet's source; the zero Addr means a source inside the network.
+	// Src is the packet's source; the zero Addr means a source inside the
+	// network. An ingress probe needs one: the remote source.
 	Src netip.Addr
+	// Dst is the packet's destination; for ingress, the zero Addr means
+	// an address inside the network (the container's, with
+	// ExplainContainer).
 	Dst netip.Addr
 	// Proto is the packet's protocol; ProtoAny stands for a packet whose
 	// protocol is left open, which only protocol-free rules match.
 	Proto policy.Proto
-	// Port is the destination port, 0 for none.
+	// Port is the destination port, 0 for none; for ingress, the
+	// connection's original destination port: the published port.
 	Port uint16
 	// Ingress is the bridge port the packet enters by, the container's
 	// (ExplainContainer): its identity check judges the packet first.
@@ -67,8 +73,12 @@ type Decision struct {
 	// or subnet) and it was judged as a new bridge would be, by the
 	// catch-all (see Explain).
 	NewBridge bool
+	// Unjudged is set when the network's section has no keys of the
+	// probe's direction (ingress): it does not judge the packet, which
+	// passes; Section is that section.
+	Unjudged bool
 	// Container is the container the packet came from (ExplainContainer),
-	// nil for a network's packet; Layers then says what each of the
+	// or for ingress the one it goes to; nil for a network's packet; Layers then says what each of the
 	// container's own layers made of it. Verdict and Passes are the
 	// whole table's: every layer must allow.
 	Container *FencedContainer
@@ -102,6 +112,9 @@ var (
 // nothing on the host has it; it is not docker0 or br-*, so that only its
 // own chain judges it.
 const standInBridge = "dfexplain"
+
+// outsideIf names the interface an ingress probe enters by: no bridge.
+const outsideIf = "dfoutside"
 
 // newBridge names the bridge of a network that explain judges as a new
 // bridge: a br-* bridge that the table does not know, which the catch-all
@@ -149,6 +162,16 @@ func ExplainContainer(pol *policy.Policy, inventory []policy.Network, containers
 }
 
 func explain(pol *policy.Policy, inventory []policy.Network, containers []Container, n policy.Network, pr Probe) (Decision, error) {
+	inbound := DirectionOf(pr.Hook).Inbound
+	if inbound {
+		if !pr.Src.IsValid() {
+			return Decision{}, fmt.Errorf("explain: a connection into the network needs its source")
+		}
+		pr, _ = DefaultDestination(n, pr)
+		// The identity check judges what a container sends, not what it
+		// receives.
+		pr.Ingress = ""
+	}
 	if !pr.Dst.IsValid() || pr.Src.IsValid() && pr.Src.Is4() != pr.Dst.Is4() {
 		return Decision{}, fmt.Errorf("explain: source %v and destination %v are not addresses of one family", pr.Src, pr.Dst)
 	}
@@ -226,12 +249,21 @@ func explain(pol *policy.Policy, inventory []policy.Network, containers []Contai
 	if err := res.judge(&d); err != nil {
 		return Decision{}, err
 	}
+	if inbound && d.Section == nil {
+		if sec := res.sectionOf(iif); sec != nil && !DirectionOf(pr.Hook).Judges(sec) {
+			d.Section, d.Unjudged = sec, true
+		}
+	}
 	if containers != nil && d.Container == nil {
 		// A container whose own chains the packet did not pass (it has
 		// no rules of its own, or its network denied first).
+		own := src
+		if inbound {
+			own = pr.Dst
+		}
 		for i, fc := range res.Containers {
 			for _, e := range fc.Container.Endpoints {
-				if slices.Contains(e.Addrs, src) {
+				if slices.Contains(e.Addrs, own) {
 					d.Container = &res.Containers[i]
 				}
 			}
@@ -252,6 +284,17 @@ func explain(pol *policy.Policy, inventory []policy.Network, containers []Contai
 		d.DenyAction = policy.Drop
 	}
 	return d, nil
+}
+
+// sectionOf returns the section of the fenced network on bridge br, nil
+// if none.
+func (r *Result) sectionOf(br string) *policy.Section {
+	for _, f := range r.Fenced {
+		if f.Network.Bridge == br {
+			return f.Section
+		}
+	}
+	return nil
 }
 
 // identity traces packet p through the ingress chain of the container's
@@ -325,8 +368,13 @@ func probePacket(pr Probe, iif string, src netip.Addr, subnets []netip.Prefix) (
 		// A container sends with a hop limit of 64; a routed packet has
 		// lost one by the forward hook.
 		HopLimit: 64}
-	if pr.Hook == policy.Egress {
+	if pr.Hook != policy.Host {
 		p.HopLimit = 63
+	}
+	if d := DirectionOf(pr.Hook); d.Inbound {
+		// From outside (an interface that is no bridge) into the bridge,
+		// to the published port.
+		p.IIfName, p.OIfName, p.OrigDPort = outsideIf, iif, pr.Port
 	}
 	switch pr.Proto {
 	case policy.ProtoAny, "":
@@ -386,7 +434,7 @@ func (r *Result) judge(d *Decision) error {
 		switch den := r.Denials[v.Target]; {
 		case v.Kind == nft.Goto && den != nil:
 			rule, spoofed, tunnel, verdict = den.Rule, den.Reason == ReasonSpoof, den.Reason == ReasonTunnelEndpoint, policy.Deny
-		case v.Kind == nft.Return && s.Rule.ID == "default":
+		case v.Kind == nft.Return && (s.Rule.ID == "default" || s.Rule.ID == SameBridgeRuleID):
 		case v.Kind == nft.Return:
 			for _, pr := range jc.section.Rules(jc.hook) {
 				if pr.ID() == s.Rule.ID {
@@ -416,9 +464,13 @@ func (r *Result) judge(d *Decision) error {
 // verdict deny, whatever the network allowed.
 func (r *Result) judgeContainer(d *Decision) error {
 	byChain := map[string]*FencedContainer{}
+	inbound := map[string]bool{}
 	for i := range r.Containers {
 		if fc := &r.Containers[i]; fc.Chain != "" {
 			byChain[fc.Chain] = fc
+		}
+		if fc := &r.Containers[i]; fc.IngressChain != "" {
+			byChain[fc.IngressChain], inbound[fc.IngressChain] = fc, true
 		}
 	}
 	for _, s := range d.Trace.Matched() {
@@ -444,6 +496,9 @@ func (r *Result) judgeContainer(d *Decision) error {
 			rules := fc.Label
 			if suffix == ".s" {
 				l.Layer, l.Section, rules = string(LayerSection), fc.Section, fc.Section.Egress.Rules
+				if inbound[base] {
+					rules = fc.Section.Ingress.Rules
+				}
 			}
 			switch {
 			case v.Kind == nft.Goto && den != nil:
@@ -496,6 +551,25 @@ func DefaultSource(n policy.Network, pr Probe) (Probe, string) {
 	}
 	pr.Src = src
 	return pr, fmt.Sprintf("the network has no %s subnet, so its containers can only send %s from outside it (judged with source %s, link-local)", fam, fam, src)
+}
+
+// DefaultDestination gives an ingress probe without a destination one
+// inside network n, in its source's family: an address of its subnets,
+// else a stand-in (the network has no subnet of that family, so no
+// container of it has such an address). The string says so, for people;
+// it is "" when the probe is left as it is.
+func DefaultDestination(n policy.Network, pr Probe) (Probe, string) {
+	if !DirectionOf(pr.Hook).Inbound || pr.Dst.IsValid() || !pr.Src.IsValid() {
+		return pr, ""
+	}
+	if pr.Dst = insideAddr(n.Subnets, pr.Src); pr.Dst.IsValid() {
+		return pr, ""
+	}
+	pr.Dst = standInSources[0]
+	if pr.Src.Is6() {
+		pr.Dst = standInSources[1]
+	}
+	return pr, fmt.Sprintf("the network has no %s subnet, so no container of it has an %s address (judged with destination %s, a stand-in)", familyOf(pr.Src), familyOf(pr.Src), pr.Dst)
 }
 
 // HostAddrs is the set of the host's own addresses, as the kernel

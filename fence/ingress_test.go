@@ -131,3 +131,80 @@ func lastChain(tr *nft.Trace) string {
 	}
 	return tr.Steps[len(tr.Steps)-1].Chain
 }
+
+// TestExplainIngress explains connections into containers: the section
+// and rule that decide, the container's own layer, and a section without
+// ingress keys, which does not judge them.
+func TestExplainIngress(t *testing.T) {
+	pol := loadPolicy(t, "testdata/ingress.yaml")
+	a := netip.MustParseAddr
+	app := testNetworks[1]
+	for _, tc := range []struct {
+		name      string
+		container bool
+		pr        Probe
+		verdict   policy.Verdict
+		rule      string // the network rule that decides, "" for none
+		layer     string // the container layer's rule, "" for none
+		action    policy.DenyAction
+	}{
+		{"office to the admin port", false, Probe{Hook: policy.Ingress, Src: a("198.51.100.9"), Proto: policy.ProtoTCP, Port: 8080}, policy.Allow, "ingress 1", "", ""},
+		{"stranger to the admin port", false, Probe{Hook: policy.Ingress, Src: a("192.0.2.1"), Proto: policy.ProtoTCP, Port: 8080}, policy.Deny, "ingress 2", "", policy.Reject},
+		{"stranger over IPv6", false, Probe{Hook: policy.Ingress, Src: a("2001:db8:2::1"), Proto: policy.ProtoTCP, Port: 8080}, policy.Deny, "ingress 2", "", policy.Reject},
+		{"another published port", false, Probe{Hook: policy.Ingress, Src: a("192.0.2.1"), Proto: policy.ProtoTCP, Port: 9090}, policy.Allow, "", "", ""},
+		{"db from its source", true, Probe{Hook: policy.Ingress, Src: a("198.51.100.20"), Dst: a("172.20.0.20"), Proto: policy.ProtoTCP, Port: 5432}, policy.Allow, "", "ingress 1", ""},
+		{"db from a stranger", true, Probe{Hook: policy.Ingress, Src: a("192.0.2.1"), Dst: a("172.20.0.20"), Proto: policy.ProtoTCP, Port: 5432}, policy.Deny, "", "", policy.Reject},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var d Decision
+			var err error
+			if tc.container {
+				d, err = ExplainContainer(pol, testNetworks, ingressContainers, app, tc.pr)
+			} else {
+				d, err = Explain(pol, testNetworks, app, tc.pr)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Verdict != tc.verdict || d.Section == nil || d.Section.Index != 1 {
+				t.Fatalf("verdict %v, section %+v; want %v by section 1\n%s", d.Verdict, d.Section, tc.verdict, d.Trace)
+			}
+			rule := ""
+			if d.Rule != nil {
+				rule = d.Rule.ID()
+			}
+			if rule != tc.rule {
+				t.Errorf("network rule %q; want %q", rule, tc.rule)
+			}
+			if tc.container {
+				if d.Container == nil || d.Container.Container.Name != "db" || len(d.Layers) != 1 || d.Layers[0].Section == nil {
+					t.Fatalf("container %+v, layers %+v; want db's section", d.Container, d.Layers)
+				}
+				lr := ""
+				if d.Layers[0].Rule != nil {
+					lr = d.Layers[0].Rule.ID()
+				}
+				if lr != tc.layer || d.Layers[0].Verdict != tc.verdict {
+					t.Errorf("layer rule %q %v; want %q %v", lr, d.Layers[0].Verdict, tc.layer, tc.verdict)
+				}
+			}
+			if tc.verdict == policy.Deny && d.DenyAction != tc.action {
+				t.Errorf("deny action %v; want %v", d.DenyAction, tc.action)
+			}
+		})
+	}
+	// The network "bridge" (docker0) is fenced by the catch-all, which has
+	// ingress_default deny; a section without ingress keys judges none.
+	d, err := Explain(pol, testNetworks, testNetworks[0], Probe{Hook: policy.Ingress, Src: a("198.51.100.9"), Proto: policy.ProtoTCP, Port: 8080})
+	if err != nil || d.Verdict != policy.Deny || d.Rule != nil || d.Section == nil || d.Section.Index != 2 {
+		t.Errorf("into docker0: %+v, %v; want ingress_default deny of section 2", d, err)
+	}
+	noIngress := loadPolicy(t, "testdata/seed.yaml")
+	d, err = Explain(noIngress, testNetworks, app, Probe{Hook: policy.Ingress, Src: a("192.0.2.1"), Proto: policy.ProtoTCP, Port: 8080})
+	if err != nil || d.Verdict != policy.Allow || !d.Passes || !d.Unjudged || d.Section == nil {
+		t.Errorf("a section without ingress keys: %+v, %v; want allow, unjudged", d, err)
+	}
+	if _, err := Explain(pol, testNetworks, app, Probe{Hook: policy.Ingress, Proto: policy.ProtoTCP, Port: 8080}); err == nil {
+		t.Errorf("an ingress probe without a source: no error")
+	}
+}

@@ -90,3 +90,30 @@ func familyOf(a netip.Addr) string {
 	}
 	return "IPv6"
 }
+
+// ParseIngressProbe parses explain --ingress's --to (ADDR, the container's
+// address; "" for one inside the network) and --to-port (PORT[/PROTO],
+// the published port; tcp unless PROTO says).
+func ParseIngressProbe(to, toPort string) (Probe, error) {
+	pr := Probe{Hook: policy.Ingress, Proto: policy.ProtoTCP}
+	port, proto, hasProto := strings.Cut(toPort, "/")
+	if hasProto {
+		switch policy.Proto(proto) {
+		case policy.ProtoTCP, policy.ProtoUDP, policy.ProtoSCTP:
+			pr.Proto = policy.Proto(proto)
+		default:
+			return pr, fmt.Errorf("--to-port %q: protocol %q has no ports; expected PORT[/tcp|udp|sctp], e.g. 8080 or 5353/udp", toPort, proto)
+		}
+	}
+	v, err := strconv.Atoi(port)
+	if err != nil || v < 1 || v > 65535 {
+		return pr, fmt.Errorf("--to-port %q: port %q is not 1..65535; expected PORT[/PROTO], e.g. 8080 or 5353/udp", toPort, port)
+	}
+	pr.Port = uint16(v)
+	if to != "" {
+		if pr.Dst, err = ParseAddr(to); err != nil {
+			return pr, fmt.Errorf("--to %q: with --ingress, the address of the container the connection goes to (its port is --to-port's)", to)
+		}
+	}
+	return pr, nil
+}

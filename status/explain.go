@@ -36,7 +36,9 @@ type Explanation struct {
 	RuleMatch string `json:"rule_match"`
 	// Comment is that rule's comment; "" without a rule or comment.
 	Comment string `json:"comment"`
-	// DecidedBy is "rule", "default" (egress_default or host_default),
+	// DecidedBy is "rule", "default" (egress_default, host_default or
+	// ingress_default), "unjudged" (the section has no ingress keys, so it
+	// does not judge connections into the network),
 	// "anti-spoofing", "tunnel endpoint" (a tunnel's port on the host that
 	// only host_default would allow), "unfenced" (no section covers the network) or "not
 	// fenceable" (a network of another driver than bridge, which no
@@ -54,6 +56,9 @@ type Explanation struct {
 	// Passes is true when the packet gets through dockerfence: the verdict
 	// is allow, or the mode is audit. Docker's own rules still apply.
 	Passes bool `json:"passes"`
+	// Action is what the table does with the packet: "allow" (it
+	// passes), "reject" or "drop".
+	Action string `json:"action"`
 	// CatchAll is true when the catch-all judged the packet: the rules of
 	// the {name: "*"} section for docker0 and br-* bridges that the table
 	// does not know, such as a bridge Docker does not report, or a network
@@ -115,9 +120,11 @@ type ExplainedNetwork struct {
 
 // ExplainedPacket is the packet part of an Explanation.
 type ExplainedPacket struct {
-	// Hook is "egress" (to anywhere but the host) or "host" (to the host
+	// Hook is "egress" (to anywhere but the host), "host" (to the host
 	// itself: --host, or a destination that is one of the host's own
-	// addresses, which the kernel delivers to the host).
+	// addresses, which the kernel delivers to the host) or "ingress" (a
+	// connection from Src into the network's container Dst, --ingress;
+	// Port is then the published port).
 	Hook string `json:"hook"`
 	// Src is the source address; "" stands for an address inside the network.
 	Src string `json:"src"`
@@ -157,8 +164,10 @@ func (x *Explain) Explanation() Explanation {
 	if pr.Src.IsValid() {
 		e.Packet.Src = pr.Src.String()
 	}
+	e.Action = "allow"
 	if d.Verdict == policy.Deny && !d.Audit {
 		e.DenyAction = string(d.DenyAction)
+		e.Action = string(d.DenyAction)
 	}
 	e.Layers = []ExplainedLayer{}
 	if c := d.Container; c != nil {
@@ -184,6 +193,8 @@ func (x *Explain) Explanation() Explanation {
 		return e
 	case d.Spoofed:
 		e.DecidedBy = "anti-spoofing"
+	case d.Unjudged:
+		e.DecidedBy = "unjudged"
 	case d.TunnelEndpoint:
 		e.DecidedBy = "tunnel endpoint"
 	case d.Rule != nil:
@@ -237,7 +248,11 @@ func (x *Explain) Text() string {
 	if pr.Src.IsValid() {
 		from = " from " + pr.Src.String()
 	}
-	fmt.Fprintf(&b, "packet   %s%s to %s, %s\n", pr.Hook, from, dst, proto)
+	published := ""
+	if pr.Hook == policy.Ingress && pr.Port != 0 {
+		published = fmt.Sprintf(" (published port %d: the connection's destination port before Docker's DNAT)", pr.Port)
+	}
+	fmt.Fprintf(&b, "packet   %s%s to %s, %s%s\n", pr.Hook, from, dst, proto, published)
 	if u := d.NotFenceable; u != nil {
 		sec := "none matches this network"
 		if u.Section != nil {
@@ -254,6 +269,8 @@ func (x *Explain) Text() string {
 	switch {
 	case d.Spoofed:
 		fmt.Fprintf(&b, "rule     anti-spoofing: source %s is outside the network's subnets\n", pr.Src)
+	case d.Unjudged:
+		fmt.Fprintf(&b, "rule     none: the section has no %s keys, so it does not judge connections into the network\n", pr.Hook)
 	case d.TunnelEndpoint:
 		fmt.Fprintf(&b, "rule     tunnel endpoint: %s/%d is a tunnel's port on this host, which only host_default would allow; what a tunnel decapsulates is not fenced, so the tunnel fence denies it (a host rule that allows it explicitly comes first)\n", pr.Proto, pr.Port)
 	case d.Rule != nil:
@@ -287,7 +304,7 @@ func (x *Explain) Text() string {
 			}
 			what = fmt.Sprintf("%s%s: %s %s", l.Rule.ID(), c, l.Rule.Verdict, l.Rule.Addrs.Text)
 		default:
-			what = "none matches: egress_default " + l.Verdict.String()
+			what = fmt.Sprintf("none matches: %s_default %s", pr.Hook, l.Verdict)
 		}
 		name := l.Layer
 		if l.Section != nil {

@@ -14,10 +14,10 @@ import (
 )
 
 func explainCmd(g *globalFlags) *cobra.Command {
-	var network, to, from, ctr string
-	var host, asJSON bool
+	var network, to, from, ctr, toPort string
+	var host, ingress, asJSON bool
 	cmd := &cobra.Command{
-		Use:   "explain --network NAME|BRIDGE|SUBNET | --container NAME --to ADDR[:PORT][/PROTO] [--json]",
+		Use:   "explain --network NAME|BRIDGE|SUBNET | --container NAME (--to ADDR[:PORT][/PROTO] | --ingress --from ADDR --to-port PORT[/PROTO]) [--json]",
 		Short: "Say which section and rule decide a packet, and the verdict (no root needed)",
 		Long: `explain compiles the table that apply would write, traces one packet from a
 container of the network to ADDR through it, offline, and says which section
@@ -38,22 +38,39 @@ Docker, --network is a bridge found over netlink, by its name. A SUBNET that a n
 NAME that no network holds is judged as a new bridge would be when the policy
 has a {name: "*"} section that would fence it: by the catch-all, the rules of
 that section for docker0 and br-* bridges that appear after apply (the note
-says so); without such a section, a subnet alone is not fenced.`,
+says so); without such a section, a subnet alone is not fenced.
+
+With --ingress, the packet is a connection from --from into the network (to
+--container's address, or to --to's, or to one inside the network), to the
+published port --to-port: the port on the host before Docker's DNAT, which
+the ingress rules match. Every layer must allow it: the network's section,
+then the container's.`,
 		Example: `  dockerfence explain --network app_default --to 192.168.100.50:5432
   dockerfence explain --container shop-api-1 --to 192.168.100.1:3128
   dockerfence explain --network 172.20.0.0/16 --to 192.168.100.2:53/udp
-  dockerfence explain --network br-0123456789ab --to '[2001:db8::1]:443' --json`,
+  dockerfence explain --network br-0123456789ab --to '[2001:db8::1]:443' --json
+  dockerfence explain --network app_default --container web-1 --ingress --from 198.51.100.7 --to-port 8080`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if network == "" && ctr == "" || to == "" {
+			if network == "" && ctr == "" || to == "" && !ingress {
 				return fmt.Errorf("explain needs --network NAME|BRIDGE|SUBNET or --container NAME, and --to ADDR[:PORT][/PROTO]")
+			}
+			if ingress && (from == "" || toPort == "") {
+				return fmt.Errorf("explain --ingress needs --from ADDR (the source outside) and --to-port PORT[/PROTO] (the published port)")
+			}
+			if !ingress && toPort != "" {
+				return fmt.Errorf("--to-port is the published port of --ingress; without it, give the port in --to ADDR:PORT")
 			}
 			pol, err := loadPolicy(g)
 			if err != nil {
 				return err
 			}
-			probe, err := parseProbe(to)
-			if err != nil {
+			var probe fence.Probe
+			if ingress {
+				if probe, err = fence.ParseIngressProbe(to, toPort); err != nil {
+					return err
+				}
+			} else if probe, err = parseProbe(to); err != nil {
 				return err
 			}
 			if host {
@@ -62,6 +79,9 @@ says so); without such a section, a subnet alone is not fenced.`,
 			if from != "" {
 				if probe.Src, err = parseAddr(from); err != nil {
 					return fmt.Errorf("--from %q: not an address", from)
+				}
+				if probe.Dst.IsValid() && probe.Dst.Is4() != probe.Src.Is4() {
+					return fmt.Errorf("--from %s and --to %s are not addresses of one family", probe.Src, probe.Dst)
 				}
 			}
 			var rn resolvedNetwork
@@ -81,6 +101,7 @@ says so); without such a section, a subnet alone is not fenced.`,
 			local, lerr := bridge.Netlink{}.Local()
 			probe, hostNote := fence.ToHost(rn.Network, probe, local, lerr)
 			probe, srcNote := fence.DefaultSource(rn.Network, probe)
+			probe, dstNote := fence.DefaultDestination(rn.Network, probe)
 			d, err := rn.evaluate(pol, probe)
 			if c != nil {
 				d, err = fence.ExplainContainer(pol, rn.Inventory, c.all, rn.Network, probe)
@@ -91,7 +112,7 @@ says so); without such a section, a subnet alone is not fenced.`,
 			if d.NewBridge {
 				rn.Note = rn.newBridgeNote(network, d.Section)
 			}
-			for _, n := range append(notes, hostNote, srcNote) {
+			for _, n := range append(notes, hostNote, srcNote, dstNote) {
 				if n != "" {
 					rn.Note += "; " + n
 				}
@@ -111,6 +132,8 @@ says so); without such a section, a subnet alone is not fenced.`,
 	f.StringVar(&ctr, "container", "", "a running container, by name or ID: its packet, from its address, judged by every layer (its network's section, its container section, its label)")
 	f.StringVar(&to, "to", "", "destination ADDR[:PORT][/PROTO]; IPv6 with a port as [ADDR]:PORT")
 	f.StringVar(&from, "from", "", "source address (default: one inside the network; a link-local one in a family the network has no subnet of)")
+	f.BoolVar(&ingress, "ingress", false, "judge a connection from --from into the network (ingress rules), to the published port --to-port")
+	f.StringVar(&toPort, "to-port", "", "with --ingress: the published port PORT[/PROTO] (the host's port before Docker's DNAT; tcp unless PROTO says)")
 	f.BoolVar(&host, "host", false, "the destination is this host (judge the host rules); implied when ADDR is one of this host's addresses")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object: network {name, bridge, driver, subnets, source}, note, packet {hook (egress, host: --host or one of this host's addresses), src, dst, port, proto}, section (0: none), match, rule (\"egress 3\", or \"\"), rule_match, comment, decided_by (rule, default, anti-spoofing, unfenced, not fenceable), spoofed, verdict (allow, deny), deny_action, audit, passes, catch_all (judged by the catch-all of the {name: \"*\"} section), container {name, id} and layers [{layer, section, match, rule, rule_match, comment, verdict}] (with --container: its own layers); see status.Explanation")
 	return cmd
@@ -146,18 +169,30 @@ func findContainer(cmd *cobra.Command, g *globalFlags, arg, network string, pr *
 		if network != "" && e.Network != network {
 			continue
 		}
+		inbound := fence.DirectionOf(pr.Hook).Inbound
+		v6 := pr.Dst.Is6()
+		if inbound {
+			v6 = pr.Src.Is6()
+		}
 		a := e.IPv4
-		if pr.Dst.Is6() {
+		if v6 {
 			a = e.IPv6
 		}
 		if !a.IsValid() {
-			return nil, fmt.Errorf("--container %s: it has no %s address on network %s", arg, map[bool]string{true: "IPv6", false: "IPv4"}[pr.Dst.Is6()], e.Network)
+			return nil, fmt.Errorf("--container %s: it has no %s address on network %s", arg, map[bool]string{true: "IPv6", false: "IPv4"}[v6], e.Network)
+		}
+		rn := resolveNetworkIn(inv, e.Network)
+		if inbound {
+			if !pr.Dst.IsValid() {
+				pr.Dst = a
+			}
+			rn.Note = fmt.Sprintf("container %s on Docker's network %s, to its address %s", c.Name, e.Network, pr.Dst)
+			return &containerProbe{rn: rn, all: inv.FenceContainers()}, nil
 		}
 		if !pr.Src.IsValid() {
 			pr.Src = a
 		}
 		pr.Ingress = e.Port
-		rn := resolveNetworkIn(inv, e.Network)
 		rn.Note = fmt.Sprintf("container %s on Docker's network %s, from its address %s", c.Name, e.Network, a)
 		return &containerProbe{rn: rn, all: inv.FenceContainers()}, nil
 	}

@@ -325,6 +325,10 @@ func TestExplanation(t *testing.T) {
 			if len(got.Layers) == 0 {
 				got.Layers = nil // a network's packet passes no container layer
 			}
+			// What the table does: the deny action, or allow.
+			if tt.want.Action = "allow"; tt.want.DenyAction != "" {
+				tt.want.Action = tt.want.DenyAction
+			}
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("explanation =\n%+v, want\n%+v", got, tt.want)
 			}
@@ -378,7 +382,7 @@ func TestExplainJSON(t *testing.T) {
 		return ks
 	}
 	// The schema is stable: every field is always there.
-	wantKeys := []string{"audit", "catch_all", "comment", "container", "decided_by", "deny_action", "layers", "match", "network", "note", "packet", "passes", "rule", "rule_match", "section", "spoofed", "verdict"}
+	wantKeys := []string{"action", "audit", "catch_all", "comment", "container", "decided_by", "deny_action", "layers", "match", "network", "note", "packet", "passes", "rule", "rule_match", "section", "spoofed", "verdict"}
 	if got := keys(fields); !slices.Equal(got, wantKeys) {
 		t.Errorf("keys = %v, want %v", got, wantKeys)
 	}
@@ -402,7 +406,7 @@ func TestExplainJSON(t *testing.T) {
 	want := status.Explanation{
 		Network: status.ExplainedNetwork{Subnets: []string{"198.51.100.0/24"}, Source: sourceArgument},
 		Packet:  status.ExplainedPacket{Hook: "egress", Dst: "192.168.100.50", Port: 5432, Proto: "tcp"},
-		Section: 2, Match: `{name: "*"}`, Rule: "egress 1", RuleMatch: "any", DecidedBy: "rule", Verdict: "deny", DenyAction: "drop", CatchAll: true,
+		Section: 2, Match: `{name: "*"}`, Rule: "egress 1", RuleMatch: "any", DecidedBy: "rule", Verdict: "deny", DenyAction: "drop", Action: "drop", CatchAll: true,
 	}
 	if !reflect.DeepEqual(e, want) {
 		t.Errorf("explain --json =\n%+v, want\n%+v", e, want)
@@ -471,5 +475,66 @@ func TestExplainHuman(t *testing.T) {
 	}
 	if _, err := runExplain(t, "-c", file, "--network", "x", "--to", "10.0.0.1", "--from", "nope"); err == nil || !strings.Contains(err.Error(), `--from "nope": not an address`) {
 		t.Errorf("bad --from: %v", err)
+	}
+}
+
+// TestExplainIngress runs explain --ingress: a connection from --from to
+// the published port --to-port, judged by the ingress rules of the
+// section that covers the network, in words and in JSON.
+func TestExplainIngress(t *testing.T) {
+	_, file := loadTestPolicy(t, `version: 1
+settings: {deny_action: reject}
+lists:
+  office: [198.51.100.0/24, "2001:db8:1::/48"]
+networks:
+  - match: {subnet: 203.0.113.0/24}
+    ingress:
+      - allow: "@office"
+        proto: tcp
+        ports: [8080]
+        comment: admin UI from the office only
+      - deny: any
+        ports: [8080]
+    ingress_default: allow
+`)
+	out, err := runExplain(t, "-c", file, "--network", "203.0.113.0/24", "--ingress", "--from", "192.0.2.1", "--to-port", "8080")
+	if err != nil {
+		t.Fatalf("explain: %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		"packet   ingress from 192.0.2.1 to 203.0.113.1:8080, tcp (published port 8080",
+		"section  1 {subnet: 203.0.113.0/24} (",
+		"rule     ingress 2: deny any (",
+		"verdict  deny (reject)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	out, err = runExplain(t, "-c", file, "--network", "203.0.113.0/24", "--ingress", "--from", "2001:db8:1::7", "--to", "203.0.113.9", "--to-port", "8080/tcp", "--json")
+	if err == nil {
+		t.Errorf("--from IPv6 with --to IPv4: no error\n%s", out)
+	}
+	out, err = runExplain(t, "-c", file, "--network", "203.0.113.0/24", "--ingress", "--from", "198.51.100.7", "--to", "203.0.113.9", "--to-port", "8080", "--json")
+	if err != nil {
+		t.Fatalf("explain: %v\n%s", err, out)
+	}
+	var e status.Explanation
+	if err := json.Unmarshal([]byte(out), &e); err != nil {
+		t.Fatal(err)
+	}
+	if e.Packet.Hook != "ingress" || e.Packet.Src != "198.51.100.7" || e.Packet.Dst != "203.0.113.9" || e.Packet.Port != 8080 || e.Rule != "ingress 1" || e.Comment != "admin UI from the office only" || e.Action != "allow" || !e.Passes {
+		t.Errorf("explain --ingress --json = %+v", e)
+	}
+	for _, args := range [][]string{
+		{"--ingress", "--to-port", "8080"},
+		{"--ingress", "--from", "192.0.2.1"},
+		{"--ingress", "--from", "192.0.2.1", "--to-port", "8080/icmp"},
+		{"--ingress", "--from", "192.0.2.1", "--to-port", "0"},
+		{"--to", "203.0.113.9", "--to-port", "8080"},
+	} {
+		if out, err := runExplain(t, append([]string{"-c", file, "--network", "203.0.113.0/24"}, args...)...); err == nil {
+			t.Errorf("explain %v: no error\n%s", args, out)
+		}
 	}
 }
