@@ -18,10 +18,10 @@ import (
 	"github.com/dockerfence/dockerfence/integration/topo"
 )
 
-// ingressPolicy fences every network's published ports: 8080 only to the
+// dockerIngressPolicy fences every network's published ports: 8080 only to the
 // outside's allowed address, every other port by ingress_default (%s);
 // containers labelled tier=db only to the allowed address on 5432.
-const ingressPolicy = `version: 1
+const dockerIngressPolicy = `version: 1
 networks:
   - match: {name: "*"}
     egress:
@@ -279,7 +279,7 @@ func TestIngressAgainstDocker(t *testing.T) {
 
 	t.Run("without dockerfence", x.baseline)
 
-	pol := x.write("policy.yaml", fmt.Sprintf(ingressPolicy, "allow"))
+	pol := x.write("policy.yaml", fmt.Sprintf(dockerIngressPolicy, "allow"))
 	df := x.fence(t, pol)
 
 	fenced := map[string]map[int]string{
@@ -304,7 +304,7 @@ func TestIngressAgainstDocker(t *testing.T) {
 		stranger := x.hold(t, topo.OutStranger4, webPort2)
 		stranger6 := x.hold(t, topo.OutStranger6, webPort2)
 		allowed := x.hold(t, topo.OutAllowed4, webPort)
-		x.reload(t, df, pol, fmt.Sprintf(ingressPolicy, "deny"))
+		x.reload(t, df, pol, fmt.Sprintf(dockerIngressPolicy, "deny"))
 		// deny_action reject (the default): the next packet the client
 		// sends is answered with a TCP reset.
 		for name, o := range map[string]*open{"IPv4": stranger, "IPv6": stranger6} {
@@ -322,16 +322,16 @@ func TestIngressAgainstDocker(t *testing.T) {
 		})
 
 		// deny_action drop: the client's packets go unanswered.
-		x.reload(t, df, pol, fmt.Sprintf(ingressPolicy, "allow"))
+		x.reload(t, df, pol, fmt.Sprintf(dockerIngressPolicy, "allow"))
 		held := x.hold(t, topo.OutStranger4, webPort2)
-		x.reload(t, df, pol, "settings: {deny_action: drop}\n"+fmt.Sprintf(ingressPolicy, "deny"))
+		x.reload(t, df, pol, "settings: {deny_action: drop}\n"+fmt.Sprintf(dockerIngressPolicy, "deny"))
 		if got, err := held.echo("after"); !topo.IsTimeout(err) {
 			t.Errorf("the stranger's open connection to 8081 after ingress_default: deny with deny_action: drop: %q, %v; want no answer", got, err)
 		}
 		if got := x.reach(topo.OutStranger4, webPort2); got != "timeout" {
 			t.Errorf("a new connection of the stranger to 8081 with deny_action: drop: %s, want timeout", got)
 		}
-		x.reload(t, df, pol, fmt.Sprintf(ingressPolicy, "deny"))
+		x.reload(t, df, pol, fmt.Sprintf(dockerIngressPolicy, "deny"))
 	})
 
 	t.Run("the containers' own egress and its replies pass", func(t *testing.T) {
@@ -346,7 +346,7 @@ func TestIngressAgainstDocker(t *testing.T) {
 	})
 
 	t.Run("compose-style recreate keeps the fence", func(t *testing.T) {
-		x.reload(t, df, pol, fmt.Sprintf(ingressPolicy, "allow"))
+		x.reload(t, df, pol, fmt.Sprintf(dockerIngressPolicy, "allow"))
 		old := x.bridge
 		// While the daemon is stopped, only the table as it was stands:
 		// its "*" section must fence the new bridge.

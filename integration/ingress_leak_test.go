@@ -171,7 +171,7 @@ func TestLeakIngress(t *testing.T) {
 		}
 	})
 
-	polA := fmt.Sprintf(ingressPolicy, "allow")
+	polA := fmt.Sprintf(dockerIngressPolicy, "allow")
 	polB := strings.Replace(polA, "    ingress:\n", "    ingress:\n      - allow: 192.0.2.1\n        ports: [8080]\n        comment: makes the policies differ\n", 1)
 	if polA == polB {
 		t.Fatal("the two policies do not differ")
