@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"github.com/dockerfence/dockerfence/integration/dockerd"
 	"github.com/dockerfence/dockerfence/integration/harness"
 	"github.com/dockerfence/dockerfence/integration/topo"
+	"github.com/dockerfence/dockerfence/status"
 )
 
 // dockerIngressPolicy fences every network's published ports: 8080 only to the
@@ -62,6 +64,9 @@ type ingressEnv struct {
 	bridge string
 	// subnets are the network's subnets.
 	subnets []string
+	// pol is the policy file the daemon follows, "" while its table may
+	// differ from what apply would write (no daemon, or a stopped one).
+	pol string
 }
 
 // newIngressEnv starts dockerd (the engine of the suite, with IPv6 and
@@ -151,15 +156,43 @@ func (x *ingressEnv) reach(src string, port int) string {
 	return "ok"
 }
 
-// expectReach checks reach for each source and port against want.
+// expectReach checks reach for each source and port against want and,
+// when the daemon's table is what apply would write (x.pol set), that
+// explain --ingress of the port's container agrees with the kernel.
 func (x *ingressEnv) expectReach(t *testing.T, what string, want map[string]map[int]string) {
 	t.Helper()
 	for src, ports := range want {
 		for port, w := range ports {
-			if got := x.reach(src, port); got != w {
+			got := x.reach(src, port)
+			if got != w {
 				t.Errorf("%s: %s -> %s: %s, want %s", what, src, published(src, port), got, w)
 			}
+			if x.pol != "" {
+				x.explainAgrees(t, what, src, port, got)
+			}
 		}
+	}
+}
+
+// explainAgrees runs explain --container --ingress for a connection from
+// src to the published port and fails the test unless it passes exactly
+// when the kernel let it through (got "ok").
+func (x *ingressEnv) explainAgrees(t *testing.T, what, src string, port int, got string) {
+	t.Helper()
+	ctr := "web"
+	if port == dbPort {
+		ctr = "db"
+	}
+	out, stderr, err := x.dfStdout("--docker-host", "unix://"+x.d.Sock, "explain", "-c", x.pol, "--container", ctr,
+		"--ingress", "--from", src, "--to-port", fmt.Sprint(port), "--json")
+	var ex status.Explanation
+	if err != nil || json.Unmarshal([]byte(out), &ex) != nil {
+		t.Errorf("%s: explain --container %s --ingress --from %s --to-port %d: %v\n%s%s", what, ctr, src, port, err, out, stderr)
+		return
+	}
+	if ex.Passes != (got == "ok") {
+		t.Errorf("%s: explain --container %s --ingress --from %s --to-port %d: passes %v (decided by %s %s), the kernel: %s",
+			what, ctr, src, port, ex.Passes, ex.DecidedBy, ex.Rule, got)
 	}
 }
 
@@ -211,6 +244,7 @@ func (x *ingressEnv) fence(t *testing.T, pol string) *daemonProc {
 	df := x.startDaemon(x.d, pol)
 	df.waitLog(t, "table applied")
 	x.waitFenced(x.bridge, time.Now())
+	x.pol = pol
 	return df
 }
 
@@ -352,6 +386,7 @@ func TestIngressAgainstDocker(t *testing.T) {
 		// its "*" section must fence the new bridge.
 		df.cmd.Process.Signal(syscall.SIGSTOP)
 		defer df.cmd.Process.Signal(syscall.SIGCONT) // also when the test fails
+		x.pol = ""                                   // the kernel holds the table of before
 		x.removeWeb(t)
 		x.createWeb(t, "10.41.0.0/24", "fd00:41::/64")
 		if x.bridge == old {
@@ -379,6 +414,7 @@ func TestIngressAgainstDocker(t *testing.T) {
 		})
 		df.cmd.Process.Signal(syscall.SIGCONT)
 		took := x.waitFenced(x.bridge, time.Now())
+		x.pol = pol
 		t.Logf("the recreated network had its own chain %v after the daemon continued", took.Round(time.Millisecond))
 		x.expectReach(t, "recreated, its own section in", fenced)
 	})
