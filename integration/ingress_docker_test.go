@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/dockerfence/dockerfence/integration/harness"
 	"github.com/dockerfence/dockerfence/integration/topo"
 	"github.com/dockerfence/dockerfence/status"
+	"github.com/google/go-cmp/cmp"
 )
 
 // dockerIngressPolicy fences every network's published ports: 8080 only to the
@@ -331,6 +333,34 @@ func TestIngressAgainstDocker(t *testing.T) {
 		}
 		if n := x.d.Accepted(t, "web", 80) - before; n != 0 {
 			t.Errorf("web accepted %d connections from the stranger on 8080", n)
+		}
+	})
+
+	t.Run("status shows each published port and who may reach it", func(t *testing.T) {
+		want := map[string]string{
+			"web 8080->80/tcp [0.0.0.0 ::]":  status.ReachRestricted,
+			"web 8081->81/tcp [0.0.0.0 ::]":  status.ReachOpen,
+			"db 5432->5432/tcp [0.0.0.0 ::]": status.ReachRestricted,
+		}
+		// From the daemon, and built by status itself (no daemon on
+		// another socket).
+		for _, socket := range []string{x.socket(), filepath.Join(x.dir, "none.sock")} {
+			out, stderr, err := x.dfStdout("--docker-host", "unix://"+x.d.Sock, "--socket", socket, "status", "-c", x.pol, "--json")
+			var st status.Status
+			if err != nil || json.Unmarshal([]byte(out), &st) != nil {
+				t.Fatalf("status --json --socket %s: %v\n%s%s", socket, err, out, stderr)
+			}
+			got := map[string]string{}
+			for _, p := range st.Published {
+				got[fmt.Sprintf("%s %d->%d/%s %v", p.Container, p.HostPort, p.ContainerPort, p.Proto, p.HostIPs)] = p.Verdict
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("status --json --socket %s: published ports (-want +got):\n%s\n%s", socket, diff, out)
+			}
+		}
+		text := x.mustDFDocker(x.d, "status")
+		if !strings.Contains(text, "published ports") || !strings.Contains(text, "container section 1 ingress 1 allow [198.51.100.10, 2001:db8:51::10] tcp/5432") {
+			t.Errorf("status does not list the published ports with their rules:\n%s", text)
 		}
 	})
 
