@@ -155,8 +155,17 @@ func (x *ingressEnv) watchWeb(t *testing.T) func() delivered {
 // it stopped, and fails if one SYN reaches the container or one connection
 // is accepted. A control stream to a port the stranger may reach, and the
 // same flood without dockerfence, show that the counts see what passes.
+//
+// Docker runs without its userland proxy. With it, Docker 29 (not 20.10)
+// lets docker-proxy on the host accept connections to a published port
+// for a moment while it starts a container, before its DNAT takes them:
+// measured here, 2 to 8 of ~4000 SYNs a recreate, with or without
+// dockerfence, relayed to the container from the bridge's gateway. Those
+// connections end on the host (the input hook), never pass the forward
+// hook, and are not what ingress rules judge (the README says so of
+// docker-proxy); "userland-proxy": false in daemon.json closes that window.
 func TestLeakIngress(t *testing.T) {
-	x := newIngressEnv(t)
+	x := newIngressEnv(t, "--userland-proxy=false")
 
 	t.Run("without dockerfence", func(t *testing.T) {
 		read := x.watchWeb(t)
