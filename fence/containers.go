@@ -368,24 +368,7 @@ func (b *builder) networkContainers(f Fenced, elems map[bool][]nft.VMapElem) {
 	c := b.addChain(name, nft.HookNone)
 	b.r.ContainerChains = append(b.r.ContainerChains, ContainerChain{Network: f.Network, Chain: name})
 	c.Rules = append(c.Rules, &nft.Rule{Matches: []nft.Match{nft.NFProto{V6: true}, nft.ICMPv6Type{Types: DirectionOf(policy.Egress).ND}, nft.HopLimit{Value: 255}}, Counter: true, Verdict: allow, ID: "nd", Comment: "IPv6 neighbour discovery"})
-	for _, fam := range []struct {
-		v6  bool
-		sel nft.Selector
-	}{{false, nft.SelSAddr4}, {true, nft.SelSAddr6}} {
-		es := elems[fam.v6]
-		if len(es) == 0 {
-			continue
-		}
-		slices.SortFunc(es, func(x, y nft.VMapElem) int { return x.Addr.Compare(y.Addr) })
-		es = slices.CompactFunc(es, func(x, y nft.VMapElem) bool { return x.Addr == y.Addr })
-		key, suffix := nft.KeyIPv4, "_4"
-		if fam.v6 {
-			key, suffix = nft.KeyIPv6, "_6"
-		}
-		m := &nft.Set{Name: name + suffix, Key: key, Map: true, VMap: es}
-		b.addSet(m)
-		c.Rules = append(c.Rules, &nft.Rule{Matches: []nft.Match{nft.NFProto{V6: fam.v6}}, Counter: true, Verdict: nft.Verdict{Kind: nft.VMap, Target: m.Name, Key: fam.sel}, ID: "containers"})
-	}
+	b.containerMaps(c, elems, [2]nft.Selector{nft.SelSAddr4, nft.SelSAddr6})
 	held := b.denyChain(name, &Denial{Network: &f.Network, Section: f.Section, Hook: policy.Egress, Reason: ReasonHeld})
 	v4, v6 := b.addrMatches(netSetName(f.Chains[policy.Egress]), f.Network.Subnets, true, false)
 	// IPv6 link-local sources reach the forward hook only bridged between
@@ -467,21 +450,28 @@ func (b *builder) inboundContainers(f Fenced, elems map[bool][]nft.VMapElem) {
 	c := b.addChain(name, nft.HookNone)
 	b.r.InboundContainerChains = append(b.r.InboundContainerChains, ContainerChain{Network: f.Network, Chain: name})
 	b.inboundHead(c, &f.Network)
-	for _, fam := range []struct {
-		v6  bool
-		sel nft.Selector
-	}{{false, nft.SelDAddr4}, {true, nft.SelDAddr6}} {
-		es := elems[fam.v6]
+	b.containerMaps(c, elems, [2]nft.Selector{nft.SelDAddr4, nft.SelDAddr6})
+}
+
+// containerMaps adds to chain c the maps of a network's container
+// addresses, by family (elems, IPv6 true), named after c (c_4, c_6), and
+// the rules that look a packet's address up in them: by the selector of
+// its family, sel (the source, or for ingress the destination).
+func (b *builder) containerMaps(c *nft.Chain, elems map[bool][]nft.VMapElem, sel [2]nft.Selector) {
+	for i, v6 := range []bool{false, true} {
+		es := elems[v6]
 		if len(es) == 0 {
 			continue
 		}
+		slices.SortFunc(es, func(x, y nft.VMapElem) int { return x.Addr.Compare(y.Addr) })
+		es = slices.CompactFunc(es, func(x, y nft.VMapElem) bool { return x.Addr == y.Addr })
 		key, suffix := nft.KeyIPv4, "_4"
-		if fam.v6 {
+		if v6 {
 			key, suffix = nft.KeyIPv6, "_6"
 		}
-		m := &nft.Set{Name: name + suffix, Key: key, Map: true, VMap: es}
+		m := &nft.Set{Name: c.Name + suffix, Key: key, Map: true, VMap: es}
 		b.addSet(m)
-		c.Rules = append(c.Rules, &nft.Rule{Matches: []nft.Match{nft.NFProto{V6: fam.v6}}, Counter: true, Verdict: nft.Verdict{Kind: nft.VMap, Target: m.Name, Key: fam.sel}, ID: "containers"})
+		c.Rules = append(c.Rules, &nft.Rule{Matches: []nft.Match{nft.NFProto{V6: v6}}, Counter: true, Verdict: nft.Verdict{Kind: nft.VMap, Target: m.Name, Key: sel[i]}, ID: "containers"})
 	}
 }
 

@@ -208,3 +208,45 @@ func TestExplainIngress(t *testing.T) {
 		t.Errorf("an ingress probe without a source: no error")
 	}
 }
+
+// TestIngressFamilyWarning warns of ingress deny rules that cover one
+// family of a dual-stack network while ingress_default allows: the other
+// family's connections into it pass.
+func TestIngressFamilyWarning(t *testing.T) {
+	pol, err := policy.Parse("p.yaml", []byte("version: 1\nnetworks:\n  - match: {name: app_default}\n    ingress:\n      - deny: 192.0.2.0/24\n"), policy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "network app_default: its IPv6 subnet fd00:20::/64 has no IPv6 deny rule in section 1 ingress, whose deny rules cover IPv4 only and whose ingress_default is allow: IPv6 connections into it from outside are not fenced"
+	if w := strings.Join(Compile(pol, testNetworks).Warnings, "\n"); !strings.Contains(w, want) {
+		t.Errorf("warnings:\n%s\nlack:\n%s", w, want)
+	}
+}
+
+// TestIngressSectionWithoutKeys checks that a network whose section has no
+// ingress keys is not judged by the catch-all's ingress, though its bridge
+// is a br-* one: the dispatch map sends it to a chain that passes.
+func TestIngressSectionWithoutKeys(t *testing.T) {
+	pol, err := policy.Parse("p.yaml", []byte(`version: 1
+networks:
+  - match: {name: app_default}
+    egress_default: allow
+  - match: {name: "*"}
+    ingress_default: deny
+`), policy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := Compile(pol, testNetworks)
+	if tr, err := r.Trace(ingressProbe("192.0.2.1", "172.20.0.30", 8080, 80)); err != nil || tr.Verdict != nft.Accept {
+		t.Errorf("into app_default, whose section has no ingress keys: %v, %v", tr, err)
+	}
+	p := ingressProbe("192.0.2.1", "172.17.0.2", 8080, 80)
+	p.OIfName = "docker0"
+	if tr, err := r.Trace(p); err != nil || tr.Verdict != nft.RejectTCPReset {
+		t.Errorf("into docker0, under the catch-all's ingress_default deny: %v, %v", tr, err)
+	}
+	if !strings.Contains(r.Text(), `"br-0123456789ab" : goto ing_none`) {
+		t.Errorf("the ingress dispatch map does not send app_default's bridge to ing_none:\n%s", r.Text())
+	}
+}

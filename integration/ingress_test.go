@@ -2,12 +2,16 @@ package integration
 
 import (
 	"errors"
+	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/dockerfence/dockerfence/integration/harness"
 	"github.com/dockerfence/dockerfence/integration/topo"
+	"github.com/dockerfence/dockerfence/nflog"
 )
 
 // dnatRules plays Docker's published ports in Host, as docker run -p
@@ -84,6 +88,26 @@ func TestIngressPublishedPorts(t *testing.T) {
 	}
 
 	e.mustDF("apply", "-c", e.write("ingress.yaml", ingressPolicy(false)))
+	// The denial log's group (settings.log_group's default): the stranger's
+	// denied SYNs are logged with their connection, whose original
+	// destination port is the published one.
+	var logs *nflog.Conn
+	if err := e.tp.Host.Do(func() error {
+		var err error
+		logs, err = nflog.Open(100, 256)
+		return err
+	}); err != nil {
+		t.Fatalf("open the denial log's NFLOG group in Host: %v", err)
+	}
+	defer logs.Close()
+	// Without ctnetlink (a kernel without nf_conntrack_netlink, as
+	// this VM's), the kernel refuses to send them, and logs shows the
+	// container's port alone.
+	wantOrig := uint16(8080)
+	if !logs.Conntrack() {
+		t.Logf("this kernel has no ctnetlink: logged packets come without their connection, so logs cannot name the published port")
+		wantOrig = 0
+	}
 	for _, f := range fams {
 		e.expect(e.tp.LAN, []probe{
 			{f.name + " LAN to 8080 (ingress 1)", "tcp", hostPort(f.wan, 8080), "ok"},
@@ -101,6 +125,23 @@ func TestIngressPublishedPorts(t *testing.T) {
 	if n := ruleCount(t, e, "ing_br-test", "ingress 2 deny"); n < 2 {
 		t.Errorf("the deny rule ingress 2 counted %d packets; want the strangers' two SYNs at least", n)
 	}
+	logs.SetReadDeadline(time.Now().Add(dialTimeout))
+	fams4 := map[uint8]bool{}
+	for len(fams4) < 2 {
+		ps, err := logs.Receive()
+		if err != nil {
+			t.Fatalf("the stranger's denied SYNs, logged: got %d families, then %v", len(fams4), err)
+		}
+		for _, p := range ps {
+			fl, _ := nflog.Decode(p.Family, p.Payload)
+			if p.Prefix != "df ing_br-test.i2 " || fl.DstPort != 80 || p.OrigDstPort != wantOrig {
+				t.Errorf("logged packet %q to port %d, connection's original port %d; want ing_br-test.i2, 80 (the container's) and %d (the published, 0 without ctnetlink)", p.Prefix, fl.DstPort, p.OrigDstPort, wantOrig)
+				continue
+			}
+			fams4[p.Family] = true
+		}
+	}
+	logs.Close()
 
 	// Open connections: a stranger's into 9090 (allowed now) and the
 	// container's own out to Inet. Tightening ingress_default cuts the
@@ -196,4 +237,82 @@ func ruleCount(t *testing.T, e *env, chain, comment string) int {
 		n += v
 	}
 	return n
+}
+
+// TestIngressContainerSection proves a container section's ingress with
+// real packets, the containers listed by the fake Docker API: the
+// database (tier=db, ingress_default deny, the LAN allowed on 5432) is
+// refused to the stranger and reached from the LAN, through its published
+// port; a web container without a section, on the same network, is
+// reached by anyone (its network allows), and both in IPv6 too.
+func TestIngressContainerSection(t *testing.T) {
+	e := newEnv(t)
+	tp := e.tp
+	const web4, web6 = "172.20.0.3", "fd00:20::3"
+	web := tp.AddContainer(t, "web", web4, web6)
+	for _, a := range []string{topo.CtrIP4, topo.CtrIP6} {
+		tp.Ctr.ListenTCP(t, hostPort(a, 5432))
+	}
+	for _, a := range []string{web4, web6} {
+		web.ListenTCP(t, hostPort(a, 80))
+	}
+	tp.Host.Run(t, "nft", "-f", e.write("dnat.nft", `table ip dfdnat {
+	chain pre {
+		type nat hook prerouting priority dstnat; policy accept;
+		tcp dport 5432 dnat to `+topo.CtrIP4+`:5432
+		tcp dport 8080 dnat to `+web4+`:80
+	}
+}
+table ip6 dfdnat {
+	chain pre {
+		type nat hook prerouting priority dstnat; policy accept;
+		tcp dport 5432 dnat to [`+topo.CtrIP6+`]:5432
+		tcp dport 8080 dnat to [`+web6+`]:80
+	}
+}
+`))
+	fake := harness.StartDocker(t, filepath.Join(e.dir, "docker.sock"))
+	fake.Set([]harness.Network{{Name: "app", Bridge: topo.BridgeName, Subnets: []string{"172.20.0.0/16", "fd00:20::/64"}}})
+	fake.SetContainers([]harness.Container{
+		{ID: strings.Repeat("d", 64), Name: "db", Image: "postgres", Labels: map[string]string{"tier": "db"}, Endpoints: []harness.Endpoint{{Network: "app", IPv4: topo.CtrIP4, IPv6: topo.CtrIP6}}},
+		{ID: strings.Repeat("w", 64), Name: "web", Image: "nginx", Endpoints: []harness.Endpoint{{Network: "app", IPv4: web4, IPv6: web6}}},
+	})
+	pol := e.write("policy.yaml", `version: 1
+networks:
+  - match: {name: "*"}
+    ingress_default: allow
+containers:
+  - match: {label: "tier=db"}
+    ingress:
+      - allow: [192.168.100.0/24, "fd00:100::/64"]
+        proto: tcp
+        ports: [5432]
+        comment: the LAN's clients only
+    ingress_default: deny
+`)
+	for _, wan := range []string{topo.HostWAN4, topo.HostWAN6} {
+		e.expect(tp.Inet, []probe{{"stranger to the db, no fence", "tcp", hostPort(wan, 5432), "ok"}})
+	}
+	if out, err := e.df("apply", "-c", pol, "--docker-host", fake.URL); err != nil {
+		t.Fatalf("apply: %v\n%s", err, out)
+	}
+	for _, wan := range []string{topo.HostWAN4, topo.HostWAN6} {
+		e.expect(tp.Inet, []probe{
+			{"stranger to the db (its section's ingress_default)", "tcp", hostPort(wan, 5432), "refused"},
+			{"stranger to web (no section: the network allows)", "tcp", hostPort(wan, 8080), "ok"},
+		})
+		e.expect(tp.LAN, []probe{
+			{"LAN to the db (its section's ingress 1)", "tcp", hostPort(wan, 5432), "ok"},
+			{"LAN to web", "tcp", hostPort(wan, 8080), "ok"},
+		})
+	}
+	// web and the db talk on their network: the sender's egress judges
+	// that, not the db's ingress.
+	e.expect(web, []probe{
+		{"web to the db on their network", "tcp", hostPort(topo.CtrIP4, 5432), "ok"},
+		{"web to the db on their network, IPv6", "tcp", hostPort(topo.CtrIP6, 5432), "ok"},
+	})
+	if n := ruleCount(t, e, "ci_dddddddddddd.s", "ingress_default deny"); n < 2 {
+		t.Errorf("the db's ingress_default deny counted %d packets; want the stranger's two SYNs at least", n)
+	}
 }
