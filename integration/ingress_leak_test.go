@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dockerfence/dockerfence/integration/dockerd"
 	"github.com/dockerfence/dockerfence/integration/harness"
 	"github.com/dockerfence/dockerfence/integration/topo"
 	"golang.org/x/sys/unix"
@@ -218,6 +219,37 @@ func TestLeakIngress(t *testing.T) {
 		check(t, fmt.Sprintf("100 re-applies by SIGHUP in %v", took.Round(time.Millisecond)), f, read(), nil)
 	})
 
+	// A tier=db container's section denies the stranger, its network's
+	// section allows it: until the daemon has classified a new db, only
+	// holding its address (as issue 16 holds unclassified containers'
+	// egress) keeps the stranger out.
+	t.Run("a tier=db container's first moment, the daemon running", func(t *testing.T) {
+		syns := x.watchSandboxes(t, dbPort)
+		f := x.startSYNFlood(t, dbPort, webPort2)
+		time.Sleep(100 * time.Millisecond)
+		x.d.RemoveContainer(t, "db")
+		start := time.Now()
+		x.d.Run(t, "db", "web", dockerd.RunOptions{Cmd: dockerd.EchoServer(dbPort), Labels: map[string]string{"tier": "db"},
+			Publish: []string{fmt.Sprintf("%d:%d", dbPort, dbPort)}})
+		x.waitListening(t, "db", dbPort)
+		t.Logf("db recreated and listening in %v", time.Since(start).Round(time.Millisecond))
+		time.Sleep(300 * time.Millisecond)
+		f.halt()
+		time.Sleep(200 * time.Millisecond)
+		bySrc := syns()
+		stranger := bySrc[netip.MustParseAddr(topo.OutStranger4)] + bySrc[netip.MustParseAddr(topo.OutStranger6)]
+		acc := x.d.Accepted(t, "db", dbPort)
+		t.Logf("%d SYNs sent to db's published port: %d SYNs from the stranger reached db, %d connections accepted (SYNs by source: %v)", f.sent.Load(), stranger, acc, bySrc)
+		if stranger != 0 || acc != 0 {
+			t.Errorf("the stranger reached the new db before the daemon classified it: %d SYNs, %d connections accepted; want none", stranger, acc)
+		}
+		// The SYN counter follows the container's port, not the control:
+		// show that the flood was aimed right by one allowed connection.
+		if got := x.reach(topo.OutAllowed4, dbPort); got != "ok" {
+			t.Errorf("the allowed client -> db after the flood: %s, want ok", got)
+		}
+	})
+
 	for _, paused := range []bool{false, true} {
 		name := "compose-style recreate"
 		if paused {
@@ -267,8 +299,8 @@ func TestLeakIngress(t *testing.T) {
 
 // watchSandboxes counts the SYNs in every network namespace Docker creates
 // from now on, as soon as it appears; the returned function stops it and
-// returns the SYNs to port 80 by source.
-func (x *ingressEnv) watchSandboxes(t *testing.T) func() map[netip.Addr]int64 {
+// returns the SYNs to port (80 if not given) by source.
+func (x *ingressEnv) watchSandboxes(t *testing.T, port ...uint16) func() map[netip.Addr]int64 {
 	t.Helper()
 	old := sandboxes(x.d)
 	stop, done := make(chan struct{}), make(chan struct{})
@@ -316,8 +348,12 @@ func (x *ingressEnv) watchSandboxes(t *testing.T) func() map[netip.Addr]int64 {
 	return func() map[netip.Addr]int64 {
 		halt()
 		m := map[netip.Addr]int64{}
+		p := uint16(80)
+		if len(port) > 0 {
+			p = port[0]
+		}
 		for _, c := range counters {
-			for a, n := range c.Sources(80) {
+			for a, n := range c.Sources(p) {
 				m[a] += n
 			}
 		}
