@@ -224,22 +224,70 @@ func TestLeakIngress(t *testing.T) {
 	// holding its address (as issue 16 holds unclassified containers'
 	// egress) keeps the stranger out.
 	t.Run("a tier=db container's first moment, the daemon running", func(t *testing.T) {
-		syns := x.watchSandboxes(t, dbPort)
+		syns, span := x.watchSandboxes(t, dbPort)
 		f := x.startSYNFlood(t, dbPort, webPort2)
 		time.Sleep(100 * time.Millisecond)
 		x.d.RemoveContainer(t, "db")
 		start := time.Now()
-		x.d.Run(t, "db", "web", dockerd.RunOptions{Cmd: dockerd.EchoServer(dbPort), Labels: map[string]string{"tier": "db"},
+		// When each container's chain appeared in the ingress container
+		// layer's map (the new db's: when the daemon classified it).
+		var mu sync.Mutex
+		appeared := map[string]time.Time{}
+		stop := make(chan struct{})
+		defer close(stop)
+		go func() {
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(time.Millisecond):
+				}
+				if st, err := x.kernel().Read("dockerfence"); err == nil && st != nil {
+					now := time.Now()
+					for _, set := range st.Sets {
+						if set.Name != "ingc_"+x.bridge+"_4" {
+							continue
+						}
+						mu.Lock()
+						for _, el := range set.VMap {
+							if _, ok := appeared[el.Chain]; !ok {
+								appeared[el.Chain] = now
+							}
+						}
+						mu.Unlock()
+					}
+				}
+			}
+		}()
+		id := x.d.Run(t, "db", "web", dockerd.RunOptions{Cmd: dockerd.EchoServer(dbPort), Labels: map[string]string{"tier": "db"},
 			Publish: []string{fmt.Sprintf("%d:%d", dbPort, dbPort)}})
+		started := time.Since(start)
 		x.waitListening(t, "db", dbPort)
-		t.Logf("db recreated and listening in %v", time.Since(start).Round(time.Millisecond))
+		listening := time.Since(start)
 		time.Sleep(300 * time.Millisecond)
 		f.halt()
 		time.Sleep(200 * time.Millisecond)
-		bySrc := syns()
-		stranger := bySrc[netip.MustParseAddr(topo.OutStranger4)] + bySrc[netip.MustParseAddr(topo.OutStranger6)]
+		bySrc, watched := syns()
+		if watched == 0 {
+			t.Fatal("the new db's network namespace was never watched: the count proves nothing")
+		}
+		s4 := netip.MustParseAddr(topo.OutStranger4)
+		stranger := bySrc[s4] + bySrc[netip.MustParseAddr(topo.OutStranger6)]
 		acc := x.d.Accepted(t, "db", dbPort)
-		t.Logf("%d SYNs sent to db's published port: %d SYNs from the stranger reached db, %d connections accepted (SYNs by source: %v)", f.sent.Load(), stranger, acc, bySrc)
+		mu.Lock()
+		at, ok := appeared["ci_"+id[:12]]
+		mu.Unlock()
+		if !ok {
+			t.Fatal("the new db never appeared in the ingress container layer")
+		}
+		in := at.Sub(start)
+		first, last := span(s4)
+		ms := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
+		t.Logf("%d SYNs sent to db's published port: %d SYNs from the stranger reached db (by source: %v), %d connections accepted; from docker run: db started %v, its address in the ingress container layer %v, listening %v",
+			f.sent.Load(), stranger, bySrc, acc, ms(started), ms(in), ms(listening))
+		if !first.IsZero() {
+			t.Logf("the stranger's IPv4 SYNs reached db from %v to %v after docker run", ms(first.Sub(start)), ms(last.Sub(start)))
+		}
 		if stranger != 0 || acc != 0 {
 			t.Errorf("the stranger reached the new db before the daemon classified it: %d SYNs, %d connections accepted; want none", stranger, acc)
 		}
@@ -271,7 +319,7 @@ func TestLeakIngress(t *testing.T) {
 			}
 			// Count the SYNs in the new containers' namespaces from the
 			// moment Docker creates them, before their processes run.
-			early := x.watchSandboxes(t)
+			early, _ := x.watchSandboxes(t)
 			start := time.Now()
 			x.createWeb(t, fmt.Sprintf("10.%d.0.0/24", subnet), fmt.Sprintf("fd00:%d::/64", subnet))
 			read := x.watchWeb(t)
@@ -287,7 +335,11 @@ func TestLeakIngress(t *testing.T) {
 			time.Sleep(300 * time.Millisecond)
 			f.halt()
 			time.Sleep(200 * time.Millisecond)
-			got, syns := read(), early()
+			got := read()
+			syns, watched := early()
+			if watched == 0 {
+				t.Fatal("the new containers' network namespaces were never watched: the counts prove nothing")
+			}
 			// The new container's SYNs from the stranger, from its
 			// creation on (read counts them only from its start).
 			got.syns = before.syns + syns[netip.MustParseAddr(topo.OutStranger4)] + syns[netip.MustParseAddr(topo.OutStranger6)]
@@ -299,8 +351,10 @@ func TestLeakIngress(t *testing.T) {
 
 // watchSandboxes counts the SYNs in every network namespace Docker creates
 // from now on, as soon as it appears; the returned function stops it and
-// returns the SYNs to port (80 if not given) by source.
-func (x *ingressEnv) watchSandboxes(t *testing.T, port ...uint16) func() map[netip.Addr]int64 {
+// returns the SYNs to port (80 if not given) by source, and how many
+// namespaces it watched; span then says when the first and the last SYN
+// from a source arrived.
+func (x *ingressEnv) watchSandboxes(t *testing.T, port ...uint16) (read func() (map[netip.Addr]int64, int), span func(src netip.Addr) (first, last time.Time)) {
 	t.Helper()
 	old := sandboxes(x.d)
 	stop, done := make(chan struct{}), make(chan struct{})
@@ -345,18 +399,32 @@ func (x *ingressEnv) watchSandboxes(t *testing.T, port ...uint16) func() map[net
 			s()
 		}
 	})
-	return func() map[netip.Addr]int64 {
+	p := uint16(80)
+	if len(port) > 0 {
+		p = port[0]
+	}
+	read = func() (map[netip.Addr]int64, int) {
 		halt()
 		m := map[netip.Addr]int64{}
-		p := uint16(80)
-		if len(port) > 0 {
-			p = port[0]
-		}
 		for _, c := range counters {
 			for a, n := range c.Sources(p) {
 				m[a] += n
 			}
 		}
-		return m
+		return m, len(counters)
 	}
+	span = func(src netip.Addr) (first, last time.Time) {
+		halt()
+		for _, c := range counters {
+			f, l := c.Span(src, p)
+			if !f.IsZero() && (first.IsZero() || f.Before(first)) {
+				first = f
+			}
+			if l.After(last) {
+				last = l
+			}
+		}
+		return first, last
+	}
+	return read, span
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/dockerfence/dockerfence/integration/topo"
 )
@@ -23,8 +24,9 @@ type SYNKey struct {
 // after the input hook and whether or not a socket listens on the port, so
 // the counts are what passed every firewall on the way in.
 type SYNCounter struct {
-	mu   sync.Mutex
-	seen map[SYNKey]int64
+	mu          sync.Mutex
+	seen        map[SYNKey]int64
+	first, last map[SYNKey]time.Time
 }
 
 // CountSYNs opens a raw TCP socket of each family in ns and counts the
@@ -44,7 +46,7 @@ func CountSYNs(t topo.T, ns Doer) *SYNCounter {
 // returns an error instead of failing the test, and a function that
 // closes the sockets, which the caller must call.
 func StartSYNCounter(ns Doer) (*SYNCounter, func(), error) {
-	c := &SYNCounter{seen: map[SYNKey]int64{}}
+	c := &SYNCounter{seen: map[SYNKey]int64{}, first: map[SYNKey]time.Time{}, last: map[SYNKey]time.Time{}}
 	var stops []func()
 	stop := func() {
 		for _, s := range stops {
@@ -94,8 +96,13 @@ func (c *SYNCounter) read(pc net.PacketConn, done chan struct{}) {
 			continue
 		}
 		k := SYNKey{Src: src.Unmap(), DPort: binary.BigEndian.Uint16(buf[2:])}
+		now := time.Now()
 		c.mu.Lock()
 		c.seen[k]++
+		if c.first[k].IsZero() {
+			c.first[k] = now
+		}
+		c.last[k] = now
 		c.mu.Unlock()
 	}
 }
@@ -118,4 +125,13 @@ func (c *SYNCounter) Sources(port uint16) map[netip.Addr]int64 {
 		}
 	}
 	return m
+}
+
+// Span returns when the first and the last SYN from src to port arrived,
+// zero times if none did.
+func (c *SYNCounter) Span(src netip.Addr, port uint16) (first, last time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := SYNKey{Src: src, DPort: port}
+	return c.first[k], c.last[k]
 }
