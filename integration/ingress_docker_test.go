@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dockerfence/dockerfence/denylog"
 	"github.com/dockerfence/dockerfence/integration/dockerd"
 	"github.com/dockerfence/dockerfence/integration/harness"
 	"github.com/dockerfence/dockerfence/integration/topo"
@@ -334,6 +335,37 @@ func TestIngressAgainstDocker(t *testing.T) {
 		}
 		if n := x.d.Accepted(t, "web", 80) - before; n != 0 {
 			t.Errorf("web accepted %d connections from the stranger on 8080", n)
+		}
+		// logs names the container each denied connection went to, and
+		// the layer and rule that denied it.
+		want := map[string]bool{
+			"web 80 ingress 2 ": false, // the network's deny of 8080
+			"db 5432 container section ingress_default container section": false, // db's section
+		}
+		var lines []string
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			out := x.mustDFDocker(x.d, "logs", "--json")
+			lines = strings.Split(strings.TrimSpace(out), "\n")
+			for _, l := range lines {
+				var ev denylog.Event
+				if json.Unmarshal([]byte(l), &ev) != nil || ev.Hook != "ingress" || (ev.Src != topo.OutStranger4 && ev.Src != topo.OutStranger6) {
+					continue
+				}
+				k := fmt.Sprintf("%s %d %s %s", ev.Container, ev.Port, ev.Rule, ev.Layer)
+				for w := range want {
+					if strings.HasPrefix(k, w) {
+						want[w] = true
+					}
+				}
+			}
+			if want["web 80 ingress 2 "] && want["db 5432 container section ingress_default container section"] {
+				break
+			}
+		}
+		for w, seen := range want {
+			if !seen {
+				t.Errorf("logs --json has no ingress denial of the stranger %q:\n%s", w, strings.Join(lines, "\n"))
+			}
 		}
 	})
 
