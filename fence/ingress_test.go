@@ -19,7 +19,7 @@ var ingressContainers = []Container{
 	{ID: "aaaaaaaaaaaa1111", Name: "worker-1", Image: "busybox", Labels: map[string]string{"role": "worker"},
 		Endpoints: []Endpoint{{Network: "app_default", Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.10")}}}},
 	{ID: "cccccccccccc3333", Name: "web", Image: "nginx",
-		Endpoints: []Endpoint{{Network: "app_default", Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.30")}}}},
+		Endpoints: []Endpoint{{Network: "app_default", Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.30"), netip.MustParseAddr("fd00:20::30")}}}},
 }
 
 // TestGoldenIngress renders ingress rules of a network section, of the
@@ -75,6 +75,8 @@ func TestIngressVerdicts(t *testing.T) {
 		{"db over IPv6 from a stranger", ingressProbe("2001:db8:2::1", "fd00:20::20", 5432, 5432), nft.RejectTCPReset, "ci_dbdbdbdbdbdb.s.default"},
 		{"db's admin port: the network denies first", ingressProbe("192.0.2.1", "172.20.0.20", 8080, 5432), nft.RejectTCPReset, "ing_br-0123456789ab.i2"},
 		{"worker: no ingress in its section", ingressProbe("192.0.2.1", "172.20.0.10", 9090, 80), nft.Accept, ""},
+		{"an address no container holds yet: held", ingressProbe("198.51.100.9", "172.20.0.99", 9090, 80), nft.Drop, "ingc_br-0123456789ab.held"},
+		{"an IPv6 address no container holds yet: held", ingressProbe("2001:db8:1::9", "fd00:20::99", 9090, 80), nft.Drop, "ingc_br-0123456789ab.held"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tr, err := r.Trace(tc.p)
@@ -107,6 +109,18 @@ func TestIngressVerdicts(t *testing.T) {
 	p.HopLimit = 64
 	if tr, _ := r.Trace(p); tr.Verdict != nft.Accept {
 		t.Errorf("web to db on their network: %v\n%s", tr.Verdict, tr)
+	}
+	// A router's "packet too big" about the db's reply to a client, related
+	// to the client's connection into it, passes; an echo request from the
+	// same router does not (the db's section denies it).
+	p = ingressProbe("2001:db8:ff::1", "fd00:20::20", 5432, 5432)
+	p.L4Proto, p.DPort, p.ICMPType, p.Related = ipproto.ICMPv6, 0, 2, true
+	if tr, _ := r.Trace(p); tr.Verdict != nft.Accept {
+		t.Errorf("a related ICMPv6 error into the db: %v\n%s", tr.Verdict, tr)
+	}
+	p.Related, p.ICMPType = false, 128
+	if tr, _ := r.Trace(p); tr.Verdict != nft.RejectAdminProhibited {
+		t.Errorf("an echo request into the db: %v; want its section's deny\n%s", tr.Verdict, tr)
 	}
 	// A bridge not known yet: the catch-all's ingress_default deny.
 	p = ingressProbe("198.51.100.9", "172.30.0.2", 8080, 80)
