@@ -47,7 +47,7 @@ lint:
 # runs it too. e2e-docker29 builds Docker 29 (moby v2, about 5 minutes the
 # first time, cached after) and runs the same suite against it, with its
 # native nftables firewall backend.
-E2E := -count=1 -v -run 'TestDaemonAgainstDocker|TestContainersAgainstDocker' ./integration
+E2E := -count=1 -v -run 'TestDaemonAgainstDocker|TestContainersAgainstDocker|TestIngressAgainstDocker|TestLeakIngress' ./integration
 .PHONY: e2e e2e-docker29
 e2e: test-deps
 	$(GO) test $(E2E)

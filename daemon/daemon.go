@@ -150,8 +150,11 @@ type Result struct {
 	// Kept is set when the sync kept the kernel's table as it was without
 	// building one: Docker has not answered yet and the policy needs it.
 	Kept bool
-	Err  error
-	Took time.Duration
+	// Containers are the containers the sync's inventory listed, with
+	// their published ports, for status; nil when Docker did not answer.
+	Containers []discover.Container
+	Err        error
+	Took       time.Duration
 }
 
 func (c *Config) defaults() {
@@ -472,6 +475,7 @@ func (d *daemon) sync(ctx context.Context, trigger, reason string) (res Result) 
 		}
 	}
 	res.Source = inv.Source.String()
+	res.Containers = inv.Containers
 	t := compile(d.pol, inv)
 	res.Table = t
 	d.tellNotFenceable(t)

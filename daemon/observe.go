@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dockerfence/dockerfence/denylog"
+	"github.com/dockerfence/dockerfence/discover"
 	"github.com/dockerfence/dockerfence/docker"
 	"github.com/dockerfence/dockerfence/fence"
 	"github.com/dockerfence/dockerfence/nft"
@@ -40,6 +41,9 @@ type Observer struct {
 	// or not: status compares the kernel with it.
 	table, desired *fence.Result
 	source         string
+	// containers are those of the sync that built desired, with their
+	// published ports.
+	containers []discover.Container
 	// kept is set while the daemon keeps the kernel's table without
 	// knowing what it fences (Docker has not answered yet).
 	kept      bool
@@ -90,7 +94,7 @@ func (o *Observer) OnSync(r Result) {
 	}
 	o.kept = r.Kept
 	if r.Table != nil {
-		o.desired, o.source = r.Table, r.Source
+		o.desired, o.source, o.containers = r.Table, r.Source, r.Containers
 		if r.Err == nil {
 			o.table = r.Table
 		}
@@ -182,7 +186,7 @@ var ErrNotSynced = errors.New("the daemon has not applied the policy yet; see it
 // Status reads the kernel's counters and returns the daemon's status.
 func (o *Observer) Status() (status.Status, error) {
 	o.mu.Lock()
-	pol, t, source, kept := o.pol, o.desired, o.source, o.kept
+	pol, t, source, kept, ctrs := o.pol, o.desired, o.source, o.kept, o.containers
 	d := &status.Daemon{PID: os.Getpid(), Since: o.since, DockerUp: o.dockerUp, LastSync: o.lastSync, Denials: o.denials.Load(), Lost: o.lost.Load()}
 	last := o.lastApply
 	o.mu.Unlock()
@@ -203,7 +207,7 @@ func (o *Observer) Status() (status.Status, error) {
 			return status.Status{}, err
 		}
 		s = status.Status{Policy: pol.Source, Mode: string(pol.Settings.Mode), Source: status.SourceKept,
-			Networks: []status.NetworkStatus{}, Unfenced: []status.NetworkStatus{}, NotFenceable: []status.NotFenceableStatus{},
+			Networks: []status.NetworkStatus{}, Unfenced: []status.NetworkStatus{}, NotFenceable: []status.NotFenceableStatus{}, Published: []status.PublishedStatus{},
 			Table: status.TableStatus{Name: pol.Settings.Table, Priority: pol.Settings.Priority}}
 		s.Table.SetKernel(st)
 		s.SetState()
@@ -221,6 +225,7 @@ func (o *Observer) Status() (status.Status, error) {
 			return status.Status{}, err
 		}
 		s = status.Make(pol, t, st, source)
+		s.SetPublished(t, PublishedPorts(ctrs))
 	}
 	s.LastApply, s.Daemon = last, d
 	return s, nil
@@ -231,4 +236,18 @@ func b2f(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+// PublishedPorts gives status the published ports of the containers, and
+// their networks.
+func PublishedPorts(ctrs []discover.Container) []status.ContainerPorts {
+	out := make([]status.ContainerPorts, 0, len(ctrs))
+	for _, c := range ctrs {
+		cp := status.ContainerPorts{ID: c.ID, Name: c.Name, Ports: c.Ports}
+		for _, e := range c.Endpoints {
+			cp.Networks = append(cp.Networks, status.NetworkRef{ID: e.NetworkID, Name: e.Network})
+		}
+		out = append(out, cp)
+	}
+	return out
 }

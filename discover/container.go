@@ -2,6 +2,7 @@ package discover
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/dockerfence/dockerfence/docker"
@@ -36,7 +37,15 @@ type Container struct {
 	// SharesNetworkOf is the ID or name of the container whose network
 	// stack this one joined (--network container:X); "" otherwise.
 	SharesNetworkOf string
+	// Ports are the container's published ports (docker run -p), sorted
+	// by host port, protocol and host address; nil if it publishes none.
+	Ports []PublishedPort
 }
+
+// PublishedPort is a port of a container that Docker publishes on the
+// host: Docker's DNAT sends connections to HostIP:HostPort to the
+// container's ContainerPort. Ingress rules' ports name the HostPort.
+type PublishedPort = docker.PublishedPort
 
 // Endpoint is a container's attachment to one network.
 type Endpoint struct {
@@ -58,6 +67,7 @@ func fromDockerContainers(dcs []docker.Container) []Container {
 	for _, dc := range dcs {
 		c := Container{ID: dc.ID, Name: dc.Name, Image: dc.Image, Labels: dc.Labels,
 			Project: dc.Labels[ComposeProjectLabel], Service: dc.Labels[ComposeServiceLabel], SharesNetworkOf: dc.SharesNetworkOf}
+		c.Ports = slices.Clone(dc.Ports)
 		for _, e := range dc.Endpoints {
 			c.Endpoints = append(c.Endpoints, Endpoint{Network: e.Network, NetworkID: e.NetworkID, IPv4: e.IPv4, IPv6: e.IPv6, MAC: strings.ToLower(e.MAC)})
 		}

@@ -337,7 +337,8 @@ func TestContainers(t *testing.T) {
 		{ID: "c1", Name: "app-web-1", Image: "nginx:1.27",
 			Labels:    map[string]string{"com.docker.compose.project": "app", "com.docker.compose.service": "web", "role": "front"},
 			Addrs:     map[netip.Addr]string{v4: "app_default", v6: "app_default"},
-			Endpoints: []docker.Endpoint{{Network: "app_default", NetworkID: "a1", IPv4: v4, IPv6: v6}, {Network: "host", NetworkID: "h1"}}},
+			Endpoints: []docker.Endpoint{{Network: "app_default", NetworkID: "a1", IPv4: v4, IPv6: v6}, {Network: "host", NetworkID: "h1"}},
+			Ports:     []docker.PublishedPort{{HostIP: netip.MustParseAddr("0.0.0.0"), HostPort: 8080, ContainerPort: 80, Proto: "tcp"}, {HostIP: netip.MustParseAddr("::"), HostPort: 8080, ContainerPort: 80, Proto: "tcp"}}},
 		{ID: "c2", Name: "lonely", Image: "sha256:0123"},
 	}}
 	inv := discover(t, &Discoverer{Docker: fd, Bridges: lister(nil), ListContainers: true})
@@ -345,7 +346,8 @@ func TestContainers(t *testing.T) {
 		{ID: "c1", Name: "app-web-1", Image: "nginx:1.27",
 			Labels:  map[string]string{"com.docker.compose.project": "app", "com.docker.compose.service": "web", "role": "front"},
 			Project: "app", Service: "web",
-			Endpoints: []Endpoint{{Network: "app_default", NetworkID: "a1", IPv4: v4, IPv6: v6}, {Network: "host", NetworkID: "h1"}}},
+			Endpoints: []Endpoint{{Network: "app_default", NetworkID: "a1", IPv4: v4, IPv6: v6}, {Network: "host", NetworkID: "h1"}},
+			Ports:     []PublishedPort{{HostIP: netip.MustParseAddr("0.0.0.0"), HostPort: 8080, ContainerPort: 80, Proto: "tcp"}, {HostIP: netip.MustParseAddr("::"), HostPort: 8080, ContainerPort: 80, Proto: "tcp"}}},
 		{ID: "c2", Name: "lonely", Image: "sha256:0123"},
 	}
 	if !reflect.DeepEqual(inv.Containers, want) {

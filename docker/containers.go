@@ -1,9 +1,11 @@
 package docker
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 
@@ -33,6 +35,37 @@ type Container struct {
 	// network_mode: service:X); "" otherwise. Such a container has no
 	// endpoints of its own: its packets carry X's addresses.
 	SharesNetworkOf string
+	// Ports are the container's published ports (docker run -p), sorted
+	// by host port, protocol and host address; nil if it publishes none.
+	Ports []PublishedPort
+}
+
+// PublishedPort is a port of a container that Docker publishes on the
+// host: connections to HostIP:HostPort are sent by Docker's DNAT to the
+// container's ContainerPort.
+type PublishedPort struct {
+	// HostIP is the host address the port is bound to. The unspecified
+	// address (0.0.0.0 or ::) stands for all of the host's addresses of
+	// its family, and the zero Addr for all of them in both families
+	// (an engine that does not say).
+	HostIP netip.Addr
+	// HostPort is the port on the host, ContainerPort the container's.
+	HostPort, ContainerPort uint16
+	// Proto is "tcp", "udp" or "sctp".
+	Proto string
+}
+
+// String formats the port as docker port does: "0.0.0.0:8080->80/tcp",
+// "[::]:8080->80/tcp", or ":8080->80/tcp" without a host address.
+func (p PublishedPort) String() string {
+	host := ""
+	if p.HostIP.IsValid() {
+		host = p.HostIP.String()
+		if p.HostIP.Is6() {
+			host = "[" + host + "]"
+		}
+	}
+	return fmt.Sprintf("%s:%d->%d/%s", host, p.HostPort, p.ContainerPort, p.Proto)
 }
 
 // Endpoint is a container's attachment to one network.
@@ -93,8 +126,37 @@ func containers(list []container.Summary) []Container {
 			}
 		}
 		sort.Slice(ct.Endpoints, func(i, j int) bool { return ct.Endpoints[i].Network < ct.Endpoints[j].Network })
+		ct.Ports = publishedPorts(s.Ports)
 		out = append(out, ct)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// publishedPorts converts the ports of a container summary, the same
+// bindings as NetworkSettings.Ports of container inspect, one a host
+// address: only those published on the host (an exposed port that is not
+// published has no public port), without duplicates, sorted.
+func publishedPorts(list []container.Port) []PublishedPort {
+	var out []PublishedPort
+	for _, p := range list {
+		if p.PublicPort == 0 {
+			continue
+		}
+		pp := PublishedPort{HostPort: p.PublicPort, ContainerPort: p.PrivatePort, Proto: strings.ToLower(p.Type)}
+		if a, err := netip.ParseAddr(p.IP); err == nil {
+			pp.HostIP = a.Unmap()
+		}
+		if pp.Proto == "" {
+			pp.Proto = "tcp" // Docker's default
+		}
+		if !slices.Contains(out, pp) {
+			out = append(out, pp)
+		}
+	}
+	slices.SortFunc(out, func(a, b PublishedPort) int {
+		return cmp.Or(cmp.Compare(a.HostPort, b.HostPort), cmp.Compare(a.Proto, b.Proto),
+			a.HostIP.Compare(b.HostIP), cmp.Compare(a.ContainerPort, b.ContainerPort))
+	})
 	return out
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/api"
+	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/versions"
 	"github.com/google/go-cmp/cmp"
@@ -206,6 +207,10 @@ const fakeContainers = `[
   {"Id": "c0ffee00112233445566778899aabbccddeeff00112233445566778899aabbcc", "Names": ["/app-web-1"],
    "Image": "nginx:1.27", "State": "running",
    "Labels": {"com.docker.compose.project": "app", "com.docker.compose.service": "web"},
+   "Ports": [{"IP": "0.0.0.0", "PrivatePort": 80, "PublicPort": 8080, "Type": "tcp"},
+             {"IP": "::", "PrivatePort": 80, "PublicPort": 8080, "Type": "tcp"},
+             {"PrivatePort": 9000, "Type": "tcp"},
+             {"IP": "127.0.0.1", "PrivatePort": 53, "PublicPort": 5353, "Type": "udp"}],
    "NetworkSettings": {"Networks": {
      "app_default": {"NetworkID": "4e5f", "IPAddress": "172.19.0.2", "GlobalIPv6Address": "fd00:db8:1::2"}
    }}},
@@ -462,12 +467,77 @@ func TestClientContainersFakeDaemon(t *testing.T) {
 			Image:     "nginx:1.27",
 			Labels:    map[string]string{"com.docker.compose.project": "app", "com.docker.compose.service": "web"},
 			Endpoints: []Endpoint{{Network: "app_default", NetworkID: "4e5f", IPv4: netip.MustParseAddr("172.19.0.2"), IPv6: netip.MustParseAddr("fd00:db8:1::2")}},
+			Ports: []PublishedPort{
+				{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: 5353, ContainerPort: 53, Proto: "udp"},
+				{HostIP: netip.MustParseAddr("0.0.0.0"), HostPort: 8080, ContainerPort: 80, Proto: "tcp"},
+				{HostIP: netip.MustParseAddr("::"), HostPort: 8080, ContainerPort: 80, Proto: "tcp"},
+			},
 		},
 		{ID: "beef000011112222333344445555666677778888999900001111222233334444", Name: "lonely", Addrs: map[netip.Addr]string{},
 			Endpoints: []Endpoint{{Network: "none"}}},
 	}
 	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
 		t.Errorf("Containers() mismatch (-want +got):\n%s", diff)
+	}
+}
+
+// TestPublishedPorts converts the ports of container summaries as Docker
+// 20.10 and 29 list them: exposed but unpublished ports are left out,
+// duplicates too, IPv4-mapped host addresses are unmapped, an engine that
+// gives no host address or protocol gets the zero Addr and tcp, and the
+// result is sorted by host port, protocol and host address.
+func TestPublishedPorts(t *testing.T) {
+	a := netip.MustParseAddr
+	tests := []struct {
+		name string
+		in   []container.Port
+		want []PublishedPort
+	}{
+		{name: "none", in: nil, want: nil},
+		{name: "exposed only", in: []container.Port{{PrivatePort: 80, Type: "tcp"}}, want: nil},
+		{name: "both families, as -p 8080:80 gives them",
+			in:   []container.Port{{IP: "::", PrivatePort: 80, PublicPort: 8080, Type: "tcp"}, {IP: "0.0.0.0", PrivatePort: 80, PublicPort: 8080, Type: "tcp"}},
+			want: []PublishedPort{{HostIP: a("0.0.0.0"), HostPort: 8080, ContainerPort: 80, Proto: "tcp"}, {HostIP: a("::"), HostPort: 8080, ContainerPort: 80, Proto: "tcp"}}},
+		{name: "sorted by host port, then protocol",
+			in: []container.Port{
+				{IP: "0.0.0.0", PrivatePort: 443, PublicPort: 8443, Type: "tcp"},
+				{IP: "0.0.0.0", PrivatePort: 53, PublicPort: 53, Type: "udp"},
+				{IP: "0.0.0.0", PrivatePort: 53, PublicPort: 53, Type: "tcp"},
+			},
+			want: []PublishedPort{
+				{HostIP: a("0.0.0.0"), HostPort: 53, ContainerPort: 53, Proto: "tcp"},
+				{HostIP: a("0.0.0.0"), HostPort: 53, ContainerPort: 53, Proto: "udp"},
+				{HostIP: a("0.0.0.0"), HostPort: 8443, ContainerPort: 443, Proto: "tcp"},
+			}},
+		{name: "duplicates, mapped and missing addresses, upper case and missing protocol",
+			in: []container.Port{
+				{IP: "::ffff:10.0.0.1", PrivatePort: 80, PublicPort: 80, Type: "TCP"},
+				{IP: "10.0.0.1", PrivatePort: 80, PublicPort: 80, Type: "tcp"},
+				{PrivatePort: 81, PublicPort: 81},
+				{IP: "2001:db8::1", PrivatePort: 132, PublicPort: 132, Type: "sctp"},
+			},
+			want: []PublishedPort{
+				{HostIP: a("10.0.0.1"), HostPort: 80, ContainerPort: 80, Proto: "tcp"},
+				{HostPort: 81, ContainerPort: 81, Proto: "tcp"},
+				{HostIP: a("2001:db8::1"), HostPort: 132, ContainerPort: 132, Proto: "sctp"},
+			}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := publishedPorts(tc.in)
+			if diff := cmp.Diff(tc.want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+				t.Errorf("publishedPorts() mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+	for p, want := range map[PublishedPort]string{
+		{HostIP: a("0.0.0.0"), HostPort: 8080, ContainerPort: 80, Proto: "tcp"}: "0.0.0.0:8080->80/tcp",
+		{HostIP: a("::"), HostPort: 8080, ContainerPort: 80, Proto: "tcp"}:      "[::]:8080->80/tcp",
+		{HostPort: 53, ContainerPort: 5353, Proto: "udp"}:                       ":53->5353/udp",
+	} {
+		if got := p.String(); got != want {
+			t.Errorf("%#v.String() = %q, want %q", p, got, want)
+		}
 	}
 }
 

@@ -60,6 +60,10 @@ type Status struct {
 	// container section, their label dockerfence.egress), with those
 	// rules' counters; empty while the table is absent.
 	Containers []ContainerStatus `json:"containers"`
+	// Published are the ports Docker publishes for the containers of the
+	// fenced networks (docker run -p), with who the ingress rules let
+	// reach each; empty when Docker is not reachable.
+	Published []PublishedStatus `json:"published"`
 	// TunnelDenied counts the packets the tunnel fence denied: what
 	// tunnels on the host decapsulated from containers' packets.
 	TunnelDenied uint64 `json:"tunnel_denied"`
@@ -421,6 +425,7 @@ func Make(pol *policy.Policy, r *fence.Result, st *nft.State, source string) Sta
 		s.NotFenceable = append(s.NotFenceable, n)
 	}
 	s.Containers = []ContainerStatus{}
+	s.Published = []PublishedStatus{}
 	if st != nil {
 		var held map[string]uint64
 		s.Containers, held = containers(r, chains, deny)

@@ -126,6 +126,15 @@ func WriteText(out io.Writer, s Status) {
 		fmt.Fprintf(out, "\ncontainer %s (%s): %s; %d denied\n", c.Name, shortID(c.ID), what, c.Denied)
 		writeRules(out, c.Rules)
 	}
+	if len(s.Published) > 0 {
+		fmt.Fprintln(out, "\npublished ports (who the ingress rules let reach them; every layer must allow):")
+		tw := tabwriter.NewWriter(out, 2, 8, 2, ' ', 0)
+		fmt.Fprintln(tw, "  CONTAINER\tNETWORK\tPORT\tREACH\tDENIED\tRULES")
+		for _, p := range s.Published {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%d\t%s\n", p.Container, p.Network, publishedLine(p), p.Verdict, p.Denied, strings.Join(p.Rules, "; "))
+		}
+		tw.Flush()
+	}
 	if ca := s.CatchAll; ca != nil {
 		now := "none now"
 		if len(ca.Bridges) > 0 {

@@ -77,6 +77,7 @@ func getStatus(cmd *cobra.Command, g *globalFlags) (status.Status, error) {
 		return s, err
 	}
 	s = status.Make(pol, t, st, inv.Source.String())
+	s.SetPublished(t, daemon.PublishedPorts(inv.Containers))
 	if s.LastApply, err = status.LoadLastApply(g.runDir(), t.Name); err != nil {
 		slog.Warn("last apply unknown", "err", err)
 	}

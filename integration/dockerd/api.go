@@ -13,6 +13,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/pkg/stdcopy"
+	"github.com/docker/go-connections/nat"
 )
 
 // Label is set on every container that RunContainer creates.
@@ -32,6 +33,43 @@ func (d *Daemon) CreateNetwork(t testing.TB, name, subnet string, labels map[str
 	})
 	if err != nil {
 		t.Fatalf("dockerd (%s): create network %s %s: %v", d.Engine.Name, name, subnet, err)
+	}
+	if len(resp.ID) < 12 {
+		t.Fatalf("dockerd (%s): create network %s: bad id %q", d.Engine.Name, name, resp.ID)
+	}
+	return resp.ID, "br-" + resp.ID[:12]
+}
+
+// NetworkOptions are what CreateNetworkWith may give a bridge network:
+// subnets of both families, IPv6 (docker network create --ipv6) and labels.
+type NetworkOptions struct {
+	// Subnets are the network's subnets, e.g. "10.40.0.0/24" and
+	// "fd00:40::/64".
+	Subnets []string
+	// IPv6 enables IPv6 on the network; it needs an IPv6 subnet.
+	IPv6   bool
+	Labels map[string]string
+}
+
+// CreateNetworkWith creates a bridge network called name with o and
+// returns its id and the name of its Linux bridge, as CreateNetwork does.
+func (d *Daemon) CreateNetworkWith(t testing.TB, name string, o NetworkOptions) (id, bridge string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
+	defer cancel()
+	ipam := &network.IPAM{}
+	for _, s := range o.Subnets {
+		ipam.Config = append(ipam.Config, network.IPAMConfig{Subnet: s})
+	}
+	ipv6 := o.IPv6
+	resp, err := d.Client.NetworkCreate(ctx, name, network.CreateOptions{
+		Driver:     "bridge",
+		IPAM:       ipam,
+		EnableIPv6: &ipv6,
+		Labels:     o.Labels,
+	})
+	if err != nil {
+		t.Fatalf("dockerd (%s): create network %s %v: %v", d.Engine.Name, name, o.Subnets, err)
 	}
 	if len(resp.ID) < 12 {
 		t.Fatalf("dockerd (%s): create network %s: bad id %q", d.Engine.Name, name, resp.ID)
@@ -67,6 +105,9 @@ type RunOptions struct {
 	Cmd    []string
 	// CapAdd adds capabilities (docker run --cap-add).
 	CapAdd []string
+	// Publish publishes ports as docker run -p does: "8080:80",
+	// "8081:81/tcp", "127.0.0.1:8082:82", "[::1]:8083:83/udp".
+	Publish []string
 }
 
 // Run creates and starts a container called name on network as
@@ -89,14 +130,19 @@ func (d *Daemon) Run(t testing.TB, name, networkName string, o RunOptions) strin
 			networkName: {IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: o.IPv4}},
 		}}
 	}
+	exposed, bindings, err := nat.ParsePortSpecs(o.Publish)
+	if err != nil {
+		t.Fatalf("dockerd: container %s: publish %q: %v", name, o.Publish, err)
+	}
 	resp, err := d.Client.ContainerCreate(ctx,
 		&container.Config{
-			Image:      Image,
-			Cmd:        cmd,
-			StopSignal: "SIGKILL",
-			Labels:     labels,
+			Image:        Image,
+			Cmd:          cmd,
+			StopSignal:   "SIGKILL",
+			Labels:       labels,
+			ExposedPorts: exposed,
 		},
-		&container.HostConfig{NetworkMode: container.NetworkMode(networkName), CapAdd: o.CapAdd},
+		&container.HostConfig{NetworkMode: container.NetworkMode(networkName), CapAdd: o.CapAdd, PortBindings: bindings},
 		nc, nil, name)
 	if err != nil {
 		t.Fatalf("dockerd (%s): create container %s on %s: %v", d.Engine.Name, name, networkName, err)
@@ -211,4 +257,46 @@ func classifyNC(code int, out string) string {
 		}
 	}
 	return fmt.Sprintf("nc exit %d: %s", code, out)
+}
+
+// WithIPv6 returns e with the daemon flags that IPv6 networks with
+// published ports need: --ipv6 with fixedCIDRv6 for the default bridge and
+// --ip6tables, so that Docker DNATs IPv6 connections to published ports
+// (without it, Docker 20.10 leaves them to docker-proxy, which connects to
+// the container from the host itself). Docker 20.10 has --ip6tables only
+// with --experimental; from Docker 27 on it is the default.
+func (e Engine) WithIPv6(fixedCIDRv6 string) Engine {
+	args := append([]string(nil), e.Args...)
+	args = append(args, "--ipv6", "--fixed-cidr-v6", fixedCIDRv6, "--ip6tables")
+	if e.Name == "debian" {
+		args = append(args, "--experimental")
+	}
+	e.Args = args
+	return e
+}
+
+// EchoServer is the command of a container that serves TCP on each of
+// ports: to each connection it says "hello", notes it in
+// /tmp/accepted.PORT (one line a connection, read by Accepted) and echoes
+// what it receives, one process a connection, many at once.
+func EchoServer(ports ...int) []string {
+	var script strings.Builder
+	for _, p := range ports {
+		fmt.Fprintf(&script, "nc -ll -p %d -e sh -c 'echo x >> /tmp/accepted.%d; echo hello; exec cat' & ", p, p)
+	}
+	script.WriteString("wait")
+	return []string{"sh", "-c", script.String()}
+}
+
+// Accepted returns how many connections the EchoServer of the container
+// accepted on port so far.
+func (d *Daemon) Accepted(t testing.TB, container string, port int) int {
+	t.Helper()
+	f := fmt.Sprintf("/tmp/accepted.%d", port)
+	code, out := d.Exec(t, container, "sh", "-c", "touch "+f+"; wc -l < "+f)
+	var n int
+	if _, err := fmt.Sscan(out, &n); code != 0 || err != nil {
+		t.Fatalf("dockerd (%s): count the connections %s accepted on %d: exit %d: %q", d.Engine.Name, container, port, code, out)
+	}
+	return n
 }

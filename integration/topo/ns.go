@@ -338,3 +338,19 @@ func IsTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
+
+// DialTCPFrom is DialTCP from the local address src (e.g. "198.51.100.66"),
+// to choose among the namespace's addresses.
+func (n *NS) DialTCPFrom(src, addr string, timeout time.Duration) (net.Conn, error) {
+	var c net.Conn
+	err := n.Do(func() error {
+		var err error
+		d := net.Dialer{Timeout: timeout, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+		c, err = d.Dial("tcp", addr)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}

@@ -367,3 +367,50 @@ func TestCleanupAfterFailureMidway(t *testing.T) {
 		t.Fatalf("namespaces left after cleanup: %v", left)
 	}
 }
+
+// TestAddOutside connects from each of Outside's four addresses to a
+// server on Host's out0 and checks that the server sees that address as
+// the peer, and that Outside reaches nothing beyond the link.
+func TestAddOutside(t *testing.T) {
+	needRoot(t)
+	t.Parallel()
+	tp := New(t)
+	out := tp.AddOutside(t)
+	for _, tc := range []struct{ host, src string }{
+		{HostOut4, OutAllowed4}, {HostOut4, OutStranger4},
+		{HostOut6, OutAllowed6}, {HostOut6, OutStranger6},
+	} {
+		var ln net.Listener
+		if err := tp.Host.Do(func() error {
+			var err error
+			ln, err = net.Listen("tcp", net.JoinHostPort(tc.host, "0"))
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		peer := make(chan string, 1)
+		go func() {
+			c, err := ln.Accept()
+			if err != nil {
+				peer <- err.Error()
+				return
+			}
+			host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+			peer <- host
+			c.Close()
+		}()
+		c, err := out.DialTCPFrom(tc.src, ln.Addr().String(), dialTimeout)
+		if err != nil {
+			t.Fatalf("dial %s from %s: %v", ln.Addr(), tc.src, err)
+		}
+		c.Close()
+		if got := <-peer; got != tc.src {
+			t.Errorf("the server on %s saw the peer %s, want %s", tc.host, got, tc.src)
+		}
+		ln.Close()
+	}
+	tp.LAN.ListenTCP(t, LANDB4+":5432")
+	if _, err := out.DialTCP(LANDB4+":5432", 500*time.Millisecond); err == nil {
+		t.Error("Outside reached the LAN: it should have a route to its link only")
+	}
+}
