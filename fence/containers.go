@@ -533,8 +533,14 @@ func (b *builder) containerLayer(d Direction, c *nft.Chain) bool {
 // direction d: the map from output bridge to the network's chain of
 // inbound container rules. It is left out when no container has
 // ingress rules: then it costs nothing.
+//
+// As for egress, where container sections have ingress keys and a
+// catch-all section fences bridges not known yet, a connection into such
+// a bridge (docker0, br-*) is held: its containers, which any section may
+// match, are not classified yet.
 func (b *builder) inboundContainerLayer(d Direction, c *nft.Chain) bool {
-	if len(b.r.InboundContainerChains) == 0 {
+	holdUnknown := b.containerHoldsUnknown() && b.pol.ContainerIngress()
+	if len(b.r.InboundContainerChains) == 0 && !holdUnknown {
 		return false
 	}
 	m := &nft.Set{Name: d.Prefix + "_cif", Key: nft.KeyIfName, Map: true}
@@ -543,6 +549,12 @@ func (b *builder) inboundContainerLayer(d Direction, c *nft.Chain) bool {
 	}
 	b.addSet(m)
 	c.Rules = append(c.Rules, &nft.Rule{Counter: true, Verdict: nft.Verdict{Kind: nft.VMap, Target: m.Name, Key: d.Dispatch}, ID: "dispatch"})
+	if holdUnknown {
+		held := nft.Verdict{Kind: nft.Goto, Target: b.denyChain(d.Prefix+"c_"+unknownID, &Denial{Section: b.r.CatchAll, Hook: d.Hook, Reason: ReasonHeld})}
+		c.Rules = append(c.Rules,
+			&nft.Rule{Matches: []nft.Match{nft.IfName{Name: "docker0", Out: true}}, Counter: true, Verdict: held, ID: "held", Comment: "into containers of docker0 before dockerfence knows it (held)"},
+			&nft.Rule{Matches: []nft.Match{nft.IfName{Name: "br-", Prefix: true, Out: true}}, Counter: true, Verdict: held, ID: "held", Comment: "into containers of bridges dockerfence does not know yet (held)"})
+	}
 	return true
 }
 
