@@ -279,19 +279,19 @@ func (b *ibBench) published(ns *topo.NS) string {
 // listed prefix gets through.
 func (b *ibBench) probe(c dpConfig) error {
 	if got := harness.DialOutcome(b.tp.Inet, b.published(b.tp.Inet), 2*time.Second); got != "ok" {
-		return fmt.Errorf("%s: the client to %s: %s, want ok", c, b.published(b.tp.Inet), got)
+		return fmt.Errorf("the client to %s: %s, want ok", b.published(b.tp.Inet), got)
 	}
 	want, also := "ok", ""
 	if c.filter == ibFilterIngress {
 		want = "refused" // ingress_default deny, deny_action reject: a reset
 	}
 	if got := harness.DialOutcome(b.tp.LAN, b.published(b.tp.LAN), 1500*time.Millisecond); got != want {
-		return fmt.Errorf("%s: the stranger %s to %s: %s, want %s", c, topo.LANProxy4, b.published(b.tp.LAN), got, want)
+		return fmt.Errorf("the stranger %s to %s: %s, want %s", topo.LANProxy4, b.published(b.tp.LAN), got, want)
 	}
 	if c.filter == ibFilterIngress && c.prefixes > 0 {
 		src := dpProbeAddr(c.prefixes).String()
 		if got := ibDialFrom(b.tp.LAN, src, b.published(b.tp.LAN), 2*time.Second); got != "ok" {
-			return fmt.Errorf("%s: %s (in the last listed prefix) to %s: %s, want ok", c, src, b.published(b.tp.LAN), got)
+			return fmt.Errorf("%s (in the last listed prefix) to %s: %s, want ok", src, b.published(b.tp.LAN), got)
 		}
 		also = ", " + src + " (in the last listed prefix) reaches " + b.published(b.tp.LAN)
 	}
@@ -344,7 +344,7 @@ func (b *ibBench) measure(c dpConfig, round int, check bool) (dpMeasurement, err
 			return m, err
 		}
 		if n < len(rr) {
-			return m, fmt.Errorf("%s: the allow rule counted %d packets, fewer than the %d timed requests", c, n, len(rr))
+			return m, fmt.Errorf("the allow rule counted %d packets, fewer than the %d timed requests", n, len(rr))
 		}
 		log.Printf("ingress: %s: the allow rule counted %d packets (%d timed requests)", c, n, len(rr))
 	}
