@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -350,16 +351,20 @@ containers:
 		}},
 	} {
 		ifname := func(i uint32) string { return map[uint32]string{2: "eth0", 3: "br-app"}[i] }
-		got, ok := Attribute(nflog.Packet{Time: when, Prefix: tc.prefix, Family: unix.NFPROTO_IPV4, InDev: 2, OutDev: 3, Payload: tcp4("198.51.100.7", tc.dst, 80)}, tbl, res, ifname)
+		got, ok := Attribute(nflog.Packet{Time: when, Prefix: tc.prefix, Family: unix.NFPROTO_IPV4, InDev: 2, OutDev: 3, Payload: tcp4("198.51.100.7", tc.dst, 80), OrigDstPort: 8080}, tbl, res, ifname)
 		if !ok {
 			t.Fatalf("%s: not attributed", tc.prefix)
 		}
 		// The bridge is the one the connection goes into (the output
 		// device), for the container's denial too.
-		want := Event{Time: when, Verdict: "deny", Bridge: "br-app", Hook: "ingress", Src: "198.51.100.7", Dst: tc.dst, Proto: "tcp", Port: 80}
+		want := Event{Time: when, Verdict: "deny", Bridge: "br-app", Hook: "ingress", Src: "198.51.100.7", Dst: tc.dst, Proto: "tcp", Port: 80, PublishedPort: 8080}
 		tc.want(&want)
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("%s: event (-want +got):\n%s", tc.prefix, diff)
 		}
+	}
+	e, _ := Attribute(nflog.Packet{Time: when, Prefix: "df ing_br-app.i1 ", Family: unix.NFPROTO_IPV4, InDev: 2, OutDev: 3, Payload: tcp4("198.51.100.7", "172.20.0.3", 80), OrigDstPort: 8080}, tbl, res, nil)
+	if line := e.Line(); !strings.Contains(line, "web-1 (app_default) 198.51.100.7 -> 172.20.0.3:80/tcp (published port 8080)  ingress rule 1 \"admin UI closed\"") {
+		t.Errorf("line %q", line)
 	}
 }

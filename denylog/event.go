@@ -56,6 +56,11 @@ type Event struct {
 	// compiler gave those rules, whatever the address lookup says.
 	Layer            string `json:"layer,omitempty"`
 	ContainerSection int    `json:"container_section,omitempty"`
+	// PublishedPort is, for ingress, the port the client connected to
+	// before Docker's DNAT (the connection's original destination port):
+	// the published port, where Port is the container's. 0 when the
+	// kernel did not send the connection (no ctnetlink) or it is Port.
+	PublishedPort uint16 `json:"published_port,omitempty"`
 }
 
 // Line renders the event as one readable line:
@@ -72,12 +77,16 @@ func (e Event) Line() string {
 	if where == "" {
 		where = e.Bridge
 	}
-	fmt.Fprintf(&b, "%s (%s) %s -> %s  ", who, where, e.Src, e.destination())
+	published := ""
+	if e.PublishedPort != 0 {
+		published = fmt.Sprintf(" (published port %d)", e.PublishedPort)
+	}
+	fmt.Fprintf(&b, "%s (%s) %s -> %s%s  ", who, where, e.Src, e.destination(), published)
 	switch {
 	case e.RuleIndex > 0 && e.Hook == policy.Egress.String():
 		fmt.Fprintf(&b, "rule %d %q", e.RuleIndex, e.Comment)
 	case e.RuleIndex > 0:
-		fmt.Fprintf(&b, "host rule %d %q", e.RuleIndex, e.Comment)
+		fmt.Fprintf(&b, "%s rule %d %q", e.Hook, e.RuleIndex, e.Comment)
 	default:
 		fmt.Fprintf(&b, "%s %q", e.Rule, e.Comment)
 	}
@@ -173,6 +182,9 @@ func Attribute(p nflog.Packet, t *fence.Result, res Resolver, ifname func(uint32
 	e.Proto = protoName(f.Proto)
 	if ipproto.HasPorts(f.Proto) {
 		e.Port = f.DstPort
+		if d.Hook == policy.Ingress && p.OrigDstPort != 0 && p.OrigDstPort != e.Port {
+			e.PublishedPort = p.OrigDstPort
+		}
 	}
 	return e, true
 }

@@ -174,13 +174,14 @@ func (b *builder) containers(ctrs []Container) {
 			b.networkContainers(f, elems)
 		}
 		// Connections into the network's containers whose sections have
-		// ingress keys go to their ingress chains; the others' are not
-		// in the maps, and pass this layer.
-		elems, _ := b.holderElems(judged, on, func(fc FencedContainer) string { return fc.IngressChain }, "ci_shared_")
-		for v6, es := range elems {
-			elems[v6] = slices.DeleteFunc(es, func(e nft.VMapElem) bool { return e.Chain == noRulesChain })
-		}
-		if len(elems[false])+len(elems[true]) > 0 {
+		// ingress keys go to their ingress chains, the others' to
+		// noRulesChain; any other address of the network is a container
+		// not classified yet, held. Only where a container section has
+		// ingress keys (any container may match it): else this layer has
+		// nothing to judge.
+		if b.pol.ContainerIngress() {
+			elems, noRules := b.holderElems(judged, on, func(fc FencedContainer) string { return fc.IngressChain }, "ci_shared_")
+			usesNoRules = usesNoRules || noRules
 			b.inboundContainers(f, elems)
 		}
 	}
@@ -442,7 +443,9 @@ func (b *builder) containerChain(fc *FencedContainer, d Direction, name string) 
 // inboundContainers builds the ingress container layer's chain of fenced
 // network f: packets between the network's own containers pass (their
 // egress judges them), the others go by destination address, by family,
-// to the chain of the container that holds it.
+// to the chain of the container that holds it; to any other address of
+// the network's subnets, a container not classified yet, they are held
+// (dropped) until it is.
 func (b *builder) inboundContainers(f Fenced, elems map[bool][]nft.VMapElem) {
 	d := DirectionOf(policy.Ingress)
 	_, id, _ := cutPrefix(f.Chains[policy.Egress])
@@ -451,6 +454,13 @@ func (b *builder) inboundContainers(f Fenced, elems map[bool][]nft.VMapElem) {
 	b.r.InboundContainerChains = append(b.r.InboundContainerChains, ContainerChain{Network: f.Network, Chain: name})
 	b.inboundHead(c, &f.Network)
 	b.containerMaps(c, elems, [2]nft.Selector{nft.SelDAddr4, nft.SelDAddr6})
+	held := nft.Verdict{Kind: nft.Goto, Target: b.denyChain(name, &Denial{Network: &f.Network, Section: f.Section, Hook: policy.Ingress, Reason: ReasonHeld})}
+	v4, v6 := b.addrMatches(netSetName(f.Chains[policy.Egress]), f.Network.Subnets, false, false)
+	for _, a := range []*nft.Addr{v4, v6} {
+		if a != nil {
+			c.Rules = append(c.Rules, &nft.Rule{Matches: []nft.Match{*a}, Counter: true, Verdict: held, ID: "held", Comment: "to a container not classified yet (held)"})
+		}
+	}
 }
 
 // containerMaps adds to chain c the maps of a network's container

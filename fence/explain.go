@@ -434,7 +434,7 @@ func (r *Result) judge(d *Decision) error {
 		switch den := r.Denials[v.Target]; {
 		case v.Kind == nft.Goto && den != nil:
 			rule, spoofed, tunnel, verdict = den.Rule, den.Reason == ReasonSpoof, den.Reason == ReasonTunnelEndpoint, policy.Deny
-		case v.Kind == nft.Return && (s.Rule.ID == "default" || s.Rule.ID == SameBridgeRuleID):
+		case v.Kind == nft.Return && (s.Rule.ID == "default" || s.Rule.ID == SameBridgeRuleID || s.Rule.ID == RelatedICMPRuleID):
 		case v.Kind == nft.Return:
 			for _, pr := range jc.section.Rules(jc.hook) {
 				if pr.ID() == s.Rule.ID {

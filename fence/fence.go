@@ -49,7 +49,8 @@ type Result struct {
 	Containers      []FencedContainer
 	ContainerChains []ContainerChain
 	// InboundContainerChains are the ingress container layer's chains,
-	// of each network that has a container with ingress rules.
+	// one for each fenced network when a container section has ingress
+	// keys (none otherwise).
 	InboundContainerChains []ContainerChain
 	// Denials says, for each deny chain by name, what its packets were
 	// denied for, so that a logged packet can be attributed to a network

@@ -19,7 +19,7 @@ var ingressContainers = []Container{
 	{ID: "aaaaaaaaaaaa1111", Name: "worker-1", Image: "busybox", Labels: map[string]string{"role": "worker"},
 		Endpoints: []Endpoint{{Network: "app_default", Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.10")}}}},
 	{ID: "cccccccccccc3333", Name: "web", Image: "nginx",
-		Endpoints: []Endpoint{{Network: "app_default", Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.30")}}}},
+		Endpoints: []Endpoint{{Network: "app_default", Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.30"), netip.MustParseAddr("fd00:20::30")}}}},
 }
 
 // TestGoldenIngress renders ingress rules of a network section, of the
@@ -75,6 +75,8 @@ func TestIngressVerdicts(t *testing.T) {
 		{"db over IPv6 from a stranger", ingressProbe("2001:db8:2::1", "fd00:20::20", 5432, 5432), nft.RejectTCPReset, "ci_dbdbdbdbdbdb.s.default"},
 		{"db's admin port: the network denies first", ingressProbe("192.0.2.1", "172.20.0.20", 8080, 5432), nft.RejectTCPReset, "ing_br-0123456789ab.i2"},
 		{"worker: no ingress in its section", ingressProbe("192.0.2.1", "172.20.0.10", 9090, 80), nft.Accept, ""},
+		{"an address no container holds yet: held", ingressProbe("198.51.100.9", "172.20.0.99", 9090, 80), nft.Drop, "ingc_br-0123456789ab.held"},
+		{"an IPv6 address no container holds yet: held", ingressProbe("2001:db8:1::9", "fd00:20::99", 9090, 80), nft.Drop, "ingc_br-0123456789ab.held"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tr, err := r.Trace(tc.p)
@@ -107,6 +109,18 @@ func TestIngressVerdicts(t *testing.T) {
 	p.HopLimit = 64
 	if tr, _ := r.Trace(p); tr.Verdict != nft.Accept {
 		t.Errorf("web to db on their network: %v\n%s", tr.Verdict, tr)
+	}
+	// A router's "packet too big" about the db's reply to a client, related
+	// to the client's connection into it, passes; an echo request from the
+	// same router does not (the db's section denies it).
+	p = ingressProbe("2001:db8:ff::1", "fd00:20::20", 5432, 5432)
+	p.L4Proto, p.DPort, p.ICMPType, p.Related = ipproto.ICMPv6, 0, 2, true
+	if tr, _ := r.Trace(p); tr.Verdict != nft.Accept {
+		t.Errorf("a related ICMPv6 error into the db: %v\n%s", tr.Verdict, tr)
+	}
+	p.Related, p.ICMPType = false, 128
+	if tr, _ := r.Trace(p); tr.Verdict != nft.RejectAdminProhibited {
+		t.Errorf("an echo request into the db: %v; want its section's deny\n%s", tr.Verdict, tr)
 	}
 	// A bridge not known yet: the catch-all's ingress_default deny.
 	p = ingressProbe("198.51.100.9", "172.30.0.2", 8080, 80)
@@ -206,5 +220,47 @@ func TestExplainIngress(t *testing.T) {
 	}
 	if _, err := Explain(pol, testNetworks, app, Probe{Hook: policy.Ingress, Proto: policy.ProtoTCP, Port: 8080}); err == nil {
 		t.Errorf("an ingress probe without a source: no error")
+	}
+}
+
+// TestIngressFamilyWarning warns of ingress deny rules that cover one
+// family of a dual-stack network while ingress_default allows: the other
+// family's connections into it pass.
+func TestIngressFamilyWarning(t *testing.T) {
+	pol, err := policy.Parse("p.yaml", []byte("version: 1\nnetworks:\n  - match: {name: app_default}\n    ingress:\n      - deny: 192.0.2.0/24\n"), policy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "network app_default: its IPv6 subnet fd00:20::/64 has no IPv6 deny rule in section 1 ingress, whose deny rules cover IPv4 only and whose ingress_default is allow: IPv6 connections into it from outside are not fenced"
+	if w := strings.Join(Compile(pol, testNetworks).Warnings, "\n"); !strings.Contains(w, want) {
+		t.Errorf("warnings:\n%s\nlack:\n%s", w, want)
+	}
+}
+
+// TestIngressSectionWithoutKeys checks that a network whose section has no
+// ingress keys is not judged by the catch-all's ingress, though its bridge
+// is a br-* one: the dispatch map sends it to a chain that passes.
+func TestIngressSectionWithoutKeys(t *testing.T) {
+	pol, err := policy.Parse("p.yaml", []byte(`version: 1
+networks:
+  - match: {name: app_default}
+    egress_default: allow
+  - match: {name: "*"}
+    ingress_default: deny
+`), policy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := Compile(pol, testNetworks)
+	if tr, err := r.Trace(ingressProbe("192.0.2.1", "172.20.0.30", 8080, 80)); err != nil || tr.Verdict != nft.Accept {
+		t.Errorf("into app_default, whose section has no ingress keys: %v, %v", tr, err)
+	}
+	p := ingressProbe("192.0.2.1", "172.17.0.2", 8080, 80)
+	p.OIfName = "docker0"
+	if tr, err := r.Trace(p); err != nil || tr.Verdict != nft.RejectTCPReset {
+		t.Errorf("into docker0, under the catch-all's ingress_default deny: %v, %v", tr, err)
+	}
+	if !strings.Contains(r.Text(), `"br-0123456789ab" : goto ing_none`) {
+		t.Errorf("the ingress dispatch map does not send app_default's bridge to ing_none:\n%s", r.Text())
 	}
 }

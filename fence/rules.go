@@ -112,8 +112,12 @@ func (b *builder) networkChain(name string, sec *policy.Section, d Direction, n 
 }
 
 // SameBridgeRuleID is the ID of the rule of an inbound chain that passes
-// packets between containers of its network (see inboundHead).
-const SameBridgeRuleID = "same network"
+// packets between containers of its network, RelatedICMPRuleID that of
+// the rule that passes ICMP errors of connections (see inboundHead).
+const (
+	SameBridgeRuleID  = "same network"
+	RelatedICMPRuleID = "related icmp"
+)
 
 // inboundHead adds the first rules of chain c, which judges the packets
 // into network n (nil for bridges not known yet) in an inbound direction:
@@ -121,7 +125,13 @@ const SameBridgeRuleID = "same network"
 // egress judges them (judged once, not twice). For bridges not known
 // yet, that is any packet from a Docker bridge: the sender's egress judges
 // those too, and the chain cannot name the bridge.
+//
+// ICMP errors related to a connection pass first: a router's "packet too
+// big" about a container's packets (path MTU discovery) travels in the
+// original direction of the connection a client opened into it, from an
+// address no ingress rule names.
 func (b *builder) inboundHead(c *nft.Chain, n *policy.Network) {
+	c.Rules = append(c.Rules, &nft.Rule{Matches: []nft.Match{nft.CtRelated{}, nft.L4Proto{Protos: []uint8{ipproto.ICMP, ipproto.ICMPv6}}}, Counter: true, Verdict: allow, ID: RelatedICMPRuleID, Comment: "ICMP errors of connections (path MTU discovery)"})
 	same := func(m nft.IfName, comment string) {
 		c.Rules = append(c.Rules, &nft.Rule{Matches: []nft.Match{m}, Counter: true, Verdict: allow, ID: SameBridgeRuleID, Comment: comment})
 	}

@@ -140,12 +140,15 @@ func (b *builder) familyWarnings(who string, sec *policy.Section, d Direction, n
 		if len(subnets[fam]) > 1 {
 			what = "subnets " + strings.Join(subnets[fam], ", ") + " have"
 		}
-		where := "anywhere but this host"
-		if d.ToHost {
-			where = "this host"
+		traffic := "traffic from it to anywhere but this host is"
+		switch {
+		case d.ToHost:
+			traffic = "traffic from it to this host is"
+		case d.Inbound:
+			traffic = "connections into it from outside are"
 		}
-		b.r.Warnings = append(b.r.Warnings, fmt.Sprintf("%s: its %s %s no %s deny rule in section %d %s, whose deny rules cover %s only and whose %s_default is allow: %s traffic from it to %s is not fenced",
-			who, names[fam], what, names[fam], sec.Index, h, names[1-fam], h, names[fam], where))
+		b.r.Warnings = append(b.r.Warnings, fmt.Sprintf("%s: its %s %s no %s deny rule in section %d %s, whose deny rules cover %s only and whose %s_default is allow: %s %s not fenced",
+			who, names[fam], what, names[fam], sec.Index, h, names[1-fam], h, names[fam], traffic))
 	}
 }
 

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"errors"
 	"path/filepath"
 	"regexp"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/dockerfence/dockerfence/integration/harness"
 	"github.com/dockerfence/dockerfence/integration/topo"
+	"github.com/dockerfence/dockerfence/nflog"
 )
 
 // dnatRules plays Docker's published ports in Host, as docker run -p
@@ -87,6 +89,26 @@ func TestIngressPublishedPorts(t *testing.T) {
 	}
 
 	e.mustDF("apply", "-c", e.write("ingress.yaml", ingressPolicy(false)))
+	// The denial log's group (settings.log_group's default): the stranger's
+	// denied SYNs are logged with their connection, whose original
+	// destination port is the published one.
+	var logs *nflog.Conn
+	if err := e.tp.Host.Do(func() error {
+		var err error
+		logs, err = nflog.Open(100, 256)
+		return err
+	}); err != nil {
+		t.Fatalf("open the denial log's NFLOG group in Host: %v", err)
+	}
+	defer logs.Close()
+	// Without ctnetlink (a kernel without nf_conntrack_netlink, as
+	// this VM's), the kernel refuses to send them, and logs shows the
+	// container's port alone.
+	wantOrig := uint16(8080)
+	if !logs.Conntrack() {
+		t.Logf("this kernel has no ctnetlink: logged packets come without their connection, so logs cannot name the published port")
+		wantOrig = 0
+	}
 	for _, f := range fams {
 		e.expect(e.tp.LAN, []probe{
 			{f.name + " LAN to 8080 (ingress 1)", "tcp", hostPort(f.wan, 8080), "ok"},
@@ -101,9 +123,50 @@ func TestIngressPublishedPorts(t *testing.T) {
 		})
 		e.expect(e.tp.Ctr, []probe{{f.name + " container's own connection out", "tcp", hostPort(f.inet, 443), "ok"}})
 	}
+	// explain --ingress says what the kernel did, on the same table.
+	for _, f := range fams {
+		for _, c := range []struct {
+			from   string
+			port   int
+			action string
+		}{
+			{map[bool]string{true: topo.LANProxy6, false: topo.LANProxy4}[f.name == "IPv6"], 8080, "allow"},
+			{f.inet, 8080, "reject"},
+			{f.inet, 9090, "allow"},
+		} {
+			out := e.mustDF("explain", "-c", e.write("ingress.yaml", ingressPolicy(false)), "--network", topo.BridgeName, "--ingress", "--from", c.from, "--to-port", strconv.Itoa(c.port), "--json")
+			var x struct {
+				Action string `json:"action"`
+				Rule   string `json:"rule"`
+			}
+			if err := json.Unmarshal([]byte(out), &x); err != nil {
+				t.Fatalf("explain --json: %v\n%s", err, out)
+			}
+			if x.Action != c.action {
+				t.Errorf("explain --ingress --from %s --to-port %d: %s (%s); the kernel: %s", c.from, c.port, x.Action, x.Rule, c.action)
+			}
+		}
+	}
 	if n := ruleCount(t, e, "ing_br-test", "ingress 2 deny"); n < 2 {
 		t.Errorf("the deny rule ingress 2 counted %d packets; want the strangers' two SYNs at least", n)
 	}
+	logs.SetReadDeadline(time.Now().Add(dialTimeout))
+	fams4 := map[uint8]bool{}
+	for len(fams4) < 2 {
+		ps, err := logs.Receive()
+		if err != nil {
+			t.Fatalf("the stranger's denied SYNs, logged: got %d families, then %v", len(fams4), err)
+		}
+		for _, p := range ps {
+			fl, _ := nflog.Decode(p.Family, p.Payload)
+			if p.Prefix != "df ing_br-test.i2 " || fl.DstPort != 80 || p.OrigDstPort != wantOrig {
+				t.Errorf("logged packet %q to port %d, connection's original port %d; want ing_br-test.i2, 80 (the container's) and %d (the published, 0 without ctnetlink)", p.Prefix, fl.DstPort, p.OrigDstPort, wantOrig)
+				continue
+			}
+			fams4[p.Family] = true
+		}
+	}
+	logs.Close()
 
 	// Open connections: a stranger's into 9090 (allowed now) and the
 	// container's own out to Inet. Tightening ingress_default cuts the
@@ -165,6 +228,13 @@ func TestIngressPublishedPorts(t *testing.T) {
 		})
 		e.expect(e.tp.Ctr, []probe{{f.name + " container's own connection out", "tcp", hostPort(f.inet, 443), "ok"}})
 	}
+
+	// With deny_action drop, the stranger's SYNs go unanswered.
+	e.mustDF("apply", "-c", e.write("drop.yaml", strings.Replace(ingressPolicy(true), "version: 1\n", "version: 1\nsettings: {deny_action: drop}\n", 1)))
+	for _, f := range fams {
+		e.expect(e.tp.Inet, []probe{{f.name + " stranger to 8080, deny_action drop", "tcp", hostPort(f.wan, 8080), "timeout"}})
+		e.expect(e.tp.LAN, []probe{{f.name + " LAN to 8080, deny_action drop", "tcp", hostPort(f.wan, 8080), "ok"}})
+	}
 }
 
 // echo writes a line on c and reads it back within dialTimeout.
@@ -206,12 +276,17 @@ func ruleCount(t *testing.T, e *env, chain, comment string) int {
 // database (tier=db, ingress_default deny, the LAN allowed on 5432) is
 // refused to the stranger and reached from the LAN, through its published
 // port; a web container without a section, on the same network, is
-// reached by anyone (its network allows), and both in IPv6 too.
+// reached by anyone (its network allows), and both in IPv6 too; a
+// container Docker does not list yet is held.
 func TestIngressContainerSection(t *testing.T) {
 	e := newEnv(t)
 	tp := e.tp
 	const web4, web6 = "172.20.0.3", "fd00:20::3"
 	web := tp.AddContainer(t, "web", web4, web6)
+	// late is a container Docker does not list yet: not classified.
+	const late4 = "172.20.0.4"
+	late := tp.AddContainer(t, "late", late4, "")
+	late.ListenTCP(t, hostPort(late4, 80))
 	for _, a := range []string{topo.CtrIP4, topo.CtrIP6} {
 		tp.Ctr.ListenTCP(t, hostPort(a, 5432))
 	}
@@ -223,6 +298,7 @@ func TestIngressContainerSection(t *testing.T) {
 		type nat hook prerouting priority dstnat; policy accept;
 		tcp dport 5432 dnat to `+topo.CtrIP4+`:5432
 		tcp dport 8080 dnat to `+web4+`:80
+		tcp dport 8081 dnat to `+late4+`:80
 	}
 }
 table ip6 dfdnat {
@@ -255,6 +331,7 @@ containers:
 	for _, wan := range []string{topo.HostWAN4, topo.HostWAN6} {
 		e.expect(tp.Inet, []probe{{"stranger to the db, no fence", "tcp", hostPort(wan, 5432), "ok"}})
 	}
+	e.expect(tp.Inet, []probe{{"stranger to late, no fence", "tcp", hostPort(topo.HostWAN4, 8081), "ok"}})
 	if out, err := e.df("apply", "-c", pol, "--docker-host", fake.URL); err != nil {
 		t.Fatalf("apply: %v\n%s", err, out)
 	}
@@ -267,6 +344,44 @@ containers:
 			{"LAN to the db (its section's ingress 1)", "tcp", hostPort(wan, 5432), "ok"},
 			{"LAN to web", "tcp", hostPort(wan, 8080), "ok"},
 		})
+	}
+	// explain --container --ingress says what the kernel did.
+	for _, c := range []struct {
+		ctr, from, port, action, layer string
+	}{
+		{"db", topo.InetIP4, "5432", "reject", "container section"},
+		{"db", topo.LANProxy6, "5432", "allow", "container section"},
+		{"web", topo.InetIP6, "8080", "allow", ""},
+	} {
+		out, err := e.df("explain", "-c", pol, "--docker-host", fake.URL, "--container", c.ctr, "--ingress", "--from", c.from, "--to-port", c.port, "--json")
+		if err != nil {
+			t.Fatalf("explain --container %s --ingress: %v\n%s", c.ctr, err, out)
+		}
+		var x struct {
+			Action    string `json:"action"`
+			Container struct {
+				Name string `json:"name"`
+			} `json:"container"`
+			Layers []struct {
+				Layer string `json:"layer"`
+			} `json:"layers"`
+		}
+		if err := json.Unmarshal([]byte(out), &x); err != nil {
+			t.Fatalf("explain --json: %v\n%s", err, out)
+		}
+		layer := ""
+		if len(x.Layers) > 0 {
+			layer = x.Layers[0].Layer
+		}
+		if x.Action != c.action || x.Container.Name != c.ctr || layer != c.layer {
+			t.Errorf("explain --container %s --ingress --from %s --to-port %s: %s by %q of %q; the kernel: %s, by %q", c.ctr, c.from, c.port, x.Action, layer, x.Container.Name, c.action, c.layer)
+		}
+	}
+	// A container not classified yet is held (dropped), whoever connects,
+	// until Docker lists it: its section might deny.
+	e.expect(tp.LAN, []probe{{"LAN to late, not classified (held)", "tcp", hostPort(topo.HostWAN4, 8081), "timeout"}})
+	if n := ruleCount(t, e, "ingc_br-test", "to a container not classified yet (held)"); n == 0 {
+		t.Errorf("the ingress hold counted no packet; want the LAN's SYNs to late")
 	}
 	// web and the db talk on their network: the sender's egress judges
 	// that, not the db's ingress.

@@ -42,6 +42,8 @@ type Conn struct {
 	mu      sync.Mutex // serialises Receive; guards pending and err
 	pending []Packet   // packets read before Open saw its acknowledgement
 	err     error      // an error met after packets of the same read, for the next Receive
+	// conntrack is set when the kernel sends each packet's connection.
+	conntrack bool
 }
 
 // Open binds NFLOG group group in the calling thread's network namespace, in
@@ -113,6 +115,7 @@ func open(nl *netlink.Conn, group, copyRange uint16) (*Conn, error) {
 	err = c.request(req)
 	switch {
 	case err == nil:
+		c.conntrack = c.askConntrack(group)
 		return c, nil
 	case errors.Is(err, unix.EBUSY):
 		// This socket already owns the group; a fresh socket never does.
@@ -135,6 +138,32 @@ func open(nl *netlink.Conn, group, copyRange uint16) (*Conn, error) {
 		return nil, fmt.Errorf("nflog: bind NFLOG group %d: %w", group, err)
 	}
 }
+
+// askConntrack asks the kernel to send each packet's connection with it
+// (Packet.OrigDstPort) and reports whether it will. The kernel needs
+// ctnetlink for that: it loads the module on the first request and
+// answers EAGAIN, so the request is made twice; without ctnetlink the
+// group logs packets without their connections.
+func (c *Conn) askConntrack(group uint16) bool {
+	for range 2 {
+		req, err := configMessage(group, true, conntrackAttrs)
+		if err != nil {
+			return false
+		}
+		err = c.request(req)
+		if err == nil {
+			return true
+		}
+		if !errors.Is(err, unix.EAGAIN) {
+			return false
+		}
+	}
+	return false
+}
+
+// Conntrack reports whether the kernel sends each packet's connection
+// with it (Packet.OrigDstPort): it does where ctnetlink is there.
+func (c *Conn) Conntrack() bool { return c.conntrack }
 
 // busyError is the error of Open for a group that another socket owns.
 func busyError(group uint16) error {

@@ -3,6 +3,7 @@ package nflog
 import (
 	"errors"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -81,8 +82,11 @@ func msgs(m ...netlink.Message) func() ([]netlink.Message, error) {
 func TestOpenReceiveClose(t *testing.T) {
 	k := &fakeKernel{
 		reply: func(n int, req netlink.Message) ([]netlink.Message, error) {
-			if n == 0 { // the bind: a packet overtakes the acknowledgement
+			switch n {
+			case 0: // the bind: a packet overtakes the acknowledgement
 				return []netlink.Message{packetMsg(t, "early", 100), ack(req)}, nil
+			case 1: // the request for each packet's connection
+				return []netlink.Message{ack(req)}, nil
 			}
 			return nil, nil // the unbind of Close asks for no answer
 		},
@@ -98,8 +102,13 @@ func TestOpenReceiveClose(t *testing.T) {
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}
-	if len(k.sent) != 1 || k.sent[0].Header.Type != 0x0401 || k.sent[0].Header.Flags != netlink.Request|netlink.Acknowledge {
-		t.Fatalf("open sent %+v, want one acknowledged config request", k.sent)
+	if len(k.sent) != 2 || k.sent[0].Header.Type != 0x0401 || k.sent[0].Header.Flags != netlink.Request|netlink.Acknowledge {
+		t.Fatalf("open sent %+v, want the bind and the conntrack request, acknowledged", k.sent)
+	}
+	// NFULA_CFG_FLAGS (6), __be16 NFULNL_CFG_F_CONNTRACK, after the
+	// nfgenmsg header of group 77.
+	if want := []byte{0, 0, 0, 77, 6, 0, 6, 0, 0, 4, 0, 0}; !slices.Equal(k.sent[1].Data, want) || !c.Conntrack() {
+		t.Fatalf("open's second request %v (conntrack %v), want %v and conntrack", k.sent[1].Data, c.Conntrack(), want)
 	}
 
 	receive := func(want ...Packet) {
@@ -137,10 +146,10 @@ func TestOpenReceiveClose(t *testing.T) {
 	if err := c.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	if len(k.sent) != 2 {
-		t.Fatalf("Close sent %d messages, want the unbind", len(k.sent)-1)
+	if len(k.sent) != 3 {
+		t.Fatalf("Close sent %d messages, want the unbind", len(k.sent)-2)
 	}
-	unbind := k.sent[1]
+	unbind := k.sent[2]
 	if unbind.Header.Type != 0x0401 || unbind.Header.Flags != netlink.Request {
 		t.Errorf("unbind header %+v, want a config request without acknowledgement", unbind.Header)
 	}

@@ -39,6 +39,17 @@ const (
 	attrPhysOut    = 7  // NFULA_IFINDEX_PHYSOUTDEV: __be32 ifindex
 	attrPayload    = 9  // NFULA_PAYLOAD: the packet from its network header on
 	attrPrefix     = 10 // NFULA_PREFIX: NUL-terminated string
+	attrCT         = 18 // NFULA_CT: the packet's connection, ctnetlink attributes
+)
+
+// Attributes of NFULA_CT, as ctnetlink writes a connection
+// (linux/netfilter/nfnetlink_conntrack.h): the original tuple, its
+// transport part, and that part's destination port.
+const (
+	ctaTupleOrig     = 1 // CTA_TUPLE_ORIG: nested tuple
+	ctaTupleProto    = 2 // CTA_TUPLE_PROTO: nested, in a tuple
+	ctaProtoDstPort  = 3 // CTA_PROTO_DST_PORT: __be16, in CTA_TUPLE_PROTO
+	cfgFlagConntrack = 4 // NFULNL_CFG_F_CONNTRACK: send NFULA_CT with each packet
 )
 
 // Attributes of an NFULNL_MSG_CONFIG message (enum nfulnl_attr_config).
@@ -47,6 +58,7 @@ const (
 	attrCfgMode    = 2 // NFULA_CFG_MODE: struct nfulnl_msg_config_mode
 	attrCfgTimeout = 4 // NFULA_CFG_TIMEOUT: __be32, in 1/100 s
 	attrCfgQThresh = 5 // NFULA_CFG_QTHRESH: __be32, packets
+	attrCfgFlags   = 6 // NFULA_CFG_FLAGS: __be16
 )
 
 // Commands of NFULA_CFG_CMD (enum nfulnl_msg_config_cmds).
@@ -99,6 +111,13 @@ type Packet struct {
 	// Payload is the packet from its network header on, as much of it as
 	// the copy range allowed (NFULA_PAYLOAD). Decode reads its headers.
 	Payload []byte
+	// OrigDstPort is the destination port of the original direction of
+	// the packet's connection (NFULA_CT): for a connection that DNAT
+	// rewrote, the port the client connected to, such as a port Docker
+	// publishes. 0 when the kernel sent no connection (the group was
+	// bound without conntrack, see Conn.Conntrack, or the packet has
+	// none) or it has no ports.
+	OrigDstPort uint16
 }
 
 // parsePacket decodes the body of an NFULNL_MSG_PACKET message: the nfgenmsg
@@ -146,6 +165,8 @@ func parsePacket(data []byte, recv time.Time) (Packet, error) {
 			p.PhysOutDev = ad.Uint32()
 		case attrPayload:
 			p.Payload = ad.Bytes()
+		case attrCT:
+			p.OrigDstPort = origDstPort(ad.Bytes())
 		case attrPrefix:
 			b := ad.Bytes()
 			if i := bytes.IndexByte(b, 0); i >= 0 {
@@ -158,6 +179,35 @@ func parsePacket(data []byte, recv time.Time) (Packet, error) {
 		return Packet{}, fmt.Errorf("nflog: packet message attributes: %w", err)
 	}
 	return p, nil
+}
+
+// origDstPort reads the original tuple's destination port from the
+// ctnetlink attributes of NFULA_CT, 0 if they hold none.
+func origDstPort(ct []byte) uint16 {
+	nested := func(b []byte, typ uint16) []byte {
+		ad, err := netlink.NewAttributeDecoder(b)
+		if err != nil {
+			return nil
+		}
+		ad.ByteOrder = binary.BigEndian
+		for ad.Next() {
+			if ad.Type() == typ {
+				return ad.Bytes()
+			}
+		}
+		return nil
+	}
+	port := nested(nested(nested(ct, ctaTupleOrig), ctaTupleProto), ctaProtoDstPort)
+	if len(port) != 2 {
+		return 0
+	}
+	return binary.BigEndian.Uint16(port)
+}
+
+// conntrackAttrs are the attributes of the request that asks the kernel
+// to send each packet's connection (NFULA_CT).
+func conntrackAttrs(ae *netlink.AttributeEncoder) {
+	ae.Uint16(attrCfgFlags, cfgFlagConntrack)
 }
 
 // configMessage returns an NFULNL_MSG_CONFIG request for group with the

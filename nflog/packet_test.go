@@ -77,6 +77,39 @@ func TestParsePacket(t *testing.T) {
 			},
 		},
 		{
+			// NFULA_CT as ctnetlink writes a DNAT'ed connection: the
+			// original tuple (to the published port 8080) and the reply
+			// tuple (from the container's port 80), and its status.
+			name: "forwarded with its connection",
+			body: packetBody(t, unix.NFPROTO_IPV4, func(ae *netlink.AttributeEncoder) {
+				ae.Bytes(attrPacketHdr, []byte{0x08, 0x00, unix.NF_INET_FORWARD, 0})
+				ae.Nested(attrCT, func(ct *netlink.AttributeEncoder) error {
+					tuple := func(src, dst uint16) func(*netlink.AttributeEncoder) error {
+						return func(tu *netlink.AttributeEncoder) error {
+							tu.Nested(1, func(ip *netlink.AttributeEncoder) error { // CTA_TUPLE_IP
+								ip.Bytes(1, []byte{198, 51, 100, 7}) // CTA_IP_V4_SRC
+								ip.Bytes(2, []byte{203, 0, 113, 254})
+								return nil
+							})
+							tu.Nested(ctaTupleProto, func(pr *netlink.AttributeEncoder) error {
+								pr.Uint8(1, 6)    // CTA_PROTO_NUM
+								pr.Uint16(2, src) // CTA_PROTO_SRC_PORT
+								pr.Uint16(ctaProtoDstPort, dst)
+								return nil
+							})
+							return nil
+						}
+					}
+					ct.Nested(ctaTupleOrig, tuple(40001, 8080))
+					ct.Nested(2, tuple(80, 40001)) // CTA_TUPLE_REPLY
+					ct.Uint32(3, 0x188)            // CTA_STATUS
+					return nil
+				})
+				ae.Bytes(attrPayload, payload)
+			}),
+			want: Packet{Time: recv, Family: unix.NFPROTO_IPV4, HWProto: 0x0800, Hook: unix.NF_INET_FORWARD, Payload: payload, OrigDstPort: 8080},
+		},
+		{
 			name: "output ipv6 without timestamp, indev or prefix",
 			body: packetBody(t, unix.NFPROTO_IPV6, func(ae *netlink.AttributeEncoder) {
 				ae.Bytes(attrPacketHdr|nlaNetByteOrder, []byte{0x86, 0xdd, unix.NF_INET_LOCAL_OUT, 0})

@@ -151,3 +151,24 @@ func rewriteAttrs(b []byte, fn func(typ uint16, v []byte) []byte) []byte {
 	}
 	return out
 }
+
+// CtRelated matches packets related to a connection that conntrack knows
+// (ct state related): above all the ICMP errors about its packets, such
+// as a router's "packet too big" for path MTU discovery.
+type CtRelated struct{}
+
+func (CtRelated) isMatch() {}
+
+// ctStateRelated is NF_CT_STATE_BIT(IP_CT_RELATED), the bit of ct state
+// related.
+const ctStateRelated = 1 << 2
+
+// ctRelatedExprs encodes "ct state related" as nft does: the state, in
+// host byte order, masked with the bit, compared with 0.
+func ctRelatedExprs() []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: binaryutil.NativeEndian.PutUint32(ctStateRelated), Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
+	}
+}

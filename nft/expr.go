@@ -191,6 +191,8 @@ func ruleExprs(tbl *nftables.Table, sets func(string) *nftables.Set, anon func(*
 				return nil, err
 			}
 			out = append(out, cmp...)
+		case CtRelated:
+			out = append(out, ctRelatedExprs()...)
 		case CtOrigDPort:
 			es, err := ctOrigDPortExprs(m, lookup)
 			if err != nil {

@@ -200,6 +200,8 @@ func matchText(m Match) string {
 		return "th dport " + m.Range.String()
 	case CtOrigDPort:
 		return ctOrigDPortText(m)
+	case CtRelated:
+		return "ct state related"
 	case IfName:
 		kw := "iifname"
 		if m.Out {

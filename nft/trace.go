@@ -46,6 +46,9 @@ type Packet struct {
 	// match holds for.
 	OrigDPort uint16
 	Untracked bool
+	// Related marks a packet related to a connection, such as an ICMP
+	// error about one of its packets (ct state related).
+	Related bool
 	// Mark is the packet's mark as it enters the hook (meta mark); rules
 	// that set bits of it (Rule.SetMark) set them for the rules after them.
 	Mark uint32
@@ -345,6 +348,8 @@ func (t *Table) match(m Match, p *Packet) (bool, error) {
 		return m.Range.contains(p.DPort), nil
 	case CtOrigDPort:
 		return t.traceCtOrigDPort(m, p)
+	case CtRelated:
+		return p.Related && !p.Untracked, nil
 	case IfName:
 		name := p.IIfName
 		if m.Out {

@@ -48,6 +48,16 @@ func (s *ContainerSection) Hook(h Hook) HookRules {
 	return HookRules{}
 }
 
+// ContainerIngress reports whether a container section has ingress keys.
+func (p *Policy) ContainerIngress() bool {
+	for _, s := range p.Containers {
+		if s.Ingress.Given {
+			return true
+		}
+	}
+	return false
+}
+
 // ContainerMatch selects containers. Every field that is set must hold.
 type ContainerMatch struct {
 	// Name is a glob on the container's name (without Docker's leading

@@ -284,7 +284,11 @@ func (x *Explain) Text() string {
 	}
 	if c := d.Container; c != nil {
 		fmt.Fprintf(&b, "container %s (%s)\n", c.Container.Name, shortID(c.Container.ID))
-		if len(d.Layers) == 0 && d.Verdict == policy.Allow {
+		switch {
+		case len(d.Layers) > 0 || d.Verdict != policy.Allow:
+		case pr.Hook == policy.Ingress:
+			b.WriteString("layer    none of its own: no container section with ingress keys matches it\n")
+		default:
 			b.WriteString("layer    none of its own: no container section matches it and it has no label dockerfence.egress\n")
 		}
 	}

@@ -179,3 +179,57 @@ func TestExplanationNotFenceable(t *testing.T) {
 		t.Errorf("text:\n%s\nwant\n%s", got, wantText)
 	}
 }
+
+// TestExplainIngressText renders explain --ingress for a container whose
+// section judges the connection, and for one without ingress keys.
+func TestExplainIngressText(t *testing.T) {
+	pol, err := policy.Parse("p.yaml", []byte(`version: 1
+networks:
+  - match: {name: "*"}
+    ingress_default: allow
+containers:
+  - match: {label: "tier=db"}
+    ingress:
+      - allow: 198.51.100.20
+        proto: tcp
+        ports: [5432]
+    ingress_default: deny
+`), policy.Options{ResolvConf: filepath.Join(t.TempDir(), "none")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := policy.Network{ID: "4e5f", Name: "app", Bridge: "br-app", Subnets: []netip.Prefix{netip.MustParsePrefix("172.20.0.0/16")}}
+	ctrs := []fence.Container{
+		{ID: "dbdbdbdbdbdb1111", Name: "db", Labels: map[string]string{"tier": "db"}, Endpoints: []fence.Endpoint{{NetworkID: "4e5f", Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.2")}}}},
+		{ID: "cccccccccccc2222", Name: "web", Endpoints: []fence.Endpoint{{NetworkID: "4e5f", Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.3")}}}},
+	}
+	for _, tc := range []struct {
+		dst  string
+		want []string
+	}{
+		{"172.20.0.2", []string{
+			"packet   ingress from 192.0.2.1 to 172.20.0.2:5432, tcp (published port 5432",
+			"rule     none matches: ingress_default",
+			"container db (dbdbdbdbdbdb)",
+			"layer    container section 1 {label: \"tier=db\"} (p.yaml:6:5): none matches: ingress_default deny",
+			"verdict  deny (reject)",
+		}},
+		{"172.20.0.3", []string{
+			"container web (cccccccccccc)",
+			"layer    none of its own: no container section with ingress keys matches it",
+			"verdict  allow",
+		}},
+	} {
+		pr := fence.Probe{Hook: policy.Ingress, Src: netip.MustParseAddr("192.0.2.1"), Dst: netip.MustParseAddr(tc.dst), Proto: policy.ProtoTCP, Port: 5432}
+		d, err := fence.ExplainContainer(pol, []policy.Network{n}, ctrs, n, pr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := (&Explain{Network: n, Probe: pr, Decision: d}).Text()
+		for _, w := range tc.want {
+			if !strings.Contains(text, w) {
+				t.Errorf("explain of %s lacks %q:\n%s", tc.dst, w, text)
+			}
+		}
+	}
+}

@@ -58,6 +58,9 @@ then the container's.`,
 			if ingress && (from == "" || toPort == "") {
 				return fmt.Errorf("explain --ingress needs --from ADDR (the source outside) and --to-port PORT[/PROTO] (the published port)")
 			}
+			if ingress && host {
+				return fmt.Errorf("--ingress judges connections into the network, --host traffic to the host: give one")
+			}
 			if !ingress && toPort != "" {
 				return fmt.Errorf("--to-port is the published port of --ingress; without it, give the port in --to ADDR:PORT")
 			}

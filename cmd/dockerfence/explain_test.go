@@ -532,6 +532,7 @@ networks:
 		{"--ingress", "--from", "192.0.2.1", "--to-port", "8080/icmp"},
 		{"--ingress", "--from", "192.0.2.1", "--to-port", "0"},
 		{"--to", "203.0.113.9", "--to-port", "8080"},
+		{"--ingress", "--host", "--from", "192.0.2.1", "--to-port", "8080"},
 	} {
 		if out, err := runExplain(t, append([]string{"-c", file, "--network", "203.0.113.0/24"}, args...)...); err == nil {
 			t.Errorf("explain %v: no error\n%s", args, out)

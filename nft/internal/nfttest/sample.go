@@ -67,6 +67,7 @@ func Sample() *nft.Table {
 				r("published", to(nft.Return, ""), nft.L4Proto{Protos: []uint8{6}}, nft.CtOrigDPort{Range: nft.PortRange{First: 8080, Last: 8080}}),
 				r("published-range", to(nft.Return, ""), nft.L4Proto{Protos: []uint8{6}}, nft.CtOrigDPort{Range: nft.PortRange{First: 9000, Last: 9100}}),
 				r("published-set", to(nft.Return, ""), nft.L4Proto{Protos: []uint8{6, 17}}, nft.CtOrigDPort{Set: "published"}),
+				r("related", to(nft.Return, ""), nft.CtRelated{}, nft.L4Proto{Protos: []uint8{1, 58}}),
 				r("learned", to(nft.Accept, ""), nft.Addr{Set: "learned_4"}),
 				r("by-addr", nft.Verdict{Kind: nft.VMap, Target: "by_addr", Key: nft.SelDAddr4}, nft.NFProto{}),
 				r("private4", to(nft.Goto, "c_deny"), nft.Addr{Set: "l_private_4"}),
