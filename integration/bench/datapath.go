@@ -80,7 +80,7 @@ type dpConfig struct {
 // String returns the filter and its number of prefixes, as the log shows
 // them.
 func (c dpConfig) String() string {
-	if c.filter == dpFilterNone {
+	if c.filter == dpFilterNone || c.filter == ibFilterNoIngress {
 		return c.filter
 	}
 	return fmt.Sprintf("%s %d", c.filter, c.prefixes)

@@ -7,7 +7,6 @@ import (
 	"runtime"
 	"time"
 
-	"github.com/dockerfence/dockerfence/integration/topo"
 	"golang.org/x/sys/unix"
 )
 
@@ -15,18 +14,20 @@ import (
 // a client of blocking system calls on a thread pinned to one CPU, the one
 // the echo server of startEcho runs on.
 
-// requestResponse times 1-byte exchanges on one TCP connection from Ctr to
-// Inet's echo server, after 100 untimed ones, and returns the round trips
+// requestResponse times 1-byte exchanges on one TCP connection from the
+// client's namespace to the echo server (Ctr to Inet in the data path
+// section), after 100 untimed ones, and returns the round trips
 // in microseconds. The client uses blocking system calls on a thread pinned
 // to b.cpu, like the server.
 func (b *dpBench) requestResponse() ([]float64, error) {
+	ends := b.ends.or(b.tp)
 	var fd int
-	if err := b.tp.Ctr.Do(func() error {
+	if err := ends.client.Do(func() error {
 		var err error
 		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 		return err
 	}); err != nil {
-		return nil, fmt.Errorf("request/response: socket in Ctr: %w", err)
+		return nil, fmt.Errorf("request/response: socket in %s: %w", ends.client.Name, err)
 	}
 	defer unix.Close(fd)
 	// No call blocks for longer than 5 s, whatever the filter does.
@@ -39,7 +40,7 @@ func (b *dpBench) requestResponse() ([]float64, error) {
 	if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); err != nil {
 		return nil, err
 	}
-	dst := &unix.SockaddrInet4{Port: dpEchoPort, Addr: netip.MustParseAddr(topo.InetIP4).As4()}
+	dst := &unix.SockaddrInet4{Port: ends.echoPort, Addr: netip.MustParseAddr(ends.dial).As4()}
 	if err := unix.Connect(fd, dst); err != nil {
 		return nil, fmt.Errorf("request/response: connect: %w", err)
 	}

@@ -37,6 +37,29 @@ type dpBench struct {
 	// lists holds the prefix list file of each size (dockerfence) and the
 	// iptables-restore file of each size.
 	lists, rules map[int]string
+	// ends are where the servers run and where the clients connect from
+	// and to; the zero value is the data path's (see dpEnds.or).
+	ends dpEnds
+}
+
+// dpEnds are the two ends of the measured traffic: the namespace whose
+// iperf3 server (bound to bind, port dpIperfPort) and echo server (port
+// dpEchoPort, every address) are measured, and the namespace whose clients
+// connect to them at dial, on iperfPort and echoPort, which may be other
+// ports than the servers' (a published port that Host DNATs).
+type dpEnds struct {
+	server, client      *topo.NS
+	bind, dial          string
+	iperfPort, echoPort int
+}
+
+// or returns e, or, if e is the zero value, the data path section's ends:
+// the servers in Inet and the clients in Ctr.
+func (e dpEnds) or(tp *topo.Topo) dpEnds {
+	if e.server != nil {
+		return e
+	}
+	return dpEnds{server: tp.Inet, client: tp.Ctr, bind: topo.InetIP4, dial: topo.InetIP4, iperfPort: dpIperfPort, echoPort: dpEchoPort}
 }
 
 // benchDatapath measures TCP throughput and request/response latency
@@ -156,14 +179,16 @@ func (b *dpBench) prepare(cs []dpConfig) error {
 	return nil
 }
 
-// startIperf starts "iperf3 -s" in Inet and stops it, by its pid, at cleanup.
+// startIperf starts "iperf3 -s" in the server's namespace (Inet in the
+// data path section) and stops it, by its pid, at cleanup.
 func (b *dpBench) startIperf() error {
+	ends := b.ends.or(b.tp)
 	logf, err := os.Create(filepath.Join(b.dir, "iperf3-server.log"))
 	if err != nil {
 		return err
 	}
 	// nsenter execs iperf3 in place, so the child's pid is iperf3's.
-	cmd := b.tp.Inet.Command("iperf3", "-s", "-B", topo.InetIP4, "-p", strconv.Itoa(dpIperfPort))
+	cmd := ends.server.Command("iperf3", "-s", "-B", ends.bind, "-p", strconv.Itoa(dpIperfPort))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()
@@ -175,7 +200,7 @@ func (b *dpBench) startIperf() error {
 		cmd.Process.Kill() //nolint:errcheck // it may have exited
 		<-done
 	})
-	want := fmt.Sprintf("%s:%d", topo.InetIP4, dpIperfPort)
+	want := fmt.Sprintf("%s:%d", ends.bind, dpIperfPort)
 	for start := time.Now(); time.Since(start) < 5*time.Second; time.Sleep(50 * time.Millisecond) {
 		select {
 		case <-done:
@@ -183,21 +208,22 @@ func (b *dpBench) startIperf() error {
 			return fmt.Errorf("iperf3 -s exited: %s", out)
 		default:
 		}
-		if out, err := b.tp.Inet.Try("ss", "-Hltn"); err == nil && strings.Contains(out, want) {
+		if out, err := ends.server.Try("ss", "-Hltn"); err == nil && strings.Contains(out, want) {
 			return nil
 		}
 	}
 	return errors.New("iperf3 -s does not listen after 5 s")
 }
 
-// startEcho starts the echo server of the request/response test in Inet,
-// listening on every address, and stops it at cleanup. It serves one
+// startEcho starts the echo server of the request/response test in the
+// server's namespace (Inet in the data path section), listening on every
+// address, and stops it at cleanup. It serves one
 // connection at a time with blocking system calls on a thread of its own,
 // pinned to b.cpu like the client, so that no Go scheduler or netpoller
 // hop is part of a round trip.
 func (b *dpBench) startEcho() error {
 	var lfd int
-	if err := b.tp.Inet.Do(func() error {
+	if err := b.ends.or(b.tp).server.Do(func() error {
 		var err error
 		if lfd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0); err != nil {
 			return err
@@ -208,7 +234,7 @@ func (b *dpBench) startEcho() error {
 		}
 		return unix.Listen(lfd, 64)
 	}); err != nil {
-		return fmt.Errorf("echo server in Inet: %w", err)
+		return fmt.Errorf("echo server: %w", err)
 	}
 	var (
 		mu      sync.Mutex
@@ -421,13 +447,15 @@ func (b *dpBench) df(limit time.Duration, args ...string) (string, error) {
 	return b.tp.Host.TryWithin(limit, b.e.binary, full...)
 }
 
-// throughput runs one iperf3 test from Ctr to Inet and returns the
+// throughput runs one iperf3 test from the client's namespace to the
+// server's (Ctr to Inet in the data path section) and returns the
 // receiver's Gbit/s and the sender's retransmissions. No interval is
 // omitted for slow start: with a round trip of some 20 µs, TCP is at full
 // speed within milliseconds.
 func (b *dpBench) throughput() (float64, int, error) {
-	out, err := b.tp.Ctr.TryWithin(time.Duration(b.p.seconds+60)*time.Second, "iperf3", "-c", topo.InetIP4,
-		"-p", strconv.Itoa(dpIperfPort), "-t", strconv.Itoa(b.p.seconds),
+	ends := b.ends.or(b.tp)
+	out, err := ends.client.TryWithin(time.Duration(b.p.seconds+60)*time.Second, "iperf3", "-c", ends.dial,
+		"-p", strconv.Itoa(ends.iperfPort), "-t", strconv.Itoa(b.p.seconds),
 		"-A", fmt.Sprintf("%d,%d", b.cpu, b.cpu), "-J")
 	if err != nil {
 		// iperf3 -J reports its error in the JSON it prints.

@@ -8,9 +8,10 @@
 // path (TCP throughput and request/response latency through a fenced host,
 // as ratios to no filter in the same run), the reaction time of
 // dockerfence run (a bridge appearing, an external nft delete table), the
-// daemon's memory and CPU, and the container layer with 1, 100 and 1,000
-// containers (the fence time of a new one, the data path). See
-// BENCHMARKS.md for the method.
+// daemon's memory and CPU, the container layer with 1, 100 and 1,000
+// containers (the fence time of a new one, the data path), and the data
+// path through a published port with 0, 1k and 100k ingress source
+// prefixes. See BENCHMARKS.md for the method.
 package main
 
 import (
@@ -37,10 +38,16 @@ type Report struct {
 	// Containers is the container layer with 1, 100 and 1,000 classified
 	// containers, after its baseline (Containers 0).
 	Containers []ContainersResult `json:"containers,omitempty"`
-	Machine    Machine            `json:"machine"`
-	Quick      bool               `json:"quick"`
-	Started    time.Time          `json:"started"`
-	TookS      float64            `json:"took_s"`
+	// Ingress is the data path through a published port, from outside
+	// into a container: Filter is "none" (Docker's DNAT and filter only,
+	// the baseline), "dockerfence, no ingress rules" or "dockerfence
+	// ingress", whose Prefixes are the prefixes its allow rule lists
+	// besides the client's address.
+	Ingress []DatapathResult `json:"ingress,omitempty"`
+	Machine Machine          `json:"machine"`
+	Quick   bool             `json:"quick"`
+	Started time.Time        `json:"started"`
+	TookS   float64          `json:"took_s"`
 	// Errors lists the sections that failed; their results are missing.
 	Errors []string `json:"errors,omitempty"`
 }
@@ -160,7 +167,7 @@ func main() {
 	out := flag.String("out", "", "write the JSON report to this file (required)")
 	md := flag.String("md", "", "also write a Markdown report (BENCHMARKS.md) to this file")
 	plots := flag.String("plots", "", "directory for the PNG plots (default: next to -md)")
-	only := flag.String("only", "", "comma-separated sections to run: apply, datapath, containers, reaction (default all)")
+	only := flag.String("only", "", "comma-separated sections to run: apply, datapath, containers, ingress, reaction (default all)")
 	baseline := flag.String("baseline", "", "also time this dockerfence binary in the apply section, beside the one built now (e.g. one built from the commit before a change)")
 	from := flag.String("from", "", "measure nothing: write -md and the plots from this JSON report of an earlier run")
 	flag.Parse()
@@ -212,6 +219,13 @@ func main() {
 		section(r, "containers", func(tb *benchTB) error {
 			res, err := benchContainers(tb, e)
 			r.Containers = res
+			return err
+		})
+	}
+	if want("ingress") {
+		section(r, "ingress", func(tb *benchTB) error {
+			res, err := benchIngress(tb, e)
+			r.Ingress = res
 			return err
 		})
 	}
