@@ -2,6 +2,7 @@ package fence
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -17,15 +18,24 @@ import (
 // not parse.
 var testContainers = []Container{
 	{ID: "aaaaaaaaaaaa1111", Name: "worker-1", Image: "busybox", Labels: map[string]string{"role": "worker"},
-		Endpoints: []Endpoint{{Network: "app_default", Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.10"), netip.MustParseAddr("fd00:20::10")}}}},
+		Endpoints: []Endpoint{{Network: "app_default", Port: "veth1111", MAC: mustMAC("02:42:ac:14:00:0a"), Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.10"), netip.MustParseAddr("fd00:20::10")}}}},
 	{ID: "bbbbbbbbbbbb2222", Name: "shop-api-1", Image: "shop/api:2", Labels: map[string]string{policy.ComposeProjectLabel: "shop", policy.ComposeServiceLabel: "api", policy.EgressLabel: "[{deny: 203.0.113.0/24, comment: no partner API}]"},
 		Endpoints: []Endpoint{{Network: "app_default", Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.11")}}}},
 	{ID: "cccccccccccc3333", Name: "neighbour", Image: "busybox",
-		Endpoints: []Endpoint{{Network: "app_default", Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.12")}}}},
+		Endpoints: []Endpoint{{Network: "app_default", Port: "veth3333", MAC: mustMAC("02:42:ac:14:00:0c"), Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.12")}}}},
 	{ID: "dddddddddddd4444", Name: "broken", Image: "busybox", Labels: map[string]string{policy.EgressLabel: "[{deny: 10.0.0.0/33}]"},
 		Endpoints: []Endpoint{{Network: "app_default", Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.13")}}}},
 	{ID: "eeeeeeeeeeee5555", Name: "elsewhere", Image: "busybox", Labels: map[string]string{"role": "worker"},
 		Endpoints: []Endpoint{{Network: "host"}}},
+}
+
+// mustMAC parses a MAC address.
+func mustMAC(s string) net.HardwareAddr {
+	m, err := net.ParseMAC(s)
+	if err != nil {
+		panic(err)
+	}
+	return m
 }
 
 // TestGoldenContainers renders the container layer.

@@ -510,24 +510,38 @@ func (k Kernel) ReadFamily(fam Family, name string) (*State, error) {
 	return st, err
 }
 
-// ReadAll is Read with the elements of every plain set dumped too.
+// ReadAll is Read with the elements of every plain set dumped too, and
+// the netdev table of the same name read the same way (State.Netdev).
 func (k Kernel) ReadAll(name string) (*State, error) {
 	var st *State
 	err := k.use(func(c *conn) error {
-		var err error
-		if st, err = read(c, FamilyInet, name); err != nil {
-			return fmt.Errorf("read table inet %s: %w", name, k.explainFirst(c, err))
-		}
-		if st == nil {
-			return nil
-		}
-		var plain []string
-		for _, s := range st.Sets {
-			if s.Flags&unix.NFT_SET_MAP == 0 {
-				plain = append(plain, s.Name)
+		var nd *State
+		for _, fam := range []Family{FamilyInet, FamilyNetdev} {
+			s, err := read(c, fam, name)
+			if err != nil {
+				return fmt.Errorf("read table %s %s: %w", fam, name, k.explainFirst(c, err))
+			}
+			if s != nil {
+				var plain []string
+				for _, ss := range s.Sets {
+					if ss.Flags&unix.NFT_SET_MAP == 0 {
+						plain = append(plain, ss.Name)
+					}
+				}
+				if err := dumpSets(c, s, plain); err != nil {
+					return err
+				}
+			}
+			if fam == FamilyInet {
+				st = s
+			} else {
+				nd = s
 			}
 		}
-		return dumpSets(c, st, plain)
+		if st != nil {
+			st.Netdev, st.NetdevRead = nd, true
+		}
+		return nil
 	})
 	return st, err
 }

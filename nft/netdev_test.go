@@ -92,6 +92,13 @@ func TestNetdevTable(t *testing.T) {
 	} {
 		tamper := tamper()
 		nfttest.NFT(t, ns, "", tamper...)
+		all, err := k.ReadAll("df_netdev")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := Diff(tbl, all); len(d) == 0 || !strings.HasPrefix(d[0], "netdev: ") {
+			t.Errorf("after %v Diff says %q; want the netdev chain's drift", tamper, d)
+		}
 		p, err := k.Plan(tbl)
 		if err != nil || p.Empty() {
 			t.Fatalf("after %v the plan is empty (%v): the tampering went unnoticed", tamper, err)
@@ -103,6 +110,9 @@ func TestNetdevTable(t *testing.T) {
 			t.Fatal(err)
 		}
 		empty("after the repair of " + strings.Join(tamper, " "))
+		if all, err := k.ReadAll("df_netdev"); err != nil || len(Diff(tbl, all)) > 0 {
+			t.Errorf("after the repair Diff says %q (%v)", Diff(tbl, all), err)
+		}
 		st, _ = k.ReadFamily(FamilyNetdev, "df_netdev")
 	}
 	nfttest.NFT(t, ns, "", "delete", "table", "netdev", "df_netdev")

@@ -65,6 +65,11 @@ type State struct {
 	// Chains and Sets are sorted by name.
 	Chains []ChainState
 	Sets   []SetState
+	// NetdevRead says that the netdev table of the same name (see
+	// Table.Netdev) was read too (Kernel.ReadAll): Netdev is it, nil if
+	// there is none.
+	NetdevRead bool
+	Netdev     *State
 }
 
 // familyOr is the state's family, inet for a nil state.

@@ -287,6 +287,12 @@ func Make(pol *policy.Policy, r *fence.Result, st *nft.State, source string) Sta
 		for i := range st.Chains {
 			chains[st.Chains[i].Name] = &st.Chains[i]
 		}
+		if nd := st.Netdev; nd != nil {
+			// The netdev table's chains (l2_PORT) are named apart.
+			for i := range nd.Chains {
+				chains[nd.Chains[i].Name] = &nd.Chains[i]
+			}
+		}
 		for i := range st.Sets {
 			maps[st.Sets[i].Name] = &st.Sets[i]
 		}
