@@ -199,10 +199,9 @@ type Plan struct {
 	Table *Table
 	// Have is the kernel's table the plan was computed from (nil if there
 	// was none), with the elements of the sets that had to be read.
+	// It holds the netdev table of the same name (State.Netdev), read
+	// with it.
 	Have *State
-	// HaveNetdev is the kernel's netdev table of the same name (see
-	// Table.Netdev), nil if there was none, or none to delete.
-	HaveNetdev *State
 	// Txs are the transactions, in the order they are sent: the one that
 	// adopts an orphaned table (see Adopts), the one that stages new sets,
 	// if any, then the main one. There are none when the kernel's table
@@ -281,12 +280,17 @@ func MakePlan(b Backend, t *Table, verify ...string) (*Plan, error) {
 			return nil, err
 		}
 		if have == nil {
+			if p.Have != nil {
+				p.Have.NetdevRead = true
+			}
 			return p, nil
 		}
 		pn = &Plan{Have: have, Txs: []*Transaction{{Table: t.Name, Priority: t.Priority, Ops: []Op{{Kind: OpDeleteTable}}}}}
 	}
 	pn.setFamily(FamilyNetdev)
-	p.HaveNetdev = pn.Have
+	if p.Have != nil {
+		p.Have.Netdev, p.Have.NetdevRead = pn.Have, true
+	}
 	return p.merge(pn), nil
 }
 
@@ -344,7 +348,7 @@ func (p *Plan) parts() (adopt, stage, main *Transaction) {
 func (p *Plan) merge(q *Plan) *Plan {
 	pa, ps, pm := p.parts()
 	qa, qs, qm := q.parts()
-	out := &Plan{Table: p.Table, Have: p.Have, HaveNetdev: p.HaveNetdev, Adopts: p.Adopts || q.Adopts}
+	out := &Plan{Table: p.Table, Have: p.Have, Adopts: p.Adopts || q.Adopts}
 	join := func(a, b *Transaction) *Transaction {
 		switch {
 		case a == nil:
