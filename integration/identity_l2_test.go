@@ -3,6 +3,7 @@ package integration
 import (
 	enc "encoding/binary"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/dockerfence/dockerfence/integration/harness"
 	"github.com/dockerfence/dockerfence/integration/topo"
+	"github.com/dockerfence/dockerfence/nflog"
 	"github.com/dockerfence/dockerfence/status"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -119,7 +121,40 @@ func TestContainerIdentityL2(t *testing.T) {
 	if strings.Count(l2, "hook ingress device") != 2 {
 		t.Fatalf("no netdev chain on each container's port:\n%s", l2)
 	}
+	// The netdev table's denials are logged through NFLOG like the inet
+	// table's (group 100, the default).
+	var logc *nflog.Conn
+	if err := tp.Host.Do(func() error {
+		var err error
+		logc, err = nflog.Open(100, 256)
+		return err
+	}); err != nil {
+		t.Fatalf("open NFLOG group 100: %v", err)
+	}
+	defer logc.Close()
+	logged := make(chan map[string]int, 1)
+	go func() {
+		seen := map[string]int{}
+		defer func() { logged <- seen }()
+		for {
+			pkts, err := logc.Receive()
+			if err != nil {
+				return
+			}
+			for _, p := range pkts {
+				seen[fmt.Sprintf("%s hwproto %#04x", strings.TrimSpace(p.Prefix), p.HWProto)]++
+			}
+		}
+	}()
 	with := forge()
+	logc.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	seen := <-logged
+	t.Logf("NFLOG: %v", seen)
+	for _, want := range []string{"l2_" + worker.HostIf + ".identity hwproto 0x0806", "l2_" + nb.HostIf + ".identity hwproto 0x0800", "id_" + worker.HostIf + ".identity hwproto 0x86dd"} {
+		if !slices.ContainsFunc(slices.Collect(maps.Keys(seen)), func(k string) bool { return strings.HasSuffix(k, want) }) {
+			t.Errorf("no denial logged as %q; logged: %v", want, seen)
+		}
+	}
 	t.Logf("with dockerfence: host holds 172.20.0.3 at %s, %s at %s, fd00:20::3 at %s; forged Ethernet source: %d of %d arrived; own: %d of %d",
 		with.nbIP4, topo.CtrIP4, with.wIP4, with.nbIP6, with.forged, n, with.own, n)
 	if with.nbIP4 != nbMAC.String() {
