@@ -204,3 +204,43 @@ func handleOf(t *testing.T, st *State, name string, i int) string {
 	t.Fatalf("no rule %d in chain %s", i, name)
 	return ""
 }
+
+// TestNetdevChainDeviceGone applies the tables with chains on a device,
+// removes the device (a container that died), and applies again: the
+// tables without the device's chains, as the compiler then makes them,
+// apply, and a plan of them is empty after.
+func TestNetdevChainDeviceGone(t *testing.T) {
+	ns, k := nfttest.NetNS(t)
+	if out, err := exec.Command("ip", "-n", ns, "link", "add", "vtest0", "type", "veth", "peer", "name", "vtest1").CombinedOutput(); err != nil {
+		t.Fatalf("ip link add: %v: %s", err, out)
+	}
+	tbl := netdevTable("vtest0")
+	if _, err := k.Apply(tbl); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("ip", "-n", ns, "link", "del", "vtest0").CombinedOutput(); err != nil {
+		t.Fatalf("ip link del: %v: %s", err, out)
+	}
+	for _, f := range []Family{FamilyInet, FamilyNetdev} {
+		st, err := k.ReadFamily(f, "df_netdev")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range st.Chains {
+			t.Logf("%s table after the device went: chain %s hook %q", f, c.Name, c.Hook)
+		}
+	}
+	// The same tables again: what a sync that has not yet seen the
+	// container die applies. The kernel may take it or refuse it; either
+	// way the next apply, without the chains, must work.
+	if _, err := k.Apply(tbl); err != nil {
+		t.Logf("apply with the chains of the missing device: %v", err)
+	}
+	without := &Table{Name: "df_netdev", Priority: -10, Netdev: &Table{}}
+	if _, err := k.Apply(without); err != nil {
+		t.Fatalf("apply without the chains: %v", err)
+	}
+	if p, err := k.Plan(without); err != nil || !p.Empty() {
+		t.Errorf("plan after: %v\n%s", err, p)
+	}
+}
