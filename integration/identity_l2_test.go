@@ -121,6 +121,10 @@ func TestContainerIdentityL2(t *testing.T) {
 	if strings.Count(l2, "hook ingress device") != 2 {
 		t.Fatalf("no netdev chain on each container's port:\n%s", l2)
 	}
+	if st, stderr, _ := e.dfExit(t, fake.URL, "status", "-c", pol); !strings.Contains(st, "table netdev dockerfence: present, 2 port chains") {
+		t.Errorf("status does not list the netdev table:\n%s%s", st, stderr)
+	}
+
 	// The netdev table's denials are logged through NFLOG like the inet
 	// table's (group 100, the default).
 	var logc *nflog.Conn
