@@ -308,3 +308,37 @@ func TestIdentity(t *testing.T) {
 		}
 	}
 }
+
+// TestL2Identity checks the netdev table of the identity check: a port
+// whose MAC is known gets a chain there (a container without an IPv4
+// address may send ARP only from 0.0.0.0); one whose MAC is not known
+// gets none, and a table without such ports has no netdev table.
+func TestL2Identity(t *testing.T) {
+	pol := loadPolicy(t, "testdata/containers.yaml")
+	ctrs := []Container{
+		{ID: "aaaaaaaaaaaa1111", Name: "v6only", Endpoints: []Endpoint{{Network: "app_default", Port: "vetha", MAC: mustMAC("02:00:00:00:00:0a"), Addrs: []netip.Addr{netip.MustParseAddr("fd00:20::10")}}}},
+		{ID: "bbbbbbbbbbbb2222", Name: "nomac", Endpoints: []Endpoint{{Network: "app_default", Port: "vethb", Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.11")}}}},
+	}
+	r := CompileContainers(pol, testNetworks, ctrs)
+	nd := r.Table.Netdev
+	if nd == nil {
+		t.Fatalf("no netdev table:\n%s", r.Text())
+	}
+	if nd.Chain("l2_vethb") != nil || r.Table.Chain("id_vethb") == nil {
+		t.Errorf("a port without a known MAC: want an inet identity chain and no netdev one:\n%s", r.Text())
+	}
+	c := nd.Chain("l2_vetha")
+	if c == nil || c.Hook != nft.HookIngress || c.Device != "vetha" || len(c.Rules) != 3 {
+		t.Fatalf("chain l2_vetha:\n%s", r.Text())
+	}
+	if got := c.Rules[2].Text(); !strings.HasPrefix(got, "meta protocol arp arp saddr ip != 0.0.0.0 counter goto l2_vetha.identity") {
+		t.Errorf("ARP rule of a container without IPv4: %s", got)
+	}
+	if d := r.Denials["l2_vetha.identity"]; d == nil || d.Container == nil || d.Container.Name != "v6only" || d.Reason != ReasonIdentity {
+		t.Errorf("denial of l2_vetha: %+v", d)
+	}
+	ctrs[0].Endpoints[0].MAC = nil
+	if r := CompileContainers(pol, testNetworks, ctrs); r.Table.Netdev != nil {
+		t.Errorf("a netdev table without ports of known MAC:\n%s", r.Text())
+	}
+}

@@ -1,6 +1,7 @@
 // Package nft is dockerfence's nftables layer, free of policy: a model of one
-// inet table as plain data (tables, chains, rules of typed matches, sets and
-// maps), its rendering as nft syntax, the plan of changes that turns the
+// inet table, and of a netdev table of the same name beside it, as plain
+// data (tables, chains, rules of typed matches, sets and maps), its
+// rendering as nft syntax, the plan of changes that turns the
 // kernel's table into the model, a tracer that evaluates a packet through a
 // model table, and the netlink encoding and I/O.
 //
