@@ -1,6 +1,7 @@
 package discover
 
 import (
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -84,6 +85,9 @@ func (inv *Inventory) FenceContainers() []fence.Container {
 		fc := fence.Container{ID: c.ID, Name: c.Name, Image: c.Image, Labels: c.Labels, SharesNetworkOf: c.SharesNetworkOf}
 		for _, e := range c.Endpoints {
 			ep := fence.Endpoint{NetworkID: e.NetworkID, Network: e.Network, Port: e.Port}
+			if mac, err := net.ParseMAC(e.MAC); err == nil && e.Port != "" {
+				ep.MAC = mac // the port was found by it: it is its peer's
+			}
 			for _, a := range []netip.Addr{e.IPv4, e.IPv6} {
 				if a.IsValid() {
 					ep.Addrs = append(ep.Addrs, a)

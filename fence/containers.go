@@ -2,6 +2,7 @@ package fence
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"sort"
@@ -32,6 +33,10 @@ type Endpoint struct {
 	// Port is the bridge port its packets enter by (the host's end of its
 	// veth pair), "" if unknown: the identity check is made there.
 	Port string
+	// MAC is the hardware address of the container's interface there
+	// (the peer of Port), nil if unknown: with Port, frames and ARP that
+	// claim another are dropped at the port.
+	MAC net.HardwareAddr
 }
 
 // on reports whether the endpoint is on network n: by ID, or by name
@@ -253,10 +258,13 @@ func (b *builder) holderElems(judged []FencedContainer, on func(Endpoint) bool, 
 // is known, an ingress chain on that port that drops what the container
 // sends from any source but its own addresses on the network (and, for
 // IPv6, link-local ones and the unspecified address of duplicate address
-// detection): its rules are picked by its source address, so the address
-// must be its own. Its packets are dropped, whatever deny_action says, and
-// logged under the container's name. A container whose port is not known
-// yet (it is starting) has no such chain.
+// detection), and neighbour advertisements for any target but those: its
+// rules are picked by its source address, so the address must be its own,
+// and it must not make its neighbours send it another's packets. Its
+// packets are dropped, whatever deny_action says, and logged under the
+// container's name. A container whose port is not known yet (it is
+// starting) has no such chain. Where its MAC is known too, a chain on the
+// port in the netdev table (see l2Identity) checks every frame, ARP too.
 func (b *builder) identity(f Fenced, ctrs []FencedContainer, on func(Endpoint) bool) {
 	for _, fc := range ctrs {
 		ctr := fc.Container
@@ -270,25 +278,30 @@ func (b *builder) identity(f Fenced, ctrs []FencedContainer, on func(Endpoint) b
 			deny := nft.Verdict{Kind: nft.Goto, Target: b.denyChain(name, &Denial{Network: &f.Network, Section: f.Section, Container: &ctr, Hook: policy.Egress, Reason: ReasonIdentity})}
 			var own []netip.Prefix
 			has4 := false
+			var own4 netip.Addr
 			for _, a := range e.Addrs {
 				if a.IsValid() {
 					own = append(own, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
-					has4 = has4 || a.Unmap().Is4()
+					if a.Unmap().Is4() && !has4 {
+						has4, own4 = true, a.Unmap()
+					}
 				}
 			}
 			own = append(own, linkLocal6, netip.MustParsePrefix("::/128"))
 			set := name + ".own"
+			var v4, v6 *nft.Addr
 			if !slices.ContainsFunc(e.Addrs, func(a netip.Addr) bool { return a.IsValid() && a.Unmap().Is6() }) {
 				// Without an IPv6 address of its own a container's
 				// IPv6 set is everyone's: link-local and ::.
-				set = "id_linklocal"
-				v4, _ := b.addrMatches(name+".own", own[:len(own)-2], true, true)
-				_, v6 := b.addrMatches(set, own[len(own)-2:], true, true)
-				b.identityRules(c, deny, has4, v4, v6)
-				continue
+				v4, _ = b.addrMatches(name+".own", own[:len(own)-2], true, true)
+				_, v6 = b.addrMatches("id_linklocal", own[len(own)-2:], true, true)
+			} else {
+				v4, v6 = b.addrMatches(set, own, true, true)
 			}
-			v4, v6 := b.addrMatches(set, own, true, true)
 			b.identityRules(c, deny, has4, v4, v6)
+			if len(e.MAC) == 6 {
+				b.l2Identity(f, &ctr, e.Port, e.MAC, own4)
+			}
 		}
 	}
 }
@@ -296,7 +309,9 @@ func (b *builder) identity(f Fenced, ctrs []FencedContainer, on func(Endpoint) b
 // identityRules adds to a port's ingress chain c the rules that send a
 // packet to deny unless its source is one of the container's own: v4 and
 // v6 match the sources that are not (v4 is nil for a container without an
-// IPv4 address there, whose IPv4 packets are all denied).
+// IPv4 address there, whose IPv4 packets are all denied). A neighbour
+// advertisement whose target is not one of its IPv6 addresses (v6) is
+// denied too: it would make the neighbours send it that address's packets.
 func (b *builder) identityRules(c *nft.Chain, deny nft.Verdict, has4 bool, v4, v6 *nft.Addr) {
 	if has4 && v4 != nil {
 		c.Rules = append(c.Rules, &nft.Rule{Matches: []nft.Match{nft.NFProto{}, *v4}, Counter: true, Verdict: deny, ID: "identity", Comment: "IPv4 source not the container's own"})
@@ -304,6 +319,42 @@ func (b *builder) identityRules(c *nft.Chain, deny nft.Verdict, has4 bool, v4, v
 		c.Rules = append(c.Rules, &nft.Rule{Matches: []nft.Match{nft.NFProto{}}, Counter: true, Verdict: deny, ID: "identity", Comment: "IPv4 from a container without an IPv4 address here"})
 	}
 	c.Rules = append(c.Rules, &nft.Rule{Matches: []nft.Match{nft.NFProto{V6: true}, *v6}, Counter: true, Verdict: deny, ID: "identity", Comment: "IPv6 source not the container's own"})
+	c.Rules = append(c.Rules, &nft.Rule{Matches: []nft.Match{nft.NFProto{V6: true}, nft.ICMPv6Type{Types: []uint8{ndNeighborAdvert}}, nft.NDTarget{Neg: v6.Neg, Set: v6.Set, Prefix: v6.Prefix}},
+		Counter: true, Verdict: deny, ID: "identity nd", Comment: "neighbour advertisement for an address not the container's own"})
+}
+
+// ndNeighborAdvert is the ICMPv6 type of a neighbour advertisement.
+const ndNeighborAdvert = 136
+
+// l2Identity adds to the netdev table (Table.Netdev, created on first use)
+// a chain on the container's bridge port that drops every frame whose
+// Ethernet source is not the container's MAC, and ARP whose sender is not
+// the container (its MAC, and its IPv4 address own4 on the network or
+// 0.0.0.0, which probes send; only 0.0.0.0 if own4 is not valid: a
+// container without an IPv4 address here has no ARP to answer): the inet
+// family's ingress hook never sees ARP, with which a container could make
+// its neighbours and the host send it another's packets. Denied frames
+// are dropped and logged under the container's name, as identity's are.
+func (b *builder) l2Identity(f Fenced, ctr *Container, port string, mac net.HardwareAddr, own4 netip.Addr) {
+	if b.r.Table.Netdev == nil {
+		b.r.Table.Netdev = &nft.Table{}
+	}
+	nd := b.r.Table.Netdev
+	name := "l2_" + port
+	c := &nft.Chain{Name: name, Hook: nft.HookIngress, Device: port}
+	nd.Chains = append(nd.Chains, c)
+	deny := nft.Verdict{Kind: nft.Goto, Target: b.denyChainIn(nd, name, &Denial{Network: &f.Network, Section: f.Section, Container: ctr, Hook: policy.Egress, Reason: ReasonIdentity})}
+	var m [6]byte
+	copy(m[:], mac)
+	arp := nft.Protocol{EtherType: nft.EtherTypeARP}
+	c.Rules = append(c.Rules,
+		&nft.Rule{Matches: []nft.Match{nft.EtherSrc{MAC: m, Neg: true}}, Counter: true, Verdict: deny, ID: "identity ether", Comment: "Ethernet source not the container's own"},
+		&nft.Rule{Matches: []nft.Match{arp, nft.ARPSender{MAC: m, Neg: true}}, Counter: true, Verdict: deny, ID: "identity arp mac", Comment: "ARP sender MAC not the container's own"})
+	ip := []nft.Match{arp, nft.ARPSender{IP: netip.IPv4Unspecified(), Neg: true}}
+	if own4.IsValid() {
+		ip = slices.Insert(ip, 1, nft.Match(nft.ARPSender{IP: own4, Neg: true}))
+	}
+	c.Rules = append(c.Rules, &nft.Rule{Matches: ip, Counter: true, Verdict: deny, ID: "identity arp ip", Comment: "ARP sender IPv4 not the container's own"})
 }
 
 // unfencedContainer warns of a container with rules of its own that is on

@@ -2,6 +2,7 @@ package fence
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -17,15 +18,24 @@ import (
 // not parse.
 var testContainers = []Container{
 	{ID: "aaaaaaaaaaaa1111", Name: "worker-1", Image: "busybox", Labels: map[string]string{"role": "worker"},
-		Endpoints: []Endpoint{{Network: "app_default", Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.10"), netip.MustParseAddr("fd00:20::10")}}}},
+		Endpoints: []Endpoint{{Network: "app_default", Port: "veth1111", MAC: mustMAC("02:42:ac:14:00:0a"), Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.10"), netip.MustParseAddr("fd00:20::10")}}}},
 	{ID: "bbbbbbbbbbbb2222", Name: "shop-api-1", Image: "shop/api:2", Labels: map[string]string{policy.ComposeProjectLabel: "shop", policy.ComposeServiceLabel: "api", policy.EgressLabel: "[{deny: 203.0.113.0/24, comment: no partner API}]"},
 		Endpoints: []Endpoint{{Network: "app_default", Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.11")}}}},
 	{ID: "cccccccccccc3333", Name: "neighbour", Image: "busybox",
-		Endpoints: []Endpoint{{Network: "app_default", Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.12")}}}},
+		Endpoints: []Endpoint{{Network: "app_default", Port: "veth3333", MAC: mustMAC("02:42:ac:14:00:0c"), Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.12")}}}},
 	{ID: "dddddddddddd4444", Name: "broken", Image: "busybox", Labels: map[string]string{policy.EgressLabel: "[{deny: 10.0.0.0/33}]"},
 		Endpoints: []Endpoint{{Network: "app_default", Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.13")}}}},
 	{ID: "eeeeeeeeeeee5555", Name: "elsewhere", Image: "busybox", Labels: map[string]string{"role": "worker"},
 		Endpoints: []Endpoint{{Network: "host"}}},
+}
+
+// mustMAC parses a MAC address.
+func mustMAC(s string) net.HardwareAddr {
+	m, err := net.ParseMAC(s)
+	if err != nil {
+		panic(err)
+	}
+	return m
 }
 
 // TestGoldenContainers renders the container layer.
@@ -296,5 +306,39 @@ func TestIdentity(t *testing.T) {
 		if len(x.Layers) == 0 || x.Layers[0].Layer != tc.layer || x.Passes != tc.pass || tc.layer == "identity" && (x.Container == nil || x.Container.Container.Name != "worker-1") {
 			t.Errorf("from %s: layers %+v, passes %v, container %v; want %s first, passes %v", tc.src, x.Layers, x.Passes, x.Container, tc.layer, tc.pass)
 		}
+	}
+}
+
+// TestL2Identity checks the netdev table of the identity check: a port
+// whose MAC is known gets a chain there (a container without an IPv4
+// address may send ARP only from 0.0.0.0); one whose MAC is not known
+// gets none, and a table without such ports has no netdev table.
+func TestL2Identity(t *testing.T) {
+	pol := loadPolicy(t, "testdata/containers.yaml")
+	ctrs := []Container{
+		{ID: "aaaaaaaaaaaa1111", Name: "v6only", Endpoints: []Endpoint{{Network: "app_default", Port: "vetha", MAC: mustMAC("02:00:00:00:00:0a"), Addrs: []netip.Addr{netip.MustParseAddr("fd00:20::10")}}}},
+		{ID: "bbbbbbbbbbbb2222", Name: "nomac", Endpoints: []Endpoint{{Network: "app_default", Port: "vethb", Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.11")}}}},
+	}
+	r := CompileContainers(pol, testNetworks, ctrs)
+	nd := r.Table.Netdev
+	if nd == nil {
+		t.Fatalf("no netdev table:\n%s", r.Text())
+	}
+	if nd.Chain("l2_vethb") != nil || r.Table.Chain("id_vethb") == nil {
+		t.Errorf("a port without a known MAC: want an inet identity chain and no netdev one:\n%s", r.Text())
+	}
+	c := nd.Chain("l2_vetha")
+	if c == nil || c.Hook != nft.HookIngress || c.Device != "vetha" || len(c.Rules) != 3 {
+		t.Fatalf("chain l2_vetha:\n%s", r.Text())
+	}
+	if got := c.Rules[2].Text(); !strings.HasPrefix(got, "meta protocol arp arp saddr ip != 0.0.0.0 counter goto l2_vetha.identity") {
+		t.Errorf("ARP rule of a container without IPv4: %s", got)
+	}
+	if d := r.Denials["l2_vetha.identity"]; d == nil || d.Container == nil || d.Container.Name != "v6only" || d.Reason != ReasonIdentity {
+		t.Errorf("denial of l2_vetha: %+v", d)
+	}
+	ctrs[0].Endpoints[0].MAC = nil
+	if r := CompileContainers(pol, testNetworks, ctrs); r.Table.Netdev != nil {
+		t.Errorf("a netdev table without ports of known MAC:\n%s", r.Text())
 	}
 }

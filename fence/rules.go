@@ -250,6 +250,13 @@ const tunnelPortSet = "tunnel_ports"
 // for the reason d gives, records d under the chain's name, and returns the
 // name.
 func (b *builder) denyChain(network string, d *Denial) string {
+	return b.denyChainIn(b.r.Table, network, d)
+}
+
+// denyChainIn is denyChain of a chain of table tbl: the inet table, or its
+// netdev table. Chain names are one namespace across the two, as Denials
+// is keyed by them.
+func (b *builder) denyChainIn(tbl *nft.Table, network string, d *Denial) string {
 	s := b.pol.Settings
 	suffix := d.Reason.String()
 	if d.Rule != nil {
@@ -290,7 +297,7 @@ func (b *builder) denyChain(network string, d *Denial) string {
 			&nft.Rule{Matches: []nft.Match{nft.L4Proto{Protos: []uint8{ipproto.TCP}}}, Verdict: nft.Verdict{Kind: nft.RejectTCPReset}, ID: "reject tcp"},
 			&nft.Rule{Verdict: nft.Verdict{Kind: nft.RejectAdminProhibited}, ID: "reject"})
 	}
-	b.r.Table.Chains = append(b.r.Table.Chains, c)
+	tbl.Chains = append(tbl.Chains, c)
 	return c.Name
 }
 

@@ -52,9 +52,10 @@ containers:
 // its section allows but its network denies; a neighbour follows the
 // network section alone; a compose service's section; a label that
 // narrows one container; a label that does not parse cuts its container
-// off and is reported with the container's name; an address that one
-// container leaves and another takes (docker run --ip) is judged by the
-// new container's rules; and the first moment: 20 workers whose very first
+// off and is reported with the container's name; a container that forges
+// its neighbour's address in IP and in ARP gets none of it through; an
+// address that one container leaves and another takes (docker run --ip)
+// is judged by the new container's rules; and the first moment: 20 workers whose very first
 // command connects to a denied address, none of which gets through, and a
 // worker that reaches its proxy within 3 s of starting. It reports how
 // long after "docker start" returned the daemon had the container's
@@ -152,7 +153,9 @@ func TestContainersAgainstDocker(t *testing.T) {
 		// the internet from it, which the neighbour may reach and the
 		// worker may not: its bridge port drops what it sends from an
 		// address that is not its own (the identity check). The echo
-		// requests are counted where they arrive.
+		// requests are counted where they arrive. Then it announces the
+		// neighbour's address in gratuitous ARP, which the port's netdev
+		// chain drops.
 		var l *net.IPConn
 		if err := e.tp.Inet.Do(func() error {
 			var err error
@@ -204,12 +207,35 @@ func TestContainersAgainstDocker(t *testing.T) {
 		if err != nil || json.Unmarshal([]byte(out), &x) != nil || x.Passes || x.DecidedBy != "identity" {
 			t.Errorf("explain --container forger2 --from 10.30.0.11: decided by %q, passes %v, err %v\n%s%s", x.DecidedBy, x.Passes, err, out, stderr)
 		}
+		// ARP: the forger announces the neighbour's address as its own
+		// (busybox arping -U, gratuitous ARP), which would take over the
+		// host's neighbour entry for it; its port's netdev chain drops
+		// them, and counts them.
+		mac := func(ctr string) string {
+			t.Helper()
+			_, out := d.Exec(t, ctr, "cat", "/sys/class/net/eth0/address")
+			return strings.TrimSpace(out)
+		}
+		nbMAC, forgerMAC := mac("neighbour"), mac("forger2")
+		e.tp.Host.Run(t, "ip", "neigh", "replace", "10.30.0.11", "lladdr", nbMAC, "dev", bridge, "nud", "stale")
+		time.Sleep(1100 * time.Millisecond) // the ARP lock time
+		const rule = "ARP sender IPv4 not the container's own"
+		before := countedBy(e.tp.Host.Run(t, "nft", "list", "table", "netdev", "dockerfence"), rule)
+		// busybox arping sends one a second.
+		code, out := d.Exec(t, "forger2", "arping", "-U", "-c", "5", "-w", "8", "-I", "eth0", "-s", "10.30.0.11", "10.30.0.11")
+		t.Logf("arping -U in the forger: exit %d\n%s", code, out)
+		got := e.tp.Host.Run(t, "ip", "neigh", "show", "10.30.0.11", "dev", bridge)
+		if strings.Contains(got, forgerMAC) || !strings.Contains(got, nbMAC) {
+			t.Errorf("the host's neighbour entry for 10.30.0.11 after the forger's gratuitous ARP: %q; want the neighbour's %s, not the forger's %s", got, nbMAC, forgerMAC)
+		}
+		l2 := e.tp.Host.Run(t, "nft", "list", "table", "netdev", "dockerfence")
+		if n := countedBy(l2, rule) - before; n < 5 {
+			t.Errorf("the netdev rule counted %d of the forger's 5 gratuitous ARP packets:\n%s", n, l2)
+		} else {
+			t.Logf("forged ARP: 5 sent, %d counted by the port's netdev rule, host entry kept: %s", n, strings.TrimSpace(got))
+		}
 		d.RemoveContainer(t, "forger")
 		d.RemoveContainer(t, "forger2")
-		// The forger also answered ARP for the neighbour's address (the
-		// identity check sees IP only): the host's neighbour entry may
-		// point at the forger's hardware address. Forget it, as the
-		// neighbour's next ARP reply would.
 		e.tp.Host.Run(t, "ip", "neigh", "flush", "dev", bridge)
 	})
 

@@ -175,7 +175,7 @@ func canonExprOnce(name string, data []byte, anon func(string) string, c *canoni
 	case *expr.Verdict:
 		what = exprVerdictText(e)
 	}
-	b, err := marshalExpr(e)
+	b, err := marshalExpr(byte(nftables.TableFamilyINet), e)
 	if err != nil {
 		return foreign()
 	}
@@ -309,7 +309,7 @@ func (r *Rule) canonical() (canonical, error) {
 	}
 	var list attrs
 	for _, e := range exprs {
-		b, err := marshalExpr(e)
+		b, err := marshalExpr(byte(nftables.TableFamilyINet), e)
 		if err != nil {
 			return canonical{}, err
 		}

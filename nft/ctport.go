@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"slices"
 
-	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
@@ -83,13 +82,13 @@ func (t *Table) traceCtOrigDPort(m CtOrigDPort, p *Packet) (bool, error) {
 // connection.
 const ctDirOriginal = 0
 
-// marshalExpr is expr.Marshal for an inet table, but for the direction of
+// marshalExpr is expr.Marshal for a table of family, but for the direction of
 // a ct expression: google/nftables sends it in 32 bits, the kernel reads
 // NFTA_CT_DIRECTION as 8 (NLA_U8, the first byte, which is 0 for every
 // direction in network byte order) and returns it so, as nft sends it. It
 // is sent in one byte here, as nft does.
-func marshalExpr(e expr.Any) ([]byte, error) {
-	b, err := expr.Marshal(byte(nftables.TableFamilyINet), e)
+func marshalExpr(family byte, e expr.Any) ([]byte, error) {
+	b, err := expr.Marshal(family, e)
 	if err != nil {
 		return nil, err
 	}

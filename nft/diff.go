@@ -13,13 +13,34 @@ import (
 // rewritten), and the elements of verdict maps and of the sets st holds
 // dumped (see Kernel.Dump); for a set not dumped, the digest its rules
 // record. Who owns the table is not a difference (see State.Protection).
+//
+// Where st says so (State.NetdevRead), the netdev table is compared too
+// (Table.Netdev), its lines prefixed with "netdev: ".
 func Diff(t *Table, st *State) []string {
+	out := diffTable(t, st)
+	if st == nil || !st.NetdevRead {
+		return out
+	}
+	nd := t.NetdevTable()
+	switch {
+	case nd == nil && st.Netdev != nil:
+		out = append(out, fmt.Sprintf("- table netdev %s: %d chains", t.Name, len(st.Netdev.Chains)))
+	case nd != nil:
+		for _, l := range diffTable(nd, st.Netdev) {
+			out = append(out, "netdev: "+l)
+		}
+	}
+	return out
+}
+
+// diffTable is Diff of one table.
+func diffTable(t *Table, st *State) []string {
 	if st == nil {
-		return []string{fmt.Sprintf("+ table inet %s: %d chains, %d sets, %d elements", t.Name, len(t.Chains), len(t.Sets), t.Elements())}
+		return []string{fmt.Sprintf("+ table %s %s: %d chains, %d sets, %d elements", t.Family, t.Name, len(t.Chains), len(t.Sets), t.Elements())}
 	}
 	var out []string
 	if st.Flags&FlagDormant != 0 {
-		out = append(out, fmt.Sprintf("~ table inet %s: flag dormant, so its chains see no packets; want it active", t.Name))
+		out = append(out, fmt.Sprintf("~ table %s %s: flag dormant, so its chains see no packets; want it active", t.Family, t.Name))
 	}
 	have := map[string]*ChainState{}
 	for i := range st.Chains {

@@ -51,7 +51,7 @@ func TestStaleAnswersDrained(t *testing.T) {
 		}
 	}
 	c.stale = true
-	st, err := read(c, "nothing-here")
+	st, err := read(c, FamilyInet, "nothing-here")
 	if err != nil || st != nil {
 		t.Fatalf("read after stale answers = %v, %v", st, err)
 	}
@@ -64,7 +64,7 @@ func TestStaleAnswersDrained(t *testing.T) {
 	if err != nil || len(ans.refused) != 0 {
 		t.Fatalf("batch after stale answers = %+v, %v", ans, err)
 	}
-	st, err = read(c, "t")
+	st, err = read(c, FamilyInet, "t")
 	if err != nil || st == nil || len(st.Chains) != 1 {
 		t.Fatalf("read = %+v, %v; want table t with chain c", st, err)
 	}

@@ -26,13 +26,15 @@ type encoder struct {
 	// and element commands refer to them by ID until the commit.
 	ids map[string]uint32
 	id  uint32
+	// fam is the family of the command being encoded.
+	fam Family
 }
 
 // encode returns the messages of tx, without batch begin and end.
 func encode(tx *Transaction) (*encoder, error) {
 	e := &encoder{tx: tx, ids: map[string]uint32{}}
 	for i, op := range tx.Ops {
-		e.op = i
+		e.op, e.fam = i, op.Family
 		if err := e.encodeOp(op); err != nil {
 			return nil, fmt.Errorf("command %d (%s): %w", i+1, shortOp(tx, op), err)
 		}
@@ -40,11 +42,12 @@ func encode(tx *Transaction) (*encoder, error) {
 	return e, nil
 }
 
-// body starts the body of an nf_tables message for the inet family: its
-// nfgenmsg header, then room for n bytes of attributes.
-func body(n int) attrs {
+// body starts the body of an nf_tables message for the family of the
+// command being encoded: its nfgenmsg header, then room for n bytes of
+// attributes.
+func (e *encoder) body(n int) attrs {
 	a := make(attrs, 4, 4+n)
-	a[0], a[1] = unix.NFPROTO_INET, unix.NFNETLINK_V0
+	a[0], a[1] = e.fam.proto(), unix.NFNETLINK_V0
 	return a
 }
 
@@ -58,15 +61,15 @@ func (e *encoder) encodeOp(op Op) error {
 	tbl := e.tx.Table
 	switch op.Kind {
 	case OpAddTable:
-		a := body(64).str(unix.NFTA_TABLE_NAME, tbl)
+		a := e.body(64).str(unix.NFTA_TABLE_NAME, tbl)
 		if op.SetFlags {
 			a = a.u32(unix.NFTA_TABLE_FLAGS, uint32(op.Flags))
 		}
 		e.msg(unix.NFT_MSG_NEWTABLE, netlink.Create, a)
 	case OpDeleteTable:
-		e.msg(unix.NFT_MSG_DELTABLE, 0, body(64).str(unix.NFTA_TABLE_NAME, tbl))
+		e.msg(unix.NFT_MSG_DELTABLE, 0, e.body(64).str(unix.NFTA_TABLE_NAME, tbl))
 	case OpAddChain:
-		a := body(64).str(unix.NFTA_CHAIN_TABLE, tbl).str(unix.NFTA_CHAIN_NAME, op.Name)
+		a := e.body(64).str(unix.NFTA_CHAIN_TABLE, tbl).str(unix.NFTA_CHAIN_NAME, op.Name)
 		if op.Hook != HookNone {
 			hook := uint32(unix.NF_INET_FORWARD)
 			switch op.Hook {
@@ -74,6 +77,9 @@ func (e *encoder) encodeOp(op Op) error {
 				hook = unix.NF_INET_LOCAL_IN
 			case HookIngress:
 				hook = nfInetIngress
+				if op.Family == FamilyNetdev {
+					hook = nfNetdevIngress
+				}
 			}
 			var start int
 			a, start = a.begin(unix.NFTA_CHAIN_HOOK)
@@ -87,9 +93,9 @@ func (e *encoder) encodeOp(op Op) error {
 		e.msg(unix.NFT_MSG_NEWCHAIN, netlink.Create, a)
 	case OpFlushChain:
 		// A rule deletion without a handle deletes every rule of the chain.
-		e.msg(unix.NFT_MSG_DELRULE, 0, body(64).str(unix.NFTA_RULE_TABLE, tbl).str(unix.NFTA_RULE_CHAIN, op.Name))
+		e.msg(unix.NFT_MSG_DELRULE, 0, e.body(64).str(unix.NFTA_RULE_TABLE, tbl).str(unix.NFTA_RULE_CHAIN, op.Name))
 	case OpDeleteChain:
-		e.msg(unix.NFT_MSG_DELCHAIN, 0, body(64).str(unix.NFTA_CHAIN_TABLE, tbl).str(unix.NFTA_CHAIN_NAME, op.Name))
+		e.msg(unix.NFT_MSG_DELCHAIN, 0, e.body(64).str(unix.NFTA_CHAIN_TABLE, tbl).str(unix.NFTA_CHAIN_NAME, op.Name))
 	case OpAddSet:
 		ns := setHeader(nil, op.Set)
 		e.addSet(ns, 0)
@@ -103,7 +109,7 @@ func (e *encoder) encodeOp(op Op) error {
 			eachElement(op.Set, func(key []byte, end bool) { fn(nftables.SetElement{Key: key, IntervalEnd: end}) })
 		})
 	case OpDeleteSet:
-		e.msg(unix.NFT_MSG_DELSET, 0, body(64).str(unix.NFTA_SET_TABLE, tbl).str(unix.NFTA_SET_NAME, op.Name))
+		e.msg(unix.NFT_MSG_DELSET, 0, e.body(64).str(unix.NFTA_SET_TABLE, tbl).str(unix.NFTA_SET_NAME, op.Name))
 	case OpAddElements, OpDeleteElements:
 		typ := unix.NFT_MSG_NEWSETELEM
 		if op.Kind == OpDeleteElements {
@@ -115,22 +121,22 @@ func (e *encoder) encodeOp(op Op) error {
 		}
 		e.elements(typ, op.Name, op.Elems)
 	case OpAddRule:
-		named := func(name string) *nftables.Set { return &nftables.Set{Name: name, ID: e.ids[name]} }
+		named := func(name string) *nftables.Set { return &nftables.Set{Name: name, ID: e.ids[e.idKey(name)]} }
 		anon := func(s *nftables.Set, elems []nftables.SetElement) error {
 			s.Name = "__set%d"
 			e.addSet(s, len(elems))
 			e.elements(unix.NFT_MSG_NEWSETELEM, s.Name, elems)
 			return nil
 		}
-		exprs, err := ruleExprs(&nftables.Table{Name: tbl, Family: nftables.TableFamilyINet}, named, anon, op.Rule)
+		exprs, err := ruleExprs(&nftables.Table{Name: tbl, Family: nftables.TableFamily(op.Family.proto())}, named, anon, op.Rule)
 		if err != nil {
 			return err
 		}
-		a := body(512).str(unix.NFTA_RULE_TABLE, tbl).str(unix.NFTA_RULE_CHAIN, op.Name)
+		a := e.body(512).str(unix.NFTA_RULE_TABLE, tbl).str(unix.NFTA_RULE_CHAIN, op.Name)
 		var start int
 		a, start = a.begin(unix.NFTA_RULE_EXPRESSIONS)
 		for _, x := range exprs {
-			b, err := marshalExpr(x)
+			b, err := marshalExpr(op.Family.proto(), x)
 			if err != nil {
 				return err
 			}
@@ -153,7 +159,7 @@ func (e *encoder) encodeOp(op Op) error {
 func (e *encoder) addSet(s *nftables.Set, n int) {
 	e.id++
 	s.ID = e.id
-	e.ids[s.Name] = s.ID
+	e.ids[e.idKey(s.Name)] = s.ID
 	var flags uint32
 	if s.Anonymous {
 		flags |= unix.NFT_SET_ANONYMOUS
@@ -174,7 +180,7 @@ func (e *encoder) addSet(s *nftables.Set, n int) {
 		// Rules add and update elements from the packet path (meters).
 		flags |= unix.NFT_SET_EVAL
 	}
-	a := body(160).str(unix.NFTA_SET_TABLE, e.tx.Table).str(unix.NFTA_SET_NAME, s.Name).
+	a := e.body(160).str(unix.NFTA_SET_TABLE, e.tx.Table).str(unix.NFTA_SET_NAME, s.Name).
 		u32(unix.NFTA_SET_FLAGS, flags).
 		u32(unix.NFTA_SET_KEY_TYPE, s.KeyType.GetNFTMagic()).
 		u32(unix.NFTA_SET_KEY_LEN, s.KeyType.Bytes).
@@ -251,8 +257,8 @@ func (e *encoder) eachElements(typ int, set string, n int, each func(fn func(nft
 		}
 		if list < 0 {
 			// About 48 bytes an element (an IPv6 key, flags, a verdict).
-			a = body(min(maxElemList, 48*n)+512).str(unix.NFTA_SET_ELEM_LIST_SET, set)
-			if id := e.ids[set]; id != 0 {
+			a = e.body(min(maxElemList, 48*n)+512).str(unix.NFTA_SET_ELEM_LIST_SET, set)
+			if id := e.ids[e.idKey(set)]; id != 0 {
 				a = a.u32(unix.NFTA_SET_ELEM_LIST_SET_ID, id)
 			}
 			a = a.str(unix.NFTA_SET_ELEM_LIST_TABLE, e.tx.Table)
@@ -313,12 +319,16 @@ func shortOp(tx *Transaction, op Op) string {
 		if op.Kind == OpDeleteElements {
 			verb = "delete"
 		}
-		return fmt.Sprintf("%s element inet %s %s { %d interval boundaries }", verb, tx.Table, op.Name, len(op.Elems))
+		return fmt.Sprintf("%s element %s %s %s { %d interval boundaries }", verb, op.Family, tx.Table, op.Name, len(op.Elems))
 	case op.Kind == OpAddSet && len(s) > most:
-		s = fmt.Sprintf("add set inet %s %s { %d elements }", tx.Table, op.Set.Name, len(setElements(op.Set)))
+		s = fmt.Sprintf("add set %s %s %s { %d elements }", op.Family, tx.Table, op.Set.Name, len(setElements(op.Set)))
 	}
 	if len(s) > most {
 		s = truncateUTF8(s, most) + "..."
 	}
 	return s
 }
+
+// idKey is the key of set name of the command's family in ids: the inet
+// and netdev tables of one name may each have a set of that name.
+func (e *encoder) idKey(name string) string { return e.fam.String() + " " + name }

@@ -67,7 +67,7 @@ func SendPlan(t *Table, have *State, dial nltest.Func) error {
 // PlanFrom returns the plan from have (its sets already dumped) for a
 // backend of protection Owned.
 func PlanFrom(t *Table, have *State) (*Plan, error) {
-	fp, err := planFlags(Owned, t.Name, have)
+	fp, err := planFlags(Owned, t.Family, t.Name, have)
 	if err != nil {
 		return nil, err
 	}
@@ -77,7 +77,7 @@ func PlanFrom(t *Table, have *State) (*Plan, error) {
 // PlanFlags decides the table flags of a plan: what NEWTABLE sends, and
 // whether the table must change, be adopted or be replaced for them.
 func PlanFlags(p Protection, table string, have *State) (flags TableFlags, change, adopt, replace bool, err error) {
-	fp, err := planFlags(p, table, have)
+	fp, err := planFlags(p, FamilyInet, table, have)
 	return fp.flags, fp.change, fp.adopt, fp.replace, err
 }
 

@@ -98,7 +98,7 @@ func (r *Rule) hashEncoding(h hash.Hash) error {
 		return err
 	}
 	for _, e := range exprs {
-		b, err := marshalExpr(e)
+		b, err := marshalExpr(byte(nftables.TableFamilyINet), e)
 		if err != nil {
 			return err
 		}
@@ -117,6 +117,14 @@ func ifname(s string) []byte {
 
 func cmpEq(data []byte) *expr.Cmp {
 	return &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: data}
+}
+
+// cmpOp is != if neg, else ==.
+func cmpOp(neg bool) expr.CmpOp {
+	if neg {
+		return expr.CmpOpNeq
+	}
+	return expr.CmpOpEq
 }
 
 func nfproto(v6 bool) []expr.Any {
@@ -237,6 +245,45 @@ func ruleExprs(tbl *nftables.Table, sets func(string) *nftables.Set, anon func(*
 		case HopLimit:
 			// The hop limit is byte 7 of the IPv6 header.
 			out = append(out, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 7, Len: 1}, cmpEq([]byte{m.Value}))
+		case EtherSrc:
+			// The source address is bytes 6..12 of the Ethernet header.
+			out = append(out, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseLLHeader, Offset: 6, Len: 6},
+				&expr.Cmp{Op: cmpOp(m.Neg), Register: 1, Data: m.MAC[:]})
+		case Protocol:
+			out = append(out, &expr.Meta{Key: expr.MetaKeyPROTOCOL, Register: 1}, cmpEq(binaryutil.BigEndian.PutUint16(m.EtherType)))
+		case ARPSender:
+			// Ethernet/IPv4 ARP: hardware and protocol type, their
+			// lengths and the operation take 8 bytes; then the
+			// sender's hardware address (6) and protocol address (4).
+			if m.IP.IsValid() {
+				if !m.IP.Is4() {
+					return nil, fmt.Errorf("arp sender address %v is not IPv4", m.IP)
+				}
+				out = append(out, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 14, Len: 4},
+					&expr.Cmp{Op: cmpOp(m.Neg), Register: 1, Data: m.IP.AsSlice()})
+				break
+			}
+			out = append(out, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 8, Len: 6},
+				&expr.Cmp{Op: cmpOp(m.Neg), Register: 1, Data: m.MAC[:]})
+		case NDTarget:
+			// The target address follows the ICMPv6 header (4 bytes)
+			// and 4 reserved (or flag) bytes.
+			out = append(out, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 8, Len: 16})
+			if m.Set != "" {
+				l, err := lookup(m.Set, m.Neg)
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, l)
+				break
+			}
+			if !m.Prefix.Addr().Is6() {
+				return nil, fmt.Errorf("neighbour discovery target %v is not IPv6", m.Prefix)
+			}
+			if m.Prefix.Bits() < 128 {
+				out = append(out, &expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 16, Mask: prefixMask(m.Prefix), Xor: make([]byte, 16)})
+			}
+			out = append(out, &expr.Cmp{Op: cmpOp(m.Neg), Register: 1, Data: m.Prefix.Masked().Addr().AsSlice()})
 		case Mark:
 			// The mark is a host-endian number, as nft compares it.
 			bits := binaryutil.NativeEndian.PutUint32(m.Bits)

@@ -432,23 +432,42 @@ func (k Kernel) explainRefusal(c *conn, table string, e *CommandError) error {
 	}
 	if errors.Is(e.Err, unix.EPERM) {
 		owner := "another process's netlink socket"
-		if st, err := readTable(c, table); err == nil && st != nil && st.Flags&FlagOwner != 0 {
+		st, err := readTable(c, FamilyInet, table)
+		if err == nil && (st == nil || st.Flags&FlagOwner == 0) {
+			st, err = readTable(c, FamilyNetdev, table)
+		}
+		if err == nil && st != nil && st.Flags&FlagOwner != 0 {
 			owner = fmt.Sprintf("the netlink socket of port %d", st.Owner)
 			if name := OwnerProcess(st.Owner); name != "" {
 				owner += fmt.Sprintf(" (process %d, %s)", st.Owner, name)
 			}
 		}
-		return fmt.Errorf("%w: table inet %s is owned by %s, and only its owner can change it: if that is dockerfence run, give this command the daemon's --socket so that the daemon does it, or stop the daemon (systemctl stop dockerfence; the table stays, orphaned, and commands then change it)", e, table, owner)
+		return fmt.Errorf("%w: table %s %s is owned by %s, and only its owner can change it: if that is dockerfence run, give this command the daemon's --socket so that the daemon does it, or stop the daemon (systemctl stop dockerfence; the table stays, orphaned, and commands then change it)", e, st.familyOr(), table, owner)
 	}
 	return explain(e)
 }
 
-// Delete removes the table in one transaction. It reports whether the table
-// existed. A table owned by another socket cannot be deleted (EPERM).
+// Delete removes the inet table of that name, and the netdev table of
+// that name (see Table.Netdev), in one transaction. It reports whether
+// either existed. A table owned by another socket cannot be deleted
+// (EPERM).
 func (k Kernel) Delete(name string) (bool, error) {
 	existed := true
 	err := k.use(func(c *conn) error {
-		tx := &Transaction{Table: name, Ops: []Op{{Kind: OpDeleteTable}}}
+		tx := &Transaction{Table: name}
+		for _, fam := range []Family{FamilyInet, FamilyNetdev} {
+			st, err := readTable(c, fam, name)
+			if err != nil {
+				return fmt.Errorf("delete table %s %s: %w", fam, name, k.explainFirst(c, err))
+			}
+			if st != nil {
+				tx.Ops = append(tx.Ops, Op{Kind: OpDeleteTable, Family: fam})
+			}
+		}
+		if len(tx.Ops) == 0 {
+			existed = false
+			return nil
+		}
 		enc, err := encode(tx)
 		if err != nil {
 			return err
@@ -461,8 +480,8 @@ func (k Kernel) Delete(name string) (bool, error) {
 			return nil
 		}
 		ce := commandError(tx, enc, ans)
-		if ce.Index == 0 && errors.Is(ce.Err, unix.ENOENT) {
-			existed = false
+		if len(tx.Ops) == 1 && ce.Index == 0 && errors.Is(ce.Err, unix.ENOENT) {
+			existed = false // deleted by another since it was read
 			return nil
 		}
 		return fmt.Errorf("delete table inet %s: %w", name, k.explainRefusal(c, name, ce))
@@ -475,35 +494,54 @@ func (k Kernel) Delete(name string) (bool, error) {
 // canonical form, see RuleState.Exprs) and counters, its sets' types and
 // flags, and its maps' elements; not the elements of plain sets (see Dump).
 func (k Kernel) Read(name string) (*State, error) {
+	return k.ReadFamily(FamilyInet, name)
+}
+
+// ReadFamily is Read of the table of family fam.
+func (k Kernel) ReadFamily(fam Family, name string) (*State, error) {
 	var st *State
 	err := k.use(func(c *conn) error {
 		var err error
-		if st, err = read(c, name); err != nil {
-			return fmt.Errorf("read table inet %s: %w", name, k.explainFirst(c, err))
+		if st, err = read(c, fam, name); err != nil {
+			return fmt.Errorf("read table %s %s: %w", fam, name, k.explainFirst(c, err))
 		}
 		return nil
 	})
 	return st, err
 }
 
-// ReadAll is Read with the elements of every plain set dumped too.
+// ReadAll is Read with the elements of every plain set dumped too, and
+// the netdev table of the same name read the same way (State.Netdev).
 func (k Kernel) ReadAll(name string) (*State, error) {
 	var st *State
 	err := k.use(func(c *conn) error {
-		var err error
-		if st, err = read(c, name); err != nil {
-			return fmt.Errorf("read table inet %s: %w", name, k.explainFirst(c, err))
-		}
-		if st == nil {
-			return nil
-		}
-		var plain []string
-		for _, s := range st.Sets {
-			if s.Flags&unix.NFT_SET_MAP == 0 {
-				plain = append(plain, s.Name)
+		var nd *State
+		for _, fam := range []Family{FamilyInet, FamilyNetdev} {
+			s, err := read(c, fam, name)
+			if err != nil {
+				return fmt.Errorf("read table %s %s: %w", fam, name, k.explainFirst(c, err))
+			}
+			if s != nil {
+				var plain []string
+				for _, ss := range s.Sets {
+					if ss.Flags&unix.NFT_SET_MAP == 0 {
+						plain = append(plain, ss.Name)
+					}
+				}
+				if err := dumpSets(c, s, plain); err != nil {
+					return err
+				}
+			}
+			if fam == FamilyInet {
+				st = s
+			} else {
+				nd = s
 			}
 		}
-		return dumpSets(c, st, plain)
+		if st != nil {
+			st.Netdev, st.NetdevRead = nd, true
+		}
+		return nil
 	})
 	return st, err
 }

@@ -1,6 +1,7 @@
 // Package nft is dockerfence's nftables layer, free of policy: a model of one
-// inet table as plain data (tables, chains, rules of typed matches, sets and
-// maps), its rendering as nft syntax, the plan of changes that turns the
+// inet table, and of a netdev table of the same name beside it, as plain
+// data (tables, chains, rules of typed matches, sets and maps), its
+// rendering as nft syntax, the plan of changes that turns the
 // kernel's table into the model, a tracer that evaluates a packet through a
 // model table, and the netlink encoding and I/O.
 //
@@ -13,14 +14,67 @@ import (
 	"time"
 )
 
-// Table is the desired state of one inet table.
+// Table is the desired state of one inet table, or of a netdev one.
 type Table struct {
 	Name string
+	// Family is the table's family: inet (the zero value) or netdev.
+	Family Family
 	// Priority is the hook priority of every base chain.
 	Priority int
 	Sets     []*Set
 	Chains   []*Chain
+	// Netdev, set on an inet table, is a table of the netdev family of
+	// the same name and priority, which sees every frame a device
+	// receives (ARP too, which the inet family's ingress hook lets
+	// through unseen). It is planned, applied and owned with the inet
+	// table, in the same transactions, so that an apply changes both or
+	// neither; read back and compared as the kernel has it; and deleted
+	// with it. A nil Netdev means there is none: an apply deletes the
+	// kernel's.
+	Netdev *Table
 }
+
+// NetdevTable returns the netdev table (Netdev) as it is applied: a copy
+// with the inet table's name and priority. It is nil if there is none.
+func (t *Table) NetdevTable() *Table {
+	if t.Netdev == nil {
+		return nil
+	}
+	nd := *t.Netdev
+	nd.Name, nd.Family, nd.Priority, nd.Netdev = t.Name, FamilyNetdev, t.Priority, nil
+	return &nd
+}
+
+// Family is the nftables family of a table.
+type Family uint8
+
+// Families. The zero value is inet.
+const (
+	FamilyInet Family = iota
+	FamilyNetdev
+)
+
+// String returns the family's nft name.
+func (f Family) String() string {
+	if f == FamilyNetdev {
+		return "netdev"
+	}
+	return "inet"
+}
+
+// proto is the family's NFPROTO number.
+func (f Family) proto() byte {
+	if f == FamilyNetdev {
+		return nfprotoNetdev
+	}
+	return nfprotoInet
+}
+
+// NFPROTO_INET and NFPROTO_NETDEV.
+const (
+	nfprotoInet   = 1
+	nfprotoNetdev = 5
+)
 
 // Hook is the netfilter hook a base chain is attached to.
 type Hook int
@@ -32,12 +86,17 @@ const (
 	HookInput
 	// HookIngress is the ingress hook of one device (Chain.Device), which
 	// sees the packets the device receives before anything else does
-	// (Linux 5.10 for inet tables): the IPv4 and IPv6 ones only.
+	// (Linux 5.10 for inet tables): in an inet table the IPv4 and IPv6
+	// ones only, in a netdev table every frame.
 	HookIngress
 )
 
-// nfInetIngress is NF_INET_INGRESS, the ingress hook of the inet family.
-const nfInetIngress = 5
+// nfInetIngress is NF_INET_INGRESS, the ingress hook of the inet family;
+// nfNetdevIngress is NF_NETDEV_INGRESS, that of the netdev family.
+const (
+	nfInetIngress   = 5
+	nfNetdevIngress = 0
+)
 
 // String returns the hook's nft name, "" for HookNone.
 func (h Hook) String() string {
@@ -303,6 +362,40 @@ type Mark struct{ Bits uint32 }
 // packet bridged by br_netfilter.
 type HopLimit struct{ Value uint8 }
 
+// EtherSrc matches frames whose Ethernet source address is MAC, or, with
+// Neg, is not.
+type EtherSrc struct {
+	MAC [6]byte
+	Neg bool
+}
+
+// Protocol matches frames of the given EtherType (meta protocol, the
+// skb's protocol: 0x0806 for ARP).
+type Protocol struct{ EtherType uint16 }
+
+// EtherTypeARP is the EtherType of ARP.
+const EtherTypeARP = 0x0806
+
+// ARPSender matches ARP packets (of Ethernet and IPv4, the only ones
+// Linux's ARP takes: it refuses other lengths) by their sender's hardware
+// address (MAC, when IP is not valid) or protocol address (IP), equal or,
+// with Neg, not equal. The rule must match Protocol{EtherTypeARP} first.
+type ARPSender struct {
+	MAC [6]byte
+	IP  netip.Addr
+	Neg bool
+}
+
+// NDTarget matches ICMPv6 neighbour solicitations and advertisements by
+// their target address against a named set of IPv6 addresses (or one
+// prefix, when Set is empty); Neg matches a target not in it. The rule
+// must match ICMPv6Type first.
+type NDTarget struct {
+	Neg    bool
+	Prefix netip.Prefix
+	Set    string
+}
+
 func (CtReply) isMatch()    {}
 func (NFProto) isMatch()    {}
 func (L4Proto) isMatch()    {}
@@ -312,6 +405,10 @@ func (IfName) isMatch()     {}
 func (Fib) isMatch()        {}
 func (ICMPv6Type) isMatch() {}
 func (HopLimit) isMatch()   {}
+func (EtherSrc) isMatch()   {}
+func (Protocol) isMatch()   {}
+func (ARPSender) isMatch()  {}
+func (NDTarget) isMatch()   {}
 func (Mark) isMatch()       {}
 
 // Chain returns the chain of that name, or nil.

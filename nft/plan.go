@@ -349,6 +349,10 @@ func (r *Rule) sets() []string {
 			if m.Set != "" {
 				out = append(out, m.Set)
 			}
+		case NDTarget:
+			if m.Set != "" {
+				out = append(out, m.Set)
+			}
 		}
 	}
 	if r.Meter != nil {
@@ -407,13 +411,14 @@ type flagPlan struct {
 // OwnedError reports a table owned by a socket other than the backend's,
 // which the backend would own: another dockerfence daemon, most likely.
 type OwnedError struct {
-	Table string
+	Family Family
+	Table  string
 	// Port is the netlink port ID of the owner.
 	Port uint32
 }
 
 func (e *OwnedError) Error() string {
-	return fmt.Sprintf("table inet %s is owned by another process's netlink socket (port %d), and only its owner can change it: is another dockerfence daemon running?", e.Table, e.Port)
+	return fmt.Sprintf("table %s %s is owned by another process's netlink socket (port %d), and only its owner can change it: is another dockerfence daemon running?", e.Family, e.Table, e.Port)
 }
 
 // planFlags decides the table flags of a plan from the backend's
@@ -423,7 +428,7 @@ func (e *OwnedError) Error() string {
 // table is owned from then on), and refuses one owned by another socket.
 // Other backends keep the flags a table has: persist cannot be removed,
 // and owner is not theirs to take or give. Every backend clears dormant.
-func planFlags(p Protection, table string, have *State) (flagPlan, error) {
+func planFlags(p Protection, fam Family, table string, have *State) (flagPlan, error) {
 	if have == nil {
 		return flagPlan{flags: p.Flags}, nil
 	}
@@ -433,7 +438,7 @@ func planFlags(p Protection, table string, have *State) (flagPlan, error) {
 	}
 	switch {
 	case cur&FlagOwner != 0 && have.Owner != p.Port:
-		return flagPlan{}, &OwnedError{Table: table, Port: have.Owner}
+		return flagPlan{}, &OwnedError{Family: fam, Table: table, Port: have.Owner}
 	case cur&FlagPersist == 0:
 		return flagPlan{flags: p.Flags, replace: true}, nil
 	case cur&FlagOwner == 0:

@@ -31,14 +31,14 @@ const readTries = 8
 // again, so the state is that of one generation. After readTries torn
 // reads the last is returned: a plan made from it at worst sends a
 // transaction the kernel refuses, or changes what the next sync undoes.
-func read(c *conn, name string) (*State, error) {
+func read(c *conn, fam Family, name string) (*State, error) {
 	var st *State
 	for try := 0; try < readTries; try++ {
 		gen, err := generation(c)
 		if err != nil {
 			return nil, err
 		}
-		st, err = readOnce(c, name)
+		st, err = readOnce(c, fam, name)
 		if err != nil || st == nil {
 			return st, err
 		}
@@ -75,15 +75,15 @@ func generation(c *conn) (uint32, error) {
 
 // readTable returns the table's flags and owner, or nil if there is no
 // such table.
-func readTable(c *conn, name string) (*State, error) {
-	msgs, err := c.request(unix.NFT_MSG_GETTABLE, 0, unix.NFPROTO_INET, attrs(nil).str(unix.NFTA_TABLE_NAME, name))
+func readTable(c *conn, fam Family, name string) (*State, error) {
+	msgs, err := c.request(unix.NFT_MSG_GETTABLE, 0, fam.proto(), attrs(nil).str(unix.NFTA_TABLE_NAME, name))
 	if errors.Is(err, unix.ENOENT) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	st := &State{Name: name}
+	st := &State{Name: name, Family: fam}
 	for _, m := range msgs {
 		if len(m.Data) < 4 {
 			continue
@@ -101,8 +101,8 @@ func readTable(c *conn, name string) (*State, error) {
 	return st, nil
 }
 
-func readOnce(c *conn, name string) (*State, error) {
-	st, err := readTable(c, name)
+func readOnce(c *conn, fam Family, name string) (*State, error) {
+	st, err := readTable(c, fam, name)
 	if err != nil || st == nil {
 		return st, err
 	}
@@ -121,7 +121,7 @@ func readOnce(c *conn, name string) (*State, error) {
 		if s.Flags&unix.NFT_SET_MAP == 0 {
 			continue
 		}
-		elems, err := readElements(c, name, s.Name)
+		elems, err := readElements(c, fam, name, s.Name)
 		if err != nil {
 			return nil, fmt.Errorf("read map %s: %w", s.Name, err)
 		}
@@ -148,10 +148,10 @@ func readOnce(c *conn, name string) (*State, error) {
 	return st, nil
 }
 
-// dump sends a dump request of the inet family with attrs as its filter,
-// and calls fn with the attributes of each answer.
-func dump(c *conn, typ int, a attrs, fn func(b []byte)) error {
-	msgs, err := c.request(typ, netlink.Dump, unix.NFPROTO_INET, a)
+// dump sends a dump request of family fam with attrs as its filter, and
+// calls fn with the attributes of each answer.
+func dump(c *conn, fam Family, typ int, a attrs, fn func(b []byte)) error {
+	msgs, err := c.request(typ, netlink.Dump, fam.proto(), a)
 	if err != nil {
 		return err
 	}
@@ -165,7 +165,7 @@ func dump(c *conn, typ int, a attrs, fn func(b []byte)) error {
 
 // readChains reads the table's chains into st, in the kernel's order.
 func readChains(c *conn, st *State) error {
-	return dump(c, unix.NFT_MSG_GETCHAIN, attrs(nil).str(unix.NFTA_CHAIN_TABLE, st.Name), func(b []byte) {
+	return dump(c, st.Family, unix.NFT_MSG_GETCHAIN, attrs(nil).str(unix.NFTA_CHAIN_TABLE, st.Name), func(b []byte) {
 		var cs ChainState
 		var table string
 		base := false
@@ -188,7 +188,7 @@ func readChains(c *conn, st *State) error {
 				eachAttr(v, func(typ uint16, v []byte) bool {
 					switch typ {
 					case unix.NFTA_HOOK_HOOKNUM:
-						cs.Hook = hookName(be32(v))
+						cs.Hook = hookName(st.Family, be32(v))
 					case unix.NFTA_HOOK_PRIORITY:
 						cs.Priority = int(int32(be32(v)))
 					case unix.NFTA_HOOK_DEV:
@@ -214,8 +214,14 @@ func readChains(c *conn, st *State) error {
 	})
 }
 
-// hookName names a netfilter hook of the inet family as nft does.
-func hookName(n uint32) string {
+// hookName names a netfilter hook of family fam as nft does.
+func hookName(fam Family, n uint32) string {
+	if fam == FamilyNetdev {
+		if n == nfNetdevIngress {
+			return "ingress"
+		}
+		return fmt.Sprintf("hook%d", n)
+	}
 	switch n {
 	case unix.NF_INET_FORWARD:
 		return "forward"
@@ -239,7 +245,7 @@ func hookName(n uint32) string {
 func readSets(c *conn, st *State) (map[string]string, error) {
 	var named []SetState
 	var anon []SetState
-	err := dump(c, unix.NFT_MSG_GETSET, attrs(nil).str(unix.NFTA_SET_TABLE, st.Name), func(b []byte) {
+	err := dump(c, st.Family, unix.NFT_MSG_GETSET, attrs(nil).str(unix.NFTA_SET_TABLE, st.Name), func(b []byte) {
 		var s SetState
 		var table string
 		eachAttr(b, func(typ uint16, v []byte) bool {
@@ -273,7 +279,7 @@ func readSets(c *conn, st *State) (map[string]string, error) {
 	st.Sets = named
 	tokens := make(map[string]string, len(anon))
 	for _, s := range anon {
-		elems, err := readElements(c, st.Name, s.Name)
+		elems, err := readElements(c, st.Family, st.Name, s.Name)
 		if err != nil {
 			return nil, fmt.Errorf("anonymous set %s: %w", s.Name, err)
 		}
@@ -296,7 +302,7 @@ func readRules(c *conn, st *State, anon map[string]string) error {
 		}
 		return "unknown anonymous set " + name
 	}
-	return dump(c, unix.NFT_MSG_GETRULE, attrs(nil).str(unix.NFTA_RULE_TABLE, st.Name), func(b []byte) {
+	return dump(c, st.Family, unix.NFT_MSG_GETRULE, attrs(nil).str(unix.NFTA_RULE_TABLE, st.Name), func(b []byte) {
 		var table, chain string
 		var rs RuleState
 		var exprs []byte
@@ -332,10 +338,10 @@ func readRules(c *conn, st *State, anon map[string]string) error {
 
 // readElements dumps the elements of set name of table: keys, interval
 // ends, timeouts and verdicts.
-func readElements(c *conn, table, name string) ([]nftables.SetElement, error) {
+func readElements(c *conn, fam Family, table, name string) ([]nftables.SetElement, error) {
 	var out []nftables.SetElement
 	a := attrs(nil).str(unix.NFTA_SET_ELEM_LIST_TABLE, table).str(unix.NFTA_SET_ELEM_LIST_SET, name)
-	err := dump(c, unix.NFT_MSG_GETSETELEM, a, func(b []byte) {
+	err := dump(c, fam, unix.NFT_MSG_GETSETELEM, a, func(b []byte) {
 		eachAttr(b, func(typ uint16, v []byte) bool {
 			if typ != unix.NFTA_SET_ELEM_LIST_ELEMENTS {
 				return true
@@ -397,9 +403,9 @@ func dumpSets(c *conn, st *State, names []string) error {
 			if s.Name != name {
 				continue
 			}
-			elems, err := readElements(c, st.Name, name)
+			elems, err := readElements(c, st.Family, st.Name, name)
 			if err != nil {
-				return fmt.Errorf("read set %s of inet %s: %w", name, st.Name, err)
+				return fmt.Errorf("read set %s of %s %s: %w", name, st.Family, st.Name, err)
 			}
 			s.Elems, s.Dumped = elems, true
 		}

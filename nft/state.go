@@ -56,6 +56,8 @@ func (f TableFlags) String() string {
 // State is the table as the kernel has it.
 type State struct {
 	Name string
+	// Family is the table's family.
+	Family Family
 	// Flags are the table's flags; Owner is the netlink port ID of the
 	// socket that owns it (NFTA_TABLE_OWNER), 0 if none does.
 	Flags TableFlags
@@ -63,6 +65,19 @@ type State struct {
 	// Chains and Sets are sorted by name.
 	Chains []ChainState
 	Sets   []SetState
+	// NetdevRead says that the netdev table of the same name (see
+	// Table.Netdev) was read too (Kernel.ReadAll): Netdev is it, nil if
+	// there is none.
+	NetdevRead bool
+	Netdev     *State
+}
+
+// familyOr is the state's family, inet for a nil state.
+func (st *State) familyOr() Family {
+	if st == nil {
+		return FamilyInet
+	}
+	return st.Family
 }
 
 // Protection describes what protects the table, as its flags say: one

@@ -2,6 +2,7 @@ package nft
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 
@@ -10,17 +11,30 @@ import (
 
 // Text renders the table in nft syntax, as `nft -f` reads it. The output
 // creates the table if it is missing and replaces it whole, like Apply.
+// A netdev table (Table.Netdev) follows the inet one.
 func (t *Table) Text() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "table inet %s\ndelete table inet %s\n", t.Name, t.Name)
-	b.WriteString(t.Body())
+	fmt.Fprintf(&b, "table %s %s\ndelete table %s %s\n", t.Family, t.Name, t.Family, t.Name)
+	b.WriteString(t.block())
+	if nd := t.NetdevTable(); nd != nil {
+		b.WriteString(nd.Text())
+	}
 	return b.String()
 }
 
-// Body renders just the table block in nft syntax.
+// Body renders just the table block in nft syntax, and that of its
+// netdev table (Table.Netdev) after it.
 func (t *Table) Body() string {
+	if nd := t.NetdevTable(); nd != nil {
+		return t.block() + nd.block()
+	}
+	return t.block()
+}
+
+// block renders the table's own block in nft syntax.
+func (t *Table) block() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "table inet %s {\n", t.Name)
+	fmt.Fprintf(&b, "table %s %s {\n", t.Family, t.Name)
 	for _, s := range t.Sets {
 		writeSet(&b, s)
 	}
@@ -236,8 +250,33 @@ func matchText(m Match) string {
 		return fmt.Sprintf("ip6 hoplimit %d", m.Value)
 	case Mark:
 		return fmt.Sprintf("meta mark & 0x%08x == 0x%08x", m.Bits, m.Bits)
+	case EtherSrc:
+		return "ether saddr " + negText(m.Neg) + net.HardwareAddr(m.MAC[:]).String()
+	case Protocol:
+		if m.EtherType == EtherTypeARP {
+			return "meta protocol arp"
+		}
+		return fmt.Sprintf("meta protocol 0x%04x", m.EtherType)
+	case ARPSender:
+		if m.IP.IsValid() {
+			return "arp saddr ip " + negText(m.Neg) + m.IP.String()
+		}
+		return "arp saddr ether " + negText(m.Neg) + net.HardwareAddr(m.MAC[:]).String()
+	case NDTarget:
+		if m.Set != "" {
+			return "icmpv6 taddr " + negText(m.Neg) + "@" + m.Set
+		}
+		return "icmpv6 taddr " + negText(m.Neg) + prefixText(m.Prefix)
 	}
 	panic(fmt.Sprintf("nft: unknown match %T", m))
+}
+
+// negText is "!= " if neg, else "".
+func negText(neg bool) string {
+	if neg {
+		return "!= "
+	}
+	return ""
 }
 
 func braces(items []string) string {

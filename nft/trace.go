@@ -54,6 +54,9 @@ type Packet struct {
 	Mark uint32
 	// Fib holds the answers of the route lookups that Fib matches make.
 	Fib FibAnswers
+	// NDTarget is the target address of an ICMPv6 neighbour solicitation
+	// or advertisement (what NDTarget matches read).
+	NDTarget netip.Addr
 }
 
 // FibAnswers are what the kernel's route lookups answer for a packet: the
@@ -381,6 +384,25 @@ func (t *Table) match(m Match, p *Packet) (bool, error) {
 		return p.HopLimit == m.Value, nil
 	case Mark:
 		return p.Mark&m.Bits == m.Bits, nil
+	case NDTarget:
+		// The encoding reads the 16 bytes after the ICMPv6 header's first
+		// 8, whatever the message; the rules match the type first.
+		if !p.NDTarget.IsValid() {
+			return false, fmt.Errorf("trace: a neighbour discovery target match, and the packet has no target")
+		}
+		if m.Set != "" {
+			s, err := t.setOf(m.Set, false, KeyIPv6)
+			if err != nil {
+				return false, err
+			}
+			return slices.ContainsFunc(s.Ranges, func(r Range) bool { return r.Contains(p.NDTarget) }) != m.Neg, nil
+		}
+		return m.Prefix.Contains(p.NDTarget) != m.Neg, nil
+	case Protocol:
+		// The tracer's packets are IPv4 or IPv6.
+		return m.EtherType == 0x0800 && !p.isV6() || m.EtherType == 0x86dd && p.isV6(), nil
+	case EtherSrc, ARPSender:
+		return false, fmt.Errorf("trace: the tracer's packets have no link layer or ARP header (match %T)", m)
 	}
 	return false, fmt.Errorf("unknown match %T", m)
 }

@@ -2,6 +2,7 @@ package nft
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/google/nftables"
@@ -40,7 +41,10 @@ const (
 //     plain set, VMap (with Map set) for a verdict map.
 //   - OpAddRule: Rule, appended to chain Name, with UserData.
 type Op struct {
-	Kind     OpKind
+	Kind OpKind
+	// Family is the family of the table the command works on: the
+	// transaction's table of that name in that family.
+	Family   Family
 	Flags    TableFlags
 	SetFlags bool
 	Name     string
@@ -65,8 +69,9 @@ type Op struct {
 	VMap  []VMapElem
 }
 
-// Transaction is one nf_tables transaction on one inet table: the kernel
-// commits all of its commands at once, or none.
+// Transaction is one nf_tables transaction on the tables of one name (the
+// inet one, and its netdev one; see Op.Family): the kernel commits all of
+// its commands at once, or none.
 type Transaction struct {
 	Table string
 	// Priority is the hook priority of the base chains the transaction adds.
@@ -91,7 +96,7 @@ func (tx *Transaction) String() string {
 }
 
 func (tx *Transaction) opText(op Op) string {
-	tbl := "inet " + tx.Table
+	tbl := op.Family.String() + " " + tx.Table
 	obj := func(verb, kind, name string) string { return verb + " " + kind + " " + tbl + " " + name }
 	setKind := "set"
 	if op.Map || (op.Set != nil && op.Set.Map) {
@@ -194,6 +199,8 @@ type Plan struct {
 	Table *Table
 	// Have is the kernel's table the plan was computed from (nil if there
 	// was none), with the elements of the sets that had to be read.
+	// It holds the netdev table of the same name (State.Netdev), read
+	// with it.
 	Have *State
 	// Txs are the transactions, in the order they are sent: the one that
 	// adopts an orphaned table (see Adopts), the one that stages new sets,
@@ -236,12 +243,12 @@ func (p *Plan) String() string {
 // Backend is a kernel that plans are computed against and sent to: Kernel,
 // or the fake of package nft/fake.
 type Backend interface {
-	// Read returns the table as the kernel has it (nil if it has none),
-	// without the elements of plain sets.
-	Read(table string) (*State, error)
+	// ReadFamily returns the table of family fam as the kernel has it
+	// (nil if it has none), without the elements of plain sets.
+	ReadFamily(fam Family, table string) (*State, error)
 	// Dump reads the elements of the named plain sets of st into it.
 	Dump(st *State, sets []string) error
-	// Commit sends one transaction; on error the table is as it was.
+	// Commit sends one transaction; on error the tables are as they were.
 	Commit(tx *Transaction) error
 	// Protection says which table flags the backend writes its tables
 	// with, and the port of its socket (the owner, with flag owner).
@@ -250,17 +257,50 @@ type Backend interface {
 
 // MakePlan reads the kernel's table through b, reads the elements of the
 // sets the plan must edit (and of those named in verify), and returns the
-// plan that makes it equal to t.
+// plan that makes it equal to t. The netdev table of t's name is planned
+// too, into the same transactions (see Table.Netdev): created, changed or
+// deleted with the inet one.
 func MakePlan(b Backend, t *Table, verify ...string) (*Plan, error) {
-	have, err := b.Read(t.Name)
-	if err != nil {
-		return nil, err
-	}
 	prot, err := b.Protection()
 	if err != nil {
 		return nil, err
 	}
-	fp, err := planFlags(prot, t.Name, have)
+	p, err := planTable(b, prot, t, verify)
+	if err != nil || t.Family != FamilyInet {
+		return p, err
+	}
+	var pn *Plan
+	if t.Netdev != nil {
+		if pn, err = planTable(b, prot, t.NetdevTable(), verify); err != nil {
+			return nil, err
+		}
+	} else {
+		have, err := b.ReadFamily(FamilyNetdev, t.Name)
+		if err != nil {
+			return nil, err
+		}
+		if have == nil {
+			if p.Have != nil {
+				p.Have.NetdevRead = true
+			}
+			return p, nil
+		}
+		pn = &Plan{Have: have, Txs: []*Transaction{{Table: t.Name, Priority: t.Priority, Ops: []Op{{Kind: OpDeleteTable}}}}}
+	}
+	pn.setFamily(FamilyNetdev)
+	if p.Have != nil {
+		p.Have.Netdev, p.Have.NetdevRead = pn.Have, true
+	}
+	return p.merge(pn), nil
+}
+
+// planTable is MakePlan of one table, of t's family.
+func planTable(b Backend, prot Protection, t *Table, verify []string) (*Plan, error) {
+	have, err := b.ReadFamily(t.Family, t.Name)
+	if err != nil {
+		return nil, err
+	}
+	fp, err := planFlags(prot, t.Family, t.Name, have)
 	if err != nil {
 		return nil, err
 	}
@@ -271,6 +311,60 @@ func MakePlan(b Backend, t *Table, verify ...string) (*Plan, error) {
 		}
 	}
 	return t.plan(have, digests, fp), nil
+}
+
+// setFamily makes every command of the plan one on the table of family f.
+func (p *Plan) setFamily(f Family) {
+	for _, tx := range append(slices.Clone(p.Txs), p.Undo) {
+		if tx == nil {
+			continue
+		}
+		for i := range tx.Ops {
+			tx.Ops[i].Family = f
+		}
+	}
+}
+
+// parts returns the plan's transactions by what they do: adopt the
+// orphaned table, stage new sets, switch over; nil for those it has not.
+func (p *Plan) parts() (adopt, stage, main *Transaction) {
+	txs := p.Txs
+	if p.Adopts && len(txs) > 0 {
+		adopt, txs = txs[0], txs[1:]
+	}
+	if p.Undo != nil && len(txs) > 0 {
+		stage, txs = txs[0], txs[1:]
+	}
+	if len(txs) > 0 {
+		main = txs[0]
+	}
+	return adopt, stage, main
+}
+
+// merge returns the plan that does what p and q do, in the same
+// transactions: both adoptions in one, both stagings in one, both
+// switch-overs in one, so that the kernel commits both tables' changes
+// at once or neither.
+func (p *Plan) merge(q *Plan) *Plan {
+	pa, ps, pm := p.parts()
+	qa, qs, qm := q.parts()
+	out := &Plan{Table: p.Table, Have: p.Have, Adopts: p.Adopts || q.Adopts}
+	join := func(a, b *Transaction) *Transaction {
+		switch {
+		case a == nil:
+			return b
+		case b == nil:
+			return a
+		}
+		return &Transaction{Table: a.Table, Priority: a.Priority, Ops: append(slices.Clone(a.Ops), b.Ops...)}
+	}
+	for _, tx := range []*Transaction{join(pa, qa), join(ps, qs), join(pm, qm)} {
+		if tx != nil {
+			out.Txs = append(out.Txs, tx)
+		}
+	}
+	out.Undo = join(p.Undo, q.Undo)
+	return out
 }
 
 // Send commits the plan's transactions through b, in order. If the main
@@ -303,7 +397,7 @@ func ApplyTo(b Backend, t *Table, verify ...string) (bool, error) {
 	adopted := false
 	if p.Adopts {
 		if err := b.Commit(p.Txs[0]); err != nil {
-			return false, fmt.Errorf("adopt table inet %s: %w", t.Name, err)
+			return false, fmt.Errorf("adopt table %s: %w", t.Name, err)
 		}
 		adopted = true
 		if p, err = MakePlan(b, t, verify...); err != nil || p.Empty() {

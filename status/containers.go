@@ -67,6 +67,19 @@ func containers(r *fence.Result, chains map[string]*nft.ChainState, deny string)
 			p, b := count("id_"+e.Port, "identity")
 			cs.Rules = append(cs.Rules, RuleStatus{ID: "identity", Hook: "ingress", Verdict: deny, Match: "source not its own address (port " + e.Port + ")", Packets: p, Bytes: b})
 			cs.Denied += p
+			p, b = count("id_"+e.Port, "identity nd")
+			cs.Rules = append(cs.Rules, RuleStatus{ID: "identity nd", Hook: "ingress", Verdict: deny, Match: "neighbour advertisement for an address not its own (port " + e.Port + ")", Packets: p, Bytes: b})
+			cs.Denied += p
+			if chains["l2_"+e.Port] == nil {
+				continue
+			}
+			p, b = 0, 0
+			for _, id := range []string{"identity ether", "identity arp mac", "identity arp ip"} {
+				pp, bb := count("l2_"+e.Port, id)
+				p, b = p+pp, b+bb
+			}
+			cs.Rules = append(cs.Rules, RuleStatus{ID: "identity l2", Hook: "ingress", Verdict: deny, Match: "Ethernet source, or ARP sender MAC or IPv4, not its own (port " + e.Port + ", table netdev)", Packets: p, Bytes: b})
+			cs.Denied += p
 		}
 		// The rules of each of its layers, from the model, with the
 		// kernel's counters of the rules of the same ID.

@@ -6,6 +6,7 @@
 package status
 
 import (
+	"fmt"
 	"net/netip"
 	"time"
 
@@ -90,6 +91,12 @@ type TableStatus struct {
 	Flags      string `json:"flags,omitempty"`
 	OwnerPort  uint32 `json:"owner_port,omitempty"`
 	Protection string `json:"protection,omitempty"`
+	// Netdev says in a few words what the netdev table of the same name
+	// holds (nft.Table.Netdev: the identity checks of ARP and Ethernet
+	// sources at containers' ports): "present, N port chains", or
+	// "absent"; "" when the policy wants none and the kernel has none, or
+	// the kernel's was not read. Its drift is in Drift ("netdev: ...").
+	Netdev string `json:"netdev,omitempty"`
 }
 
 // SetKernel fills the fields of ts that the kernel's table st says: its
@@ -283,6 +290,18 @@ func Make(pol *policy.Policy, r *fence.Result, st *nft.State, source string) Sta
 		Warnings: append(append([]string{}, pol.Warnings...), r.Warnings...),
 	}
 	s.Table.SetKernel(st)
+	if st != nil && st.NetdevRead && (t.Netdev != nil || st.Netdev != nil) {
+		s.Table.Netdev = "absent"
+		if nd := st.Netdev; nd != nil {
+			n := 0
+			for _, c := range nd.Chains {
+				if c.Hook != "" {
+					n++
+				}
+			}
+			s.Table.Netdev = fmt.Sprintf("present, %d port chains (ARP and Ethernet sources of containers)", n)
+		}
+	}
 	s.Table.Drift = nft.Diff(t, st)
 	s.Table.InSync = len(s.Table.Drift) == 0
 	chains := map[string]*nft.ChainState{}
@@ -290,6 +309,12 @@ func Make(pol *policy.Policy, r *fence.Result, st *nft.State, source string) Sta
 	if st != nil {
 		for i := range st.Chains {
 			chains[st.Chains[i].Name] = &st.Chains[i]
+		}
+		if nd := st.Netdev; nd != nil {
+			// The netdev table's chains (l2_PORT) are named apart.
+			for i := range nd.Chains {
+				chains[nd.Chains[i].Name] = &nd.Chains[i]
+			}
 		}
 		for i := range st.Sets {
 			maps[st.Sets[i].Name] = &st.Sets[i]

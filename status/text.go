@@ -24,6 +24,9 @@ func WriteText(out io.Writer, s Status) {
 		}
 	}
 	fmt.Fprintf(out, "table inet %s: %s\n", s.Table.Name, state)
+	if s.Table.Netdev != "" {
+		fmt.Fprintf(out, "table netdev %s: %s\n", s.Table.Name, s.Table.Netdev)
+	}
 	if s.Table.Protection != "" {
 		fmt.Fprintf(out, "protection: %s\n", s.Table.Protection)
 	}

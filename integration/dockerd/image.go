@@ -25,7 +25,7 @@ const busyboxPath = "/bin/busybox"
 
 // applets get a symlink to busybox in the image's /bin.
 var applets = []string{
-	"sh", "ash", "cat", "echo", "env", "false", "grep", "head", "hostname",
+	"sh", "ash", "arping", "cat", "echo", "env", "false", "grep", "head", "hostname",
 	"id", "ip", "kill", "ls", "nc", "netstat", "nslookup", "ping", "ping6",
 	"ps", "route", "sleep", "tail", "timeout", "true", "wc", "wget",
 }

@@ -11,7 +11,16 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// table is one inet table as the fake kernel holds it.
+// tableKey is the key of the table of family f and that name in
+// Kernel.tables: the name for inet tables.
+func tableKey(f nft.Family, name string) string {
+	if f == nft.FamilyInet {
+		return name
+	}
+	return f.String() + " " + name
+}
+
+// table is one inet or netdev table as the fake kernel holds it.
 type table struct {
 	flags nft.TableFlags
 	// owner is the port of the socket that owns the table (flag owner).
@@ -97,7 +106,8 @@ func refusal(errno unix.Errno, format string, args ...any) error {
 // apply applies one command to the tables, as the kernel does within a
 // transaction, with the kernel's checks; port is the committing socket's.
 func (k *Kernel) apply(tables map[string]*table, name string, tx *nft.Transaction, op nft.Op, port uint32) error {
-	t := tables[name]
+	key := tableKey(op.Family, name)
+	t := tables[key]
 	if t != nil && t.flags&nft.FlagOwner != 0 && t.owner != port {
 		return refusal(unix.EPERM, "table inet %s: owned by port %d", name, t.owner)
 	}
@@ -105,7 +115,7 @@ func (k *Kernel) apply(tables map[string]*table, name string, tx *nft.Transactio
 	case nft.OpAddTable:
 		if t == nil {
 			t = &table{}
-			tables[name] = t
+			tables[key] = t
 			if op.SetFlags {
 				t.flags = op.Flags
 				if op.Flags&nft.FlagOwner != 0 {
@@ -119,7 +129,7 @@ func (k *Kernel) apply(tables map[string]*table, name string, tx *nft.Transactio
 		if t == nil {
 			return refusal(unix.ENOENT, "delete table inet %s: no such table", name)
 		}
-		delete(tables, name)
+		delete(tables, key)
 		return nil
 	}
 	if t == nil {

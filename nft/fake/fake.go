@@ -216,8 +216,10 @@ func (k *Kernel) commit(tx *nft.Transaction, port uint32) error {
 	for name, t := range k.tables {
 		tables[name] = t
 	}
-	if t := tables[tx.Table]; t != nil {
-		tables[tx.Table] = t.clone()
+	for _, f := range []nft.Family{nft.FamilyInet, nft.FamilyNetdev} {
+		if t := tables[tableKey(f, tx.Table)]; t != nil {
+			tables[tableKey(f, tx.Table)] = t.clone()
+		}
 	}
 	handle := k.handle
 	for _, op := range tx.Ops {
@@ -280,13 +282,19 @@ func (k *Kernel) Transactions() []*nft.Transaction {
 // with their flags, types and comments, maps with their elements; plain
 // sets without elements, but with the digest their rules record.
 func (k *Kernel) Read(name string) (*nft.State, error) {
+	return k.ReadFamily(nft.FamilyInet, name)
+}
+
+// ReadFamily is Read of the table of family fam, as
+// nft.Kernel.ReadFamily.
+func (k *Kernel) ReadFamily(fam nft.Family, name string) (*nft.State, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	t := k.tables[name]
+	t := k.tables[tableKey(fam, name)]
 	if t == nil {
 		return nil, nil
 	}
-	st := &nft.State{Name: name, Flags: t.flags, Owner: t.owner}
+	st := &nft.State{Name: name, Family: fam, Flags: t.flags, Owner: t.owner}
 	for _, c := range t.chains {
 		cs := nft.ChainState{Name: c.name, Hook: (&nft.Chain{Hook: c.hook, Device: c.device}).HookText()}
 		if c.hook != nft.HookNone {
@@ -315,7 +323,7 @@ func (k *Kernel) Read(name string) (*nft.State, error) {
 func (k *Kernel) Dump(st *nft.State, names []string) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	t := k.tables[st.Name]
+	t := k.tables[tableKey(st.Family, st.Name)]
 	for _, name := range names {
 		var s *set
 		if t != nil {
@@ -342,15 +350,32 @@ func (k *Kernel) Dump(st *nft.State, names []string) error {
 // Table returns the table as a model (nil if there is none), for tests to
 // inspect: its chains and rules as committed (others' rules included), its
 // sets with the elements they hold now, its priority that of its base
-// chains. Its Body renders it in nft syntax.
+// chains; its Netdev the netdev table of that name, if any. Its Body
+// renders it in nft syntax.
 func (k *Kernel) Table(name string) *nft.Table {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	t := k.tables[name]
+	out := k.table(nft.FamilyInet, name)
+	if out != nil {
+		out.Netdev = k.table(nft.FamilyNetdev, name)
+	}
+	return out
+}
+
+// TableOf returns the table of family fam as a model (see Table), nil if
+// there is none.
+func (k *Kernel) TableOf(fam nft.Family, name string) *nft.Table {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.table(fam, name)
+}
+
+func (k *Kernel) table(fam nft.Family, name string) *nft.Table {
+	t := k.tables[tableKey(fam, name)]
 	if t == nil {
 		return nil
 	}
-	out := &nft.Table{Name: name}
+	out := &nft.Table{Name: name, Family: fam}
 	for _, c := range t.chains {
 		mc := &nft.Chain{Name: c.name, Hook: c.hook, Device: c.device}
 		if c.hook != nft.HookNone {
@@ -450,11 +475,18 @@ func (k *Kernel) Watchers() int {
 	return len(k.watchers)
 }
 
-// Delete removes the table as dockerfence's own socket, as
-// nft.Kernel.Delete does; it reports whether the table existed.
+// Delete removes the inet and netdev tables of that name as dockerfence's
+// own socket, in one transaction, as nft.Kernel.Delete does; it reports
+// whether either existed.
 func (k *Kernel) Delete(name string) (bool, error) {
-	if k.Table(name) == nil {
+	tx := &nft.Transaction{Table: name}
+	for _, f := range []nft.Family{nft.FamilyInet, nft.FamilyNetdev} {
+		if k.TableOf(f, name) != nil {
+			tx.Ops = append(tx.Ops, nft.Op{Kind: nft.OpDeleteTable, Family: f})
+		}
+	}
+	if len(tx.Ops) == 0 {
 		return false, nil
 	}
-	return true, k.Commit(&nft.Transaction{Table: name, Ops: []nft.Op{{Kind: nft.OpDeleteTable}}})
+	return true, k.Commit(tx)
 }
