@@ -200,6 +200,11 @@ func (b *builder) containers(ctrs []Container) {
 	}
 }
 
+// UncheckedRuleID is the ID of the rule of a network's container layer
+// that holds packets from a bridge port whose identity check is not in
+// the table yet (settings.identity_mark).
+const UncheckedRuleID = "unchecked"
+
 // holderElems returns the elements, by family (IPv6 true), of a container
 // map of one network: each address of the containers on it (on) goes to
 // the chain of the container that holds it (chainOf, "" for none); to a
@@ -299,6 +304,9 @@ func (b *builder) identity(f Fenced, ctrs []FencedContainer, on func(Endpoint) b
 				v4, v6 = b.addrMatches(set, own, true, true)
 			}
 			b.identityRules(c, deny, has4, v4, v6)
+			if m := b.pol.Settings.IdentityMark; m != 0 {
+				c.Rules = append(c.Rules, &nft.Rule{SetMark: m, ID: "checked", Comment: "the source is the container's own: its rules may judge it"})
+			}
 			if len(e.MAC) == 6 {
 				b.l2Identity(f, &ctr, e.Port, e.MAC, own4)
 			}
@@ -420,8 +428,15 @@ func (b *builder) networkContainers(f Fenced, elems map[bool][]nft.VMapElem) {
 	c := b.addChain(name, nft.HookNone)
 	b.r.ContainerChains = append(b.r.ContainerChains, ContainerChain{Network: f.Network, Chain: name})
 	c.Rules = append(c.Rules, &nft.Rule{Matches: []nft.Match{nft.NFProto{V6: true}, nft.ICMPv6Type{Types: DirectionOf(policy.Egress).ND}, nft.HopLimit{Value: 255}}, Counter: true, Verdict: allow, ID: "nd", Comment: "IPv6 neighbour discovery"})
-	b.containerMaps(c, elems, [2]nft.Selector{nft.SelSAddr4, nft.SelSAddr6})
 	held := b.denyChain(name, &Denial{Network: &f.Network, Section: f.Section, Hook: policy.Egress, Reason: ReasonHeld})
+	if m := b.pol.Settings.IdentityMark; m != 0 {
+		// A packet's source picks its container's rules only if the
+		// identity check of its bridge port let it through: a container
+		// whose port has no check yet (it is starting) could send as its
+		// neighbour, or as the container whose address it took.
+		c.Rules = append(c.Rules, &nft.Rule{Matches: []nft.Match{nft.Mark{Bits: m, Clear: true}}, Counter: true, Verdict: nft.Verdict{Kind: nft.Goto, Target: held}, ID: UncheckedRuleID, Comment: "from a bridge port whose identity check is not in yet (held)"})
+	}
+	b.containerMaps(c, elems, [2]nft.Selector{nft.SelSAddr4, nft.SelSAddr6})
 	v4, v6 := b.addrMatches(netSetName(f.Chains[policy.Egress]), f.Network.Subnets, true, false)
 	// IPv6 link-local sources reach the forward hook only bridged between
 	// the network's containers (br_netfilter); no map holds them, so no

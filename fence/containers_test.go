@@ -20,11 +20,13 @@ var testContainers = []Container{
 	{ID: "aaaaaaaaaaaa1111", Name: "worker-1", Image: "busybox", Labels: map[string]string{"role": "worker"},
 		Endpoints: []Endpoint{{Network: "app_default", Port: "veth1111", MAC: mustMAC("02:42:ac:14:00:0a"), Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.10"), netip.MustParseAddr("fd00:20::10")}}}},
 	{ID: "bbbbbbbbbbbb2222", Name: "shop-api-1", Image: "shop/api:2", Labels: map[string]string{policy.ComposeProjectLabel: "shop", policy.ComposeServiceLabel: "api", policy.EgressLabel: "[{deny: 203.0.113.0/24, comment: no partner API}]"},
-		Endpoints: []Endpoint{{Network: "app_default", Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.11")}}}},
+		Endpoints: []Endpoint{{Network: "app_default", Port: "veth2222", Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.11")}}}},
 	{ID: "cccccccccccc3333", Name: "neighbour", Image: "busybox",
 		Endpoints: []Endpoint{{Network: "app_default", Port: "veth3333", MAC: mustMAC("02:42:ac:14:00:0c"), Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.12")}}}},
 	{ID: "dddddddddddd4444", Name: "broken", Image: "busybox", Labels: map[string]string{policy.EgressLabel: "[{deny: 10.0.0.0/33}]"},
-		Endpoints: []Endpoint{{Network: "app_default", Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.13")}}}},
+		Endpoints: []Endpoint{{Network: "app_default", Port: "veth4444", Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.13")}}}},
+	{ID: "ffffffffffff6666", Name: "starting", Image: "busybox", Labels: map[string]string{"role": "worker"},
+		Endpoints: []Endpoint{{Network: "app_default", Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.14")}}}},
 	{ID: "eeeeeeeeeeee5555", Name: "elsewhere", Image: "busybox", Labels: map[string]string{"role": "worker"},
 		Endpoints: []Endpoint{{Network: "host"}}},
 }
@@ -47,7 +49,7 @@ func TestGoldenContainers(t *testing.T) {
 	for _, fc := range r.Containers {
 		names = append(names, fc.Container.Name+":"+fc.Chain)
 	}
-	if got := strings.Join(names, " "); got != "broken:c_dddddddddddd neighbour: shop-api-1:c_bbbbbbbbbbbb worker-1:c_aaaaaaaaaaaa" {
+	if got := strings.Join(names, " "); got != "broken:c_dddddddddddd neighbour: shop-api-1:c_bbbbbbbbbbbb starting:c_ffffffffffff worker-1:c_aaaaaaaaaaaa" {
 		t.Errorf("containers judged: %s", got)
 	}
 	if r.Containers[0].LabelErr == nil || !strings.Contains(r.Containers[0].LabelErr.Error(), "label dockerfence.egress:1:9") {
@@ -87,13 +89,21 @@ func TestContainerLayerVerdicts(t *testing.T) {
 		{"unknown IPv6 address: held", "fd00:20::99", "2001:db8::1", 6, 443, nft.Drop, "fwdc_br-0123456789ab.held"},
 		{"a bridge not known yet: held", "172.30.0.5", "198.51.100.7", 6, 443, nft.Drop, "fwdc_unknown.held"},
 		{"IPv6 link-local, bridged to a neighbour: held", "fe80::13", "fe80::12", 6, 80, nft.Drop, "fwdc_br-0123456789ab.held"},
+		{"a starting worker, its port not known: held", "172.20.0.14", "192.168.100.1", 6, 3128, nft.Drop, "fwdc_br-0123456789ab.held"},
+		{"unchecked: a neighbour's address from a port not checked yet is held", "172.20.0.12", "203.0.113.7", 6, 443, nft.Drop, "fwdc_br-0123456789ab.held"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			iif := "br-0123456789ab"
 			if strings.HasPrefix(tc.src, "172.30.") {
 				iif = "br-fedcba987654"
 			}
-			p := nft.Packet{Fib: nft.FibAnswers{SrcViaIIf: true}, Hook: nft.HookForward, IIfName: iif, OIfName: "eth0", Src: a(tc.src), Dst: a(tc.dst), L4Proto: tc.proto, DPort: tc.port, HopLimit: 63}
+			// A packet of a container whose port is known passed its
+			// identity check, which marked it.
+			var mark uint32 = policy.DefaultIdentityMark
+			if strings.HasPrefix(tc.name, "unchecked") || strings.Contains(tc.name, "port not known") {
+				mark = 0
+			}
+			p := nft.Packet{Fib: nft.FibAnswers{SrcViaIIf: true}, Hook: nft.HookForward, IIfName: iif, OIfName: "eth0", Src: a(tc.src), Dst: a(tc.dst), L4Proto: tc.proto, DPort: tc.port, HopLimit: 63, Mark: mark}
 			tr, err := r.Table.Trace(p)
 			if err != nil {
 				t.Fatal(err)
@@ -171,6 +181,7 @@ func TestExplainContainer(t *testing.T) {
 		{"neighbour", "172.20.0.12", "203.0.113.7", 443, "", policy.Allow},
 		{"broken", "172.20.0.13", "203.0.113.7", 443, "cut off deny default", policy.Deny},
 		{"held", "172.20.0.99", "203.0.113.7", 443, "held deny default", policy.Deny},
+		{"starting: its port not known yet", "172.20.0.14", "192.168.100.1", 3128, "held deny default", policy.Deny},
 		{"network denies first", "172.20.0.11", "192.168.100.60", 5432, "", policy.Deny},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -218,9 +229,9 @@ func TestContainerChainIDs(t *testing.T) {
 func TestSharedNetworkStack(t *testing.T) {
 	pol := loadPolicy(t, "testdata/containers.yaml")
 	app := testNetworks[1]
-	web := Container{ID: "aaaaaaaaaaaa0001", Name: "web", Endpoints: []Endpoint{{Network: "app_default", Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.20")}}}}
+	web := Container{ID: "aaaaaaaaaaaa0001", Name: "web", Endpoints: []Endpoint{{Network: "app_default", Port: "vethweb", Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.20")}}}}
 	worker := Container{ID: "bbbbbbbbbbbb0002", Name: "vpn-worker", Labels: map[string]string{"role": "worker"}, SharesNetworkOf: "web"}
-	api := Container{ID: "cccccccccccc0003", Name: "api", Labels: map[string]string{policy.ComposeProjectLabel: "shop", policy.ComposeServiceLabel: "api"}, Endpoints: []Endpoint{{Network: "app_default", Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.21")}}}}
+	api := Container{ID: "cccccccccccc0003", Name: "api", Labels: map[string]string{policy.ComposeProjectLabel: "shop", policy.ComposeServiceLabel: "api"}, Endpoints: []Endpoint{{Network: "app_default", Port: "vethapi", Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.21")}}}}
 	sidecar := Container{ID: "dddddddddddd0004", Name: "sidecar", Labels: map[string]string{"role": "worker"}, SharesNetworkOf: "api"}
 	lost := Container{ID: "eeeeeeeeeeee0005", Name: "lost", Labels: map[string]string{"role": "worker"}, SharesNetworkOf: "gone"}
 	ctrs := []Container{web, worker, api, sidecar, lost}

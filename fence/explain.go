@@ -238,9 +238,16 @@ func explain(pol *policy.Policy, inventory []policy.Network, containers []Contai
 	if err != nil {
 		return Decision{}, err
 	}
-	if d, ok, err := res.identity(pol, pr, p); ok || err != nil {
-		return d, err
+	if !inbound && pr.Ingress == "" && pr.Src.IsValid() {
+		// A packet from a container's address comes by its bridge port,
+		// where it is checked (or, while that port is not known, not).
+		pr.Ingress = res.portOf(n, pr.Src)
 	}
+	id, mark, ok, err := res.identity(pol, pr, p)
+	if ok || err != nil {
+		return id, err
+	}
+	p.Mark = mark
 	tr, err := res.Trace(p)
 	if err != nil {
 		return Decision{}, fmt.Errorf("explain: %w", err)
@@ -297,20 +304,35 @@ func (r *Result) sectionOf(br string) *policy.Section {
 	return nil
 }
 
+// portOf returns the bridge port of the container that holds address a
+// on network n, "" if none does or its port is not known.
+func (r *Result) portOf(n policy.Network, a netip.Addr) string {
+	for _, fc := range r.Containers {
+		for _, e := range fc.Container.Endpoints {
+			if e.Port != "" && e.on(n) && slices.Contains(e.Addrs, a) {
+				return e.Port
+			}
+		}
+	}
+	return ""
+}
+
 // identity traces packet p through the ingress chain of the container's
 // bridge port (pr.Ingress), which drops a source that is not the
-// container's own; ok is set when it did, d then says so.
-func (r *Result) identity(pol *policy.Policy, pr Probe, p nft.Packet) (d Decision, ok bool, err error) {
+// container's own; ok is set when it did, d then says so. Else mark is
+// the packet's mark as the chain left it (the check's bit, when it let
+// the packet through).
+func (r *Result) identity(pol *policy.Policy, pr Probe, p nft.Packet) (d Decision, mark uint32, ok bool, err error) {
 	if pr.Ingress == "" || r.Table.Chain("id_"+pr.Ingress) == nil {
-		return d, false, nil
+		return d, p.Mark, false, nil
 	}
 	p.Hook, p.IIfName, p.HopLimit = nft.HookIngress, pr.Ingress, 64
 	tr, err := r.Table.Trace(p)
 	if err != nil {
-		return d, false, fmt.Errorf("explain: %w", err)
+		return d, 0, false, fmt.Errorf("explain: %w", err)
 	}
 	if tr.Verdict == nft.Accept {
-		return d, false, nil
+		return d, tr.Mark, false, nil
 	}
 	d = Decision{Verdict: policy.Deny, DenyAction: policy.Drop, Audit: pol.Settings.Mode == policy.Audit, Passes: pol.Settings.Mode == policy.Audit, Trace: tr,
 		Layers: []LayerDecision{{Layer: "identity", Verdict: policy.Deny}}}
@@ -322,7 +344,7 @@ func (r *Result) identity(pol *policy.Policy, pr Probe, p nft.Packet) (d Decisio
 			}
 		}
 	}
-	return d, true, nil
+	return d, 0, true, nil
 }
 
 // judgedAsNew reports whether a network that nothing on the host holds is
@@ -485,7 +507,7 @@ func (r *Result) judgeContainer(d *Decision) error {
 		}
 		var l LayerDecision
 		switch fc := byChain[base]; {
-		case s.Rule.ID == "held" && den != nil && den.Reason == ReasonHeld:
+		case (s.Rule.ID == "held" || s.Rule.ID == UncheckedRuleID) && den != nil && den.Reason == ReasonHeld:
 			l = LayerDecision{Layer: "held", Verdict: policy.Deny}
 		case byChain[s.Chain] != nil && den != nil && den.Reason == ReasonCutOff:
 			d.Container = byChain[s.Chain]

@@ -203,6 +203,14 @@ func compile(pol *policy.Policy, networks []policy.Network, sectionFor func(poli
 	b.fence(networks)
 	if containers != nil {
 		b.containers(containers)
+		if m := s.IdentityMark; m != 0 && len(b.r.ContainerChains) > 0 {
+			// The mark of the identity check must not outlive the
+			// packet's way through the bridge: what a tunnel on the
+			// host decapsulates from a packet to the host would
+			// carry it.
+			in := bases[DirectionOf(policy.Host).Base]
+			in.Rules = append([]*nft.Rule{{ClearMark: m, ID: "identity mark", Comment: "the identity check's mark ends here"}}, in.Rules...)
+		}
 	}
 	b.warn()
 	b.unusedWarnings(networks)

@@ -107,6 +107,7 @@ func TestIngressVerdicts(t *testing.T) {
 	p = ingressProbe("172.20.0.30", "172.20.0.20", 5432, 5432)
 	p.IIfName = "br-0123456789ab"
 	p.HopLimit = 64
+	p.Mark = policy.DefaultIdentityMark // web's port checked its source
 	if tr, _ := r.Trace(p); tr.Verdict != nft.Accept {
 		t.Errorf("web to db on their network: %v\n%s", tr.Verdict, tr)
 	}

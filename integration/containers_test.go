@@ -50,14 +50,16 @@ func TestContainerLayer(t *testing.T) {
 	stranger := tp.AddContainer(t, "st", "172.20.0.6", "")
 	fake := harness.StartDocker(t, filepath.Join(e.dir, "docker.sock"))
 	fake.Set([]harness.Network{{Name: "app", Bridge: topo.BridgeName, Subnets: []string{"172.20.0.0/16", "fd00:20::/64"}}})
-	ctr := func(id, name, addr string, labels map[string]string) harness.Container {
-		return harness.Container{ID: strings.Repeat(id, 64), Name: name, Image: "busybox", Labels: labels, Endpoints: []harness.Endpoint{{Network: "app", IPv4: addr}}}
+	// Each with its MAC, by which dockerfence finds its bridge port: a
+	// container whose port is not found is held.
+	ctr := func(id, name, addr string, ns *topo.NS, labels map[string]string) harness.Container {
+		return harness.Container{ID: strings.Repeat(id, 64), Name: name, Image: "busybox", Labels: labels, Endpoints: []harness.Endpoint{{Network: "app", IPv4: addr, MAC: macOf(t, ns)}}}
 	}
 	listed := []harness.Container{
-		ctr("a", "worker", topo.CtrIP4, map[string]string{"role": "worker"}),
-		ctr("b", "neighbour", "172.20.0.3", nil),
-		ctr("c", "labelled", "172.20.0.4", map[string]string{"dockerfence.egress": "[{deny: " + topo.InetIP4 + ", comment: no internet}]"}),
-		ctr("d", "broken", "172.20.0.5", map[string]string{"dockerfence.egress": "[{deny: 10.0.0.0/33}]"}),
+		ctr("a", "worker", topo.CtrIP4, tp.Ctr, map[string]string{"role": "worker"}),
+		ctr("b", "neighbour", "172.20.0.3", neighbour, nil),
+		ctr("c", "labelled", "172.20.0.4", labelled, map[string]string{"dockerfence.egress": "[{deny: " + topo.InetIP4 + ", comment: no internet}]"}),
+		ctr("d", "broken", "172.20.0.5", broken, map[string]string{"dockerfence.egress": "[{deny: 10.0.0.0/33}]"}),
 	}
 	fake.SetContainers(listed)
 	pol := e.write("policy.yaml", containersPolicy)
@@ -117,7 +119,7 @@ func TestContainerLayer(t *testing.T) {
 	df := e.launchDaemon(binary, append([]string{"-c", pol}, dh...)...)
 	df.waitLog(t, "table applied")
 	e.expect(stranger, []probe{{"the internet before it is listed (held)", "tcp", inet, "timeout"}})
-	fake.SetContainers(append(listed, ctr("e", "stranger", "172.20.0.6", nil)))
+	fake.SetContainers(append(listed, ctr("e", "stranger", "172.20.0.6", stranger, nil)))
 	df.waitLog(t, "Docker events\" networks=1")
 	e.expect(stranger, []probe{{"the internet once listed", "tcp", inet, "ok"}, {"the database", "tcp", db, "refused"}})
 	e.expect(tp.Ctr, []probe{{"the worker, still", "tcp", inet, "refused"}})
@@ -155,7 +157,7 @@ func TestLeakContainerChurn(t *testing.T) {
 	e := newEnv(t)
 	fake := harness.StartDocker(t, filepath.Join(e.dir, "docker.sock"))
 	fake.Set([]harness.Network{{Name: "app", Bridge: topo.BridgeName, Subnets: []string{"172.20.0.0/16", "fd00:20::/64"}}})
-	flooder := harness.Container{ID: strings.Repeat("f", 64), Name: "flooder", Image: "busybox", Labels: map[string]string{"role": "flooder"}, Endpoints: []harness.Endpoint{{Network: "app", IPv4: topo.CtrIP4}}}
+	flooder := harness.Container{ID: strings.Repeat("f", 64), Name: "flooder", Image: "busybox", Labels: map[string]string{"role": "flooder"}, Endpoints: []harness.Endpoint{{Network: "app", IPv4: topo.CtrIP4, MAC: macOf(t, e.tp.Ctr)}}}
 	fake.SetContainers([]harness.Container{flooder})
 	e.leakBaseline(t, e.tp.Ctr)
 	pol := e.write("policy.yaml", churnPolicy)
@@ -265,5 +267,74 @@ func TestContainerIdentity(t *testing.T) {
 	}
 	if !counted {
 		t.Errorf("no identity rule counted the 20 forged datagrams:\n%s", e.tp.Host.Run(t, "nft", "list", "table", "inet", "dockerfence"))
+	}
+}
+
+// TestContainerIdentityUnchecked forges a neighbour's address from a
+// container whose bridge port dockerfence has not found yet (Docker
+// reports it without its MAC, as in the moment after it starts): no
+// identity check is on its port, so its packets carry no mark of one, and
+// the container layer holds them instead of judging them by the
+// neighbour's rules, which would let them through. The neighbour, whose
+// port is checked, still gets through.
+func TestContainerIdentityUnchecked(t *testing.T) {
+	e := newEnv(t)
+	e.lanServers()
+	tp := e.tp
+	neighbour := tp.AddContainer(t, "nb", "172.20.0.3", "")
+	fake := harness.StartDocker(t, filepath.Join(e.dir, "docker.sock"))
+	fake.Set([]harness.Network{{Name: "app", Bridge: topo.BridgeName, Subnets: []string{"172.20.0.0/16", "fd00:20::/64"}}})
+	fake.SetContainers([]harness.Container{
+		// No MAC: its port is not found, as while it starts.
+		{ID: strings.Repeat("a", 64), Name: "worker", Labels: map[string]string{"role": "worker"}, Endpoints: []harness.Endpoint{{Network: "app", IPv4: topo.CtrIP4}}},
+		{ID: strings.Repeat("b", 64), Name: "neighbour", Endpoints: []harness.Endpoint{{Network: "app", IPv4: "172.20.0.3", MAC: macOf(t, neighbour)}}},
+	})
+	tp.Ctr.Run(t, "ip", "addr", "add", "172.20.0.3/32", "dev", "eth0")
+	target := hostPort(topo.InetIP4, 7009)
+	counter := harness.ListenUDPCounter(t, tp.Inet, target)
+	send := func(ns *topo.NS, src string) int64 {
+		t.Helper()
+		before := counter.Count()
+		c, err := ns.DialUDPFrom(src, target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		for range 20 {
+			c.Write([]byte("forged?"))
+		}
+		time.Sleep(300 * time.Millisecond)
+		return counter.Count() - before
+	}
+	apply := func(pol string) {
+		t.Helper()
+		if out, stderr, err := e.dfStdout("apply", "-c", pol, "--docker-host", fake.URL); err != nil {
+			t.Fatalf("apply: %v\n%s%s", err, out, stderr)
+		}
+	}
+	// With the mark turned off, the forger gets the neighbour's rules:
+	// the test can fail.
+	apply(e.write("nomark.yaml", strings.Replace(containersPolicy, "version: 1\n", "version: 1\nsettings: {identity_mark: 0}\n", 1)))
+	if n := send(tp.Ctr, "172.20.0.3"); n != 20 {
+		t.Fatalf("with identity_mark 0, %d of 20 datagrams forged from an unchecked port arrived; want all (the neighbour's rules allow them), or the test proves nothing", n)
+	}
+	apply(e.write("policy.yaml", containersPolicy))
+	if n := send(tp.Ctr, "172.20.0.3"); n != 0 {
+		t.Errorf("%d of 20 datagrams the worker sent from the neighbour's address, before its port is checked, arrived; want none (held)", n)
+	}
+	if n := send(neighbour, "172.20.0.3"); n != 20 {
+		t.Errorf("%d of 20 of the neighbour's own datagrams arrived; want all", n)
+	}
+	l := e.tp.Host.Run(t, "nft", "list", "table", "inet", "dockerfence")
+	counted := false
+	for _, line := range strings.Split(l, "\n") {
+		var n int
+		if _, after, ok := strings.Cut(line, "counter packets "); ok && strings.Contains(line, "identity check is not in yet") {
+			fmt.Sscan(after, &n)
+		}
+		counted = counted || n >= 20
+	}
+	if !counted {
+		t.Errorf("the unchecked rule did not count the 20 forged datagrams:\n%s", l)
 	}
 }

@@ -312,8 +312,8 @@ table ip6 dfdnat {
 	fake := harness.StartDocker(t, filepath.Join(e.dir, "docker.sock"))
 	fake.Set([]harness.Network{{Name: "app", Bridge: topo.BridgeName, Subnets: []string{"172.20.0.0/16", "fd00:20::/64"}}})
 	fake.SetContainers([]harness.Container{
-		{ID: strings.Repeat("d", 64), Name: "db", Image: "postgres", Labels: map[string]string{"tier": "db"}, Endpoints: []harness.Endpoint{{Network: "app", IPv4: topo.CtrIP4, IPv6: topo.CtrIP6}}},
-		{ID: strings.Repeat("w", 64), Name: "web", Image: "nginx", Endpoints: []harness.Endpoint{{Network: "app", IPv4: web4, IPv6: web6}}},
+		{ID: strings.Repeat("d", 64), Name: "db", Image: "postgres", Labels: map[string]string{"tier": "db"}, Endpoints: []harness.Endpoint{{Network: "app", IPv4: topo.CtrIP4, IPv6: topo.CtrIP6, MAC: macOf(t, tp.Ctr)}}},
+		{ID: strings.Repeat("w", 64), Name: "web", Image: "nginx", Endpoints: []harness.Endpoint{{Network: "app", IPv4: web4, IPv6: web6, MAC: macOf(t, web)}}},
 	})
 	pol := e.write("policy.yaml", `version: 1
 networks:

@@ -52,7 +52,7 @@ const maxRuleKeys = 1 << 16
 // keys returns the rule's digest and expression key, remembered by text.
 func (r *Rule) keys() ruleKeysOf {
 	text := r.Text()
-	memo := text + "\x00" + fmt.Sprint(r.Matches, r.Counter, r.SetMark, r.Meter, r.Limit, r.Log, r.Verdict)
+	memo := text + "\x00" + fmt.Sprint(r.Matches, r.Counter, r.ClearMark, r.SetMark, r.Meter, r.Limit, r.Log, r.Verdict)
 	ruleKeys.Lock()
 	k, ok := ruleKeys.m[memo]
 	ruleKeys.Unlock()
@@ -287,15 +287,25 @@ func ruleExprs(tbl *nftables.Table, sets func(string) *nftables.Set, anon func(*
 		case Mark:
 			// The mark is a host-endian number, as nft compares it.
 			bits := binaryutil.NativeEndian.PutUint32(m.Bits)
+			want := bits
+			if m.Clear {
+				want = make([]byte, 4)
+			}
 			out = append(out, &expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
 				&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: bits, Xor: make([]byte, 4)},
-				cmpEq(bits))
+				cmpEq(want))
 		default:
 			return nil, fmt.Errorf("unknown match %T", m)
 		}
 	}
 	if r.Counter {
 		out = append(out, &expr.Counter{})
+	}
+	if r.ClearMark != 0 {
+		// mark & ^bits, as nft writes it.
+		out = append(out, &expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: binaryutil.NativeEndian.PutUint32(^r.ClearMark), Xor: make([]byte, 4)},
+			&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1})
 	}
 	if r.SetMark != 0 {
 		// mark | bits, as nft writes it: (mark & ^bits) ^ bits.

@@ -224,6 +224,10 @@ type Rule struct {
 	// SetMark, when not zero, sets these bits of the packet's mark and
 	// keeps the others (meta mark set meta mark | SetMark).
 	SetMark uint32
+	// ClearMark, when not zero, clears these bits of the packet's mark
+	// and keeps the others (meta mark set meta mark & ^ClearMark), before
+	// SetMark.
+	ClearMark uint32
 	// Meter, when set, makes the rule go on only for packets within the
 	// rate of their key's own limit.
 	Meter *Meter
@@ -354,7 +358,11 @@ type ICMPv6Type struct{ Types []uint8 }
 
 // Mark matches packets whose mark has all of Bits set (meta mark & Bits
 // == Bits).
-type Mark struct{ Bits uint32 }
+type Mark struct {
+	Bits uint32
+	// Clear, when set, matches packets that carry none of Bits instead.
+	Clear bool
+}
 
 // HopLimit matches IPv6 packets whose hop limit is Value. Neighbour
 // discovery is sent with 255 and is only valid so (RFC 4861); in the

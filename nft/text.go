@@ -113,6 +113,9 @@ func (r *Rule) Text() string {
 	if r.Counter {
 		parts = append(parts, "counter")
 	}
+	if r.ClearMark != 0 {
+		parts = append(parts, fmt.Sprintf("meta mark set meta mark & 0x%08x", ^r.ClearMark))
+	}
 	if r.SetMark != 0 {
 		parts = append(parts, fmt.Sprintf("meta mark set meta mark | 0x%08x", r.SetMark))
 	}
@@ -249,6 +252,9 @@ func matchText(m Match) string {
 	case HopLimit:
 		return fmt.Sprintf("ip6 hoplimit %d", m.Value)
 	case Mark:
+		if m.Clear {
+			return fmt.Sprintf("meta mark & 0x%08x == 0x%08x", m.Bits, 0)
+		}
 		return fmt.Sprintf("meta mark & 0x%08x == 0x%08x", m.Bits, m.Bits)
 	case EtherSrc:
 		return "ether saddr " + negText(m.Neg) + net.HardwareAddr(m.MAC[:]).String()

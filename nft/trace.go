@@ -86,6 +86,9 @@ type Trace struct {
 	// Steps are the rules evaluated, in order, in every base chain of the
 	// packet's hook until one dropped or rejected it.
 	Steps []Step
+	// Mark is the packet's mark as the rules evaluated left it (see
+	// Packet.Mark).
+	Mark uint32
 }
 
 // Step is one rule the tracer evaluated.
@@ -163,7 +166,7 @@ func (t *Table) Trace(p Packet) (*Trace, error) {
 	if !p.Src.IsValid() || !p.Dst.IsValid() || p.Src.Is4() != p.Dst.Is4() {
 		return nil, fmt.Errorf("trace: source %v and destination %v are not addresses of one family", p.Src, p.Dst)
 	}
-	tr := &Trace{Verdict: Accept, Policy: true}
+	tr := &Trace{Verdict: Accept, Policy: true, Mark: p.Mark}
 	for _, base := range t.Chains {
 		if base.Hook != p.Hook || base.Hook == HookIngress && base.Device != p.IIfName {
 			continue
@@ -254,7 +257,8 @@ func (t *Table) traceBase(tr *Trace, base *Chain, p *Packet) error {
 			i++
 			continue
 		}
-		p.Mark |= r.SetMark
+		p.Mark = p.Mark&^r.ClearMark | r.SetMark
+		tr.Mark = p.Mark
 		switch v.Kind {
 		case Continue:
 			i++
@@ -383,6 +387,9 @@ func (t *Table) match(m Match, p *Packet) (bool, error) {
 		}
 		return p.HopLimit == m.Value, nil
 	case Mark:
+		if m.Clear {
+			return p.Mark&m.Bits == 0, nil
+		}
 		return p.Mark&m.Bits == m.Bits, nil
 	case NDTarget:
 		// The encoding reads the 16 bytes after the ICMPv6 header's first

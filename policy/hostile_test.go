@@ -72,7 +72,7 @@ func TestHostileInput(t *testing.T) {
 
 		// Unknown keys.
 		{name: "unknown top key", src: "version: 1\nnetwork: []\n", want: "DIR/p.yaml:2:1: top level: unknown key \"network\"; expected one of containers, lists, networks, settings, version"},
-		{name: "unknown setting", src: "version: 1\nsettings: {prio: -10}\nnetworks: [{match: {name: x}}]\n", want: "DIR/p.yaml:2:12: settings: unknown key \"prio\"; expected one of deny_action, log_denied, log_group, log_rate, mode, priority, table, tunnel_mark"},
+		{name: "unknown setting", src: "version: 1\nsettings: {prio: -10}\nnetworks: [{match: {name: x}}]\n", want: "DIR/p.yaml:2:12: settings: unknown key \"prio\"; expected one of deny_action, identity_mark, log_denied, log_group, log_rate, mode, priority, table, tunnel_mark"},
 		{name: "unknown section key", src: "version: 1\nnetworks:\n  - match: {name: x}\n    inbound: []\n", want: "DIR/p.yaml:4:5: networks[1]: unknown key \"inbound\"; expected one of egress, egress_default, host, host_default, ingress, ingress_default, match"},
 		{name: "unknown match key", src: "version: 1\nnetworks:\n  - match: {network: x}\n", want: "DIR/p.yaml:3:13: networks[1].match: unknown key \"network\"; expected one of bridge, label, name, subnet"},
 		{name: "unknown rule key", src: hostileHead + "      - allow: any\n        port: 53\n", want: "DIR/p.yaml:6:9: networks[1].egress[1]: unknown key \"port\"; expected one of allow, comment, deny, ports, proto"},

@@ -166,6 +166,16 @@ var tableNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,31}$`)
 
 // settings reads the settings mapping into s, which holds the defaults.
 func (p *parser) settings(n *yaml.Node, s *Settings) {
+	var tunnelNode, identityNode *yaml.Node
+	defer func() {
+		if s.TunnelMark != 0 && s.TunnelMark == s.IdentityMark {
+			at := identityNode
+			if at == nil {
+				at = tunnelNode
+			}
+			p.errorf(at, "settings: tunnel_mark and identity_mark are the same bit 0x%08x; give them different bits", s.TunnelMark)
+		}
+	}()
 	p.mapping(n, "settings", map[string]func(k, v *yaml.Node){
 		"table": func(_, v *yaml.Node) {
 			if t, ok := p.scalar(v, "settings.table"); ok {
@@ -214,13 +224,13 @@ func (p *parser) settings(n *yaml.Node, s *Settings) {
 			}
 		},
 		"tunnel_mark": func(_, v *yaml.Node) {
-			if t, ok := p.scalar(v, "settings.tunnel_mark"); ok {
-				m, err := strconv.ParseUint(t, 0, 32)
-				if err != nil || v.Tag != "!!int" || m&(m-1) != 0 {
-					p.errorf(v, "settings.tunnel_mark: %s is not one bit of the packet mark; expected a power of two such as 0x10000000, or 0 to leave tunnels unfenced", quote(t))
-					return
-				}
-				s.TunnelMark = uint32(m)
+			if m, ok := p.markBit(v, "settings.tunnel_mark", "0x10000000", "to leave tunnels unfenced"); ok {
+				s.TunnelMark, tunnelNode = m, v
+			}
+		},
+		"identity_mark": func(_, v *yaml.Node) {
+			if m, ok := p.markBit(v, "settings.identity_mark", "0x20000000", "to judge a container's packets by their source before its bridge port is checked"); ok {
+				s.IdentityMark, identityNode = m, v
 			}
 		},
 		"mode": func(_, v *yaml.Node) {
@@ -229,6 +239,21 @@ func (p *parser) settings(n *yaml.Node, s *Settings) {
 			}
 		},
 	})
+}
+
+// markBit reads v, the setting what, as one bit of the packet mark, or 0
+// (which off says what it does); example is a valid bit.
+func (p *parser) markBit(v *yaml.Node, what, example, off string) (uint32, bool) {
+	t, ok := p.scalar(v, what)
+	if !ok {
+		return 0, false
+	}
+	m, err := strconv.ParseUint(t, 0, 32)
+	if err != nil || v.Tag != "!!int" || m&(m-1) != 0 {
+		p.errorf(v, "%s: %s is not one bit of the packet mark; expected a power of two such as %s, or 0 %s", what, quote(t), example, off)
+		return 0, false
+	}
+	return uint32(m), true
 }
 
 // listNameRE matches the names of the lists a policy defines.

@@ -150,6 +150,12 @@ type Settings struct {
 	// containers send to the host, so that it can tell what a tunnel on
 	// the host decapsulates from it; 0 turns the tunnel fence off.
 	TunnelMark uint32
+	// IdentityMark is the bit of the packet mark that the identity check
+	// at a container's bridge port sets on the packets it let through:
+	// the container layer judges a packet by its source address only if
+	// it carries the bit, and holds the others (a container whose port is
+	// not checked yet could send as its neighbour). 0 turns that off.
+	IdentityMark uint32
 }
 
 // DefaultTunnelMark is the default of settings.tunnel_mark: a bit that
@@ -159,17 +165,22 @@ type Settings struct {
 // Calico, pick a bit outside Calico's mask.
 const DefaultTunnelMark = 0x10000000
 
+// DefaultIdentityMark is the default of settings.identity_mark: the bit
+// next to DefaultTunnelMark, which the same tools leave alone.
+const DefaultIdentityMark = 0x20000000
+
 // DefaultSettings returns the settings a policy gets for every key it leaves out.
 func DefaultSettings() Settings {
 	return Settings{
-		Table:      "dockerfence",
-		Priority:   -10,
-		DenyAction: Reject,
-		LogDenied:  true,
-		LogGroup:   100,
-		LogRate:    10,
-		Mode:       Enforce,
-		TunnelMark: DefaultTunnelMark,
+		Table:        "dockerfence",
+		Priority:     -10,
+		DenyAction:   Reject,
+		LogDenied:    true,
+		LogGroup:     100,
+		LogRate:      10,
+		Mode:         Enforce,
+		TunnelMark:   DefaultTunnelMark,
+		IdentityMark: DefaultIdentityMark,
 	}
 }
 

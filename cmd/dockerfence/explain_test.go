@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -494,10 +495,18 @@ containers:
     egress_default: deny
 `)
 	worker := docker.Container{ID: strings.Repeat("a", 64), Name: "worker", Image: "busybox", Labels: map[string]string{"role": "worker"},
-		Endpoints: []docker.Endpoint{{Network: "app_default", NetworkID: "a1", IPv4: netip.MustParseAddr("172.20.0.2")}}}
+		Endpoints: []docker.Endpoint{{Network: "app_default", NetworkID: "a1", IPv4: netip.MustParseAddr("172.20.0.2"), MAC: "02:42:ac:14:00:02"}}}
+	// A second worker that is starting: its bridge port is not found yet.
+	starting := worker
+	starting.ID, starting.Name = strings.Repeat("b", 64), "starting"
+	starting.Endpoints = []docker.Endpoint{{Network: "app_default", NetworkID: "a1", IPv4: netip.MustParseAddr("172.20.0.3"), MAC: "02:42:ac:14:00:03"}}
+	mac, _ := net.ParseMAC("02:42:ac:14:00:02")
 	d := &discover.Discoverer{
-		Docker:         fakeDocker{nets: testDocker, ctrs: []docker.Container{worker}},
-		Bridges:        bridge.ListerFunc(func() ([]bridge.Bridge, error) { return testBridges, nil }),
+		Docker:  fakeDocker{nets: testDocker, ctrs: []docker.Container{worker, starting}},
+		Bridges: bridge.ListerFunc(func() ([]bridge.Bridge, error) { return testBridges, nil }),
+		Ports: func(string) ([]bridge.Port, error) {
+			return []bridge.Port{{Name: "vethw0", Index: 7, PeerMAC: mac}}, nil
+		},
 		ListContainers: true,
 	}
 	inv, _ := d.Discover(context.Background())
@@ -517,6 +526,8 @@ containers:
 		{"", "default", true},
 		{"172.20.0.9", "held", false},
 		{"172.20.0.2", "container section", false},
+		// From its bridge port, not checked yet: held.
+		{"172.20.0.3", "held", false},
 	} {
 		p := pr
 		if tt.from != "" {

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -87,10 +88,11 @@ func cbPolicy(withContainers bool) string {
 }
 
 // cbContainers returns the n classified containers of the benchmark: the
-// client Ctr and n-1 fake workers, 172.20.1.1 upwards.
-func cbContainers(n int) []harness.Container {
+// client Ctr (whose eth0 has clientMAC) and n-1 fake workers, 172.20.1.1
+// upwards.
+func cbContainers(n int, clientMAC string) []harness.Container {
 	out := []harness.Container{{ID: strings.Repeat("c", 64), Name: "bench-client", Image: "iperf3",
-		Labels: map[string]string{"role": "bench-client"}, Endpoints: []harness.Endpoint{{Network: cbNetwork, IPv4: topo.CtrIP4}}}}
+		Labels: map[string]string{"role": "bench-client"}, Endpoints: []harness.Endpoint{{Network: cbNetwork, IPv4: topo.CtrIP4, MAC: clientMAC}}}}
 	for i := range n - 1 {
 		out = append(out, cbWorker(i, fmt.Sprintf("172.20.%d.%d", 1+i/250, 1+i%250)))
 	}
@@ -128,6 +130,10 @@ type cbBench struct {
 	// pols are the policy files with and without the containers: section.
 	with, without string
 	trials        int
+	// clientMAC is the MAC of the client's eth0, which the fake Docker
+	// reports: by it dockerfence finds the client's bridge port, without
+	// which the client's packets are held.
+	clientMAC string
 }
 
 // benchContainers measures fence time and the data path with 1, 100 and
@@ -246,6 +252,12 @@ func (b *cbBench) prepare() error {
 	b.fake.Set([]harness.Network{{Name: cbNetwork, Bridge: topo.BridgeName, Subnets: []string{"172.20.0.0/16", "fd00:20::/64"}}})
 	b.tp.Host.Run(b.tb, "ip", "route", "add", "10.0.0.0/8", "via", topo.InetIP4, "dev", topo.WANIf)
 	b.tp.Inet.Run(b.tb, "ip", "addr", "add", cbProbe+"/32", "dev", "lo")
+	f := strings.Fields(b.tp.Ctr.Run(b.tb, "ip", "-o", "link", "show", "eth0"))
+	if i := slices.Index(f, "link/ether"); i >= 0 && i+1 < len(f) {
+		b.clientMAC = f[i+1]
+	} else {
+		return fmt.Errorf("no MAC of the client's eth0 in %q", f)
+	}
 	if err := b.startIperf(); err != nil {
 		return err
 	}
@@ -303,7 +315,7 @@ type stamped struct {
 // address in the container layer's map, and returns those times and the
 // daemon's own time for each sync of the trials, in milliseconds.
 func (b *cbBench) fenceTimes(n int) (fence, syncs []float64, err error) {
-	ctrs := cbContainers(n)
+	ctrs := cbContainers(n, b.clientMAC)
 	b.fake.SetContainers(ctrs)
 	logf, err := os.Create(filepath.Join(b.dir, "run.log"))
 	if err != nil {
@@ -447,7 +459,7 @@ func (b *cbBench) measureRun(c dpConfig, round int, check bool) (dpMeasurement, 
 	if c.filter == cbFilterContainers {
 		n, pol = c.prefixes, b.with
 	}
-	b.fake.SetContainers(cbContainers(n))
+	b.fake.SetContainers(cbContainers(n, b.clientMAC))
 	start := time.Now()
 	if out, err := b.df(2*time.Minute, "apply", "-c", pol); err != nil {
 		return m, fmt.Errorf("apply: %w: %s", err, out)

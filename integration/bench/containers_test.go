@@ -27,7 +27,7 @@ func TestCBPolicy(t *testing.T) {
 }
 
 func TestCBContainers(t *testing.T) {
-	cs := cbContainers(1000)
+	cs := cbContainers(1000, "")
 	if len(cs) != 1000 {
 		t.Fatalf("%d containers, want 1000", len(cs))
 	}
@@ -46,8 +46,8 @@ func TestCBContainers(t *testing.T) {
 	if a := cs[999].Endpoints[0].IPv4; a != "172.20.4.249" {
 		t.Errorf("the last fake is at %s", a)
 	}
-	if len(cbContainers(1)) != 1 {
-		t.Error("cbContainers(1) is not the client alone")
+	if len(cbContainers(1, "")) != 1 {
+		t.Error(`cbContainers(1, "") is not the client alone`)
 	}
 }
 
