@@ -112,6 +112,33 @@ func TestContainersAgainstDocker(t *testing.T) {
 		t.Fatalf("%s never appeared in the container layer's map", addr)
 		return 0
 	}
+	// idChains counts the identity chains on containers' ports.
+	idChains := func() int {
+		st, err := e.kernel().Read("dockerfence")
+		if err != nil || st == nil {
+			return 0
+		}
+		n := 0
+		for _, c := range st.Chains {
+			if strings.HasPrefix(c.Name, "id_") {
+				n++
+			}
+		}
+		return n
+	}
+	// checked waits until there are more than before identity chains: the
+	// new container's port is checked, and its packets are no longer
+	// held as from an unchecked port.
+	checked := func(before int, since time.Time) time.Duration {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			if idChains() > before {
+				return time.Since(since)
+			}
+		}
+		t.Fatalf("no identity chain came for the new container's port")
+		return 0
+	}
 	run := func(name, ip string, labels map[string]string, cmd ...string) {
 		t.Helper()
 		started := time.Now()
@@ -270,15 +297,17 @@ func TestContainersAgainstDocker(t *testing.T) {
 	})
 
 	t.Run("the first moment", func(t *testing.T) {
-		var held []time.Duration
+		var mapped, held []time.Duration
 		for i := range 20 {
 			name, ip := fmt.Sprintf("first%d", i), fmt.Sprintf("10.30.0.%d", 100+i)
+			ids := idChains()
 			started := time.Now()
 			// The container's very first command connects to the
 			// internet, which its section denies.
 			d.Run(t, name, "shop", dockerd.RunOptions{Labels: worker, IPv4: ip, Cmd: []string{"sh", "-c",
 				"if nc -w 2 " + topo.InetIP4 + " 80 -e true; then echo through > /r; else echo stopped > /r; fi; sleep 3600"}})
-			held = append(held, fenced(ip, started))
+			mapped = append(mapped, fenced(ip, started))
+			held = append(held, checked(ids, started))
 		}
 		for i := range 20 {
 			name := fmt.Sprintf("first%d", i)
@@ -293,8 +322,11 @@ func TestContainersAgainstDocker(t *testing.T) {
 			}
 			d.RemoveContainer(t, name)
 		}
+		slices.Sort(mapped)
 		slices.Sort(held)
-		t.Logf("time from docker start until the container's address was in the kernel (its packets held meanwhile), 20 containers: p50 %v, p99 %v, max %v",
+		t.Logf("time from docker start until the container's address was in the container layer's map, 20 containers: p50 %v, p99 %v, max %v",
+			mapped[len(mapped)/2].Round(time.Millisecond), mapped[len(mapped)*99/100].Round(time.Millisecond), mapped[len(mapped)-1].Round(time.Millisecond))
+		t.Logf("time from docker start until its bridge port was checked, the end of the hold of its packets, 20 containers: p50 %v, p99 %v, max %v",
 			held[len(held)/2].Round(time.Millisecond), held[len(held)*99/100].Round(time.Millisecond), held[len(held)-1].Round(time.Millisecond))
 
 		// A new worker reaches its proxy within 3 s of starting: its first
