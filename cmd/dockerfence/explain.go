@@ -105,7 +105,14 @@ then the container's.`,
 			probe, hostNote := fence.ToHost(rn.Network, probe, local, lerr)
 			probe, srcNote := fence.DefaultSource(rn.Network, probe)
 			probe, dstNote := fence.DefaultDestination(rn.Network, probe)
-			d, err := rn.evaluate(pol, probe, from != "")
+			// The container layer picks a container by the packet's
+			// source, or for ingress by its destination: judge by it
+			// where that address was given, not made up.
+			given := from != ""
+			if ingress {
+				given = to != ""
+			}
+			d, err := rn.evaluate(pol, probe, given)
 			if c != nil {
 				d, err = fence.ExplainContainer(pol, rn.Inventory, c.all, rn.Network, probe)
 			}
@@ -115,7 +122,10 @@ then the container's.`,
 			if d.NewBridge {
 				rn.Note = rn.newBridgeNote(network, d.Section)
 			}
-			if c == nil && from == "" && rn.hasContainerLayer(pol) {
+			switch {
+			case c == nil && ingress && to == "" && rn.hasContainerLayer(pol):
+				notes = append(notes, "the container layer judges connections into each container too (its section; an address no container holds is held): --container NAME, or --to with its address, judges them")
+			case c == nil && !ingress && from == "" && rn.hasContainerLayer(pol):
 				notes = append(notes, "the container layer judges each container's packets too (its section, its label; an address no container holds is held): --container NAME, or --from with its address, judges them")
 			}
 			for _, n := range append(notes, hostNote, srcNote, dstNote) {
@@ -257,14 +267,15 @@ func (rn resolvedNetwork) newBridgeNote(arg string, sec *policy.Section) string 
 // evaluate judges the probe as the kernel does with the table that apply
 // compiles for the inventory: explain's network is judged by its own
 // chain, by the rules for bridges not known yet, or not at all, as the
-// table judges its bridge (see fence.Explain). A probe from a given source
-// (fromGiven) is judged with Docker's containers, when Docker answered, as
+// table judges its bridge (see fence.Explain). A probe whose container
+// address was given (addrGiven: the source, or for ingress the
+// destination) is judged with Docker's containers, when Docker answered, as
 // apply compiles the table: the container layer then judges it as the
 // packet of the container that holds the source, and holds it if none
 // does. Without a source, the network's layer alone judges it: the source
 // explain makes up is no container's.
-func (rn resolvedNetwork) evaluate(pol *policy.Policy, pr fence.Probe, fromGiven bool) (fence.Decision, error) {
-	if fromGiven && rn.Containers != nil {
+func (rn resolvedNetwork) evaluate(pol *policy.Policy, pr fence.Probe, addrGiven bool) (fence.Decision, error) {
+	if addrGiven && rn.Containers != nil {
 		return fence.ExplainContainer(pol, rn.Inventory, rn.Containers, rn.Network, pr)
 	}
 	return fence.Explain(pol, rn.Inventory, rn.Network, pr)
