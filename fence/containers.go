@@ -141,6 +141,9 @@ func (b *builder) containers(ctrs []Container) {
 		if v, ok := c.Labels[policy.EgressLabel]; ok {
 			fc.Label, fc.LabelErr = b.pol.LabelRules(v)
 		}
+		if _, ok := c.Labels[policy.IngressLabel]; ok {
+			b.r.Warnings = append(b.r.Warnings, fmt.Sprintf("container %s (%s) carries the label %s, which dockerfence does not read yet: its rules are not enforced; give the container a section with ingress rules (containers: in the policy)", strconv.Quote(c.Name), shortID(c), policy.IngressLabel))
+		}
 		on := false
 		for _, e := range c.Endpoints {
 			if i, ok := fencedOf(e); ok {

@@ -392,3 +392,16 @@ func TestManySharersChainName(t *testing.T) {
 		t.Errorf("no chain of the shared network stack")
 	}
 }
+
+// TestIngressLabelWarned warns of a container that carries the
+// dockerfence.ingress label, which is not read yet: never silently
+// skipped.
+func TestIngressLabelWarned(t *testing.T) {
+	pol := loadPolicy(t, "testdata/containers.yaml")
+	c := Container{ID: "aaaaaaaaaaaa0009", Name: "db", Labels: map[string]string{policy.IngressLabel: "[{deny: any}]"},
+		Endpoints: []Endpoint{{Network: "app_default", Port: "vethdb", Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.30")}}}}
+	r := CompileContainers(pol, testNetworks, []Container{c})
+	if w := strings.Join(r.Warnings, "\n"); !strings.Contains(w, `container "db" (aaaaaaaaaaaa) carries the label dockerfence.ingress, which dockerfence does not read yet`) {
+		t.Errorf("no warning of the ingress label:\n%s", w)
+	}
+}
