@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -336,11 +338,14 @@ func TestIngressAgainstDocker(t *testing.T) {
 		if n := x.d.Accepted(t, "web", 80) - before; n != 0 {
 			t.Errorf("web accepted %d connections from the stranger on 8080", n)
 		}
-		// logs names the container each denied connection went to, and
-		// the layer and rule that denied it.
+		// logs names the container each denied connection went to, its
+		// network, the published port (from the kernel's connection, or,
+		// without ctnetlink, from Docker's mapping: web publishes 8080 on
+		// its port 80 alone; db publishes 5432 on itself, which is no
+		// other port to name), and the layer and rule that denied it.
 		want := map[string]bool{
-			"web 80 ingress 2 ": false, // the network's deny of 8080
-			"db 5432 container section ingress_default container section": false, // db's section
+			"web web 80 8080 ingress 2 ":                                        false, // the network's deny of 8080
+			"db web 5432 0 container section ingress_default container section": false, // db's section
 		}
 		var lines []string
 		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
@@ -351,14 +356,21 @@ func TestIngressAgainstDocker(t *testing.T) {
 				if json.Unmarshal([]byte(l), &ev) != nil || ev.Hook != "ingress" || (ev.Src != topo.OutStranger4 && ev.Src != topo.OutStranger6) {
 					continue
 				}
-				k := fmt.Sprintf("%s %d %s %s", ev.Container, ev.Port, ev.Rule, ev.Layer)
+				if ev.PublishedPort != 0 && ev.PublishedPortFrom != denylog.PortFromKernel && ev.PublishedPortFrom != denylog.PortFromDocker {
+					t.Errorf("logs --json: published port %d from %q, want kernel or docker: %s", ev.PublishedPort, ev.PublishedPortFrom, l)
+				}
+				if ev.Section != 1 {
+					t.Errorf("logs --json: section %d, want the network's 1: %s", ev.Section, l)
+				}
+				k := fmt.Sprintf("%s %s %d %d %s %s", ev.Container, ev.Network, ev.Port, ev.PublishedPort, ev.Rule, ev.Layer)
 				for w := range want {
-					if strings.HasPrefix(k, w) {
+					if strings.HasPrefix(k, w) && !want[w] {
 						want[w] = true
+						t.Logf("logs --json: %s", l)
 					}
 				}
 			}
-			if want["web 80 ingress 2 "] && want["db 5432 container section ingress_default container section"] {
+			if !slices.Contains(slices.Collect(maps.Values(want)), false) {
 				break
 			}
 		}
