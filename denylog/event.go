@@ -251,7 +251,7 @@ func (e *Event) published(origDst uint16, dst netip.Addr, proto string, res Reso
 	if !ok || !dst.IsValid() {
 		return
 	}
-	hosts := HostPorts(pr.PublishedPorts(dst), dst.Is6(), e.Port, proto)
+	hosts := hostPorts(pr.PublishedPorts(dst), dst.Is6(), e.Port, proto)
 	switch {
 	case len(hosts) == 0 || len(hosts) == 1 && hosts[0] == e.Port:
 		// Not published, or published on the same port: nothing to add.
@@ -262,11 +262,11 @@ func (e *Event) published(origDst uint16, dst netip.Addr, proto string, res Reso
 	}
 }
 
-// HostPorts returns the host ports, sorted and without duplicates, that
+// hostPorts returns the host ports, sorted and without duplicates, that
 // Docker's DNAT sends to port ctrPort/proto of a container that publishes
 // ports, for a connection of the family given by v6: those bound to a host
 // address of that family (or to none, where the engine does not say).
-func HostPorts(ports []docker.PublishedPort, v6 bool, ctrPort uint16, proto string) []uint16 {
+func hostPorts(ports []docker.PublishedPort, v6 bool, ctrPort uint16, proto string) []uint16 {
 	var out []uint16
 	for _, p := range ports {
 		if p.ContainerPort != ctrPort || p.Proto != proto {

@@ -17,7 +17,8 @@ import (
 // hold of link-local sources. Every near miss (another type, hop limit,
 // destination, source or family) is not passed by them: in the forward
 // hook the container layer holds its link-local source, and the network
-// denies the unspecified one as spoofed.
+// denies the unspecified one as spoofed. On a bridge not known yet, where
+// the container layer holds every source, the start passes too.
 func TestLinkLocalControlTrace(t *testing.T) {
 	pol := loadPolicy(t, "testdata/containers.yaml")
 	r := CompileContainers(pol, testNetworks, testContainers)
@@ -38,6 +39,10 @@ func TestLinkLocalControlTrace(t *testing.T) {
 		{"MLDv1 done", ll, "ff02::2", 132, 1, 0, true, ""},
 		{"router solicitation", ll, "ff02::2", 133, 255, 0, true, ""},
 		{"router solicitation from ::", unspec, "ff02::2", 133, 255, 0, true, ""},
+		{"duplicate address detection", unspec, "ff02::1:ff00:13", 135, 255, 0, true, ""},
+		{"neighbour solicitation from the link-local address", ll, "ff02::1:ff00:12", 135, 255, 0, false, ""},
+		{"duplicate address detection, hop limit 254", unspec, "ff02::1:ff00:13", 135, 254, 0, false, "fwd_br-0123456789ab.spoof"},
+		{"duplicate address detection to ff02::1", unspec, "ff02::1", 135, 255, 0, false, ""},
 		{"MLDv2 report, hop limit 2", ll, "ff02::16", 143, 2, 0, false, "fwdc_br-0123456789ab.held"},
 		{"MLDv2 report from ::, hop limit 2", unspec, "ff02::16", 143, 2, 0, false, "fwd_br-0123456789ab.spoof"},
 		{"MLDv2 report to ff02::1", ll, "ff02::1", 143, 1, 0, false, "fwdc_br-0123456789ab.held"},
@@ -57,7 +62,7 @@ func TestLinkLocalControlTrace(t *testing.T) {
 				proto = ipproto.ICMPv6
 			}
 			for _, hook := range []nft.Hook{nft.HookForward, nft.HookInput} {
-				p := nft.Packet{Hook: hook, IIfName: br, Src: a(tc.src), Dst: a(tc.dst), L4Proto: proto, ICMPType: tc.typ, HopLimit: tc.hop, Untracked: true}
+				p := nft.Packet{Hook: hook, IIfName: br, Src: a(tc.src), Dst: a(tc.dst), L4Proto: proto, ICMPType: tc.typ, HopLimit: tc.hop, Untracked: true, NDTarget: a("fe80::99")}
 				if proto != ipproto.ICMPv6 {
 					p.ICMPType = 0
 				}
@@ -72,11 +77,11 @@ func TestLinkLocalControlTrace(t *testing.T) {
 				for _, s := range tr.Matched() {
 					passed = passed || s.Rule.ID == LinkLocalControlRuleID
 				}
-				if hook == nft.HookInput && tc.typ == 133 && tc.hop == 255 && proto == ipproto.ICMPv6 {
+				if hook == nft.HookInput && (tc.typ == 133 || tc.typ == 135) && tc.hop == 255 && proto == ipproto.ICMPv6 {
 					// Neighbour discovery of the input hook passes router
-					// solicitations to the host already, as before.
+					// and neighbour solicitations to the host, as before.
 					if tr.Verdict != nft.Accept {
-						t.Errorf("input: router solicitation denied\n%s", tr)
+						t.Errorf("input: neighbour discovery denied\n%s", tr)
 					}
 					continue
 				}
@@ -100,19 +105,27 @@ func TestLinkLocalControlTrace(t *testing.T) {
 			t.Errorf("an IPv4 packet of protocol 58 passed as MLD:\n%s", tr)
 		}
 	}
-	// Duplicate address detection (a solicitation from ::) passes as
-	// neighbour discovery, in both hooks.
-	for _, hook := range []nft.Hook{nft.HookForward, nft.HookInput} {
-		p := nft.Packet{Hook: hook, IIfName: br, Src: a(unspec), Dst: a("ff02::1:ff00:13"), L4Proto: ipproto.ICMPv6, ICMPType: 135, HopLimit: 255, Untracked: true, NDTarget: a("fe80::13")}
-		if hook == nft.HookForward {
-			p.OIfName = br
-		}
-		tr, err := r.Table.Trace(p)
+	// On a bridge not known yet the container layer holds every source:
+	// the start passes all the same, the rest is held.
+	const unknown = "br-fedcba987654"
+	for _, tc := range []struct {
+		name     string
+		src, dst string
+		typ, hop uint8
+		passed   bool
+	}{
+		{"MLDv2 report", ll, "ff02::16", 143, 1, true},
+		{"router solicitation", ll, "ff02::2", 133, 255, true},
+		{"duplicate address detection", unspec, "ff02::1:ff00:13", 135, 255, true},
+		{"neighbour solicitation from the link-local address", ll, "ff02::1:ff00:12", 135, 255, false},
+		{"echo request to ff02::1", ll, "ff02::1", 128, 1, false},
+	} {
+		tr, err := r.Table.Trace(nft.Packet{Fib: nft.FibAnswers{SrcViaIIf: true}, Hook: nft.HookForward, IIfName: unknown, OIfName: unknown, Src: a(tc.src), Dst: a(tc.dst), L4Proto: ipproto.ICMPv6, ICMPType: tc.typ, HopLimit: tc.hop, Untracked: true, NDTarget: a("fe80::99")})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if tr.Verdict != nft.Accept {
-			t.Errorf("%v: duplicate address detection denied:\n%s", hook, tr)
+		if held := strings.Contains(tr.String(), "fwdc_unknown.held"); tc.passed != (tr.Verdict == nft.Accept) || tc.passed == held {
+			t.Errorf("a bridge not known yet, %s: verdict %v; want passed %v, else held\n%s", tc.name, tr.Verdict, tc.passed, tr)
 		}
 	}
 }
