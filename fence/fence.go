@@ -199,6 +199,9 @@ func compile(pol *policy.Policy, networks []policy.Network, sectionFor func(poli
 			bases[d.Base] = b.addChain(d.Base, d.NFHook)
 			bases[d.Base].Rules = append(bases[d.Base].Rules, &nft.Rule{Matches: []nft.Match{nft.CtReply{}}, Counter: true, Verdict: nft.Verdict{Kind: nft.Accept}, ID: "reply", Comment: "replies to connections opened towards containers"})
 		}
+		if !d.Inbound {
+			bases[d.Base].Rules = append(bases[d.Base].Rules, b.linkLocalControl(d)...)
+		}
 	}
 	b.fence(networks)
 	if containers != nil {
