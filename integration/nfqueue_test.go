@@ -282,6 +282,58 @@ func TestNFQUEUE(t *testing.T) {
 		}
 	})
 
+	t.Run("ipv6 with GSO", func(t *testing.T) {
+		// Another queue, bound with the other options, for IPv6.
+		const queue6 = nfqueueNum + 1
+		host.Run(t, "ip6tables", "-A", "OUTPUT", "-p", "udp", "--dport", fmt.Sprint(nfqueuePort),
+			"-j", "NFQUEUE", "--queue-num", fmt.Sprint(queue6), "--queue-bypass")
+		var ln6 *net.UDPConn
+		var c6 *nfqueue.Conn
+		if err := host.Do(func() error {
+			var err error
+			if ln6, err = net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback, Port: nfqueuePort}); err != nil {
+				return err
+			}
+			c6, err = nfqueue.Open(queue6, nfqueue.Options{CopyRange: 2048, MaxLen: 16, GSO: true})
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		defer ln6.Close()
+		defer c6.Close()
+		send6, err := host.DialUDP(net.JoinHostPort("::1", fmt.Sprint(nfqueuePort)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer send6.Close()
+		if _, err := send6.Write([]byte("six")); err != nil {
+			t.Fatal(err)
+		}
+		if err := c6.SetReadDeadline(time.Now().Add(2 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		pkts, err := c6.Receive()
+		if err != nil || len(pkts) != 1 {
+			t.Fatalf("Receive on the IPv6 queue = %d packets, %v; want 1", len(pkts), err)
+		}
+		p := pkts[0]
+		if p.Family != unix.NFPROTO_IPV6 || p.HWProto != 0x86dd || p.Hook != unix.NF_INET_LOCAL_OUT || p.OutDev != loIndex || udpData(t, p.Payload) != "six" {
+			t.Errorf("packet %+v, want IPv6, hw protocol 0x86dd, output hook, out on lo, carrying \"six\"", p)
+		}
+		t.Logf("IPv6 packet %d with GSO asked: %d bytes, SKB info %#x (checksum not ready: %v)", p.ID, len(p.Payload), p.SKBInfo, p.SKBInfo&nfqueue.SKBChecksumNotReady != 0)
+		if err := c6.SetVerdict(p.ID, nfqueue.Accept); err != nil {
+			t.Fatal(err)
+		}
+		if err := ln6.SetReadDeadline(time.Now().Add(time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 64)
+		n, err := ln6.Read(buf)
+		if err != nil || string(buf[:n]) != "six" {
+			t.Fatalf("IPv6 listener read %q, %v; want \"six\" after the accept", buf[:n], err)
+		}
+	})
+
 	t.Run("closed", func(t *testing.T) {
 		// The socket closes with a packet held: the kernel drops it.
 		write(t, "held-at-close")
@@ -328,26 +380,32 @@ func openNFQUEUE(t *testing.T, ns *topo.NS) *nfqueue.Conn {
 	return c
 }
 
-// udpHeader returns the offset of the UDP header in an IPv4 packet.
+// udpHeader returns the offset of the UDP header in an IPv4 packet, or in
+// an IPv6 packet without extension headers.
 func udpHeader(t *testing.T, pkt []byte) int {
 	t.Helper()
-	if len(pkt) < 20 || pkt[0]>>4 != 4 || pkt[9] != unix.IPPROTO_UDP {
-		t.Fatalf("payload % x is not an IPv4 UDP packet", pkt[:min(len(pkt), 20)])
+	off := 0
+	switch {
+	case len(pkt) >= 20 && pkt[0]>>4 == 4 && pkt[9] == unix.IPPROTO_UDP:
+		off = int(pkt[0]&0xf) * 4
+	case len(pkt) >= 40 && pkt[0]>>4 == 6 && pkt[6] == unix.IPPROTO_UDP:
+		off = 40
+	default:
+		t.Fatalf("payload % x is not a UDP packet", pkt[:min(len(pkt), 40)])
 	}
-	off := int(pkt[0]&0xf) * 4
 	if len(pkt) < off+8 {
 		t.Fatalf("payload of %d bytes is cut in its UDP header", len(pkt))
 	}
 	return off
 }
 
-// udpData returns the data of the UDP datagram in an IPv4 packet.
+// udpData returns the data of the UDP datagram in an IP packet.
 func udpData(t *testing.T, pkt []byte) string {
 	t.Helper()
 	return string(pkt[udpHeader(t, pkt)+8:])
 }
 
-// udpPorts returns the ports of the UDP datagram in an IPv4 packet.
+// udpPorts returns the ports of the UDP datagram in an IP packet.
 func udpPorts(t *testing.T, pkt []byte) (src, dst uint16) {
 	t.Helper()
 	off := udpHeader(t, pkt)
