@@ -306,7 +306,9 @@ func (c *Conn) verdict(id uint32, v Verdict, batch bool) error {
 // goroutine. handle must return quickly; it may give the verdict itself
 // or hand the packet to another goroutine that does. Run passes
 // ErrOverrun, *VerdictError and *MalformedError to notice, if it is not
-// nil, and goes on.
+// nil, and goes on; a packet whose message does not decode but gave its id
+// it accepts first (the queue is fail-open, and the kernel would hold the
+// packet until the Conn is closed).
 //
 // Run returns ctx's error once ctx is done (the packets that handle has
 // not judged stay in the queue until they get their verdicts or the Conn
@@ -336,6 +338,13 @@ func (c *Conn) Run(ctx context.Context, handle func(Packet), notice func(error))
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case errors.Is(err, ErrOverrun), errors.As(err, &ve), errors.As(err, &me):
+			if me != nil && me.ID != 0 {
+				// Nothing else can be done with the packet; the queue
+				// is fail-open.
+				if verr := c.SetVerdict(me.ID, Accept); verr != nil && notice != nil {
+					notice(verr)
+				}
+			}
 			if notice != nil {
 				notice(err)
 			}

@@ -178,8 +178,8 @@ func (p *Packet) Truncated() bool { return p.CapLen > uint32(len(p.Payload)) }
 // a packet message that does not decode. The Conn stays usable.
 type MalformedError struct {
 	// ID is the packet's id if the message gave it before the fault, 0
-	// otherwise. The kernel holds that packet until it gets a verdict,
-	// so the caller should give it one.
+	// otherwise. The kernel holds that packet until it gets a verdict:
+	// Run accepts it, a caller of Receive should give it one.
 	ID uint32
 	// Err says what is wrong with the message.
 	Err error
