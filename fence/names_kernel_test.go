@@ -116,8 +116,18 @@ func TestNamesInTheKernel(t *testing.T) {
 	if err := dial(80); !topo.IsRefused(err) {
 		t.Errorf("80 once learned: %v, want refused", err)
 	}
-	if _, err := k.Verify(res.Table); err != nil {
+	// Learned elements are no drift: status's diff, a plan and a
+	// verifying apply (the daemon's resync) leave them be.
+	if st, err := k.ReadAll(res.Name); err != nil {
 		t.Fatal(err)
+	} else if d := nft.Diff(res.Table, st); len(d) != 0 {
+		t.Errorf("Diff with a learned element = %q, want none", d)
+	}
+	if p, err := k.Plan(res.Table, NameSetName("github", false)); err != nil || !p.Empty() {
+		t.Errorf("plan with a learned element = %v, %v; want empty", p, err)
+	}
+	if changed, err := k.Verify(res.Table); err != nil || changed {
+		t.Fatalf("Verify = %v, %v; want no change", changed, err)
 	}
 	if err := dial(443); err != nil {
 		t.Errorf("443 after a verifying apply: %v", err)
