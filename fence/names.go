@@ -189,8 +189,12 @@ func (b *builder) holdDNS(forward *nft.Chain) *nft.Chain {
 	if h.CatchAll {
 		// Known bridges not among them are held too: the learner finds
 		// no list of theirs and passes their answers unchanged.
-		ifs = append(ifs, nft.IfName{Name: "docker0", Out: true}, nft.IfName{Name: "br-", Prefix: true, Out: true})
-		h.Bridges = append(h.Bridges, "docker0", "br-")
+		if !seen["docker0"] {
+			ifs = append(ifs, nft.IfName{Name: "docker0", Out: true})
+			h.Bridges = append(h.Bridges, "docker0")
+		}
+		ifs = append(ifs, nft.IfName{Name: "br-", Prefix: true, Out: true})
+		h.Bridges = append(h.Bridges, "br-")
 	}
 	rules := func() []*nft.Rule {
 		out := make([]*nft.Rule, 0, len(ifs))

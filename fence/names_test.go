@@ -172,3 +172,39 @@ func TestNamesInContainerRules(t *testing.T) {
 		}
 	}
 }
+
+// TestNamesCatchAll: names in the catch-all's rules hold the answers to
+// docker0 and every br-* bridge, known or not, and a known bridge of the
+// catch-all's section is named too.
+func TestNamesCatchAll(t *testing.T) {
+	withNames(t, map[string][]string{"github": {"github.com"}})
+	pol := parsePolicy(t, `version: 1
+lists:
+  github: []
+networks:
+  - match: {name: "*"}
+    egress:
+      - allow: "@github"
+        ports: [443]
+    egress_default: deny
+`)
+	res := compileTable(pol, testNetworks)
+	h := res.DNSHold
+	if h == nil || !h.CatchAll || !slices.Equal(h.Bridges, []string{"br-0123456789ab", "docker0", "br-"}) {
+		t.Fatalf("DNSHold = %+v", h)
+	}
+	var holds []string
+	for _, r := range res.Chain("forward").Rules {
+		if r.ID == DNSHoldRuleID {
+			holds = append(holds, r.Text())
+		}
+	}
+	if len(holds) != 3 || !strings.Contains(holds[2], `oifname "br-*"`) || len(res.Chain("output").Rules) != 3 {
+		t.Errorf("hold rules:\n%s", strings.Join(holds, "\n"))
+	}
+	a := netip.MustParseAddr
+	tr, err := res.Trace(nft.Packet{Hook: nft.HookForward, IIfName: "eth0", OIfName: "br-new", Src: a("192.0.2.53"), Dst: a("172.30.0.2"), L4Proto: 17, SPort: 53, DPort: 40000, Reply: true})
+	if err != nil || tr.Verdict != nft.Queue {
+		t.Errorf("answer to a new bridge: %v, %v", tr, err)
+	}
+}
