@@ -86,6 +86,13 @@ containers:
 	if !cmp.Equal(names, want) {
 		t.Errorf("NameLists = %v, want %v", names, want)
 	}
+	m := NameMatcher(pol.NameLists())
+	if got := m.Match("API.github.com."); !cmp.Equal(got, []string{"github"}) {
+		t.Errorf("NameMatcher: api.github.com matches %v", got)
+	}
+	if got := m.Match("bucket.s3.amazonaws.com"); len(got) != 1 || got[0] != inline.Name {
+		t.Errorf("NameMatcher: bucket.s3.amazonaws.com matches %v", got)
+	}
 	if !pol.UsesNames() {
 		t.Error("UsesNames = false")
 	}
