@@ -198,6 +198,7 @@ func (b *builder) containers(ctrs []Container) {
 			b.identity(f, judged, func(e Endpoint) bool { j, ok := fencedOf(e); return ok && j == i })
 		}
 	}
+	b.claimsTable()
 }
 
 // UncheckedRuleID is the ID of the rule of a network's container layer
@@ -309,6 +310,7 @@ func (b *builder) identity(f Fenced, ctrs []FencedContainer, on func(Endpoint) b
 			}
 			if len(e.MAC) == 6 {
 				b.l2Identity(f, &ctr, e.Port, e.MAC, own4)
+				b.claim(e.Port, e.MAC, e.Addrs)
 			}
 		}
 	}

@@ -29,6 +29,9 @@ type builder struct {
 	// containersKnown is set when the compiler was given the containers:
 	// the container layer is built.
 	containersKnown bool
+	// claims collects the identities of containers with checked ports,
+	// for the bridge table (see claimsTable).
+	claims claims
 }
 
 func (b *builder) addSet(s *nft.Set) {

@@ -150,10 +150,6 @@ func eachElement(s *Set, fn func(key []byte, end bool)) {
 				fn(key(next), true)
 			}
 		}
-	default:
-		for _, k := range sortedTupleKeys(s) {
-			fn(k, false)
-		}
 	case KeyService:
 		for _, p := range s.Ports {
 			binary.BigEndian.PutUint16(buf[:], p.First)
@@ -162,6 +158,10 @@ func eachElement(s *Set, fn func(key []byte, end bool)) {
 				binary.BigEndian.PutUint16(buf[:], p.Last+1)
 				fn(buf[:2], true)
 			}
+		}
+	default:
+		for _, k := range sortedTupleKeys(s) {
+			fn(k, false)
 		}
 	}
 }

@@ -265,8 +265,13 @@ func matchText(m Match) string {
 	case EtherSrc:
 		return "ether saddr " + negText(m.Neg) + net.HardwareAddr(m.MAC[:]).String()
 	case Protocol:
-		if m.EtherType == EtherTypeARP {
+		switch m.EtherType {
+		case EtherTypeARP:
 			return "meta protocol arp"
+		case 0x0800:
+			return "meta protocol ip"
+		case 0x86dd:
+			return "meta protocol ip6"
 		}
 		return fmt.Sprintf("meta protocol 0x%04x", m.EtherType)
 	case ARPSender:
