@@ -178,6 +178,22 @@ func TestContainerIdentityClaims(t *testing.T) {
 		t.Logf("the host resolved the unchecked worker's own address in %v", time.Since(start).Round(time.Millisecond))
 	}
 
+	if st, stderr, _ := e.dfExit(t, fake.URL, "status", "-c", pol); !strings.Contains(st, "table bridge dockerfence: present, the claims of 1 container ports") {
+		t.Errorf("status does not list the bridge table:\n%s%s", st, stderr)
+	}
+	// Drift in the bridge table is reported and repaired.
+	tp.Host.Run(t, "nft", "flush", "chain", "bridge", "dockerfence", "claims")
+	if js := e.statusJSON("-c", pol, "--docker-host", fake.URL); !slices.ContainsFunc(js.Table.Drift, func(l string) bool { return strings.HasPrefix(l, "bridge: ") }) {
+		t.Errorf("status --json after the claims chain was flushed gives no bridge drift: %q", js.Table.Drift)
+	}
+	if pl := e.mustDF("plan", "-c", pol, "--docker-host", fake.URL); !strings.Contains(pl, "add rule bridge dockerfence claims ") {
+		t.Errorf("plan after the claims chain was flushed does not put its rules back:\n%s", pl)
+	}
+	e.mustDF("apply", "-c", pol, "--docker-host", fake.URL)
+	if pl := e.mustDF("plan", "-c", pol, "--docker-host", fake.URL); !strings.Contains(pl, "is up to date") {
+		t.Errorf("plan after the repair:\n%s", pl)
+	}
+
 	// delete removes the bridge table with the others.
 	e.mustDF("delete", "-c", pol)
 	if out, err := tp.Host.Try("nft", "list", "tables"); err != nil || strings.Contains(out, "dockerfence") {

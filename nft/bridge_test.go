@@ -2,6 +2,7 @@ package nft_test
 
 import (
 	"net/netip"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -148,5 +149,38 @@ func TestBridgeTable(t *testing.T) {
 		if st, err := k.ReadFamily(f, "df_bridge"); err != nil || st != nil {
 			t.Errorf("%s table after Delete: %+v, %v", f, st, err)
 		}
+	}
+}
+
+// TestBridgeTableOwned checks that a lasting Kernel owns the bridge table
+// as it owns the inet one, where the kernel has the flags.
+func TestBridgeTableOwned(t *testing.T) {
+	ns, k := nfttest.NetNS(t)
+	lk, err := OpenKernel(Options{NetNS: k.NetNS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lk.Close()
+	prot, err := lk.Protection()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lk.Apply(bridgeTable()); err != nil {
+		t.Fatal(err)
+	}
+	st, err := lk.ReadFamily(FamilyBridge, "df_bridge")
+	if err != nil || st == nil {
+		t.Fatalf("bridge: %v, %v", st, err)
+	}
+	if st.Flags != prot.Flags || prot.Flags&FlagOwner != 0 && st.Owner != prot.Port {
+		t.Errorf("bridge table: flags %v owner %d; want %v owner %d", st.Flags, st.Owner, prot.Flags, prot.Port)
+	}
+	if prot.Flags&FlagOwner == 0 {
+		t.Logf("kernel without owned tables (%s): ownership not checked", prot.Why)
+		return
+	}
+	cmd := exec.Command("ip", "netns", "exec", ns, "nft", "flush", "chain", "bridge", "df_bridge", "claims")
+	if out, err := cmd.CombinedOutput(); err == nil {
+		t.Errorf("another process flushed the owned bridge chain: %s", out)
 	}
 }
