@@ -3,6 +3,7 @@ package nft_test
 import (
 	"net/netip"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -183,4 +184,16 @@ func TestBridgeTableOwned(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err == nil {
 		t.Errorf("another process flushed the owned bridge chain: %s", out)
 	}
+}
+
+// TestBridgeNetlinkGolden encodes a fresh apply of the tables of
+// bridgeTable (the bridge family's table, hook and sets of concatenated
+// keys and their lookups) and compares the messages with the golden file;
+// -update rewrites it.
+func TestBridgeNetlinkGolden(t *testing.T) {
+	rec := &recorder{}
+	if err := SendFreshPlan(bridgeTable(), rec.dial); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, filepath.Join("testdata", "netlink-bridge.golden"), dumpMessages(rec.msgs))
 }
