@@ -194,6 +194,34 @@ func TestContainerIdentityClaims(t *testing.T) {
 		t.Errorf("plan after the repair:\n%s", pl)
 	}
 
+	// A daemon's socket owns the bridge table as it owns the inet one,
+	// and a daemon repairs drift in it.
+	tamper := func() error {
+		_, err := tp.Host.Try("nft", "flush", "chain", "bridge", "dockerfence", "claims")
+		return err
+	}
+	sock := filepath.Join(e.dir, "docker.sock")
+	df := e.startDaemonBin(binary, sock, pol)
+	df.waitLog(t, "reason=start")
+	if err := tamper(); err == nil || !strings.Contains(err.Error(), "not permitted") {
+		t.Errorf("flush of the claims chain while the daemon runs: %v; want the kernel to refuse it (owned)", err)
+	}
+	df.cmd.Process.Kill()
+	<-df.exited
+	if err := tamper(); err != nil {
+		t.Fatalf("flush the claims chain with no daemon: %v", err)
+	}
+	df = e.startDaemonBin(binary, sock, pol)
+	defer df.stop()
+	df.waitLog(t, `msg="table applied" reason=start`)
+	if df.countLog("table differs: ", "bridge: ") == 0 {
+		t.Errorf("the daemon did not log the bridge table's drift")
+	}
+	if pl := e.mustDF("plan", "-c", pol, "--docker-host", fake.URL); !strings.Contains(pl, "is up to date") {
+		t.Errorf("plan after the daemon's repair:\n%s", pl)
+	}
+	df.stop()
+
 	// delete removes the bridge table with the others.
 	e.mustDF("delete", "-c", pol)
 	if out, err := tp.Host.Try("nft", "list", "tables"); err != nil || strings.Contains(out, "dockerfence") {
