@@ -51,6 +51,13 @@ func bridgeTable() *Table {
 func TestBridgeTable(t *testing.T) {
 	ns, k := nfttest.NetNS(t)
 	tbl := bridgeTable()
+	// The text is what nft reads (apply --dry-run prints it), checked
+	// before any table is there; but for "icmpv6 taddr" (as the inet
+	// table's NDTarget writes it), which this host's nft 1.0.6 does not
+	// know, so the check leaves the ND rule out.
+	noND := bridgeTable()
+	noND.Bridge.Chains[0].Rules = noND.Bridge.Chains[0].Rules[:4]
+	nfttest.NFT(t, ns, noND.Text(), "-c", "-f", "-")
 	if _, err := k.Apply(tbl); err != nil {
 		t.Fatal(err)
 	}
