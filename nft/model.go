@@ -1,9 +1,9 @@
 // Package nft is dockerfence's nftables layer, free of policy: a model of one
-// inet table, and of a netdev table of the same name beside it, as plain
-// data (tables, chains, rules of typed matches, sets and maps), its
-// rendering as nft syntax, the plan of changes that turns the
-// kernel's table into the model, a tracer that evaluates a packet through a
-// model table, and the netlink encoding and I/O.
+// inet table, and of a netdev and a bridge table of the same name beside
+// it, as plain data (tables, chains, rules of typed matches, sets and
+// maps), its rendering as nft syntax, the plan of changes that turns the
+// kernel's table into the model, a tracer that evaluates a packet through
+// a model table, and the netlink encoding and I/O.
 //
 // What the chains stand for (networks, policy rules) is the compiler's
 // business (package fence); this package only knows nftables.
@@ -14,10 +14,12 @@ import (
 	"time"
 )
 
-// Table is the desired state of one inet table, or of a netdev one.
+// Table is the desired state of one inet table, or of a netdev or bridge
+// one.
 type Table struct {
 	Name string
-	// Family is the table's family: inet (the zero value) or netdev.
+	// Family is the table's family: inet (the zero value), netdev or
+	// bridge.
 	Family Family
 	// Priority is the hook priority of every base chain.
 	Priority int
