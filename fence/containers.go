@@ -203,6 +203,7 @@ func (b *builder) containers(ctrs []Container) {
 			b.identity(f, judged, func(e Endpoint) bool { j, ok := fencedOf(e); return ok && j == i })
 		}
 	}
+	b.claimsTable()
 }
 
 // maxSharedChainName is the longest name of a chain of containers that
@@ -325,6 +326,7 @@ func (b *builder) identity(f Fenced, ctrs []FencedContainer, on func(Endpoint) b
 			}
 			if len(e.MAC) == 6 {
 				b.l2Identity(f, &ctr, e.Port, e.MAC, own4)
+				b.claim(e.Port, e.MAC, e.Addrs)
 			}
 		}
 	}

@@ -33,6 +33,9 @@ type builder struct {
 	// do); dnsQueue is the queue DNS answers are held in.
 	namesOf  func(*policy.Rule) []NamesRef
 	dnsQueue uint16
+	// claims collects the identities of containers with checked ports,
+	// for the bridge table (see claimsTable).
+	claims claims
 }
 
 func (b *builder) addSet(s *nft.Set) {
