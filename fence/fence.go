@@ -52,6 +52,10 @@ type Result struct {
 	// one for each fenced network when a container section has ingress
 	// keys (none otherwise).
 	InboundContainerChains []ContainerChain
+	// Proxied lists the published ports of containers on fenced networks
+	// whose connections through docker-proxy (the input hook) the
+	// ingress rules judge, one per container, network and binding.
+	Proxied []ProxiedPort
 	// Denials says, for each deny chain by name, what its packets were
 	// denied for, so that a logged packet can be attributed to a network
 	// and a rule.
@@ -233,6 +237,9 @@ func compile(pol *policy.Policy, networks []policy.Network, sectionFor func(poli
 	}
 	t := b.r.Table
 	t.Chains = append(t.Chains[:len(bases):len(bases)], append(layerChains, t.Chains[len(bases):]...)...)
+	if containers != nil {
+		b.proxy(bases[DirectionOf(policy.Host).Base])
+	}
 	return b.r
 }
 
