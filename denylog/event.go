@@ -59,7 +59,10 @@ type Event struct {
 	// PublishedPort is, for ingress, the port the client connected to
 	// before Docker's DNAT (the connection's original destination port):
 	// the published port, where Port is the container's. 0 when the
-	// kernel did not send the connection (no ctnetlink) or it is Port.
+	// kernel did not send the connection (no ctnetlink) or it is Port;
+	// but for a connection through docker-proxy (denied in the input
+	// hook, to the host's own address), it is Port, the published port,
+	// and Container is the container that publishes it.
 	PublishedPort uint16 `json:"published_port,omitempty"`
 }
 
@@ -185,8 +188,31 @@ func Attribute(p nflog.Packet, t *fence.Result, res Resolver, ifname func(uint32
 		if d.Hook == policy.Ingress && p.OrigDstPort != 0 && p.OrigDstPort != e.Port {
 			e.PublishedPort = p.OrigDstPort
 		}
+		if d.Hook == policy.Ingress && p.OutDev == 0 && t != nil {
+			proxied(&e, t, f.Proto, f.Dst)
+		}
 	}
 	return e, true
+}
+
+// proxied attributes an ingress denial in the input hook (no output
+// device): a connection to a published port on the host's own address,
+// which docker-proxy would have accepted. The port is the published one,
+// and the container the one that publishes it there (the address
+// lookup found none: the destination is the host's).
+func proxied(e *Event, t *fence.Result, proto uint8, dst netip.Addr) {
+	pps := t.ProxiedTo(proto, e.Port, dst)
+	if len(pps) == 0 {
+		return
+	}
+	e.PublishedPort = e.Port
+	pp := pps[0]
+	if e.Container == "" {
+		e.Container, e.ContainerID = pp.Container.Name, pp.Container.ID
+	}
+	if e.Bridge == "" {
+		e.Network, e.NetworkID, e.Bridge = pp.Network.Name, pp.Network.ID, pp.Network.Bridge
+	}
 }
 
 func protoName(p uint8) string { return ipproto.Name(p) }

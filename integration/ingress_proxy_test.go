@@ -1,0 +1,138 @@
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dockerfence/dockerfence/denylog"
+	"github.com/dockerfence/dockerfence/integration/harness"
+	"github.com/dockerfence/dockerfence/integration/topo"
+	"github.com/dockerfence/dockerfence/status"
+)
+
+// TestIngressThroughDockerProxy proves the docker-proxy path of ingress
+// with real TCP connections from an outside namespace, against a real
+// dockerd in its default configuration for IPv6: the userland proxy on,
+// and no ip6tables (Debian's Docker 20.10 without --ip6tables; Docker 29
+// with --ip6tables=false), so that Docker DNATs IPv4 connections to
+// published ports but leaves IPv6 ones to docker-proxy, which accepts
+// them on the host (input hook) and connects to the container itself.
+// Without dockerfence, an IPv6 stranger reaches every published port
+// through docker-proxy (the container sees the connection come from the
+// host, not from the stranger); fenced, the allowed IPv6 address reaches
+// them and the stranger is refused with a reset where the rules deny,
+// IPv4 is judged as before, the host's own connections (localhost) are
+// not ingress, and logs and status say so.
+func TestIngressThroughDockerProxy(t *testing.T) {
+	eng := engine(t)
+	eng.Args = append(eng.Args, "--ipv6", "--fixed-cidr-v6", "fd00:d0c::/64")
+	if eng.Name == "docker29" {
+		eng.Args = append(eng.Args, "--ip6tables=false")
+	}
+	x := newIngressEnvWith(t, eng)
+
+	t.Run("without dockerfence the IPv6 stranger passes docker-proxy", func(t *testing.T) {
+		if tables := x.tp.Host.Run(t, "nft", "list", "tables"); strings.Contains(tables, "dockerfence") {
+			t.Fatalf("the baseline needs the host without dockerfence's table:\n%s", tables)
+		}
+		syns := harness.CountSYNs(t, x.dockerNS(t, x.d, "web"))
+		x.expectReach(t, "without dockerfence", everyone)
+		for _, src := range []string{topo.OutAllowed6, topo.OutStranger6} {
+			if n := syns.Count(netip.MustParseAddr(src), 80); n != 0 {
+				t.Errorf("without dockerfence: web saw %d SYNs from %s itself: Docker DNATs IPv6, docker-proxy is not in the path", n, src)
+			}
+		}
+		for _, src := range []string{topo.OutAllowed4, topo.OutStranger4} {
+			if n := syns.Count(netip.MustParseAddr(src), 80); n == 0 {
+				t.Errorf("without dockerfence: web saw no SYN from %s: IPv4 is not DNAT'ed (sources: %v)", src, syns.Sources(80))
+			}
+		}
+		t.Logf("web's SYNs on port 80 by source (docker-proxy connects from the host): %v", syns.Sources(80))
+	})
+
+	pol := x.write("policy.yaml", fmt.Sprintf(dockerIngressPolicy, "allow"))
+	x.fence(t, pol)
+
+	t.Run("fenced: the rules judge the docker-proxy path", func(t *testing.T) {
+		x.expectReach(t, "fenced", map[string]map[int]string{
+			topo.OutAllowed4:  {webPort: "ok", webPort2: "ok", dbPort: "ok"},
+			topo.OutStranger4: {webPort: "refused", webPort2: "ok", dbPort: "refused"},
+			topo.OutAllowed6:  {webPort: "ok", webPort2: "ok", dbPort: "ok"},
+			topo.OutStranger6: {webPort: "refused", webPort2: "ok", dbPort: "refused"},
+		})
+		// The refused connections never reached the container: docker-proxy
+		// never accepted them, so it never connected.
+		before := x.d.Accepted(t, "web", 80)
+		refused := 0
+		for range 5 {
+			if x.reach(topo.OutStranger6, webPort) == "refused" {
+				refused++
+			}
+		}
+		if n := x.d.Accepted(t, "web", 80) - before; n != 0 || refused != 5 {
+			t.Errorf("the IPv6 stranger on 8080: %d of 5 refused, web accepted %d", refused, n)
+		}
+		// The kernel's counters: the input chain judged them.
+		table := x.tp.Host.Run(t, "nft", "list", "chain", "inet", "dockerfence", "ingp_tcp_8080")
+		t.Logf("the docker-proxy path of 8080:\n%s", table)
+		if !strings.Contains(table, "jump ing_") || strings.Contains(table, "counter packets 0 ") {
+			t.Errorf("chain ingp_tcp_8080 does not jump to the network's ingress chain, or never counted:\n%s", table)
+		}
+	})
+
+	t.Run("localhost is not ingress", func(t *testing.T) {
+		for _, addr := range []string{hostPort("127.0.0.1", webPort), hostPort("::1", webPort)} {
+			c, err := x.tp.Host.DialTCP(addr, dialTimeout)
+			if err != nil {
+				// Docker 20.10 without ip6tables does not publish on ::1
+				// by the proxy alone when it cannot, say so.
+				t.Errorf("the host itself -> %s: %v; want a connection (not ingress)", addr, err)
+				continue
+			}
+			c.Close()
+		}
+	})
+
+	t.Run("logs name the container and the published port", func(t *testing.T) {
+		want := map[string]bool{"web 8080 ingress 2": false, "db 5432 container section ingress_default": false}
+		var lines []string
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			lines = strings.Split(strings.TrimSpace(x.mustDFDocker(x.d, "logs", "--json")), "\n")
+			for _, l := range lines {
+				var ev denylog.Event
+				if json.Unmarshal([]byte(l), &ev) != nil || ev.Hook != "ingress" || ev.Src != topo.OutStranger6 {
+					continue
+				}
+				k := fmt.Sprintf("%s %d %s", ev.Container, ev.PublishedPort, ev.Rule)
+				if _, ok := want[k]; ok {
+					want[k] = true
+				}
+			}
+			if want["web 8080 ingress 2"] && want["db 5432 container section ingress_default"] {
+				break
+			}
+		}
+		for w, seen := range want {
+			if !seen {
+				t.Errorf("logs --json has no ingress denial of the IPv6 stranger through docker-proxy %q:\n%s", w, strings.Join(lines, "\n"))
+			}
+		}
+	})
+
+	t.Run("status", func(t *testing.T) {
+		out, stderr, err := x.dfStdout("--docker-host", "unix://"+x.d.Sock, "--socket", x.socket(), "status", "-c", x.pol, "--json")
+		var st status.Status
+		if err != nil || json.Unmarshal([]byte(out), &st) != nil {
+			t.Fatalf("status --json: %v\n%s%s", err, out, stderr)
+		}
+		for _, p := range st.Published {
+			if p.Container == "web" && p.HostPort == webPort && p.Verdict != status.ReachRestricted {
+				t.Errorf("status: web's 8080 is %s, want %s", p.Verdict, status.ReachRestricted)
+			}
+		}
+	})
+}
