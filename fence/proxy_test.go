@@ -132,3 +132,72 @@ func TestIngressProxyVerdicts(t *testing.T) {
 		t.Errorf("ProxiedTo tcp/5432 on 10.0.0.2 = %+v; want none (bound to 10.0.0.1)", pps)
 	}
 }
+
+// TestExplainProxy checks that explain --ingress judges the docker-proxy
+// path of a published port as the kernel does, beside the DNAT'ed one,
+// and says where the connection goes (the host's address).
+func TestExplainProxy(t *testing.T) {
+	pol := loadPolicy(t, "testdata/ingress.yaml")
+	n := testNetworks[slices.IndexFunc(testNetworks, func(n policy.Network) bool { return n.Name == "app_default" })]
+	for _, tc := range []struct {
+		name      string
+		src, dst  string
+		port      uint16
+		proxy     bool // the path exists
+		verdict   policy.Verdict
+		rule      string // the network rule that decides, "" for none
+		container string // the container layer that decides, "" for none
+	}{
+		{"office to web's 8080 over IPv6", "2001:db8:1::9", "fd00:20::30", 8080, true, policy.Allow, "ingress 1", ""},
+		{"stranger to web's 8080 over IPv6", "2001:db8:2::1", "fd00:20::30", 8080, true, policy.Deny, "ingress 2", ""},
+		{"stranger to web's 9090", "2001:db8:2::1", "fd00:20::30", 9090, true, policy.Allow, "", ""},
+		{"db's 5432 over IPv4 from another office address", "198.51.100.21", "172.20.0.20", 5432, true, policy.Deny, "", string(LayerSection)},
+		{"db's 5432 over IPv6: bound to an IPv4 host address only", "2001:db8:2::1", "fd00:20::20", 5432, false, 0, "", ""},
+		{"a port nobody publishes", "2001:db8:2::1", "fd00:20::30", 7777, false, 0, "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pr := Probe{Hook: policy.Ingress, Src: netip.MustParseAddr(tc.src), Dst: netip.MustParseAddr(tc.dst), Proto: policy.ProtoTCP, Port: tc.port}
+			d, err := ExplainContainer(pol, testNetworks, proxyContainers(), n, pr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tc.proxy {
+				if d.Proxy != nil {
+					t.Fatalf("docker-proxy path %+v; want none", d.Proxy)
+				}
+				return
+			}
+			px := d.Proxy
+			if px == nil {
+				t.Fatal("no docker-proxy path")
+			}
+			if px.Verdict != tc.verdict || px.Passes != (tc.verdict == policy.Allow) || px.Trace.Verdict == nft.Accept != px.Passes {
+				t.Errorf("verdict %v, passes %v; want %v\n%s", px.Verdict, px.Passes, tc.verdict, px.Trace)
+			}
+			if got := ruleID(px.Rule); got != tc.rule {
+				t.Errorf("rule %q; want %q", got, tc.rule)
+			}
+			if tc.container != "" && (len(px.Layers) == 0 || px.Layers[len(px.Layers)-1].Layer != tc.container) {
+				t.Errorf("layers %+v; want %s to decide", px.Layers, tc.container)
+			}
+			if px.Container == nil || !slices.ContainsFunc(px.Container.Container.Endpoints, func(e Endpoint) bool { return slices.Contains(e.Addrs, netip.MustParseAddr(tc.dst)) }) {
+				t.Errorf("container %+v; want the one at %s", px.Container, tc.dst)
+			}
+			if !slices.ContainsFunc(px.Trace.Steps, func(s nft.Step) bool { return s.Chain == ProxyChain }) {
+				t.Errorf("the trace does not pass %s:\n%s", ProxyChain, px.Trace)
+			}
+			// The DNAT'ed path decides the same.
+			if d.Verdict != px.Verdict {
+				t.Errorf("forward path %v, docker-proxy path %v", d.Verdict, px.Verdict)
+			}
+		})
+	}
+}
+
+// ruleID is r's ID, "" for nil.
+func ruleID(r *policy.Rule) string {
+	if r == nil {
+		return ""
+	}
+	return r.ID()
+}

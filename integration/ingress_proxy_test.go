@@ -84,6 +84,29 @@ func TestIngressThroughDockerProxy(t *testing.T) {
 		}
 	})
 
+	t.Run("explain judges the docker-proxy path as the kernel does", func(t *testing.T) {
+		for _, tc := range []struct {
+			ctr, src string
+			port     int
+		}{{"web", topo.OutStranger6, webPort}, {"web", topo.OutAllowed6, webPort}, {"web", topo.OutStranger6, webPort2}, {"db", topo.OutStranger6, dbPort}, {"db", topo.OutAllowed6, dbPort}} {
+			got := x.reach(tc.src, tc.port)
+			out, stderr, err := x.dfStdout("--docker-host", "unix://"+x.d.Sock, "explain", "-c", x.pol, "--container", tc.ctr,
+				"--ingress", "--from", tc.src, "--to-port", fmt.Sprint(tc.port), "--json")
+			var ex status.Explanation
+			if err != nil || json.Unmarshal([]byte(out), &ex) != nil {
+				t.Fatalf("explain: %v\n%s%s", err, out, stderr)
+			}
+			if ex.DockerProxy == nil || ex.DockerProxy.Passes != (got == "ok") || ex.DockerProxy.Packet.Port != tc.port {
+				t.Errorf("explain --container %s --ingress --from %s --to-port %d: docker_proxy %+v; the kernel: %s", tc.ctr, tc.src, tc.port, ex.DockerProxy, got)
+			}
+		}
+		text := x.mustDFDocker(x.d, "explain", "-c", x.pol, "--container", "web", "--ingress", "--from", topo.OutStranger6, "--to-port", fmt.Sprint(webPort))
+		t.Logf("explain --container web --ingress --from %s --to-port %d:\n%s", topo.OutStranger6, webPort, text)
+		if !strings.Contains(text, "through docker-proxy") || !strings.Contains(text, "deny (reject), decided by network section 1 ingress 2") {
+			t.Errorf("explain does not name the docker-proxy path and its verdict:\n%s", text)
+		}
+	})
+
 	t.Run("localhost is not ingress", func(t *testing.T) {
 		for _, addr := range []string{hostPort("127.0.0.1", webPort), hostPort("::1", webPort)} {
 			c, err := x.tp.Host.DialTCP(addr, dialTimeout)
