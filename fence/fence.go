@@ -26,6 +26,8 @@ import (
 type Result struct {
 	// Table is the model to apply; its fields and methods are the Result's.
 	*nft.Table
+	// Policy is the policy the table was compiled from.
+	Policy *policy.Policy
 	// Fenced lists the networks the table fences, in bridge order.
 	Fenced []Fenced
 	// Unfenced lists the networks no section matches.
@@ -193,7 +195,7 @@ func compile(pol *policy.Policy, networks []policy.Network, sectionFor func(poli
 	s := pol.Settings
 	b := &builder{
 		pol:        pol,
-		r:          &Result{Table: &nft.Table{Name: s.Table, Priority: s.Priority}, Denials: map[string]*Denial{}},
+		r:          &Result{Table: &nft.Table{Name: s.Table, Priority: s.Priority}, Policy: pol, Denials: map[string]*Denial{}},
 		sets:       map[string]*nft.Set{},
 		sectionFor: sectionFor,
 	}
