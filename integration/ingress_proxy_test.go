@@ -2,9 +2,11 @@ package integration
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -55,7 +57,7 @@ func TestIngressThroughDockerProxy(t *testing.T) {
 	})
 
 	pol := x.write("policy.yaml", fmt.Sprintf(dockerIngressPolicy, "allow"))
-	x.fence(t, pol)
+	df := x.fence(t, pol)
 
 	t.Run("fenced: the rules judge the docker-proxy path", func(t *testing.T) {
 		x.expectReach(t, "fenced", map[string]map[int]string{
@@ -107,6 +109,32 @@ func TestIngressThroughDockerProxy(t *testing.T) {
 		}
 	})
 
+	t.Run("tightening ingress_default cuts open connections through docker-proxy", func(t *testing.T) {
+		stranger := x.hold(t, topo.OutStranger6, webPort2)
+		allowed := x.hold(t, topo.OutAllowed6, webPort)
+		x.reload(t, df, pol, fmt.Sprintf(dockerIngressPolicy, "deny"))
+		if got, err := stranger.echo("after"); !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("the IPv6 stranger's open connection to 8081 after ingress_default: deny: %q, %v; want a reset", got, err)
+		}
+		if got, err := allowed.echo("after"); err != nil || got != "after\n" {
+			t.Errorf("the allowed IPv6 client's open connection to 8080: %q, %v; want the echo", got, err)
+		}
+		if got := x.reach(topo.OutStranger6, webPort2); got != "refused" {
+			t.Errorf("a new connection of the IPv6 stranger to 8081: %s, want refused", got)
+		}
+		// deny_action drop: the client's packets go unanswered.
+		x.reload(t, df, pol, fmt.Sprintf(dockerIngressPolicy, "allow"))
+		held := x.hold(t, topo.OutStranger6, webPort2)
+		x.reload(t, df, pol, "settings: {deny_action: drop}\n"+fmt.Sprintf(dockerIngressPolicy, "deny"))
+		if got, err := held.echo("after"); !topo.IsTimeout(err) {
+			t.Errorf("the IPv6 stranger's open connection to 8081 with deny_action: drop: %q, %v; want no answer", got, err)
+		}
+		if got := x.reach(topo.OutStranger6, webPort2); got != "timeout" {
+			t.Errorf("a new connection of the IPv6 stranger to 8081 with deny_action: drop: %s, want timeout", got)
+		}
+		x.reload(t, df, pol, fmt.Sprintf(dockerIngressPolicy, "allow"))
+	})
+
 	t.Run("localhost is not ingress", func(t *testing.T) {
 		for _, addr := range []string{hostPort("127.0.0.1", webPort), hostPort("::1", webPort)} {
 			c, err := x.tp.Host.DialTCP(addr, dialTimeout)
@@ -153,8 +181,8 @@ func TestIngressThroughDockerProxy(t *testing.T) {
 			t.Fatalf("status --json: %v\n%s%s", err, out, stderr)
 		}
 		for _, p := range st.Published {
-			if p.Container == "web" && p.HostPort == webPort && p.Verdict != status.ReachRestricted {
-				t.Errorf("status: web's 8080 is %s, want %s", p.Verdict, status.ReachRestricted)
+			if p.Container == "web" && p.HostPort == webPort && (p.Verdict != status.ReachRestricted || p.IPv6 != status.ReachRestricted || p.IPv4 != status.ReachRestricted) {
+				t.Errorf("status: web's 8080 is %s (IPv4 %q, IPv6 %q), want %s in both families", p.Verdict, p.IPv4, p.IPv6, status.ReachRestricted)
 			}
 		}
 	})
