@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dockerfence/dockerfence/denylog"
+	"github.com/dockerfence/dockerfence/integration/dockerd"
 	"github.com/dockerfence/dockerfence/integration/harness"
 	"github.com/dockerfence/dockerfence/integration/topo"
 	"github.com/dockerfence/dockerfence/status"
@@ -133,6 +134,41 @@ func TestIngressThroughDockerProxy(t *testing.T) {
 			t.Errorf("a new connection of the IPv6 stranger to 8081 with deny_action: drop: %s, want timeout", got)
 		}
 		x.reload(t, df, pol, fmt.Sprintf(dockerIngressPolicy, "allow"))
+	})
+
+	t.Run("a container started later is fenced through docker-proxy too", func(t *testing.T) {
+		// Its port 8090 falls to ingress_default, deny here: the
+		// daemon adds it to the docker-proxy path when Docker says the
+		// container started, and removes it when it is gone.
+		x.reload(t, df, pol, fmt.Sprintf(dockerIngressPolicy, "deny"))
+		defer x.reload(t, df, pol, fmt.Sprintf(dockerIngressPolicy, "allow"))
+		const late = 8090
+		x.d.Run(t, "late", "web", dockerd.RunOptions{Cmd: dockerd.EchoServer(80), Publish: []string{fmt.Sprintf("%d:80", late)}})
+		x.waitListening(t, "late", 80)
+		chain := fmt.Sprintf("ingp_tcp_%d", late)
+		inTable := func() bool {
+			_, err := x.tp.Host.Try("nft", "list", "chain", "inet", "dockerfence", chain)
+			return err == nil
+		}
+		for deadline := time.Now().Add(5 * time.Second); !inTable(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no chain %s 5 s after the container started", chain)
+			}
+		}
+		for _, src := range []string{topo.OutAllowed6, topo.OutStranger6} {
+			if got := x.reach(src, late); got != "refused" {
+				t.Errorf("%s -> the late container's %d through docker-proxy: %s, want refused (ingress_default: deny)", src, late, got)
+			}
+		}
+		if n := x.d.Accepted(t, "late", 80); n != 0 {
+			t.Errorf("the late container accepted %d connections", n)
+		}
+		x.d.RemoveContainer(t, "late")
+		for deadline := time.Now().Add(5 * time.Second); inTable(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("chain %s is still there 5 s after the container was removed", chain)
+			}
+		}
 	})
 
 	t.Run("localhost is not ingress", func(t *testing.T) {
