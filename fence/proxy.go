@@ -40,8 +40,9 @@ type ProxiedPort struct {
 }
 
 // Names of the docker-proxy path: the chain that the input base chain
-// jumps to (ProxyChain), and the chain of each published port, reached
-// from it by protocol and port.
+// jumps to (ProxyChain), which looks the destination port up in a verdict
+// map per protocol (ingp_tcp, ingp_udp, ingp_sctp), whose elements go to
+// the chain of each published port (ingp_tcp_8080).
 const (
 	ProxyChain = "ingp"
 	// ProxyRuleID is the ID of the input base chain's jump to it.
@@ -131,29 +132,22 @@ func (b *builder) proxy(in *nft.Chain) {
 		}
 	}
 	for _, num := range []uint8{ipproto.TCP, ipproto.UDP, ipproto.SCTP} {
-		var ports []nft.PortRange
-		for _, k := range keys {
-			if k.proto == num {
-				ports = append(ports, nft.PortRange{First: k.port, Last: k.port})
-			}
-		}
-		if len(ports) == 0 {
+		if !slices.ContainsFunc(keys, func(k portKey) bool { return k.proto == num }) {
 			continue
 		}
 		r, _ := ipproto.ByNum(num)
-		set := ProxyChain + "_" + r.Name
-		b.addSet(&nft.Set{Name: set, Key: nft.KeyService, Ports: nft.MergePorts(ports)})
-		pc := b.addChain(set, nft.HookNone)
-		c.Rules = append(c.Rules, &nft.Rule{Matches: []nft.Match{nft.L4Proto{Protos: []uint8{num}}, nft.DPort{Set: set}}, Counter: true, Verdict: nft.Verdict{Kind: nft.Goto, Target: set}, ID: "published " + r.Name, Comment: "to a port published through docker-proxy"})
+		m := &nft.Set{Name: ProxyChain + "_" + r.Name, Key: nft.KeyService, Map: true}
 		for _, k := range keys {
 			if k.proto != num {
 				continue
 			}
-			chain := fmt.Sprintf("%s_%d", set, k.port)
-			pc.Rules = append(pc.Rules, &nft.Rule{Matches: []nft.Match{nft.DPort{Range: nft.PortRange{First: k.port, Last: k.port}}}, Verdict: nft.Verdict{Kind: nft.Goto, Target: chain}, ID: fmt.Sprintf("port %d", k.port)})
+			chain := fmt.Sprintf("%s_%d", m.Name, k.port)
+			m.VMap = append(m.VMap, nft.VMapElem{Port: k.port, Chain: chain})
 			kc := b.addChain(chain, nft.HookNone)
 			kc.Rules = rules[k]
 		}
+		b.addSet(m)
+		c.Rules = append(c.Rules, &nft.Rule{Matches: []nft.Match{nft.L4Proto{Protos: []uint8{num}}}, Counter: true, Verdict: nft.Verdict{Kind: nft.VMap, Target: m.Name, Key: nft.SelDPort}, ID: "published " + r.Name, Comment: "to a port published through docker-proxy"})
 	}
 	in.Rules = append(in.Rules, &nft.Rule{Verdict: nft.Verdict{Kind: nft.Jump, Target: ProxyChain}, ID: ProxyRuleID})
 }

@@ -216,6 +216,11 @@ func TestIngressThroughDockerProxy(t *testing.T) {
 		if err != nil || json.Unmarshal([]byte(out), &st) != nil {
 			t.Fatalf("status --json: %v\n%s%s", err, out, stderr)
 		}
+		// The kernel holds the docker-proxy path as the daemon wrote it:
+		// read back (the port maps too), it is what apply would write.
+		if !st.Table.InSync || len(st.Table.Drift) > 0 {
+			t.Errorf("status: the table is not in sync (drift %v)", st.Table.Drift)
+		}
 		for _, p := range st.Published {
 			if p.Container == "web" && p.HostPort == webPort && (p.Verdict != status.ReachRestricted || p.IPv6 != status.ReachRestricted || p.IPv4 != status.ReachRestricted) {
 				t.Errorf("status: web's 8080 is %s (IPv4 %q, IPv6 %q), want %s in both families", p.Verdict, p.IPv4, p.IPv6, status.ReachRestricted)
