@@ -15,6 +15,7 @@ package fence
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -62,6 +63,11 @@ type Result struct {
 	// denied for, so that a logged packet can be attributed to a network
 	// and a rule.
 	Denials map[string]*Denial
+	// NameSets lists the names lists that rules use, with their sets,
+	// in the order rules first use them; DNSHold says which DNS answers
+	// are held for the daemon to learn from, nil when no rule uses names.
+	NameSets []NameSet
+	DNSHold  *DNSHold
 }
 
 // Fenced is a network and the section that fences it.
@@ -198,12 +204,17 @@ func compile(pol *policy.Policy, networks []policy.Network, sectionFor func(poli
 		r:          &Result{Table: &nft.Table{Name: s.Table, Priority: s.Priority}, Policy: pol, Denials: map[string]*Denial{}},
 		sets:       map[string]*nft.Set{},
 		sectionFor: sectionFor,
+		namesOf:    namesSource(pol),
+		dnsQueue:   dnsQueueOf(pol),
 	}
 	bases := map[string]*nft.Chain{}
 	for _, d := range Directions {
 		if bases[d.Base] == nil {
 			bases[d.Base] = b.addChain(d.Base, d.NFHook)
 			bases[d.Base].Rules = append(bases[d.Base].Rules, &nft.Rule{Matches: []nft.Match{nft.CtReply{}}, Counter: true, Verdict: nft.Verdict{Kind: nft.Accept}, ID: "reply", Comment: "replies to connections opened towards containers"})
+		}
+		if !d.Inbound {
+			bases[d.Base].Rules = append(bases[d.Base].Rules, b.linkLocalControl(d)...)
 		}
 	}
 	b.fence(networks)
@@ -237,8 +248,23 @@ func compile(pol *policy.Policy, networks []policy.Network, sectionFor func(poli
 			bases[d.Base].Rules = append(bases[d.Base].Rules, &nft.Rule{Verdict: nft.Verdict{Kind: nft.Jump, Target: c.Name}, ID: id})
 		}
 	}
+	if m := s.IdentityMark; m != 0 && len(b.r.ContainerChains) > 0 {
+		// Replies pass the forward hook before any layer judges them,
+		// but not from a bridge port whose identity check is not in:
+		// a container that took another's address while the daemon
+		// lags must not answer connections meant for the other. Its
+		// network's container chain holds them (rule unchecked).
+		fwd := bases[DirectionOf(policy.Egress).Base]
+		r := &nft.Rule{Matches: []nft.Match{nft.CtReply{}, nft.Mark{Bits: m, Clear: true}}, Counter: true,
+			Verdict: nft.Verdict{Kind: nft.VMap, Target: containerMapName, Key: DirectionOf(policy.Egress).Dispatch}, ID: "unchecked replies",
+			Comment: "replies from a bridge port whose identity check is not in yet"}
+		fwd.Rules = append([]*nft.Rule{r}, fwd.Rules...)
+	}
 	t := b.r.Table
 	t.Chains = append(t.Chains[:len(bases):len(bases)], append(layerChains, t.Chains[len(bases):]...)...)
+	if out := b.holdDNS(bases[DirectionOf(policy.Egress).Base]); out != nil {
+		t.Chains = slices.Insert(t.Chains, len(bases), out)
+	}
 	if containers != nil {
 		b.proxy(bases[DirectionOf(policy.Host).Base])
 	}

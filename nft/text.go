@@ -166,6 +166,14 @@ func verdictText(v Verdict) string {
 		return "reject with tcp reset"
 	case RejectAdminProhibited:
 		return "reject with icmpx admin-prohibited"
+	case Queue:
+		// As nft lists the xtables target NFQUEUE (with libxtables; a
+		// kernel without the nft queue expression refuses this text).
+		s := fmt.Sprintf("queue num %d", v.QueueNum)
+		if v.Bypass {
+			s += " bypass"
+		}
+		return s
 	}
 	return ""
 }
@@ -173,7 +181,7 @@ func verdictText(v Verdict) string {
 // selectorText is what each selector is in nft syntax.
 var selectorText = map[Selector]string{SelIIfName: "iifname", SelOIfName: "oifname", SelSAddr4: "ip saddr", SelSAddr6: "ip6 saddr", SelDAddr4: "ip daddr", SelDAddr6: "ip6 daddr", SelDPort: "th dport"}
 
-var icmpv6Names = map[uint8]string{133: "nd-router-solicit", 134: "nd-router-advert", 135: "nd-neighbor-solicit", 136: "nd-neighbor-advert", 137: "nd-redirect"}
+var icmpv6Names = map[uint8]string{130: "mld-listener-query", 131: "mld-listener-report", 132: "mld-listener-done", 133: "nd-router-solicit", 134: "nd-router-advert", 135: "nd-neighbor-solicit", 136: "nd-neighbor-advert", 137: "nd-redirect", 143: "mld2-listener-report"}
 
 func matchText(m Match) string {
 	switch m := m.(type) {
@@ -215,6 +223,8 @@ func matchText(m Match) string {
 			return "th dport @" + m.Set
 		}
 		return "th dport " + m.Range.String()
+	case SPort:
+		return "th sport " + m.Range.String()
 	case CtOrigDPort:
 		return ctOrigDPortText(m)
 	case CtRelated:
@@ -246,7 +256,10 @@ func matchText(m Match) string {
 		// The rule matches a range of types, which nft writes in numbers;
 		// a list in braces would be a set lookup.
 		if len(m.Types) == 1 {
-			return "icmpv6 type " + icmpv6Names[m.Types[0]]
+			if name, ok := icmpv6Names[m.Types[0]]; ok {
+				return "icmpv6 type " + name
+			}
+			return fmt.Sprintf("icmpv6 type %d", m.Types[0])
 		}
 		return fmt.Sprintf("icmpv6 type %d-%d", m.Types[0], m.Types[len(m.Types)-1])
 	case HopLimit:
