@@ -464,3 +464,56 @@ func tcp6(src, dst string, dport uint16) []byte {
 	b[6] = 6
 	return append(b, make([]byte, 12)...)
 }
+
+// TestAttributeIngressProxy attributes ingress denials of connections
+// through docker-proxy (input hook: no output device, the host's own
+// address) to the container that publishes the port, and names the
+// published port.
+func TestAttributeIngressProxy(t *testing.T) {
+	pol, err := policy.Parse("p.yaml", []byte(`version: 1
+networks:
+  - match: {name: "*"}
+    ingress:
+      - deny: any
+        ports: [8080]
+        comment: admin UI closed
+containers:
+  - match: {label: "tier=db"}
+    ingress_default: deny
+`), policy.Options{ResolvConf: filepath.Join(t.TempDir(), "none")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nets := []policy.Network{{ID: "4e5f", Name: "app_default", Bridge: "br-app", Subnets: []netip.Prefix{netip.MustParsePrefix("172.20.0.0/16")}}}
+	ctrs := []fence.Container{
+		{ID: "0123456789abcdef", Name: "db-1", Labels: map[string]string{"tier": "db"}, Endpoints: []fence.Endpoint{{NetworkID: "4e5f", Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.2")}}},
+			Ports: []fence.PublishedPort{{HostIP: netip.MustParseAddr("::"), HostPort: 5432, ContainerPort: 5432, Proto: "tcp"}}},
+		{ID: "c0ffeec0ffee0000", Name: "web-1", Endpoints: []fence.Endpoint{{NetworkID: "4e5f", Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.3")}}},
+			Ports: []fence.PublishedPort{{HostIP: netip.MustParseAddr("::"), HostPort: 8080, ContainerPort: 80, Proto: "tcp"}}},
+	}
+	tbl := fence.CompileContainers(pol, nets, ctrs)
+	ifname := func(i uint32) string { return map[uint32]string{2: "eth0", 3: "br-app"}[i] }
+	for _, tc := range []struct {
+		prefix string
+		port   uint16
+		want   func(*Event)
+	}{
+		{"df ci_0123456789ab.s.default ", 5432, func(e *Event) {
+			e.Container, e.ContainerID, e.Layer, e.ContainerSection, e.Rule, e.Comment = "db-1", "0123456789abcdef", "container section", 1, "container section ingress_default", "ingress_default deny"
+			e.Network, e.NetworkID, e.Bridge = "app_default", "4e5f", "br-app"
+		}},
+		{"df ing_br-app.i1 ", 8080, func(e *Event) {
+			e.Network, e.NetworkID, e.Bridge, e.Section, e.Container, e.ContainerID, e.Rule, e.RuleIndex, e.Comment = "app_default", "4e5f", "br-app", 1, "web-1", "c0ffeec0ffee0000", "ingress 1", 1, "admin UI closed"
+		}},
+	} {
+		got, ok := Attribute(nflog.Packet{Time: when, Prefix: tc.prefix, Family: unix.NFPROTO_IPV6, InDev: 2, Payload: tcp6("2001:db8:51::66", "2001:db8:51::fe", tc.port), OrigDstPort: tc.port}, tbl, fakeResolver{}, ifname)
+		if !ok {
+			t.Fatalf("%s: not attributed", tc.prefix)
+		}
+		want := Event{Time: when, Verdict: "deny", Hook: "ingress", Src: "2001:db8:51::66", Dst: "2001:db8:51::fe", Proto: "tcp", Port: tc.port, PublishedPort: tc.port, PublishedPortFrom: PortFromKernel}
+		tc.want(&want)
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%s: event (-want +got):\n%s", tc.prefix, diff)
+		}
+	}
+}

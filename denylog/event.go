@@ -63,7 +63,9 @@ type Event struct {
 	// before Docker's DNAT (the connection's original destination port):
 	// the published port, where Port is the container's. 0 when it is
 	// Port, when it is not known, and when Docker's mapping gives several
-	// (PublishedPorts).
+	// (PublishedPorts); but for a connection through docker-proxy (denied
+	// in the input hook, to the host's own address), it is Port, the
+	// published port, and Container is the container that publishes it.
 	PublishedPort uint16 `json:"published_port,omitempty"`
 	// PublishedPorts are, when the kernel did not send the connection (no
 	// ctnetlink) and the destination container publishes its port Port
@@ -72,7 +74,7 @@ type Event struct {
 	PublishedPorts []uint16 `json:"published_ports,omitempty"`
 	// PublishedPortFrom says where PublishedPort or PublishedPorts come
 	// from: PortFromKernel (the connection's original destination port,
-	// certain) or PortFromDocker (the destination container's published
+	// certain; for docker-proxy's, the packet's own destination port) or PortFromDocker (the destination container's published
 	// ports as Docker lists them, the host ports that map to Port: a
 	// connection routed to the container's address directly, without
 	// DNAT, is named the same). "" when neither is set.
@@ -231,6 +233,9 @@ func Attribute(p nflog.Packet, t *fence.Result, res Resolver, ifname func(uint32
 		if d.Hook == policy.Ingress {
 			e.published(p.OrigDstPort, own, e.Proto, res)
 		}
+		if d.Hook == policy.Ingress && p.OutDev == 0 && t != nil {
+			proxied(&e, t, f.Proto, f.Dst)
+		}
 	}
 	return e, true
 }
@@ -293,6 +298,26 @@ func fencedBridge(t *fence.Result, bridge string) *fence.Fenced {
 		}
 	}
 	return nil
+}
+
+// proxied attributes an ingress denial in the input hook (no output
+// device): a connection to a published port on the host's own address,
+// which docker-proxy would have accepted. The port is the published one,
+// and the container the one that publishes it there (the address
+// lookup found none: the destination is the host's).
+func proxied(e *Event, t *fence.Result, proto uint8, dst netip.Addr) {
+	pps := t.ProxiedTo(proto, e.Port, dst)
+	if len(pps) == 0 {
+		return
+	}
+	e.PublishedPort, e.PublishedPorts, e.PublishedPortFrom = e.Port, nil, PortFromKernel
+	pp := pps[0]
+	if e.Container == "" {
+		e.Container, e.ContainerID = pp.Container.Name, pp.Container.ID
+	}
+	if e.Bridge == "" {
+		e.Network, e.NetworkID, e.Bridge = pp.Network.Name, pp.Network.ID, pp.Network.Bridge
+	}
 }
 
 func protoName(p uint8) string { return ipproto.Name(p) }

@@ -83,6 +83,9 @@ func (inv *Inventory) FenceContainers() []fence.Container {
 	out := make([]fence.Container, 0, len(inv.Containers))
 	for _, c := range inv.Containers {
 		fc := fence.Container{ID: c.ID, Name: c.Name, Image: c.Image, Labels: c.Labels, SharesNetworkOf: c.SharesNetworkOf}
+		for _, p := range c.Ports {
+			fc.Ports = append(fc.Ports, fence.PublishedPort{HostIP: p.HostIP, HostPort: p.HostPort, ContainerPort: p.ContainerPort, Proto: p.Proto})
+		}
 		for _, e := range c.Endpoints {
 			ep := fence.Endpoint{NetworkID: e.NetworkID, Network: e.Network, Port: e.Port}
 			if mac, err := net.ParseMAC(e.MAC); err == nil && e.Port != "" {

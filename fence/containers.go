@@ -25,6 +25,8 @@ type Container struct {
 	// stack this one joined (docker run --network container:X): it sends
 	// from X's addresses, so X's and its own rules both judge them.
 	SharesNetworkOf string
+	// Ports are the ports Docker publishes for it on the host.
+	Ports []PublishedPort
 }
 
 // Endpoint is a container's attachment to a network: the network's ID (or

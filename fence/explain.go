@@ -102,6 +102,15 @@ type Decision struct {
 	// container (Probe.Out) is denied by that network's ingress rules
 	// (Section is then that network's section).
 	Hook policy.Hook
+	// Proxy is, for an ingress probe to a port that a container of the
+	// network publishes (ExplainContainer), how the table judges the same
+	// connection when it goes through docker-proxy (Docker's userland
+	// proxy: IPv6 where Docker does not DNAT it): to the host's own
+	// address ProxyTo, in the input hook. Nil when no container there
+	// publishes the port. ProxyTo is set in that Decision (not in the
+	// one that holds it).
+	Proxy   *Decision
+	ProxyTo netip.AddrPort
 }
 
 // LayerDecision is what one of a container's own layers made of a packet.
@@ -316,7 +325,85 @@ func explain(pol *policy.Policy, inventory []policy.Network, containers []Contai
 	if d.Spoofed {
 		d.DenyAction = policy.Drop
 	}
+	if inbound && containers != nil {
+		if d.Proxy, err = res.explainProxy(pol, n, iif, pr); err != nil {
+			return Decision{}, err
+		}
+	}
 	return d, nil
+}
+
+// standInHost are the host's addresses that a connection through
+// docker-proxy goes to, in explain, when the port is bound to all of
+// them: addresses of the documentation prefixes (RFC 5737, RFC 3849),
+// which no rule needs to name (ingress rules match the source).
+var standInHost = [2]netip.Addr{netip.MustParseAddr("192.0.2.254"), netip.MustParseAddr("2001:db8::fe")}
+
+// StandInHost reports whether a is the stand-in for any of the host's
+// addresses that explain gives a connection through docker-proxy to a
+// port bound to all of them (Decision.ProxyTo).
+func StandInHost(a netip.Addr) bool { return a == standInHost[0] || a == standInHost[1] }
+
+// explainProxy judges an ingress probe as the connection through
+// docker-proxy that it also is when a container of network n (on bridge
+// iif) publishes the port: to the host's own address (the binding's, or
+// a stand-in for all of them), in the input hook. It returns nil if no
+// container there publishes the port for the probe's family (or, with
+// pr.Dst a container's address, that container does not).
+func (r *Result) explainProxy(pol *policy.Policy, n policy.Network, iif string, pr Probe) (*Decision, error) {
+	num, ok := proxyProto(string(pr.Proto))
+	if !ok || pr.Port == 0 {
+		return nil, nil
+	}
+	v6 := pr.Src.Is6()
+	var pp *ProxiedPort
+	for _, c := range r.ProxiedTo(num, pr.Port, netip.Addr{}) {
+		if c.Network.Bridge != iif {
+			continue
+		}
+		if a := c.Port.HostIP.Unmap(); a.IsValid() && !a.IsUnspecified() && a.Is6() != v6 {
+			continue
+		}
+		holds := slices.ContainsFunc(c.Container.Endpoints, func(e Endpoint) bool { return e.on(n) && slices.Contains(e.Addrs, pr.Dst) })
+		if pp == nil || holds && !slices.ContainsFunc(pp.Container.Endpoints, func(e Endpoint) bool { return e.on(n) && slices.Contains(e.Addrs, pr.Dst) }) {
+			c := c
+			pp = &c
+		}
+	}
+	if pp == nil {
+		return nil, nil
+	}
+	dst := standInHost[0]
+	if v6 {
+		dst = standInHost[1]
+	}
+	if a := pp.Port.HostIP.Unmap(); a.IsValid() && !a.IsUnspecified() {
+		dst = a
+	}
+	p := nft.Packet{Hook: nft.HookInput, IIfName: outsideIf, Src: pr.Src, Dst: dst, L4Proto: num, DPort: pr.Port, HopLimit: 64}
+	tr, err := r.Trace(p)
+	if err != nil {
+		return nil, fmt.Errorf("explain: %w", err)
+	}
+	d := Decision{Verdict: policy.Allow, Audit: pol.Settings.Mode == policy.Audit, DenyAction: pol.Settings.DenyAction, Passes: tr.Verdict == nft.Accept, Trace: tr,
+		ProxyTo: netip.AddrPortFrom(dst, pr.Port)}
+	if err := r.judge(&d); err != nil {
+		return nil, err
+	}
+	if d.Section == nil {
+		if sec := r.sectionOf(iif); sec != nil {
+			d.Section, d.Unjudged = sec, true
+		}
+	}
+	for i := range r.Containers {
+		if d.Container == nil && r.Containers[i].Container.ID == pp.Container.ID {
+			d.Container = &r.Containers[i]
+		}
+	}
+	if d.Passes != (d.Verdict == policy.Allow || d.Audit) {
+		return nil, fmt.Errorf("explain: the table %s the packet through docker-proxy, though it passed the chains of a %s verdict:\n%s", verdictWord(tr.Verdict), d.Verdict, tr)
+	}
+	return &d, nil
 }
 
 // sectionOf returns the section of the fenced network on bridge br, nil

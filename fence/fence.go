@@ -27,6 +27,8 @@ import (
 type Result struct {
 	// Table is the model to apply; its fields and methods are the Result's.
 	*nft.Table
+	// Policy is the policy the table was compiled from.
+	Policy *policy.Policy
 	// Fenced lists the networks the table fences, in bridge order.
 	Fenced []Fenced
 	// Unfenced lists the networks no section matches.
@@ -53,6 +55,10 @@ type Result struct {
 	// one for each fenced network when a container section has ingress
 	// keys (none otherwise).
 	InboundContainerChains []ContainerChain
+	// Proxied lists the published ports of containers on fenced networks
+	// whose connections through docker-proxy (the input hook) the
+	// ingress rules judge, one per container, network and binding.
+	Proxied []ProxiedPort
 	// Denials says, for each deny chain by name, what its packets were
 	// denied for, so that a logged packet can be attributed to a network
 	// and a rule.
@@ -195,7 +201,7 @@ func compile(pol *policy.Policy, networks []policy.Network, sectionFor func(poli
 	s := pol.Settings
 	b := &builder{
 		pol:        pol,
-		r:          &Result{Table: &nft.Table{Name: s.Table, Priority: s.Priority}, Denials: map[string]*Denial{}},
+		r:          &Result{Table: &nft.Table{Name: s.Table, Priority: s.Priority}, Policy: pol, Denials: map[string]*Denial{}},
 		sets:       map[string]*nft.Set{},
 		sectionFor: sectionFor,
 		namesOf:    namesSource(pol),
@@ -258,6 +264,9 @@ func compile(pol *policy.Policy, networks []policy.Network, sectionFor func(poli
 	t.Chains = append(t.Chains[:len(bases):len(bases)], append(layerChains, t.Chains[len(bases):]...)...)
 	if out := b.holdDNS(bases[DirectionOf(policy.Egress).Base]); out != nil {
 		t.Chains = slices.Insert(t.Chains, len(bases), out)
+	}
+	if containers != nil {
+		b.proxy(bases[DirectionOf(policy.Host).Base])
 	}
 	return b.r
 }

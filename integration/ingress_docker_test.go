@@ -78,10 +78,15 @@ type ingressEnv struct {
 // ip6tables, and the extra daemon flags more) in Host, builds the outside
 // namespace, creates the network web and runs web and db on it.
 func newIngressEnv(t *testing.T, more ...string) *ingressEnv {
-	e := newEnv(t)
-	x := &ingressEnv{env: e, out: e.tp.AddOutside(t)}
 	eng := engine(t).WithIPv6("fd00:d0c::/64")
 	eng.Args = append(eng.Args, more...)
+	return newIngressEnvWith(t, eng)
+}
+
+// newIngressEnvWith is newIngressEnv with the engine eng as it is.
+func newIngressEnvWith(t *testing.T, eng dockerd.Engine) *ingressEnv {
+	e := newEnv(t)
+	x := &ingressEnv{env: e, out: e.tp.AddOutside(t)}
 	start := time.Now()
 	x.d = dockerd.Start(t, e.tp.Host, eng)
 	v, err := x.d.Client.ServerVersion(t.Context())

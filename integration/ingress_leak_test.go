@@ -162,9 +162,12 @@ func (x *ingressEnv) watchWeb(t *testing.T) func() delivered {
 // for a moment while it starts a container, before its DNAT takes them:
 // measured here, 2 to 8 of ~4000 SYNs a recreate, with or without
 // dockerfence, relayed to the container from the bridge's gateway. Those
-// connections end on the host (the input hook), never pass the forward
-// hook, and are not what ingress rules judge (the README says so of
-// docker-proxy); "userland-proxy": false in daemon.json closes that window.
+// connections end on the host (the input hook) and never pass the forward
+// hook; dockerfence judges connections through docker-proxy in the input
+// hook by the ingress rules only once the daemon knows the container that
+// publishes the port (TestIngressThroughDockerProxy), which is after
+// that moment (the README says so); "userland-proxy": false in
+// daemon.json closes that window.
 func TestLeakIngress(t *testing.T) {
 	x := newIngressEnv(t, "--userland-proxy=false")
 

@@ -431,6 +431,8 @@ func selectorExprs(sel Selector) []expr.Any {
 			off = 8
 		}
 		return []expr.Any{&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: 16}}
+	case SelDPort:
+		return []expr.Any{&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2}}
 	}
 	return []expr.Any{&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1}}
 }

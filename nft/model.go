@@ -234,11 +234,13 @@ type Set struct {
 func (s *Set) Interval() bool { return !s.Map && !s.Dynamic && s.Key != KeyIfName && !s.Key.tuple() }
 
 // VMapElem maps a key to the chain that the packet goes to. The key is an
-// interface name (Key) for KeyIfName maps and an address (Addr) for address
-// maps. Jump makes the element a jump rather than a goto.
+// interface name (Key) for KeyIfName maps, an address (Addr) for address
+// maps and a transport port (Port) for KeyService maps. Jump makes the
+// element a jump rather than a goto.
 type VMapElem struct {
 	Key   string
 	Addr  netip.Addr
+	Port  uint16
 	Chain string
 	Jump  bool
 }
@@ -356,6 +358,9 @@ const (
 	SelSAddr6
 	SelDAddr4
 	SelDAddr6
+	// SelDPort is the transport destination port (th dport), for a map
+	// of KeyService; the rule must match the transport protocol first.
+	SelDPort
 )
 
 // Match is one condition of a rule. It is one of the types below.

@@ -2,6 +2,7 @@ package nft
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"strings"
@@ -283,7 +284,7 @@ func groupIntervals(es []nftables.SetElement) elemIntervals {
 // vmapDiff returns the elements of have to delete and those of want to add.
 // An element whose chain changes is deleted and added again.
 func vmapDiff(have, want []VMapElem) (del, add []VMapElem) {
-	key := func(e VMapElem) string { return e.Key + "|" + e.Addr.String() }
+	key := func(e VMapElem) string { return fmt.Sprintf("%s|%s|%d", e.Key, e.Addr, e.Port) }
 	w := map[string]VMapElem{}
 	for _, e := range want {
 		w[key(e)] = e
@@ -529,8 +530,11 @@ func vmapElements(in []VMapElem) []nftables.SetElement {
 	out := make([]nftables.SetElement, len(in))
 	for i, e := range in {
 		key := ifname(e.Key)
-		if e.Addr.IsValid() {
+		switch {
+		case e.Addr.IsValid():
 			key = e.Addr.AsSlice()
+		case e.Port != 0:
+			key = binary.BigEndian.AppendUint16(nil, e.Port)
 		}
 		kind := expr.VerdictGoto
 		if e.Jump {
@@ -546,10 +550,7 @@ func (e VMapElem) String() string { return vmapElemText(e) }
 
 // vmapElemText renders a map element in nft syntax.
 func vmapElemText(e VMapElem) string {
-	key := fmt.Sprintf("%q", e.Key)
-	if e.Addr.IsValid() {
-		key = e.Addr.String()
-	}
+	key := vmapKeyText(e)
 	switch {
 	case e.Chain == "":
 		return key + " : (not a goto)"

@@ -1,6 +1,7 @@
 package nft
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -138,6 +139,10 @@ func readOnce(c *conn, fam Family, name string) (*State, error) {
 			switch s.KeyType {
 			case nftables.TypeIPAddr.GetNFTMagic(), nftables.TypeIP6Addr.GetNFTMagic():
 				ve.Addr, _ = netip.AddrFromSlice(e.Key)
+			case nftables.TypeInetService.GetNFTMagic():
+				if len(e.Key) >= 2 {
+					ve.Port = binary.BigEndian.Uint16(e.Key)
+				}
 			default:
 				ve.Key = strings.TrimRight(string(e.Key), "\x00")
 			}

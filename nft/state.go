@@ -213,6 +213,9 @@ func sortVMap(es []VMapElem) {
 		if es[i].Key != es[j].Key {
 			return es[i].Key < es[j].Key
 		}
+		if es[i].Port != es[j].Port {
+			return es[i].Port < es[j].Port
+		}
 		return es[i].Addr.Less(es[j].Addr)
 	})
 }

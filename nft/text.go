@@ -185,7 +185,7 @@ func verdictText(v Verdict) string {
 }
 
 // selectorText is what each selector is in nft syntax.
-var selectorText = map[Selector]string{SelIIfName: "iifname", SelOIfName: "oifname", SelSAddr4: "ip saddr", SelSAddr6: "ip6 saddr", SelDAddr4: "ip daddr", SelDAddr6: "ip6 daddr"}
+var selectorText = map[Selector]string{SelIIfName: "iifname", SelOIfName: "oifname", SelSAddr4: "ip saddr", SelSAddr6: "ip6 saddr", SelDAddr4: "ip daddr", SelDAddr6: "ip6 daddr", SelDPort: "th dport"}
 
 var icmpv6Names = map[uint8]string{130: "mld-listener-query", 131: "mld-listener-report", 132: "mld-listener-done", 133: "nd-router-solicit", 134: "nd-router-advert", 135: "nd-neighbor-solicit", 136: "nd-neighbor-advert", 137: "nd-redirect", 143: "mld2-listener-report"}
 

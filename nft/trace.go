@@ -486,6 +486,8 @@ func (t *Table) lookupVMap(v Verdict, p *Packet) (*VMapElem, error) {
 			// asks rules with such keys to match the family first.
 			return nil, fmt.Errorf("map %q is keyed by %v addresses and the packet is not: match the family first", v.Target, key)
 		}
+	case SelDPort:
+		key = KeyService
 	default:
 		return nil, fmt.Errorf("unknown map key %d", v.Key)
 	}
@@ -495,7 +497,7 @@ func (t *Table) lookupVMap(v Verdict, p *Packet) (*VMapElem, error) {
 	}
 	for i := range m.VMap {
 		e := &m.VMap[i]
-		if key == KeyIfName && e.Key == name || key != KeyIfName && e.Addr == addr {
+		if key == KeyIfName && e.Key == name || key == KeyService && e.Port == p.DPort || key != KeyIfName && key != KeyService && e.Addr == addr {
 			return e, nil
 		}
 	}

@@ -194,6 +194,9 @@ func vmapKeyText(e VMapElem) string {
 	if e.Addr.IsValid() {
 		return e.Addr.String()
 	}
+	if e.Port != 0 {
+		return fmt.Sprint(e.Port)
+	}
 	return fmt.Sprintf("%q", e.Key)
 }
 

@@ -84,6 +84,14 @@ type Explanation struct {
 	// container of another network, whose ingress rules (its network's
 	// section and its container's) judge it too; "" otherwise.
 	Out string `json:"out"`
+	// DockerProxy is, for --ingress to a port that a container of the
+	// network publishes, the same connection as it goes through
+	// docker-proxy (Docker's userland proxy, which accepts it on the
+	// host: IPv6 where Docker does not DNAT it): its packet's Dst is the
+	// host's address (the binding's, or a stand-in for all of them), and
+	// the rest says how the table judges it there (input hook). null
+	// otherwise.
+	DockerProxy *Explanation `json:"docker_proxy"`
 }
 
 // ExplainedContainer names the container of an Explanation.
@@ -198,6 +206,10 @@ func (x *Explain) Explanation() Explanation {
 			el.Rule, el.RuleMatch, el.Comment = l.Rule.ID(), fence.RuleMatch(l.Rule), l.Rule.Comment
 		}
 		e.Layers = append(e.Layers, el)
+	}
+	if px := x.proxy(); px != nil {
+		sub := px.Explanation()
+		e.DockerProxy = &sub
 	}
 	switch {
 	case d.NotFenceable != nil:
@@ -369,7 +381,57 @@ func (x *Explain) Text() string {
 		v = "allow (handed on to the rest of the firewall; Docker's rules still apply)"
 	}
 	fmt.Fprintf(&b, "verdict  %s\n", v)
+	if px := x.proxy(); px != nil {
+		if pr.Hook == policy.Ingress {
+			b.WriteString("path     the above through Docker's DNAT (forward hook); through docker-proxy (Docker's userland proxy, input hook: IPv6 where Docker does not DNAT it) the same connection goes to this host's own address:\n")
+		}
+		fmt.Fprintf(&b, "proxy    %s\n", px.summary())
+	}
 	return b.String()
+}
+
+// proxy returns the explanation of the docker-proxy path (Decision.Proxy)
+// of an ingress probe, nil if there is none.
+func (x *Explain) proxy() *Explain {
+	px := x.Decision.Proxy
+	if px == nil {
+		return nil
+	}
+	pr := x.Probe
+	pr.Dst = px.ProxyTo.Addr()
+	return &Explain{Network: x.Network, Source: x.Source, Probe: pr, Decision: *px}
+}
+
+// summary says in one line where the probe goes and who decides: "to
+// [2001:db8::fe]:8080: deny (reject) by network section 1 ingress 2".
+func (x *Explain) summary() string {
+	e := x.Explanation()
+	who := e.DecidedBy
+	switch {
+	case e.Rule != "":
+		who = fmt.Sprintf("network section %d %s", e.Section, e.Rule)
+	case e.DecidedBy == "default" || e.DecidedBy == "unjudged":
+		who = fmt.Sprintf("network section %d %s", e.Section, map[string]string{"default": "ingress_default", "unjudged": "(no ingress keys)"}[e.DecidedBy])
+	}
+	if n := len(e.Layers); n > 0 {
+		l := e.Layers[n-1]
+		what := l.Rule
+		if what == "" {
+			what = "ingress_default"
+		}
+		if l.Verdict == "deny" || e.Verdict == "allow" {
+			who += fmt.Sprintf(", container section %d %s", l.Section, what)
+		}
+	}
+	v := e.Action
+	if e.Verdict == "deny" && !e.Audit {
+		v = "deny (" + e.Action + ")"
+	}
+	to := netip.AddrPortFrom(x.Probe.Dst, x.Probe.Port).String()
+	if fence.StandInHost(x.Probe.Dst) {
+		to = fmt.Sprintf("port %d of any of its addresses (judged with %s, a stand-in)", x.Probe.Port, x.Probe.Dst)
+	}
+	return fmt.Sprintf("to %s: %s, decided by %s", to, v, who)
 }
 
 // dash is s, or "-" if it is empty.

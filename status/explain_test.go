@@ -138,7 +138,7 @@ func TestExplanationJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"network":{"name":"app_default","bridge":"br-app","driver":"","subnets":["172.20.0.0/16"],"source":"docker"},"note":"","packet":{"hook":"egress","src":"10.9.9.9","dst":"192.168.1.1","port":80,"proto":"tcp"},"section":1,"match":"{subnet: 172.20.0.0/16}","section_hook":"egress","rule":"","rule_match":"","comment":"","decided_by":"anti-spoofing","spoofed":true,"verdict":"deny","deny_action":"","audit":true,"passes":true,"action":"allow","catch_all":false,"container":{"name":"","id":""},"layers":[],"out":""}`
+	want := `{"network":{"name":"app_default","bridge":"br-app","driver":"","subnets":["172.20.0.0/16"],"source":"docker"},"note":"","packet":{"hook":"egress","src":"10.9.9.9","dst":"192.168.1.1","port":80,"proto":"tcp"},"section":1,"match":"{subnet: 172.20.0.0/16}","section_hook":"egress","rule":"","rule_match":"","comment":"","decided_by":"anti-spoofing","spoofed":true,"verdict":"deny","deny_action":"","audit":true,"passes":true,"action":"allow","catch_all":false,"container":{"name":"","id":""},"layers":[],"out":"","docker_proxy":null}`
 	if string(b) != want {
 		t.Errorf("JSON\n%s\nwant\n%s", b, want)
 	}
@@ -166,7 +166,7 @@ func TestExplanationNotFenceable(t *testing.T) {
 	want := `{"network":{"name":"lan","bridge":"","driver":"macvlan","subnets":["172.20.99.0/24"],"source":"docker"},` +
 		`"note":"Docker's network lan (driver macvlan); not fenced: ` + why + `; section 1 {subnet: 172.20.0.0/16} matches it but cannot fence it",` +
 		`"packet":{"hook":"egress","src":"","dst":"192.168.1.1","port":22,"proto":"tcp"},"section":0,"match":"","section_hook":"","rule":"","rule_match":"","comment":"",` +
-		`"decided_by":"not fenceable","spoofed":false,"verdict":"allow","deny_action":"","audit":false,"passes":true,"action":"allow","catch_all":false,"container":{"name":"","id":""},"layers":[],"out":""}`
+		`"decided_by":"not fenceable","spoofed":false,"verdict":"allow","deny_action":"","audit":false,"passes":true,"action":"allow","catch_all":false,"container":{"name":"","id":""},"layers":[],"out":"","docker_proxy":null}`
 	if string(b) != want {
 		t.Errorf("JSON\n%s\nwant\n%s", b, want)
 	}
@@ -291,5 +291,37 @@ containers:
 		if e := x.Explanation(); e.SectionHook != tc.hook || e.Out != tc.out || e.Passes {
 			t.Errorf("explain --json of %s to %s: section_hook %q, out %q, passes %v; want %q, %q, false", tc.src, tc.dst, e.SectionHook, e.Out, e.Passes, tc.hook, tc.out)
 		}
+	}
+}
+
+// TestExplainDockerProxy checks that explain --ingress shows the
+// docker-proxy path of a published port: in the text, and as
+// docker_proxy in the JSON, with the host's address it goes to.
+func TestExplainDockerProxy(t *testing.T) {
+	pol, err := policy.Parse("p.yaml", []byte(`version: 1
+networks:
+  - match: {name: "*"}
+    ingress:
+      - deny: any
+        ports: [8080]
+`), policy.Options{ResolvConf: filepath.Join(t.TempDir(), "none")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := policy.Network{ID: "4e5f", Name: "app_default", Bridge: "br-app", Driver: "bridge", Subnets: []netip.Prefix{netip.MustParsePrefix("172.20.0.0/16"), netip.MustParsePrefix("fd00:20::/64")}}
+	ctrs := []fence.Container{{ID: "c0ffeec0ffee0000", Name: "web-1", Endpoints: []fence.Endpoint{{NetworkID: "4e5f", Addrs: []netip.Addr{netip.MustParseAddr("fd00:20::3")}}},
+		Ports: []fence.PublishedPort{{HostIP: netip.MustParseAddr("::"), HostPort: 8080, ContainerPort: 80, Proto: "tcp"}}}}
+	pr := fence.Probe{Hook: policy.Ingress, Src: netip.MustParseAddr("2001:db8:51::66"), Dst: netip.MustParseAddr("fd00:20::3"), Proto: policy.ProtoTCP, Port: 8080}
+	d, err := fence.ExplainContainer(pol, []policy.Network{n}, ctrs, n, pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := &Explain{Network: n, Source: "docker", Probe: pr, Decision: d}
+	e := x.Explanation()
+	if px := e.DockerProxy; px == nil || px.Passes || px.Rule != "ingress 1" || px.Packet.Dst != "2001:db8::fe" || px.Packet.Port != 8080 || px.Container.Name != "web-1" {
+		t.Errorf("docker_proxy = %+v; want the denial by ingress 1 of web-1's 8080 on the host", px)
+	}
+	if text := x.Text(); !strings.Contains(text, "proxy    to port 8080 of any of its addresses (judged with 2001:db8::fe, a stand-in): deny (reject), decided by network section 1 ingress 1") {
+		t.Errorf("text:\n%s", text)
 	}
 }

@@ -2,6 +2,7 @@ package status
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 
@@ -18,6 +19,10 @@ const (
 	ReachRestricted = "restricted"
 	// ReachClosed: a layer denies every source.
 	ReachClosed = "closed"
+	// ReachLocal: the port is bound to the loopback only: no outside
+	// client reaches it, and the host's own connections are not
+	// ingress.
+	ReachLocal = "local"
 )
 
 // PublishedStatus is a port that Docker publishes for a container on a
@@ -35,8 +40,18 @@ type PublishedStatus struct {
 	Proto         string   `json:"proto"`
 	// Verdict is ReachOpen, ReachRestricted or ReachClosed: the
 	// intersection of what each layer (the network's section, the
-	// container's section) lets through to the port.
+	// container's section) lets through to the port, over the address
+	// families it is bound in (IPv4, IPv6); ReachLocal for a port bound
+	// to the loopback only.
 	Verdict string `json:"verdict"`
+	// IPv4 and IPv6 say the same for a client of each family, whichever
+	// way its connection takes (Docker's DNAT, or docker-proxy on the
+	// host: both are judged by the ingress rules): a rule whose
+	// addresses are all of the other family does not decide for it;
+	// "" when the port is not bound in that family, ReachLocal when only
+	// to its loopback address.
+	IPv4 string `json:"ipv4"`
+	IPv6 string `json:"ipv6"`
 	// Rules are the rules that can decide a connection to the port, layer
 	// by layer and in order, each ending with the layer's default: those
 	// whose ports hold HostPort (or that have none) and whose protocol
@@ -94,13 +109,17 @@ func (s *Status) SetPublished(r *fence.Result, ctrs []ContainerPorts) {
 			for _, p := range groupPorts(c.Ports) {
 				ps := PublishedStatus{Container: c.Name, ID: c.ID, Network: f.Network.Name, Bridge: f.Network.Bridge,
 					HostIPs: p.hostIPs, HostPort: p.HostPort, ContainerPort: p.ContainerPort, Proto: p.Proto}
-				verdict := ReachOpen
+				fams := [2]string{ReachOpen, ReachOpen} // IPv4, IPv6
 				layer := func(name string, rules []*policy.Rule, def policy.Verdict, given bool, counted map[string]uint64) {
 					if !given {
 						ps.Rules = append(ps.Rules, name+": no ingress rules")
 						return
 					}
-					v, decide := reach(rules, def, p.HostPort, policy.Proto(p.Proto))
+					for i, v6 := range []bool{false, true} {
+						v, _ := reach(inFamily(r.Policy, f.Network, rules, v6), def, p.HostPort, policy.Proto(p.Proto))
+						fams[i] = intersect(fams[i], v)
+					}
+					_, decide := reach(rules, def, p.HostPort, policy.Proto(p.Proto))
 					for _, r := range decide {
 						ps.Rules = append(ps.Rules, fmt.Sprintf("%s %s %s %s", name, r.ID(), r.Verdict, fence.RuleMatch(r)))
 						if r.Verdict == policy.Deny {
@@ -111,14 +130,13 @@ func (s *Status) SetPublished(r *fence.Result, ctrs []ContainerPorts) {
 					if def == policy.Deny {
 						ps.Denied += counted["ingress_default"]
 					}
-					verdict = intersect(verdict, v)
 				}
 				sec := f.Section
 				layer(fmt.Sprintf("network section %d", sec.Index), sec.Rules(policy.Ingress), sec.Default(policy.Ingress), sec.Given(policy.Ingress), counters[f.Network.Bridge])
 				if cs := sectionOf[c.ID]; cs != nil && cs.Ingress.Given {
 					layer(fmt.Sprintf("container section %d", cs.Index), cs.Ingress.Rules, cs.Ingress.Default, true, nil)
 				}
-				ps.Verdict = verdict
+				ps.IPv4, ps.IPv6, ps.Verdict = bound(p.hostIPs, fams)
 				s.Published = append(s.Published, ps)
 			}
 		}
@@ -226,4 +244,73 @@ func intersect(a, b string) string {
 // "0.0.0.0,:: 8080->80/tcp".
 func publishedLine(p PublishedStatus) string {
 	return fmt.Sprintf("%s %d->%d/%s", OrDash(strings.Join(p.HostIPs, ",")), p.HostPort, p.ContainerPort, p.Proto)
+}
+
+// inFamily returns the rules that can match a client of one family (IPv6
+// if v6): those for any address, and those whose addresses (resolved
+// with network n for "self") hold some of that family. The kernel has no
+// rule of a family for the others. Without the policy, all of them.
+func inFamily(pol *policy.Policy, n policy.Network, rules []*policy.Rule, v6 bool) []*policy.Rule {
+	if pol == nil {
+		return rules
+	}
+	var out []*policy.Rule
+	for _, r := range rules {
+		if r.Addrs.Any || slices.ContainsFunc(pol.Resolve(r.Addrs, n), func(p netip.Prefix) bool { return p.Addr().Is6() == v6 }) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// bound returns what a client of each family gets from a port bound to
+// hostIPs (none: all of the host's addresses, as an engine that does not
+// say binds it), given what the rules let each family reach (fams,
+// IPv4 first), and the port's verdict over the families it is bound in:
+// a family it is not bound in is "", one bound to the loopback only
+// ReachLocal (the host's own connections are not ingress).
+func bound(hostIPs []string, fams [2]string) (v4, v6, verdict string) {
+	var out [2]string
+	for i, v := range fams {
+		is6 := i == 1
+		if len(hostIPs) == 0 {
+			out[i] = v
+			continue
+		}
+		for _, h := range hostIPs {
+			a, err := netip.ParseAddr(h)
+			if err != nil || a.Unmap().Is6() != is6 {
+				continue
+			}
+			if a.IsLoopback() {
+				if out[i] == "" {
+					out[i] = ReachLocal
+				}
+				continue
+			}
+			out[i] = v
+		}
+	}
+	for _, v := range out {
+		switch {
+		case v == "":
+		case verdict == "" || verdict == ReachLocal:
+			verdict = v
+		case v != ReachLocal && v != verdict:
+			verdict = ReachRestricted
+		}
+	}
+	if verdict == "" {
+		verdict = intersect(fams[0], fams[1])
+	}
+	return out[0], out[1], verdict
+}
+
+// reachText renders a port's verdict for the text status, with each
+// family's where they differ: "restricted (IPv4 restricted, IPv6 closed)".
+func reachText(p PublishedStatus) string {
+	if p.IPv4 == "" || p.IPv6 == "" || p.IPv4 == p.IPv6 {
+		return p.Verdict
+	}
+	return fmt.Sprintf("%s (IPv4 %s, IPv6 %s)", p.Verdict, p.IPv4, p.IPv6)
 }

@@ -41,7 +41,9 @@ containers:
 // networks with who may reach them: restricted by the network's rules,
 // open by its default, narrowed by a container section, closed by one,
 // open on a network whose section has no ingress keys; a container on an
-// unfenced network is left out. The network layer's deny counters are
+// unfenced network is left out. Each family is judged by the rules that
+// can match its clients (db's one allowed source is IPv4: IPv6 clients
+// find it closed), and a port bound to the loopback only is local. The network layer's deny counters are
 // summed per port.
 func TestSetPublished(t *testing.T) {
 	pol, err := policy.Parse("p.yaml", []byte(publishedPolicy), policy.Options{ResolvConf: filepath.Join(t.TempDir(), "none")})
@@ -67,11 +69,12 @@ func TestSetPublished(t *testing.T) {
 	ctrs := []ctr{
 		{ContainerPorts{ID: "w1", Name: "web", Networks: on(appNet),
 			Ports: append(append(port(8080, 80, "tcp", any4, any6), port(8081, 81, "tcp", any4, any6)...), port(53, 53, "udp", any4)...)}, nil, "172.20.0.2"},
-		{ContainerPorts{ID: "d1", Name: "db", Networks: on(appNet), Ports: port(5432, 5432, "tcp", any4)}, map[string]string{"tier": "db"}, "172.20.0.3"},
+		{ContainerPorts{ID: "d1", Name: "db", Networks: on(appNet), Ports: port(5432, 5432, "tcp", any4, any6)}, map[string]string{"tier": "db"}, "172.20.0.3"},
 		{ContainerPorts{ID: "v1", Name: "vault", Networks: on(appNet), Ports: port(8200, 8200, "tcp", any4)}, map[string]string{"tier": "vault"}, "172.20.0.4"},
 		{ContainerPorts{ID: "q1", Name: "calm", Networks: on(quiet), Ports: port(9000, 9000, "tcp", netip.Addr{})}, nil, "172.21.0.2"},
 		{ContainerPorts{ID: "u1", Name: "elsewhere", Networks: []NetworkRef{{ID: "o1", Name: "other"}}, Ports: port(7000, 7000, "tcp", any4)}, nil, ""},
 		{ContainerPorts{ID: "n1", Name: "unpublished", Networks: on(appNet)}, nil, "172.20.0.5"},
+		{ContainerPorts{ID: "l1", Name: "local", Networks: on(appNet), Ports: port(9999, 80, "tcp", netip.MustParseAddr("127.0.0.1"))}, map[string]string{"tier": "vault"}, "172.20.0.6"},
 	}
 	var fcs []fence.Container
 	var cps []ContainerPorts
@@ -94,20 +97,22 @@ func TestSetPublished(t *testing.T) {
 
 	want := []PublishedStatus{
 		{Container: "web", ID: "w1", Network: "app_default", Bridge: "br-app", HostIPs: []string{"0.0.0.0", "::"}, HostPort: 8080, ContainerPort: 80, Proto: "tcp",
-			Verdict: ReachRestricted, Denied: 7, Rules: []string{
+			Verdict: ReachRestricted, IPv4: ReachRestricted, IPv6: ReachRestricted, Denied: 7, Rules: []string{
 				"network section 1 ingress 1 allow [198.51.100.10, 2001:db8:51::10] tcp+udp/8080",
 				"network section 1 ingress 2 deny any tcp+udp/8080",
 				"network section 1 ingress_default allow"}},
 		{Container: "web", ID: "w1", Network: "app_default", Bridge: "br-app", HostIPs: []string{"0.0.0.0", "::"}, HostPort: 8081, ContainerPort: 81, Proto: "tcp",
-			Verdict: ReachOpen, Rules: []string{"network section 1 ingress_default allow"}},
+			Verdict: ReachOpen, IPv4: ReachOpen, IPv6: ReachOpen, Rules: []string{"network section 1 ingress_default allow"}},
 		{Container: "web", ID: "w1", Network: "app_default", Bridge: "br-app", HostIPs: []string{"0.0.0.0"}, HostPort: 53, ContainerPort: 53, Proto: "udp",
-			Verdict: ReachRestricted, Denied: 2, Rules: []string{"network section 1 ingress 3 deny 203.0.113.0/24 udp", "network section 1 ingress_default allow"}},
-		{Container: "db", ID: "d1", Network: "app_default", Bridge: "br-app", HostIPs: []string{"0.0.0.0"}, HostPort: 5432, ContainerPort: 5432, Proto: "tcp",
-			Verdict: ReachRestricted, Rules: []string{"network section 1 ingress_default allow", "container section 1 ingress 1 allow 198.51.100.10 tcp/5432", "container section 1 ingress_default deny"}},
+			Verdict: ReachRestricted, IPv4: ReachRestricted, Denied: 2, Rules: []string{"network section 1 ingress 3 deny 203.0.113.0/24 udp", "network section 1 ingress_default allow"}},
+		{Container: "db", ID: "d1", Network: "app_default", Bridge: "br-app", HostIPs: []string{"0.0.0.0", "::"}, HostPort: 5432, ContainerPort: 5432, Proto: "tcp",
+			Verdict: ReachRestricted, IPv4: ReachRestricted, IPv6: ReachClosed, Rules: []string{"network section 1 ingress_default allow", "container section 1 ingress 1 allow 198.51.100.10 tcp/5432", "container section 1 ingress_default deny"}},
 		{Container: "vault", ID: "v1", Network: "app_default", Bridge: "br-app", HostIPs: []string{"0.0.0.0"}, HostPort: 8200, ContainerPort: 8200, Proto: "tcp",
-			Verdict: ReachClosed, Rules: []string{"network section 1 ingress_default allow", "container section 2 ingress_default deny"}},
+			Verdict: ReachClosed, IPv4: ReachClosed, Rules: []string{"network section 1 ingress_default allow", "container section 2 ingress_default deny"}},
 		{Container: "calm", ID: "q1", Network: "quiet", Bridge: "br-quiet", HostIPs: []string{}, HostPort: 9000, ContainerPort: 9000, Proto: "tcp",
-			Verdict: ReachOpen, Rules: []string{"network section 2: no ingress rules"}},
+			Verdict: ReachOpen, IPv4: ReachOpen, IPv6: ReachOpen, Rules: []string{"network section 2: no ingress rules"}},
+		{Container: "local", ID: "l1", Network: "app_default", Bridge: "br-app", HostIPs: []string{"127.0.0.1"}, HostPort: 9999, ContainerPort: 80, Proto: "tcp",
+			Verdict: ReachLocal, IPv4: ReachLocal, Rules: []string{"network section 1 ingress_default allow", "container section 2 ingress_default deny"}},
 	}
 	if diff := cmp.Diff(want, s.Published); diff != "" {
 		t.Errorf("Published (-want +got):\n%s", diff)
@@ -117,9 +122,11 @@ func TestSetPublished(t *testing.T) {
 	WriteText(&b, s)
 	for _, w := range []string{
 		"published ports (who the ingress rules let reach them; every layer must allow):",
-		"  web        app_default  0.0.0.0,:: 8080->80/tcp  restricted  7       network section 1 ingress 1 allow",
-		"  vault      app_default  0.0.0.0 8200->8200/tcp   closed",
-		"  calm       quiet        - 9000->9000/tcp         open",
+		"  web        app_default  0.0.0.0,:: 8080->80/tcp    restricted                                 7       network section 1 ingress 1 allow",
+		"  db         app_default  0.0.0.0,:: 5432->5432/tcp  restricted (IPv4 restricted, IPv6 closed)  0",
+		"  vault      app_default  0.0.0.0 8200->8200/tcp     closed",
+		"  calm       quiet        - 9000->9000/tcp           open",
+		"  local      app_default  127.0.0.1 9999->80/tcp     local",
 	} {
 		if !strings.Contains(b.String(), w) {
 			t.Errorf("the text status lacks %q:\n%s", w, b.String())

@@ -137,7 +137,7 @@ func WriteText(out io.Writer, s Status) {
 		tw := tabwriter.NewWriter(out, 2, 8, 2, ' ', 0)
 		fmt.Fprintln(tw, "  CONTAINER\tNETWORK\tPORT\tREACH\tDENIED\tRULES")
 		for _, p := range s.Published {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%d\t%s\n", p.Container, p.Network, publishedLine(p), p.Verdict, p.Denied, strings.Join(p.Rules, "; "))
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%d\t%s\n", p.Container, p.Network, publishedLine(p), reachText(p), p.Denied, strings.Join(p.Rules, "; "))
 		}
 		tw.Flush()
 	}

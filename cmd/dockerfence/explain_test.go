@@ -390,7 +390,7 @@ func TestExplainJSON(t *testing.T) {
 		return ks
 	}
 	// The schema is stable: every field is always there.
-	wantKeys := []string{"action", "audit", "catch_all", "comment", "container", "decided_by", "deny_action", "layers", "match", "network", "note", "out", "packet", "passes", "rule", "rule_match", "section", "section_hook", "spoofed", "verdict"}
+	wantKeys := []string{"action", "audit", "catch_all", "comment", "container", "decided_by", "deny_action", "docker_proxy", "layers", "match", "network", "note", "out", "packet", "passes", "rule", "rule_match", "section", "section_hook", "spoofed", "verdict"}
 	if got := keys(fields); !slices.Equal(got, wantKeys) {
 		t.Errorf("keys = %v, want %v", got, wantKeys)
 	}

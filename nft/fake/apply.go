@@ -368,7 +368,7 @@ func (k *Kernel) delElems(s *set, elems []nftables.SetElement) error {
 	return nil
 }
 
-func vmapKey(e nft.VMapElem) string { return e.Key + "|" + e.Addr.String() }
+func vmapKey(e nft.VMapElem) string { return fmt.Sprintf("%s|%s|%d", e.Key, e.Addr, e.Port) }
 
 func (t *table) addVMap(s *set, elems []nft.VMapElem) error {
 	for _, e := range elems {

@@ -393,7 +393,16 @@ func (k *Kernel) table(fam nft.Family, name string) *nft.Table {
 		ms := *s.model
 		if ms.Map {
 			ms.VMap = slices.Clone(s.vmap)
-			sort.Slice(ms.VMap, func(i, j int) bool { return vmapKey(ms.VMap[i]) < vmapKey(ms.VMap[j]) })
+			sort.Slice(ms.VMap, func(i, j int) bool {
+				a, b := ms.VMap[i], ms.VMap[j]
+				if a.Key != b.Key {
+					return a.Key < b.Key
+				}
+				if a.Port != b.Port {
+					return a.Port < b.Port
+				}
+				return a.Addr.Less(b.Addr)
+			})
 		} else {
 			var elems []nftables.SetElement
 			for _, e := range s.elems {

@@ -36,6 +36,7 @@ func Sample() *nft.Table {
 			{Name: "fwd_if", Key: nft.KeyIfName, Map: true, VMap: []nft.VMapElem{{Key: "br-x", Chain: "fwd_br-x"}, {Key: "docker0", Chain: "fwd_docker0", Jump: true}}},
 			{Name: "by_addr", Key: nft.KeyIPv4, Map: true, VMap: []nft.VMapElem{{Addr: netip.MustParseAddr("172.20.0.2"), Chain: "c_a", Jump: true}}},
 			{Name: "ing_if", Key: nft.KeyIfName, Map: true, VMap: []nft.VMapElem{{Key: "br-x", Chain: "c_a", Jump: true}}},
+			{Name: "by_port", Key: nft.KeyService, Map: true, VMap: []nft.VMapElem{{Port: 443, Chain: "fwd_unknown", Jump: true}, {Port: 8080, Chain: "c_a"}}},
 		},
 		Chains: []*nft.Chain{
 			{Name: "forward", Hook: nft.HookForward, Rules: []*nft.Rule{
@@ -46,6 +47,7 @@ func Sample() *nft.Table {
 				r("local", to(nft.Return, ""), nft.Fib{Local: true}),
 				{Matches: []nft.Match{nft.IfName{Name: "br-x"}}, Counter: true, SetMark: 0x02000000, Verdict: to(nft.Return, ""), ID: "mark", Comment: "rule mark"},
 				r("drop", to(nft.Drop, ""), nft.IfName{Name: "br-", Prefix: true}),
+				r("by-port", nft.Verdict{Kind: nft.VMap, Target: "by_port", Key: nft.SelDPort}, nft.L4Proto{Protos: []uint8{6}}),
 			}},
 			{Name: "fwd.network", Rules: []*nft.Rule{
 				{Counter: true, Verdict: nft.Verdict{Kind: nft.VMap, Target: "fwd_if"}, ID: "dispatch"},
@@ -118,6 +120,7 @@ func Changed() *nft.Table {
 	t.Sets = sets
 	t.Set("fwd_if").VMap = []nft.VMapElem{{Key: "br-x", Chain: "fwd_br-x"}, {Key: "br-y", Chain: "fwd_br-y"}}
 	t.Set("by_addr").VMap = []nft.VMapElem{{Addr: netip.MustParseAddr("172.20.0.2"), Chain: "c_deny", Jump: true}}
+	t.Set("by_port").VMap = []nft.VMapElem{{Port: 443, Chain: "fwd_unknown", Jump: true}, {Port: 9090, Chain: "c_deny"}}
 	var chains []*nft.Chain
 	for _, c := range t.Chains {
 		if c.Name != "fwd_docker0" {
