@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bufio"
 	be "encoding/binary"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"github.com/dockerfence/dockerfence/integration/dockerd"
 	"github.com/dockerfence/dockerfence/integration/harness"
 	"github.com/dockerfence/dockerfence/integration/topo"
+	"github.com/miekg/dns"
 )
 
 // Ports of the names tests: the rule's port, and another one the same
@@ -175,8 +177,212 @@ func dnsAnswers(t *testing.T, ns harness.Doer, addr string) *atomic.Int64 {
 	return &n
 }
 
-// TestNamesAgainstDocker proves egress by DNS name against a real dockerd.
+// namesMinTTL is the policy's minimum of a learned address's timeout in
+// the names test: short, so that the test sees an address expire.
+const namesMinTTL = 3 * time.Second
+
+// namesPolicy fences the network app: DNS to the test's server, the
+// names of the list "allowed" on namePort, nothing else.
+func namesPolicy(names []string) string {
+	return fmt.Sprintf(`version: 1
+settings:
+  names_min_ttl: %s
+lists:
+  allowed: {names: [%s]}
+networks:
+  - match: {name: app}
+    egress:
+      - allow: %s
+        ports: [53]
+        comment: the DNS server Docker forwards to
+      - allow: "@allowed"
+        proto: tcp
+        ports: [%d]
+        comment: the allowed names
+    egress_default: deny
+`, namesMinTTL, strings.Join(names, ", "), topo.LANDNS4, namePort)
+}
+
+// holdOpen connects from the container's namespace to addr and checks the
+// server's greeting; the connection is closed at the end of the test.
+func holdOpen(t *testing.T, ns harness.Doer, addr string) *open {
+	t.Helper()
+	var c net.Conn
+	if err := ns.Do(func() error {
+		var err error
+		c, err = net.DialTimeout("tcp", addr, dialTimeout)
+		return err
+	}); err != nil {
+		t.Fatalf("container -> %s: %v", addr, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	o := &open{c: c, r: bufio.NewReader(c)}
+	if got, err := o.echo("before"); err != nil || !strings.HasPrefix(got, "hello from ") || !strings.HasSuffix(got, "before\n") {
+		t.Fatalf("container -> %s: the server said %q (%v), want its greeting and the echo", addr, got, err)
+	}
+	return o
+}
+
+// nameElements returns the addresses in the table's sets whose names say
+// they hold learned names, as nft lists them (for failure messages and
+// to wait for an expiry).
+func (x *namesEnv) nameElements() string {
+	out, _ := x.tp.Host.Try("nft", "list", "table", "inet", "dockerfence")
+	var sets []string
+	in := false
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, "\tset ") {
+			in = strings.Contains(l, "name")
+		}
+		if in {
+			sets = append(sets, l)
+		}
+	}
+	return strings.Join(sets, "\n")
+}
+
+// TestNamesAgainstDocker proves egress by DNS name against a real dockerd
+// (Debian's, or Docker 29), with containers resolving through Docker's
+// embedded resolver and the test's own DNS server: for 20 fresh names, the
+// container's first connection right after its own nslookup succeeds every
+// time; an address reached without a lookup, the address of a name not in
+// the list, and an allowed name's other port are refused; after the TTL
+// and the minimum a new connection is refused while an open one goes on;
+// with the daemon SIGKILLed, DNS still answers and nothing new is learned.
 func TestNamesAgainstDocker(t *testing.T) {
 	x := newNamesEnv(t)
 	t.Run("without dockerfence", x.baseline)
+
+	const fresh = 20
+	var names []string
+	for i := range fresh {
+		names = append(names, fmt.Sprintf("n%02d.names.test", i))
+	}
+	allowed := append(append([]string{}, names...), `"*.wild.names.test"`, "unlooked.names.test", "short.names.test", "late.names.test")
+	pol := x.write("policy.yaml", namesPolicy(allowed))
+	df := x.startDaemonArgs(x.d, pol, "--metrics-addr", metricsAddr)
+	df.waitLog(t, "table applied")
+	x.waitFenced(x.bridge, time.Now())
+	ctrNS := x.dockerNS(t, x.d, "app1")
+
+	t.Run("20 fresh names: the first connection after the lookup succeeds", func(t *testing.T) {
+		var addrs []netip.Addr
+		for _, n := range names {
+			addrs = append(addrs, x.target(t, n, time.Minute))
+		}
+		ok := 0
+		var took []time.Duration
+		for i, n := range names {
+			t0 := time.Now()
+			addr, got := x.lookupConnect(t, "app1", n, namePort)
+			took = append(took, time.Since(t0))
+			if addr != addrs[i].String() || got != "ok" {
+				t.Errorf("nslookup %s, then connect to its address on %d: %q, %s; want %s, ok", n, namePort, addr, got, addrs[i])
+				continue
+			}
+			ok++
+		}
+		t.Logf("first connections right after the lookup: %d of %d succeeded (nslookup + nc in one docker exec: %v)", ok, fresh, took)
+		if ok != fresh {
+			t.Errorf("%d of %d first connections succeeded, want all\nthe learned sets:\n%s", ok, fresh, x.nameElements())
+		}
+		body := x.scrape()
+		t.Logf("metrics after the 20 names:\n%s", grepLines(body, "dockerfence_dns_"))
+		if v := metricValue(t, body, "dockerfence_dns_elements_learned_total"); v < fresh {
+			t.Errorf("elements learned: %v, want at least %d", v, fresh)
+		}
+		if v := metricValueOr(body, "dockerfence_dns_answers_over_bound_total"); v != 0 {
+			t.Errorf("%v answers passed at the bound, before their addresses were learned", v)
+		}
+	})
+
+	t.Run("a wildcard name opens its address", func(t *testing.T) {
+		a := x.target(t, "api.wild.names.test", time.Minute)
+		if addr, got := x.lookupConnect(t, "app1", "api.wild.names.test", namePort); addr != a.String() || got != "ok" {
+			t.Errorf("nslookup api.wild.names.test, then connect: %q, %s; want %s, ok", addr, got, a)
+		}
+	})
+
+	t.Run("an address reached without a lookup is refused", func(t *testing.T) {
+		a := x.target(t, "unlooked.names.test", time.Minute)
+		if got := x.d.TCP(t, "app1", hostPort(a.String(), namePort), dialTimeout); got != "refused" {
+			t.Errorf("connect to %s (unlooked.names.test's, not looked up): %s, want refused", a, got)
+		}
+	})
+
+	t.Run("a name not in the list does not open its address", func(t *testing.T) {
+		a := x.target(t, "stranger.other.test", time.Minute)
+		addr, got := x.lookupConnect(t, "app1", "stranger.other.test", namePort)
+		if addr != a.String() || got != "refused" {
+			t.Errorf("nslookup stranger.other.test, then connect: %q, %s; want %s, refused", addr, got, a)
+		}
+		// Nor does a CNAME of an unlisted name to an allowed one's target:
+		// the question's name is what must match.
+		b := x.target(t, "cname-target.other.test", time.Minute)
+		x.dns.SetCNAME("alias2.other.test", "cname-target.other.test", time.Minute)
+		if addr, got := x.lookupConnect(t, "app1", "alias2.other.test", namePort); addr != b.String() || got != "refused" {
+			t.Errorf("nslookup alias2.other.test (a CNAME of an unlisted name), then connect: %q, %s; want %s, refused", addr, got, b)
+		}
+	})
+
+	t.Run("an allowed name opens only the rule's port", func(t *testing.T) {
+		a := x.target(t, "only443.wild.names.test", time.Minute)
+		if addr, got := x.lookupConnect(t, "app1", "only443.wild.names.test", otherPort); addr != a.String() || got != "refused" {
+			t.Errorf("nslookup only443.wild.names.test, then connect to %d: %q, %s; want %s, refused", otherPort, addr, got, a)
+		}
+		if got := x.d.TCP(t, "app1", hostPort(a.String(), namePort), dialTimeout); got != "ok" {
+			t.Errorf("and then to %d: %s, want ok", namePort, got)
+		}
+	})
+
+	t.Run("after the TTL and the minimum, new connections are refused and open ones go on", func(t *testing.T) {
+		a := x.target(t, "short.names.test", time.Second)
+		learned := time.Now()
+		if addr, got := x.lookupConnect(t, "app1", "short.names.test", namePort); addr != a.String() || got != "ok" {
+			t.Fatalf("nslookup short.names.test, then connect: %q, %s; want %s, ok", addr, got, a)
+		}
+		held := holdOpen(t, ctrNS, hostPort(a.String(), namePort))
+		// The element stays for max(TTL 1s, minimum) after the lookup.
+		time.Sleep(time.Until(learned.Add(namesMinTTL + 1500*time.Millisecond)))
+		if got := x.d.TCP(t, "app1", hostPort(a.String(), namePort), dialTimeout); got != "refused" {
+			t.Errorf("a new connection to %s %v after its lookup (TTL 1s, minimum %v): %s, want refused\n%s", a, time.Since(learned).Round(time.Millisecond), namesMinTTL, got, x.nameElements())
+		}
+		if got, err := held.echo("after"); err != nil || got != "after\n" {
+			t.Errorf("the connection opened before the expiry: %q, %v; want the echo", got, err)
+		}
+	})
+
+	t.Run("the daemon SIGKILLed: DNS answers, nothing new is learned", func(t *testing.T) {
+		a := x.target(t, "late.names.test", time.Minute)
+		if err := df.cmd.Process.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		<-df.exited
+		before := x.dns.Queries("late.names.test")
+		addr, got := x.lookupConnect(t, "app1", "late.names.test", namePort)
+		if addr != a.String() {
+			t.Errorf("nslookup late.names.test with the daemon killed: %q (%s), want %s: DNS must keep working", addr, got, a)
+		}
+		if got != "refused" {
+			t.Errorf("connect to late.names.test's %s with the daemon killed: %s, want refused (nothing is learned)", a, got)
+		}
+		if n := x.dns.Queries("late.names.test") - before; n == 0 {
+			t.Error("the DNS server saw no query for late.names.test")
+		}
+		// What was learned before stays until it expires.
+		if got := x.d.TCP(t, "app1", hostPort(x.mustLookup(t, names[0]), namePort), dialTimeout); got != "ok" {
+			t.Errorf("%s, learned before the kill: %s, want ok until it expires", names[0], got)
+		}
+	})
+}
+
+// mustLookup returns the address the DNS server gives name (asked from
+// LAN, without the container).
+func (x *namesEnv) mustLookup(t *testing.T, name string) string {
+	t.Helper()
+	addrs, err := harness.Lookup(x.tp.LAN, x.dns.Addr, name, dns.TypeA, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return addrs[0].String()
 }
