@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dockerfence/dockerfence/internal/nfnl"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -64,9 +65,9 @@ func Open(group uint16, copyRange uint16) (*Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nflog: open a netfilter netlink socket: %w", err)
 	}
-	if err := setReceiveBuffer(nl); err != nil {
+	if err := nfnl.SetReceiveBuffer(nl, receiveBuffer); err != nil {
 		nl.Close()
-		return nil, err
+		return nil, fmt.Errorf("nflog: %w", err)
 	}
 	if err := nl.SetReadDeadline(time.Now().Add(configTimeout)); err != nil {
 		nl.Close()
@@ -82,26 +83,6 @@ func Open(group uint16, copyRange uint16) (*Conn, error) {
 		return nil, fmt.Errorf("nflog: clear read deadline: %w", err)
 	}
 	return c, nil
-}
-
-// setReceiveBuffer sets the socket's receive buffer to receiveBuffer:
-// SO_RCVBUFFORCE ignores net.core.rmem_max but needs CAP_NET_ADMIN, so
-// SO_RCVBUF (capped at rmem_max) is the fallback.
-func setReceiveBuffer(nl *netlink.Conn) error {
-	rc, err := nl.SyscallConn()
-	if err == nil {
-		var serr error
-		err = rc.Control(func(fd uintptr) {
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, receiveBuffer)
-		})
-		if err == nil && serr == nil {
-			return nil
-		}
-	}
-	if err := nl.SetReadBuffer(receiveBuffer); err != nil {
-		return fmt.Errorf("nflog: set the receive buffer to %d bytes: %w", receiveBuffer, err)
-	}
-	return nil
 }
 
 // open binds group on nl and waits for the kernel's acknowledgement. Packets
@@ -128,7 +109,7 @@ func open(nl *netlink.Conn, group, copyRange uint16) (*Conn, error) {
 		// an EPERM to that means no capability, anything else a busy group.
 		probe := netlink.Message{
 			Header: netlink.Header{Type: headerType(msgPacket), Flags: netlink.Request | netlink.Acknowledge},
-			Data:   nfgenmsg(group),
+			Data:   nfnl.GenMsg(group),
 		}
 		if perr := c.request(probe); perr != nil && !errors.Is(perr, unix.EPERM) {
 			return nil, busyError(group)
@@ -184,7 +165,7 @@ func (c *Conn) request(req netlink.Message) error {
 			if err != nil {
 				// The only request in flight is ours, so a netlink
 				// error message answers it.
-				return unwrapOpError(err)
+				return nfnl.UnwrapOpError(err)
 			}
 			switch {
 			case m.Header.Type == netlink.Error && m.Header.Sequence == sent.Header.Sequence:
@@ -201,16 +182,6 @@ func (c *Conn) request(req netlink.Message) error {
 			}
 		}
 	}
-}
-
-// unwrapOpError returns the error inside a *netlink.OpError, whose message
-// repeats the operation, or err itself.
-func unwrapOpError(err error) error {
-	var oe *netlink.OpError
-	if errors.As(err, &oe) && oe.Err != nil {
-		return oe.Err
-	}
-	return err
 }
 
 // Receive blocks until the kernel sends logged packets and returns them;
@@ -277,7 +248,7 @@ func (c *Conn) receiveError(err error) error {
 	case errors.Is(err, unix.ENOBUFS):
 		return ErrOverrun
 	}
-	return fmt.Errorf("nflog: receive from NFLOG group %d: %w", c.group, unwrapOpError(err))
+	return fmt.Errorf("nflog: receive from NFLOG group %d: %w", c.group, nfnl.UnwrapOpError(err))
 }
 
 func (c *Conn) closedError() error {

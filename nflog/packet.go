@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/dockerfence/dockerfence/internal/nfnl"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -72,7 +73,7 @@ const copyPacket = 2
 
 // headerType returns the netlink message type of nfnetlink_log message msg.
 func headerType(msg uint8) netlink.HeaderType {
-	return netlink.HeaderType(unix.NFNL_SUBSYS_ULOG<<8 | uint16(msg))
+	return nfnl.HeaderType(unix.NFNL_SUBSYS_ULOG, msg)
 }
 
 // Packet is one packet logged to an NFLOG group.
@@ -214,10 +215,7 @@ func conntrackAttrs(ae *netlink.AttributeEncoder) {
 // given attributes. The kernel acknowledges it if ack is true, and reports
 // an error in any case.
 func configMessage(group uint16, ack bool, attrs func(ae *netlink.AttributeEncoder)) (netlink.Message, error) {
-	ae := netlink.NewAttributeEncoder()
-	ae.ByteOrder = binary.BigEndian
-	attrs(ae)
-	b, err := ae.Encode()
+	b, err := nfnl.Attrs(attrs)
 	if err != nil {
 		return netlink.Message{}, fmt.Errorf("nflog: encode config attributes: %w", err)
 	}
@@ -227,14 +225,8 @@ func configMessage(group uint16, ack bool, attrs func(ae *netlink.AttributeEncod
 	}
 	return netlink.Message{
 		Header: netlink.Header{Type: headerType(msgConfig), Flags: flags},
-		Data:   append(nfgenmsg(group), b...),
+		Data:   append(nfnl.GenMsg(group), b...),
 	}, nil
-}
-
-// nfgenmsg returns the nfgenmsg header of a request about group: family
-// AF_UNSPEC, version NFNETLINK_V0 and res_id, the group in network order.
-func nfgenmsg(group uint16) []byte {
-	return []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, byte(group >> 8), byte(group)}
 }
 
 // bindAttrs are the attributes of the bind request: bind the group, copy
