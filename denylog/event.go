@@ -61,6 +61,12 @@ type Event struct {
 	// the published port, where Port is the container's. 0 when the
 	// kernel did not send the connection (no ctnetlink) or it is Port.
 	PublishedPort uint16 `json:"published_port,omitempty"`
+	// Name is, for egress to an address the daemon had learned from a DNS
+	// answer and whose time ran out, the name that answer was for, and
+	// NameExpired when its element expired: the container connected
+	// without a fresh lookup. Empty otherwise.
+	Name        string    `json:"name,omitempty"`
+	NameExpired time.Time `json:"name_expired,omitzero"`
 }
 
 // Line renders the event as one readable line:
@@ -89,6 +95,9 @@ func (e Event) Line() string {
 		fmt.Fprintf(&b, "%s rule %d %q", e.Hook, e.RuleIndex, e.Comment)
 	default:
 		fmt.Fprintf(&b, "%s %q", e.Rule, e.Comment)
+	}
+	if e.Name != "" {
+		fmt.Fprintf(&b, "  (learned for %s, expired %s)", e.Name, e.NameExpired.Local().Format(time.TimeOnly))
 	}
 	return b.String()
 }
