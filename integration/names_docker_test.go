@@ -186,7 +186,7 @@ const namesMinTTL = 3 * time.Second
 func namesPolicy(names []string) string {
 	return fmt.Sprintf(`version: 1
 settings:
-  names_min_ttl: %s
+  dns_min_ttl: %s
 lists:
   allowed: {names: [%s]}
 networks:
