@@ -32,6 +32,11 @@ type Probe struct {
 	// Ingress is the bridge port the packet enters by, the container's
 	// (ExplainContainer): its identity check judges the packet first.
 	Ingress string
+	// Learned holds the addresses learned for names lists, by list name,
+	// as the daemon has them (see Result.WithLearned): a destination
+	// among them is in the list's sets. Without them the sets are empty,
+	// as when no answer was learned. A pointer keeps Probe comparable.
+	Learned *Learned
 }
 
 // Decision is how the table judges a probe, in the policy's terms.
@@ -41,6 +46,9 @@ type Decision struct {
 	Section *policy.Section
 	// Rule is the rule that decided, nil for anti-spoofing and defaults.
 	Rule *policy.Rule
+	// NamesList is the names list whose learned addresses the deciding
+	// rule matched, "" if the rule matched otherwise.
+	NamesList string
 	// Spoofed is set when the source is outside the network's subnets.
 	Spoofed bool
 	// TunnelEndpoint is set when the packet goes to a tunnel endpoint on
@@ -233,6 +241,9 @@ func explain(pol *policy.Policy, inventory []policy.Network, containers []Contai
 		}
 		return pol.SectionFor(m)
 	}, containers)
+	if pr.Learned != nil {
+		res = res.WithLearned(*pr.Learned)
+	}
 
 	p, err := probePacket(pr, iif, src, routes)
 	if err != nil {
@@ -252,7 +263,7 @@ func explain(pol *policy.Policy, inventory []policy.Network, containers []Contai
 	if err != nil {
 		return Decision{}, fmt.Errorf("explain: %w", err)
 	}
-	d := Decision{Verdict: policy.Allow, Audit: pol.Settings.Mode == policy.Audit, DenyAction: pol.Settings.DenyAction, Passes: tr.Verdict == nft.Accept, Trace: tr, NewBridge: newBr}
+	d := Decision{Verdict: policy.Allow, Audit: pol.Settings.Mode == policy.Audit, DenyAction: pol.Settings.DenyAction, Passes: passes(tr.Verdict), Trace: tr, NewBridge: newBr}
 	if err := res.judge(&d); err != nil {
 		return Decision{}, err
 	}
@@ -362,11 +373,17 @@ func judgedAsNew(pol *policy.Policy, n policy.Network) bool {
 
 // verdictWord says what a final verdict does to a packet.
 func verdictWord(v nft.VerdictKind) string {
-	if v == nft.Accept {
+	if passes(v) {
 		return "accepts"
 	}
 	return "refuses"
 }
+
+// passes reports whether a trace's verdict lets the packet through: an
+// accept, or a queue (the DNS answers held for the learner, which
+// accepts every answer, and which the queue's bypass passes when no
+// learner runs).
+func passes(v nft.VerdictKind) bool { return v == nft.Accept || v == nft.Queue }
 
 // insideAddr returns an address of the first of subnets in dst's family,
 // the zero Addr if there is none.
@@ -471,6 +488,7 @@ func (r *Result) judge(d *Decision) error {
 		}
 		if !decided || verdict == policy.Deny && d.Verdict == policy.Allow {
 			d.Section, d.Rule, d.Spoofed, d.TunnelEndpoint, d.Verdict, d.CatchAll = jc.section, rule, spoofed, tunnel, verdict, catchAll[s.Chain]
+			d.NamesList = r.namesListOf(s.Rule)
 		}
 		decided = true
 		if verdict == policy.Deny {

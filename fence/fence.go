@@ -15,6 +15,7 @@ package fence
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -56,6 +57,11 @@ type Result struct {
 	// denied for, so that a logged packet can be attributed to a network
 	// and a rule.
 	Denials map[string]*Denial
+	// NameSets lists the names lists that rules use, with their sets,
+	// in the order rules first use them; DNSHold says which DNS answers
+	// are held for the daemon to learn from, nil when no rule uses names.
+	NameSets []NameSet
+	DNSHold  *DNSHold
 }
 
 // Fenced is a network and the section that fences it.
@@ -192,6 +198,8 @@ func compile(pol *policy.Policy, networks []policy.Network, sectionFor func(poli
 		r:          &Result{Table: &nft.Table{Name: s.Table, Priority: s.Priority}, Denials: map[string]*Denial{}},
 		sets:       map[string]*nft.Set{},
 		sectionFor: sectionFor,
+		namesOf:    namesSource(pol),
+		dnsQueue:   dnsQueueOf(pol),
 	}
 	bases := map[string]*nft.Chain{}
 	for _, d := range Directions {
@@ -233,6 +241,9 @@ func compile(pol *policy.Policy, networks []policy.Network, sectionFor func(poli
 	}
 	t := b.r.Table
 	t.Chains = append(t.Chains[:len(bases):len(bases)], append(layerChains, t.Chains[len(bases):]...)...)
+	if out := b.holdDNS(bases[DirectionOf(policy.Egress).Base]); out != nil {
+		t.Chains = slices.Insert(t.Chains, len(bases), out)
+	}
 	return b.r
 }
 

@@ -29,6 +29,10 @@ type builder struct {
 	// containersKnown is set when the compiler was given the containers:
 	// the container layer is built.
 	containersKnown bool
+	// namesOf returns the names lists a rule's addresses use (nil: none
+	// do); dnsQueue is the queue DNS answers are held in.
+	namesOf  func(*policy.Rule) []NamesRef
+	dnsQueue uint16
 }
 
 func (b *builder) addSet(s *nft.Set) {
@@ -415,7 +419,7 @@ func (b *builder) policyRules(chain string, den Denial, d Direction, r *policy.R
 	if v6 != nil && r.Proto != policy.ProtoICMP {
 		out = append(out, mk(*v6))
 	}
-	return out
+	return append(out, b.nameRules(r, d, chain, n, mk)...)
 }
 
 // protoNumber returns the IANA number of a policy protocol.

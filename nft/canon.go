@@ -174,6 +174,12 @@ func canonExprOnce(name string, data []byte, anon func(string) string, c *canoni
 		what = "dynset(@" + e.SetName + ")"
 	case *expr.Verdict:
 		what = exprVerdictText(e)
+	case *expr.Target:
+		num, bypass, ok := queueOf(e)
+		if !ok {
+			return foreign()
+		}
+		what = verdictText(Verdict{Kind: Queue, QueueNum: num, Bypass: bypass})
 	}
 	b, err := marshalExpr(byte(nftables.TableFamilyINet), e)
 	if err != nil {
@@ -217,6 +223,8 @@ func exprOf(name string) expr.Any {
 		return &expr.Reject{}
 	case "dynset":
 		return &expr.Dynset{}
+	case "target":
+		return &expr.Target{}
 	}
 	return nil
 }

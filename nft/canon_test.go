@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 )
@@ -119,5 +120,43 @@ func TestExprKeys(t *testing.T) {
 		if r.ExprKey() == a.ExprKey() {
 			t.Errorf("%q has the key of %q", r.Text(), a.Text())
 		}
+	}
+}
+
+// A queue verdict is the target NFQUEUE, revision 3, with the info of
+// one queue; its canonical form is the same when the kernel returns it,
+// and any other target, or other info, is foreign.
+func TestCanonicalQueue(t *testing.T) {
+	rule := &Rule{Counter: true, Verdict: Verdict{Kind: Queue, QueueNum: 53, Bypass: true}}
+	want, err := rule.canonical()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want.summary != "counter queue num 53 bypass" {
+		t.Errorf("summary %q", want.summary)
+	}
+	info := func(b ...byte) attrs {
+		return attrs(nil).str(unix.NFTA_TARGET_NAME, "NFQUEUE").add(unix.NFTA_TARGET_REV, []byte{0, 0, 0, 3}).add(unix.NFTA_TARGET_INFO, b)
+	}
+	le := func(v uint16) []byte { return binaryutil.NativeEndian.PutUint16(v) }
+	good := append(append(append(le(53), le(1)...), le(1)...), 0, 0)
+	for _, c := range []struct {
+		name string
+		info []byte
+		ok   bool
+	}{
+		{"as written", good, true},
+		{"no bypass", append(append(append(le(53), le(1)...), le(0)...), 0, 0), false},
+		{"two queues", append(append(append(le(53), le(2)...), le(1)...), 0, 0), false},
+		{"short", good[:6], false},
+	} {
+		l := append(kernelList(t, &expr.Counter{Packets: 3, Bytes: 99}), rawExpr("target", info(c.info...))...)
+		got := canon(l, noAnon)
+		if (got.key == want.key) != c.ok {
+			t.Errorf("%s: canonical %q, want equal %v to %q", c.name, got.summary, c.ok, want.summary)
+		}
+	}
+	if v, b, ok := queueOf(queueTarget(7, false)); v != 7 || b || !ok {
+		t.Errorf("queueOf(queueTarget(7, false)) = %d, %v, %v", v, b, ok)
 	}
 }

@@ -75,6 +75,8 @@ func (e *encoder) encodeOp(op Op) error {
 			switch op.Hook {
 			case HookInput:
 				hook = unix.NF_INET_LOCAL_IN
+			case HookOutput:
+				hook = unix.NF_INET_LOCAL_OUT
 			case HookIngress:
 				hook = nfInetIngress
 				if op.Family == FamilyNetdev {

@@ -14,6 +14,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
+	"github.com/google/nftables/xt"
 	"golang.org/x/sys/unix"
 )
 
@@ -199,6 +200,13 @@ func ruleExprs(tbl *nftables.Table, sets func(string) *nftables.Set, anon func(*
 				return nil, err
 			}
 			out = append(out, cmp...)
+		case SPort:
+			out = append(out, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 2})
+			cmp, err := portCmpExprs(m.Range, "", lookup)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, cmp...)
 		case CtRelated:
 			out = append(out, ctRelatedExprs()...)
 		case CtOrigDPort:
@@ -344,8 +352,43 @@ func ruleExprs(tbl *nftables.Table, sets func(string) *nftables.Set, anon func(*
 		out = append(out, &expr.Reject{Type: unix.NFT_REJECT_TCP_RST})
 	case RejectAdminProhibited:
 		out = append(out, &expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH, Code: unix.NFT_REJECT_ICMPX_ADMIN_PROHIBITED})
+	case Queue:
+		out = append(out, queueTarget(r.Verdict.QueueNum, r.Verdict.Bypass))
 	}
 	return out, nil
+}
+
+// queueTarget is the xtables target NFQUEUE, revision 3, of one queue:
+// struct xt_NFQ_info_v3 (queuenum, queues_total, flags; u16 each, in the
+// host's byte order), padded to 8 bytes as the kernel takes and returns it.
+func queueTarget(num uint16, bypass bool) *expr.Target {
+	info := make(xt.Unknown, 8)
+	copy(info[0:2], binaryutil.NativeEndian.PutUint16(num))
+	copy(info[2:4], binaryutil.NativeEndian.PutUint16(1))
+	if bypass {
+		copy(info[4:6], binaryutil.NativeEndian.PutUint16(nfqFlagBypass))
+	}
+	return &expr.Target{Name: "NFQUEUE", Rev: 3, Info: &info}
+}
+
+// nfqFlagBypass is NFQ_FLAG_BYPASS: accept when no program is bound.
+const nfqFlagBypass = 0x01
+
+// queueOf decodes a target that queueTarget writes: its queue and
+// bypass; ok is false for any other target.
+func queueOf(t *expr.Target) (num uint16, bypass, ok bool) {
+	info, isUnknown := t.Info.(*xt.Unknown)
+	if t.Name != "NFQUEUE" || t.Rev != 3 || !isUnknown || len(*info) != 8 {
+		return 0, false, false
+	}
+	b := []byte(*info)
+	num = binaryutil.NativeEndian.Uint16(b[0:2])
+	total := binaryutil.NativeEndian.Uint16(b[2:4])
+	flags := binaryutil.NativeEndian.Uint16(b[4:6])
+	if total != 1 || flags&^nfqFlagBypass != 0 || b[6] != 0 || b[7] != 0 {
+		return 0, false, false
+	}
+	return num, flags&nfqFlagBypass != 0, true
 }
 
 // limit is the limit of rate packets a second, burst the same.

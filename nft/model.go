@@ -89,6 +89,9 @@ const (
 	// (Linux 5.10 for inet tables): in an inet table the IPv4 and IPv6
 	// ones only, in a netdev table every frame.
 	HookIngress
+	// HookOutput is the output hook: packets the host itself sends, such
+	// as the answers of a resolver that runs on the host to containers.
+	HookOutput
 )
 
 // nfInetIngress is NF_INET_INGRESS, the ingress hook of the inet family;
@@ -107,6 +110,8 @@ func (h Hook) String() string {
 		return "input"
 	case HookIngress:
 		return "ingress"
+	case HookOutput:
+		return "output"
 	}
 	return ""
 }
@@ -282,6 +287,14 @@ const (
 	VMap
 	RejectTCPReset
 	RejectAdminProhibited
+	// Queue hands the packet to the program bound to netfilter queue
+	// QueueNum (nfnetlink_queue), which issues its verdict; with Bypass,
+	// the packet is accepted when no program is bound. It is written as
+	// the xtables target NFQUEUE (revision 3) through nft_compat, which
+	// kernels without the nft queue expression (CONFIG_NFT_QUEUE) have
+	// too; nft lists it as "queue num N bypass". An accepted packet goes
+	// on to the hook's later base chains, as after Accept.
+	Queue
 )
 
 // Verdict is what a rule does with a packet that matches.
@@ -291,6 +304,10 @@ type Verdict struct {
 	Target string
 	// Key is what a VMap looks up.
 	Key Selector
+	// QueueNum is the queue of Queue; Bypass accepts the packet when no
+	// program is bound to it (fail open).
+	QueueNum uint16
+	Bypass   bool
 }
 
 // Selector is a packet field that a verdict map is keyed by.
@@ -334,6 +351,10 @@ type DPort struct {
 	Range PortRange // used when Set is empty
 	Set   string
 }
+
+// SPort matches the transport source port against a range: the DNS
+// answers of a server come from port 53.
+type SPort struct{ Range PortRange }
 
 // IfName matches the input (or, with Out, the output) interface name
 // exactly, or by prefix when Prefix is set.
@@ -409,6 +430,7 @@ func (NFProto) isMatch()    {}
 func (L4Proto) isMatch()    {}
 func (Addr) isMatch()       {}
 func (DPort) isMatch()      {}
+func (SPort) isMatch()      {}
 func (IfName) isMatch()     {}
 func (Fib) isMatch()        {}
 func (ICMPv6Type) isMatch() {}

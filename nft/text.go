@@ -166,6 +166,14 @@ func verdictText(v Verdict) string {
 		return "reject with tcp reset"
 	case RejectAdminProhibited:
 		return "reject with icmpx admin-prohibited"
+	case Queue:
+		// As nft lists the xtables target NFQUEUE (with libxtables; a
+		// kernel without the nft queue expression refuses this text).
+		s := fmt.Sprintf("queue num %d", v.QueueNum)
+		if v.Bypass {
+			s += " bypass"
+		}
+		return s
 	}
 	return ""
 }
@@ -215,6 +223,8 @@ func matchText(m Match) string {
 			return "th dport @" + m.Set
 		}
 		return "th dport " + m.Range.String()
+	case SPort:
+		return "th sport " + m.Range.String()
 	case CtOrigDPort:
 		return ctOrigDPortText(m)
 	case CtRelated:

@@ -31,6 +31,9 @@ type Packet struct {
 	// UDP-Lite. For a protocol without ports they are other fields (the
 	// checksum of ICMP); a caller without them gives 0.
 	DPort uint16
+	// SPort is what "th sport" reads: the two bytes at offset 0 of the
+	// transport header, the source port of TCP, UDP, SCTP and UDP-Lite.
+	SPort uint16
 	// ICMPType is the first byte of the transport header, the type of an
 	// ICMP or ICMPv6 message.
 	ICMPType uint8
@@ -75,7 +78,11 @@ type FibAnswers struct {
 
 // Trace is the path of one packet through a table and the verdict it got.
 type Trace struct {
-	// Verdict is Accept, Drop, RejectTCPReset or RejectAdminProhibited.
+	// Verdict is Accept, Drop, RejectTCPReset, RejectAdminProhibited or
+	// Queue (the program bound to the queue decides; with bypass and no
+	// program, the packet is accepted). A queued packet's later base
+	// chains in the hook are not traced: the program's verdict is not
+	// known here.
 	// A reject with tcp reset of a packet that is not TCP drops it (the
 	// kernel sends no reset then): its verdict is Drop.
 	Verdict VerdictKind
@@ -136,7 +143,11 @@ func (t *Trace) String() string {
 		}
 		b.WriteString("\n")
 	}
-	b.WriteString(verdictText(Verdict{Kind: t.Verdict}))
+	if t.Verdict == Queue {
+		b.WriteString("queue")
+	} else {
+		b.WriteString(verdictText(Verdict{Kind: t.Verdict}))
+	}
 	if t.Policy {
 		b.WriteString(" (policy)")
 	}
@@ -277,6 +288,11 @@ func (t *Table) traceBase(tr *Trace, base *Chain, p *Packet) error {
 		case RejectAdminProhibited:
 			tr.Verdict, tr.Policy = RejectAdminProhibited, false
 			return nil
+		case Queue:
+			// The program bound to the queue decides; the packet leaves
+			// the table here, as with Accept.
+			tr.Verdict, tr.Policy = Queue, false
+			return nil
 		case Jump, Goto:
 			if err := enter(v.Target, v.Kind == Jump); err != nil {
 				return err
@@ -353,6 +369,8 @@ func (t *Table) match(m Match, p *Packet) (bool, error) {
 			return slices.ContainsFunc(s.Ports, func(r PortRange) bool { return r.contains(p.DPort) }), nil
 		}
 		return m.Range.contains(p.DPort), nil
+	case SPort:
+		return m.Range.contains(p.SPort), nil
 	case CtOrigDPort:
 		return t.traceCtOrigDPort(m, p)
 	case CtRelated:

@@ -79,7 +79,19 @@ func UpdateTx(table, set string, add, del []Element) *Transaction {
 }
 
 // Update changes the elements of one set in one transaction (see
-// UpdateTx); with nothing to change, it sends nothing.
+// UpdateTx); with nothing to change, it sends nothing. It returns once
+// the kernel has acknowledged the commit: from then on the packet path
+// sees the new elements. The elements go in as few messages as fit one
+// batch, however many there are (a name's hundreds of addresses are one
+// commit).
+//
+// Adding an element that the set holds already refreshes it: the kernel
+// (Linux 6.10 and later, commit 4201f3938914 "netfilter: nf_tables: set
+// element timeout update support") takes an add without NLM_F_EXCL, as
+// Update sends it, as an update of the element's timeout and expiry, to
+// the new timeout whether longer or shorter. Older kernels keep the old
+// timeout on such an add; there, naming the element in del too refreshes
+// it, but fails (ENOENT, nothing committed) if it expired meanwhile.
 func (k Kernel) Update(table, set string, add, del []Element) error {
 	tx := UpdateTx(table, set, add, del)
 	if len(tx.Ops) == 0 {

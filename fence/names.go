@@ -1,0 +1,228 @@
+package fence
+
+import (
+	"net/netip"
+	"slices"
+	"sort"
+
+	"github.com/dockerfence/dockerfence/ipproto"
+	"github.com/dockerfence/dockerfence/nft"
+	"github.com/dockerfence/dockerfence/policy"
+)
+
+// NamesRef is a names list that an address spec uses: DNS names whose
+// addresses the daemon learns from the answers containers get. List is
+// the list's name; an inline {names: [...]} spec stands for a list of
+// its own, named after its rule by namesSource.
+type NamesRef struct {
+	List  string
+	Names []string
+}
+
+// NameSet is what the daemon needs to learn a names list's addresses:
+// its names, the two runtime sets (with timeouts) that its rules look
+// up, and who uses them.
+type NameSet struct {
+	List  string
+	Names []string
+	// Set4 and Set6 are the sets of its IPv4 and IPv6 addresses:
+	// names_LIST_4 and names_LIST_6.
+	Set4, Set6 string
+	// Bridges are the bridges of the fenced networks whose rules (of the
+	// network's section or of its containers) use the list; "*" stands
+	// for the catch-all's bridges not known yet. Chains are the chains
+	// whose rules look the sets up.
+	Bridges []string
+	Chains  []string
+}
+
+// DNSHold says which DNS answers the table holds in the kernel until the
+// daemon has learned their addresses: answers (from port 53, UDP and
+// TCP, in the reply direction) whose output interface is one of Bridges,
+// in the forward hook (from resolvers the kernel routes, such as
+// Docker's embedded resolver in the container's namespace) and in the
+// output hook (from a resolver on the host itself), go to queue Queue,
+// with bypass: with no daemon bound, they pass.
+type DNSHold struct {
+	Queue uint16
+	// Bridges are the bridges whose answers are held; "docker0" and the
+	// prefix "br-" stand for the catch-all's bridges not known yet.
+	Bridges []string
+	// CatchAll is set when the catch-all uses names: the answers to
+	// every docker0 and br-* bridge are held.
+	CatchAll bool
+	// Chains names the base chains that hold the rules (ID
+	// DNSHoldRuleID): "forward" and "output".
+	Chains []string
+}
+
+// DNSHoldRuleID is the ID of the rules that queue DNS answers.
+const DNSHoldRuleID = "dns hold"
+
+// outputChain is the output base chain, which the table has only when
+// DNS answers are held.
+const outputChain = "output"
+
+// NameSetName names the set of a names list's addresses of one family.
+func NameSetName(list string, v6 bool) string {
+	if v6 {
+		return "names_" + list + "_6"
+	}
+	return "names_" + list + "_4"
+}
+
+// nameMatches returns the matches of the destinations in names list ref
+// (addresses learned at run time), adding its sets on first use, and
+// records that chain (of bridge br, "*" for the catch-all) uses them.
+func (b *builder) nameMatches(ref NamesRef, chain, br string) (v4, v6 nft.Addr) {
+	ns := b.nameSet(ref)
+	if !slices.Contains(ns.Chains, chain) {
+		ns.Chains = append(ns.Chains, chain)
+	}
+	if !slices.Contains(ns.Bridges, br) {
+		ns.Bridges = append(ns.Bridges, br)
+	}
+	return nft.Addr{Set: ns.Set4}, nft.Addr{V6: true, Set: ns.Set6}
+}
+
+// nameSet returns the NameSet of ref, adding it and its sets on first use.
+func (b *builder) nameSet(ref NamesRef) *NameSet {
+	for i := range b.r.NameSets {
+		if b.r.NameSets[i].List == ref.List {
+			return &b.r.NameSets[i]
+		}
+	}
+	ns := NameSet{List: ref.List, Names: ref.Names, Set4: NameSetName(ref.List, false), Set6: NameSetName(ref.List, true)}
+	for _, s := range []struct {
+		name string
+		key  nft.KeyType
+	}{{ns.Set4, nft.KeyIPv4}, {ns.Set6, nft.KeyIPv6}} {
+		b.addSet(&nft.Set{Name: s.name, Key: s.key, Timeout: true, Owner: nft.OwnedByRuntime})
+	}
+	b.r.NameSets = append(b.r.NameSets, ns)
+	return &b.r.NameSets[len(b.r.NameSets)-1]
+}
+
+// nameRules returns the kernel rules of policy rule r for the names lists
+// its spec uses (see policyRules): one per list and family, as r's
+// protocol allows, with mk's tail, verdict and ID.
+func (b *builder) nameRules(r *policy.Rule, d Direction, chain string, n *policy.Network, mk func(...nft.Match) *nft.Rule) []*nft.Rule {
+	if b.namesOf == nil || d.Inbound {
+		return nil
+	}
+	br := "*"
+	if n != nil {
+		br = n.Bridge
+	}
+	var out []*nft.Rule
+	for _, ref := range b.namesOf(r) {
+		v4, v6 := b.nameMatches(ref, chain, br)
+		if r.Proto != policy.ProtoICMPv6 {
+			out = append(out, mk(v4))
+		}
+		if r.Proto != policy.ProtoICMP {
+			out = append(out, mk(v6))
+		}
+	}
+	return out
+}
+
+// holdDNS adds the rules that hold DNS answers to the bridges whose rules
+// use names (see DNSHold): first in the forward base chain, before its
+// accept of replies, and in an output base chain of their own. It does
+// nothing when no rule uses names. It returns the output chain, for the
+// caller to put among the base chains; nil when there is none.
+func (b *builder) holdDNS(forward *nft.Chain) *nft.Chain {
+	if len(b.r.NameSets) == 0 {
+		return nil
+	}
+	h := &DNSHold{Queue: b.dnsQueue}
+	seen := map[string]bool{}
+	for _, ns := range b.r.NameSets {
+		for _, br := range ns.Bridges {
+			if br == "*" {
+				h.CatchAll = true
+				continue
+			}
+			if !seen[br] {
+				seen[br] = true
+				h.Bridges = append(h.Bridges, br)
+			}
+		}
+	}
+	sort.Strings(h.Bridges)
+	ifs := make([]nft.IfName, 0, len(h.Bridges)+2)
+	for _, br := range h.Bridges {
+		ifs = append(ifs, nft.IfName{Name: br, Out: true})
+	}
+	if h.CatchAll {
+		// Known bridges not among them are held too: the learner finds
+		// no list of theirs and passes their answers unchanged.
+		ifs = append(ifs, nft.IfName{Name: "docker0", Out: true}, nft.IfName{Name: "br-", Prefix: true, Out: true})
+		h.Bridges = append(h.Bridges, "docker0", "br-")
+	}
+	rules := func() []*nft.Rule {
+		out := make([]*nft.Rule, 0, len(ifs))
+		for _, m := range ifs {
+			out = append(out, &nft.Rule{
+				Matches: []nft.Match{nft.CtReply{}, nft.L4Proto{Protos: []uint8{ipproto.TCP, ipproto.UDP}}, nft.SPort{Range: nft.PortRange{First: 53, Last: 53}}, m},
+				Counter: true, Verdict: nft.Verdict{Kind: nft.Queue, QueueNum: h.Queue, Bypass: true},
+				ID: DNSHoldRuleID, Comment: "DNS answers held until their names' addresses are learned",
+			})
+		}
+		return out
+	}
+	forward.Rules = append(rules(), forward.Rules...)
+	h.Chains = []string{forward.Name, outputChain}
+	b.r.DNSHold = h
+	return &nft.Chain{Name: outputChain, Hook: nft.HookOutput, Rules: rules()}
+}
+
+// Learned holds addresses learned from DNS answers, by names list.
+type Learned map[string][]netip.Addr
+
+// WithLearned returns the Result with the given addresses in its names
+// lists' sets (by list name), as the daemon learned them, for explain and
+// tests: the tracer then finds a destination there as the kernel does.
+// The Result's own table is not changed; the one returned must not be
+// applied (its learned elements would stay without timeouts).
+func (r *Result) WithLearned(learned Learned) *Result {
+	out := *r
+	t := *r.Table
+	t.Sets = slices.Clone(r.Table.Sets)
+	out.Table = &t
+	for i, s := range t.Sets {
+		for _, ns := range r.NameSets {
+			if s.Name != ns.Set4 && s.Name != ns.Set6 {
+				continue
+			}
+			var pfx []netip.Prefix
+			for _, a := range learned[ns.List] {
+				if a.Is4() == (s.Name == ns.Set4) {
+					pfx = append(pfx, netip.PrefixFrom(a, a.BitLen()))
+				}
+			}
+			c := *s
+			c.Ranges = nft.Ranges(pfx)
+			t.Sets[i] = &c
+		}
+	}
+	return &out
+}
+
+// namesListOf returns the names list whose set a rule looks up, "" if
+// none.
+func (r *Result) namesListOf(rule *nft.Rule) string {
+	for _, m := range rule.Matches {
+		a, ok := m.(nft.Addr)
+		if !ok || a.Set == "" {
+			continue
+		}
+		for _, ns := range r.NameSets {
+			if a.Set == ns.Set4 || a.Set == ns.Set6 {
+				return ns.List
+			}
+		}
+	}
+	return ""
+}

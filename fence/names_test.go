@@ -1,0 +1,144 @@
+package fence
+
+import (
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/dockerfence/dockerfence/nft"
+	"github.com/dockerfence/dockerfence/policy"
+)
+
+// withNames makes the rules that use the lists in lists use them as names
+// lists, with those names, for the length of the test.
+func withNames(t *testing.T, lists map[string][]string) {
+	t.Helper()
+	old := namesSource
+	namesSource = func(*policy.Policy) func(*policy.Rule) []NamesRef {
+		return func(r *policy.Rule) []NamesRef {
+			var out []NamesRef
+			for _, l := range r.Addrs.Lists {
+				if names, ok := lists[l]; ok {
+					out = append(out, NamesRef{List: l, Names: names})
+				}
+			}
+			return out
+		}
+	}
+	t.Cleanup(func() { namesSource = old })
+}
+
+// TestNamesGolden compiles a policy whose egress allows a names list:
+// the golden table has its two runtime sets with timeouts, the rules
+// that look them up, and the rules that hold DNS answers to the bridge
+// in the forward (before the accept of replies) and output hooks.
+func TestNamesGolden(t *testing.T) {
+	withNames(t, map[string][]string{"github": {"github.com", "*.github.com"}})
+	res := compileTable(loadPolicy(t, "testdata/names.yaml"), testNetworks)
+	checkGolden(t, "names", res.Text())
+
+	const br = "br-0123456789ab"
+	want := NameSet{List: "github", Names: []string{"github.com", "*.github.com"}, Set4: "names_github_4", Set6: "names_github_6", Bridges: []string{br}, Chains: []string{"fwd_" + br}}
+	if len(res.NameSets) != 1 || !nameSetEqual(res.NameSets[0], want) {
+		t.Errorf("NameSets = %+v, want %+v", res.NameSets, want)
+	}
+	for _, name := range []string{want.Set4, want.Set6} {
+		s := res.Set(name)
+		if s == nil || !s.Timeout || s.Owner != nft.OwnedByRuntime || !s.Interval() || len(s.Ranges) != 0 {
+			t.Errorf("set %s = %+v, want an empty runtime interval set with timeouts", name, s)
+		}
+	}
+	h := res.DNSHold
+	if h == nil || h.Queue != DefaultDNSQueue || !slices.Equal(h.Bridges, []string{br}) || h.CatchAll || !slices.Equal(h.Chains, []string{"forward", "output"}) {
+		t.Fatalf("DNSHold = %+v", h)
+	}
+	fwd, out := res.Chain("forward"), res.Chain("output")
+	if out == nil || out.Hook != nft.HookOutput || len(out.Rules) != 1 || out.Rules[0].ID != DNSHoldRuleID {
+		t.Fatalf("output chain = %+v", out)
+	}
+	if fwd.Rules[0].ID != DNSHoldRuleID || fwd.Rules[1].ID != "reply" {
+		t.Errorf("forward chain starts with %q, %q; want the DNS hold, then the accept of replies", fwd.Rules[0].ID, fwd.Rules[1].ID)
+	}
+	if got := fwd.Rules[0].Text(); got != "ct direction reply meta l4proto { tcp, udp } th sport 53 oifname \"br-0123456789ab\" counter queue num 53 bypass comment \"DNS answers held until their names' addresses are learned\"" {
+		t.Errorf("hold rule %s", got)
+	}
+}
+
+func nameSetEqual(a, b NameSet) bool {
+	return a.List == b.List && slices.Equal(a.Names, b.Names) && a.Set4 == b.Set4 && a.Set6 == b.Set6 && slices.Equal(a.Bridges, b.Bridges) && slices.Equal(a.Chains, b.Chains)
+}
+
+// TestNamesTrace traces packets through the names table: a DNS answer to
+// the bridge is queued in the forward and output hooks (UDP and TCP),
+// other replies are accepted as before, and a container's connection to
+// an address is allowed on the rule's port only once the address is
+// learned; explain names the list.
+func TestNamesTrace(t *testing.T) {
+	withNames(t, map[string][]string{"github": {"github.com", "*.github.com"}})
+	pol := loadPolicy(t, "testdata/names.yaml")
+	res := compileTable(pol, testNetworks)
+	a := netip.MustParseAddr
+	const br = "br-0123456789ab"
+	for _, c := range []struct {
+		name string
+		p    nft.Packet
+		want nft.VerdictKind
+	}{
+		{"answer forwarded, udp", nft.Packet{Hook: nft.HookForward, IIfName: "eth0", OIfName: br, Src: a("192.0.2.53"), Dst: a("172.20.0.2"), L4Proto: 17, SPort: 53, DPort: 40000, Reply: true}, nft.Queue},
+		{"answer forwarded, tcp, v6", nft.Packet{Hook: nft.HookForward, IIfName: "eth0", OIfName: br, Src: a("2001:db8::53"), Dst: a("fd00:20::2"), L4Proto: 6, SPort: 53, DPort: 40000, Reply: true}, nft.Queue},
+		{"answer from the host", nft.Packet{Hook: nft.HookOutput, OIfName: br, Src: a("172.20.0.1"), Dst: a("172.20.0.2"), L4Proto: 17, SPort: 53, DPort: 40000, Reply: true}, nft.Queue},
+		{"answer to another bridge", nft.Packet{Hook: nft.HookForward, IIfName: "eth0", OIfName: "docker0", Src: a("192.0.2.53"), Dst: a("172.17.0.2"), L4Proto: 17, SPort: 53, DPort: 40000, Reply: true}, nft.Accept},
+		{"other reply", nft.Packet{Hook: nft.HookForward, IIfName: "eth0", OIfName: br, Src: a("192.0.2.80"), Dst: a("172.20.0.2"), L4Proto: 6, SPort: 80, DPort: 40000, Reply: true}, nft.Accept},
+		{"query to port 53, original direction", nft.Packet{Hook: nft.HookOutput, OIfName: br, Src: a("172.20.0.1"), Dst: a("172.20.0.2"), L4Proto: 17, SPort: 53, DPort: 53}, nft.Accept},
+	} {
+		tr, err := res.Trace(c.p)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if tr.Verdict != c.want {
+			t.Errorf("%s: verdict %v, want %v:\n%s", c.name, tr.Verdict, c.want, tr)
+		}
+	}
+
+	n := testNetworks[1]
+	probe := Probe{Hook: policy.Egress, Src: a("172.20.0.2"), Dst: a("140.82.112.3"), Proto: policy.ProtoTCP, Port: 443}
+	d, err := Explain(pol, testNetworks, n, probe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Passes || d.Verdict != policy.Deny || d.NamesList != "" {
+		t.Errorf("not learned: %+v", d)
+	}
+	probe.Learned = &Learned{"github": {a("140.82.112.3"), a("2606:50c0::1")}}
+	if d, err = Explain(pol, testNetworks, n, probe); err != nil {
+		t.Fatal(err)
+	}
+	if !d.Passes || d.Verdict != policy.Allow || d.NamesList != "github" || d.Rule == nil || d.Rule.Comment != "GitHub over HTTPS" {
+		t.Errorf("learned: passes %v verdict %v list %q rule %+v\n%s", d.Passes, d.Verdict, d.NamesList, d.Rule, d.Trace)
+	}
+	probe.Port = 22
+	if d, err = Explain(pol, testNetworks, n, probe); err != nil || d.Passes || d.NamesList != "" {
+		t.Errorf("learned, another port: %+v, %v", d, err)
+	}
+	probe.Port, probe.Src, probe.Dst = 443, a("fd00:20::2"), a("2606:50c0::1")
+	if d, err = Explain(pol, testNetworks, n, probe); err != nil || !d.Passes || d.NamesList != "github" {
+		t.Errorf("learned, IPv6: %+v, %v", d, err)
+	}
+	// The Result explain was given is not changed: its sets stay empty.
+	if s := res.Set("names_github_4"); len(s.Ranges) != 0 {
+		t.Errorf("WithLearned changed the compiled table: %v", s.Ranges)
+	}
+	if !strings.Contains(res.WithLearned(*probe.Learned).Text(), "140.82.112.3") {
+		t.Errorf("WithLearned lacks the learned address")
+	}
+}
+
+// TestNoNamesNoHold: a policy without names has no output chain, no DNS
+// hold and no name sets.
+func TestNoNamesNoHold(t *testing.T) {
+	res := compileTable(loadPolicy(t, "testdata/names.yaml"), testNetworks)
+	if res.DNSHold != nil || len(res.NameSets) != 0 || res.Chain("output") != nil {
+		t.Errorf("DNSHold %+v, NameSets %+v, output %v", res.DNSHold, res.NameSets, res.Chain("output"))
+	}
+}
