@@ -58,13 +58,17 @@ type Rules struct {
 	// Keys are the keys of Matcher's patterns: what was learned for other
 	// keys is forgotten.
 	Keys []string
+	// Hold is the longest an answer is held (settings.dns_hold); 0 takes
+	// Config.Bound.
+	Hold time.Duration
 }
 
 // Config configures a Learner.
 type Config struct {
 	// Sets is where learned addresses go.
 	Sets Sets
-	// Bound is the longest an answer is held (DefaultBound if 0).
+	// Bound is the longest an answer is held when the Rules do not say
+	// (DefaultBound if 0).
 	Bound time.Duration
 	// Metrics, if set, are updated.
 	Metrics *Metrics
@@ -219,7 +223,11 @@ func (l *Learner) handle(q Queue, p nfqueue.Packet) {
 		l.release(q, h, false)
 		return
 	}
-	wait := l.cfg.Bound - now.Sub(received)
+	bound := l.cfg.Bound
+	if rules.Hold > 0 {
+		bound = rules.Hold
+	}
+	wait := bound - now.Sub(received)
 	if wait <= 0 {
 		l.release(q, h, true)
 		l.queue(h)
