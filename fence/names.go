@@ -30,10 +30,12 @@ type NameSet struct {
 	Set4, Set6 string
 	// Bridges are the bridges of the fenced networks whose rules (of the
 	// network's section or of its containers) use the list; "*" stands
-	// for the catch-all's bridges not known yet. Chains are the chains
+	// for the catch-all's bridges not known yet. Containers are the
+	// containers (by name) whose own rules use it. Chains are the chains
 	// whose rules look the sets up.
-	Bridges []string
-	Chains  []string
+	Bridges    []string
+	Containers []string
+	Chains     []string
 }
 
 // DNSHold says which DNS answers the table holds in the kernel until the
@@ -73,16 +75,44 @@ func NameSetName(list string, v6 bool) string {
 
 // nameMatches returns the matches of the destinations in names list ref
 // (addresses learned at run time), adding its sets on first use, and
-// records that chain (of bridge br, "*" for the catch-all) uses them.
-func (b *builder) nameMatches(ref NamesRef, chain, br string) (v4, v6 nft.Addr) {
+// records that chain (of bridges brs, "*" for the catch-all's, and of
+// container ctr, if not "") uses them.
+func (b *builder) nameMatches(ref NamesRef, chain string, brs []string, ctr string) (v4, v6 nft.Addr) {
 	ns := b.nameSet(ref)
-	if !slices.Contains(ns.Chains, chain) {
-		ns.Chains = append(ns.Chains, chain)
+	add := func(list *[]string, s string) {
+		if s != "" && !slices.Contains(*list, s) {
+			*list = append(*list, s)
+		}
 	}
-	if !slices.Contains(ns.Bridges, br) {
-		ns.Bridges = append(ns.Bridges, br)
+	add(&ns.Chains, chain)
+	add(&ns.Containers, ctr)
+	for _, br := range brs {
+		add(&ns.Bridges, br)
 	}
 	return nft.Addr{Set: ns.Set4}, nft.Addr{V6: true, Set: ns.Set6}
+}
+
+// ruleBridges returns the bridges whose containers a rule judges: network
+// n's, or, for the rules of container ctr, those of the fenced networks
+// it is on; "*" stands for the catch-all's bridges not known yet.
+func (b *builder) ruleBridges(n *policy.Network, ctr *Container) []string {
+	// A container's rules get a network of its subnets as n, without a
+	// bridge: its endpoints say which bridges.
+	switch {
+	case ctr == nil && n != nil:
+		return []string{n.Bridge}
+	case ctr == nil:
+		return []string{"*"}
+	}
+	var out []string
+	for _, e := range ctr.Endpoints {
+		for _, f := range b.r.Fenced {
+			if e.on(f.Network) && !slices.Contains(out, f.Network.Bridge) {
+				out = append(out, f.Network.Bridge)
+			}
+		}
+	}
+	return out
 }
 
 // nameSet returns the NameSet of ref, adding it and its sets on first use.
@@ -105,18 +135,19 @@ func (b *builder) nameSet(ref NamesRef) *NameSet {
 
 // nameRules returns the kernel rules of policy rule r for the names lists
 // its spec uses (see policyRules): one per list and family, as r's
-// protocol allows, with mk's tail, verdict and ID.
-func (b *builder) nameRules(r *policy.Rule, d Direction, chain string, n *policy.Network, mk func(...nft.Match) *nft.Rule) []*nft.Rule {
+// protocol allows, with mk's tail, verdict and ID. n is the network whose
+// rules they are, ctr the container whose they are (nil for a network's).
+func (b *builder) nameRules(r *policy.Rule, d Direction, chain string, n *policy.Network, ctr *Container, mk func(...nft.Match) *nft.Rule) []*nft.Rule {
 	if b.namesOf == nil || d.Inbound {
 		return nil
 	}
-	br := "*"
-	if n != nil {
-		br = n.Bridge
+	name := ""
+	if ctr != nil {
+		name = ctr.Name
 	}
 	var out []*nft.Rule
 	for _, ref := range b.namesOf(r) {
-		v4, v6 := b.nameMatches(ref, chain, br)
+		v4, v6 := b.nameMatches(ref, chain, b.ruleBridges(n, ctr), name)
 		if r.Proto != policy.ProtoICMPv6 {
 			out = append(out, mk(v4))
 		}

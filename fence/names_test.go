@@ -142,3 +142,33 @@ func TestNoNamesNoHold(t *testing.T) {
 		t.Errorf("DNSHold %+v, NameSets %+v, output %v", res.DNSHold, res.NameSets, res.Chain("output"))
 	}
 }
+
+// TestNamesInContainerRules: a names list in a container section's rules
+// records the containers and their bridges, and holds the answers to
+// those bridges; the catch-all's network rules, without names, add no
+// hold for docker0 and br-*.
+func TestNamesInContainerRules(t *testing.T) {
+	withNames(t, map[string][]string{"proxy": {"proxy.example.com"}})
+	res := CompileContainers(loadPolicy(t, "testdata/containers.yaml"), testNetworks, testContainers)
+	if len(res.NameSets) != 1 {
+		t.Fatalf("NameSets = %+v", res.NameSets)
+	}
+	ns := res.NameSets[0]
+	if !slices.Equal(ns.Bridges, []string{"br-0123456789ab"}) || !slices.Equal(ns.Containers, []string{"starting", "worker-1"}) && !slices.Equal(ns.Containers, []string{"worker-1", "starting"}) {
+		t.Errorf("NameSet = %+v", ns)
+	}
+	if h := res.DNSHold; h == nil || h.CatchAll || !slices.Equal(h.Bridges, []string{"br-0123456789ab"}) {
+		t.Errorf("DNSHold = %+v", h)
+	}
+	for _, c := range ns.Chains {
+		found := false
+		for _, r := range res.Chain(c).Rules {
+			if res.namesListOf(r) == "proxy" {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("chain %s has no rule that looks up the proxy sets", c)
+		}
+	}
+}
