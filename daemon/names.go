@@ -47,6 +47,17 @@ func (s nameSets) Add(elems []dnslearn.Element) error {
 	if r == nil || r.Table == nil {
 		return errors.New("no table applied yet")
 	}
+	tx := NameElementsTx(r, elems)
+	if len(tx.Ops) == 0 {
+		return nil
+	}
+	return s.k.Commit(tx)
+}
+
+// NameElementsTx returns the transaction that adds elems (with their
+// timeouts) to the name sets of r's table, each into its list's set of its
+// family; elements of lists r does not have are left out.
+func NameElementsTx(r *fence.Result, elems []dnslearn.Element) *nft.Transaction {
 	sets := map[string]fence.NameSet{}
 	for _, ns := range r.NameSets {
 		sets[ns.List] = ns
@@ -71,10 +82,7 @@ func (s nameSets) Add(elems []dnslearn.Element) error {
 	for _, set := range order {
 		tx.Ops = append(tx.Ops, nft.UpdateTx(r.Table.Name, set, bySet[set], nil).Ops...)
 	}
-	if len(tx.Ops) == 0 {
-		return nil
-	}
-	return s.k.Commit(tx)
+	return tx
 }
 
 // namesRules returns what the learner learns for under the policy and
@@ -85,7 +93,7 @@ func namesRules(pol *policy.Policy, r *fence.Result) (*dnslearn.Rules, error) {
 		return nil, nil
 	}
 	m := dnsname.NewMatcher()
-	minTTL, maxTTL, hold := namesSettings(pol)
+	minTTL, maxTTL, hold := NamesSettings(pol)
 	rules := &dnslearn.Rules{Matcher: m, Hold: hold, Bounds: dnsname.Bounds{Min: minTTL, Max: maxTTL}}
 	for _, ns := range r.NameSets {
 		for _, n := range ns.Names {
@@ -174,11 +182,11 @@ func expiredName(l *dnslearn.Learner, dst string) (string, time.Time, bool) {
 	return e.Name, e.Expires, ok
 }
 
-// namesSettings returns the policy's settings of names: dns_min_ttl,
+// NamesSettings returns the policy's settings of names: dns_min_ttl,
 // dns_max_ttl and dns_hold.
 //
 // TODO(issue 18): read them from pol.Settings once the policy's names
 // support is merged; until then, the defaults.
-func namesSettings(*policy.Policy) (minTTL, maxTTL, hold time.Duration) {
+func NamesSettings(*policy.Policy) (minTTL, maxTTL, hold time.Duration) {
 	return 60 * time.Second, 24 * time.Hour, dnslearn.DefaultBound
 }
