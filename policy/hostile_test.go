@@ -72,7 +72,7 @@ func TestHostileInput(t *testing.T) {
 
 		// Unknown keys.
 		{name: "unknown top key", src: "version: 1\nnetwork: []\n", want: "DIR/p.yaml:2:1: top level: unknown key \"network\"; expected one of containers, lists, networks, settings, version"},
-		{name: "unknown setting", src: "version: 1\nsettings: {prio: -10}\nnetworks: [{match: {name: x}}]\n", want: "DIR/p.yaml:2:12: settings: unknown key \"prio\"; expected one of deny_action, identity_mark, log_denied, log_group, log_rate, mode, priority, table, tunnel_mark"},
+		{name: "unknown setting", src: "version: 1\nsettings: {prio: -10}\nnetworks: [{match: {name: x}}]\n", want: "DIR/p.yaml:2:12: settings: unknown key \"prio\"; expected one of deny_action, dns_hold, dns_max_ttl, dns_min_ttl, identity_mark, log_denied, log_group, log_rate, mode, priority, table, tunnel_mark"},
 		{name: "unknown section key", src: "version: 1\nnetworks:\n  - match: {name: x}\n    inbound: []\n", want: "DIR/p.yaml:4:5: networks[1]: unknown key \"inbound\"; expected one of egress, egress_default, host, host_default, ingress, ingress_default, match"},
 		{name: "unknown match key", src: "version: 1\nnetworks:\n  - match: {network: x}\n", want: "DIR/p.yaml:3:13: networks[1].match: unknown key \"network\"; expected one of bridge, label, name, subnet"},
 		{name: "unknown rule key", src: hostileHead + "      - allow: any\n        port: 53\n", want: "DIR/p.yaml:6:9: networks[1].egress[1]: unknown key \"port\"; expected one of allow, comment, deny, ports, proto"},
@@ -88,7 +88,7 @@ func TestHostileInput(t *testing.T) {
 		{name: "networks a mapping", src: "version: 1\nnetworks: {match: {name: x}}\n", want: "DIR/p.yaml:2:11: networks: expected a list of sections, each with match and rules, found a mapping"},
 		{name: "section a string", src: "version: 1\nnetworks: [app]\n", want: "DIR/p.yaml:2:12: networks[1]: expected a mapping, found \"app\""},
 		{name: "egress a mapping", src: "version: 1\nnetworks:\n  - match: {name: x}\n    egress: {allow: any}\n", want: "DIR/p.yaml:4:13: networks[1].egress: expected a list of rules, found a mapping"},
-		{name: "allow a mapping", src: hostileHead + "      - allow: {cidr: 10.0.0.0/8}\n", want: "DIR/p.yaml:5:16: networks[1].egress[1].allow: expected an address, a CIDR, a list of them, @list, self or any, found a mapping"},
+		{name: "allow a mapping", src: hostileHead + "      - allow: {cidr: 10.0.0.0/8}\n", want: "DIR/p.yaml:5:16: networks[1].egress[1].allow: expected an address, a CIDR, a list of them, @list, {names: [...]}, self or any, found a mapping"},
 		{name: "ports a mapping", src: hostileHead + "      - allow: any\n        ports: {tcp: 53}\n", want: "DIR/p.yaml:6:16: networks[1].egress[1].ports: expected a list of ports and \"lo-hi\" ranges, found a mapping"},
 		{name: "proto a list", src: hostileHead + "      - allow: any\n        proto: [tcp, udp]\n", want: "DIR/p.yaml:6:16: networks[1].egress[1].proto: expected a value, found a list"},
 		{name: "priority a string", src: "version: 1\nsettings: {priority: \"-10\"}\nnetworks: [{match: {name: x}}]\n", want: "DIR/p.yaml:2:22: settings.priority: expected an integer, found \"-10\""},

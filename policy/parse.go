@@ -9,10 +9,13 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/dockerfence/dockerfence/dnsname"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -166,8 +169,15 @@ var tableNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,31}$`)
 
 // settings reads the settings mapping into s, which holds the defaults.
 func (p *parser) settings(n *yaml.Node, s *Settings) {
-	var tunnelNode, identityNode *yaml.Node
+	var tunnelNode, identityNode, minTTLNode, maxTTLNode *yaml.Node
 	defer func() {
+		if s.DNSMinTTL > s.DNSMaxTTL {
+			at := minTTLNode
+			if at == nil {
+				at = maxTTLNode
+			}
+			p.errorf(at, "settings: dns_min_ttl %s is above dns_max_ttl %s; a learned address would stay longer than the most it may", fmtDuration(s.DNSMinTTL), fmtDuration(s.DNSMaxTTL))
+		}
 		if s.TunnelMark != 0 && s.TunnelMark == s.IdentityMark {
 			at := identityNode
 			if at == nil {
@@ -233,12 +243,57 @@ func (p *parser) settings(n *yaml.Node, s *Settings) {
 				s.IdentityMark, identityNode = m, v
 			}
 		},
+		"dns_min_ttl": func(_, v *yaml.Node) {
+			if d, ok := p.duration(v, "settings.dns_min_ttl", minDNSTTL, maxDNSTTL, "60s", "the least time a learned address stays"); ok {
+				s.DNSMinTTL, minTTLNode = d, v
+			}
+		},
+		"dns_max_ttl": func(_, v *yaml.Node) {
+			if d, ok := p.duration(v, "settings.dns_max_ttl", minDNSTTL, maxDNSTTL, "24h", "the most time a learned address stays"); ok {
+				s.DNSMaxTTL, maxTTLNode = d, v
+			}
+		},
+		"dns_hold": func(_, v *yaml.Node) {
+			if d, ok := p.duration(v, "settings.dns_hold", minDNSHold, maxDNSHold, "250ms", "the longest a DNS answer is held while its addresses are learned"); ok {
+				s.DNSHold = d
+			}
+		},
 		"mode": func(_, v *yaml.Node) {
 			if m, ok := p.oneOf(v, "settings.mode", "enforce", "audit"); ok {
 				s.Mode = Mode(m)
 			}
 		},
 	})
+}
+
+// duration reads v, the setting what, as a duration such as example
+// ("60s", "250ms", "24h") within lo..hi; about says what it is.
+func (p *parser) duration(v *yaml.Node, what string, lo, hi time.Duration, example, about string) (time.Duration, bool) {
+	t, ok := p.scalar(v, what)
+	if !ok {
+		return 0, false
+	}
+	d, err := time.ParseDuration(t)
+	if err != nil || v.Tag != "!!str" {
+		p.errorf(v, "%s: %s is not a duration; expected a number and a unit, such as %s (%s)", what, quote(t), example, about)
+		return 0, false
+	}
+	if d < lo || d > hi {
+		p.errorf(v, "%s: %s is out of range; expected %s to %s (%s)", what, t, fmtDuration(lo), fmtDuration(hi), about)
+		return 0, false
+	}
+	return d, true
+}
+
+// fmtDuration renders d as a policy writes it: "1ms", "2s", "168h".
+func fmtDuration(d time.Duration) string {
+	s := d.String()
+	for _, zero := range []string{"0s", "0m"} {
+		if strings.HasSuffix(s, "m"+zero) || strings.HasSuffix(s, "h"+zero) {
+			s = strings.TrimSuffix(s, zero)
+		}
+	}
+	return s
 }
 
 // markBit reads v, the setting what, as one bit of the packet mark, or 0
@@ -295,6 +350,10 @@ func (p *parser) lists(n *yaml.Node, pol *Policy) {
 					continue
 				}
 				if pfx, err := ParsePrefix(s); err != nil {
+					if _, nerr := dnsname.ParsePattern(s); nerr == nil && strings.Contains(s, ".") {
+						p.errorf(item, "%s: %s is a DNS name; a list of names is written %s: {names: [%s]}, and holds names only", what, quote(s), name, s)
+						continue
+					}
 					p.errorf(item, "%s: %v", what, err)
 				} else {
 					l.Prefixes = append(l.Prefixes, pfx)
@@ -302,8 +361,16 @@ func (p *parser) lists(n *yaml.Node, pol *Policy) {
 			}
 		case yaml.MappingNode:
 			var file string
-			var fileNode *yaml.Node
+			var fileNode, namesKey *yaml.Node
+			var names *NameList
 			p.mapping(v, what, map[string]func(k, v *yaml.Node){
+				"names": func(nk, nv *yaml.Node) {
+					namesKey = nk
+					// With errors reported, the list still exists: rules
+					// that name it are not reported as well.
+					pats, _ := p.names(nv, what+".names")
+					names = &NameList{Name: name, Pos: l.Pos, Patterns: pats}
+				},
 				"file": func(_, fv *yaml.Node) {
 					f, ok := p.scalar(fv, what+".file")
 					switch {
@@ -317,9 +384,18 @@ func (p *parser) lists(n *yaml.Node, pol *Policy) {
 					}
 				},
 			})
+			if namesKey != nil {
+				if fileNode != nil {
+					p.errorf(namesKey, "%s: a list holds addresses (file) or names, not both: the addresses of names are learned from DNS answers and expire, a set of their own; make two lists and name both in the rule, [\"@%s\", \"@%s_names\"]", what, name, name)
+					continue
+				}
+				l.Names = names
+				pol.Lists[name] = l
+				continue
+			}
 			if fileNode == nil {
 				if len(v.Content) == 0 {
-					p.errorf(v, "%s: expected a list of addresses or {file: PATH}", what)
+					p.errorf(v, "%s: expected a list of addresses, {file: PATH} or {names: [NAME, ...]}", what)
 				}
 				continue
 			}
@@ -336,11 +412,50 @@ func (p *parser) lists(n *yaml.Node, pol *Policy) {
 			}
 			l.Prefixes, l.File = prefixes, file
 		default:
-			p.errorf(v, "%s: expected a list of addresses or {file: PATH}, found %s", what, kindName(v))
+			p.errorf(v, "%s: expected a list of addresses, {file: PATH} or {names: [NAME, ...]}, found %s", what, kindName(v))
 			continue
 		}
 		pol.Lists[name] = l
 	}
+}
+
+// names reads the patterns of a list of names: a name, or a list of
+// them, each a DNS name or "*." and one (dnsname.ParsePattern). A pattern
+// given twice counts once. ok is false if nothing valid was read.
+func (p *parser) names(n *yaml.Node, what string) ([]dnsname.Pattern, bool) {
+	var items []*yaml.Node
+	switch n.Kind {
+	case yaml.ScalarNode:
+		items = []*yaml.Node{n}
+	case yaml.SequenceNode:
+		items = n.Content
+		if len(items) == 0 {
+			p.errorf(n, "%s: empty list; give at least one name, such as example.com or \"*.example.com\"", what)
+			return nil, false
+		}
+	default:
+		p.errorf(n, "%s: expected a list of DNS names, such as [example.com, \"*.example.com\"], found %s", what, kindName(n))
+		return nil, false
+	}
+	var out []dnsname.Pattern
+	bad := false
+	for _, it := range items {
+		s, ok := p.scalar(it, what)
+		if !ok {
+			bad = true
+			continue
+		}
+		pat, err := dnsname.ParsePattern(s)
+		if err != nil {
+			p.errorf(it, "%s: %v", what, err)
+			bad = true
+			continue
+		}
+		if !slices.Contains(out, pat) {
+			out = append(out, pat)
+		}
+	}
+	return out, !bad && len(out) > 0
 }
 
 // networks reads the sections of the networks list into pol.Sections.

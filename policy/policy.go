@@ -9,12 +9,17 @@
 package policy
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/netip"
 	"path"
 	"slices"
 	"sort"
 	"strings"
+	"time"
+
+	"github.com/dockerfence/dockerfence/dnsname"
 )
 
 // Verdict is the outcome of a rule or a default.
@@ -156,6 +161,14 @@ type Settings struct {
 	// it carries the bit, and holds the others (a container whose port is
 	// not checked yet could send as its neighbour). 0 turns that off.
 	IdentityMark uint32
+	// DNSMinTTL and DNSMaxTTL bound how long an address learned from a
+	// DNS answer stays in a name list's set: the record's TTL, raised to
+	// DNSMinTTL, lowered to DNSMaxTTL.
+	DNSMinTTL, DNSMaxTTL time.Duration
+	// DNSHold is the longest a DNS answer to a container is held while
+	// its addresses are learned: past it, the answer passes (and the
+	// first connection may race the set's update).
+	DNSHold time.Duration
 }
 
 // DefaultTunnelMark is the default of settings.tunnel_mark: a bit that
@@ -181,10 +194,33 @@ func DefaultSettings() Settings {
 		Mode:         Enforce,
 		TunnelMark:   DefaultTunnelMark,
 		IdentityMark: DefaultIdentityMark,
+		DNSMinTTL:    DefaultDNSMinTTL,
+		DNSMaxTTL:    DefaultDNSMaxTTL,
+		DNSHold:      DefaultDNSHold,
 	}
 }
 
-// List is a named set of prefixes.
+// Defaults of the settings of names: an address learned stays at least a
+// minute (clients and their caches use an answer beyond a short TTL) and
+// at most a day; an answer is held at most 250 ms.
+const (
+	DefaultDNSMinTTL = 60 * time.Second
+	DefaultDNSMaxTTL = 24 * time.Hour
+	DefaultDNSHold   = 250 * time.Millisecond
+)
+
+// Ranges of the settings of names. A minimum TTL of 0 would learn
+// addresses that expire before the connection they are for; a maximum
+// beyond a week keeps an address long after its name has moved; a hold
+// beyond 2 s is as long as a client waits before it asks again.
+const (
+	minDNSTTL  = time.Second
+	maxDNSTTL  = 7 * 24 * time.Hour
+	minDNSHold = time.Millisecond
+	maxDNSHold = 2 * time.Second
+)
+
+// List is a named set of prefixes, or of DNS names ({names: [...]}).
 type List struct {
 	Name    string
 	Builtin bool
@@ -194,6 +230,62 @@ type List struct {
 	// written in the policy.
 	File     string
 	Prefixes []netip.Prefix // as written, masked
+	// Names is set for a list of names, which has no Prefixes: a list
+	// holds addresses or names, never both (the addresses of names are
+	// learned and expire, a set of their own).
+	Names *NameList
+}
+
+// NameList is a list of DNS name patterns, under lists: ({names: [...]})
+// or inline in a rule: the addresses that DNS answers to containers give
+// for those names are what its rules match (learned, each for its TTL
+// within settings dns_min_ttl and dns_max_ttl). Several rules naming one
+// list share it, and so does every inline list of the same patterns.
+type NameList struct {
+	// Name is stable across reloads and unique in the policy: the list's
+	// name under lists:, or for an inline list "inline." and a hash of
+	// its patterns (a list name has no dot), so that the kernel set
+	// named after it keeps what it learned while the patterns stay.
+	Name string
+	// Inline is set for a list written in a rule.
+	Inline bool
+	// Pos is where the list was written: its key under lists:, or the
+	// inline mapping (the first one, for an inline list written twice).
+	Pos Pos
+	// Patterns are the list's patterns in canonical form ("example.com",
+	// "*.example.com"), each once, in written order.
+	Patterns []dnsname.Pattern
+}
+
+// SetName returns the name of the kernel set of the list's learned
+// addresses, "n_" and the list's Name, which no set of an address list
+// ("l_" and the list's name) can be; a compiler that splits the set by
+// address family adds its suffix.
+func (l *NameList) SetName() string { return "n_" + l.Name }
+
+// Text renders the list as a rule refers to it: "@github", or the inline
+// "{names: [example.com, *.example.com]}".
+func (l *NameList) Text() string {
+	if !l.Inline {
+		return "@" + l.Name
+	}
+	s := make([]string, len(l.Patterns))
+	for i, p := range l.Patterns {
+		s[i] = string(p)
+	}
+	return "{names: [" + strings.Join(s, ", ") + "]}"
+}
+
+// inlineName returns the Name of an inline list of patterns: the same for
+// the same patterns in any order.
+func inlineName(patterns []dnsname.Pattern) string {
+	s := make([]string, len(patterns))
+	for i, p := range patterns {
+		s[i] = string(p)
+	}
+	sort.Strings(s)
+	sum := sha256.Sum256([]byte(strings.Join(s, "\n")))
+	return "inline." + hex.EncodeToString(sum[:5])
 }
 
 // Section is one entry of networks: a match and the rules for the networks it matches.
@@ -380,10 +472,16 @@ func (r *Rule) ID() string { return fmt.Sprintf("%s %d", r.Hook, r.Index) }
 
 // AddrSpec is the value of allow: or deny:.
 type AddrSpec struct {
-	Any      bool
-	Self     bool
-	Lists    []string       // referenced list names, without '@'
+	Any  bool
+	Self bool
+	// Lists are the address lists referenced, by name without '@'; the
+	// lists of names referenced are in Names.
+	Lists    []string
 	Prefixes []netip.Prefix // inline addresses and prefixes, masked
+	// Names are the lists of DNS names of the spec, referenced ("@github")
+	// and inline ({names: [...]}), each once: only egress rules have
+	// them. Resolve leaves them out: their addresses are learned.
+	Names []*NameList
 	// Text is the spec as written, for messages.
 	Text string
 }
@@ -450,29 +548,98 @@ func (p *Policy) Resolve(a AddrSpec, n Network) []netip.Prefix {
 	return append(out, a.Prefixes...)
 }
 
-// UsedLists returns the names of the lists that rules reference, sorted.
+// UsedLists returns the names of the lists that rules reference, sorted:
+// address lists and lists of names.
 func (p *Policy) UsedLists() []string {
 	seen := map[string]bool{}
 	var names []string
-	add := func(rules []*Rule) {
-		for _, r := range rules {
-			for _, l := range r.Addrs.Lists {
-				if !seen[l] {
-					seen[l] = true
-					names = append(names, l)
-				}
+	add := func(l string) {
+		if !seen[l] {
+			seen[l] = true
+			names = append(names, l)
+		}
+	}
+	p.eachRule(func(r *Rule) {
+		for _, l := range r.Addrs.Lists {
+			add(l)
+		}
+		for _, nl := range r.Addrs.Names {
+			if !nl.Inline {
+				add(nl.Name)
+			}
+		}
+	})
+	sort.Strings(names)
+	return names
+}
+
+// eachRule calls f with every rule of the policy's sections and container
+// sections.
+func (p *Policy) eachRule(f func(*Rule)) {
+	for _, s := range p.Sections {
+		for _, h := range s.ByHook {
+			for _, r := range h.Rules {
+				f(r)
 			}
 		}
 	}
-	for _, s := range p.Sections {
-		for _, h := range s.ByHook {
-			add(h.Rules)
+	for _, s := range p.Containers {
+		for _, r := range s.Egress.Rules {
+			f(r)
+		}
+		for _, r := range s.Ingress.Rules {
+			f(r)
 		}
 	}
-	for _, s := range p.Containers {
-		add(s.Egress.Rules)
-		add(s.Ingress.Rules)
+}
+
+// NameLists returns every list of DNS names of the policy, sorted by
+// Name: those under lists: (whether a rule uses them or not, since a
+// container's label may name them) and the inline ones of its rules.
+// Label rules may hold inline lists of their own: see NameListsOf.
+func (p *Policy) NameLists() []*NameList {
+	seen := map[string]*NameList{}
+	for _, l := range p.Lists {
+		if l.Names != nil {
+			seen[l.Names.Name] = l.Names
+		}
 	}
-	sort.Strings(names)
-	return names
+	p.eachRule(func(r *Rule) {
+		for _, nl := range r.Addrs.Names {
+			seen[nl.Name] = nl
+		}
+	})
+	return sortedNameLists(seen)
+}
+
+// NameListsOf returns the lists of DNS names that rules refer to, each
+// once, sorted by Name: for the rules of a container's label.
+func NameListsOf(rules []*Rule) []*NameList {
+	seen := map[string]*NameList{}
+	for _, r := range rules {
+		for _, nl := range r.Addrs.Names {
+			seen[nl.Name] = nl
+		}
+	}
+	return sortedNameLists(seen)
+}
+
+// sortedNameLists returns the lists of m sorted by Name.
+func sortedNameLists(m map[string]*NameList) []*NameList {
+	out := make([]*NameList, 0, len(m))
+	for _, l := range m {
+		out = append(out, l)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// UsesNames reports whether a rule of the policy matches DNS names.
+func (p *Policy) UsesNames() bool {
+	uses := false
+	p.eachRule(func(r *Rule) { uses = uses || len(r.Addrs.Names) > 0 })
+	return uses
 }

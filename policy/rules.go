@@ -8,6 +8,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/dockerfence/dockerfence/dnsname"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -93,11 +94,14 @@ func (p *parser) rules(n *yaml.Node, what string, hook Hook, pol *Policy) []*Rul
 			continue
 		}
 		r.Addrs = p.addrSpec(addrNode, rw+"."+r.Verdict.String(), pol)
+		if len(r.Addrs.Names) > 0 && hook != Egress {
+			p.errorf(addrNode, "%s.%s: names (%s) in a %s rule; names are learned from the DNS answers containers get and match the destinations of egress rules only: %s", rw, r.Verdict, r.Addrs.Names[0].Text(), hook, namesElsewhere[hook])
+		}
 		if portsNode != nil && !r.Proto.HasPorts() {
 			p.errorf(portsNode, "%s.ports: protocol %s has no ports; use tcp, udp or sctp, or drop ports", rw, r.Proto)
 		}
 		if r.Proto == ProtoICMP || r.Proto == ProtoICMPv6 {
-			if !r.Addrs.Any && !r.Addrs.Self && len(r.Addrs.Lists) == 0 && len(r.Addrs.Prefixes) > 0 {
+			if !r.Addrs.Any && !r.Addrs.Self && len(r.Addrs.Lists) == 0 && len(r.Addrs.Names) == 0 && len(r.Addrs.Prefixes) > 0 {
 				want4 := r.Proto == ProtoICMP
 				fits := false
 				for _, pfx := range r.Addrs.Prefixes {
@@ -111,6 +115,13 @@ func (p *parser) rules(n *yaml.Node, what string, hook Hook, pol *Policy) []*Rul
 		out = append(out, r)
 	}
 	return out
+}
+
+// namesElsewhere says, for the hooks other than egress, why their rules
+// have no names.
+var namesElsewhere = map[Hook]string{
+	Host:    "a host rule's addresses are the host's own, which no DNS answer to a container gives",
+	Ingress: "an ingress rule's addresses are the sources of connections into containers, which no DNS answer to them tells",
 }
 
 // familyName names the IPv4 or IPv6 address family.
@@ -134,12 +145,32 @@ func (p *parser) addrSpec(n *yaml.Node, what string, pol *Policy) AddrSpec {
 		if len(items) == 0 {
 			p.errorf(n, "%s: empty list; give at least one address", what)
 		}
+	case yaml.MappingNode:
+		items = []*yaml.Node{n}
 	default:
-		p.errorf(n, "%s: expected an address, a CIDR, a list of them, @list, self or any, found %s", what, kindName(n))
+		p.errorf(n, "%s: expected an address, a CIDR, a list of them, @list, {names: [...]}, self or any, found %s", what, kindName(n))
 		return a
 	}
 	var text []string
+	addNames := func(nl *NameList) {
+		for _, have := range a.Names {
+			if have.Name == nl.Name {
+				return
+			}
+		}
+		a.Names = append(a.Names, nl)
+	}
 	for _, it := range items {
+		if it.Kind == yaml.AliasNode {
+			it = it.Alias
+		}
+		if it.Kind == yaml.MappingNode {
+			if nl := p.inlineNames(it, what); nl != nil {
+				addNames(nl)
+				text = append(text, nl.Text())
+			}
+			continue
+		}
 		s, ok := p.scalar(it, what)
 		if !ok {
 			continue
@@ -155,8 +186,13 @@ func (p *parser) addrSpec(n *yaml.Node, what string, pol *Policy) AddrSpec {
 			a.Self = true
 		case strings.HasPrefix(s, "@"):
 			name := s[1:]
-			if _, ok := pol.Lists[name]; !ok {
+			l, ok := pol.Lists[name]
+			if !ok {
 				p.errorf(it, "%s: unknown list %s; define it under lists: or use @private, @metadata or @resolvers", what, quote(s))
+				continue
+			}
+			if l.Names != nil {
+				addNames(l.Names)
 				continue
 			}
 			a.Lists = append(a.Lists, name)
@@ -174,6 +210,28 @@ func (p *parser) addrSpec(n *yaml.Node, what string, pol *Policy) AddrSpec {
 		a.Text = "[" + a.Text + "]"
 	}
 	return a
+}
+
+// inlineNames reads an inline list of names, {names: [...]}, as an
+// address spec or an item of one; nil after reporting a problem.
+func (p *parser) inlineNames(n *yaml.Node, what string) *NameList {
+	hasNames := false
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		hasNames = hasNames || n.Content[i].Value == "names"
+	}
+	if !hasNames {
+		p.errorf(n, "%s: expected an address, a CIDR, a list of them, @list, {names: [...]}, self or any, found a mapping without names", what)
+		return nil
+	}
+	var pats []dnsname.Pattern
+	ok := false
+	p.mapping(n, what, map[string]func(k, v *yaml.Node){
+		"names": func(_, v *yaml.Node) { pats, ok = p.names(v, what+".names") },
+	})
+	if !ok {
+		return nil
+	}
+	return &NameList{Name: inlineName(pats), Inline: true, Pos: p.pos(n), Patterns: pats}
 }
 
 // ports reads a port, a "lo-hi" range, or a list of them.

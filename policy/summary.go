@@ -10,7 +10,8 @@ import (
 // prints it: "2 sections, 5 rules, lists used: office, private" ("-" for
 // no lists; "2 sections, 1 container sections, ..." with containers), with
 // the file the built-in resolvers came from if it is used ("resolvers
-// (from /etc/resolv.conf)").
+// (from /etc/resolv.conf)"), and the DNS names rules use ("..., 3 names
+// in 2 name lists").
 func (p *Policy) Summary() string {
 	rules := 0
 	for _, s := range p.Sections {
@@ -35,7 +36,26 @@ func (p *Policy) Summary() string {
 	if len(p.Containers) > 0 {
 		containers = fmt.Sprintf(", %d container sections", len(p.Containers))
 	}
-	return fmt.Sprintf("%d sections%s, %d rules, lists used: %s", len(p.Sections), containers, rules, lists)
+	names := ""
+	if n, k := p.namesUsed(); k > 0 {
+		names = fmt.Sprintf(", %d names in %d name lists", n, k)
+	}
+	return fmt.Sprintf("%d sections%s, %d rules, lists used: %s%s", len(p.Sections), containers, rules, lists, names)
+}
+
+// namesUsed returns how many name patterns the lists of names that rules
+// use hold, and how many such lists there are (inline ones included).
+func (p *Policy) namesUsed() (patterns, lists int) {
+	seen := map[string]bool{}
+	p.eachRule(func(r *Rule) {
+		for _, nl := range r.Addrs.Names {
+			if !seen[nl.Name] {
+				seen[nl.Name] = true
+				patterns += len(nl.Patterns)
+			}
+		}
+	})
+	return patterns, len(seen)
 }
 
 // ResolversFrom returns the file that the built-in list @resolvers was read
