@@ -184,9 +184,6 @@ func expiredName(l *dnslearn.Learner, dst string) (string, time.Time, bool) {
 
 // NamesSettings returns the policy's settings of names: dns_min_ttl,
 // dns_max_ttl and dns_hold.
-//
-// TODO(issue 18): read them from pol.Settings once the policy's names
-// support is merged; until then, the defaults.
-func NamesSettings(*policy.Policy) (minTTL, maxTTL, hold time.Duration) {
-	return 60 * time.Second, 24 * time.Hour, dnslearn.DefaultBound
+func NamesSettings(pol *policy.Policy) (minTTL, maxTTL, hold time.Duration) {
+	return pol.Settings.DNSMinTTL, pol.Settings.DNSMaxTTL, pol.Settings.DNSHold
 }

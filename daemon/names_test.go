@@ -63,7 +63,7 @@ func TestNameSetsOneTransaction(t *testing.T) {
 // TestNamesRules: the learner learns the names of the lists the table
 // uses, keyed by list, and nothing without names.
 func TestNamesRules(t *testing.T) {
-	pol := &policy.Policy{}
+	pol := &policy.Policy{Settings: policy.DefaultSettings()}
 	if r, err := namesRules(pol, &fence.Result{Table: &nft.Table{}}); r != nil || err != nil {
 		t.Errorf("without names: %v, %v", r, err)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -16,6 +17,8 @@ import (
 	"github.com/dockerfence/dockerfence/fence"
 	"github.com/dockerfence/dockerfence/nft"
 	"github.com/dockerfence/dockerfence/policy"
+	"github.com/dockerfence/dockerfence/status"
+	"github.com/spf13/cobra"
 )
 
 // resolveTimeout bounds the lookups of a one-shot apply and of explain.
@@ -104,4 +107,106 @@ func fmtDur(d time.Duration) string {
 		return "0s"
 	}
 	return s
+}
+
+// nameDestination reads explain's --to as NAME[:PORT][/PROTO], a DNS name
+// rather than an address, and returns the name and the function that
+// writes --to for one of its addresses.
+func nameDestination(to string) (string, func(netip.Addr) string, bool) {
+	rest, proto, hasProto := strings.Cut(to, "/")
+	host, port, hasPort := strings.Cut(rest, ":")
+	if strings.HasPrefix(rest, "[") || strings.Count(rest, ":") > 1 {
+		return "", nil, false // an IPv6 address
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return "", nil, false
+	}
+	name, ok := dnsname.Canonical(host)
+	if !ok || !strings.Contains(name, ".") {
+		return "", nil, false
+	}
+	return name, func(a netip.Addr) string {
+		s := a.String()
+		if hasPort {
+			if a.Is6() {
+				s = "[" + s + "]"
+			}
+			s += ":" + port
+		}
+		if hasProto {
+			s += "/" + proto
+		}
+		return s
+	}, true
+}
+
+// nameExplanation is explain --to NAME --json: the name, the lists of
+// names it matches, and the explanation of each of its addresses.
+type nameExplanation struct {
+	Name string `json:"name"`
+	// Lists are the policy's names lists whose patterns match Name: as if
+	// a container had looked it up, its addresses are in their sets.
+	Lists        []string             `json:"lists"`
+	Explanations []status.Explanation `json:"explanations"`
+}
+
+// explainName resolves name through the host's resolver and explains the
+// packet to each of its addresses, as if a container had looked the name
+// up: the addresses are in the sets of the names lists whose patterns
+// match it.
+func explainName(cmd *cobra.Command, g *globalFlags, pol *policy.Policy, name string, to func(netip.Addr) string, asJSON bool,
+	one func(string, *fence.Learned) (*status.Explain, error)) error {
+	r, err := hostResolver(g)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(cmd.Context(), resolveTimeout)
+	defer cancel()
+	addrs, err := r.LookupNetIP(ctx, "ip", name)
+	if err != nil {
+		return fmt.Errorf("--to %s: %w", name, err)
+	}
+	m := dnsname.NewMatcher()
+	for _, l := range pol.NameLists() {
+		for _, p := range l.Patterns {
+			m.Add(p, l.Name)
+		}
+	}
+	lists := m.Match(name)
+	learned := fence.Learned{}
+	for _, l := range lists {
+		for _, a := range addrs {
+			learned[l] = append(learned[l], a.Unmap())
+		}
+	}
+	out := nameExplanation{Name: name, Lists: lists}
+	var texts []string
+	for _, a := range addrs {
+		x, err := one(to(a.Unmap()), &learned)
+		if err != nil {
+			return err
+		}
+		out.Explanations = append(out.Explanations, x.Explanation())
+		texts = append(texts, x.Text())
+	}
+	if asJSON {
+		enc := json.NewEncoder(cmd.OutOrStdout())
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
+	w := cmd.OutOrStdout()
+	var as []string
+	for _, a := range addrs {
+		as = append(as, a.Unmap().String())
+	}
+	fmt.Fprintf(w, "%s resolves (through the host's resolver) to %s\n", name, strings.Join(as, ", "))
+	if len(lists) == 0 {
+		fmt.Fprintf(w, "no names list of the policy matches %s: a lookup teaches nothing\n", name)
+	} else {
+		fmt.Fprintf(w, "names lists matching it: %s; judged as after a container's lookup, with its addresses learned\n", strings.Join(lists, ", "))
+	}
+	for i, t := range texts {
+		fmt.Fprintf(w, "\n%s:\n%s", as[i], t)
+	}
+	return nil
 }
