@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/dockerfence/dockerfence/dnslearn"
@@ -14,6 +15,7 @@ import (
 	"github.com/dockerfence/dockerfence/nfqueue"
 	"github.com/dockerfence/dockerfence/nft"
 	"github.com/dockerfence/dockerfence/policy"
+	"github.com/dockerfence/dockerfence/status"
 )
 
 // QueueConn is a bound netfilter queue: *nfqueue.Conn.
@@ -186,4 +188,75 @@ func expiredName(l *dnslearn.Learner, dst string) (string, time.Time, bool) {
 // dns_max_ttl and dns_hold.
 func NamesSettings(pol *policy.Policy) (minTTL, maxTTL, hold time.Duration) {
 	return pol.Settings.DNSMinTTL, pol.Settings.DNSMaxTTL, pol.Settings.DNSHold
+}
+
+// namesStatus returns the names lists of t with what l learned for them,
+// whether each address is in its set in the kernel state st, and the
+// packets the rules that use each list matched (from s's rules).
+func namesStatus(l *dnslearn.Learner, t *fence.Result, st *nft.State, s *status.Status, now time.Time) []status.NameListStatus {
+	if t == nil || len(t.NameSets) == 0 {
+		return nil
+	}
+	inKernel := func(set string, a netip.Addr) bool {
+		if st == nil {
+			return false
+		}
+		for _, ss := range st.Sets {
+			if ss.Name != set {
+				continue
+			}
+			for _, e := range ss.Elems {
+				if !e.IntervalEnd && string(e.Key) == string(a.AsSlice()) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	var rules []status.RuleStatus
+	for _, n := range s.Networks {
+		rules = append(rules, n.Rules...)
+	}
+	for _, c := range s.Containers {
+		rules = append(rules, c.Rules...)
+	}
+	if s.CatchAll != nil {
+		rules = append(rules, s.CatchAll.Rules...)
+	}
+	var learned []dnslearn.Learning
+	if l != nil {
+		learned = l.Learned()
+	}
+	out := []status.NameListStatus{}
+	for _, ns := range t.NameSets {
+		n := status.NameListStatus{List: ns.List, Patterns: ns.Names, Sets: []string{ns.Set4, ns.Set6}, Learned: []status.LearnedAddr{}}
+		for _, e := range learned {
+			if e.Key != ns.List {
+				continue
+			}
+			set := ns.Set4
+			if e.Addr.Is6() {
+				set = ns.Set6
+			}
+			n.Learned = append(n.Learned, status.LearnedAddr{Addr: e.Addr.String(), Name: e.Name, Learned: e.Learned,
+				TTLLeft: e.Expires.Sub(now).Round(time.Second).Seconds(), InKernel: inKernel(set, e.Addr)})
+		}
+		for _, r := range rules {
+			if strings.Contains(r.Match, "@"+ns.List) || strings.HasPrefix(ns.List, "inline.") && strings.Contains(r.Match, "names:") && containsAll(r.Match, ns.Names) {
+				n.Hits += r.Packets
+			}
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+// containsAll reports whether s mentions every one of subs.
+func containsAll(s string, subs []string) bool {
+	for _, x := range subs {
+		if !strings.Contains(s, x) {
+			return false
+		}
+	}
+	return true
 }

@@ -10,6 +10,8 @@ import (
 	"github.com/dockerfence/dockerfence/fence"
 	"github.com/dockerfence/dockerfence/nft"
 	"github.com/dockerfence/dockerfence/policy"
+	"github.com/dockerfence/dockerfence/status"
+	"github.com/google/nftables"
 )
 
 type recordCommits struct{ txs []*nft.Transaction }
@@ -80,3 +82,31 @@ func TestNamesRules(t *testing.T) {
 		t.Errorf("bounds %+v, hold %v: want the defaults", r.Bounds, r.Hold)
 	}
 }
+
+// TestNamesStatus: status lists each names list with the addresses
+// learned, the name each was learned for, its time left and whether the
+// kernel's set holds it, and the packets of the rules that use the list.
+func TestNamesStatus(t *testing.T) {
+	now := time.Date(2026, 12, 7, 11, 0, 0, 0, time.UTC)
+	l := dnslearn.New(dnslearn.Config{Sets: &recordSets{}, Now: func() time.Time { return now }})
+	l.SetRules(&dnslearn.Rules{Keys: []string{"github"}})
+	if err := dnslearn.Remember(l, "api.github.com", dnslearn.Element{Key: "github", Addr: netip.MustParseAddr("140.82.121.3"), Timeout: 90 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	res := &fence.Result{Table: &nft.Table{Name: "dockerfence"}, NameSets: []fence.NameSet{
+		{List: "github", Names: []string{"github.com", "*.github.com"}, Set4: "names_github_4", Set6: "names_github_6"}}}
+	st := &nft.State{Sets: []nft.SetState{{Name: "names_github_4", Elems: []nftables.SetElement{{Key: []byte{140, 82, 121, 3}}, {Key: []byte{140, 82, 121, 4}, IntervalEnd: true}}}}}
+	s := &status.Status{Networks: []status.NetworkStatus{{Rules: []status.RuleStatus{
+		{ID: "egress 1", Match: "@github tcp/443", Packets: 7}, {ID: "egress 2", Match: "@private", Packets: 100}}}}}
+	got := namesStatus(l, res, st, s, now.Add(30*time.Second))
+	if len(got) != 1 || got[0].Hits != 7 || len(got[0].Learned) != 1 {
+		t.Fatalf("namesStatus = %+v", got)
+	}
+	if a := got[0].Learned[0]; a.Addr != "140.82.121.3" || a.Name != "api.github.com" || a.TTLLeft != 60 || !a.InKernel {
+		t.Errorf("learned %+v", a)
+	}
+}
+
+type recordSets struct{}
+
+func (recordSets) Add([]dnslearn.Element) error { return nil }

@@ -14,6 +14,8 @@ import (
 	"github.com/dockerfence/dockerfence/denylog"
 	"github.com/dockerfence/dockerfence/dnslearn"
 	"github.com/dockerfence/dockerfence/docker"
+	"github.com/dockerfence/dockerfence/fence"
+	"github.com/dockerfence/dockerfence/nft"
 	"github.com/dockerfence/dockerfence/status"
 )
 
@@ -87,6 +89,9 @@ func Serve(ctx context.Context, cfg Config, s Services) error {
 			openQueue = OpenQueue
 		}
 		wg.Go(func() { runNames(ctx, log, queues, openQueue, learner) })
+		obs.Names = func(t *fence.Result, st *nft.State, s *status.Status) []status.NameListStatus {
+			return namesStatus(learner, t, st, s, time.Now())
+		}
 	}
 	var queue namesQueue
 	onSync, onDocker, ready := cfg.OnSync, cfg.OnDocker, cfg.Ready

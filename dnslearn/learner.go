@@ -402,3 +402,14 @@ func (l *Learner) Expired(a netip.Addr) (Learning, bool) {
 	e, ok := l.expired[a.Unmap()]
 	return e, ok
 }
+
+// Remember records, as a committed answer for name would, that elems were
+// learned: for tests of what reads the learner (status).
+func Remember(l *Learner, name string, elems ...Element) error {
+	h := &held{elems: elems}
+	for range elems {
+		h.names = append(h.names, name)
+	}
+	l.remember([]*held{h})
+	return nil
+}
