@@ -7,11 +7,21 @@ import "github.com/dockerfence/dockerfence/policy"
 const DefaultDNSQueue = 53
 
 // namesSource returns, for a policy, the names lists that each of its
-// rules' address specs uses. The policy model has no names yet (issue 18:
-// lists of names and inline {names: [...]} specs come with the policy's
-// names support), so no rule uses any; tests give rules names through
-// it. It is a variable for those tests, which do not run in parallel.
-var namesSource = func(*policy.Policy) func(*policy.Rule) []NamesRef { return nil }
+// rules' address specs uses: each list by its Name, with its patterns.
+// It is a variable for tests, which do not run in parallel.
+var namesSource = func(*policy.Policy) func(*policy.Rule) []NamesRef {
+	return func(r *policy.Rule) []NamesRef {
+		var out []NamesRef
+		for _, nl := range r.Addrs.Names {
+			ref := NamesRef{List: nl.Name}
+			for _, p := range nl.Patterns {
+				ref.Names = append(ref.Names, p.String())
+			}
+			out = append(out, ref)
+		}
+		return out
+	}
+}
 
 // dnsQueueOf returns the queue that the policy holds DNS answers in.
 func dnsQueueOf(*policy.Policy) uint16 { return DefaultDNSQueue }
