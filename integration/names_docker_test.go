@@ -65,18 +65,19 @@ func newNamesEnv(t *testing.T) *namesEnv {
 }
 
 // target adds a fresh address in Inet (203.0.113.N), serves namePort and
-// otherPort on it, and makes name resolve to it with the TTL ttl. It
-// returns the address.
+// otherPort on it until the whole test ends, and makes name resolve to it
+// with the TTL ttl. It returns the address.
 func (x *namesEnv) target(t *testing.T, name string, ttl time.Duration) netip.Addr {
 	t.Helper()
+	top := x.env.t // the servers outlive the subtest that adds them
 	if x.next > 250 {
 		t.Fatal("out of target addresses")
 	}
 	a := netip.AddrFrom4([4]byte{203, 0, 113, byte(x.next)})
 	x.next++
 	x.tp.Inet.Run(t, "ip", "addr", "add", a.String()+"/24", "dev", "eth0")
-	x.tp.Inet.ListenTCP(t, hostPort(a.String(), namePort))
-	x.tp.Inet.ListenTCP(t, hostPort(a.String(), otherPort))
+	x.tp.Inet.ListenTCP(top, hostPort(a.String(), namePort))
+	x.tp.Inet.ListenTCP(top, hostPort(a.String(), otherPort))
 	if name != "" {
 		x.dns.Set(name, ttl, a)
 	}
@@ -347,9 +348,17 @@ func TestNamesAgainstDocker(t *testing.T) {
 		if got := x.d.TCP(t, "app1", hostPort(a.String(), namePort), dialTimeout); got != "refused" {
 			t.Errorf("a new connection to %s %v after its lookup (TTL 1s, minimum %v): %s, want refused\n%s", a, time.Since(learned).Round(time.Millisecond), namesMinTTL, got, x.nameElements())
 		}
+		denied := x.defaultDenied(t)
 		if got, err := held.echo("after"); err != nil || got != "after\n" {
-			t.Errorf("the connection opened before the expiry: %q, %v; want the echo", got, err)
+			t.Errorf("the connection opened before the expiry: %q, %v; want the echo (egress_default denied %d packets meanwhile)", got, err, x.defaultDenied(t)-denied)
 		}
+		// The other names' addresses stay.
+		for _, n := range []string{names[0], names[fresh-1], "only443.wild.names.test"} {
+			if got := x.d.TCP(t, "app1", hostPort(x.mustLookup(t, n), namePort), dialTimeout); got != "ok" {
+				t.Errorf("%s (%s), learned a minute ago, after another address expired: %s, want ok", n, x.mustLookup(t, n), got)
+			}
+		}
+
 	})
 
 	t.Run("the daemon SIGKILLed: DNS answers, nothing new is learned", func(t *testing.T) {
@@ -371,9 +380,27 @@ func TestNamesAgainstDocker(t *testing.T) {
 		}
 		// What was learned before stays until it expires.
 		if got := x.d.TCP(t, "app1", hostPort(x.mustLookup(t, names[0]), namePort), dialTimeout); got != "ok" {
-			t.Errorf("%s, learned before the kill: %s, want ok until it expires", names[0], got)
+			out, _ := x.tp.Host.Try("nft", "list", "table", "inet", "dockerfence")
+			t.Errorf("%s (%s), learned before the kill: %s, want ok until it expires\n%s", names[0], x.mustLookup(t, names[0]), got, out)
 		}
 	})
+}
+
+// defaultDenied returns the packets counted by app's egress_default.
+func (x *namesEnv) defaultDenied(t *testing.T) int {
+	t.Helper()
+	out := x.tp.Host.Run(t, "nft", "list", "chain", "inet", "dockerfence", "fwd_"+x.bridge)
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, `comment "egress_default deny"`) {
+			var n int
+			if i := strings.Index(l, "counter packets "); i >= 0 {
+				fmt.Sscan(l[i+len("counter packets "):], &n)
+			}
+			return n
+		}
+	}
+	t.Fatalf("no egress_default rule in:\n%s", out)
+	return 0
 }
 
 // mustLookup returns the address the DNS server gives name (asked from
