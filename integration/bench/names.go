@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -195,20 +196,24 @@ func (b *nbBench) daemon(c, resolv string) (func() error, error) {
 		logf.Close()
 		return nil, err
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait(); logf.Close() }()
+	done := make(chan struct{})
+	go func() { cmd.Wait(); logf.Close(); close(done) }() //nolint:errcheck // stopped by stop
+	var once sync.Once
+	var stopErr error
 	stop := func() error {
-		cmd.Process.Signal(syscall.SIGTERM) //nolint:errcheck // it may have exited
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill() //nolint:errcheck // it may have exited
-			<-done
-		}
-		if out, err := b.df(time.Minute, resolv, "delete"); err != nil {
-			return fmt.Errorf("delete: %w: %s", err, out)
-		}
-		return nil
+		once.Do(func() {
+			cmd.Process.Signal(syscall.SIGTERM) //nolint:errcheck // it may have exited
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				cmd.Process.Kill() //nolint:errcheck // it may have exited
+				<-done
+			}
+			if out, err := b.df(time.Minute, resolv, "delete"); err != nil {
+				stopErr = fmt.Errorf("delete: %w: %s", err, out)
+			}
+		})
+		return stopErr
 	}
 	b.tb.Cleanup(func() { stop() }) //nolint:errcheck // a second stop finds it stopped
 	if _, err := waitForEvery(15*time.Second, 20*time.Millisecond, func() bool {
