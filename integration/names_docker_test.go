@@ -3,6 +3,7 @@ package integration
 import (
 	"bufio"
 	be "encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -12,9 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dockerfence/dockerfence/denylog"
 	"github.com/dockerfence/dockerfence/integration/dockerd"
 	"github.com/dockerfence/dockerfence/integration/harness"
 	"github.com/dockerfence/dockerfence/integration/topo"
+	"github.com/dockerfence/dockerfence/status"
 	"github.com/miekg/dns"
 )
 
@@ -348,6 +351,23 @@ func TestNamesAgainstDocker(t *testing.T) {
 		if got := x.d.TCP(t, "app1", hostPort(a.String(), namePort), dialTimeout); got != "refused" {
 			t.Errorf("a new connection to %s %v after its lookup (TTL 1s, minimum %v): %s, want refused\n%s", a, time.Since(learned).Round(time.Millisecond), namesMinTTL, got, x.nameElements())
 		}
+		// logs names the DNS name behind the denied address.
+		var named *denylog.Event
+		var lines string
+		for deadline := time.Now().Add(5 * time.Second); named == nil && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			lines = x.mustDFDocker(x.d, "logs", "--json")
+			for _, l := range strings.Split(strings.TrimSpace(lines), "\n") {
+				var ev denylog.Event
+				if json.Unmarshal([]byte(l), &ev) == nil && ev.Dst == a.String() && ev.Name != "" {
+					named = &ev
+				}
+			}
+		}
+		if named == nil || named.Name != "short.names.test" || named.NameExpired.IsZero() {
+			t.Errorf("logs --json has no denial of %s naming short.names.test:\n%s", a, lines)
+		} else {
+			t.Logf("logs: %s", named.Line())
+		}
 		denied := x.defaultDenied(t)
 		if got, err := held.echo("after"); err != nil || got != "after\n" {
 			t.Errorf("the connection opened before the expiry: %q, %v; want the echo (egress_default denied %d packets meanwhile)", got, err, x.defaultDenied(t)-denied)
@@ -359,6 +379,55 @@ func TestNamesAgainstDocker(t *testing.T) {
 			}
 		}
 
+	})
+
+	t.Run("status lists the names learned; explain --to NAME", func(t *testing.T) {
+		out := x.mustDFDocker(x.d, "status", "--json")
+		var st status.Status
+		if err := json.Unmarshal([]byte(out), &st); err != nil {
+			t.Fatalf("status --json: %v\n%s", err, out)
+		}
+		var list *status.NameListStatus
+		for i := range st.Names {
+			if st.Names[i].List == "allowed" {
+				list = &st.Names[i]
+			}
+		}
+		if list == nil {
+			t.Fatalf("status --json has no names list allowed:\n%s", out)
+		}
+		found := false
+		for _, l := range list.Learned {
+			if l.Name == names[0] {
+				found = l.Addr == x.mustLookup(t, names[0]) && l.InKernel && l.TTLLeft > 0 && l.TTLLeft <= 60
+				t.Logf("status: %s learned for %s, %.0fs left, in the kernel: %v", l.Addr, l.Name, l.TTLLeft, l.InKernel)
+			}
+		}
+		if !found || list.Hits == 0 || len(list.Learned) < fresh {
+			t.Errorf("status: names list allowed: %d learned, hits %d; want %s's address in the kernel with its TTL left, at least %d learned and hits:\n%s", len(list.Learned), list.Hits, names[0], fresh, out)
+		}
+		if text := x.mustDFDocker(x.d, "status"); !strings.Contains(text, "names list allowed [") || !strings.Contains(text, names[0]) {
+			t.Errorf("status does not show the names list allowed with %s:\n%s", names[0], text)
+		}
+
+		explain := func(to string) nameExplanation {
+			t.Helper()
+			out, stderr, err := x.dfStdout("--docker-host", "unix://"+x.d.Sock, "explain", "-c", pol, "--network", "app", "--to", to, "--json")
+			var ex nameExplanation
+			if err != nil || json.Unmarshal([]byte(out), &ex) != nil || len(ex.Explanations) == 0 {
+				t.Fatalf("explain --to %s: %v\n%s%s", to, err, out, stderr)
+			}
+			return ex
+		}
+		if ex := explain(names[1] + ":443"); fmt.Sprint(ex.Lists) != "[allowed]" || !ex.Explanations[0].Passes || ex.Explanations[0].Packet.Dst != x.mustLookup(t, names[1]) {
+			t.Errorf("explain --to %s:443: lists %v, %+v; want allowed, passes, to its address", names[1], ex.Lists, ex.Explanations[0])
+		}
+		if ex := explain(names[1] + ":8443"); ex.Explanations[0].Passes {
+			t.Errorf("explain --to %s:8443 passes; want denied (another port)", names[1])
+		}
+		if ex := explain("stranger.other.test:443"); len(ex.Lists) != 0 || ex.Explanations[0].Passes {
+			t.Errorf("explain --to stranger.other.test:443: lists %v, passes %v; want none, denied", ex.Lists, ex.Explanations[0].Passes)
+		}
 	})
 
 	t.Run("the daemon SIGKILLed: DNS answers, nothing new is learned", func(t *testing.T) {
@@ -377,6 +446,16 @@ func TestNamesAgainstDocker(t *testing.T) {
 		}
 		if n := x.dns.Queries("late.names.test") - before; n == 0 {
 			t.Error("the DNS server saw no query for late.names.test")
+		}
+		// A one-shot apply resolves the names once and fills the sets.
+		out := x.mustDFDocker(x.d, "apply", "-c", pol)
+		if !strings.Contains(out, "names list allowed resolved once through the host's resolver") || !strings.Contains(out, "only dockerfence run keeps names current") ||
+			!strings.Contains(out, "*.wild.names.test") {
+			t.Errorf("apply with names says:\n%s", out)
+		}
+		t.Logf("one-shot apply:\n%s", out)
+		if got := x.d.TCP(t, "app1", hostPort(a.String(), namePort), dialTimeout); got != "ok" {
+			t.Errorf("late.names.test's %s after a one-shot apply resolved it: %s, want ok", a, got)
 		}
 		// What was learned before stays until it expires.
 		if got := x.d.TCP(t, "app1", hostPort(x.mustLookup(t, names[0]), namePort), dialTimeout); got != "ok" {
@@ -401,6 +480,13 @@ func (x *namesEnv) defaultDenied(t *testing.T) int {
 	}
 	t.Fatalf("no egress_default rule in:\n%s", out)
 	return 0
+}
+
+// nameExplanation is what explain --to NAME --json prints.
+type nameExplanation struct {
+	Name         string               `json:"name"`
+	Lists        []string             `json:"lists"`
+	Explanations []status.Explanation `json:"explanations"`
 }
 
 // mustLookup returns the address the DNS server gives name (asked from
