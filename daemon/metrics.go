@@ -112,7 +112,7 @@ var (
 		"1 for each running container whose label dockerfence.egress does not parse: it is cut off (all its egress denied) until the label is fixed.",
 		[]string{"container", "error"}, nil)
 	heldPacketsDesc = prometheus.NewDesc("dockerfence_held_packets_total",
-		"Packets dropped by the container layer because no known container held their source address yet, by network.",
+		"Packets dropped by the container layer because no known container held their source address yet, or their bridge port's identity check was not in yet, by network.",
 		[]string{"network", "bridge"}, nil)
 	scrapeErrorDesc = prometheus.NewDesc("dockerfence_kernel_read_error",
 		"1 if reading the table from the kernel for this scrape failed, else 0.", nil, nil)

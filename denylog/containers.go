@@ -34,6 +34,23 @@ type Containers struct {
 
 // Container returns the name and id of the container that has addr.
 func (c *Containers) Container(addr netip.Addr) (name, id string) {
+	ct, ok := c.lookup(addr)
+	if !ok {
+		return "", ""
+	}
+	return ct.Name, ct.ID
+}
+
+// PublishedPorts returns the published ports of the container that has
+// addr, nil if it publishes none or is not known.
+func (c *Containers) PublishedPorts(addr netip.Addr) []docker.PublishedPort {
+	ct, _ := c.lookup(addr)
+	return ct.Ports
+}
+
+// lookup returns the container that has addr, listing the containers
+// again as Containers says.
+func (c *Containers) lookup(addr netip.Addr) (docker.Container, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	minAge := c.MinAge
@@ -45,10 +62,7 @@ func (c *Containers) Container(addr netip.Addr) (name, id string) {
 		c.refresh()
 		ct, ok = c.byAddr[addr]
 	}
-	if !ok {
-		return "", ""
-	}
-	return ct.Name, ct.ID
+	return ct, ok
 }
 
 // refresh lists the containers; c.mu is held.

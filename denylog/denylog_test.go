@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -290,6 +291,8 @@ containers:
 	}
 	tbl := fence.CompileContainers(pol, nets, ctrs)
 	ifname := func(uint32) string { return "br-app" }
+	// A container's denial names no network: the bridge it came from
+	// does, with the network's section.
 	for _, tc := range []struct {
 		prefix, src string
 		want        func(*Event)
@@ -301,14 +304,14 @@ containers:
 			e.Container, e.ContainerID, e.Layer, e.Rule, e.RuleIndex, e.Comment = "other", "fedcba9876543210", "label", "label egress 1", 1, "partner"
 		}},
 		{"df fwdc_br-app.held ", "172.20.0.9", func(e *Event) {
-			e.Network, e.NetworkID, e.Section, e.Rule, e.Comment = "app_default", "4e5f", 1, "held", "container not classified yet (held)"
+			e.Rule, e.Comment = "held", "container not classified yet (held)"
 		}},
 	} {
 		got, ok := Attribute(nflog.Packet{Time: when, Prefix: tc.prefix, Family: unix.NFPROTO_IPV4, InDev: 3, Payload: tcp4(tc.src, "203.0.113.10", 80)}, tbl, nil, ifname)
 		if !ok {
 			t.Fatalf("%s: not attributed", tc.prefix)
 		}
-		want := Event{Time: when, Verdict: "deny", Bridge: "br-app", Hook: "egress", Src: tc.src, Dst: "203.0.113.10", Proto: "tcp", Port: 80}
+		want := Event{Time: when, Verdict: "deny", Network: "app_default", NetworkID: "4e5f", Section: 1, Bridge: "br-app", Hook: "egress", Src: tc.src, Dst: "203.0.113.10", Proto: "tcp", Port: 80}
 		tc.want(&want)
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("%s: event (-want +got):\n%s", tc.prefix, diff)
@@ -348,7 +351,7 @@ containers:
 			e.Container, e.ContainerID, e.Layer, e.ContainerSection, e.Rule, e.Comment = "db-1", "0123456789abcdef", "container section", 1, "container section ingress_default", "ingress_default deny"
 		}},
 		{"df ing_br-app.i1 ", "172.20.0.3", func(e *Event) {
-			e.Network, e.NetworkID, e.Section, e.Container, e.ContainerID, e.Rule, e.RuleIndex, e.Comment = "app_default", "4e5f", 1, "web-1", "c0ffee", "ingress 1", 1, "admin UI closed"
+			e.Container, e.ContainerID, e.Rule, e.RuleIndex, e.Comment = "web-1", "c0ffee", "ingress 1", 1, "admin UI closed"
 		}},
 	} {
 		ifname := func(i uint32) string { return map[uint32]string{2: "eth0", 3: "br-app"}[i] }
@@ -358,7 +361,7 @@ containers:
 		}
 		// The bridge is the one the connection goes into (the output
 		// device), for the container's denial too.
-		want := Event{Time: when, Verdict: "deny", Bridge: "br-app", Hook: "ingress", Src: "198.51.100.7", Dst: tc.dst, Proto: "tcp", Port: 80, PublishedPort: 8080}
+		want := Event{Time: when, Verdict: "deny", Network: "app_default", NetworkID: "4e5f", Section: 1, Bridge: "br-app", Hook: "ingress", Src: "198.51.100.7", Dst: tc.dst, Proto: "tcp", Port: 80, PublishedPort: 8080, PublishedPortFrom: "kernel"}
 		tc.want(&want)
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("%s: event (-want +got):\n%s", tc.prefix, diff)
@@ -387,4 +390,97 @@ func TestLineNamesExpiredLearning(t *testing.T) {
 	if strings.Contains(string(b), "name") {
 		t.Errorf("an event without a learning has %s", b)
 	}
+}
+
+// portResolver is a fakeResolver that knows published ports too.
+type portResolver struct {
+	fakeResolver
+	ports map[netip.Addr][]docker.PublishedPort
+}
+
+func (p portResolver) PublishedPorts(a netip.Addr) []docker.PublishedPort { return p.ports[a] }
+
+// TestAttributeIngressDockerPorts finds the published port of an ingress
+// denial from Docker's mapping where the kernel did not send the
+// connection (no ctnetlink): the one host port that maps to the
+// container's port, all of them where several do, none where the
+// container's port is published on itself or not at all; the kernel's
+// port wins where it gave one.
+func TestAttributeIngressDockerPorts(t *testing.T) {
+	pol, err := policy.Parse("p.yaml", []byte(`version: 1
+networks:
+  - match: {name: "*"}
+    ingress:
+      - deny: any
+`), policy.Options{ResolvConf: filepath.Join(t.TempDir(), "none")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nets := []policy.Network{{ID: "4e5f", Name: "app_default", Bridge: "br-app", Subnets: []netip.Prefix{netip.MustParsePrefix("172.20.0.0/16"), netip.MustParsePrefix("fd00:20::/64")}}}
+	tbl := fence.Compile(pol, nets)
+	web4, web6 := netip.MustParseAddr("172.20.0.3"), netip.MustParseAddr("fd00:20::3")
+	any4, any6 := netip.IPv4Unspecified(), netip.IPv6Unspecified()
+	ports := []docker.PublishedPort{
+		{HostIP: any4, HostPort: 8080, ContainerPort: 80, Proto: "tcp"},
+		{HostIP: any6, HostPort: 8080, ContainerPort: 80, Proto: "tcp"},
+		{HostIP: any4, HostPort: 8443, ContainerPort: 443, Proto: "tcp"},
+		{HostIP: any4, HostPort: 9443, ContainerPort: 443, Proto: "tcp"},
+		{HostIP: any6, HostPort: 10443, ContainerPort: 443, Proto: "tcp"},
+		{HostIP: any4, HostPort: 53, ContainerPort: 53, Proto: "udp"},
+		{HostIP: any4, HostPort: 5353, ContainerPort: 53, Proto: "tcp"},
+		{HostPort: 2222, ContainerPort: 22, Proto: "tcp"}, // no host address: either family
+	}
+	res := portResolver{fakeResolver{web4: {"web-1", "c0ffee"}, web6: {"web-1", "c0ffee"}}, map[netip.Addr][]docker.PublishedPort{web4: ports, web6: ports}}
+	ifname := func(i uint32) string { return map[uint32]string{2: "eth0", 3: "br-app"}[i] }
+	for _, tc := range []struct {
+		name     string
+		v6, udp  bool
+		port     uint16
+		orig     uint16
+		res      Resolver
+		want     uint16
+		wantAll  []uint16
+		wantFrom string
+		line     string
+	}{
+		{name: "one host port", port: 80, res: res, want: 8080, wantFrom: "docker", line: ":80/tcp (published port 8080)  "},
+		{name: "one host port, IPv6", v6: true, port: 80, res: res, want: 8080, wantFrom: "docker", line: ":80/tcp (published port 8080)  "},
+		{name: "two host ports of the family", port: 443, res: res, wantAll: []uint16{8443, 9443}, wantFrom: "docker", line: ":443/tcp (published port 8443 or 9443)  "},
+		{name: "one host port of the family, IPv6", v6: true, port: 443, res: res, want: 10443, wantFrom: "docker", line: ":443/tcp (published port 10443)  "},
+		{name: "published on itself", udp: true, port: 53, res: res, line: ":53/udp  "},
+		{name: "the protocol counts", port: 53, res: res, want: 5353, wantFrom: "docker", line: ":53/tcp (published port 5353)  "},
+		{name: "no host address: either family", v6: true, port: 22, res: res, want: 2222, wantFrom: "docker", line: ":22/tcp (published port 2222)  "},
+		{name: "not published", port: 81, res: res, line: ":81/tcp  "},
+		{name: "the kernel's port wins", port: 443, orig: 9443, res: res, want: 9443, wantFrom: "kernel", line: ":443/tcp (published port 9443)  "},
+		{name: "the kernel says not DNAT'ed", port: 80, orig: 80, res: res, line: ":80/tcp  "},
+		{name: "a resolver without ports", port: 80, res: res.fakeResolver, line: ":80/tcp  "},
+		{name: "no resolver", port: 80, line: ":80/tcp  "},
+	} {
+		fam, src, dst, payload := uint8(unix.NFPROTO_IPV4), "198.51.100.7", web4, tcp4("198.51.100.7", web4.String(), tc.port)
+		switch {
+		case tc.v6:
+			fam, src, dst = unix.NFPROTO_IPV6, "2001:db8::7", web6
+			payload = tcp6(src, dst.String(), tc.port)
+		case tc.udp:
+			payload = tcp4(src, dst.String(), tc.port)
+			payload[9] = 17
+		}
+		e, ok := Attribute(nflog.Packet{Time: when, Prefix: "df ing_br-app.i1 ", Family: fam, InDev: 2, OutDev: 3, Payload: payload, OrigDstPort: tc.orig}, tbl, tc.res, ifname)
+		if !ok {
+			t.Fatalf("%s: not attributed", tc.name)
+		}
+		if e.PublishedPort != tc.want || !slices.Equal(e.PublishedPorts, tc.wantAll) || e.PublishedPortFrom != tc.wantFrom {
+			t.Errorf("%s: published port %d, ports %v, from %q; want %d, %v, %q", tc.name, e.PublishedPort, e.PublishedPorts, e.PublishedPortFrom, tc.want, tc.wantAll, tc.wantFrom)
+		}
+		if line := e.Line(); !strings.Contains(line, tc.line) {
+			t.Errorf("%s: line %q does not hold %q", tc.name, line, tc.line)
+		}
+	}
+}
+
+// tcp6 is an IPv6 TCP SYN header pair.
+func tcp6(src, dst string, dport uint16) []byte {
+	b := udp6(src, dst, dport)
+	b[6] = 6
+	return append(b, make([]byte, 12)...)
 }

@@ -6,9 +6,12 @@ package denylog
 import (
 	"fmt"
 	"net/netip"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/dockerfence/dockerfence/docker"
 	"github.com/dockerfence/dockerfence/fence"
 	"github.com/dockerfence/dockerfence/ipproto"
 	"github.com/dockerfence/dockerfence/nflog"
@@ -58,9 +61,22 @@ type Event struct {
 	ContainerSection int    `json:"container_section,omitempty"`
 	// PublishedPort is, for ingress, the port the client connected to
 	// before Docker's DNAT (the connection's original destination port):
-	// the published port, where Port is the container's. 0 when the
-	// kernel did not send the connection (no ctnetlink) or it is Port.
+	// the published port, where Port is the container's. 0 when it is
+	// Port, when it is not known, and when Docker's mapping gives several
+	// (PublishedPorts).
 	PublishedPort uint16 `json:"published_port,omitempty"`
+	// PublishedPorts are, when the kernel did not send the connection (no
+	// ctnetlink) and the destination container publishes its port Port
+	// on several host ports, all of them: the connection came through one
+	// of them. Empty otherwise.
+	PublishedPorts []uint16 `json:"published_ports,omitempty"`
+	// PublishedPortFrom says where PublishedPort or PublishedPorts come
+	// from: PortFromKernel (the connection's original destination port,
+	// certain) or PortFromDocker (the destination container's published
+	// ports as Docker lists them, the host ports that map to Port: a
+	// connection routed to the container's address directly, without
+	// DNAT, is named the same). "" when neither is set.
+	PublishedPortFrom string `json:"published_port_from,omitempty"`
 	// Name is, for egress to an address the daemon had learned from a DNS
 	// answer and whose time ran out, the name that answer was for, and
 	// NameExpired when its element expired: the container connected
@@ -68,6 +84,12 @@ type Event struct {
 	Name        string    `json:"name,omitempty"`
 	NameExpired time.Time `json:"name_expired,omitzero"`
 }
+
+// Where an ingress denial's published port comes from (Event.PublishedPortFrom).
+const (
+	PortFromKernel = "kernel"
+	PortFromDocker = "docker"
+)
 
 // Line renders the event as one readable line:
 //
@@ -84,8 +106,15 @@ func (e Event) Line() string {
 		where = e.Bridge
 	}
 	published := ""
-	if e.PublishedPort != 0 {
+	switch {
+	case e.PublishedPort != 0:
 		published = fmt.Sprintf(" (published port %d)", e.PublishedPort)
+	case len(e.PublishedPorts) > 0:
+		ports := make([]string, len(e.PublishedPorts))
+		for i, p := range e.PublishedPorts {
+			ports[i] = strconv.Itoa(int(p))
+		}
+		published = " (published port " + strings.Join(ports, " or ") + ")"
 	}
 	fmt.Fprintf(&b, "%s (%s) %s -> %s%s  ", who, where, e.Src, e.destination(), published)
 	switch {
@@ -117,6 +146,15 @@ func (e Event) destination() string {
 // Resolver finds the container that owns an address.
 type Resolver interface {
 	Container(addr netip.Addr) (name, id string)
+}
+
+// PortResolver is a Resolver that also knows the ports that the container
+// which owns an address publishes: where the kernel does not send a
+// logged packet's connection (no ctnetlink), an ingress denial's
+// published port is found from them. Containers is one.
+type PortResolver interface {
+	Resolver
+	PublishedPorts(addr netip.Addr) []docker.PublishedPort
 }
 
 // Attribute turns a logged packet into an Event with the table that logged
@@ -164,6 +202,14 @@ func Attribute(p nflog.Packet, t *fence.Result, res Resolver, ifname func(uint32
 		if dev != 0 {
 			e.Bridge = ifname(dev)
 		}
+		// A container's denial (its section's, its label's) names no
+		// network: the bridge it crossed does, where the table fences it.
+		if f := fencedBridge(t, e.Bridge); f != nil {
+			e.Network, e.NetworkID = f.Network.Name, f.Network.ID
+			if f.Section != nil {
+				e.Section = f.Section.Index
+			}
+		}
 	}
 	f, _ := nflog.Decode(p.Family, p.Payload) // a truncated packet still gives its addresses
 	// The container is the sender's, or for ingress the receiver's: a
@@ -191,11 +237,71 @@ func Attribute(p nflog.Packet, t *fence.Result, res Resolver, ifname func(uint32
 	e.Proto = protoName(f.Proto)
 	if ipproto.HasPorts(f.Proto) {
 		e.Port = f.DstPort
-		if d.Hook == policy.Ingress && p.OrigDstPort != 0 && p.OrigDstPort != e.Port {
-			e.PublishedPort = p.OrigDstPort
+		if d.Hook == policy.Ingress {
+			e.published(p.OrigDstPort, own, e.Proto, res)
 		}
 	}
 	return e, true
+}
+
+// published fills the published port of an ingress denial to port e.Port
+// of the container at dst over proto: the connection's original
+// destination port origDst where the kernel gave it, else the host ports
+// that the container's published ports map to e.Port (res must be a
+// PortResolver), all of them if several.
+func (e *Event) published(origDst uint16, dst netip.Addr, proto string, res Resolver) {
+	if origDst != 0 {
+		if origDst != e.Port {
+			e.PublishedPort, e.PublishedPortFrom = origDst, PortFromKernel
+		}
+		return
+	}
+	pr, ok := res.(PortResolver)
+	if !ok || !dst.IsValid() {
+		return
+	}
+	hosts := hostPorts(pr.PublishedPorts(dst), dst.Is6(), e.Port, proto)
+	switch {
+	case len(hosts) == 0 || len(hosts) == 1 && hosts[0] == e.Port:
+		// Not published, or published on the same port: nothing to add.
+	case len(hosts) == 1:
+		e.PublishedPort, e.PublishedPortFrom = hosts[0], PortFromDocker
+	default:
+		e.PublishedPorts, e.PublishedPortFrom = hosts, PortFromDocker
+	}
+}
+
+// hostPorts returns the host ports, sorted and without duplicates, that
+// Docker's DNAT sends to port ctrPort/proto of a container that publishes
+// ports, for a connection of the family given by v6: those bound to a host
+// address of that family (or to none, where the engine does not say).
+func hostPorts(ports []docker.PublishedPort, v6 bool, ctrPort uint16, proto string) []uint16 {
+	var out []uint16
+	for _, p := range ports {
+		if p.ContainerPort != ctrPort || p.Proto != proto {
+			continue
+		}
+		if p.HostIP.IsValid() && p.HostIP.Unmap().Is6() != v6 {
+			continue
+		}
+		out = append(out, p.HostPort)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// fencedBridge returns the network that table t fences on bridge, nil if
+// none (or t is nil).
+func fencedBridge(t *fence.Result, bridge string) *fence.Fenced {
+	if t == nil || bridge == "" {
+		return nil
+	}
+	for i := range t.Fenced {
+		if t.Fenced[i].Network.Bridge == bridge {
+			return &t.Fenced[i]
+		}
+	}
+	return nil
 }
 
 func protoName(p uint8) string { return ipproto.Name(p) }

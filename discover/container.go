@@ -152,7 +152,9 @@ func (inv *Inventory) FindContainer(arg string) (Container, bool) {
 // findPorts gives the containers' endpoints on Docker's bridge networks the
 // bridge port their packets enter by: the port whose peer has the
 // endpoint's hardware address. A bridge whose ports cannot be listed
-// leaves its endpoints without ports (the identity check then skips them).
+// leaves its endpoints without ports, and so does a MAC that two ports
+// claim: a container without a known port has no identity check, and the
+// container layer holds its packets (see settings.identity_mark).
 func (d *Discoverer) findPorts(inv *Inventory) {
 	if d.Ports == nil {
 		return
@@ -180,7 +182,16 @@ func (d *Discoverer) findPorts(inv *Inventory) {
 				byMAC = map[string]string{}
 				if ps, err := d.Ports(br); err == nil {
 					for _, p := range ps {
-						byMAC[strings.ToLower(p.PeerMAC.String())] = p.Name
+						mac := strings.ToLower(p.PeerMAC.String())
+						if _, dup := byMAC[mac]; dup {
+							// Two ports claim one MAC: a container
+							// has taken another's. Neither port is
+							// known, so neither gets the other's
+							// identity: both are held until it ends.
+							byMAC[mac] = ""
+							continue
+						}
+						byMAC[mac] = p.Name
 					}
 				}
 				ports[br] = byMAC

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"reflect"
@@ -360,5 +361,44 @@ func TestIsDockerBridge(t *testing.T) {
 		if IsDockerBridge(name) != want {
 			t.Errorf("IsDockerBridge(%q) = %v", name, !want)
 		}
+	}
+}
+
+// TestFindPorts gives each endpoint the bridge port whose peer has its
+// MAC, and none where two ports claim that MAC (a container took
+// another's): neither gets the other's identity check.
+func TestFindPorts(t *testing.T) {
+	mac := func(s string) net.HardwareAddr {
+		m, err := net.ParseMAC(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	ep := func(ip, m string) []docker.Endpoint {
+		return []docker.Endpoint{{Network: "app_default", NetworkID: "a1", IPv4: netip.MustParseAddr(ip), MAC: m}}
+	}
+	fd := &fakeDocker{nets: testDocker, ctrs: []docker.Container{
+		{ID: "c1", Name: "one", Endpoints: ep("172.20.0.2", "02:42:ac:14:00:02")},
+		{ID: "c2", Name: "two", Endpoints: ep("172.20.0.3", "02:42:ac:14:00:03")},
+		{ID: "c3", Name: "starting", Endpoints: ep("172.20.0.4", "02:42:ac:14:00:04")},
+	}}
+	ports := func(br string) ([]bridge.Port, error) {
+		if br != "br-app" {
+			return nil, fmt.Errorf("no bridge %s", br)
+		}
+		return []bridge.Port{
+			{Name: "veth1", Index: 11, PeerMAC: mac("02:42:ac:14:00:02")},
+			{Name: "veth2", Index: 12, PeerMAC: mac("02:42:ac:14:00:03")},
+			{Name: "veth9", Index: 19, PeerMAC: mac("02:42:ac:14:00:03")}, // took two's MAC
+		}, nil
+	}
+	inv := discover(t, &Discoverer{Docker: fd, Bridges: lister(nil), Ports: ports, ListContainers: true})
+	got := map[string]string{}
+	for _, c := range inv.Containers {
+		got[c.Name] = c.Endpoints[0].Port
+	}
+	if want := map[string]string{"one": "veth1", "two": "", "starting": ""}; !reflect.DeepEqual(got, want) {
+		t.Errorf("ports = %v, want %v", got, want)
 	}
 }

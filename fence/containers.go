@@ -1,6 +1,8 @@
 package fence
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"net/netip"
@@ -139,6 +141,9 @@ func (b *builder) containers(ctrs []Container) {
 		if v, ok := c.Labels[policy.EgressLabel]; ok {
 			fc.Label, fc.LabelErr = b.pol.LabelRules(v)
 		}
+		if _, ok := c.Labels[policy.IngressLabel]; ok {
+			b.r.Warnings = append(b.r.Warnings, fmt.Sprintf("container %s (%s) carries the label %s, which dockerfence does not read yet: its rules are not enforced; give the container a section with ingress rules (containers: in the policy)", strconv.Quote(c.Name), shortID(c), policy.IngressLabel))
+		}
 		on := false
 		for _, e := range c.Endpoints {
 			if i, ok := fencedOf(e); ok {
@@ -198,7 +203,13 @@ func (b *builder) containers(ctrs []Container) {
 			b.identity(f, judged, func(e Endpoint) bool { j, ok := fencedOf(e); return ok && j == i })
 		}
 	}
+	b.claimsTable()
 }
+
+// maxSharedChainName is the longest name of a chain of containers that
+// share one network stack that lists their IDs; a longer one is named by
+// a hash of them.
+const maxSharedChainName = 128
 
 // UncheckedRuleID is the ID of the rule of a network's container layer
 // that holds packets from a bridge port whose identity check is not in
@@ -247,6 +258,12 @@ func (b *builder) holderElems(judged []FencedContainer, on func(Endpoint) bool, 
 		default:
 			_, ids, _ := cutPrefix(strings.Join(hs, "_"))
 			chain = shared + ids
+			if len(chain) > maxSharedChainName {
+				// Many containers on one network stack: the kernel
+				// takes chain names of up to 255 bytes.
+				sum := sha256.Sum256([]byte(ids))
+				chain = shared + hex.EncodeToString(sum[:8])
+			}
 			if !b.hasChain(chain) {
 				sc := b.addChain(chain, nft.HookNone)
 				for _, h := range hs {
@@ -309,6 +326,7 @@ func (b *builder) identity(f Fenced, ctrs []FencedContainer, on func(Endpoint) b
 			}
 			if len(e.MAC) == 6 {
 				b.l2Identity(f, &ctr, e.Port, e.MAC, own4)
+				b.claim(e.Port, e.MAC, e.Addrs)
 			}
 		}
 	}

@@ -120,6 +120,22 @@ func TestContainerLayerVerdicts(t *testing.T) {
 			}
 		})
 	}
+	// A reply (to a connection into a container) passes from a checked
+	// port, and is held from one whose check is not in: a container that
+	// took another's address must not answer connections meant for it.
+	for _, tc := range []struct {
+		mark uint32
+		want nft.VerdictKind
+	}{{policy.DefaultIdentityMark, nft.Accept}, {0, nft.Drop}} {
+		p := nft.Packet{Fib: nft.FibAnswers{SrcViaIIf: true}, Hook: nft.HookForward, IIfName: "br-0123456789ab", OIfName: "eth0", Src: a("172.20.0.10"), Dst: a("198.51.100.7"), L4Proto: 6, DPort: 40000, HopLimit: 63, Reply: true, Mark: tc.mark}
+		tr, err := r.Table.Trace(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tr.Verdict != tc.want || tc.want == nft.Drop && !strings.Contains(tr.String(), "fwdc_br-0123456789ab.held") {
+			t.Errorf("a reply with mark %#x: verdict %v; want %v, held\n%s", tc.mark, tr.Verdict, tc.want, tr)
+		}
+	}
 }
 
 // TestContainerLayerCostsNothing requires that containers without rules of
@@ -351,5 +367,41 @@ func TestL2Identity(t *testing.T) {
 	ctrs[0].Endpoints[0].MAC = nil
 	if r := CompileContainers(pol, testNetworks, ctrs); r.Table.Netdev != nil {
 		t.Errorf("a netdev table without ports of known MAC:\n%s", r.Text())
+	}
+}
+
+// TestManySharersChainName keeps the chain of containers that share one
+// network stack within the kernel's chain name length, however many share
+// it.
+func TestManySharersChainName(t *testing.T) {
+	pol := loadPolicy(t, "testdata/containers.yaml")
+	web := Container{ID: "aaaaaaaaaaaa0001", Name: "web", Endpoints: []Endpoint{{Network: "app_default", Port: "vethweb", Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.20")}}}}
+	ctrs := []Container{web}
+	for i := range 30 {
+		ctrs = append(ctrs, Container{ID: fmt.Sprintf("%016x", 0xb000+i), Name: fmt.Sprintf("w%d", i), Labels: map[string]string{"role": "worker"}, SharesNetworkOf: "web"})
+	}
+	r := CompileContainers(pol, testNetworks, ctrs)
+	found := false
+	for _, c := range r.Table.Chains {
+		if len(c.Name) > 255 {
+			t.Errorf("chain name of %d bytes: %s", len(c.Name), c.Name)
+		}
+		found = found || strings.HasPrefix(c.Name, "c_shared_")
+	}
+	if !found {
+		t.Errorf("no chain of the shared network stack")
+	}
+}
+
+// TestIngressLabelWarned warns of a container that carries the
+// dockerfence.ingress label, which is not read yet: never silently
+// skipped.
+func TestIngressLabelWarned(t *testing.T) {
+	pol := loadPolicy(t, "testdata/containers.yaml")
+	c := Container{ID: "aaaaaaaaaaaa0009", Name: "db", Labels: map[string]string{policy.IngressLabel: "[{deny: any}]"},
+		Endpoints: []Endpoint{{Network: "app_default", Port: "vethdb", Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.30")}}}}
+	r := CompileContainers(pol, testNetworks, []Container{c})
+	if w := strings.Join(r.Warnings, "\n"); !strings.Contains(w, `container "db" (aaaaaaaaaaaa) carries the label dockerfence.ingress, which dockerfence does not read yet`) {
+		t.Errorf("no warning of the ingress label:\n%s", w)
 	}
 }

@@ -32,6 +32,12 @@ type Probe struct {
 	// Ingress is the bridge port the packet enters by, the container's
 	// (ExplainContainer): its identity check judges the packet first.
 	Ingress string
+	// Out is the bridge a forwarded (egress) packet leaves by when its
+	// destination is on another bridge of the host, a container of
+	// another network: the forward hook then judges it by that network's
+	// ingress rules too, after the sender's egress. "" for a destination
+	// outside every bridge.
+	Out string
 	// Learned holds the addresses learned for names lists, by list name,
 	// as the daemon has them (see Result.WithLearned): a destination
 	// among them is in the list's sets. Without them the sets are empty,
@@ -91,6 +97,11 @@ type Decision struct {
 	// whole table's: every layer must allow.
 	Container *FencedContainer
 	Layers    []LayerDecision
+	// Hook is the direction of the section's rules that decided: the
+	// probe's, but ingress when an egress packet to another network's
+	// container (Probe.Out) is denied by that network's ingress rules
+	// (Section is then that network's section).
+	Hook policy.Hook
 }
 
 // LayerDecision is what one of a container's own layers made of a packet.
@@ -104,6 +115,10 @@ type LayerDecision struct {
 	// Rule is the rule that decided, nil for the layer's default.
 	Rule    *policy.Rule
 	Verdict policy.Verdict
+	// Into is set for a layer of the container an egress packet goes to
+	// on another network (Probe.Out), which judges it by its ingress
+	// rules; the packet's Container is the sender.
+	Into bool
 }
 
 var (
@@ -263,7 +278,7 @@ func explain(pol *policy.Policy, inventory []policy.Network, containers []Contai
 	if err != nil {
 		return Decision{}, fmt.Errorf("explain: %w", err)
 	}
-	d := Decision{Verdict: policy.Allow, Audit: pol.Settings.Mode == policy.Audit, DenyAction: pol.Settings.DenyAction, Passes: passes(tr.Verdict), Trace: tr, NewBridge: newBr}
+	d := Decision{Verdict: policy.Allow, Audit: pol.Settings.Mode == policy.Audit, DenyAction: pol.Settings.DenyAction, Passes: passes(tr.Verdict), Trace: tr, NewBridge: newBr, Hook: pr.Hook}
 	if err := res.judge(&d); err != nil {
 		return Decision{}, err
 	}
@@ -346,7 +361,7 @@ func (r *Result) identity(pol *policy.Policy, pr Probe, p nft.Packet) (d Decisio
 		return d, tr.Mark, false, nil
 	}
 	d = Decision{Verdict: policy.Deny, DenyAction: policy.Drop, Audit: pol.Settings.Mode == policy.Audit, Passes: pol.Settings.Mode == policy.Audit, Trace: tr,
-		Layers: []LayerDecision{{Layer: "identity", Verdict: policy.Deny}}}
+		Layers: []LayerDecision{{Layer: "identity", Verdict: policy.Deny}}, Hook: pr.Hook}
 	if den := r.Denials["id_"+pr.Ingress+".identity"]; den != nil {
 		d.Section = den.Section
 		for i := range r.Containers {
@@ -414,6 +429,10 @@ func probePacket(pr Probe, iif string, src netip.Addr, subnets []netip.Prefix) (
 		// From outside (an interface that is no bridge) into the bridge,
 		// to the published port.
 		p.IIfName, p.OIfName, p.OrigDPort = outsideIf, iif, pr.Port
+	} else if pr.Hook == policy.Egress && pr.Out != "" && pr.Out != iif {
+		// Routed into another bridge (without DNAT: the original
+		// destination port is the packet's).
+		p.OIfName = pr.Out
 	}
 	switch pr.Proto {
 	case policy.ProtoAny, "":
@@ -446,8 +465,10 @@ type judgingChain struct {
 // judge fills in d's section, rule and verdict from the network chains
 // that d's trace passed: each ends on the rule that decides, with a return
 // (allow) or a goto to a deny chain. Every layer must allow a packet, so
-// the first that denies decides; if none does, the first that allows.
+// the first that denies decides; if none does, the first that allows. d's
+// Hook is the probe's on entry.
 func (r *Result) judge(d *Decision) error {
+	outbound := !DirectionOf(d.Hook).Inbound
 	chains := map[string]judgingChain{}
 	for _, f := range r.Fenced {
 		for h, c := range f.Chains {
@@ -487,7 +508,7 @@ func (r *Result) judge(d *Decision) error {
 			return fmt.Errorf("explain: rule %d of chain %s (%q) ends the chain with %s, which stands for no verdict of the policy", s.Index, s.Chain, s.Rule.ID, s.Rule.Text())
 		}
 		if !decided || verdict == policy.Deny && d.Verdict == policy.Allow {
-			d.Section, d.Rule, d.Spoofed, d.TunnelEndpoint, d.Verdict, d.CatchAll = jc.section, rule, spoofed, tunnel, verdict, catchAll[s.Chain]
+			d.Section, d.Rule, d.Spoofed, d.TunnelEndpoint, d.Verdict, d.CatchAll, d.Hook = jc.section, rule, spoofed, tunnel, verdict, catchAll[s.Chain], jc.hook
 			d.NamesList = r.namesListOf(s.Rule)
 		}
 		decided = true
@@ -495,14 +516,16 @@ func (r *Result) judge(d *Decision) error {
 			break
 		}
 	}
-	return r.judgeContainer(d)
+	return r.judgeContainer(d, outbound)
 }
 
 // judgeContainer fills in d's container layers from the container layer's
 // chains that d's trace passed (see containerChain): held, cut off, the
 // container's section and its label. A layer that denies makes the
-// verdict deny, whatever the network allowed.
-func (r *Result) judgeContainer(d *Decision) error {
+// verdict deny, whatever the network allowed. For an outbound packet
+// (outbound), the layers of ingress chains are those of the container it
+// goes to on another network (LayerDecision.Into).
+func (r *Result) judgeContainer(d *Decision, outbound bool) error {
 	byChain := map[string]*FencedContainer{}
 	inbound := map[string]bool{}
 	for i := range r.Containers {
@@ -526,12 +549,15 @@ func (r *Result) judgeContainer(d *Decision) error {
 		var l LayerDecision
 		switch fc := byChain[base]; {
 		case (s.Rule.ID == "held" || s.Rule.ID == UncheckedRuleID) && den != nil && den.Reason == ReasonHeld:
-			l = LayerDecision{Layer: "held", Verdict: policy.Deny}
+			l = LayerDecision{Layer: "held", Verdict: policy.Deny, Into: outbound && DirectionOf(den.Hook).Inbound}
 		case byChain[s.Chain] != nil && den != nil && den.Reason == ReasonCutOff:
 			d.Container = byChain[s.Chain]
 			l = LayerDecision{Layer: "cut off", Verdict: policy.Deny}
 		case fc != nil && (suffix == ".s" || suffix == ".l"):
-			d.Container = fc
+			l.Into = outbound && inbound[base]
+			if !l.Into {
+				d.Container = fc
+			}
 			l.Layer, l.Verdict = string(LayerLabel), policy.Allow
 			rules := fc.Label
 			if suffix == ".s" {
@@ -640,6 +666,30 @@ func ToHost(n policy.Network, pr Probe, addrs HostAddrs, err error) (Probe, stri
 		return pr, fmt.Sprintf("%s is one of this host's own addresses: the kernel delivers the packet to the host (input hook), so the host rules judge it", pr.Dst)
 	case err == nil && !local && pr.Hook == policy.Host:
 		return pr, fmt.Sprintf("%s is not one of this host's own addresses: judged as traffic to the host all the same, as --host asks", pr.Dst)
+	}
+	return pr, ""
+}
+
+// RoutedOut gives an egress probe the bridge it leaves by (Probe.Out)
+// when its destination is on another bridge of the host than n's: a
+// container of another network, whose ingress rules the forward hook
+// judges the packet by too. bridges are the host's bridges with the
+// subnets they route (their addresses' prefixes); the first that holds
+// the destination is the one, as the host's routes have it. The string
+// says so, for people; it is "" when the probe is left as it is.
+func RoutedOut(n policy.Network, pr Probe, bridges []policy.Network) (Probe, string) {
+	if pr.Hook != policy.Egress || !pr.Dst.IsValid() || !n.IsBridge() {
+		return pr, ""
+	}
+	for _, b := range bridges {
+		if b.Bridge == "" || !policy.Contains(b.Subnets, pr.Dst) {
+			continue
+		}
+		if b.Bridge == n.Bridge {
+			return pr, ""
+		}
+		pr.Out = b.Bridge
+		return pr, fmt.Sprintf("%s is on bridge %s, another network's: the packet is forwarded into it, so that network's ingress rules (its section's, and its container's) judge it too", pr.Dst, b.Bridge)
 	}
 	return pr, ""
 }

@@ -207,6 +207,9 @@ func compile(pol *policy.Policy, networks []policy.Network, sectionFor func(poli
 			bases[d.Base] = b.addChain(d.Base, d.NFHook)
 			bases[d.Base].Rules = append(bases[d.Base].Rules, &nft.Rule{Matches: []nft.Match{nft.CtReply{}}, Counter: true, Verdict: nft.Verdict{Kind: nft.Accept}, ID: "reply", Comment: "replies to connections opened towards containers"})
 		}
+		if !d.Inbound {
+			bases[d.Base].Rules = append(bases[d.Base].Rules, b.linkLocalControl(d)...)
+		}
 	}
 	b.fence(networks)
 	if containers != nil {
@@ -238,6 +241,18 @@ func compile(pol *policy.Policy, networks []policy.Network, sectionFor func(poli
 			}
 			bases[d.Base].Rules = append(bases[d.Base].Rules, &nft.Rule{Verdict: nft.Verdict{Kind: nft.Jump, Target: c.Name}, ID: id})
 		}
+	}
+	if m := s.IdentityMark; m != 0 && len(b.r.ContainerChains) > 0 {
+		// Replies pass the forward hook before any layer judges them,
+		// but not from a bridge port whose identity check is not in:
+		// a container that took another's address while the daemon
+		// lags must not answer connections meant for the other. Its
+		// network's container chain holds them (rule unchecked).
+		fwd := bases[DirectionOf(policy.Egress).Base]
+		r := &nft.Rule{Matches: []nft.Match{nft.CtReply{}, nft.Mark{Bits: m, Clear: true}}, Counter: true,
+			Verdict: nft.Verdict{Kind: nft.VMap, Target: containerMapName, Key: DirectionOf(policy.Egress).Dispatch}, ID: "unchecked replies",
+			Comment: "replies from a bridge port whose identity check is not in yet"}
+		fwd.Rules = append([]*nft.Rule{r}, fwd.Rules...)
 	}
 	t := b.r.Table
 	t.Chains = append(t.Chains[:len(bases):len(bases)], append(layerChains, t.Chains[len(bases):]...)...)

@@ -2,6 +2,7 @@ package fence
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -263,5 +264,94 @@ networks:
 	}
 	if !strings.Contains(r.Text(), `"br-0123456789ab" : goto ing_none`) {
 		t.Errorf("the ingress dispatch map does not send app_default's bridge to ing_none:\n%s", r.Text())
+	}
+}
+
+// TestExplainEgressIntoAnotherNetwork explains packets from a container
+// to a container of another network: the forward hook judges them by the
+// sender's egress and then by the receiving network's ingress (its
+// section's and its container's), so explain must too when the probe says
+// which bridge the packet leaves by (RoutedOut). Without Out, only the
+// egress rules judged it, and explain let through what the kernel denied
+// (found by the differential test).
+func TestExplainEgressIntoAnotherNetwork(t *testing.T) {
+	pol := loadPolicy(t, "testdata/ingress.yaml")
+	a := netip.MustParseAddr
+	docker0, app := testNetworks[0], testNetworks[1]
+	routes := []policy.Network{{Bridge: "docker0", Subnets: docker0.Subnets}, {Bridge: app.Bridge, Subnets: app.Subnets}}
+	// A client on docker0, without a section, and the containers of
+	// app_default, with their bridge ports known (checked): they send
+	// from their own addresses, not held.
+	ctrs := append(slices.Clone(ingressContainers), Container{ID: "eeeeeeeeeeee5555", Name: "client", Image: "busybox",
+		Endpoints: []Endpoint{{Network: "bridge", Port: "vethclient", Addrs: []netip.Addr{a("172.17.0.5")}}}})
+	for i := range ctrs {
+		ctrs[i].Endpoints = slices.Clone(ctrs[i].Endpoints)
+		ctrs[i].Endpoints[0].Port = "veth" + ctrs[i].Name
+	}
+	egress := func(src, dst string, port uint16) Probe {
+		return Probe{Hook: policy.Egress, Src: a(src), Dst: a(dst), Proto: policy.ProtoTCP, Port: port}
+	}
+	for _, tc := range []struct {
+		name    string
+		from    policy.Network
+		pr      Probe
+		verdict policy.Verdict
+		section int
+		hook    policy.Hook
+		rule    string // the rule that decides, "" for a default or a layer
+		into    string // the receiving container's layer that denies, "" for none
+	}{
+		{"docker0 to app's admin port: app's ingress 2 denies", docker0, egress("172.17.0.5", "172.20.0.30", 8080), policy.Deny, 1, policy.Ingress, "ingress 2", ""},
+		{"docker0 to app's web on another port: app's ingress_default allows", docker0, egress("172.17.0.5", "172.20.0.30", 80), policy.Allow, 2, policy.Egress, "", ""},
+		{"docker0 to the db: the db's section denies", docker0, egress("172.17.0.5", "172.20.0.20", 5432), policy.Deny, 2, policy.Egress, "", "container section"},
+		{"docker0 to an address no container holds: held", docker0, egress("172.17.0.5", "172.20.0.99", 80), policy.Deny, 2, policy.Egress, "", "held"},
+		{"app to docker0: the catch-all's ingress_default denies", app, egress("172.20.0.30", "172.17.0.2", 80), policy.Deny, 2, policy.Ingress, "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pr, note := RoutedOut(tc.from, tc.pr, routes)
+			if pr.Out == "" || pr.Out == tc.from.Bridge || note == "" {
+				t.Fatalf("RoutedOut: out %q, note %q; want the other network's bridge", pr.Out, note)
+			}
+			d, err := ExplainContainer(pol, testNetworks, ctrs, tc.from, pr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Verdict != tc.verdict || d.Passes != (tc.verdict == policy.Allow) || d.Section == nil || d.Section.Index != tc.section || d.Hook != tc.hook {
+				t.Fatalf("verdict %v (passes %v) by section %+v, %v rules; want %v by section %d, %v rules\n%s", d.Verdict, d.Passes, d.Section, d.Hook, tc.verdict, tc.section, tc.hook, d.Trace)
+			}
+			rule := ""
+			if d.Rule != nil {
+				rule = d.Rule.ID()
+			}
+			if rule != tc.rule {
+				t.Errorf("rule %q; want %q", rule, tc.rule)
+			}
+			into := ""
+			for _, l := range d.Layers {
+				if l.Into && l.Verdict == policy.Deny {
+					into = l.Layer
+				}
+			}
+			if into != tc.into || d.Container != nil && d.Container.Container.Name == "db" {
+				t.Errorf("layers %+v, container %+v; want the receiving container's %q layer, and the db not taken for the sender", d.Layers, d.Container, tc.into)
+			}
+			// Without Out, the ingress rules are not traced: what the
+			// kernel denies would pass.
+			if old, err := ExplainContainer(pol, testNetworks, ctrs, tc.from, tc.pr); err == nil && tc.verdict == policy.Deny && !old.Passes {
+				t.Errorf("without Out the probe is denied too: the test does not tell Out's effect")
+			}
+		})
+	}
+	// RoutedOut leaves alone a destination on the sender's own bridge or
+	// outside every bridge, and probes of the host and ingress directions.
+	for _, pr := range []Probe{
+		egress("172.20.0.30", "172.20.0.20", 80),
+		egress("172.20.0.30", "192.0.2.1", 80),
+		{Hook: policy.Host, Dst: a("172.17.0.1"), Proto: policy.ProtoTCP, Port: 22},
+		{Hook: policy.Ingress, Src: a("192.0.2.1"), Dst: a("172.17.0.2"), Proto: policy.ProtoTCP, Port: 80},
+	} {
+		if got, note := RoutedOut(app, pr, routes); got.Out != "" || note != "" {
+			t.Errorf("RoutedOut(%+v): out %q, note %q; want none", pr, got.Out, note)
+		}
 	}
 }

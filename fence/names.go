@@ -189,24 +189,51 @@ func (b *builder) holdDNS(forward *nft.Chain) *nft.Chain {
 	if h.CatchAll {
 		// Known bridges not among them are held too: the learner finds
 		// no list of theirs and passes their answers unchanged.
-		ifs = append(ifs, nft.IfName{Name: "docker0", Out: true}, nft.IfName{Name: "br-", Prefix: true, Out: true})
-		h.Bridges = append(h.Bridges, "docker0", "br-")
+		if !seen["docker0"] {
+			ifs = append(ifs, nft.IfName{Name: "docker0", Out: true})
+			h.Bridges = append(h.Bridges, "docker0")
+		}
+		ifs = append(ifs, nft.IfName{Name: "br-", Prefix: true, Out: true})
+		h.Bridges = append(h.Bridges, "br-")
 	}
-	rules := func() []*nft.Rule {
+	rules := func(from []*nft.Addr) []*nft.Rule {
 		out := make([]*nft.Rule, 0, len(ifs))
 		for _, m := range ifs {
-			out = append(out, &nft.Rule{
-				Matches: []nft.Match{nft.CtReply{}, nft.L4Proto{Protos: []uint8{ipproto.TCP, ipproto.UDP}}, nft.SPort{Range: nft.PortRange{First: 53, Last: 53}}, m},
-				Counter: true, Verdict: nft.Verdict{Kind: nft.Queue, QueueNum: h.Queue, Bypass: true},
-				ID: DNSHoldRuleID, Comment: "DNS answers held until their names' addresses are learned",
-			})
+			for _, a := range from {
+				ms := []nft.Match{nft.CtReply{}, nft.L4Proto{Protos: []uint8{ipproto.TCP, ipproto.UDP}}, nft.SPort{Range: nft.PortRange{First: 53, Last: 53}}, m}
+				if a != nil {
+					ms = append(ms, *a)
+				}
+				out = append(out, &nft.Rule{
+					Matches: ms, Counter: true, Verdict: nft.Verdict{Kind: nft.Queue, QueueNum: h.Queue, Bypass: true},
+					ID: DNSHoldRuleID, Comment: "DNS answers held until their names' addresses are learned",
+				})
+			}
 		}
 		return out
 	}
-	forward.Rules = append(rules(), forward.Rules...)
+	// Only the host's resolvers (the built-in list @resolvers, which
+	// Docker's embedded resolver forwards to) teach addresses through
+	// the forward hook: an answer from any other server on port 53 is
+	// one a container may have asked of a server of its own, which
+	// could teach it any address for a listed name. It passes unheld
+	// and unlearned.
+	var from []*nft.Addr
+	if l := b.pol.Lists["resolvers"]; l != nil {
+		v4, v6 := b.addrMatches("dns_resolvers", l.Prefixes, true, false)
+		for _, a := range []*nft.Addr{v4, v6} {
+			if a != nil {
+				from = append(from, a)
+			}
+		}
+	}
+	if len(from) == 0 {
+		b.r.Warnings = append(b.r.Warnings, "rules use DNS names, but the host has no resolver (list @resolvers is empty): only answers of a resolver on the host itself teach their addresses")
+	}
+	forward.Rules = append(rules(from), forward.Rules...)
 	h.Chains = []string{forward.Name, outputChain}
 	b.r.DNSHold = h
-	return &nft.Chain{Name: outputChain, Hook: nft.HookOutput, Rules: rules()}
+	return &nft.Chain{Name: outputChain, Hook: nft.HookOutput, Rules: rules([]*nft.Addr{nil})}
 }
 
 // Learned holds addresses learned from DNS answers, by names list.

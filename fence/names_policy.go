@@ -3,12 +3,13 @@ package fence
 import "github.com/dockerfence/dockerfence/policy"
 
 // DefaultDNSQueue is the netfilter queue that DNS answers are held in
-// (see DNSHold) unless the policy's settings name another.
+// (see DNSHold).
 const DefaultDNSQueue = 53
 
 // namesSource returns, for a policy, the names lists that each of its
-// rules' address specs uses: each list by its Name, with its patterns.
-// It is a variable for tests, which do not run in parallel.
+// rules' address specs uses (policy.AddrSpec.Names: lists of names
+// referenced as "@name" and inline {names: [...]}). It is a variable for
+// tests, which do not run in parallel.
 var namesSource = func(*policy.Policy) func(*policy.Rule) []NamesRef {
 	return func(r *policy.Rule) []NamesRef {
 		var out []NamesRef

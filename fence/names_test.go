@@ -57,10 +57,11 @@ func TestNamesGolden(t *testing.T) {
 	if out == nil || out.Hook != nft.HookOutput || len(out.Rules) != 1 || out.Rules[0].ID != DNSHoldRuleID {
 		t.Fatalf("output chain = %+v", out)
 	}
-	if fwd.Rules[0].ID != DNSHoldRuleID || fwd.Rules[1].ID != "reply" {
-		t.Errorf("forward chain starts with %q, %q; want the DNS hold, then the accept of replies", fwd.Rules[0].ID, fwd.Rules[1].ID)
+	// One hold rule a family: only the host's resolvers teach.
+	if fwd.Rules[0].ID != DNSHoldRuleID || fwd.Rules[1].ID != DNSHoldRuleID || fwd.Rules[2].ID != "reply" {
+		t.Errorf("forward chain starts with %q, %q, %q; want the DNS holds, then the accept of replies", fwd.Rules[0].ID, fwd.Rules[1].ID, fwd.Rules[2].ID)
 	}
-	if got := fwd.Rules[0].Text(); got != "ct direction reply meta l4proto { tcp, udp } th sport 53 oifname \"br-0123456789ab\" counter queue num 53 bypass comment \"DNS answers held until their names' addresses are learned\"" {
+	if got := fwd.Rules[0].Text(); got != "ct direction reply meta l4proto { tcp, udp } th sport 53 oifname \"br-0123456789ab\" ip saddr 192.168.100.2 counter queue num 53 bypass comment \"DNS answers held until their names' addresses are learned\"" {
 		t.Errorf("hold rule %s", got)
 	}
 }
@@ -85,8 +86,9 @@ func TestNamesTrace(t *testing.T) {
 		p    nft.Packet
 		want nft.VerdictKind
 	}{
-		{"answer forwarded, udp", nft.Packet{Hook: nft.HookForward, IIfName: "eth0", OIfName: br, Src: a("192.0.2.53"), Dst: a("172.20.0.2"), L4Proto: 17, SPort: 53, DPort: 40000, Reply: true}, nft.Queue},
-		{"answer forwarded, tcp, v6", nft.Packet{Hook: nft.HookForward, IIfName: "eth0", OIfName: br, Src: a("2001:db8::53"), Dst: a("fd00:20::2"), L4Proto: 6, SPort: 53, DPort: 40000, Reply: true}, nft.Queue},
+		{"answer forwarded, udp", nft.Packet{Hook: nft.HookForward, IIfName: "eth0", OIfName: br, Src: a("192.168.100.2"), Dst: a("172.20.0.2"), L4Proto: 17, SPort: 53, DPort: 40000, Reply: true}, nft.Queue},
+		{"answer forwarded, tcp, v6", nft.Packet{Hook: nft.HookForward, IIfName: "eth0", OIfName: br, Src: a("fd00:100::2"), Dst: a("fd00:20::2"), L4Proto: 6, SPort: 53, DPort: 40000, Reply: true}, nft.Queue},
+		{"answer of a server not the host's resolver: not held, not learned", nft.Packet{Hook: nft.HookForward, IIfName: "eth0", OIfName: br, Src: a("192.0.2.53"), Dst: a("172.20.0.2"), L4Proto: 17, SPort: 53, DPort: 40000, Reply: true}, nft.Accept},
 		{"answer from the host", nft.Packet{Hook: nft.HookOutput, OIfName: br, Src: a("172.20.0.1"), Dst: a("172.20.0.2"), L4Proto: 17, SPort: 53, DPort: 40000, Reply: true}, nft.Queue},
 		{"answer to another bridge", nft.Packet{Hook: nft.HookForward, IIfName: "eth0", OIfName: "docker0", Src: a("192.0.2.53"), Dst: a("172.17.0.2"), L4Proto: 17, SPort: 53, DPort: 40000, Reply: true}, nft.Accept},
 		{"other reply", nft.Packet{Hook: nft.HookForward, IIfName: "eth0", OIfName: br, Src: a("192.0.2.80"), Dst: a("172.20.0.2"), L4Proto: 6, SPort: 80, DPort: 40000, Reply: true}, nft.Accept},
@@ -170,5 +172,41 @@ func TestNamesInContainerRules(t *testing.T) {
 		if !found {
 			t.Errorf("chain %s has no rule that looks up the proxy sets", c)
 		}
+	}
+}
+
+// TestNamesCatchAll: names in the catch-all's rules hold the answers to
+// docker0 and every br-* bridge, known or not, and a known bridge of the
+// catch-all's section is named too.
+func TestNamesCatchAll(t *testing.T) {
+	withNames(t, map[string][]string{"github": {"github.com"}})
+	pol := parsePolicy(t, `version: 1
+lists:
+  github: []
+networks:
+  - match: {name: "*"}
+    egress:
+      - allow: "@github"
+        ports: [443]
+    egress_default: deny
+`)
+	res := compileTable(pol, testNetworks)
+	h := res.DNSHold
+	if h == nil || !h.CatchAll || !slices.Equal(h.Bridges, []string{"br-0123456789ab", "docker0", "br-"}) {
+		t.Fatalf("DNSHold = %+v", h)
+	}
+	var holds []string
+	for _, r := range res.Chain("forward").Rules {
+		if r.ID == DNSHoldRuleID {
+			holds = append(holds, r.Text())
+		}
+	}
+	if len(holds) != 6 || !strings.Contains(holds[4], `oifname "br-*"`) || len(res.Chain("output").Rules) != 3 {
+		t.Errorf("hold rules:\n%s", strings.Join(holds, "\n"))
+	}
+	a := netip.MustParseAddr
+	tr, err := res.Trace(nft.Packet{Hook: nft.HookForward, IIfName: "eth0", OIfName: "br-new", Src: a("192.168.100.2"), Dst: a("172.30.0.2"), L4Proto: 17, SPort: 53, DPort: 40000, Reply: true})
+	if err != nil || tr.Verdict != nft.Queue {
+		t.Errorf("answer to a new bridge: %v, %v", tr, err)
 	}
 }

@@ -33,6 +33,9 @@ type builder struct {
 	// do); dnsQueue is the queue DNS answers are held in.
 	namesOf  func(*policy.Rule) []NamesRef
 	dnsQueue uint16
+	// claims collects the identities of containers with checked ports,
+	// for the bridge table (see claimsTable).
+	claims claims
 }
 
 func (b *builder) addSet(s *nft.Set) {
@@ -195,6 +198,79 @@ func (b *builder) outboundHead(c *nft.Chain, name string, sec *policy.Section, d
 			}
 		}
 	}
+}
+
+// IPv6 link-local control traffic: what a container's kernel sends by
+// itself when its interface comes up (see linkLocalControl).
+var (
+	// linkLocalSrc are the sources it comes from: the interface's
+	// link-local address, or the unspecified address before duplicate
+	// address detection has made that one valid.
+	linkLocalSrc = []netip.Prefix{linkLocal6, unspecified6}
+	unspecified6 = netip.MustParsePrefix("::/128")
+	// linkScopeMcast is the link-local multicast scope, ff02::/16.
+	linkScopeMcast = netip.MustParsePrefix("ff02::/16")
+	// mldv2Routers is where MLDv2 reports go (RFC 3810), allRouters where
+	// router solicitations go (RFC 4861).
+	mldv2Routers = netip.MustParsePrefix("ff02::16/128")
+	allRouters   = netip.MustParsePrefix("ff02::2/128")
+	// solicitedNode is where duplicate address detection's neighbour
+	// solicitations go: the solicited-node groups (RFC 4291).
+	solicitedNode = netip.MustParsePrefix("ff02::1:ff00:0/104")
+)
+
+// ICMPv6 types of the link-local control traffic.
+const (
+	mldv1Report, mldDone = 131, 132 // RFC 2710: to the group, ff02::2
+	mldv2Report          = 143      // RFC 3810: to ff02::16
+	routerSolicit        = 133      // RFC 4861: to ff02::2
+	neighbourSolicit     = 135      // RFC 4862: DAD, from :: to the solicited-node group
+)
+
+// LinkLocalControlRuleID is the ID of the rules of the base chains that
+// pass a container's own IPv6 link-local control traffic.
+const LinkLocalControlRuleID = "link-local control"
+
+// linkLocalControl returns the rules that accept, at the top of direction
+// d's base chain, the IPv6 link-local control traffic that a container's
+// kernel sends by itself when its interface comes up: multicast listener
+// reports and done messages (MLD: ICMPv6 131 and 132 to a link-scope
+// group, 143 to ff02::16, hop limit 1, as RFC 2710 and 3810 require),
+// from a link-local source or, before duplicate address detection ends,
+// the unspecified one (which the anti-spoofing rules would deny); and, in
+// the forward hook, router solicitations (133 to ff02::2, hop limit 255,
+// as RFC 4861 requires, from either) and duplicate address detection (a
+// neighbour solicitation, 135, from :: to a solicited-node group, hop
+// limit 255, RFC 4862). Those two pass the network chains as neighbour
+// discovery in the input hook, but in the forward hook the container
+// layer would hold them: by their link-local source, and, on a bridge
+// dockerfence does not know yet, whatever their source. Each match is
+// exact: the family, the type, the hop limit, the source and the
+// multicast destination. A packet with a hop limit of 1 is never routed
+// (the kernel drops it before the forward hook), nor is one to a
+// link-local group: these are bridged between a network's containers
+// (br_netfilter) or sent to the host. Anything else, such as an MLD query
+// (130), a neighbour solicitation from another source or an echo to
+// ff02::1, is judged as before.
+//
+// There is a rule for each source prefix (no set: the table gains no set
+// to keep), the type first, so that other packets fail at the second
+// match.
+func (b *builder) linkLocalControl(d Direction) []*nft.Rule {
+	var rules []*nft.Rule
+	add := func(types []uint8, hop uint8, dst netip.Prefix, comment string, srcs ...netip.Prefix) {
+		for _, src := range srcs {
+			rules = append(rules, &nft.Rule{Matches: []nft.Match{nft.NFProto{V6: true}, nft.ICMPv6Type{Types: types}, nft.HopLimit{Value: hop}, nft.Addr{V6: true, Prefix: dst}, nft.Addr{V6: true, Src: true, Prefix: src}},
+				Counter: true, Verdict: nft.Verdict{Kind: nft.Accept}, ID: LinkLocalControlRuleID, Comment: comment})
+		}
+	}
+	add([]uint8{mldv1Report, mldDone}, 1, linkScopeMcast, "IPv6 multicast listener report and done (MLDv1), link-local", linkLocalSrc...)
+	add([]uint8{mldv2Report}, 1, mldv2Routers, "IPv6 multicast listener report (MLDv2), link-local", linkLocalSrc...)
+	if !d.ToHost {
+		add([]uint8{routerSolicit}, 255, allRouters, "IPv6 router solicitation, link-local", linkLocalSrc...)
+		add([]uint8{neighbourSolicit}, 255, solicitedNode, "IPv6 duplicate address detection", unspecified6)
+	}
+	return rules
 }
 
 // TunnelEndpointRuleID is the ID of the rules that deny a container's

@@ -275,8 +275,10 @@ func TestContainerIdentity(t *testing.T) {
 // reports it without its MAC, as in the moment after it starts): no
 // identity check is on its port, so its packets carry no mark of one, and
 // the container layer holds them instead of judging them by the
-// neighbour's rules, which would let them through. The neighbour, whose
-// port is checked, still gets through.
+// neighbour's rules, which would let them through; and the bridge table
+// drops them before, as a known container's address from another port.
+// Each check stops them alone. The neighbour, whose port is checked,
+// still gets through.
 func TestContainerIdentityUnchecked(t *testing.T) {
 	e := newEnv(t)
 	e.lanServers()
@@ -312,13 +314,26 @@ func TestContainerIdentityUnchecked(t *testing.T) {
 			t.Fatalf("apply: %v\n%s%s", err, out, stderr)
 		}
 	}
-	// With the mark turned off, the forger gets the neighbour's rules:
-	// the test can fail.
-	apply(e.write("nomark.yaml", strings.Replace(containersPolicy, "version: 1\n", "version: 1\nsettings: {identity_mark: 0}\n", 1)))
+	// Two checks stop the forger, each alone: the bridge table's claims
+	// chain (the neighbour's address from another port than its own)
+	// and the mark of a checked port. Without both, the forger gets the
+	// neighbour's rules: the test can fail.
+	noBridge := func() { tp.Host.Run(t, "nft", "delete", "table", "bridge", "dockerfence") }
+	nomark := e.write("nomark.yaml", strings.Replace(containersPolicy, "version: 1\n", "version: 1\nsettings: {identity_mark: 0}\n", 1))
+	apply(nomark)
+	noBridge()
 	if n := send(tp.Ctr, "172.20.0.3"); n != 20 {
-		t.Fatalf("with identity_mark 0, %d of 20 datagrams forged from an unchecked port arrived; want all (the neighbour's rules allow them), or the test proves nothing", n)
+		t.Fatalf("with identity_mark 0 and no bridge table, %d of 20 datagrams forged from an unchecked port arrived; want all (the neighbour's rules allow them), or the test proves nothing", n)
+	}
+	apply(nomark)
+	if n := send(tp.Ctr, "172.20.0.3"); n != 0 {
+		t.Errorf("with identity_mark 0, %d of 20 datagrams the worker sent from the neighbour's address, before its port is checked, arrived; want none (the bridge table's claims)", n)
+	}
+	if got := countedBy(tp.Host.Run(t, "nft", "list", "table", "bridge", "dockerfence"), "a known container's IPv4 source from another port"); got < 20 {
+		t.Errorf("the bridge table's rule counted %d of the 20 forged datagrams", got)
 	}
 	apply(e.write("policy.yaml", containersPolicy))
+	noBridge()
 	if n := send(tp.Ctr, "172.20.0.3"); n != 0 {
 		t.Errorf("%d of 20 datagrams the worker sent from the neighbour's address, before its port is checked, arrived; want none (held)", n)
 	}

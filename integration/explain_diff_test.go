@@ -69,8 +69,26 @@ import (
 // identity check), and explain must say so; from a container whose port
 // is not known, the neighbour's rules judge it.
 //
-// DOCKERFENCE_DIFF_SEED repeats a run, DOCKERFENCE_DIFF_POLICIES and
-// DOCKERFENCE_DIFF_PROBES change its size (50 and 20 by default), and
+// Ingress is drawn too. Network sections (the {bridge: "*"} one included)
+// and container sections get random ingress: and ingress_default: keys
+// (sources around the outside clients, CIDRs, lists, self, any, both
+// families; protocols; the published ports, the containers' ports and
+// ranges around them). Host DNATs published ports to the containers as
+// Docker does (IPv4 and IPv6, two published ports to one container port
+// here and there), and each round sends random connections from outside
+// (LAN and Inet, five addresses a family) to the published ports and,
+// routed, straight to the containers' addresses (whose ports the rules
+// then match), TCP SYNs and UDP datagrams, each from a source port of its
+// own (a new connection). Each is held to explain --ingress --from ADDR
+// --to-port PORT/PROTO, with --container for a reported container (and
+// --network or --to at times), else with --network and --to the
+// container's address; arrival is seen in the container's namespace as
+// for egress. Egress probes between containers of two networks are
+// judged by the receiving network's ingress too, as the kernel does.
+//
+// DOCKERFENCE_DIFF_SEED repeats a run, DOCKERFENCE_DIFF_POLICIES,
+// DOCKERFENCE_DIFF_PROBES and DOCKERFENCE_DIFF_INGRESS change its size
+// (50 policies, 20 probes and 12 ingress probes each by default), and
 // DOCKERFENCE_DIFF_FIRST starts it at a later policy. Each policy and its
 // probes depend only on the seed and the policy's number (link-local
 // addresses aside, which the kernel draws anew), but the table that apply
@@ -80,8 +98,9 @@ func TestExplainAgreesWithKernel(t *testing.T) {
 	seed := diffSeed(t)
 	nPolicies := diffEnvInt(t, "DOCKERFENCE_DIFF_POLICIES", 50, 1)
 	nProbes := diffEnvInt(t, "DOCKERFENCE_DIFF_PROBES", 20, 1)
+	nIngress := diffEnvInt(t, "DOCKERFENCE_DIFF_INGRESS", 12, 0)
 	first := diffEnvInt(t, "DOCKERFENCE_DIFF_FIRST", 0, 0)
-	t.Logf("seed %d (DOCKERFENCE_DIFF_SEED=%d repeats this run); %d policies × %d probes", seed, seed, nPolicies, nProbes)
+	t.Logf("seed %d (DOCKERFENCE_DIFF_SEED=%d repeats this run); %d policies × (%d probes + %d ingress probes)", seed, seed, nPolicies, nProbes, nIngress)
 	start := time.Now()
 	lab := newDiffLab(t, e)
 	lab.seed = seed
@@ -92,7 +111,7 @@ func TestExplainAgreesWithKernel(t *testing.T) {
 	failed := 0
 	for i := first; i < first+nPolicies; i++ {
 		rng := rand.New(rand.NewPCG(seed, uint64(i)))
-		if bad := lab.round(i, rng, nProbes, &st); bad {
+		if bad := lab.round(i, rng, nProbes, nIngress, &st); bad {
 			failed++
 			if failed >= 3 {
 				t.Fatalf("stopping after %d policies with disagreements (seed %d)", failed, seed)
@@ -103,6 +122,9 @@ func TestExplainAgreesWithKernel(t *testing.T) {
 		nPolicies, st.dockerPolicies, st.containers, st.probes, time.Since(start).Round(time.Millisecond), st)
 	if st.probes >= 200 && (st.passed == 0 || st.passed == st.probes) {
 		t.Errorf("%d of %d probes passed: the policies do not tell allow from deny, the test proves little", st.passed, st.probes)
+	}
+	if in := st.by["ingress"]; in >= 200 && (st.inPassed == 0 || st.inPassed == in) {
+		t.Errorf("%d of %d ingress probes passed: the policies do not tell allow from deny, the test proves little", st.inPassed, in)
 	}
 }
 
@@ -192,6 +214,10 @@ type diffLab struct {
 	prevYAML, prevView string
 	// nextID numbers probes; a source port or echo id is never used twice.
 	nextID atomic.Uint32
+	// clients are the addresses outside that open connections into the
+	// containers, pubs the ports Host publishes (see setUpIngress).
+	clients []diffClient
+	pubs    []diffPub
 }
 
 func newDiffLab(t *testing.T, e *env) *diffLab {
@@ -294,6 +320,7 @@ func newDiffLab(t *testing.T, e *env) *diffLab {
 		}
 	}
 	lab.docker = harness.StartDocker(t, filepath.Join(e.dir, "docker.sock"))
+	lab.setUpIngress()
 	lab.warmUp()
 	// The identity check drops what a reported container sends from a
 	// forged source, neighbour solicitations too, which the kernel sends
@@ -353,6 +380,9 @@ func (lab *diffLab) warmUp() {
 			send(lab.e.tp.Host, d.addr, "")
 		}
 	}
+	for _, cl := range lab.clients {
+		send(cl.ns, cl.host, "")
+	}
 	time.Sleep(200 * time.Millisecond)
 }
 
@@ -377,6 +407,13 @@ type diffProbe struct {
 	// Host's own addresses without it must be judged by the host rules all
 	// the same, as the kernel delivers it to Host.
 	hostFlag bool
+	// in is set for a connection from outside into ctr (src is the
+	// client's, dst ctr's address, port ctr's port), through the
+	// published port pub, or routed to ctr's address if pub is nil.
+	// explain is then asked with --ingress (and --to dst if toGiven is set).
+	in      *diffClient
+	pub     *diffPub
+	toGiven bool
 
 	explain     diffExplanation
 	explainJSON string
@@ -388,17 +425,26 @@ type diffProbe struct {
 type diffExplanation struct {
 	Passes    bool   `json:"passes"`
 	DecidedBy string `json:"decided_by"`
-	Network   struct {
+	// Out is the bridge of another network an egress probe goes into,
+	// whose ingress rules judge it too (SectionHook "ingress" if that
+	// network's section decided).
+	Out         string `json:"out"`
+	SectionHook string `json:"section_hook"`
+	Network     struct {
 		Source string `json:"source"`
 	} `json:"network"`
 	Packet struct {
 		Hook string `json:"hook"`
 	} `json:"packet"`
 	// Layers are the container's own layers that judged the packet.
-	Layers []struct {
-		Layer   string `json:"layer"`
-		Verdict string `json:"verdict"`
-	} `json:"layers"`
+	Layers []diffLayer `json:"layers"`
+}
+
+// diffLayer is a layer of explain's JSON.
+type diffLayer struct {
+	Layer   string `json:"layer"`
+	Verdict string `json:"verdict"`
+	Into    bool   `json:"into"`
 }
 
 func (p *diffProbe) protoNumber() uint8 {
@@ -422,6 +468,9 @@ func (p *diffProbe) to() string {
 }
 
 func (p *diffProbe) hook() string {
+	if p.in != nil {
+		return "ingress"
+	}
 	if p.dst.host {
 		return "host"
 	}
@@ -429,6 +478,16 @@ func (p *diffProbe) hook() string {
 }
 
 func (p *diffProbe) String() string {
+	if p.in != nil {
+		into := fmt.Sprintf("%s %s, routed", p.dst.ns.Name, p.to())
+		if p.pub != nil {
+			into = fmt.Sprintf("%s/%s, published to %s %s", netip.AddrPortFrom(p.in.host, p.pub.port), p.proto, p.dst.ns.Name, p.to())
+		}
+		if p.container != "" {
+			into += " (container " + p.container + ")"
+		}
+		return fmt.Sprintf("ingress from %s %s (source port %d) into %s", p.in.ns.Name, p.src, p.id, into)
+	}
 	where := "forwarded"
 	switch {
 	case p.dst.host && p.hostFlag:
@@ -452,6 +511,13 @@ func (p *diffProbe) args(file string) []string {
 	if p.network != "" {
 		args = append(args, "--network", p.network)
 	}
+	if p.in != nil {
+		args = append(args, "--ingress", "--from", p.src.String(), "--to-port", p.publishedPort())
+		if p.toGiven {
+			args = append(args, "--to", p.dst.addr.String())
+		}
+		return append(args, "--json")
+	}
 	args = append(args, "--to", p.to(), "--from", p.src.String(), "--json")
 	if p.hostFlag {
 		args = append(args, "--host")
@@ -468,19 +534,28 @@ func zoneFor(a netip.Addr, index int) string {
 	return ""
 }
 
-// send sends the probe from its container. TCP connects until ctx ends;
-// the outcome is read at the destination, so answers are ignored, and only
-// errors that mean the probe was not sent are returned.
+// send sends the probe from its container, or from its client outside
+// (to the published port on Host, or to the container's address). TCP
+// connects until ctx ends; the outcome is read at the destination, so
+// answers are ignored, and only errors that mean the probe was not sent
+// are returned.
 func (p *diffProbe) send(ctx context.Context) error {
-	src, dst := p.src.AsSlice(), p.dst.addr.AsSlice()
-	srcZone, dstZone := zoneFor(p.src, p.ctr.eth0), zoneFor(p.dst.addr, p.ctr.eth0)
-	return p.ctr.ns.Do(func() error {
+	ns, dstAddr, port := p.ctr.ns, p.dst.addr, p.port
+	if p.in != nil {
+		ns = p.in.ns
+		if p.pub != nil {
+			dstAddr, port = p.in.host, p.pub.port
+		}
+	}
+	src, dst := p.src.AsSlice(), dstAddr.AsSlice()
+	srcZone, dstZone := zoneFor(p.src, p.ctr.eth0), zoneFor(dstAddr, p.ctr.eth0)
+	return ns.Do(func() error {
 		switch p.proto {
 		case "tcp":
 			// connect sends the SYN at once; a retransmission would come
 			// only after a second.
 			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: src, Port: int(p.id), Zone: srcZone}, Timeout: 300 * time.Millisecond}
-			c, err := d.DialContext(ctx, "tcp", net.JoinHostPort(p.dst.addr.WithZone(dstZone).String(), strconv.Itoa(int(p.port))))
+			c, err := d.DialContext(ctx, "tcp", net.JoinHostPort(dstAddr.WithZone(dstZone).String(), strconv.Itoa(int(port))))
 			if err == nil {
 				c.Close()
 			}
@@ -491,7 +566,7 @@ func (p *diffProbe) send(ctx context.Context) error {
 			}
 			return nil
 		case "udp":
-			c, err := net.DialUDP("udp", &net.UDPAddr{IP: src, Port: int(p.id), Zone: srcZone}, &net.UDPAddr{IP: dst, Port: int(p.port), Zone: dstZone})
+			c, err := net.DialUDP("udp", &net.UDPAddr{IP: src, Port: int(p.id), Zone: srcZone}, &net.UDPAddr{IP: dst, Port: int(port), Zone: dstZone})
 			if err != nil {
 				return err
 			}
@@ -525,8 +600,10 @@ func (p *diffProbe) send(ctx context.Context) error {
 }
 
 // calibrate sends, before any table exists, a probe of every protocol from
-// every container to every destination (and forged and link-local ones):
-// all must arrive, or the harness could not see a packet pass.
+// every container to every destination (and forged and link-local ones),
+// and TCP and UDP from every client outside to every published port and
+// every container's address: all must arrive, or the harness could not see
+// a packet pass.
 func (lab *diffLab) calibrate() {
 	var probes []*diffProbe
 	for _, c := range lab.ctrs {
@@ -542,6 +619,7 @@ func (lab *diffLab) calibrate() {
 			}
 		}
 	}
+	probes = append(probes, lab.ingressCalibration()...)
 	for _, p := range probes {
 		p.explain.Passes = true
 	}
@@ -668,7 +746,9 @@ func (lab *diffLab) sendAll(probes []*diffProbe) {
 // diffStats sums up a run.
 type diffStats struct {
 	probes, passed, dockerPolicies, containers int
-	by                                         map[string]int
+	// inPassed counts the ingress probes that passed.
+	inPassed int
+	by       map[string]int
 }
 
 // add counts a probe after its round.
@@ -680,11 +760,18 @@ func (s *diffStats) add(p *diffProbe) {
 	if p.arrived {
 		s.passed++
 	}
+	if p.in != nil {
+		s.by[map[bool]string{true: "ingress published", false: "ingress routed"}[p.pub != nil]]++
+		if p.arrived {
+			s.inPassed++
+			s.by["ingress passed"]++
+		}
+	}
 	s.by["decided by "+p.explain.DecidedBy]++
 	s.by[p.proto]++
 	s.by[p.srcKind+" source"]++
 	s.by[p.hook()]++
-	if p.dst.host && !p.hostFlag {
+	if p.dst.host && !p.hostFlag && p.in == nil {
 		s.by["host without --host"]++
 	}
 	s.by["network from "+p.explain.Network.Source]++
@@ -692,7 +779,17 @@ func (s *diffStats) add(p *diffProbe) {
 		s.by["explain --container"]++
 	}
 	for _, l := range p.explain.Layers {
-		s.by["layer "+l.Layer+" "+l.Verdict]++
+		into := ""
+		if l.Into {
+			into = "destination's "
+		}
+		s.by["layer "+into+l.Layer+" "+l.Verdict]++
+	}
+	if p.in == nil && p.explain.Out != "" {
+		s.by["egress into another network"]++
+		if p.explain.SectionHook == "ingress" {
+			s.by["egress denied by the destination network's ingress"]++
+		}
 	}
 }
 
@@ -712,7 +809,7 @@ func (s diffStats) String() string {
 
 // round generates policy i, applies it, asks explain about random probes,
 // sends them, and reports the disagreements; it returns whether there were any.
-func (lab *diffLab) round(i int, rng *rand.Rand, nProbes int, st *diffStats) bool {
+func (lab *diffLab) round(i int, rng *rand.Rand, nProbes, nIngress int, st *diffStats) bool {
 	t := lab.t
 	g := &polGen{r: rng, lab: lab, docker: rng.IntN(2) == 0}
 	if g.docker {
@@ -754,6 +851,7 @@ func (lab *diffLab) round(i int, rng *rand.Rand, nProbes int, st *diffStats) boo
 	lab.prevYAML, lab.prevView = yaml, view
 
 	probes := lab.randomProbes(rng, g, lab.sections(file, dockerArgs), nProbes)
+	probes = append(probes, lab.ingressProbes(rng, g, nIngress)...)
 	lab.explainAll(file, dockerArgs, probes)
 	lab.sendAll(probes)
 
@@ -761,11 +859,17 @@ func (lab *diffLab) round(i int, rng *rand.Rand, nProbes int, st *diffStats) boo
 	for _, p := range probes {
 		st.add(p)
 		hookOK := p.explain.Packet.Hook == p.hook()
-		if p.arrived == p.explain.Passes && p.sendErr == nil && hookOK {
+		// The table and explain share the compiler: a connection into a
+		// container that Docker reports must find its chain, never be
+		// held as an address no container holds, whatever both say.
+		heldOK := p.in == nil || p.container == "" || !slices.ContainsFunc(p.explain.Layers, func(l diffLayer) bool { return l.Layer == "held" })
+		if p.arrived == p.explain.Passes && p.sendErr == nil && hookOK && heldOK {
 			continue
 		}
 		what := "the kernel delivered it, explain says it does not pass"
 		switch {
+		case !heldOK:
+			what = fmt.Sprintf("explain holds a connection into %s, a container Docker reports, as to an address no container holds (the kernel: arrived %v)", p.container, p.arrived)
 		case !hookOK:
 			what = fmt.Sprintf("explain judged it in the %q direction, the kernel in the %q one", p.explain.Packet.Hook, p.hook())
 		case !p.arrived:
@@ -867,6 +971,7 @@ func (lab *diffLab) randomProbes(r *rand.Rand, g *polGen, sections map[*diffCtr]
 			ownLayers := reported && r.IntN(2) == 0
 			for _, gr := range g.rules {
 				switch {
+				case gr.ingress:
 				case ownLayers && gr.section == labelSection && gr.owner == c,
 					ownLayers && gr.section < 0 && gr.section != labelSection,
 					!ownLayers && gr.section == sections[c]:
@@ -874,7 +979,7 @@ func (lab *diffLab) randomProbes(r *rand.Rand, g *polGen, sections map[*diffCtr]
 				}
 			}
 			if len(rules) == 0 {
-				rules = g.rules
+				rules = slices.DeleteFunc(slices.Clone(g.rules), func(gr *genRule) bool { return gr.ingress })
 			}
 			if len(rules) > 0 {
 				rule = rules[r.IntN(len(rules))]
@@ -1004,6 +1109,8 @@ type polGen struct {
 	// reported are the lab's containers that the fake Docker reports in
 	// the round, with the name of the network they are on.
 	reported map[*diffCtr]string
+	// inbound is set while ingress rules are drawn.
+	inbound bool
 }
 
 // genRule is a generated rule, as far as aiming probes at it needs.
@@ -1013,6 +1120,8 @@ type genRule struct {
 	section int
 	owner   *diffCtr
 	host    bool
+	// ingress is set for an ingress rule: its addresses are sources.
+	ingress bool
 	// prefixes are its inline and list prefixes (built-in lists as the lab
 	// knows them); self and any are set for those specs.
 	prefixes  []netip.Prefix
@@ -1107,6 +1216,9 @@ func (g *polGen) policy() string {
 		if g.chance(60) {
 			fmt.Fprintf(&b, "    host_default: %s\n", pick(g.r, "allow", "deny"))
 		}
+		if g.chance(60) {
+			g.ingressKeys(&b, g.section)
+		}
 	}
 	if g.chance(40) {
 		// Every bridge the earlier sections leave, Docker's or not.
@@ -1117,6 +1229,9 @@ func (g *polGen) policy() string {
 		}
 		fmt.Fprintf(&b, "    egress_default: %s\n    host:\n", pick(g.r, "allow", "deny"))
 		g.rule(&b, true)
+		if g.chance(50) {
+			g.ingressKeys(&b, g.section)
+		}
 	}
 	// Without Docker, container sections are only a warning: the network
 	// sections alone fence, and explain must say so.
@@ -1163,6 +1278,15 @@ func (g *polGen) match() string {
 func (g *polGen) prefix() (netip.Prefix, string) {
 	var p netip.Prefix
 	text := ""
+	if g.inbound {
+		// The address spec of an ingress rule is the source.
+		p = g.ingressPrefix()
+		text = p.String()
+		if p.IsSingleIP() && g.chance(70) {
+			text = p.Addr().String()
+		}
+		return p, fmt.Sprintf("%q", text)
+	}
 	switch g.r.IntN(10) {
 	case 0, 1, 2:
 		d := g.lab.dests[g.r.IntN(len(g.lab.dests))].addr
@@ -1281,6 +1405,9 @@ func (g *polGen) containerSections(b *strings.Builder) {
 		if g.chance(70) {
 			fmt.Fprintf(b, "    egress_default: %s\n", pick(g.r, "allow", "deny"))
 		}
+		if g.chance(50) {
+			g.ingressKeys(b, -(k + 1))
+		}
 	}
 }
 
@@ -1382,7 +1509,7 @@ func (g *polGen) container(owner *diffCtr, id, name, network string, a4, a6 neti
 // ruleItems draws one rule, records it as one of section's, and returns
 // its keys with their values ("allow: ...", "proto: tcp", ...), in order.
 func (g *polGen) ruleItems(host bool, section int) ([]string, *genRule) {
-	r := &genRule{section: section, host: host}
+	r := &genRule{section: section, host: host, ingress: g.inbound}
 	g.rules = append(g.rules, r)
 	spec, v4, v6, inlineOnly := g.spec(r)
 	items := []string{fmt.Sprintf("%s: %s", pick(g.r, "allow", "deny"), spec)}
@@ -1402,6 +1529,9 @@ func (g *polGen) ruleItems(host bool, section int) ([]string, *genRule) {
 		var ports []string
 		for range 1 + g.r.IntN(3) {
 			lo := pick(g.r, 22, 53, 80, 443, 5432, 8080, 1+g.r.IntN(65535), 1000+g.r.IntN(50000))
+			if g.inbound {
+				lo = pick(g.r, append(g.lab.ingressPorts(), 1+g.r.IntN(65535))...)
+			}
 			hi := lo
 			if g.chance(40) {
 				hi = min(lo+pick(g.r, 1, 10, 100, 1000, g.r.IntN(3000)), 65535)

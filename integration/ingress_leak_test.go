@@ -233,9 +233,11 @@ func TestLeakIngress(t *testing.T) {
 		// layer's map (the new db's: when the daemon classified it).
 		var mu sync.Mutex
 		appeared := map[string]time.Time{}
-		stop := make(chan struct{})
-		defer close(stop)
+		stop, done := make(chan struct{}), make(chan struct{})
+		defer func() { close(stop); <-done }()
+		mapName := "ingc_" + x.bridge + "_4"
 		go func() {
+			defer close(done)
 			for {
 				select {
 				case <-stop:
@@ -245,7 +247,7 @@ func TestLeakIngress(t *testing.T) {
 				if st, err := x.kernel().Read("dockerfence"); err == nil && st != nil {
 					now := time.Now()
 					for _, set := range st.Sets {
-						if set.Name != "ingc_"+x.bridge+"_4" {
+						if set.Name != mapName {
 							continue
 						}
 						mu.Lock()

@@ -3,6 +3,7 @@ package integration
 import (
 	"encoding/json"
 	"errors"
+	"net/netip"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -10,9 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dockerfence/dockerfence/denylog"
+	"github.com/dockerfence/dockerfence/docker"
+	"github.com/dockerfence/dockerfence/fence"
 	"github.com/dockerfence/dockerfence/integration/harness"
 	"github.com/dockerfence/dockerfence/integration/topo"
 	"github.com/dockerfence/dockerfence/nflog"
+	"github.com/dockerfence/dockerfence/policy"
 )
 
 // dnatRules plays Docker's published ports in Host, as docker run -p
@@ -102,13 +107,24 @@ func TestIngressPublishedPorts(t *testing.T) {
 	}
 	defer logs.Close()
 	// Without ctnetlink (a kernel without nf_conntrack_netlink, as
-	// this VM's), the kernel refuses to send them, and logs shows the
-	// container's port alone.
-	wantOrig := uint16(8080)
+	// this VM's), the kernel refuses to send them, and logs finds the
+	// published port from Docker's mapping instead: the one host port
+	// that maps to the container's port.
+	wantOrig, wantFrom := uint16(8080), denylog.PortFromKernel
 	if !logs.Conntrack() {
-		t.Logf("this kernel has no ctnetlink: logged packets come without their connection, so logs cannot name the published port")
-		wantOrig = 0
+		t.Logf("this kernel has no ctnetlink: logged packets come without their connection, so logs names the published port from Docker's mapping")
+		wantOrig, wantFrom = 0, denylog.PortFromDocker
 	}
+	// Docker's mapping as dnatRules plays it, and the deny chain of
+	// ingress 2 as the table says it.
+	var mapping []docker.PublishedPort
+	for _, a := range []string{"0.0.0.0", "::"} {
+		mapping = append(mapping,
+			docker.PublishedPort{HostIP: netip.MustParseAddr(a), HostPort: 8080, ContainerPort: 80, Proto: "tcp"},
+			docker.PublishedPort{HostIP: netip.MustParseAddr(a), HostPort: 9090, ContainerPort: 81, Proto: "tcp"})
+	}
+	res := mappingResolver{netip.MustParseAddr(topo.CtrIP4): mapping, netip.MustParseAddr(topo.CtrIP6): mapping}
+	tbl := &fence.Result{Denials: map[string]*fence.Denial{"ing_br-test.i2": {Hook: policy.Ingress, Rule: &policy.Rule{Hook: policy.Ingress, Index: 2}}}}
 	for _, f := range fams {
 		e.expect(e.tp.LAN, []probe{
 			{f.name + " LAN to 8080 (ingress 1)", "tcp", hostPort(f.wan, 8080), "ok"},
@@ -162,6 +178,10 @@ func TestIngressPublishedPorts(t *testing.T) {
 			if p.Prefix != "df ing_br-test.i2 " || fl.DstPort != 80 || p.OrigDstPort != wantOrig {
 				t.Errorf("logged packet %q to port %d, connection's original port %d; want ing_br-test.i2, 80 (the container's) and %d (the published, 0 without ctnetlink)", p.Prefix, fl.DstPort, p.OrigDstPort, wantOrig)
 				continue
+			}
+			ev, ok := denylog.Attribute(p, tbl, res, nil)
+			if !ok || ev.PublishedPort != 8080 || ev.PublishedPortFrom != wantFrom || !strings.Contains(ev.Line(), ":80/tcp (published port 8080)") {
+				t.Errorf("logged packet attributed (%v) to published port %d from %q: %s; want 8080 from %s", ok, ev.PublishedPort, ev.PublishedPortFrom, ev.Line(), wantFrom)
 			}
 			fams4[p.Family] = true
 		}
@@ -236,6 +256,14 @@ func TestIngressPublishedPorts(t *testing.T) {
 		e.expect(e.tp.LAN, []probe{{f.name + " LAN to 8080, deny_action drop", "tcp", hostPort(f.wan, 8080), "ok"}})
 	}
 }
+
+// mappingResolver is a denylog.PortResolver of containers known by
+// address alone, with their published ports.
+type mappingResolver map[netip.Addr][]docker.PublishedPort
+
+func (mappingResolver) Container(netip.Addr) (string, string) { return "ctr", "" }
+
+func (m mappingResolver) PublishedPorts(a netip.Addr) []docker.PublishedPort { return m[a] }
 
 // echo writes a line on c and reads it back within dialTimeout.
 func echo(c interface {

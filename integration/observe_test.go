@@ -20,6 +20,7 @@ import (
 	"github.com/dockerfence/dockerfence/denylog"
 	"github.com/dockerfence/dockerfence/integration/topo"
 	"github.com/dockerfence/dockerfence/status"
+	"github.com/google/go-cmp/cmp"
 )
 
 // metricsAddr is where the tests' daemons serve metrics, inside Host.
@@ -180,8 +181,8 @@ func TestDenialsObserved(t *testing.T) {
 		Rule: "egress 4", RuleIndex: 4, Comment: "private network", Src: topo.CtrIP4, Dst: topo.LANDB4, Proto: "tcp", Port: 5432}
 	got := ev
 	got.Time = time.Time{}
-	if got != want {
-		t.Errorf("event = %+v\nwant    %+v", got, want)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("event (-want +got):\n%s", diff)
 	}
 	if time.Since(ev.Time) > time.Minute || ev.Time.After(time.Now()) {
 		t.Errorf("event time %v is not the time of the denial", ev.Time)

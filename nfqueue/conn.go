@@ -187,9 +187,9 @@ func (c *Conn) request(req netlink.Message) error {
 // Receive returns an error matching net.ErrClosed once Close is called
 // (also from another goroutine, which ends a blocked Receive at once), one
 // matching os.ErrDeadlineExceeded after the read deadline, ErrOverrun if
-// packets could not be delivered, and a *VerdictError if the kernel
-// refused a verdict. After ErrOverrun and a *VerdictError the Conn stays
-// usable.
+// packets could not be delivered, a *VerdictError if the kernel refused a
+// verdict, and a *MalformedError for a packet message that does not
+// decode. After these three the Conn stays usable.
 func (c *Conn) Receive() ([]Packet, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -305,7 +305,10 @@ func (c *Conn) verdict(id uint32, v Verdict, batch bool) error {
 // each packet to handle, in the order they were queued, on Run's
 // goroutine. handle must return quickly; it may give the verdict itself
 // or hand the packet to another goroutine that does. Run passes
-// ErrOverrun and *VerdictError to notice, if it is not nil, and goes on.
+// ErrOverrun, *VerdictError and *MalformedError to notice, if it is not
+// nil, and goes on; a packet whose message does not decode but gave its id
+// it accepts first (the queue is fail-open, and the kernel would hold the
+// packet until the Conn is closed).
 //
 // Run returns ctx's error once ctx is done (the packets that handle has
 // not judged stay in the queue until they get their verdicts or the Conn
@@ -329,11 +332,19 @@ func (c *Conn) Run(ctx context.Context, handle func(Packet), notice func(error))
 			handle(p)
 		}
 		var ve *VerdictError
+		var me *MalformedError
 		switch {
 		case err == nil:
 		case ctx.Err() != nil:
 			return ctx.Err()
-		case errors.Is(err, ErrOverrun), errors.As(err, &ve):
+		case errors.Is(err, ErrOverrun), errors.As(err, &ve), errors.As(err, &me):
+			if me != nil && me.ID != 0 {
+				// Nothing else can be done with the packet; the queue
+				// is fail-open.
+				if verr := c.SetVerdict(me.ID, Accept); verr != nil && notice != nil {
+					notice(verr)
+				}
+			}
 			if notice != nil {
 				notice(err)
 			}

@@ -365,8 +365,8 @@ func (s *chanSocket) SetWriteDeadline(time.Time) error { return nil }
 
 // TestRunConcurrentVerdicts runs Run while handlers give their verdicts
 // from goroutines of their own, in any order: every packet gets exactly
-// its verdict. Lost packets and a refused verdict reach notice, and Run
-// goes on; cancelling the context ends Run at once.
+// its verdict. Lost packets, a refused verdict and a malformed message
+// reach notice, and Run goes on (accepting the malformed packet); cancelling the context ends Run at once.
 func TestRunConcurrentVerdicts(t *testing.T) {
 	sock := newChanSocket()
 	c := &Conn{nl: netlink.NewConn(sock, 1), queue: 5}
@@ -409,16 +409,22 @@ func TestRunConcurrentVerdicts(t *testing.T) {
 		case 500:
 			// An overrun, as the real socket reports it: a failed read.
 			sock.in <- delivery{err: os.NewSyscallError("recvmsg", unix.ENOBUFS)}
+		case 700:
+			bad := netlink.Message{Header: netlink.Header{Type: 0x0300}, Data: packetBody(t, unix.NFPROTO_IPV4, func(ae *netlink.AttributeEncoder) {
+				ae.Bytes(attrPacketHdr, packetHdr(100000, 0x0800, unix.NF_INET_LOCAL_OUT))
+				ae.Bytes(attrTimestamp, []byte{1})
+			})}
+			sock.in <- delivery{msgs: []netlink.Message{bad}}
 		}
 	}
 	got := map[uint32]Verdict{}
-	for len(got) < n {
+	for len(got) < n+1 { // and the malformed packet, accepted by Run
 		var m netlink.Message
 		select {
 		case m = <-sock.sent:
 		case <-time.After(3 * time.Second):
 			mu.Lock()
-			t.Fatalf("%d verdicts after 3 s, want %d; SetVerdict errors: %v", len(got), n, vErrs)
+			t.Fatalf("%d verdicts after 3 s, want %d; SetVerdict errors: %v", len(got), n+1, vErrs)
 		}
 		if m.Header.Type != 0x0301 {
 			t.Fatalf("sent %+v, want only verdicts", m)
@@ -449,8 +455,8 @@ func TestRunConcurrentVerdicts(t *testing.T) {
 	if len(sock.sent) != 0 {
 		t.Fatalf("%d messages sent beyond the %d verdicts", len(sock.sent), n)
 	}
-	if len(got) != n {
-		t.Fatalf("%d verdicts, want %d", len(got), n)
+	if v, ok := got[100000]; !ok || v != Accept {
+		t.Fatalf("malformed packet 100000: verdict %v (sent %v), want accept", v, ok)
 	}
 	for id, v := range got {
 		if want := id%3 != 0; (v == Accept) != want {
@@ -459,8 +465,8 @@ func TestRunConcurrentVerdicts(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if len(notices) != 2 {
-		t.Fatalf("notices %v, want the refused verdict and an overrun", notices)
+	if len(notices) != 3 {
+		t.Fatalf("notices %v, want the refused verdict, an overrun and a malformed message", notices)
 	}
 	var ve *VerdictError
 	if !errors.As(notices[0], &ve) || ve.ID != 77777 || !errors.Is(ve, unix.ENOENT) {
@@ -468,6 +474,10 @@ func TestRunConcurrentVerdicts(t *testing.T) {
 	}
 	if !errors.Is(notices[1], ErrOverrun) {
 		t.Errorf("second notice %v, want ErrOverrun", notices[1])
+	}
+	var me *MalformedError
+	if !errors.As(notices[2], &me) || me.ID != 100000 {
+		t.Errorf("third notice %v, want a *MalformedError of packet 100000", notices[2])
 	}
 
 	// Run with a context that is done returns at once; after Close, Run

@@ -174,19 +174,51 @@ type Packet struct {
 // Truncated reports whether the copy range cut the packet's payload.
 func (p *Packet) Truncated() bool { return p.CapLen > uint32(len(p.Payload)) }
 
+// MalformedError is returned by Receive (and passed to Run's notice) for
+// a packet message that does not decode. The Conn stays usable.
+type MalformedError struct {
+	// ID is the packet's id if the message gave it before the fault, 0
+	// otherwise. The kernel holds that packet until it gets a verdict:
+	// Run accepts it, a caller of Receive should give it one.
+	ID uint32
+	// Err says what is wrong with the message.
+	Err error
+}
+
+// Error says which message is malformed and how.
+func (e *MalformedError) Error() string {
+	if e.ID != 0 {
+		return fmt.Sprintf("nfqueue: malformed message of packet %d: %v", e.ID, e.Err)
+	}
+	return fmt.Sprintf("nfqueue: malformed packet message: %v", e.Err)
+}
+
+// Unwrap returns what is wrong with the message.
+func (e *MalformedError) Unwrap() error { return e.Err }
+
 // parsePacket decodes the body of an NFQNL_MSG_PACKET message: the nfgenmsg
 // header and the attributes after it. Attributes it does not know are
 // skipped. recv is the Time to report if the message has no timestamp.
 // A packet message without NFQA_PACKET_HDR is an error: without its id
-// the packet could never be given back.
+// the packet could never be given back. Its errors are *MalformedError.
 func parsePacket(data []byte, recv time.Time) (Packet, error) {
+	p, err := decodePacket(data, recv)
+	if err != nil {
+		return Packet{}, &MalformedError{ID: p.ID, Err: err}
+	}
+	return p, nil
+}
+
+// decodePacket is parsePacket without the *MalformedError: on an error it
+// returns the packet as far as it got.
+func decodePacket(data []byte, recv time.Time) (Packet, error) {
 	if len(data) < 4 {
-		return Packet{}, fmt.Errorf("nfqueue: packet message has %d bytes, too short for its 4-byte nfgenmsg header", len(data))
+		return Packet{}, fmt.Errorf("%d bytes, too short for its 4-byte nfgenmsg header", len(data))
 	}
 	p := Packet{Family: data[0], Time: recv}
 	ad, err := netlink.NewAttributeDecoder(data[4:])
 	if err != nil {
-		return Packet{}, fmt.Errorf("nfqueue: packet message attributes: %w", err)
+		return p, fmt.Errorf("attributes: %w", err)
 	}
 	// nfnetlink attributes are in network byte order, whether or not the
 	// kernel marks them with NLA_F_NET_BYTEORDER; Type masks that flag
@@ -198,7 +230,7 @@ func parsePacket(data []byte, recv time.Time) (Packet, error) {
 		case attrPacketHdr:
 			b := ad.Bytes()
 			if len(b) < 7 {
-				return Packet{}, fmt.Errorf("nfqueue: NFQA_PACKET_HDR has %d bytes, want 7", len(b))
+				return p, fmt.Errorf("NFQA_PACKET_HDR has %d bytes, want 7", len(b))
 			}
 			p.ID = binary.BigEndian.Uint32(b)
 			p.HWProto = binary.BigEndian.Uint16(b[4:])
@@ -209,7 +241,7 @@ func parsePacket(data []byte, recv time.Time) (Packet, error) {
 		case attrTimestamp:
 			b := ad.Bytes()
 			if len(b) != 16 {
-				return Packet{}, fmt.Errorf("nfqueue: NFQA_TIMESTAMP has %d bytes, want 16", len(b))
+				return p, fmt.Errorf("NFQA_TIMESTAMP has %d bytes, want 16", len(b))
 			}
 			sec := binary.BigEndian.Uint64(b)
 			usec := binary.BigEndian.Uint64(b[8:])
@@ -232,10 +264,10 @@ func parsePacket(data []byte, recv time.Time) (Packet, error) {
 		}
 	}
 	if err := ad.Err(); err != nil {
-		return Packet{}, fmt.Errorf("nfqueue: packet message attributes: %w", err)
+		return p, fmt.Errorf("attributes: %w", err)
 	}
 	if !header {
-		return Packet{}, fmt.Errorf("nfqueue: packet message without NFQA_PACKET_HDR")
+		return p, fmt.Errorf("no NFQA_PACKET_HDR")
 	}
 	return p, nil
 }

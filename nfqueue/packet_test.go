@@ -2,6 +2,7 @@ package nfqueue
 
 import (
 	"encoding/binary"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -153,7 +154,7 @@ func TestParsePacket(t *testing.T) {
 			body: packetBody(t, unix.NFPROTO_IPV4, func(ae *netlink.AttributeEncoder) {
 				ae.Bytes(attrPayload, dnsAnswer4)
 			}),
-			error: "without NFQA_PACKET_HDR",
+			error: "nfqueue: malformed packet message: no NFQA_PACKET_HDR",
 		},
 		{
 			name: "short packet header",
@@ -168,7 +169,7 @@ func TestParsePacket(t *testing.T) {
 				ae.Bytes(attrPacketHdr, packetHdr(1, 0x0800, 0))
 				ae.Bytes(attrTimestamp, make([]byte, 8))
 			}),
-			error: "NFQA_TIMESTAMP has 8 bytes, want 16",
+			error: "nfqueue: malformed message of packet 1: NFQA_TIMESTAMP has 8 bytes, want 16",
 		},
 		{
 			name: "mark of the wrong size",
@@ -176,12 +177,12 @@ func TestParsePacket(t *testing.T) {
 				ae.Bytes(attrPacketHdr, packetHdr(1, 0x0800, 0))
 				ae.Uint16(attrMark, 1)
 			}),
-			error: "packet message attributes",
+			error: "nfqueue: malformed message of packet 1: attributes: netlink: attribute 3 is not a uint32",
 		},
 		{
 			name:  "attribute longer than the message",
 			body:  []byte{2, 0, 0, 5, 0xff, 0, 1, 0, 1, 2, 3, 4},
-			error: "packet message attributes",
+			error: "nfqueue: malformed packet message: attributes:",
 		},
 	}
 	for _, tc := range tests {
@@ -190,6 +191,13 @@ func TestParsePacket(t *testing.T) {
 			if tc.error != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.error) {
 					t.Fatalf("parsePacket error = %v, want one containing %q", err, tc.error)
+				}
+				var me *MalformedError
+				if !errors.As(err, &me) {
+					t.Fatalf("parsePacket error %v is not a *MalformedError", err)
+				}
+				if want := uint32(strings.Count(tc.error, "of packet 1")); me.ID != want {
+					t.Errorf("MalformedError.ID = %d, want %d", me.ID, want)
 				}
 				return
 			}

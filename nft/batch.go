@@ -104,6 +104,10 @@ func setHeader(tbl *nftables.Table, s *Set) *nftables.Set {
 	case KeyIfName:
 		// nft treats interface names as host-endian strings; without this hint it lists the keys as "".
 		ns.KeyType, ns.KeyByteOrder = nftables.TypeIFName, binaryutil.NativeEndian
+	default:
+		if s.Key.tuple() {
+			ns.KeyType = s.Key.datatype()
+		}
 	}
 	if s.Map {
 		ns.IsMap, ns.DataType = true, nftables.TypeVerdict
@@ -116,7 +120,7 @@ func setElements(s *Set) []nftables.SetElement {
 	if s.Map {
 		return vmapElements(s.VMap)
 	}
-	elems := make([]nftables.SetElement, 0, 2*(len(s.Ranges)+len(s.Ports)))
+	elems := make([]nftables.SetElement, 0, 2*(len(s.Ranges)+len(s.Ports))+len(s.Tuples))
 	eachElement(s, func(key []byte, end bool) {
 		elems = append(elems, nftables.SetElement{Key: append([]byte(nil), key...), IntervalEnd: end})
 	})
@@ -155,6 +159,10 @@ func eachElement(s *Set, fn func(key []byte, end bool)) {
 				fn(buf[:2], true)
 			}
 		}
+	default:
+		for _, k := range sortedTupleKeys(s) {
+			fn(k, false)
+		}
 	}
 }
 
@@ -169,7 +177,7 @@ const setComment = "dockerfence"
 func setDigest(s *Set) string {
 	h := sha256.New()
 	n := 0
-	var line [2*16 + len("/end\n")]byte
+	var line [2*64 + len("/end\n")]byte
 	eachElement(s, func(key []byte, end bool) {
 		m := hex.Encode(line[:], key)
 		if end {

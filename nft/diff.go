@@ -14,20 +14,23 @@ import (
 // dumped (see Kernel.Dump); for a set not dumped, the digest its rules
 // record. Who owns the table is not a difference (see State.Protection).
 //
-// Where st says so (State.NetdevRead), the netdev table is compared too
-// (Table.Netdev), its lines prefixed with "netdev: ".
+// Where st says so (State.NetdevRead), the netdev and bridge tables are
+// compared too (Table.Netdev, Table.Bridge), their lines prefixed with
+// "netdev: " and "bridge: ".
 func Diff(t *Table, st *State) []string {
 	out := diffTable(t, st)
 	if st == nil || !st.NetdevRead {
 		return out
 	}
-	nd := t.NetdevTable()
-	switch {
-	case nd == nil && st.Netdev != nil:
-		out = append(out, fmt.Sprintf("- table netdev %s: %d chains", t.Name, len(st.Netdev.Chains)))
-	case nd != nil:
-		for _, l := range diffTable(nd, st.Netdev) {
-			out = append(out, "netdev: "+l)
+	for _, f := range sideFamilies {
+		side, have := t.side(f), st.Side(f)
+		switch {
+		case side == nil && have != nil:
+			out = append(out, fmt.Sprintf("- table %s %s: %d chains", f, t.Name, len(have.Chains)))
+		case side != nil:
+			for _, l := range diffTable(side, have) {
+				out = append(out, f.String()+": "+l)
+			}
 		}
 	}
 	return out

@@ -82,6 +82,8 @@ func (e *encoder) encodeOp(op Op) error {
 				if op.Family == FamilyNetdev {
 					hook = nfNetdevIngress
 				}
+			case HookPrerouting:
+				hook = nfBridgePrerouting
 			}
 			var start int
 			a, start = a.begin(unix.NFTA_CHAIN_HOOK)
@@ -106,7 +108,7 @@ func (e *encoder) encodeOp(op Op) error {
 			break
 		}
 		// Encoded as they are made: 100k prefixes are 200k elements.
-		n := 2 * (len(op.Set.Ranges) + len(op.Set.Ports))
+		n := 2*(len(op.Set.Ranges)+len(op.Set.Ports)) + len(op.Set.Tuples)
 		e.eachElements(unix.NFT_MSG_NEWSETELEM, ns.Name, n, func(fn func(nftables.SetElement)) {
 			eachElement(op.Set, func(key []byte, end bool) { fn(nftables.SetElement{Key: key, IntervalEnd: end}) })
 		})
@@ -331,6 +333,6 @@ func shortOp(tx *Transaction, op Op) string {
 	return s
 }
 
-// idKey is the key of set name of the command's family in ids: the inet
-// and netdev tables of one name may each have a set of that name.
+// idKey is the key of set name of the command's family in ids: the inet,
+// netdev and bridge tables of one name may each have a set of that name.
 func (e *encoder) idKey(name string) string { return e.fam.String() + " " + name }

@@ -302,6 +302,12 @@ func ruleExprs(tbl *nftables.Table, sets func(string) *nftables.Set, anon func(*
 			out = append(out, &expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
 				&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: bits, Xor: make([]byte, 4)},
 				cmpEq(want))
+		case Lookup:
+			es, err := m.exprs(sets(m.Set))
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, es...)
 		default:
 			return nil, fmt.Errorf("unknown match %T", m)
 		}

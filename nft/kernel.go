@@ -433,8 +433,10 @@ func (k Kernel) explainRefusal(c *conn, table string, e *CommandError) error {
 	if errors.Is(e.Err, unix.EPERM) {
 		owner := "another process's netlink socket"
 		st, err := readTable(c, FamilyInet, table)
-		if err == nil && (st == nil || st.Flags&FlagOwner == 0) {
-			st, err = readTable(c, FamilyNetdev, table)
+		for _, f := range sideFamilies {
+			if err == nil && (st == nil || st.Flags&FlagOwner == 0) {
+				st, err = readTable(c, f, table)
+			}
 		}
 		if err == nil && st != nil && st.Flags&FlagOwner != 0 {
 			owner = fmt.Sprintf("the netlink socket of port %d", st.Owner)
@@ -447,15 +449,16 @@ func (k Kernel) explainRefusal(c *conn, table string, e *CommandError) error {
 	return explain(e)
 }
 
-// Delete removes the inet table of that name, and the netdev table of
-// that name (see Table.Netdev), in one transaction. It reports whether
+// Delete removes the inet table of that name, and the netdev and bridge
+// tables of that name (see Table.Netdev, Table.Bridge), in one
+// transaction. It reports whether
 // either existed. A table owned by another socket cannot be deleted
 // (EPERM).
 func (k Kernel) Delete(name string) (bool, error) {
 	existed := true
 	err := k.use(func(c *conn) error {
 		tx := &Transaction{Table: name}
-		for _, fam := range []Family{FamilyInet, FamilyNetdev} {
+		for _, fam := range Families {
 			st, err := readTable(c, fam, name)
 			if err != nil {
 				return fmt.Errorf("delete table %s %s: %w", fam, name, k.explainFirst(c, err))
@@ -511,12 +514,13 @@ func (k Kernel) ReadFamily(fam Family, name string) (*State, error) {
 }
 
 // ReadAll is Read with the elements of every plain set dumped too, and
-// the netdev table of the same name read the same way (State.Netdev).
+// the netdev and bridge tables of the same name read the same way
+// (State.Netdev, State.Bridge).
 func (k Kernel) ReadAll(name string) (*State, error) {
 	var st *State
 	err := k.use(func(c *conn) error {
-		var nd *State
-		for _, fam := range []Family{FamilyInet, FamilyNetdev} {
+		sides := map[Family]*State{}
+		for _, fam := range Families {
 			s, err := read(c, fam, name)
 			if err != nil {
 				return fmt.Errorf("read table %s %s: %w", fam, name, k.explainFirst(c, err))
@@ -535,11 +539,14 @@ func (k Kernel) ReadAll(name string) (*State, error) {
 			if fam == FamilyInet {
 				st = s
 			} else {
-				nd = s
+				sides[fam] = s
 			}
 		}
 		if st != nil {
-			st.Netdev, st.NetdevRead = nd, true
+			st.NetdevRead = true
+			for f, s := range sides {
+				st.setSide(f, s)
+			}
 		}
 		return nil
 	})

@@ -1,9 +1,9 @@
 // Package nft is dockerfence's nftables layer, free of policy: a model of one
-// inet table, and of a netdev table of the same name beside it, as plain
-// data (tables, chains, rules of typed matches, sets and maps), its
-// rendering as nft syntax, the plan of changes that turns the
-// kernel's table into the model, a tracer that evaluates a packet through a
-// model table, and the netlink encoding and I/O.
+// inet table, and of a netdev and a bridge table of the same name beside
+// it, as plain data (tables, chains, rules of typed matches, sets and
+// maps), its rendering as nft syntax, the plan of changes that turns the
+// kernel's table into the model, a tracer that evaluates a packet through
+// a model table, and the netlink encoding and I/O.
 //
 // What the chains stand for (networks, policy rules) is the compiler's
 // business (package fence); this package only knows nftables.
@@ -14,10 +14,12 @@ import (
 	"time"
 )
 
-// Table is the desired state of one inet table, or of a netdev one.
+// Table is the desired state of one inet table, or of a netdev or bridge
+// one.
 type Table struct {
 	Name string
-	// Family is the table's family: inet (the zero value) or netdev.
+	// Family is the table's family: inet (the zero value), netdev or
+	// bridge.
 	Family Family
 	// Priority is the hook priority of every base chain.
 	Priority int
@@ -32,6 +34,12 @@ type Table struct {
 	// with it. A nil Netdev means there is none: an apply deletes the
 	// kernel's.
 	Netdev *Table
+	// Bridge, set on an inet table, is a table of the bridge family of
+	// the same name and priority, whose base chains see every frame that
+	// enters any bridge port, ports not known yet included. It is
+	// planned, applied, owned, read, compared and deleted with the inet
+	// table exactly as Netdev is. A nil Bridge means there is none.
+	Bridge *Table
 }
 
 // NetdevTable returns the netdev table (Netdev) as it is applied: a copy
@@ -41,7 +49,7 @@ func (t *Table) NetdevTable() *Table {
 		return nil
 	}
 	nd := *t.Netdev
-	nd.Name, nd.Family, nd.Priority, nd.Netdev = t.Name, FamilyNetdev, t.Priority, nil
+	nd.Name, nd.Family, nd.Priority, nd.Netdev, nd.Bridge = t.Name, FamilyNetdev, t.Priority, nil, nil
 	return &nd
 }
 
@@ -52,28 +60,40 @@ type Family uint8
 const (
 	FamilyInet Family = iota
 	FamilyNetdev
+	FamilyBridge
 )
+
+// Families are the families of the tables of one name that dockerfence
+// owns: the inet table and those beside it (Table.Netdev, Table.Bridge).
+var Families = []Family{FamilyInet, FamilyNetdev, FamilyBridge}
 
 // String returns the family's nft name.
 func (f Family) String() string {
-	if f == FamilyNetdev {
+	switch f {
+	case FamilyNetdev:
 		return "netdev"
+	case FamilyBridge:
+		return "bridge"
 	}
 	return "inet"
 }
 
 // proto is the family's NFPROTO number.
 func (f Family) proto() byte {
-	if f == FamilyNetdev {
+	switch f {
+	case FamilyNetdev:
 		return nfprotoNetdev
+	case FamilyBridge:
+		return nfprotoBridge
 	}
 	return nfprotoInet
 }
 
-// NFPROTO_INET and NFPROTO_NETDEV.
+// NFPROTO_INET, NFPROTO_NETDEV and NFPROTO_BRIDGE.
 const (
 	nfprotoInet   = 1
 	nfprotoNetdev = 5
+	nfprotoBridge = 7
 )
 
 // Hook is the netfilter hook a base chain is attached to.
@@ -92,6 +112,9 @@ const (
 	// HookOutput is the output hook: packets the host itself sends, such
 	// as the answers of a resolver that runs on the host to containers.
 	HookOutput
+	// HookPrerouting is the prerouting hook of a bridge table, which sees
+	// every frame entering any bridge port (NF_BR_PRE_ROUTING).
+	HookPrerouting
 )
 
 // nfInetIngress is NF_INET_INGRESS, the ingress hook of the inet family;
@@ -112,6 +135,8 @@ func (h Hook) String() string {
 		return "ingress"
 	case HookOutput:
 		return "output"
+	case HookPrerouting:
+		return "prerouting"
 	}
 	return ""
 }
@@ -156,6 +181,9 @@ func (k KeyType) String() string {
 	case KeyIfName:
 		return "ifname"
 	}
+	if k.tuple() {
+		return k.tupleText()
+	}
 	return "?"
 }
 
@@ -196,11 +224,14 @@ type Set struct {
 	Ports []PortRange
 	// VMap holds the elements of verdict maps, sorted by key.
 	VMap []VMapElem
+	// Tuples holds the elements of sets of Ethernet and concatenated key
+	// types (KeyEther, KeyIfNameIPv4, ...).
+	Tuples []Tuple
 }
 
 // Interval reports whether the set holds intervals (flag interval):
 // address and service sets do, maps do not.
-func (s *Set) Interval() bool { return !s.Map && !s.Dynamic && s.Key != KeyIfName }
+func (s *Set) Interval() bool { return !s.Map && !s.Dynamic && s.Key != KeyIfName && !s.Key.tuple() }
 
 // VMapElem maps a key to the chain that the packet goes to. The key is an
 // interface name (Key) for KeyIfName maps and an address (Addr) for address
@@ -465,7 +496,7 @@ func (t *Table) Set(name string) *Set {
 func (t *Table) Elements() int {
 	n := 0
 	for _, s := range t.Sets {
-		n += len(s.Ranges) + len(s.Ports) + len(s.VMap)
+		n += len(s.Ranges) + len(s.Ports) + len(s.VMap) + len(s.Tuples)
 	}
 	return n
 }

@@ -99,9 +99,10 @@ func (k Kernel) Watch(ctx context.Context, table string, out chan<- Change, read
 				touched, sets = false, nil
 				continue
 			}
-			// The netdev table of the same name is dockerfence's too
-			// (Table.Netdev): a change to it is one to the table.
-			if m.Data[0] != unix.NFPROTO_INET && m.Data[0] != unix.NFPROTO_NETDEV || attrString(m.Data[4:], 1) != table {
+			// The netdev and bridge tables of the same name are
+			// dockerfence's too (Table.Netdev, Table.Bridge): a
+			// change to them is one to the table.
+			if m.Data[0] != unix.NFPROTO_INET && m.Data[0] != unix.NFPROTO_NETDEV && m.Data[0] != unix.NFPROTO_BRIDGE || attrString(m.Data[4:], 1) != table {
 				continue
 			}
 			touched = true

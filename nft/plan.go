@@ -139,7 +139,7 @@ func (t *Table) changes(have *State, digests map[string]string) *changes {
 			if len(del)+len(add) == 0 {
 				break // the same boundaries: the same intervals
 			}
-			delItems, addItems := itemDiff(intervalItems(ks.Elems), intervalItems(want))
+			delItems, addItems := itemDiff(elemItems(s, ks.Elems), elemItems(s, want))
 			if len(del)+len(delItems) > 0 {
 				out.DelElems = append(out.DelElems, setElems{s.Name, del, delItems})
 			}
@@ -353,6 +353,8 @@ func (r *Rule) sets() []string {
 			if m.Set != "" {
 				out = append(out, m.Set)
 			}
+		case Lookup:
+			out = append(out, m.Set)
 		}
 	}
 	if r.Meter != nil {

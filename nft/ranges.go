@@ -167,6 +167,10 @@ func intervals(elems []nftables.SetElement) []keyRange {
 // elements as the kernel stores them: the inverse of Elements.
 func (s *Set) LoadElements(elems []nftables.SetElement) {
 	s.Ranges, s.Ports = nil, nil
+	if s.Key.tuple() {
+		s.loadTuples(elems)
+		return
+	}
 	for _, iv := range intervals(elems) {
 		switch len(iv.from) {
 		case 2:

@@ -222,6 +222,12 @@ func hookName(fam Family, n uint32) string {
 		}
 		return fmt.Sprintf("hook%d", n)
 	}
+	if fam == FamilyBridge {
+		if n == nfBridgePrerouting {
+			return "prerouting"
+		}
+		return fmt.Sprintf("hook%d", n)
+	}
 	switch n {
 	case unix.NF_INET_FORWARD:
 		return "forward"

@@ -65,11 +65,12 @@ type State struct {
 	// Chains and Sets are sorted by name.
 	Chains []ChainState
 	Sets   []SetState
-	// NetdevRead says that the netdev table of the same name (see
-	// Table.Netdev) was read too (Kernel.ReadAll): Netdev is it, nil if
-	// there is none.
+	// NetdevRead says that the netdev and bridge tables of the same name
+	// (see Table.Netdev, Table.Bridge) were read too (Kernel.ReadAll):
+	// Netdev and Bridge are them, nil where there is none.
 	NetdevRead bool
 	Netdev     *State
+	Bridge     *State
 }
 
 // familyOr is the state's family, inet for a nil state.

@@ -11,24 +11,30 @@ import (
 
 // Text renders the table in nft syntax, as `nft -f` reads it. The output
 // creates the table if it is missing and replaces it whole, like Apply.
-// A netdev table (Table.Netdev) follows the inet one.
+// The netdev and bridge tables (Table.Netdev, Table.Bridge) follow the
+// inet one.
 func (t *Table) Text() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "table %s %s\ndelete table %s %s\n", t.Family, t.Name, t.Family, t.Name)
 	b.WriteString(t.block())
-	if nd := t.NetdevTable(); nd != nil {
-		b.WriteString(nd.Text())
+	for _, f := range sideFamilies {
+		if st := t.side(f); st != nil {
+			b.WriteString(st.Text())
+		}
 	}
 	return b.String()
 }
 
-// Body renders just the table block in nft syntax, and that of its
-// netdev table (Table.Netdev) after it.
+// Body renders just the table block in nft syntax, and those of its
+// netdev and bridge tables (Table.Netdev, Table.Bridge) after it.
 func (t *Table) Body() string {
-	if nd := t.NetdevTable(); nd != nil {
-		return t.block() + nd.block()
+	out := t.block()
+	for _, f := range sideFamilies {
+		if st := t.side(f); st != nil {
+			out += st.block()
+		}
 	}
-	return t.block()
+	return out
 }
 
 // block renders the table's own block in nft syntax.
@@ -181,7 +187,7 @@ func verdictText(v Verdict) string {
 // selectorText is what each selector is in nft syntax.
 var selectorText = map[Selector]string{SelIIfName: "iifname", SelOIfName: "oifname", SelSAddr4: "ip saddr", SelSAddr6: "ip6 saddr", SelDAddr4: "ip daddr", SelDAddr6: "ip6 daddr"}
 
-var icmpv6Names = map[uint8]string{133: "nd-router-solicit", 134: "nd-router-advert", 135: "nd-neighbor-solicit", 136: "nd-neighbor-advert", 137: "nd-redirect"}
+var icmpv6Names = map[uint8]string{130: "mld-listener-query", 131: "mld-listener-report", 132: "mld-listener-done", 133: "nd-router-solicit", 134: "nd-router-advert", 135: "nd-neighbor-solicit", 136: "nd-neighbor-advert", 137: "nd-redirect", 143: "mld2-listener-report"}
 
 func matchText(m Match) string {
 	switch m := m.(type) {
@@ -256,7 +262,10 @@ func matchText(m Match) string {
 		// The rule matches a range of types, which nft writes in numbers;
 		// a list in braces would be a set lookup.
 		if len(m.Types) == 1 {
-			return "icmpv6 type " + icmpv6Names[m.Types[0]]
+			if name, ok := icmpv6Names[m.Types[0]]; ok {
+				return "icmpv6 type " + name
+			}
+			return fmt.Sprintf("icmpv6 type %d", m.Types[0])
 		}
 		return fmt.Sprintf("icmpv6 type %d-%d", m.Types[0], m.Types[len(m.Types)-1])
 	case HopLimit:
@@ -269,8 +278,13 @@ func matchText(m Match) string {
 	case EtherSrc:
 		return "ether saddr " + negText(m.Neg) + net.HardwareAddr(m.MAC[:]).String()
 	case Protocol:
-		if m.EtherType == EtherTypeARP {
+		switch m.EtherType {
+		case EtherTypeARP:
 			return "meta protocol arp"
+		case 0x0800:
+			return "meta protocol ip"
+		case 0x86dd:
+			return "meta protocol ip6"
 		}
 		return fmt.Sprintf("meta protocol 0x%04x", m.EtherType)
 	case ARPSender:
@@ -283,6 +297,9 @@ func matchText(m Match) string {
 			return "icmpv6 taddr " + negText(m.Neg) + "@" + m.Set
 		}
 		return "icmpv6 taddr " + negText(m.Neg) + prefixText(m.Prefix)
+	}
+	if l, ok := m.(Lookup); ok {
+		return l.text()
 	}
 	panic(fmt.Sprintf("nft: unknown match %T", m))
 }

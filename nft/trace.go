@@ -429,6 +429,11 @@ func (t *Table) match(m Match, p *Packet) (bool, error) {
 	case EtherSrc, ARPSender:
 		return false, fmt.Errorf("trace: the tracer's packets have no link layer or ARP header (match %T)", m)
 	}
+	if _, ok := m.(Lookup); ok {
+		// Lookups are written in the bridge table only, which explain
+		// does not trace (it judges IP packets in the inet table).
+		return false, fmt.Errorf("trace: %s: lookups of fields are not traced", matchText(m))
+	}
 	return false, fmt.Errorf("unknown match %T", m)
 }
 

@@ -176,6 +176,11 @@ func setItems(s *Set) []string {
 		for _, p := range s.Ports {
 			items = append(items, p.String())
 		}
+	case s.Key.tuple():
+		for _, k := range sortedTupleKeys(s) {
+			u, _ := tupleOf(s.Key, k)
+			items = append(items, u.text(s.Key))
+		}
 	default:
 		for _, r := range s.Ranges {
 			items = append(items, rangeText(r))
@@ -257,9 +262,9 @@ type Backend interface {
 
 // MakePlan reads the kernel's table through b, reads the elements of the
 // sets the plan must edit (and of those named in verify), and returns the
-// plan that makes it equal to t. The netdev table of t's name is planned
-// too, into the same transactions (see Table.Netdev): created, changed or
-// deleted with the inet one.
+// plan that makes it equal to t. The netdev and bridge tables of t's name
+// are planned too, into the same transactions (see Table.Netdev,
+// Table.Bridge): created, changed or deleted with the inet one.
 func MakePlan(b Backend, t *Table, verify ...string) (*Plan, error) {
 	prot, err := b.Protection()
 	if err != nil {
@@ -269,29 +274,32 @@ func MakePlan(b Backend, t *Table, verify ...string) (*Plan, error) {
 	if err != nil || t.Family != FamilyInet {
 		return p, err
 	}
-	var pn *Plan
-	if t.Netdev != nil {
-		if pn, err = planTable(b, prot, t.NetdevTable(), verify); err != nil {
-			return nil, err
-		}
-	} else {
-		have, err := b.ReadFamily(FamilyNetdev, t.Name)
-		if err != nil {
-			return nil, err
-		}
-		if have == nil {
-			if p.Have != nil {
-				p.Have.NetdevRead = true
-			}
-			return p, nil
-		}
-		pn = &Plan{Have: have, Txs: []*Transaction{{Table: t.Name, Priority: t.Priority, Ops: []Op{{Kind: OpDeleteTable}}}}}
-	}
-	pn.setFamily(FamilyNetdev)
 	if p.Have != nil {
-		p.Have.Netdev, p.Have.NetdevRead = pn.Have, true
+		p.Have.NetdevRead = true
 	}
-	return p.merge(pn), nil
+	for _, f := range sideFamilies {
+		var pn *Plan
+		if st := t.side(f); st != nil {
+			if pn, err = planTable(b, prot, st, verify); err != nil {
+				return nil, err
+			}
+		} else {
+			have, err := b.ReadFamily(f, t.Name)
+			if err != nil {
+				return nil, err
+			}
+			if have == nil {
+				continue
+			}
+			pn = &Plan{Have: have, Txs: []*Transaction{{Table: t.Name, Priority: t.Priority, Ops: []Op{{Kind: OpDeleteTable}}}}}
+		}
+		pn.setFamily(f)
+		if p.Have != nil {
+			p.Have.setSide(f, pn.Have)
+		}
+		p = p.merge(pn)
+	}
+	return p, nil
 }
 
 // planTable is MakePlan of one table, of t's family.

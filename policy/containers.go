@@ -19,6 +19,11 @@ const (
 // egress rules: a YAML list of rules in the form of a section's egress.
 const EgressLabel = "dockerfence.egress"
 
+// IngressLabel is the container label that DESIGN.md reserves for a
+// container's own ingress rules. It is not read yet: a container that
+// carries it is warned of, its rules not enforced.
+const IngressLabel = "dockerfence.ingress"
+
 // ContainerSection is one entry of containers: a match and the rules of the
 // containers it matches, judged after their network's section (a layer of
 // its own: it can narrow what the network allows, never open it).

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/dockerfence/dockerfence/dnsname"
 )
 
 // FuzzParse feeds arbitrary bytes to the parser: it must never panic, and
@@ -25,6 +27,8 @@ func FuzzParse(f *testing.F) {
 	// Found by hand, not by the fuzzer: 36 characters, 108 bytes, which nft
 	// refused as a rule comment before comments were bounded in bytes.
 	f.Add([]byte("version: 1\nnetworks: [{match: {name: x}, egress: [{deny: any, comment: " + strings.Repeat("データ", 12) + "}]}]\n"))
+	f.Add([]byte("version: 1\nsettings: {dns_min_ttl: 30s, dns_hold: 1ms}\nlists: {g: {names: [Github.com., '*.github.com']}}\nnetworks: [{match: {name: x}, egress: [{allow: ['@g', {names: [a.b]}, 10.0.0.1]}], ingress: [{deny: {names: [x.y]}}]}]\n"))
+	f.Add([]byte("version: 1\ncontainers: [{match: {name: w}, egress: [{allow: {names: ['a.*.b', b\u00fc.de]}}]}]\nnetworks: [{match: {name: x}}]\n"))
 	opts := Options{ResolvConf: filepath.Join(f.TempDir(), "none")}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := Parse("f.yaml", data, opts)
@@ -62,6 +66,27 @@ func FuzzParse(f *testing.F) {
 		}
 		for _, l := range p.Lists {
 			checkPrefixes(t, l.Prefixes)
+			if l.Names != nil && len(l.Prefixes) > 0 {
+				t.Fatalf("list %s holds names and addresses", l.Name)
+			}
+		}
+		if s := p.Settings; s.DNSMinTTL < minDNSTTL || s.DNSMinTTL > s.DNSMaxTTL || s.DNSMaxTTL > maxDNSTTL || s.DNSHold < minDNSHold || s.DNSHold > maxDNSHold {
+			t.Fatalf("accepted the settings of names %+v", s)
+		}
+		p.eachRule(func(r *Rule) {
+			if len(r.Addrs.Names) > 0 && r.Hook != Egress {
+				t.Fatalf("accepted names in %s rule %+v", r.Hook, r)
+			}
+		})
+		for _, l := range p.NameLists() {
+			if len(l.Patterns) == 0 {
+				t.Fatalf("accepted the empty list of names %s", l.Name)
+			}
+			for _, pat := range l.Patterns {
+				if back, err := dnsname.ParsePattern(string(pat)); err != nil || back != pat {
+					t.Fatalf("accepted the pattern %q, which parses as %q, %v", pat, back, err)
+				}
+			}
 		}
 	})
 }

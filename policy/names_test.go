@@ -86,6 +86,13 @@ containers:
 	if !cmp.Equal(names, want) {
 		t.Errorf("NameLists = %v, want %v", names, want)
 	}
+	m := NameMatcher(pol.NameLists())
+	if got := m.Match("API.github.com."); !cmp.Equal(got, []string{"github"}) {
+		t.Errorf("NameMatcher: api.github.com matches %v", got)
+	}
+	if got := m.Match("bucket.s3.amazonaws.com"); len(got) != 1 || got[0] != inline.Name {
+		t.Errorf("NameMatcher: bucket.s3.amazonaws.com matches %v", got)
+	}
 	if !pol.UsesNames() {
 		t.Error("UsesNames = false")
 	}
@@ -140,9 +147,10 @@ func TestNamesErrors(t *testing.T) {
 		{"star", head + "      - allow: {names: [\"*\"]}\n", `p.yaml:5:25: networks[1].egress[1].allow.names: "*" matches every name; a wildcard needs a name after "*.", such as *.example.com (for every address, use any)`},
 		{"inline unknown key", head + "      - allow: {names: [a.com], ttl: 5}\n", `p.yaml:5:33: networks[1].egress[1].allow: unknown key "ttl"; expected one of names`},
 		{"inline mapping without names", head + "      - allow: [10.0.0.1, {name: a.com}]\n", `p.yaml:5:27: networks[1].egress[1].allow: expected an address, a CIDR, a list of them, @list, {names: [...]}, self or any, found a mapping without names`},
-		{"names in ingress", "version: 1\nlists:\n  gh: {names: [github.com]}\nnetworks:\n  - match: {name: \"*\"}\n    ingress:\n      - allow: \"@gh\"\n", `p.yaml:7:16: networks[1].ingress[1].allow: names (@gh) in a ingress rule; names are learned from the DNS answers containers get and match the destinations of egress rules only: an ingress rule's addresses are the sources of connections into containers, which no DNS answer to them tells`},
-		{"names in host", head[:len(head)-len("egress:\n")] + "host:\n      - allow: {names: [github.com]}\n", `p.yaml:5:16: networks[1].host[1].allow: names ({names: [github.com]}) in a host rule; names are learned from the DNS answers containers get and match the destinations of egress rules only: a host rule's addresses are the host's own`},
-		{"names in container ingress", "version: 1\nnetworks:\n  - match: {name: \"*\"}\ncontainers:\n  - match: {name: web}\n    ingress:\n      - deny: [10.0.0.1, {names: [a.example]}]\n", `p.yaml:7:15: containers[1].ingress[1].deny: names ({names: [a.example]}) in a ingress rule`},
+		{"names in ingress", "version: 1\nlists:\n  gh: {names: [github.com]}\nnetworks:\n  - match: {name: \"*\"}\n    ingress:\n      - allow: \"@gh\"\n", `p.yaml:7:16: networks[1].ingress[1].allow: names (@gh) are not for ingress rules; names are learned from the DNS answers containers get and match the destinations of egress rules only: an ingress rule's addresses are the sources of connections into containers, which no DNS answer to them tells`},
+		{"names in host", head[:len(head)-len("egress:\n")] + "host:\n      - allow: {names: [github.com]}\n", `p.yaml:5:16: networks[1].host[1].allow: names ({names: [github.com]}) are not for host rules; names are learned from the DNS answers containers get and match the destinations of egress rules only: a host rule's addresses are the host's own`},
+		{"names in container ingress", "version: 1\nnetworks:\n  - match: {name: \"*\"}\ncontainers:\n  - match: {name: web}\n    ingress:\n      - deny: [10.0.0.1, {names: [a.example]}]\n", `p.yaml:7:15: containers[1].ingress[1].deny: names ({names: [a.example]}) are not for ingress rules`},
+		{"name as an address", head + "      - allow: [10.0.0.1, api.github.com]\n", `p.yaml:5:27: networks[1].egress[1].allow: "api.github.com" is a DNS name; names are written {names: [api.github.com]}, or kept in a list of names named as @LIST`},
 		{"min TTL zero", settings("dns_min_ttl: 0s"), `p.yaml:2:25: settings.dns_min_ttl: 0s is out of range; expected 1s to 168h (the least time a learned address stays)`},
 		{"min TTL a number", settings("dns_min_ttl: 60"), `p.yaml:2:25: settings.dns_min_ttl: "60" is not a duration; expected a number and a unit, such as 60s (the least time a learned address stays)`},
 		{"max TTL too long", settings("dns_max_ttl: 720h"), `p.yaml:2:25: settings.dns_max_ttl: 720h is out of range; expected 1s to 168h`},

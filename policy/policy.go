@@ -624,6 +624,18 @@ func NameListsOf(rules []*Rule) []*NameList {
 	return sortedNameLists(seen)
 }
 
+// NameMatcher returns a Matcher of the patterns of lists, whose keys are
+// the lists' Names: what the names of a DNS answer's question match.
+func NameMatcher(lists []*NameList) *dnsname.Matcher {
+	m := dnsname.NewMatcher()
+	for _, l := range lists {
+		for _, p := range l.Patterns {
+			m.Add(p, l.Name)
+		}
+	}
+	return m
+}
+
 // sortedNameLists returns the lists of m sorted by Name.
 func sortedNameLists(m map[string]*NameList) []*NameList {
 	out := make([]*NameList, 0, len(m))

@@ -95,7 +95,7 @@ func (p *parser) rules(n *yaml.Node, what string, hook Hook, pol *Policy) []*Rul
 		}
 		r.Addrs = p.addrSpec(addrNode, rw+"."+r.Verdict.String(), pol)
 		if len(r.Addrs.Names) > 0 && hook != Egress {
-			p.errorf(addrNode, "%s.%s: names (%s) in a %s rule; names are learned from the DNS answers containers get and match the destinations of egress rules only: %s", rw, r.Verdict, r.Addrs.Names[0].Text(), hook, namesElsewhere[hook])
+			p.errorf(addrNode, "%s.%s: names (%s) are not for %s rules; names are learned from the DNS answers containers get and match the destinations of egress rules only: %s", rw, r.Verdict, r.Addrs.Names[0].Text(), hook, namesElsewhere[hook])
 		}
 		if portsNode != nil && !r.Proto.HasPorts() {
 			p.errorf(portsNode, "%s.ports: protocol %s has no ports; use tcp, udp or sctp, or drop ports", rw, r.Proto)
@@ -199,6 +199,10 @@ func (p *parser) addrSpec(n *yaml.Node, what string, pol *Policy) AddrSpec {
 		default:
 			pfx, err := ParsePrefix(s)
 			if err != nil {
+				if _, nerr := dnsname.ParsePattern(s); nerr == nil && strings.Contains(s, ".") {
+					p.errorf(it, "%s: %s is a DNS name; names are written {names: [%s]}, or kept in a list of names named as @LIST", what, quote(s), s)
+					continue
+				}
 				p.errorf(it, "%s: %v", what, err)
 				continue
 			}

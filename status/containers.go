@@ -43,7 +43,8 @@ func containers(r *fence.Result, chains map[string]*nft.ChainState, deny string)
 	}
 	for _, cc := range r.ContainerChains {
 		p, _ := count(cc.Chain, "held")
-		held[cc.Network.Bridge] = p
+		u, _ := count(cc.Chain, fence.UncheckedRuleID)
+		held[cc.Network.Bridge] = p + u
 	}
 	for _, fc := range r.Containers {
 		if !fc.Judged() {

@@ -28,6 +28,11 @@ type Explanation struct {
 	// Match is that section's match as written, such as
 	// `{subnet: 172.20.0.0/16}`; "" without a section.
 	Match string `json:"match"`
+	// SectionHook is the direction of that section's rules that decided:
+	// the packet's hook, or "ingress" when an egress packet to a
+	// container of another network (Out) is denied by that network's
+	// section, whose ingress rules judge it too; "" without a section.
+	SectionHook string `json:"section_hook"`
 	// Rule names the rule that decided, "egress 3" or "host 1"; "" when
 	// anti-spoofing or the hook's default decided, or no section applies.
 	Rule string `json:"rule"`
@@ -72,7 +77,13 @@ type Explanation struct {
 	// order (its section, its label; "held" for an address no container
 	// held, "cut off" for a label that does not parse); [] for a
 	// network's packet and for a container without rules of its own.
+	// Layers with Into set are those of the container an egress packet
+	// goes to on another network.
 	Layers []ExplainedLayer `json:"layers"`
+	// Out is the bridge an egress packet leaves by when it goes to a
+	// container of another network, whose ingress rules (its network's
+	// section and its container's) judge it too; "" otherwise.
+	Out string `json:"out"`
 }
 
 // ExplainedContainer names the container of an Explanation.
@@ -98,6 +109,10 @@ type ExplainedLayer struct {
 	RuleMatch string `json:"rule_match"`
 	Comment   string `json:"comment"`
 	Verdict   string `json:"verdict"`
+	// Into is true for a layer of the container an egress packet goes to
+	// on another network (see Explanation.Out), judged by its ingress
+	// rules.
+	Into bool `json:"into"`
 }
 
 // ExplainedNetwork is the network part of an Explanation.
@@ -157,6 +172,7 @@ func (x *Explain) Explanation() Explanation {
 		Audit:    d.Audit,
 		Passes:   d.Passes,
 		CatchAll: d.CatchAll,
+		Out:      pr.Out,
 	}
 	for _, s := range x.Network.Subnets {
 		e.Network.Subnets = append(e.Network.Subnets, s.String())
@@ -174,7 +190,7 @@ func (x *Explain) Explanation() Explanation {
 		e.Container = ExplainedContainer{Name: c.Container.Name, ID: c.Container.ID}
 	}
 	for _, l := range d.Layers {
-		el := ExplainedLayer{Layer: l.Layer, Verdict: l.Verdict.String()}
+		el := ExplainedLayer{Layer: l.Layer, Verdict: l.Verdict.String(), Into: l.Into}
 		if l.Section != nil {
 			el.Section, el.Match = l.Section.Index, l.Section.Match.String()
 		}
@@ -203,11 +219,21 @@ func (x *Explain) Explanation() Explanation {
 	default:
 		e.DecidedBy = "default"
 	}
-	e.Section, e.Match = d.Section.Index, d.Section.Match.String()
+	e.Section, e.Match, e.SectionHook = d.Section.Index, d.Section.Match.String(), x.sectionHook().String()
 	if n := len(e.Layers); n > 0 && e.Layers[n-1].Verdict == "deny" {
 		e.DecidedBy = e.Layers[n-1].Layer
 	}
 	return e
+}
+
+// sectionHook is the direction of the section's rules that decided: the
+// probe's, or ingress for an egress packet into another network
+// (Probe.Out) that network's section denied.
+func (x *Explain) sectionHook() policy.Hook {
+	if x.Probe.Out != "" {
+		return x.Decision.Hook
+	}
+	return x.Probe.Hook
 }
 
 // Text renders the explanation for people, one aspect a line.
@@ -265,7 +291,11 @@ func (x *Explain) Text() string {
 		b.WriteString("section  none matches this network\nverdict  allow: the network is not fenced\n")
 		return b.String()
 	}
-	fmt.Fprintf(&b, "section  %d %s (%s)\n", d.Section.Index, d.Section.Match, d.Section.Pos)
+	into := ""
+	if x.sectionHook() != pr.Hook {
+		into = fmt.Sprintf(", the section of the network at %s, by its %s rules", pr.Dst, x.sectionHook())
+	}
+	fmt.Fprintf(&b, "section  %d %s (%s)%s\n", d.Section.Index, d.Section.Match, d.Section.Pos, into)
 	switch {
 	case d.Spoofed:
 		fmt.Fprintf(&b, "rule     anti-spoofing: source %s is outside the network's subnets\n", pr.Src)
@@ -280,7 +310,7 @@ func (x *Explain) Text() string {
 		}
 		fmt.Fprintf(&b, "rule     %s%s: %s %s (%s)\n", d.Rule.ID(), c, d.Rule.Verdict, d.Rule.Addrs.Text, d.Rule.Pos)
 	default:
-		fmt.Fprintf(&b, "rule     none matches: %s_default\n", pr.Hook)
+		fmt.Fprintf(&b, "rule     none matches: %s_default\n", x.sectionHook())
 	}
 	if c := d.Container; c != nil {
 		fmt.Fprintf(&b, "container %s (%s)\n", c.Container.Name, shortID(c.Container.ID))
@@ -307,6 +337,8 @@ func (x *Explain) Text() string {
 				c = fmt.Sprintf(" %q", l.Rule.Comment)
 			}
 			what = fmt.Sprintf("%s%s: %s %s", l.Rule.ID(), c, l.Rule.Verdict, l.Rule.Addrs.Text)
+		case l.Into:
+			what = fmt.Sprintf("none matches: ingress_default %s", l.Verdict)
 		default:
 			what = fmt.Sprintf("none matches: %s_default %s", pr.Hook, l.Verdict)
 		}
@@ -315,6 +347,11 @@ func (x *Explain) Text() string {
 			name = fmt.Sprintf("container section %d %s (%s)", l.Section.Index, l.Section.Match, l.Section.Pos)
 		} else if l.Layer == string(fence.LayerLabel) {
 			name = "label dockerfence.egress"
+		}
+		if l.Into {
+			// The receiving container's, on the network the packet goes to.
+			fmt.Fprintf(&b, "layer    of the container at %s (ingress): %s: %s\n", pr.Dst, name, what)
+			continue
 		}
 		if l.Layer == "held" || l.Layer == "cut off" || l.Layer == "identity" {
 			fmt.Fprintf(&b, "layer    %s\n", what)

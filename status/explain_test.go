@@ -138,7 +138,7 @@ func TestExplanationJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"network":{"name":"app_default","bridge":"br-app","driver":"","subnets":["172.20.0.0/16"],"source":"docker"},"note":"","packet":{"hook":"egress","src":"10.9.9.9","dst":"192.168.1.1","port":80,"proto":"tcp"},"section":1,"match":"{subnet: 172.20.0.0/16}","rule":"","rule_match":"","comment":"","decided_by":"anti-spoofing","spoofed":true,"verdict":"deny","deny_action":"","audit":true,"passes":true,"action":"allow","catch_all":false,"container":{"name":"","id":""},"layers":[]}`
+	want := `{"network":{"name":"app_default","bridge":"br-app","driver":"","subnets":["172.20.0.0/16"],"source":"docker"},"note":"","packet":{"hook":"egress","src":"10.9.9.9","dst":"192.168.1.1","port":80,"proto":"tcp"},"section":1,"match":"{subnet: 172.20.0.0/16}","section_hook":"egress","rule":"","rule_match":"","comment":"","decided_by":"anti-spoofing","spoofed":true,"verdict":"deny","deny_action":"","audit":true,"passes":true,"action":"allow","catch_all":false,"container":{"name":"","id":""},"layers":[],"out":""}`
 	if string(b) != want {
 		t.Errorf("JSON\n%s\nwant\n%s", b, want)
 	}
@@ -165,8 +165,8 @@ func TestExplanationNotFenceable(t *testing.T) {
 	const why = "macvlan: containers talk to the LAN directly through the parent interface, not through a bridge on this host: dockerfence cannot see their packets"
 	want := `{"network":{"name":"lan","bridge":"","driver":"macvlan","subnets":["172.20.99.0/24"],"source":"docker"},` +
 		`"note":"Docker's network lan (driver macvlan); not fenced: ` + why + `; section 1 {subnet: 172.20.0.0/16} matches it but cannot fence it",` +
-		`"packet":{"hook":"egress","src":"","dst":"192.168.1.1","port":22,"proto":"tcp"},"section":0,"match":"","rule":"","rule_match":"","comment":"",` +
-		`"decided_by":"not fenceable","spoofed":false,"verdict":"allow","deny_action":"","audit":false,"passes":true,"action":"allow","catch_all":false,"container":{"name":"","id":""},"layers":[]}`
+		`"packet":{"hook":"egress","src":"","dst":"192.168.1.1","port":22,"proto":"tcp"},"section":0,"match":"","section_hook":"","rule":"","rule_match":"","comment":"",` +
+		`"decided_by":"not fenceable","spoofed":false,"verdict":"allow","deny_action":"","audit":false,"passes":true,"action":"allow","catch_all":false,"container":{"name":"","id":""},"layers":[],"out":""}`
 	if string(b) != want {
 		t.Errorf("JSON\n%s\nwant\n%s", b, want)
 	}
@@ -230,6 +230,66 @@ containers:
 			if !strings.Contains(text, w) {
 				t.Errorf("explain of %s lacks %q:\n%s", tc.dst, w, text)
 			}
+		}
+	}
+}
+
+// TestExplainIntoAnotherNetworkText renders an egress packet to a
+// container of another network: the receiving network's ingress_default
+// denies it, or the receiving container's section does.
+func TestExplainIntoAnotherNetworkText(t *testing.T) {
+	pol, err := policy.Parse("p.yaml", []byte(`version: 1
+networks:
+  - match: {name: "app"}
+    ingress_default: allow
+  - match: {name: "*"}
+    ingress_default: deny
+containers:
+  - match: {label: "tier=db"}
+    ingress_default: deny
+`), policy.Options{ResolvConf: filepath.Join(t.TempDir(), "none")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := policy.Network{ID: "4e5f", Name: "app", Bridge: "br-app", Subnets: []netip.Prefix{netip.MustParsePrefix("172.20.0.0/16")}}
+	other := policy.Network{ID: "9a9a", Name: "other", Bridge: "br-other", Subnets: []netip.Prefix{netip.MustParsePrefix("172.21.0.0/16")}}
+	nets := []policy.Network{app, other}
+	ctrs := []fence.Container{
+		{ID: "dbdbdbdbdbdb1111", Name: "db", Labels: map[string]string{"tier": "db"}, Endpoints: []fence.Endpoint{{NetworkID: "4e5f", Port: "vethdb", Addrs: []netip.Addr{netip.MustParseAddr("172.20.0.2")}}}},
+		{ID: "cccccccccccc2222", Name: "web", Endpoints: []fence.Endpoint{{NetworkID: "9a9a", Port: "vethweb", Addrs: []netip.Addr{netip.MustParseAddr("172.21.0.3")}}}},
+	}
+	for _, tc := range []struct {
+		from      policy.Network
+		src, dst  string
+		want      []string
+		hook, out string
+	}{
+		{app, "172.20.0.2", "172.21.0.3", []string{
+			`section  2 {name: "*"} (p.yaml:5:5), the section of the network at 172.21.0.3, by its ingress rules`,
+			"rule     none matches: ingress_default",
+			"verdict  deny (reject)",
+		}, "ingress", "br-other"},
+		{other, "172.21.0.3", "172.20.0.2", []string{
+			"container web (cccccccccccc)",
+			"layer    of the container at 172.20.0.2 (ingress): container section 1 {label: \"tier=db\"} (p.yaml:8:5): none matches: ingress_default deny",
+			"verdict  deny (reject)",
+		}, "egress", "br-app"},
+	} {
+		pr := fence.Probe{Hook: policy.Egress, Src: netip.MustParseAddr(tc.src), Dst: netip.MustParseAddr(tc.dst), Proto: policy.ProtoTCP, Port: 80}
+		pr, _ = fence.RoutedOut(tc.from, pr, nets)
+		d, err := fence.ExplainContainer(pol, nets, ctrs, tc.from, pr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := &Explain{Network: tc.from, Probe: pr, Decision: d}
+		text := x.Text()
+		for _, w := range tc.want {
+			if !strings.Contains(text, w) {
+				t.Errorf("explain of %s to %s lacks %q:\n%s", tc.src, tc.dst, w, text)
+			}
+		}
+		if e := x.Explanation(); e.SectionHook != tc.hook || e.Out != tc.out || e.Passes {
+			t.Errorf("explain --json of %s to %s: section_hook %q, out %q, passes %v; want %q, %q, false", tc.src, tc.dst, e.SectionHook, e.Out, e.Passes, tc.hook, tc.out)
 		}
 	}
 }

@@ -128,6 +128,11 @@ type TableStatus struct {
 	// "absent"; "" when the policy wants none and the kernel has none, or
 	// the kernel's was not read. Its drift is in Drift ("netdev: ...").
 	Netdev string `json:"netdev,omitempty"`
+	// Bridge says the same of the bridge table of the same name
+	// (nft.Table.Bridge: the claims of known containers' addresses and
+	// MACs, checked on every bridge port): "present, N ports' claims",
+	// or "absent". Its drift is in Drift ("bridge: ...").
+	Bridge string `json:"bridge,omitempty"`
 }
 
 // SetKernel fills the fields of ts that the kernel's table st says: its
@@ -333,6 +338,21 @@ func Make(pol *policy.Policy, r *fence.Result, st *nft.State, source string) Sta
 			s.Table.Netdev = fmt.Sprintf("present, %d port chains (ARP and Ethernet sources of containers)", n)
 		}
 	}
+	if st != nil && st.NetdevRead && (t.Bridge != nil || st.Bridge != nil) {
+		s.Table.Bridge = "absent"
+		if bt := st.Bridge; bt != nil {
+			n := -1
+			for _, ks := range bt.Sets {
+				if ks.Name == "ownmac" && ks.Dumped {
+					n = len(ks.Elems)
+				}
+			}
+			s.Table.Bridge = "present (claims of known containers' addresses and MACs, checked on every bridge port)"
+			if n >= 0 {
+				s.Table.Bridge = fmt.Sprintf("present, the claims of %d container ports (their addresses and MACs, checked on every bridge port)", n)
+			}
+		}
+	}
 	s.Table.Drift = nft.Diff(t, st)
 	s.Table.InSync = len(s.Table.Drift) == 0
 	chains := map[string]*nft.ChainState{}
@@ -341,10 +361,14 @@ func Make(pol *policy.Policy, r *fence.Result, st *nft.State, source string) Sta
 		for i := range st.Chains {
 			chains[st.Chains[i].Name] = &st.Chains[i]
 		}
-		if nd := st.Netdev; nd != nil {
-			// The netdev table's chains (l2_PORT) are named apart.
-			for i := range nd.Chains {
-				chains[nd.Chains[i].Name] = &nd.Chains[i]
+		for _, side := range []*nft.State{st.Netdev, st.Bridge} {
+			// The netdev table's chains (l2_PORT) and the bridge
+			// table's (claims) are named apart.
+			if side == nil {
+				continue
+			}
+			for i := range side.Chains {
+				chains[side.Chains[i].Name] = &side.Chains[i]
 			}
 		}
 		for i := range st.Sets {

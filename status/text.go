@@ -27,6 +27,9 @@ func WriteText(out io.Writer, s Status) {
 	if s.Table.Netdev != "" {
 		fmt.Fprintf(out, "table netdev %s: %s\n", s.Table.Name, s.Table.Netdev)
 	}
+	if s.Table.Bridge != "" {
+		fmt.Fprintf(out, "table bridge %s: %s\n", s.Table.Name, s.Table.Bridge)
+	}
 	if s.Table.Protection != "" {
 		fmt.Fprintf(out, "protection: %s\n", s.Table.Protection)
 	}

@@ -26,7 +26,10 @@ icmp or icmpv6; with a port and no protocol it is tcp. Traffic to the host
 itself is judged by the host rules, as the kernel does (input hook): with
 --host, or when ADDR is one of the addresses of this host's interfaces (found
 over netlink in the network namespace explain runs in; an IPv6 link-local
-one only on the network's bridge).
+one only on the network's bridge). A packet to a container of another
+network (an address on another bridge of this host) is judged by the
+receiving network's ingress rules too, its section's and its container's,
+as the kernel's forward hook does.
 
 The network is found as apply finds it. If Docker answers, --network is one of
 Docker's networks, by name or bridge; a bridge Docker does not know is judged
@@ -109,8 +112,16 @@ then the container's.`,
 				probe, hostNote := fence.ToHost(rn.Network, probe, local, lerr)
 				probe, srcNote := fence.DefaultSource(rn.Network, probe)
 				probe, dstNote := fence.DefaultDestination(rn.Network, probe)
+				probe, outNote := fence.RoutedOut(rn.Network, probe, rn.routes())
+				// The container layer picks a container by the packet's
+				// source, or for ingress by its destination: judge by it
+				// where that address was given, not made up.
+				given := from != ""
+				if ingress {
+					given = to != ""
+				}
 				probe.Learned = learned
-				d, err := rn.evaluate(pol, probe, from != "")
+				d, err := rn.evaluate(pol, probe, given)
 				if c != nil {
 					d, err = fence.ExplainContainer(pol, rn.Inventory, c.all, rn.Network, probe)
 				}
@@ -120,10 +131,13 @@ then the container's.`,
 				if d.NewBridge {
 					rn.Note = rn.newBridgeNote(network, d.Section)
 				}
-				if c == nil && from == "" && rn.hasContainerLayer(pol) {
+				switch {
+				case c == nil && ingress && to == "" && rn.hasContainerLayer(pol):
+					notes = append(notes, "the container layer judges connections into each container too (its section; an address no container holds is held): --container NAME, or --to with its address, judges them")
+				case c == nil && !ingress && from == "" && rn.hasContainerLayer(pol):
 					notes = append(notes, "the container layer judges each container's packets too (its section, its label; an address no container holds is held): --container NAME, or --from with its address, judges them")
 				}
-				for _, n := range append(notes, hostNote, srcNote, dstNote) {
+				for _, n := range append(notes, hostNote, srcNote, dstNote, outNote) {
 					if n != "" {
 						rn.Note += "; " + n
 					}
@@ -154,7 +168,7 @@ then the container's.`,
 	f.BoolVar(&ingress, "ingress", false, "judge a connection from --from into the network (ingress rules), to the published port --to-port")
 	f.StringVar(&toPort, "to-port", "", "with --ingress: the published port PORT[/PROTO] (the host's port before Docker's DNAT; tcp unless PROTO says)")
 	f.BoolVar(&host, "host", false, "the destination is this host (judge the host rules); implied when ADDR is one of this host's addresses")
-	f.BoolVar(&asJSON, "json", false, "print one JSON object: network {name, bridge, driver, subnets, source}, note, packet {hook (egress, host: --host or one of this host's addresses), src, dst, port, proto}, section (0: none), match, rule (\"egress 3\", or \"\"), rule_match, comment, decided_by (rule, default, anti-spoofing, unfenced, not fenceable), spoofed, verdict (allow, deny), deny_action, audit, passes, catch_all (judged by the catch-all of the {name: \"*\"} section), container {name, id} and layers [{layer, section, match, rule, rule_match, comment, verdict}] (with --container: its own layers); see status.Explanation")
+	f.BoolVar(&asJSON, "json", false, "print one JSON object: network {name, bridge, driver, subnets, source}, note, packet {hook (egress, host: --host or one of this host's addresses), src, dst, port, proto}, section (0: none), match, section_hook (the direction of the section's rules that decided), rule (\"egress 3\", or \"\"), rule_match, comment, decided_by (rule, default, anti-spoofing, unfenced, not fenceable), spoofed, verdict (allow, deny), deny_action, audit, passes, catch_all (judged by the catch-all of the {name: \"*\"} section), container {name, id}, layers [{layer, section, match, rule, rule_match, comment, verdict, into}] (with --container: its own layers; into: the receiving container's, for a packet into another network) and out (the bridge of another network the packet goes into, whose ingress rules judge it too); see status.Explanation")
 	return cmd
 }
 
@@ -255,6 +269,23 @@ type resolvedNetwork struct {
 	// Containers are Docker's containers, as apply compiles them, when
 	// Docker's networks were read; nil otherwise.
 	Containers []fence.Container
+	// Bridges are the host's bridges found over netlink, nil if they
+	// could not be listed.
+	Bridges []bridge.Bridge
+}
+
+// routes returns the bridges of the host with the subnets they route:
+// those found over netlink, or the inventory's networks if the bridges
+// could not be listed.
+func (rn resolvedNetwork) routes() []policy.Network {
+	if rn.Bridges == nil {
+		return rn.Inventory
+	}
+	var out []policy.Network
+	for _, b := range rn.Bridges {
+		out = append(out, policy.Network{Bridge: b.Name, Subnets: b.Subnets})
+	}
+	return out
 }
 
 // newBridgeNote is the note of a network that nothing holds and that
@@ -270,14 +301,15 @@ func (rn resolvedNetwork) newBridgeNote(arg string, sec *policy.Section) string 
 // evaluate judges the probe as the kernel does with the table that apply
 // compiles for the inventory: explain's network is judged by its own
 // chain, by the rules for bridges not known yet, or not at all, as the
-// table judges its bridge (see fence.Explain). A probe from a given source
-// (fromGiven) is judged with Docker's containers, when Docker answered, as
+// table judges its bridge (see fence.Explain). A probe whose container
+// address was given (addrGiven: the source, or for ingress the
+// destination) is judged with Docker's containers, when Docker answered, as
 // apply compiles the table: the container layer then judges it as the
 // packet of the container that holds the source, and holds it if none
 // does. Without a source, the network's layer alone judges it: the source
 // explain makes up is no container's.
-func (rn resolvedNetwork) evaluate(pol *policy.Policy, pr fence.Probe, fromGiven bool) (fence.Decision, error) {
-	if fromGiven && rn.Containers != nil {
+func (rn resolvedNetwork) evaluate(pol *policy.Policy, pr fence.Probe, addrGiven bool) (fence.Decision, error) {
+	if addrGiven && rn.Containers != nil {
 		return fence.ExplainContainer(pol, rn.Inventory, rn.Containers, rn.Network, pr)
 	}
 	return fence.Explain(pol, rn.Inventory, rn.Network, pr)
@@ -316,7 +348,7 @@ func explainNetwork(cmd *cobra.Command, g *globalFlags, arg string) resolvedNetw
 func resolveNetworkIn(inv *discover.Inventory, arg string) resolvedNetwork {
 	f := inv.Find(arg)
 	n := f.Network
-	rn := resolvedNetwork{Network: n, Inventory: inv.Networks, DockerAnswered: inv.Source == discover.SourceDocker, CatchAllOnly: f.CatchAllOnly, Unfenced: f.Unfenced}
+	rn := resolvedNetwork{Network: n, Inventory: inv.Networks, DockerAnswered: inv.Source == discover.SourceDocker, CatchAllOnly: f.CatchAllOnly, Unfenced: f.Unfenced, Bridges: inv.Bridges}
 	if inv.FromDocker() {
 		rn.Containers = inv.FenceContainers()
 	}

@@ -324,6 +324,12 @@ func TestExplanation(t *testing.T) {
 			x := &status.Explain{Network: tt.rn.Network, Source: tt.rn.Source, Note: tt.rn.Note, Probe: tt.pr, Decision: d}
 			got := x.Explanation()
 			got.Network, got.Note, got.Packet = status.ExplainedNetwork{}, "", status.ExplainedPacket{}
+			// The section's rules that decided are the probe's direction's:
+			// none of these packets goes into another network.
+			if got.Section != 0 && got.SectionHook != tt.pr.Hook.String() {
+				t.Errorf("section_hook %q; want the probe's, %q", got.SectionHook, tt.pr.Hook)
+			}
+			got.SectionHook = ""
 			if len(got.Layers) == 0 {
 				got.Layers = nil // a network's packet passes no container layer
 			}
@@ -384,7 +390,7 @@ func TestExplainJSON(t *testing.T) {
 		return ks
 	}
 	// The schema is stable: every field is always there.
-	wantKeys := []string{"action", "audit", "catch_all", "comment", "container", "decided_by", "deny_action", "layers", "match", "network", "note", "packet", "passes", "rule", "rule_match", "section", "spoofed", "verdict"}
+	wantKeys := []string{"action", "audit", "catch_all", "comment", "container", "decided_by", "deny_action", "layers", "match", "network", "note", "out", "packet", "passes", "rule", "rule_match", "section", "section_hook", "spoofed", "verdict"}
 	if got := keys(fields); !slices.Equal(got, wantKeys) {
 		t.Errorf("keys = %v, want %v", got, wantKeys)
 	}
@@ -408,7 +414,7 @@ func TestExplainJSON(t *testing.T) {
 	want := status.Explanation{
 		Network: status.ExplainedNetwork{Subnets: []string{"198.51.100.0/24"}, Source: sourceArgument},
 		Packet:  status.ExplainedPacket{Hook: "egress", Dst: "192.168.100.50", Port: 5432, Proto: "tcp"},
-		Section: 2, Match: `{name: "*"}`, Rule: "egress 1", RuleMatch: "any", DecidedBy: "rule", Verdict: "deny", DenyAction: "drop", Action: "drop", CatchAll: true,
+		Section: 2, Match: `{name: "*"}`, SectionHook: "egress", Rule: "egress 1", RuleMatch: "any", DecidedBy: "rule", Verdict: "deny", DenyAction: "drop", Action: "drop", CatchAll: true,
 	}
 	if !reflect.DeepEqual(e, want) {
 		t.Errorf("explain --json =\n%+v, want\n%+v", e, want)

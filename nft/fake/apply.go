@@ -283,7 +283,7 @@ func (k *Kernel) addSet(t *table, s *nft.Set) error {
 		}
 	} else {
 		model := *s
-		model.Ranges, model.Ports, model.VMap = nil, nil, nil
+		model.Ranges, model.Ports, model.VMap, model.Tuples = nil, nil, nil, nil
 		t.sets = append(t.sets, &set{hdr: hdr, model: &model})
 	}
 	ns := t.set(s.Name)
@@ -295,15 +295,7 @@ func (k *Kernel) addSet(t *table, s *nft.Set) error {
 
 // keyLen returns the length of the set's keys.
 func (s *set) keyLen() int {
-	switch s.model.Key {
-	case nft.KeyIPv4:
-		return 4
-	case nft.KeyIPv6:
-		return 16
-	case nft.KeyService:
-		return 2
-	}
-	return unix.IFNAMSIZ
+	return s.model.Key.Len()
 }
 
 func sameElem(a, b nftables.SetElement) bool {

@@ -216,7 +216,7 @@ func (k *Kernel) commit(tx *nft.Transaction, port uint32) error {
 	for name, t := range k.tables {
 		tables[name] = t
 	}
-	for _, f := range []nft.Family{nft.FamilyInet, nft.FamilyNetdev} {
+	for _, f := range nft.Families {
 		if t := tables[tableKey(f, tx.Table)]; t != nil {
 			tables[tableKey(f, tx.Table)] = t.clone()
 		}
@@ -350,7 +350,8 @@ func (k *Kernel) Dump(st *nft.State, names []string) error {
 // Table returns the table as a model (nil if there is none), for tests to
 // inspect: its chains and rules as committed (others' rules included), its
 // sets with the elements they hold now, its priority that of its base
-// chains; its Netdev the netdev table of that name, if any. Its Body
+// chains; its Netdev and Bridge the netdev and bridge tables of that
+// name, if any. Its Body
 // renders it in nft syntax.
 func (k *Kernel) Table(name string) *nft.Table {
 	k.mu.Lock()
@@ -358,6 +359,7 @@ func (k *Kernel) Table(name string) *nft.Table {
 	out := k.table(nft.FamilyInet, name)
 	if out != nil {
 		out.Netdev = k.table(nft.FamilyNetdev, name)
+		out.Bridge = k.table(nft.FamilyBridge, name)
 	}
 	return out
 }
@@ -475,12 +477,12 @@ func (k *Kernel) Watchers() int {
 	return len(k.watchers)
 }
 
-// Delete removes the inet and netdev tables of that name as dockerfence's
+// Delete removes the inet, netdev and bridge tables of that name as dockerfence's
 // own socket, in one transaction, as nft.Kernel.Delete does; it reports
 // whether either existed.
 func (k *Kernel) Delete(name string) (bool, error) {
 	tx := &nft.Transaction{Table: name}
-	for _, f := range []nft.Family{nft.FamilyInet, nft.FamilyNetdev} {
+	for _, f := range nft.Families {
 		if k.TableOf(f, name) != nil {
 			tx.Ops = append(tx.Ops, nft.Op{Kind: nft.OpDeleteTable, Family: f})
 		}
