@@ -29,6 +29,9 @@ type Observer struct {
 	// RunDir, if set, is where apply records its last apply; Status shows
 	// that record when it is newer than the daemon's own last apply.
 	RunDir string
+	// Names, if set, gives Status the names lists with what was learned
+	// for them (the learner's, checked against the kernel's state st).
+	Names func(t *fence.Result, st *nft.State, s *status.Status) []status.NameListStatus
 
 	kernel  Reader
 	metrics *Metrics
@@ -226,6 +229,9 @@ func (o *Observer) Status() (status.Status, error) {
 		}
 		s = status.Make(pol, t, st, source)
 		s.SetPublished(t, PublishedPorts(ctrs))
+		if o.Names != nil {
+			s.Names = o.Names(t, st, &s)
+		}
 	}
 	s.LastApply, s.Daemon = last, d
 	return s, nil

@@ -12,7 +12,10 @@ import (
 	"time"
 
 	"github.com/dockerfence/dockerfence/denylog"
+	"github.com/dockerfence/dockerfence/dnslearn"
 	"github.com/dockerfence/dockerfence/docker"
+	"github.com/dockerfence/dockerfence/fence"
+	"github.com/dockerfence/dockerfence/nft"
 	"github.com/dockerfence/dockerfence/status"
 )
 
@@ -32,6 +35,9 @@ type Services struct {
 	// OpenLog binds the NFLOG group of the deny rules; nil means
 	// denylog.Open.
 	OpenLog func(group uint16) (denylog.Source, error)
+	// OpenQueue binds the queue of DNS answers that the table holds for
+	// the learner of names; nil means OpenQueue.
+	OpenQueue func(queue uint16) (QueueConn, error)
 }
 
 // Serve is dockerfence run: it runs Run with cfg until ctx ends, and around
@@ -67,6 +73,27 @@ func Serve(ctx context.Context, cfg Config, s Services) error {
 		containers = &denylog.Containers{List: cfg.Docker.Containers}
 	}
 	groups := make(chan uint16, 1)
+	// The learner of names: it runs on the queue the table holds DNS
+	// answers in, with the names lists of the last sync.
+	var learnerMetrics *dnslearn.Metrics
+	if metrics != nil {
+		learnerMetrics = dnslearn.NewMetrics(metrics.Registry)
+	}
+	var learner *dnslearn.Learner
+	queues := make(chan namesQueue, 1)
+	if adder, ok := cfg.Kernel.(Committer); ok {
+		learner = dnslearn.New(dnslearn.Config{Sets: nameSets{k: adder, table: obs.Table}, Metrics: learnerMetrics,
+			Notice: func(err error) { log.Warn("learning names", "err", err) }})
+		openQueue := s.OpenQueue
+		if openQueue == nil {
+			openQueue = OpenQueue
+		}
+		wg.Go(func() { runNames(ctx, log, queues, openQueue, learner) })
+		obs.Names = func(t *fence.Result, st *nft.State, s *status.Status) []status.NameListStatus {
+			return namesStatus(learner, t, st, s, time.Now())
+		}
+	}
+	var queue namesQueue
 	onSync, onDocker, ready := cfg.OnSync, cfg.OnDocker, cfg.Ready
 	var group uint16
 	groupSent := false // log_group 0 is a valid group
@@ -84,6 +111,25 @@ func Serve(ctx context.Context, cfg Config, s Services) error {
 			default:
 			}
 			groups <- group
+		}
+		if learner != nil && r.Err == nil && r.Table != nil {
+			rules, err := namesRules(r.Policy, r.Table)
+			if err != nil {
+				log.Error("names lists", "err", err)
+			}
+			learner.SetRules(rules)
+			q := namesQueue{}
+			if h := r.Table.DNSHold; h != nil {
+				q = namesQueue{num: h.Queue, on: true}
+			}
+			if q != queue {
+				queue = q
+				select {
+				case <-queues:
+				default:
+				}
+				queues <- q
+			}
 		}
 		if onSync != nil {
 			onSync(r)
@@ -111,6 +157,11 @@ func Serve(ctx context.Context, cfg Config, s Services) error {
 			Table:    obs.Table,
 			Resolver: res,
 			Publish: func(e denylog.Event) {
+				if learner != nil && e.Hook == "egress" {
+					if n, exp, ok := expiredName(learner, e.Dst); ok {
+						e.Name, e.NameExpired = n, exp
+					}
+				}
 				obs.Denial(e)
 				hub.Publish(e)
 			},

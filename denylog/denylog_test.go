@@ -3,6 +3,7 @@ package denylog
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"net/netip"
 	"path/filepath"
@@ -369,6 +370,25 @@ containers:
 	e, _ := Attribute(nflog.Packet{Time: when, Prefix: "df ing_br-app.i1 ", Family: unix.NFPROTO_IPV4, InDev: 2, OutDev: 3, Payload: tcp4("198.51.100.7", "172.20.0.3", 80), OrigDstPort: 8080}, tbl, res, nil)
 	if line := e.Line(); !strings.Contains(line, "web-1 (app_default) 198.51.100.7 -> 172.20.0.3:80/tcp (published port 8080)  ingress rule 1 \"admin UI closed\"") {
 		t.Errorf("line %q", line)
+	}
+}
+
+// TestLineNamesExpiredLearning: a denial of an address learned from a DNS
+// answer that expired says the name, in the line and in JSON.
+func TestLineNamesExpiredLearning(t *testing.T) {
+	exp := time.Date(2026, 12, 7, 11, 0, 0, 0, time.Local)
+	e := Event{Time: exp.Add(time.Minute), Verdict: "deny", Network: "app", Hook: "egress", Rule: "egress_default", Comment: "egress_default",
+		Src: "172.20.0.2", Dst: "203.0.113.7", Proto: "tcp", Port: 443, Name: "api.example.com", NameExpired: exp}
+	if l := e.Line(); !strings.HasSuffix(l, "  (learned for api.example.com, expired 11:00:00)") {
+		t.Errorf("line %q does not name the expired learning", l)
+	}
+	b, err := json.Marshal(e)
+	if err != nil || !strings.Contains(string(b), `"name":"api.example.com","name_expired":"2026-12-07T11:00:00`) {
+		t.Errorf("JSON %s, %v", b, err)
+	}
+	b, _ = json.Marshal(Event{})
+	if strings.Contains(string(b), "name") {
+		t.Errorf("an event without a learning has %s", b)
 	}
 }
 

@@ -79,6 +79,12 @@ type Event struct {
 	// connection routed to the container's address directly, without
 	// DNAT, is named the same). "" when neither is set.
 	PublishedPortFrom string `json:"published_port_from,omitempty"`
+	// Name is, for egress to an address the daemon had learned from a DNS
+	// answer and whose time ran out, the name that answer was for, and
+	// NameExpired when its element expired: the container connected
+	// without a fresh lookup. Empty otherwise.
+	Name        string    `json:"name,omitempty"`
+	NameExpired time.Time `json:"name_expired,omitzero"`
 }
 
 // Where an ingress denial's published port comes from (Event.PublishedPortFrom).
@@ -120,6 +126,9 @@ func (e Event) Line() string {
 		fmt.Fprintf(&b, "%s rule %d %q", e.Hook, e.RuleIndex, e.Comment)
 	default:
 		fmt.Fprintf(&b, "%s %q", e.Rule, e.Comment)
+	}
+	if e.Name != "" {
+		fmt.Fprintf(&b, "  (learned for %s, expired %s)", e.Name, e.NameExpired.Local().Format(time.TimeOnly))
 	}
 	return b.String()
 }

@@ -65,6 +65,9 @@ type Status struct {
 	// fenced networks (docker run -p), with who the ingress rules let
 	// reach each; empty when Docker is not reachable.
 	Published []PublishedStatus `json:"published"`
+	// Names are the lists of DNS names the table uses, with the addresses
+	// the daemon learned for them; set only by `dockerfence run`.
+	Names []NameListStatus `json:"names,omitempty"`
 	// TunnelDenied counts the packets the tunnel fence denied: what
 	// tunnels on the host decapsulated from containers' packets.
 	TunnelDenied uint64 `json:"tunnel_denied"`
@@ -73,6 +76,34 @@ type Status struct {
 	LastApply *Apply `json:"last_apply"`
 	// Daemon is set when the status comes from `dockerfence run`.
 	Daemon *Daemon `json:"daemon,omitempty"`
+}
+
+// NameListStatus is a list of DNS names and what the daemon learned for it.
+type NameListStatus struct {
+	// List is the list's name (for an inline list, "inline." and a hash).
+	List string `json:"list"`
+	// Patterns are its names, "*.example.com" for every name below.
+	Patterns []string `json:"patterns"`
+	// Sets are the kernel sets of its learned addresses (IPv4, IPv6).
+	Sets []string `json:"sets"`
+	// Learned are the addresses learned and not expired, by address.
+	Learned []LearnedAddr `json:"learned"`
+	// Hits are the packets the rules that use the list matched, from the
+	// kernel's counters: "network rule: packets".
+	Hits uint64 `json:"hits"`
+}
+
+// LearnedAddr is an address learned from a DNS answer.
+type LearnedAddr struct {
+	Addr string `json:"addr"`
+	// Name is the question's name of the answer that taught it last.
+	Name string `json:"name"`
+	// Learned is when; TTLLeft the seconds until its element expires.
+	Learned time.Time `json:"learned"`
+	TTLLeft float64   `json:"ttl_left_s"`
+	// InKernel is false if the address is not in the list's set in the
+	// kernel (it expired early, or someone deleted it).
+	InKernel bool `json:"in_kernel"`
 }
 
 // TableStatus describes the kernel table.

@@ -141,6 +141,19 @@ func WriteText(out io.Writer, s Status) {
 		}
 		tw.Flush()
 	}
+	for _, n := range s.Names {
+		fmt.Fprintf(out, "\nnames list %s [%s]: %d addresses learned, %d packets matched by its rules (sets %s)\n",
+			n.List, strings.Join(n.Patterns, ", "), len(n.Learned), n.Hits, strings.Join(n.Sets, ", "))
+		if len(n.Learned) == 0 {
+			continue
+		}
+		tw := tabwriter.NewWriter(out, 2, 8, 2, ' ', 0)
+		fmt.Fprintln(tw, "  ADDRESS\tNAME\tTTL LEFT\tIN KERNEL")
+		for _, l := range n.Learned {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%v\n", l.Addr, l.Name, time.Duration(l.TTLLeft*float64(time.Second)).Round(time.Second), l.InKernel)
+		}
+		tw.Flush()
+	}
 	if ca := s.CatchAll; ca != nil {
 		now := "none now"
 		if len(ca.Bridges) > 0 {

@@ -45,7 +45,7 @@ CAP_NET_ADMIN may ask.`,
 					return err
 				}
 			}
-			_, d, t, err := build(cmd.Context(), g)
+			pol, d, t, err := build(cmd.Context(), g)
 			if err != nil {
 				return err
 			}
@@ -79,7 +79,7 @@ CAP_NET_ADMIN may ask.`,
 				fmt.Fprintf(cmd.OutOrStdout(), "table inet %s is already up to date, nothing sent (checked in %s): %s\n", t.Name, took, summary(t, d))
 			}
 			warnTable(t)
-			return nil
+			return fillNames(cmd.Context(), cmd.OutOrStdout(), g, pol, t)
 		},
 	}
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the table in nft syntax instead of applying it")

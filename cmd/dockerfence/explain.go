@@ -52,7 +52,8 @@ then the container's.`,
   dockerfence explain --container shop-api-1 --to 192.168.100.1:3128
   dockerfence explain --network 172.20.0.0/16 --to 192.168.100.2:53/udp
   dockerfence explain --network br-0123456789ab --to '[2001:db8::1]:443' --json
-  dockerfence explain --network app_default --container web-1 --ingress --from 198.51.100.7 --to-port 8080`,
+  dockerfence explain --network app_default --container web-1 --ingress --from 198.51.100.7 --to-port 8080
+  dockerfence explain --network app_default --to api.github.com:443`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if network == "" && ctr == "" || to == "" && !ingress {
@@ -71,73 +72,85 @@ then the container's.`,
 			if err != nil {
 				return err
 			}
-			var probe fence.Probe
-			if ingress {
-				if probe, err = fence.ParseIngressProbe(to, toPort); err != nil {
-					return err
+			// one explains the packet to the destination to, with the
+			// addresses learned for names lists.
+			one := func(to string, learned *fence.Learned) (*status.Explain, error) {
+				var probe fence.Probe
+				if ingress {
+					if probe, err = fence.ParseIngressProbe(to, toPort); err != nil {
+						return nil, err
+					}
+				} else if probe, err = parseProbe(to); err != nil {
+					return nil, err
 				}
-			} else if probe, err = parseProbe(to); err != nil {
-				return err
-			}
-			if host {
-				probe.Hook = policy.Host
-			}
-			if from != "" {
-				if probe.Src, err = parseAddr(from); err != nil {
-					return fmt.Errorf("--from %q: not an address", from)
+				if host {
+					probe.Hook = policy.Host
 				}
-				if probe.Dst.IsValid() && probe.Dst.Is4() != probe.Src.Is4() {
-					return fmt.Errorf("--from %s and --to %s are not addresses of one family", probe.Src, probe.Dst)
+				if from != "" {
+					if probe.Src, err = parseAddr(from); err != nil {
+						return nil, fmt.Errorf("--from %q: not an address", from)
+					}
+					if probe.Dst.IsValid() && probe.Dst.Is4() != probe.Src.Is4() {
+						return nil, fmt.Errorf("--from %s and --to %s are not addresses of one family", probe.Src, probe.Dst)
+					}
 				}
-			}
-			var rn resolvedNetwork
-			var c *containerProbe
-			if ctr != "" {
-				if c, err = findContainer(cmd, g, ctr, network, &probe); err != nil {
-					return err
+				var rn resolvedNetwork
+				var c *containerProbe
+				if ctr != "" {
+					if c, err = findContainer(cmd, g, ctr, network, &probe); err != nil {
+						return nil, err
+					}
+					rn = c.rn
+				} else {
+					rn = explainNetwork(cmd, g, network)
 				}
-				rn = c.rn
-			} else {
-				rn = explainNetwork(cmd, g, network)
+				var notes []string
+				if pol.NeedsDocker() && !rn.DockerAnswered {
+					notes = append(notes, "note that apply refuses this policy while Docker is not reachable, as it matches by name or label")
+				}
+				local, lerr := bridge.Netlink{}.Local()
+				probe, hostNote := fence.ToHost(rn.Network, probe, local, lerr)
+				probe, srcNote := fence.DefaultSource(rn.Network, probe)
+				probe, dstNote := fence.DefaultDestination(rn.Network, probe)
+				probe, outNote := fence.RoutedOut(rn.Network, probe, rn.routes())
+				// The container layer picks a container by the packet's
+				// source, or for ingress by its destination: judge by it
+				// where that address was given, not made up.
+				given := from != ""
+				if ingress {
+					given = to != ""
+				}
+				probe.Learned = learned
+				d, err := rn.evaluate(pol, probe, given)
+				if c != nil {
+					d, err = fence.ExplainContainer(pol, rn.Inventory, c.all, rn.Network, probe)
+				}
+				if err != nil {
+					return nil, err
+				}
+				if d.NewBridge {
+					rn.Note = rn.newBridgeNote(network, d.Section)
+				}
+				switch {
+				case c == nil && ingress && to == "" && rn.hasContainerLayer(pol):
+					notes = append(notes, "the container layer judges connections into each container too (its section; an address no container holds is held): --container NAME, or --to with its address, judges them")
+				case c == nil && !ingress && from == "" && rn.hasContainerLayer(pol):
+					notes = append(notes, "the container layer judges each container's packets too (its section, its label; an address no container holds is held): --container NAME, or --from with its address, judges them")
+				}
+				for _, n := range append(notes, hostNote, srcNote, dstNote, outNote) {
+					if n != "" {
+						rn.Note += "; " + n
+					}
+				}
+				return &status.Explain{Network: rn.Network, Source: rn.Source, Note: rn.Note, Probe: probe, Decision: d}, nil
 			}
-			var notes []string
-			if pol.NeedsDocker() && !rn.DockerAnswered {
-				notes = append(notes, "note that apply refuses this policy while Docker is not reachable, as it matches by name or label")
+			if name, addrTo, ok := nameDestination(to); ok && !ingress {
+				return explainName(cmd, g, pol, name, addrTo, asJSON, one)
 			}
-			local, lerr := bridge.Netlink{}.Local()
-			probe, hostNote := fence.ToHost(rn.Network, probe, local, lerr)
-			probe, srcNote := fence.DefaultSource(rn.Network, probe)
-			probe, dstNote := fence.DefaultDestination(rn.Network, probe)
-			probe, outNote := fence.RoutedOut(rn.Network, probe, rn.routes())
-			// The container layer picks a container by the packet's
-			// source, or for ingress by its destination: judge by it
-			// where that address was given, not made up.
-			given := from != ""
-			if ingress {
-				given = to != ""
-			}
-			d, err := rn.evaluate(pol, probe, given)
-			if c != nil {
-				d, err = fence.ExplainContainer(pol, rn.Inventory, c.all, rn.Network, probe)
-			}
+			x, err := one(to, nil)
 			if err != nil {
 				return err
 			}
-			if d.NewBridge {
-				rn.Note = rn.newBridgeNote(network, d.Section)
-			}
-			switch {
-			case c == nil && ingress && to == "" && rn.hasContainerLayer(pol):
-				notes = append(notes, "the container layer judges connections into each container too (its section; an address no container holds is held): --container NAME, or --to with its address, judges them")
-			case c == nil && !ingress && from == "" && rn.hasContainerLayer(pol):
-				notes = append(notes, "the container layer judges each container's packets too (its section, its label; an address no container holds is held): --container NAME, or --from with its address, judges them")
-			}
-			for _, n := range append(notes, hostNote, srcNote, dstNote, outNote) {
-				if n != "" {
-					rn.Note += "; " + n
-				}
-			}
-			x := &status.Explain{Network: rn.Network, Source: rn.Source, Note: rn.Note, Probe: probe, Decision: d}
 			if asJSON {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
@@ -150,7 +163,7 @@ then the container's.`,
 	f := cmd.Flags()
 	f.StringVar(&network, "network", "", "Docker network name, bridge name, or a subnet such as 172.20.0.0/16 (with --container: which of its networks)")
 	f.StringVar(&ctr, "container", "", "a running container, by name or ID: its packet, from its address, judged by every layer (its network's section, its container section, its label)")
-	f.StringVar(&to, "to", "", "destination ADDR[:PORT][/PROTO]; IPv6 with a port as [ADDR]:PORT")
+	f.StringVar(&to, "to", "", "destination ADDR[:PORT][/PROTO]; IPv6 with a port as [ADDR]:PORT; or NAME[:PORT][/PROTO], a DNS name: resolved through the host's resolver, each address explained as after a container's lookup")
 	f.StringVar(&from, "from", "", "source address (default: one inside the network; a link-local one in a family the network has no subnet of)")
 	f.BoolVar(&ingress, "ingress", false, "judge a connection from --from into the network (ingress rules), to the published port --to-port")
 	f.StringVar(&toPort, "to-port", "", "with --ingress: the published port PORT[/PROTO] (the host's port before Docker's DNAT; tcp unless PROTO says)")

@@ -11,7 +11,8 @@
 // daemon's memory and CPU, the container layer with 1, 100 and 1,000
 // containers (the fence time of a new one, the data path), and the data
 // path through a published port with 0, 1k and 100k ingress source
-// prefixes. See BENCHMARKS.md for the method.
+// prefixes, and the DNS query latency through a fenced network with and
+// without names. See BENCHMARKS.md for the method.
 package main
 
 import (
@@ -44,10 +45,13 @@ type Report struct {
 	// ingress", whose Prefixes are the prefixes its allow rule lists
 	// besides the client's address.
 	Ingress []DatapathResult `json:"ingress,omitempty"`
-	Machine Machine          `json:"machine"`
-	Quick   bool             `json:"quick"`
-	Started time.Time        `json:"started"`
-	TookS   float64          `json:"took_s"`
+	// Names is the DNS query latency through a fenced network with and
+	// without names, and the answer of a CDN.
+	Names   *NamesReport `json:"names,omitempty"`
+	Machine Machine      `json:"machine"`
+	Quick   bool         `json:"quick"`
+	Started time.Time    `json:"started"`
+	TookS   float64      `json:"took_s"`
 	// Errors lists the sections that failed; their results are missing.
 	Errors []string `json:"errors,omitempty"`
 }
@@ -167,7 +171,7 @@ func main() {
 	out := flag.String("out", "", "write the JSON report to this file (required)")
 	md := flag.String("md", "", "also write a Markdown report (BENCHMARKS.md) to this file")
 	plots := flag.String("plots", "", "directory for the PNG plots (default: next to -md)")
-	only := flag.String("only", "", "comma-separated sections to run: apply, datapath, containers, ingress, reaction (default all)")
+	only := flag.String("only", "", "comma-separated sections to run: apply, datapath, containers, ingress, names, reaction (default all)")
 	baseline := flag.String("baseline", "", "also time this dockerfence binary in the apply section, beside the one built now (e.g. one built from the commit before a change)")
 	from := flag.String("from", "", "measure nothing: write -md and the plots from this JSON report of an earlier run")
 	flag.Parse()
@@ -226,6 +230,13 @@ func main() {
 		section(r, "ingress", func(tb *benchTB) error {
 			res, err := benchIngress(tb, e)
 			r.Ingress = res
+			return err
+		})
+	}
+	if want("names") {
+		section(r, "names", func(tb *benchTB) error {
+			res, err := benchNames(tb, e)
+			r.Names = res
 			return err
 		})
 	}

@@ -232,12 +232,12 @@ func (d *Daemon) TCP(t testing.TB, container, addr string, timeout time.Duration
 	if err != nil {
 		t.Fatalf("dockerd (%s): TCP probe %s from %s: %v", d.Engine.Name, addr, container, err)
 	}
-	return classifyNC(code, out)
+	return ClassifyNC(code, out)
 }
 
-// classifyNC maps the exit code and output of busybox nc (as verified with
+// ClassifyNC maps the exit code and output of busybox nc (as verified with
 // busybox 1.35) to "ok", "refused" or "timeout".
-func classifyNC(code int, out string) string {
+func ClassifyNC(code int, out string) string {
 	out = strings.TrimSpace(out)
 	if code == 0 {
 		return "ok"
@@ -270,6 +270,21 @@ func (e Engine) WithIPv6(fixedCIDRv6 string) Engine {
 	args = append(args, "--ipv6", "--fixed-cidr-v6", fixedCIDRv6, "--ip6tables")
 	if e.Name == "debian" {
 		args = append(args, "--experimental")
+	}
+	e.Args = args
+	return e
+}
+
+// WithDNS returns e with --dns for each of servers: the containers'
+// resolv.conf then names Docker's embedded resolver (127.0.0.11) on
+// user-defined networks, which forwards their queries to servers from
+// inside the container's network namespace, so the answers come back to
+// the container through the host's forward hook. Without it, dockerd
+// takes the servers of the host's /etc/resolv.conf.
+func (e Engine) WithDNS(servers ...string) Engine {
+	args := append([]string(nil), e.Args...)
+	for _, s := range servers {
+		args = append(args, "--dns", s)
 	}
 	e.Args = args
 	return e

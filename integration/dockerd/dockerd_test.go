@@ -257,8 +257,8 @@ func TestClassifyNC(t *testing.T) {
 		{1, "nc: can't connect to remote host (10.0.0.1): Permission denied\n", "refused"},
 		{1, "nc: bad address 'x'\n", "nc exit 1: nc: bad address 'x'"},
 	} {
-		if got := classifyNC(tt.code, tt.out); got != tt.want {
-			t.Errorf("classifyNC(%d, %q) = %q, want %q", tt.code, tt.out, got, tt.want)
+		if got := ClassifyNC(tt.code, tt.out); got != tt.want {
+			t.Errorf("ClassifyNC(%d, %q) = %q, want %q", tt.code, tt.out, got, tt.want)
 		}
 	}
 }

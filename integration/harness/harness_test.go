@@ -3,7 +3,9 @@ package harness
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"hash/crc32"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,6 +14,8 @@ import (
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
+	"github.com/dockerfence/dockerfence/integration/topo"
+	"github.com/miekg/dns"
 )
 
 func dockerClient(t *testing.T, d *Docker) *client.Client {
@@ -111,5 +115,76 @@ func TestPackets(t *testing.T) {
 	}
 	if got := BE32(0x01020304); string(got) != "\x01\x02\x03\x04" {
 		t.Errorf("BE32 = % x", got)
+	}
+}
+
+// TestDNSServer queries the DNS server of the harness in a topology's LAN
+// namespace from its container: A, AAAA, a CNAME chain, NXDOMAIN, a
+// changed TTL, an answer of 150 addresses (truncated over UDP, whole over
+// TCP), and the query counts.
+func TestDNSServer(t *testing.T) {
+	tp := topo.New(t)
+	s := StartDNS(t, tp.LAN, topo.LANDNS4)
+	a1, a2 := netip.MustParseAddr("203.0.113.101"), netip.MustParseAddr("2001:db8:ff::101")
+	s.Set("one.example.", 30*time.Second, a1, a2)
+	s.SetCNAME("alias.example", "mid.example", time.Minute)
+	s.SetCNAME("mid.example", "ONE.example", time.Minute)
+	var many []netip.Addr
+	for i := range 150 {
+		many = append(many, netip.AddrFrom4([4]byte{203, 0, 113, byte(i + 1)}))
+	}
+	s.Set("cdn.example", 5*time.Second, many...)
+
+	check := func(name string, qtype uint16, want ...netip.Addr) {
+		t.Helper()
+		got, err := Lookup(tp.Ctr, s.Addr, name, qtype, 2*time.Second)
+		if err != nil || fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("lookup %s %s: %v, %v; want %v", name, dns.TypeToString[qtype], got, err, want)
+		}
+	}
+	check("one.example", dns.TypeA, a1)
+	check("One.Example.", dns.TypeAAAA, a2)
+	check("alias.example", dns.TypeA, a1)
+	check("cdn.example", dns.TypeA, many...)
+	if _, err := Lookup(tp.Ctr, s.Addr, "nowhere.example", dns.TypeA, 2*time.Second); err == nil || !strings.Contains(err.Error(), "NXDOMAIN") {
+		t.Errorf("lookup nowhere.example: %v, want NXDOMAIN", err)
+	}
+
+	// The answer carries the chain and the TTLs.
+	m := new(dns.Msg)
+	m.SetQuestion("alias.example.", dns.TypeA)
+	var in *dns.Msg
+	if err := tp.Ctr.Do(func() error {
+		var err error
+		in, _, err = (&dns.Client{Timeout: 2 * time.Second}).Exchange(m, s.Addr)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var chain []string
+	for _, rr := range in.Answer {
+		chain = append(chain, fmt.Sprintf("%s %d %s", rr.Header().Name, rr.Header().Ttl, dns.TypeToString[rr.Header().Rrtype]))
+	}
+	if want := "[alias.example. 60 CNAME mid.example. 60 CNAME one.example. 30 A]"; fmt.Sprint(chain) != want {
+		t.Errorf("the answer for alias.example: %v, want %s", chain, want)
+	}
+	// Over UDP, 150 addresses do not fit into 512 bytes.
+	m.SetQuestion("cdn.example.", dns.TypeA)
+	if err := tp.Ctr.Do(func() error {
+		var err error
+		in, _, err = (&dns.Client{Timeout: 2 * time.Second}).Exchange(m, s.Addr)
+		return err
+	}); err != nil || !in.Truncated {
+		t.Errorf("cdn.example over UDP without EDNS0: truncated %v, %v; want the TC bit", in != nil && in.Truncated, err)
+	}
+
+	if got := s.Queries("ONE.example"); got != 2 {
+		t.Errorf("queries for one.example: %d, want 2", got)
+	}
+	if got := s.Queries("cdn.example"); got != 3 {
+		t.Errorf("queries for cdn.example: %d, want 3 (UDP, TCP, UDP)", got)
+	}
+	if got := s.Total(); got != 8 {
+		t.Errorf("queries in all: %d, want 8", got)
 	}
 }

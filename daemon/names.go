@@ -1,0 +1,262 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/dockerfence/dockerfence/dnslearn"
+	"github.com/dockerfence/dockerfence/dnsname"
+	"github.com/dockerfence/dockerfence/fence"
+	"github.com/dockerfence/dockerfence/nfqueue"
+	"github.com/dockerfence/dockerfence/nft"
+	"github.com/dockerfence/dockerfence/policy"
+	"github.com/dockerfence/dockerfence/status"
+)
+
+// QueueConn is a bound netfilter queue: *nfqueue.Conn.
+type QueueConn interface {
+	dnslearn.Queue
+	Close() error
+}
+
+// OpenQueue binds a netfilter queue in the daemon's network namespace.
+func OpenQueue(queue uint16) (QueueConn, error) {
+	return nfqueue.Open(queue, nfqueue.Options{})
+}
+
+// Committer commits a transaction: the daemon's nft.Kernel, whose socket
+// owns the table. The learner's elements go to the kernel through it, all
+// of a batch in one transaction (nft.UpdateTx of each set, merged).
+type Committer interface {
+	Commit(tx *nft.Transaction) error
+}
+
+// nameSets writes the learner's elements into the name sets of the table
+// the daemon last applied.
+type nameSets struct {
+	k     Committer
+	table func() *fence.Result
+}
+
+// Add implements dnslearn.Sets.
+func (s nameSets) Add(elems []dnslearn.Element) error {
+	r := s.table()
+	if r == nil || r.Table == nil {
+		return errors.New("no table applied yet")
+	}
+	tx := NameElementsTx(r, elems)
+	if len(tx.Ops) == 0 {
+		return nil
+	}
+	return s.k.Commit(tx)
+}
+
+// NameElementsTx returns the transaction that adds elems (with their
+// timeouts) to the name sets of r's table, each into its list's set of its
+// family; elements of lists r does not have are left out.
+func NameElementsTx(r *fence.Result, elems []dnslearn.Element) *nft.Transaction {
+	sets := map[string]fence.NameSet{}
+	for _, ns := range r.NameSets {
+		sets[ns.List] = ns
+	}
+	bySet := map[string][]nft.Element{}
+	var order []string
+	for _, e := range elems {
+		ns, ok := sets[e.Key]
+		if !ok {
+			continue // the list went with a reload
+		}
+		set := ns.Set4
+		if e.Addr.Is6() {
+			set = ns.Set6
+		}
+		if _, seen := bySet[set]; !seen {
+			order = append(order, set)
+		}
+		bySet[set] = append(bySet[set], nft.Element{Prefix: netip.PrefixFrom(e.Addr, e.Addr.BitLen()), Timeout: e.Timeout})
+	}
+	tx := &nft.Transaction{Table: r.Table.Name}
+	for _, set := range order {
+		tx.Ops = append(tx.Ops, nft.UpdateTx(r.Table.Name, set, bySet[set], nil).Ops...)
+	}
+	return tx
+}
+
+// namesRules returns what the learner learns for under the policy and
+// table of a sync: the patterns of each names list the table uses, keyed
+// by list; nil if it uses none.
+func namesRules(pol *policy.Policy, r *fence.Result) (*dnslearn.Rules, error) {
+	if pol == nil || r == nil || len(r.NameSets) == 0 {
+		return nil, nil
+	}
+	m := dnsname.NewMatcher()
+	minTTL, maxTTL, hold := NamesSettings(pol)
+	rules := &dnslearn.Rules{Matcher: m, Hold: hold, Bounds: dnsname.Bounds{Min: minTTL, Max: maxTTL}}
+	for _, ns := range r.NameSets {
+		for _, n := range ns.Names {
+			p, err := dnsname.ParsePattern(n)
+			if err != nil {
+				return nil, fmt.Errorf("names list %s: %w", ns.List, err)
+			}
+			m.Add(p, ns.List)
+		}
+		rules.Keys = append(rules.Keys, ns.List)
+	}
+	return rules, nil
+}
+
+// runNames runs the learner on the queue that queues last named (0 and
+// false: none, the policy uses no names), rebinding it when the number
+// changes and retrying every 5 s while it cannot be bound, until ctx ends.
+func runNames(ctx context.Context, log *slog.Logger, queues <-chan namesQueue, open func(uint16) (QueueConn, error), l *dnslearn.Learner) {
+	var q namesQueue
+	for {
+		if !q.on {
+			select {
+			case q = <-queues:
+				continue
+			case <-ctx.Done():
+				return
+			}
+		}
+		conn, err := open(q.num)
+		if err != nil {
+			log.Warn("cannot bind the queue of DNS answers; retrying in 5s: meanwhile answers pass (bypass) and no name is learned", "queue", q.num, "err", err)
+			select {
+			case q = <-queues:
+			case <-time.After(5 * time.Second):
+			case <-ctx.Done():
+				return
+			}
+			continue
+		}
+		log.Info("learning names from DNS answers", "queue", q.num)
+		rctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- l.Run(rctx, conn) }()
+		select {
+		case q = <-queues:
+			cancel()
+			<-done
+			conn.Close()
+		case err := <-done:
+			cancel()
+			conn.Close()
+			if ctx.Err() != nil {
+				return
+			}
+			log.Warn("learning names failed; binding the queue again in 1s", "queue", q.num, "err", err)
+			select {
+			case q = <-queues:
+			case <-time.After(time.Second):
+			case <-ctx.Done():
+				return
+			}
+		case <-ctx.Done():
+			cancel()
+			<-done
+			conn.Close()
+			return
+		}
+	}
+}
+
+// namesQueue is the queue of DNS answers a sync's table holds them in;
+// on is false when it holds none.
+type namesQueue struct {
+	num uint16
+	on  bool
+}
+
+// expiredName returns the name behind a denied destination whose learning
+// expired, for the denial log.
+func expiredName(l *dnslearn.Learner, dst string) (string, time.Time, bool) {
+	a, err := netip.ParseAddr(dst)
+	if err != nil {
+		return "", time.Time{}, false
+	}
+	e, ok := l.Expired(a)
+	return e.Name, e.Expires, ok
+}
+
+// NamesSettings returns the policy's settings of names: dns_min_ttl,
+// dns_max_ttl and dns_hold.
+func NamesSettings(pol *policy.Policy) (minTTL, maxTTL, hold time.Duration) {
+	return pol.Settings.DNSMinTTL, pol.Settings.DNSMaxTTL, pol.Settings.DNSHold
+}
+
+// namesStatus returns the names lists of t with what l learned for them,
+// whether each address is in its set in the kernel state st, and the
+// packets the rules that use each list matched (from s's rules).
+func namesStatus(l *dnslearn.Learner, t *fence.Result, st *nft.State, s *status.Status, now time.Time) []status.NameListStatus {
+	if t == nil || len(t.NameSets) == 0 {
+		return nil
+	}
+	inKernel := func(set string, a netip.Addr) bool {
+		if st == nil {
+			return false
+		}
+		for _, ss := range st.Sets {
+			if ss.Name != set {
+				continue
+			}
+			for _, e := range ss.Elems {
+				if !e.IntervalEnd && string(e.Key) == string(a.AsSlice()) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	var rules []status.RuleStatus
+	for _, n := range s.Networks {
+		rules = append(rules, n.Rules...)
+	}
+	for _, c := range s.Containers {
+		rules = append(rules, c.Rules...)
+	}
+	if s.CatchAll != nil {
+		rules = append(rules, s.CatchAll.Rules...)
+	}
+	var learned []dnslearn.Learning
+	if l != nil {
+		learned = l.Learned()
+	}
+	out := []status.NameListStatus{}
+	for _, ns := range t.NameSets {
+		n := status.NameListStatus{List: ns.List, Patterns: ns.Names, Sets: []string{ns.Set4, ns.Set6}, Learned: []status.LearnedAddr{}}
+		for _, e := range learned {
+			if e.Key != ns.List {
+				continue
+			}
+			set := ns.Set4
+			if e.Addr.Is6() {
+				set = ns.Set6
+			}
+			n.Learned = append(n.Learned, status.LearnedAddr{Addr: e.Addr.String(), Name: e.Name, Learned: e.Learned,
+				TTLLeft: e.Expires.Sub(now).Round(time.Second).Seconds(), InKernel: inKernel(set, e.Addr)})
+		}
+		for _, r := range rules {
+			if strings.Contains(r.Match, "@"+ns.List) || strings.HasPrefix(ns.List, "inline.") && strings.Contains(r.Match, "names:") && containsAll(r.Match, ns.Names) {
+				n.Hits += r.Packets
+			}
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+// containsAll reports whether s mentions every one of subs.
+func containsAll(s string, subs []string) bool {
+	for _, x := range subs {
+		if !strings.Contains(s, x) {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,415 @@
+// Package dnslearn is the daemon's learner of DNS names: it takes the DNS
+// answers that the kernel holds in a netfilter queue on their way to
+// fenced containers, learns from each the addresses of the names a policy
+// allows (package dnsname), adds them to the kernel's name sets with their
+// timeouts in one transaction, and only then lets the answer go on. So the
+// container's first connection after its lookup finds its address in the
+// set already.
+//
+// The learner never holds an answer longer than a bound (Config.Bound,
+// default 250 ms): past it, the answer is accepted before its addresses are
+// in the kernel, and the event is counted. A packet it cannot read (not
+// DNS, malformed, truncated) is accepted unmodified and teaches nothing. It
+// never drops a packet.
+package dnslearn
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dockerfence/dockerfence/dnsname"
+	"github.com/dockerfence/dockerfence/nfqueue"
+)
+
+// DefaultBound is how long the learner holds an answer at most by default.
+const DefaultBound = 250 * time.Millisecond
+
+// Queue is the queue the answers are held in: *nfqueue.Conn.
+type Queue interface {
+	Run(ctx context.Context, handle func(nfqueue.Packet), notice func(error)) error
+	SetVerdict(id uint32, v nfqueue.Verdict) error
+}
+
+// Element is an address learned for a key of the Matcher (a name list),
+// with the time it stays in the kernel's set.
+type Element struct {
+	Key     string
+	Addr    netip.Addr
+	Timeout time.Duration
+}
+
+// Sets writes learned elements into the kernel's name sets: Add commits
+// all of them in one transaction (an element that is there already gets
+// its timeout renewed), and returns once the kernel has committed them.
+type Sets interface {
+	Add(elems []Element) error
+}
+
+// Rules are what the learner learns for: the name patterns of the policy
+// in force, keyed by name list, and the bounds of the timeouts.
+type Rules struct {
+	Matcher *dnsname.Matcher
+	Bounds  dnsname.Bounds
+	// Keys are the keys of Matcher's patterns: what was learned for other
+	// keys is forgotten.
+	Keys []string
+	// Hold is the longest an answer is held (settings.dns_hold); 0 takes
+	// Config.Bound.
+	Hold time.Duration
+}
+
+// Config configures a Learner.
+type Config struct {
+	// Sets is where learned addresses go.
+	Sets Sets
+	// Bound is the longest an answer is held when the Rules do not say
+	// (DefaultBound if 0).
+	Bound time.Duration
+	// Metrics, if set, are updated.
+	Metrics *Metrics
+	// Notice, if set, is told of errors that do not stop the learner: a
+	// failed set update, a verdict the kernel refused, an overrun queue.
+	Notice func(error)
+	// Now is the clock (time.Now if nil), for tests.
+	Now func() time.Time
+	// ExpiredMemory is how many expired learnings the learner remembers
+	// for Expired (default 4096).
+	ExpiredMemory int
+}
+
+// Learner learns addresses from held DNS answers. Its methods are safe for
+// concurrent use.
+type Learner struct {
+	cfg   Config
+	rules atomic.Pointer[Rules]
+	work  chan *held
+
+	mu      sync.Mutex
+	learned map[string]map[netip.Addr]*Learning // by key, then address
+	expired map[netip.Addr]Learning
+	order   []expiry // of expired, oldest first; may hold stale entries
+}
+
+// Learning is an address learned for a key: the name whose answer taught
+// it and until when it stays.
+type Learning struct {
+	Key     string
+	Name    string
+	Addr    netip.Addr
+	Learned time.Time
+	Expires time.Time
+}
+
+// expiry is an entry of the order of expired learnings: stale unless
+// expired[Addr] still is the learning that expired at Expires.
+type expiry struct {
+	Addr    netip.Addr
+	Expires time.Time
+}
+
+// held is an answer waiting for its verdict.
+type held struct {
+	id       uint32
+	received time.Time
+	elems    []Element
+	names    []string // the question's name of each element
+	done     atomic.Bool
+	timer    atomic.Pointer[time.Timer]
+}
+
+// New returns a Learner with cfg; it learns nothing until SetRules.
+func New(cfg Config) *Learner {
+	if cfg.Bound <= 0 {
+		cfg.Bound = DefaultBound
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.ExpiredMemory <= 0 {
+		cfg.ExpiredMemory = 4096
+	}
+	return &Learner{
+		cfg:     cfg,
+		work:    make(chan *held, 4096),
+		learned: map[string]map[netip.Addr]*Learning{},
+		expired: map[netip.Addr]Learning{},
+	}
+}
+
+// SetRules replaces the rules the learner learns for (after a policy
+// reload). nil, or a Matcher without patterns, learns nothing. What was
+// learned for a key that the new rules no longer have is forgotten.
+func (l *Learner) SetRules(r *Rules) {
+	l.rules.Store(r)
+	keys := map[string]bool{}
+	if r != nil {
+		for _, k := range r.Keys {
+			keys[k] = true
+		}
+	}
+	l.mu.Lock()
+	for k := range l.learned {
+		if !keys[k] {
+			delete(l.learned, k)
+		}
+	}
+	l.mu.Unlock()
+}
+
+// Run judges the packets of q until ctx ends or q fails, and returns why.
+// Every packet gets exactly one verdict, accept.
+func (l *Learner) Run(ctx context.Context, q Queue) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Go(func() { l.commit(ctx, q) })
+	err := q.Run(ctx, func(p nfqueue.Packet) { l.handle(q, p) }, l.notice)
+	cancel()
+	wg.Wait()
+	return err
+}
+
+func (l *Learner) notice(err error) {
+	if l.cfg.Notice != nil {
+		l.cfg.Notice(err)
+	}
+}
+
+// handle reads one held packet: an answer that teaches nothing passes at
+// once; one that teaches goes to the committer with a timer that lets it
+// pass at the bound if the kernel is slower.
+func (l *Learner) handle(q Queue, p nfqueue.Packet) {
+	now := l.cfg.Now()
+	received := now
+	if p.KernelTime && !p.Time.IsZero() && p.Time.Before(now) {
+		received = p.Time
+	}
+	m := l.cfg.Metrics
+	m.held()
+	h := &held{id: p.ID, received: received}
+	rules := l.rules.Load()
+	pkt, err := dnsname.ParsePacket(p.Payload)
+	if err != nil {
+		m.unreadableInc("packet")
+		l.release(q, h, false)
+		return
+	}
+	for _, msg := range pkt.Msgs {
+		if rules == nil || rules.Matcher == nil {
+			break
+		}
+		lr, err := dnsname.Learn(msg, rules.Matcher, rules.Bounds)
+		switch {
+		case errors.Is(err, dnsname.ErrMalformed):
+			m.unreadableInc("malformed")
+			continue
+		case err != nil:
+			m.unreadableInc("ignored")
+			continue
+		}
+		for _, k := range lr.Keys {
+			for _, a := range lr.Addrs {
+				h.elems = append(h.elems, Element{Key: k, Addr: a.Addr, Timeout: a.TTL})
+				h.names = append(h.names, lr.Question)
+			}
+		}
+	}
+	if len(h.elems) == 0 {
+		l.release(q, h, false)
+		return
+	}
+	bound := l.cfg.Bound
+	if rules.Hold > 0 {
+		bound = rules.Hold
+	}
+	wait := bound - now.Sub(received)
+	if wait <= 0 {
+		l.release(q, h, true)
+		l.queue(h)
+		return
+	}
+	h.timer.Store(time.AfterFunc(wait, func() { l.release(q, h, true) }))
+	l.queue(h)
+}
+
+// queue hands h to the committer; if it is that far behind, h passes now
+// and its addresses are learned when the committer gets to them.
+func (l *Learner) queue(h *held) {
+	select {
+	case l.work <- h:
+	default:
+		l.notice(errors.New("dnslearn: the set updates fall behind; an answer passed before its addresses were learned"))
+	}
+}
+
+// release gives h its verdict, accept, once: over says it is the bound that
+// lets it pass.
+func (l *Learner) release(q Queue, h *held, over bool) {
+	if h.done.Swap(true) {
+		return
+	}
+	if t := h.timer.Load(); t != nil {
+		t.Stop()
+	}
+	if err := q.SetVerdict(h.id, nfqueue.Accept); err != nil {
+		l.notice(err)
+	}
+	l.cfg.Metrics.released(l.cfg.Now().Sub(h.received), over)
+}
+
+// commit adds the elements of the held answers to the kernel, as many
+// answers as wait at once in one transaction, then lets them pass.
+func (l *Learner) commit(ctx context.Context, q Queue) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		var batch []*held
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			l.sweep()
+			continue
+		case h := <-l.work:
+			batch = append(batch, h)
+		}
+	more:
+		for {
+			select {
+			case h := <-l.work:
+				batch = append(batch, h)
+			default:
+				break more
+			}
+		}
+		var elems []Element
+		for _, h := range batch {
+			elems = append(elems, h.elems...)
+		}
+		err := l.cfg.Sets.Add(elems)
+		if err != nil {
+			l.cfg.Metrics.failed()
+			l.notice(err)
+		} else {
+			l.cfg.Metrics.learnedN(len(elems))
+			l.remember(batch)
+		}
+		for _, h := range batch {
+			l.release(q, h, false)
+		}
+	}
+}
+
+// remember records what a committed batch taught, for status.
+func (l *Learner) remember(batch []*held) {
+	now := l.cfg.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, h := range batch {
+		for i, e := range h.elems {
+			m := l.learned[e.Key]
+			if m == nil {
+				m = map[netip.Addr]*Learning{}
+				l.learned[e.Key] = m
+			}
+			exp := now.Add(e.Timeout)
+			if old := m[e.Addr]; old != nil && old.Expires.After(exp) {
+				exp = old.Expires
+			}
+			m[e.Addr] = &Learning{Key: e.Key, Name: h.names[i], Addr: e.Addr, Learned: now, Expires: exp}
+			delete(l.expired, e.Addr)
+		}
+	}
+}
+
+// sweep moves the learnings whose time is up to the bounded memory of
+// expired ones, and counts them.
+func (l *Learner) sweep() {
+	now := l.cfg.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for k, m := range l.learned {
+		for a, e := range m {
+			if !now.Before(e.Expires) {
+				delete(m, a)
+				n++
+				l.expired[a] = *e
+				l.order = append(l.order, expiry{a, e.Expires})
+			}
+		}
+		if len(m) == 0 {
+			delete(l.learned, k)
+		}
+	}
+	live := func(x expiry) bool {
+		e, ok := l.expired[x.Addr]
+		return ok && e.Expires.Equal(x.Expires)
+	}
+	for len(l.expired) > l.cfg.ExpiredMemory && len(l.order) > 0 {
+		if x := l.order[0]; live(x) {
+			delete(l.expired, x.Addr)
+		}
+		l.order = l.order[1:]
+	}
+	// Drop the stale entries: of addresses learned again, or expired again.
+	if len(l.order) > 2*len(l.expired)+16 {
+		kept := l.order[:0]
+		for _, x := range l.order {
+			if live(x) {
+				kept = append(kept, x)
+			}
+		}
+		l.order = kept
+	}
+	l.cfg.Metrics.expiredN(n)
+}
+
+// Learned returns the addresses learned for each key that have not
+// expired, sorted by key, then address.
+func (l *Learner) Learned() []Learning {
+	now := l.cfg.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []Learning
+	for _, m := range l.learned {
+		for _, e := range m {
+			if now.Before(e.Expires) {
+				out = append(out, *e)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Key != out[j].Key {
+			return out[i].Key < out[j].Key
+		}
+		return out[i].Addr.Less(out[j].Addr)
+	})
+	return out
+}
+
+// Expired returns the learning of a that expired, if the learner
+// remembers one and a has not been learned again since.
+func (l *Learner) Expired(a netip.Addr) (Learning, bool) {
+	l.sweep()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e, ok := l.expired[a.Unmap()]
+	return e, ok
+}
+
+// Remember records, as a committed answer for name would, that elems were
+// learned: for tests of what reads the learner (status).
+func Remember(l *Learner, name string, elems ...Element) error {
+	h := &held{elems: elems}
+	for range elems {
+		h.names = append(h.names, name)
+	}
+	l.remember([]*held{h})
+	return nil
+}

@@ -1,0 +1,319 @@
+package dnslearn
+
+import (
+	"context"
+	"encoding/binary"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dockerfence/dockerfence/dnsname"
+	"github.com/dockerfence/dockerfence/nfqueue"
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// fakeQueue delivers packets and records verdicts.
+type fakeQueue struct {
+	in chan nfqueue.Packet
+
+	mu       sync.Mutex
+	verdicts map[uint32]int
+	at       map[uint32]time.Time
+	order    []string // "add" and "verdict N" as they happen
+}
+
+func newFakeQueue() *fakeQueue {
+	return &fakeQueue{in: make(chan nfqueue.Packet, 16), verdicts: map[uint32]int{}, at: map[uint32]time.Time{}}
+}
+
+func (q *fakeQueue) Run(ctx context.Context, handle func(nfqueue.Packet), _ func(error)) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case p := <-q.in:
+			handle(p)
+		}
+	}
+}
+
+func (q *fakeQueue) SetVerdict(id uint32, v nfqueue.Verdict) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if v != nfqueue.Accept {
+		panic("the learner gave a verdict other than accept")
+	}
+	q.verdicts[id]++
+	q.at[id] = time.Now()
+	q.order = append(q.order, "verdict")
+	return nil
+}
+
+// wait waits until packet id has a verdict and returns when it came.
+func (q *fakeQueue) wait(t *testing.T, id uint32) time.Time {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		q.mu.Lock()
+		at, ok := q.at[id]
+		q.mu.Unlock()
+		if ok {
+			return at
+		}
+	}
+	t.Fatalf("packet %d got no verdict", id)
+	return time.Time{}
+}
+
+// fakeSets records what is added, after a delay.
+type fakeSets struct {
+	q     *fakeQueue
+	delay time.Duration
+	mu    sync.Mutex
+	added []Element
+	err   error
+}
+
+func (s *fakeSets) Add(elems []Element) error {
+	time.Sleep(s.delay)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.added = append(s.added, elems...)
+	s.q.mu.Lock()
+	s.q.order = append(s.q.order, "add")
+	s.q.mu.Unlock()
+	return s.err
+}
+
+func (s *fakeSets) elems() []Element {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Element(nil), s.added...)
+}
+
+// answer returns an IPv4/UDP packet from 192.168.100.2:53 to
+// 10.0.0.2:40000 carrying an answer for name with the addresses and ttl.
+func answer(t *testing.T, name string, ttl uint32, addrs ...string) []byte {
+	t.Helper()
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(name), dns.TypeA)
+	m.Response = true
+	for _, a := range addrs {
+		m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: dns.Fqdn(name), Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: ttl},
+			A: netip.MustParseAddr(a).AsSlice()})
+	}
+	msg, err := m.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return udp4(msg)
+}
+
+func udp4(payload []byte) []byte {
+	b := make([]byte, 28+len(payload))
+	b[0] = 0x45
+	binary.BigEndian.PutUint16(b[2:], uint16(len(b)))
+	b[8], b[9] = 64, 17
+	copy(b[12:], []byte{192, 168, 100, 2})
+	copy(b[16:], []byte{10, 0, 0, 2})
+	binary.BigEndian.PutUint16(b[20:], 53)
+	binary.BigEndian.PutUint16(b[22:], 40000)
+	binary.BigEndian.PutUint16(b[24:], uint16(8+len(payload)))
+	copy(b[28:], payload)
+	return b
+}
+
+func rules(t *testing.T, pats map[string]string) *Rules {
+	t.Helper()
+	m := dnsname.NewMatcher()
+	r := &Rules{Matcher: m, Bounds: dnsname.Bounds{Min: 60 * time.Second, Max: 24 * time.Hour}}
+	for p, key := range pats {
+		pat, err := dnsname.ParsePattern(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Add(pat, key)
+		r.Keys = append(r.Keys, key)
+	}
+	return r
+}
+
+func start(t *testing.T, cfg Config, r *Rules) (*Learner, *fakeQueue) {
+	t.Helper()
+	q := newFakeQueue()
+	if fs, ok := cfg.Sets.(*fakeSets); ok {
+		fs.q = q
+	}
+	l := New(cfg)
+	l.SetRules(r)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		l.Run(ctx, q)
+		close(done)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return l, q
+}
+
+// TestLearnThenAccept: an answer for an allowed name is accepted only
+// after its addresses were added, with the TTL clamped to the minimum; an
+// answer for another name, and packets that are not DNS, pass at once
+// and teach nothing; every packet gets exactly one verdict.
+func TestLearnThenAccept(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	sets := &fakeSets{delay: 20 * time.Millisecond}
+	l, q := start(t, Config{Sets: sets, Metrics: NewMetrics(reg)}, rules(t, map[string]string{"*.example.com": "web", "api.example.com": "api"}))
+
+	t0 := time.Now()
+	q.in <- nfqueue.Packet{ID: 1, Payload: answer(t, "api.Example.com.", 5, "203.0.113.7", "203.0.113.8")}
+	if at := q.wait(t, 1); at.Sub(t0) < sets.delay {
+		t.Errorf("the answer passed %v after it came, before the set update (%v) was done", at.Sub(t0), sets.delay)
+	}
+	got := sets.elems()
+	want := map[Element]bool{}
+	for _, k := range []string{"api", "web"} {
+		for _, a := range []string{"203.0.113.7", "203.0.113.8"} {
+			want[Element{Key: k, Addr: netip.MustParseAddr(a), Timeout: 60 * time.Second}] = true
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("added %v, want %v", got, want)
+	}
+	for _, e := range got {
+		if !want[e] {
+			t.Errorf("added %v, which is not among %v", e, want)
+		}
+	}
+
+	q.in <- nfqueue.Packet{ID: 2, Payload: answer(t, "example.org", 300, "198.51.100.1")}
+	q.in <- nfqueue.Packet{ID: 3, Payload: []byte{0x45, 0, 0}}
+	q.in <- nfqueue.Packet{ID: 4, Payload: udp4([]byte("not a DNS message at all"))}
+	trunc := answer(t, "api.example.com", 5, "203.0.113.9")
+	q.in <- nfqueue.Packet{ID: 5, Payload: udp4(trunc[28 : len(trunc)-3])}
+	for id := uint32(2); id <= 5; id++ {
+		q.wait(t, id)
+	}
+	if n := len(sets.elems()); n != len(want) {
+		t.Errorf("after answers that teach nothing, %d elements were added, want still %d", n, len(want))
+	}
+	time.Sleep(20 * time.Millisecond)
+	q.mu.Lock()
+	for id, n := range q.verdicts {
+		if n != 1 {
+			t.Errorf("packet %d got %d verdicts", id, n)
+		}
+	}
+	q.mu.Unlock()
+	if got := testutil.ToFloat64(l.cfg.Metrics.heldTotal); got != 5 {
+		t.Errorf("answers held: %v, want 5", got)
+	}
+	if got := testutil.ToFloat64(l.cfg.Metrics.learned); got != 4 {
+		t.Errorf("elements learned: %v, want 4", got)
+	}
+	if got := testutil.ToFloat64(l.cfg.Metrics.unreadable.WithLabelValues("packet")); got != 1 {
+		t.Errorf("unreadable packets: %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(l.cfg.Metrics.unreadable.WithLabelValues("malformed")); got != 2 {
+		t.Errorf("malformed messages: %v, want 2", got)
+	}
+	if got := l.Learned(); len(got) != 4 || got[0].Key != "api" || got[0].Name != "api.example.com" {
+		t.Errorf("Learned() = %+v", got)
+	}
+}
+
+// TestBound: a set update slower than the bound lets the answer pass at
+// the bound, counts it, and still learns the addresses.
+func TestBound(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	sets := &fakeSets{delay: 400 * time.Millisecond}
+	l, q := start(t, Config{Sets: sets, Bound: 50 * time.Millisecond, Metrics: NewMetrics(reg)}, rules(t, map[string]string{"slow.example": "k"}))
+	t0 := time.Now()
+	q.in <- nfqueue.Packet{ID: 9, Payload: answer(t, "slow.example", 5, "203.0.113.70")}
+	took := q.wait(t, 9).Sub(t0)
+	if took < 40*time.Millisecond || took > 300*time.Millisecond {
+		t.Errorf("the answer passed after %v, want at the bound of 50ms", took)
+	}
+	for deadline := time.Now().Add(2 * time.Second); len(sets.elems()) == 0 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+	}
+	if len(sets.elems()) != 1 {
+		t.Errorf("the slow update added %v, want the address", sets.elems())
+	}
+	time.Sleep(20 * time.Millisecond)
+	q.mu.Lock()
+	if q.verdicts[9] != 1 {
+		t.Errorf("packet 9 got %d verdicts", q.verdicts[9])
+	}
+	q.mu.Unlock()
+	if got := testutil.ToFloat64(l.cfg.Metrics.overBound); got != 1 {
+		t.Errorf("over-bound passes: %v, want 1", got)
+	}
+}
+
+// TestExpiredMemory: a learning whose timeout ran out is remembered,
+// counted as expired, forgotten again once learned anew, and the memory is
+// bounded.
+func TestExpiredMemory(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return now
+	}
+	advance := func(d time.Duration) {
+		mu.Lock()
+		now = now.Add(d)
+		mu.Unlock()
+	}
+	reg := prometheus.NewRegistry()
+	l := New(Config{Sets: &fakeSets{q: newFakeQueue()}, Now: clock, Metrics: NewMetrics(reg), ExpiredMemory: 2})
+	learn := func(name string, addrs ...string) {
+		h := &held{}
+		for _, a := range addrs {
+			h.elems = append(h.elems, Element{Key: "k", Addr: netip.MustParseAddr(a), Timeout: time.Minute})
+			h.names = append(h.names, name)
+		}
+		l.remember([]*held{h})
+	}
+	learn("a.example", "203.0.113.1", "203.0.113.2", "203.0.113.3")
+	if _, ok := l.Expired(netip.MustParseAddr("203.0.113.1")); ok {
+		t.Error("a live learning counts as expired")
+	}
+	advance(61 * time.Second)
+	remembered := 0
+	for _, a := range []string{"203.0.113.1", "203.0.113.2", "203.0.113.3"} {
+		if e, ok := l.Expired(netip.MustParseAddr(a)); ok {
+			remembered++
+			if e.Name != "a.example" || e.Key != "k" {
+				t.Errorf("Expired(%s) = %+v; want a.example's", a, e)
+			}
+		}
+	}
+	if remembered != 2 {
+		t.Errorf("Expired knows %d of the 3 expired addresses, want the bound 2", remembered)
+	}
+	learn("c.example", "203.0.113.3")
+	advance(61 * time.Second)
+	if e, ok := l.Expired(netip.MustParseAddr("203.0.113.3")); !ok || e.Name != "c.example" {
+		t.Errorf("Expired(203.0.113.3) = %+v, %v; want c.example's, the last expired", e, ok)
+	}
+	if got := testutil.ToFloat64(l.cfg.Metrics.expired); got != 4 {
+		t.Errorf("expired: %v, want 4", got)
+	}
+	if n := len(l.expired); n != 2 {
+		t.Errorf("remembers %d expired learnings, want the bound 2", n)
+	}
+	learn("b.example", "203.0.113.3")
+	if _, ok := l.Expired(netip.MustParseAddr("203.0.113.3")); ok {
+		t.Error("an address learned again still counts as expired")
+	}
+	if got := l.Learned(); len(got) != 1 || got[0].Name != "b.example" || !got[0].Expires.Equal(clock().Add(time.Minute)) {
+		t.Errorf("Learned() = %+v", got)
+	}
+}

@@ -1,0 +1,96 @@
+package dnslearn
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the learner's Prometheus metrics. A nil *Metrics records
+// nothing.
+type Metrics struct {
+	heldTotal  prometheus.Counter
+	holdTime   prometheus.Histogram
+	overBound  prometheus.Counter
+	learned    prometheus.Counter
+	expired    prometheus.Counter
+	failures   prometheus.Counter
+	unreadable *prometheus.CounterVec
+}
+
+// NewMetrics returns the learner's metrics, registered with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		heldTotal: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dockerfence_dns_answers_held_total",
+			Help: "DNS answers (packets) the kernel held for the learner of names.",
+		}),
+		holdTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "dockerfence_dns_hold_seconds",
+			Help:    "How long a DNS answer was held: from the kernel's timestamp of the packet (else from when the learner read it) until its verdict, after the set update for an answer that taught addresses.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5},
+		}),
+		overBound: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dockerfence_dns_answers_over_bound_total",
+			Help: "DNS answers let pass at the bound (settings), before the kernel had committed their addresses.",
+		}),
+		learned: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dockerfence_dns_elements_learned_total",
+			Help: "Addresses added to (or renewed in) the name sets, one per name list and address.",
+		}),
+		expired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dockerfence_dns_elements_expired_total",
+			Help: "Learned addresses whose timeout ran out without a new answer renewing them.",
+		}),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dockerfence_dns_set_update_failures_total",
+			Help: "Set updates the kernel refused; their answers passed without their addresses learned.",
+		}),
+		unreadable: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dockerfence_dns_messages_not_learned_total",
+			Help: "Held packets or DNS messages that taught nothing, by reason: packet (not a whole UDP or TCP packet with a payload), malformed (not a DNS message), ignored (not an answer to learn from).",
+		}, []string{"reason"}),
+	}
+	reg.MustRegister(m.heldTotal, m.holdTime, m.overBound, m.learned, m.expired, m.failures, m.unreadable)
+	return m
+}
+
+func (m *Metrics) held() {
+	if m != nil {
+		m.heldTotal.Inc()
+	}
+}
+
+func (m *Metrics) released(d time.Duration, over bool) {
+	if m == nil {
+		return
+	}
+	m.holdTime.Observe(d.Seconds())
+	if over {
+		m.overBound.Inc()
+	}
+}
+
+func (m *Metrics) unreadableInc(reason string) {
+	if m != nil {
+		m.unreadable.WithLabelValues(reason).Inc()
+	}
+}
+
+func (m *Metrics) failed() {
+	if m != nil {
+		m.failures.Inc()
+	}
+}
+
+func (m *Metrics) learnedN(n int) {
+	if m != nil {
+		m.learned.Add(float64(n))
+	}
+}
+
+func (m *Metrics) expiredN(n int) {
+	if m != nil && n > 0 {
+		m.expired.Add(float64(n))
+	}
+}
