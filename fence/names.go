@@ -155,8 +155,26 @@ func (b *builder) nameRules(r *policy.Rule, d Direction, chain string, n *policy
 			out = append(out, mk(v6))
 		}
 	}
-	return out
+	if r.Verdict != policy.Allow || len(out) == 0 {
+		return out
+	}
+	// A connection that a names rule allowed outlives its address's
+	// element: the rule marks the connection, and a twin before it
+	// allows the marked connections on the rule's protocol and ports,
+	// as long as the rule is in the policy (taking it out still cuts
+	// them).
+	for _, kr := range out {
+		kr.SetCtMark = NamesConnMark
+	}
+	twin := mk(nft.CtMark{Bits: NamesConnMark})
+	twin.Comment += " (connections it allowed, after their addresses expire)"
+	return append([]*nft.Rule{twin}, out...)
 }
+
+// NamesConnMark is the bit of the conntrack mark that a names rule sets
+// on the connections it allows, so that they go on once the address's
+// element expires (see nameRules).
+const NamesConnMark = 0x40000000
 
 // holdDNS adds the rules that hold DNS answers to the bridges whose rules
 // use names (see DNSHold): first in the forward base chain, before its

@@ -210,3 +210,40 @@ networks:
 		t.Errorf("answer to a new bridge: %v, %v", tr, err)
 	}
 }
+
+// TestNamesConnectionOutlivesElement traces a connection that a names rule
+// allowed: the rule marks it, and once the address has left the set its
+// packets pass by the twin rule, on the rule's port only, while a new
+// connection (unmarked) is denied.
+func TestNamesConnectionOutlivesElement(t *testing.T) {
+	withNames(t, map[string][]string{"github": {"github.com", "*.github.com"}})
+	pol := loadPolicy(t, "testdata/names.yaml")
+	res := compileTable(pol, testNetworks)
+	a := netip.MustParseAddr
+	const br = "br-0123456789ab"
+	p := nft.Packet{Fib: nft.FibAnswers{SrcViaIIf: true}, Hook: nft.HookForward, IIfName: br, OIfName: "eth0", Src: a("172.20.0.2"), Dst: a("140.82.112.3"), L4Proto: 6, DPort: 443, HopLimit: 63}
+	for _, c := range []struct {
+		name   string
+		ctMark uint32
+		port   uint16
+		want   nft.VerdictKind
+	}{
+		{"a new connection to an address not learned", 0, 443, nft.Drop},
+		{"a connection the rule allowed, its address expired", NamesConnMark, 443, nft.Accept},
+		{"a marked connection on another port", NamesConnMark, 80, nft.Drop},
+	} {
+		q := p
+		q.CtMark, q.DPort = c.ctMark, c.port
+		tr, err := res.Trace(q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := tr.Verdict
+		if got != nft.Accept {
+			got = nft.Drop
+		}
+		if got != c.want {
+			t.Errorf("%s: verdict %v, want %v\n%s", c.name, tr.Verdict, c.want, tr)
+		}
+	}
+}

@@ -374,17 +374,12 @@ func TestNamesAgainstDocker(t *testing.T) {
 				t.Errorf("%s (%s), learned a minute ago, after another address expired: %s, want ok", n, x.mustLookup(t, n), got)
 			}
 		}
-		// Known gap, issue 18 still open: the table judges every packet,
-		// so once the element expires the open connection's next packet
-		// falls to egress_default and the connection is cut. Issue 18
-		// wants it to go on; until the fence keeps connections that a
-		// names rule allowed (a conntrack mark, or a flow set per rule),
-		// this check is skipped, saying so.
+		// The connection opened before the expiry goes on: the names rule
+		// marked it (conntrack mark), and its twin allows it.
 		denied := x.defaultDenied(t)
 		if got, err := held.echo("after"); err != nil || got != "after\n" {
-			t.Skipf("known gap (issue 18 open): the connection opened before the expiry is cut: %q, %v (egress_default denied %d packets meanwhile)", got, err, x.defaultDenied(t)-denied)
+			t.Errorf("the connection opened before the expiry: %q, %v; want the echo (egress_default denied %d packets meanwhile)", got, err, x.defaultDenied(t)-denied)
 		}
-		t.Errorf("the connection opened before the expiry went on: the known gap is closed; turn the skip above back into an error")
 
 	})
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -156,6 +157,18 @@ func canonExprOnce(name string, data []byte, anon func(string) string, c *canoni
 		e = &expr.Verdict{}
 		if err := expr.Unmarshal(fam, data, e); err != nil {
 			return foreign()
+		}
+	}
+	if ct, ok := e.(*expr.Ct); ok {
+		// google/nftables decodes a ct expression's destination
+		// register only: a ct set (ct mark set ...) has a source one.
+		if ad, err := netlink.NewAttributeDecoder(data); err == nil {
+			ad.ByteOrder = binary.BigEndian
+			for ad.Next() {
+				if ad.Type() == unix.NFTA_CT_SREG {
+					ct.SourceRegister, ct.Register = true, ad.Uint32()
+				}
+			}
 		}
 	}
 	what := name

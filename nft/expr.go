@@ -53,7 +53,7 @@ const maxRuleKeys = 1 << 16
 // keys returns the rule's digest and expression key, remembered by text.
 func (r *Rule) keys() ruleKeysOf {
 	text := r.Text()
-	memo := text + "\x00" + fmt.Sprint(r.Matches, r.Counter, r.ClearMark, r.SetMark, r.Meter, r.Limit, r.Log, r.Verdict)
+	memo := text + "\x00" + fmt.Sprint(r.Matches, r.Counter, r.ClearMark, r.SetMark, r.SetCtMark, r.Meter, r.Limit, r.Log, r.Verdict)
 	ruleKeys.Lock()
 	k, ok := ruleKeys.m[memo]
 	ruleKeys.Unlock()
@@ -148,6 +148,11 @@ func ruleExprs(tbl *nftables.Table, sets func(string) *nftables.Set, anon func(*
 		switch m := m.(type) {
 		case CtReply:
 			out = append(out, &expr.Ct{Register: 1, Key: expr.CtKeyDIRECTION}, cmpEq([]byte{ctDirReply}))
+		case CtMark:
+			bits := binaryutil.NativeEndian.PutUint32(m.Bits)
+			out = append(out, &expr.Ct{Register: 1, Key: expr.CtKeyMARK},
+				&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: bits, Xor: make([]byte, 4)},
+				cmpEq(bits))
 		case NFProto:
 			out = append(out, nfproto(m.V6)...)
 		case L4Proto:
@@ -320,6 +325,12 @@ func ruleExprs(tbl *nftables.Table, sets func(string) *nftables.Set, anon func(*
 		out = append(out, &expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
 			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: binaryutil.NativeEndian.PutUint32(^r.ClearMark), Xor: make([]byte, 4)},
 			&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1})
+	}
+	if r.SetCtMark != 0 {
+		// ct mark | bits, as nft writes it: (mark & ^bits) ^ bits.
+		out = append(out, &expr.Ct{Key: expr.CtKeyMARK, Register: 1},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: binaryutil.NativeEndian.PutUint32(^r.SetCtMark), Xor: binaryutil.NativeEndian.PutUint32(r.SetCtMark)},
+			&expr.Ct{Key: expr.CtKeyMARK, SourceRegister: true, Register: 1})
 	}
 	if r.SetMark != 0 {
 		// mark | bits, as nft writes it: (mark & ^bits) ^ bits.

@@ -266,6 +266,10 @@ type Rule struct {
 	// and keeps the others (meta mark set meta mark & ^ClearMark), before
 	// SetMark.
 	ClearMark uint32
+	// SetCtMark, when not zero, sets these bits of the connection's
+	// conntrack mark and keeps the others (ct mark set ct mark |
+	// SetCtMark).
+	SetCtMark uint32
 	// Meter, when set, makes the rule go on only for packets within the
 	// rate of their key's own limit.
 	Meter *Meter
@@ -421,6 +425,10 @@ type Mark struct {
 	Clear bool
 }
 
+// CtMark matches packets of connections whose conntrack mark has all of
+// Bits set (ct mark & Bits == Bits).
+type CtMark struct{ Bits uint32 }
+
 // HopLimit matches IPv6 packets whose hop limit is Value. Neighbour
 // discovery is sent with 255 and is only valid so (RFC 4861); in the
 // forward hook a routed packet has already lost one, so 255 there means a
@@ -476,6 +484,7 @@ func (Protocol) isMatch()   {}
 func (ARPSender) isMatch()  {}
 func (NDTarget) isMatch()   {}
 func (Mark) isMatch()       {}
+func (CtMark) isMatch()     {}
 
 // Chain returns the chain of that name, or nil.
 func (t *Table) Chain(name string) *Chain {

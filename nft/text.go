@@ -122,6 +122,9 @@ func (r *Rule) Text() string {
 	if r.ClearMark != 0 {
 		parts = append(parts, fmt.Sprintf("meta mark set meta mark & 0x%08x", ^r.ClearMark))
 	}
+	if r.SetCtMark != 0 {
+		parts = append(parts, fmt.Sprintf("ct mark set ct mark | 0x%08x", r.SetCtMark))
+	}
 	if r.SetMark != 0 {
 		parts = append(parts, fmt.Sprintf("meta mark set meta mark | 0x%08x", r.SetMark))
 	}
@@ -193,6 +196,8 @@ func matchText(m Match) string {
 	switch m := m.(type) {
 	case CtReply:
 		return "ct direction reply"
+	case CtMark:
+		return fmt.Sprintf("ct mark & 0x%08x == 0x%08x", m.Bits, m.Bits)
 	case NFProto:
 		if m.V6 {
 			return "meta nfproto ipv6"

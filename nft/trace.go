@@ -42,6 +42,10 @@ type Packet struct {
 	HopLimit uint8
 	// Reply marks a packet in the reply direction of its connection.
 	Reply bool
+	// CtMark is the conntrack mark of the packet's connection; rules
+	// that set bits of it (Rule.SetCtMark) set them for the rules after
+	// them.
+	CtMark uint32
 	// OrigDPort is the original destination port of the packet's
 	// connection (ct original proto-dst): the port a client connected to
 	// before DNAT, a published port; 0 reads as DPort (no DNAT).
@@ -269,6 +273,7 @@ func (t *Table) traceBase(tr *Trace, base *Chain, p *Packet) error {
 			continue
 		}
 		p.Mark = p.Mark&^r.ClearMark | r.SetMark
+		p.CtMark |= r.SetCtMark
 		tr.Mark = p.Mark
 		switch v.Kind {
 		case Continue:
@@ -333,6 +338,8 @@ func (t *Table) match(m Match, p *Packet) (bool, error) {
 	switch m := m.(type) {
 	case CtReply:
 		return p.Reply, nil
+	case CtMark:
+		return p.CtMark&m.Bits == m.Bits, nil
 	case NFProto:
 		return p.isV6() == m.V6, nil
 	case L4Proto:
