@@ -376,11 +376,21 @@ func (r *Rule) sets() []string {
 // commit (still empty) and the old one after it (already empty) and pass. A
 // change of priority (or a foreign base chain) replaces the whole table, and
 // that one apply has the window; the README says so.
+//
+// A base chain on one device's ingress hook (a container's bridge port)
+// may come and go without that: no other base chain of the table shares
+// its hook, so it is added or deleted in place, and a container starting
+// or stopping does not replace the table (and lose the elements that the
+// daemon learns at run time).
 func (t *Table) baseChainsMatch(have *State) bool {
 	want := map[string]string{}
+	fixed := 0
 	for _, c := range t.Chains {
 		if c.Hook != HookNone {
 			want[c.Name] = c.HookText()
+			if c.Hook != HookIngress {
+				fixed++
+			}
 		}
 	}
 	n := 0
@@ -388,12 +398,18 @@ func (t *Table) baseChainsMatch(have *State) bool {
 		if c.Hook == "" {
 			continue
 		}
-		n++
-		if want[c.Name] != c.Hook || c.Priority != t.Priority || c.Type != "filter" {
+		w, ok := want[c.Name]
+		if !ok && strings.HasPrefix(c.Hook, "ingress device ") && c.Priority == t.Priority && c.Type == "filter" {
+			continue // a device's chain the table no longer has: deleted in place
+		}
+		if w != c.Hook || c.Priority != t.Priority || c.Type != "filter" {
 			return false
 		}
+		if !strings.HasPrefix(c.Hook, "ingress device ") {
+			n++
+		}
 	}
-	return n == len(want)
+	return n == fixed
 }
 
 // flagPlan is what a plan does with the table's flags.

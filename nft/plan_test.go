@@ -364,6 +364,23 @@ func TestBaseChainsMatch(t *testing.T) {
 		t.Error("a priority change matches")
 	}
 	tbl.Priority = st.Chains[0].Priority
+	// A container's port chain that comes or goes is added or deleted in
+	// place: the other base chains still match.
+	withPort := *tbl
+	withPort.Chains = append(slices.Clone(tbl.Chains), &Chain{Name: "id_veth1", Hook: HookIngress, Device: "veth1"})
+	if !BaseChainsMatch(&withPort, st) {
+		t.Error("a new device chain replaces the table")
+	}
+	gone := *st
+	gone.Chains = append(slices.Clone(st.Chains), ChainState{Name: "id_veth2", Hook: `ingress device "veth2"`, Priority: tbl.Priority, Type: "filter"})
+	if !BaseChainsMatch(tbl, &gone) {
+		t.Error("a device chain to delete replaces the table")
+	}
+	moved := *st
+	moved.Chains = append(slices.Clone(st.Chains), ChainState{Name: "id_veth1", Hook: `ingress device "veth9"`, Priority: tbl.Priority, Type: "filter"})
+	if BaseChainsMatch(&withPort, &moved) {
+		t.Error("a device chain on another device matches")
+	}
 	st.Chains = append(st.Chains, ChainState{Name: "foreign", Hook: "hook0"})
 	if BaseChainsMatch(tbl, st) {
 		t.Error("a foreign base chain matches")
