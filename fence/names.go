@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/dockerfence/dockerfence/ipproto"
 	"github.com/dockerfence/dockerfence/nft"
@@ -163,18 +164,34 @@ func (b *builder) nameRules(r *policy.Rule, d Direction, chain string, n *policy
 	// allows the marked connections on the rule's protocol and ports,
 	// as long as the rule is in the policy (taking it out still cuts
 	// them).
-	for _, kr := range out {
-		kr.SetCtMark = NamesConnMark
+	// One bit a layer: a connection crosses one chain of each layer (its
+	// network's, its container section's, its label's), and what one
+	// layer's names rule allowed must not pass another layer's twin.
+	bit := uint32(NamesConnMark)
+	switch {
+	case strings.HasSuffix(chain, ".s"):
+		bit = NamesConnMarkSection
+	case strings.HasSuffix(chain, ".l"):
+		bit = NamesConnMarkLabel
 	}
-	twin := mk(nft.CtMark{Bits: NamesConnMark})
+	for _, kr := range out {
+		kr.SetCtMark = bit
+	}
+	twin := mk(nft.CtMark{Bits: bit})
 	twin.Comment += " (connections it allowed, after their addresses expire)"
 	return append([]*nft.Rule{twin}, out...)
 }
 
-// NamesConnMark is the bit of the conntrack mark that a names rule sets
-// on the connections it allows, so that they go on once the address's
-// element expires (see nameRules).
-const NamesConnMark = 0x40000000
+// NamesConnMark, NamesConnMarkSection and NamesConnMarkLabel are the bits
+// of the conntrack mark that a names rule of a network's section, of a
+// container section and of a container's label sets on the connections
+// it allows, so that they go on once the address's element expires (see
+// nameRules).
+const (
+	NamesConnMark        = 0x40000000
+	NamesConnMarkSection = 0x20000000
+	NamesConnMarkLabel   = 0x10000000
+)
 
 // holdDNS adds the rules that hold DNS answers to the bridges whose rules
 // use names (see DNSHold): first in the forward base chain, before its

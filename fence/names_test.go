@@ -247,3 +247,53 @@ func TestNamesConnectionOutlivesElement(t *testing.T) {
 		}
 	}
 }
+
+// TestNamesConnMarkPerLayer keeps the layers apart: a connection that the
+// network's names rule allowed (and marked) does not pass a container
+// section's names rule by its twin, so every layer still must allow it.
+func TestNamesConnMarkPerLayer(t *testing.T) {
+	pol := parsePolicy(t, `version: 1
+lists:
+  github: {names: [github.com]}
+  pypi: {names: [pypi.org]}
+networks:
+  - match: {name: "*"}
+    egress:
+      - allow: "@github"
+        proto: tcp
+        ports: [443]
+    egress_default: deny
+containers:
+  - match: {label: "role=worker"}
+    egress:
+      - allow: "@pypi"
+        proto: tcp
+        ports: [443]
+    egress_default: deny
+`)
+	r := CompileContainers(pol, testNetworks, testContainers)
+	a := netip.MustParseAddr
+	p := nft.Packet{Fib: nft.FibAnswers{SrcViaIIf: true}, Hook: nft.HookForward, IIfName: "br-0123456789ab", OIfName: "eth0", Src: a("172.20.0.10"), Dst: a("140.82.112.3"), L4Proto: 6, DPort: 443, HopLimit: 63, Mark: policy.DefaultIdentityMark}
+	for _, c := range []struct {
+		name   string
+		ctMark uint32
+		want   nft.VerdictKind
+	}{
+		{"marked by the network's names rule only", NamesConnMark, nft.Drop},
+		{"marked by both layers' names rules", NamesConnMark | NamesConnMarkSection, nft.Accept},
+	} {
+		q := p
+		q.CtMark = c.ctMark
+		tr, err := r.Table.Trace(q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := tr.Verdict
+		if got != nft.Accept {
+			got = nft.Drop
+		}
+		if got != c.want {
+			t.Errorf("%s: verdict %v, want %v\n%s", c.name, tr.Verdict, c.want, tr)
+		}
+	}
+}
