@@ -171,7 +171,16 @@ func (l *Learner) Run(ctx context.Context, q Queue) error {
 	err := q.Run(ctx, func(p nfqueue.Packet) { l.handle(q, p) }, l.notice)
 	cancel()
 	wg.Wait()
-	return err
+	// What is still held passes now: the caller closes the queue next,
+	// which would drop it, and the next Run must not see it.
+	for {
+		select {
+		case h := <-l.work:
+			l.release(q, h, false)
+		default:
+			return err
+		}
+	}
 }
 
 func (l *Learner) notice(err error) {
@@ -196,6 +205,15 @@ func (l *Learner) handle(q Queue, p nfqueue.Packet) {
 	pkt, err := dnsname.ParsePacket(p.Payload)
 	if err != nil {
 		m.unreadableInc("packet")
+		l.release(q, h, false)
+		return
+	}
+	if pkt.TCP {
+		// A TCP segment's position in its stream is not known here: one
+		// that starts inside a message (a TXT record laid out by the
+		// client's own zone) would read as a message of its own, and
+		// could teach any address. Answers over TCP pass unlearned.
+		m.unreadableInc("tcp")
 		l.release(q, h, false)
 		return
 	}
@@ -237,8 +255,8 @@ func (l *Learner) handle(q Queue, p nfqueue.Packet) {
 	l.queue(h)
 }
 
-// queue hands h to the committer; if it is that far behind, h passes now
-// and its addresses are learned when the committer gets to them.
+// queue hands h to the committer; if it is that far behind, h passes at
+// the bound (its timer) and its addresses are not learned.
 func (l *Learner) queue(h *held) {
 	select {
 	case l.work <- h:
