@@ -242,13 +242,36 @@ func namesStatus(l *dnslearn.Learner, t *fence.Result, st *nft.State, s *status.
 				TTLLeft: e.Expires.Sub(now).Round(time.Second).Seconds(), InKernel: inKernel(set, e.Addr)})
 		}
 		for _, r := range rules {
-			if strings.Contains(r.Match, "@"+ns.List) || strings.HasPrefix(ns.List, "inline.") && strings.Contains(r.Match, "names:") && containsAll(r.Match, ns.Names) {
+			if mentionsList(r.Match, ns.List) || strings.HasPrefix(ns.List, "inline.") && strings.Contains(r.Match, "names:") && containsAll(r.Match, ns.Names) {
 				n.Hits += r.Packets
 			}
 		}
 		out = append(out, n)
 	}
 	return out
+}
+
+// mentionsList reports whether a rule's match text names list as "@list",
+// a whole name: "@git" is not in "@github".
+func mentionsList(match, list string) bool {
+	at := "@" + list
+	for i := strings.Index(match, at); i >= 0; {
+		end := i + len(at)
+		if end == len(match) || !isListNameByte(match[end]) {
+			return true
+		}
+		j := strings.Index(match[end:], at)
+		if j < 0 {
+			break
+		}
+		i = end + j
+	}
+	return false
+}
+
+// isListNameByte reports whether b may be part of a list's name.
+func isListNameByte(b byte) bool {
+	return b == '_' || b == '-' || b >= '0' && b <= '9' || b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z'
 }
 
 // containsAll reports whether s mentions every one of subs.

@@ -110,3 +110,22 @@ func TestNamesStatus(t *testing.T) {
 type recordSets struct{}
 
 func (recordSets) Add([]dnslearn.Element) error { return nil }
+
+// TestMentionsList matches a list's name as a whole name in a rule's
+// match text.
+func TestMentionsList(t *testing.T) {
+	for _, c := range []struct {
+		match, list string
+		want        bool
+	}{
+		{"@github", "github", true},
+		{"@github", "git", false},
+		{"@github, @git", "git", true},
+		{"@git-hub", "git", false},
+		{"@private", "github", false},
+	} {
+		if got := mentionsList(c.match, c.list); got != c.want {
+			t.Errorf("mentionsList(%q, %q) = %v, want %v", c.match, c.list, got, c.want)
+		}
+	}
+}

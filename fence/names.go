@@ -222,8 +222,10 @@ func (b *builder) holdDNS(forward *nft.Chain) *nft.Chain {
 		ifs = append(ifs, nft.IfName{Name: br, Out: true})
 	}
 	if h.CatchAll {
-		// Known bridges not among them are held too: the learner finds
-		// no list of theirs and passes their answers unchanged.
+		// Known bridges not among them are held too, and what their
+		// answers teach goes into the lists' sets as any other answer's
+		// does: the learner does not look at the bridge (the sets are
+		// per list, shared by every network that uses it).
 		if !seen["docker0"] {
 			ifs = append(ifs, nft.IfName{Name: "docker0", Out: true})
 			h.Bridges = append(h.Bridges, "docker0")
