@@ -40,11 +40,17 @@ type Conn struct {
 	group  uint16
 	closed atomic.Bool
 
-	mu      sync.Mutex // serialises Receive; guards pending and err
-	pending []Packet   // packets read before Open saw its acknowledgement
-	err     error      // an error met after packets of the same read, for the next Receive
+	mu sync.Mutex // serialises Receive; guards r
+	r  nfnl.Reader[Packet]
 	// conntrack is set when the kernel sends each packet's connection.
 	conntrack bool
+}
+
+// newConn returns a Conn on socket nl for group.
+func newConn(nl *netlink.Conn, group uint16) *Conn {
+	c := &Conn{nl: nl, group: group}
+	c.r = nfnl.Reader[Packet]{NL: nl, Type: headerType(msgPacket), Parse: parsePacket}
+	return c
 }
 
 // Open binds NFLOG group group in the calling thread's network namespace, in
@@ -88,12 +94,12 @@ func Open(group uint16, copyRange uint16) (*Conn, error) {
 // open binds group on nl and waits for the kernel's acknowledgement. Packets
 // that arrive before it are kept for the first Receive.
 func open(nl *netlink.Conn, group, copyRange uint16) (*Conn, error) {
-	c := &Conn{nl: nl, group: group}
+	c := newConn(nl, group)
 	req, err := configMessage(group, true, bindAttrs(copyRange))
 	if err != nil {
 		return nil, err
 	}
-	err = c.request(req)
+	err = c.r.Request(req)
 	switch {
 	case err == nil:
 		c.conntrack = c.askConntrack(group)
@@ -111,7 +117,7 @@ func open(nl *netlink.Conn, group, copyRange uint16) (*Conn, error) {
 			Header: netlink.Header{Type: headerType(msgPacket), Flags: netlink.Request | netlink.Acknowledge},
 			Data:   nfnl.GenMsg(group),
 		}
-		if perr := c.request(probe); perr != nil && !errors.Is(perr, unix.EPERM) {
+		if perr := c.r.Request(probe); perr != nil && !errors.Is(perr, unix.EPERM) {
 			return nil, busyError(group)
 		}
 		return nil, fmt.Errorf("nflog: bind NFLOG group %d: %w: binding a group needs CAP_NET_ADMIN in the network namespace; run as root or grant the capability", group, unix.EPERM)
@@ -131,7 +137,7 @@ func (c *Conn) askConntrack(group uint16) bool {
 		if err != nil {
 			return false
 		}
-		err = c.request(req)
+		err = c.r.Request(req)
 		if err == nil {
 			return true
 		}
@@ -151,39 +157,6 @@ func busyError(group uint16) error {
 	return fmt.Errorf("nflog: bind NFLOG group %d: %w: only one socket per network namespace can receive a group; stop the other listener (ulogd, another dockerfence) or use another group", group, ErrBusy)
 }
 
-// request sends req with an acknowledgement requested and waits for the
-// acknowledgement, keeping packets that arrive meanwhile in c.pending. It
-// returns the kernel's error, if any.
-func (c *Conn) request(req netlink.Message) error {
-	sent, err := c.nl.Send(req)
-	if err != nil {
-		return fmt.Errorf("send: %w", err)
-	}
-	for {
-		now := time.Time{}
-		for m, err := range c.nl.ReceiveIter() {
-			if err != nil {
-				// The only request in flight is ours, so a netlink
-				// error message answers it.
-				return nfnl.UnwrapOpError(err)
-			}
-			switch {
-			case m.Header.Type == netlink.Error && m.Header.Sequence == sent.Header.Sequence:
-				return nil // an acknowledgement: errors come as err above
-			case m.Header.Type == headerType(msgPacket):
-				if now.IsZero() {
-					now = time.Now()
-				}
-				p, err := parsePacket(m.Data, now)
-				if err != nil {
-					return err
-				}
-				c.pending = append(c.pending, p)
-			}
-		}
-	}
-}
-
 // Receive blocks until the kernel sends logged packets and returns them;
 // one read of the socket may hold several. It returns an error matching
 // net.ErrClosed once Close is called (also from another goroutine, which
@@ -195,49 +168,7 @@ func (c *Conn) Receive() ([]Packet, error) {
 	if c.closed.Load() {
 		return nil, c.closedError()
 	}
-	if len(c.pending) > 0 {
-		p := c.pending
-		c.pending = nil
-		return p, nil
-	}
-	if err := c.err; err != nil {
-		c.err = nil
-		return nil, err
-	}
-	for {
-		pkts, err := c.read()
-		if len(pkts) > 0 {
-			c.err = err
-			return pkts, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
-}
-
-// read reads the socket once and returns the packets it held. An error met
-// after some packets is returned with them.
-func (c *Conn) read() ([]Packet, error) {
-	var pkts []Packet
-	var now time.Time
-	for m, err := range c.nl.ReceiveIter() {
-		if err != nil {
-			return pkts, c.receiveError(err)
-		}
-		if m.Header.Type != headerType(msgPacket) {
-			continue // a late acknowledgement, or NLMSG_DONE after a batch
-		}
-		if now.IsZero() {
-			now = time.Now()
-		}
-		p, err := parsePacket(m.Data, now)
-		if err != nil {
-			return pkts, err
-		}
-		pkts = append(pkts, p)
-	}
-	return pkts, nil
+	return c.r.Receive(c.receiveError)
 }
 
 // receiveError turns an error of the netlink socket into Receive's error.

@@ -66,9 +66,15 @@ type Conn struct {
 	queue  uint16
 	closed atomic.Bool
 
-	mu      sync.Mutex // serialises Receive; guards pending and err
-	pending []Packet   // packets read before Open saw its acknowledgement
-	err     error      // an error met after packets of the same read, for the next Receive
+	mu sync.Mutex // serialises Receive; guards r
+	r  nfnl.Reader[Packet]
+}
+
+// newConn returns a Conn on socket nl for queue.
+func newConn(nl *netlink.Conn, queue uint16) *Conn {
+	c := &Conn{nl: nl, queue: queue}
+	c.r = nfnl.Reader[Packet]{NL: nl, Type: headerType(msgPacket), Parse: parsePacket}
+	return c
 }
 
 // Open binds queue number queue in the calling thread's network namespace
@@ -111,12 +117,12 @@ func Open(queue uint16, o Options) (*Conn, error) {
 // open binds queue on nl and waits for the kernel's acknowledgement.
 // Packets that arrive before it are kept for the first Receive.
 func open(nl *netlink.Conn, queue uint16, o Options) (*Conn, error) {
-	c := &Conn{nl: nl, queue: queue}
+	c := newConn(nl, queue)
 	req, err := configMessage(queue, true, bindAttrs(o))
 	if err != nil {
 		return nil, err
 	}
-	err = c.request(req)
+	err = c.r.Request(req)
 	switch {
 	case err == nil:
 		return c, nil
@@ -133,7 +139,7 @@ func open(nl *netlink.Conn, queue uint16, o Options) (*Conn, error) {
 			Header: netlink.Header{Type: headerType(msgPacket), Flags: netlink.Request | netlink.Acknowledge},
 			Data:   nfnl.GenMsg(queue),
 		}
-		if perr := c.request(probe); perr != nil && !errors.Is(perr, unix.EPERM) {
+		if perr := c.r.Request(probe); perr != nil && !errors.Is(perr, unix.EPERM) {
 			return nil, busyError(queue)
 		}
 		return nil, fmt.Errorf("nfqueue: bind queue %d: %w: binding a queue needs CAP_NET_ADMIN in the network namespace; run as root or grant the capability", queue, unix.EPERM)
@@ -145,39 +151,6 @@ func open(nl *netlink.Conn, queue uint16, o Options) (*Conn, error) {
 // busyError is the error of Open for a queue that another socket has bound.
 func busyError(queue uint16) error {
 	return fmt.Errorf("nfqueue: bind queue %d: %w: only one socket per network namespace can bind a queue; stop the other listener or use another queue number", queue, ErrBusy)
-}
-
-// request sends req with an acknowledgement requested and waits for the
-// acknowledgement, keeping packets that arrive meanwhile in c.pending. It
-// returns the kernel's error, if any.
-func (c *Conn) request(req netlink.Message) error {
-	sent, err := c.nl.Send(req)
-	if err != nil {
-		return fmt.Errorf("send: %w", err)
-	}
-	for {
-		now := time.Time{}
-		for m, err := range c.nl.ReceiveIter() {
-			if err != nil {
-				// The only request in flight is ours, so a netlink
-				// error message answers it.
-				return nfnl.UnwrapOpError(err)
-			}
-			switch {
-			case m.Header.Type == netlink.Error && m.Header.Sequence == sent.Header.Sequence:
-				return nil // an acknowledgement: errors come as err above
-			case m.Header.Type == headerType(msgPacket):
-				if now.IsZero() {
-					now = time.Now()
-				}
-				p, err := parsePacket(m.Data, now)
-				if err != nil {
-					return err
-				}
-				c.pending = append(c.pending, p)
-			}
-		}
-	}
 }
 
 // Receive blocks until the kernel queues packets and returns them; one
@@ -196,49 +169,7 @@ func (c *Conn) Receive() ([]Packet, error) {
 	if c.closed.Load() {
 		return nil, c.closedError()
 	}
-	if len(c.pending) > 0 {
-		p := c.pending
-		c.pending = nil
-		return p, nil
-	}
-	if err := c.err; err != nil {
-		c.err = nil
-		return nil, err
-	}
-	for {
-		pkts, err := c.read()
-		if len(pkts) > 0 {
-			c.err = err
-			return pkts, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
-}
-
-// read reads the socket once and returns the packets it held. An error met
-// after some packets is returned with them.
-func (c *Conn) read() ([]Packet, error) {
-	var pkts []Packet
-	var now time.Time
-	for m, err := range c.nl.ReceiveIter() {
-		if err != nil {
-			return pkts, c.receiveError(err)
-		}
-		if m.Header.Type != headerType(msgPacket) {
-			continue // a late acknowledgement, or NLMSG_DONE
-		}
-		if now.IsZero() {
-			now = time.Now()
-		}
-		p, err := parsePacket(m.Data, now)
-		if err != nil {
-			return pkts, err
-		}
-		pkts = append(pkts, p)
-	}
-	return pkts, nil
+	return c.r.Receive(c.receiveError)
 }
 
 // receiveError turns an error of the netlink socket into Receive's error.

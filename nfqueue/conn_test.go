@@ -369,7 +369,7 @@ func (s *chanSocket) SetWriteDeadline(time.Time) error { return nil }
 // reach notice, and Run goes on (accepting the malformed packet); cancelling the context ends Run at once.
 func TestRunConcurrentVerdicts(t *testing.T) {
 	sock := newChanSocket()
-	c := &Conn{nl: netlink.NewConn(sock, 1), queue: 5}
+	c := newConn(netlink.NewConn(sock, 1), 5)
 	defer c.Close()
 
 	const n = 1000
