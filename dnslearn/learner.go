@@ -6,6 +6,10 @@
 // container's first connection after its lookup finds its address in the
 // set already.
 //
+// Answers over TCP are read from the stream they are part of: the learner
+// follows each stream from the server's SYN-ACK (which the kernel holds
+// too), and holds the segment that makes a message whole.
+//
 // The learner never holds an answer longer than a bound (Config.Bound,
 // default 250 ms): past it, the answer is accepted before its addresses are
 // in the kernel, and the event is counted. A packet it cannot read (not
@@ -88,6 +92,7 @@ type Learner struct {
 	cfg   Config
 	rules atomic.Pointer[Rules]
 	work  chan *held
+	tcp   *streams // of the reader of the queue only
 
 	mu      sync.Mutex
 	learned map[string]map[netip.Addr]*Learning // by key, then address
@@ -136,6 +141,7 @@ func New(cfg Config) *Learner {
 	return &Learner{
 		cfg:     cfg,
 		work:    make(chan *held, 4096),
+		tcp:     newStreams(),
 		learned: map[string]map[netip.Addr]*Learning{},
 		expired: map[netip.Addr]Learning{},
 	}
@@ -204,20 +210,26 @@ func (l *Learner) handle(q Queue, p nfqueue.Packet) {
 	rules := l.rules.Load()
 	pkt, err := dnsname.ParsePacket(p.Payload)
 	if err != nil {
-		m.unreadableInc("packet")
+		if errors.Is(err, dnsname.ErrChecksum) {
+			m.unreadableInc("checksum")
+		} else {
+			m.unreadableInc("packet")
+		}
 		l.release(q, h, false)
 		return
 	}
+	msgs := pkt.Msgs
 	if pkt.TCP {
-		// A TCP segment's position in its stream is not known here: one
-		// that starts inside a message (a TXT record laid out by the
-		// client's own zone) would read as a message of its own, and
-		// could teach any address. Answers over TCP pass unlearned.
-		m.unreadableInc("tcp")
-		l.release(q, h, false)
-		return
+		// The messages this segment makes whole in its stream: the
+		// segment is held if they teach, and the client's TCP gives its
+		// reader none of them before the segment passes.
+		var why string
+		msgs, why = l.tcp.segment(pkt, now)
+		if why != "" {
+			m.unreadableInc(why)
+		}
 	}
-	for _, msg := range pkt.Msgs {
+	for _, msg := range msgs {
 		if rules == nil || rules.Matcher == nil {
 			break
 		}

@@ -317,33 +317,3 @@ func TestExpiredMemory(t *testing.T) {
 		t.Errorf("Learned() = %+v", got)
 	}
 }
-
-// TestTCPAnswersTeachNothing: an answer over TCP passes at once and
-// teaches nothing, even whole in one segment: a segment's position in its
-// stream is not known, and one that starts inside a message could carry a
-// forged one (a TXT record of the client's own zone laid out for it).
-func TestTCPAnswersTeachNothing(t *testing.T) {
-	sets := &fakeSets{}
-	l, q := start(t, Config{Sets: sets, Metrics: NewMetrics(prometheus.NewRegistry())}, rules(t, map[string]string{"github.com": "gh"}))
-	msg := answer(t, "github.com", 300, "6.6.6.6")[28:]
-	seg := make([]byte, 40+2+len(msg))
-	seg[0] = 0x45
-	binary.BigEndian.PutUint16(seg[2:], uint16(len(seg)))
-	seg[8], seg[9] = 64, 6
-	copy(seg[12:], []byte{192, 168, 100, 2})
-	copy(seg[16:], []byte{10, 0, 0, 2})
-	binary.BigEndian.PutUint16(seg[20:], 53)
-	binary.BigEndian.PutUint16(seg[22:], 40000)
-	seg[32] = 5 << 4 // data offset: 20 bytes
-	seg[33] = 0x18   // PSH, ACK
-	binary.BigEndian.PutUint16(seg[40:], uint16(len(msg)))
-	copy(seg[42:], msg)
-	q.in <- nfqueue.Packet{ID: 1, Payload: seg}
-	q.wait(t, 1)
-	if got := sets.elems(); len(got) != 0 {
-		t.Errorf("an answer over TCP taught %v; want nothing", got)
-	}
-	if got := testutil.ToFloat64(l.cfg.Metrics.unreadable.WithLabelValues("tcp")); got != 1 {
-		t.Errorf("answers over TCP counted: %v, want 1", got)
-	}
-}

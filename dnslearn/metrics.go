@@ -48,7 +48,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		unreadable: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dockerfence_dns_messages_not_learned_total",
-			Help: "Held packets or DNS messages that taught nothing, by reason: packet (not a whole UDP or TCP packet with a payload), malformed (not a DNS message), ignored (not an answer to learn from).",
+			Help: "Held packets or DNS messages that taught nothing, by reason: packet (not a whole UDP datagram with a payload or TCP segment), checksum (a UDP or TCP checksum that does not add up: the receiver drops the packet), tcp-unknown (a TCP segment of a stream whose start the learner did not see), tcp-lost (a TCP segment of a stream the learner gave up: bytes it cannot place), malformed (not a DNS message), ignored (not an answer to learn from).",
 		}, []string{"reason"}),
 	}
 	reg.MustRegister(m.heldTotal, m.holdTime, m.overBound, m.learned, m.expired, m.failures, m.unreadable)

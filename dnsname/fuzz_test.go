@@ -77,21 +77,25 @@ func FuzzParsePacket(f *testing.F) {
 	m := fuzzMatcher(f)
 	b := Bounds{Min: time.Minute, Max: 24 * time.Hour}
 	f.Fuzz(func(t *testing.T, pkt []byte) {
-		p, err := ParsePacket(pkt)
-		if err != nil {
-			if !errors.Is(err, ErrPacket) || p != nil {
-				t.Fatalf("ParsePacket = %v, %v", p, err)
+		// As it came, and with its checksum made right, so that mutations
+		// reach past the checksum.
+		for _, pkt := range [][]byte{pkt, checksummed(append([]byte(nil), pkt...))} {
+			p, err := ParsePacket(pkt)
+			if err != nil {
+				if !errors.Is(err, ErrPacket) && !errors.Is(err, ErrChecksum) || p != nil {
+					t.Fatalf("ParsePacket = %v, %v", p, err)
+				}
+				continue
 			}
-			return
-		}
-		total := 0
-		for _, msg := range p.Msgs {
-			total += len(msg)
-			l, err := Learn(msg, m, b)
-			checkLearned(t, l, err, b)
-		}
-		if total > len(pkt) {
-			t.Fatalf("messages of %d bytes in a packet of %d", total, len(pkt))
+			total := len(p.Data)
+			for _, msg := range p.Msgs {
+				total += len(msg)
+				l, err := Learn(msg, m, b)
+				checkLearned(t, l, err, b)
+			}
+			if total > len(pkt) {
+				t.Fatalf("messages and data of %d bytes in a packet of %d", total, len(pkt))
+			}
 		}
 	})
 }

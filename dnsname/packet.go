@@ -29,26 +29,43 @@ type Packet struct {
 	Src, Dst netip.AddrPort
 	// TCP is set for a TCP segment, clear for a UDP datagram.
 	TCP bool
-	// Msgs are the DNS messages the packet carries whole: the payload of
-	// a UDP datagram; each length-prefixed message of a TCP segment (DNS
-	// over TCP, RFC 1035 4.2.2, may put several in one segment).
+	// Msgs holds the DNS message of a UDP datagram: its payload. It is
+	// nil for a TCP segment, whose messages only its stream tells (DNS
+	// over TCP, RFC 1035 4.2.2, puts a length before each message, and
+	// a message may span segments, or a segment hold several).
 	Msgs [][]byte
-	// Partial is set for a TCP segment whose payload ends with a piece of
-	// a message that it does not hold whole (split over segments): that
-	// piece is not in Msgs, and is not learned from. A segment that
-	// starts inside a message cannot be told apart from one that starts
-	// with one, without following the stream: its bytes are read as a
-	// length and a message, which then most likely do not parse.
-	Partial bool
+	// Seq, Flags and Data are a TCP segment's sequence number, flags
+	// (TCPFIN, TCPSYN, TCPRST, TCPACK, ...) and payload, which may be
+	// empty.
+	Seq   uint32
+	Flags uint8
+	Data  []byte
 }
+
+// TCP flags of Packet.Flags.
+const (
+	TCPFIN = 0x01
+	TCPSYN = 0x02
+	TCPRST = 0x04
+	TCPACK = 0x10
+)
+
+// ErrChecksum is wrapped by the error of ParsePacket for a UDP datagram or
+// TCP segment whose checksum is wrong: its receiver drops it, so it must
+// teach nothing either.
+var ErrChecksum = errors.New("bad checksum")
 
 // ParsePacket reads the DNS messages of pkt, a raw IPv4 or IPv6 packet
 // (from its IP header on, as NFQUEUE delivers it) carrying a UDP datagram
 // or a TCP segment. A fragment, a packet shorter than its headers say, or
 // any other protocol is an error wrapping ErrPacket; so is a UDP datagram
-// or TCP segment without payload. Checksums are not verified. The
-// messages in Packet share pkt's memory. ParsePacket does not panic,
-// whatever pkt holds.
+// without payload (a TCP segment without payload is not: its flags start
+// and end streams). A UDP or TCP checksum that does not add up is an error
+// wrapping ErrChecksum (an IPv4 UDP datagram without checksum, 0, is
+// taken as it is). NFQUEUE fills in the checksums that a sender left to
+// its device unless the queue is bound to take GSO packets whole, which
+// the learner's is not. The messages and data in Packet share pkt's
+// memory. ParsePacket does not panic, whatever pkt holds.
 func ParsePacket(pkt []byte) (*Packet, error) {
 	if len(pkt) < 1 {
 		return nil, fmt.Errorf("%w: empty", ErrPacket)
@@ -123,6 +140,9 @@ func ParsePacket(pkt []byte) (*Packet, error) {
 		if ulen == 8 {
 			return nil, fmt.Errorf("%w: UDP datagram without payload", ErrPacket)
 		}
+		if sum := binary.BigEndian.Uint16(payload[6:8]); (sum != 0 || src.Is6()) && !checksumOK(src, dst, protoUDP, payload[:ulen]) {
+			return nil, fmt.Errorf("%w: UDP datagram from %s to %s", ErrChecksum, p.Src, p.Dst)
+		}
 		p.Msgs = [][]byte{payload[8:ulen]}
 	case protoTCP:
 		if len(payload) < 20 {
@@ -133,20 +153,13 @@ func ParsePacket(pkt []byte) (*Packet, error) {
 			return nil, fmt.Errorf("%w: TCP data offset %d in %d bytes", ErrPacket, off, len(payload))
 		}
 		p.Src, p.Dst = ports(src, dst, payload)
+		if !checksumOK(src, dst, protoTCP, payload) {
+			return nil, fmt.Errorf("%w: TCP segment from %s to %s", ErrChecksum, p.Src, p.Dst)
+		}
 		p.TCP = true
-		data := payload[off:]
-		if len(data) == 0 {
-			return nil, fmt.Errorf("%w: TCP segment without payload", ErrPacket)
-		}
-		for len(data) >= 2 {
-			n := int(binary.BigEndian.Uint16(data))
-			if n == 0 || 2+n > len(data) {
-				break
-			}
-			p.Msgs = append(p.Msgs, data[2:2+n])
-			data = data[2+n:]
-		}
-		p.Partial = len(data) > 0
+		p.Seq = binary.BigEndian.Uint32(payload[4:8])
+		p.Flags = payload[13]
+		p.Data = payload[off:]
 	default:
 		return nil, fmt.Errorf("%w: IP protocol %d", ErrPacket, proto)
 	}
@@ -157,4 +170,31 @@ func ParsePacket(pkt []byte) (*Packet, error) {
 // whose ports are its first four bytes.
 func ports(src, dst netip.Addr, hdr []byte) (netip.AddrPort, netip.AddrPort) {
 	return netip.AddrPortFrom(src, binary.BigEndian.Uint16(hdr[0:2])), netip.AddrPortFrom(dst, binary.BigEndian.Uint16(hdr[2:4]))
+}
+
+// checksumOK reports whether the UDP or TCP segment seg (header and
+// payload) from src to dst adds up with its pseudo-header (RFC 768, RFC
+// 793, RFC 8200 8.1).
+func checksumOK(src, dst netip.Addr, proto byte, seg []byte) bool {
+	var sum uint32
+	add := func(b []byte) {
+		for len(b) >= 2 {
+			sum += uint32(b[0])<<8 | uint32(b[1])
+			b = b[2:]
+		}
+		if len(b) == 1 {
+			sum += uint32(b[0]) << 8
+		}
+	}
+	s, d := src.AsSlice(), dst.AsSlice()
+	add(s)
+	add(d)
+	sum += uint32(proto)
+	sum += uint32(len(seg) >> 16)
+	sum += uint32(len(seg) & 0xffff)
+	add(seg)
+	for sum>>16 != 0 {
+		sum = sum&0xffff + sum>>16
+	}
+	return sum == 0xffff
 }

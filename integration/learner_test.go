@@ -2,6 +2,10 @@ package integration
 
 import (
 	"context"
+	be "encoding/binary"
+	"fmt"
+	"io"
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -140,11 +144,12 @@ func TestLearnerHoldsAnswers(t *testing.T) {
 	}
 	t.Logf("a name answering 150 addresses over UDP (EDNS0): %d in the set when the answer came", in)
 
-	// Over TCP nothing is learned (README: names, limits): a segment's
-	// place in its stream is not known. The answers pass.
+	// Over TCP the learner follows the stream from the server's SYN-ACK:
+	// the segment that makes the answer whole is held until its
+	// addresses are in the set.
 	srv.Set("tcp.cdn.names.test", time.Minute, netip.MustParseAddr("203.0.113.44"))
-	if got := ask("tcp.cdn.names.test", dns.TypeA, true); len(got) != 1 || listed(set(), got[0]) {
-		t.Errorf("tcp.cdn.names.test over TCP: %v; want the answer, and its address not in the set", got)
+	if got := ask("tcp.cdn.names.test", dns.TypeA, true); len(got) != 1 || !listed(set(), got[0]) {
+		t.Errorf("tcp.cdn.names.test over TCP: %v; want the answer, and its address in the set when it came", got)
 	}
 	var big []netip.Addr
 	for i := range 150 {
@@ -160,8 +165,114 @@ func TestLearnerHoldsAnswers(t *testing.T) {
 		}
 	}
 	t.Logf("a name answering 150 addresses over TCP: %d addresses in the answer, %d in the set when it came", len(got), in)
-	if len(got) != 150 {
-		t.Errorf("big.cdn.names.test over TCP: %d addresses, want 150: the answer must pass", len(got))
+	if len(got) != 150 || in != 150 {
+		t.Errorf("big.cdn.names.test over TCP: %d addresses in the answer, %d in the set when it came; want 150 and 150", len(got), in)
+	}
+
+	// A segment that starts inside a message teaches nothing: a server
+	// of the client's own zone (here on another address of LAN's) answers
+	// a TXT question with a record whose text is a whole answer for
+	// one.names.test, its length before it, and sends the text as a
+	// segment of its own. Read alone, that segment teaches 203.0.113.66.
+	forgedMsg := new(dns.Msg)
+	forgedMsg.SetQuestion("one.names.test.", dns.TypeA)
+	forgedMsg.Response = true
+	forgedMsg.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: "one.names.test.", Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 300}, A: []byte{203, 0, 113, 66}}}
+	forged, err := forgedMsg.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged = append([]byte{byte(len(forged) >> 8), byte(len(forged))}, forged...)
+	txt := new(dns.Msg)
+	txt.SetQuestion("evil.names.test.", dns.TypeTXT)
+	txt.Response = true
+	txt.Answer = []dns.RR{&dns.TXT{Hdr: dns.RR_Header{Name: "evil.names.test.", Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 60}, Txt: []string{string(forged)}}}
+	whole, err := txt.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole = append([]byte{byte(len(whole) >> 8), byte(len(whole))}, whole...)
+	at := len(whole) - len(forged)
+	if string(whole[at:]) != string(forged) {
+		t.Fatal("the TXT record's text is not at the end of the message")
+	}
+	first := evilTCPAnswer(t, e, whole, at)
+	if first != at {
+		t.Errorf("the client's first read took %d bytes, want %d: the segment did not end where the text starts", first, at)
+	}
+	if listed(set(), netip.MustParseAddr("203.0.113.66")) {
+		t.Error("a TXT record's text, sent as a segment of its own, taught 203.0.113.66 for one.names.test")
+	}
+
+	// A forged answer whose UDP checksum is wrong: the client's kernel
+	// drops it, so it must teach nothing. The client asks one.names.test
+	// of port 53 of an address of LAN's where no server listens; LAN
+	// answers from it with a raw socket, once with the checksum off by
+	// one, then right. Conntrack drops such a packet itself where it
+	// checks checksums (nf_conntrack_checksum, on by default); with it
+	// off, as some hosts run, the learner must.
+	{
+		e.tp.Host.Run(t, "sysctl", "-qw", "net.netfilter.nf_conntrack_checksum=0")
+		q := new(dns.Msg)
+		q.SetQuestion("one.names.test.", dns.TypeA)
+		qb, _ := q.Pack()
+		var client *net.UDPConn
+		if err := e.tp.Ctr.Do(func() error {
+			var err error
+			client, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP(topo.CtrIP4), Port: 5455})
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		defer client.Close()
+		if _, err := client.WriteTo(qb, &net.UDPAddr{IP: net.ParseIP(topo.LANProxy4), Port: 53}); err != nil {
+			t.Fatal(err)
+		}
+		received := func() int {
+			n := 0
+			buf := make([]byte, 1500)
+			for {
+				client.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+				if _, _, err := client.ReadFrom(buf); err != nil {
+					return n
+				}
+				n++
+			}
+		}
+		a := new(dns.Msg)
+		a.SetReply(q)
+		a.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: "one.names.test.", Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 300}, A: []byte{203, 0, 113, 67}}}
+		ab, err := a.Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		send := func(wrong bool) {
+			t.Helper()
+			if err := e.tp.LAN.Do(func() error {
+				c, err := net.ListenPacket("ip4:udp", topo.LANProxy4)
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				return sendUDPRaw(c, netip.MustParseAddr(topo.LANProxy4), netip.MustParseAddr(topo.CtrIP4), 53, 5455, ab, wrong)
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		send(true)
+		if n := received(); n != 0 {
+			t.Errorf("the client took %d answers with a wrong checksum", n)
+		}
+		if listed(set(), netip.MustParseAddr("203.0.113.67")) {
+			t.Error("an answer with a wrong UDP checksum, which the client drops, taught 203.0.113.67")
+		}
+		send(false)
+		if n := received(); n != 1 {
+			t.Errorf("the client took %d answers with the checksum right, want 1", n)
+		}
+		if !listed(set(), netip.MustParseAddr("203.0.113.67")) {
+			t.Error("the same answer with its checksum right taught nothing: the wrong checksum was not what stopped it")
+		}
 	}
 
 	// Not listed, and not DNS: pass, teach nothing.
@@ -198,4 +309,101 @@ func TestLearnerHoldsAnswers(t *testing.T) {
 	if listed(set(), netip.MustParseAddr("203.0.113.43")) {
 		t.Error("with the learner gone, an address was learned")
 	}
+}
+
+// evilTCPAnswer plays a DNS server on port 53 of LANProxy4 that answers
+// one TCP query with whole, in two segments (TCP_NODELAY, a pause
+// between): whole[:at], then whole[at:]. A client in Ctr asks it, reads
+// the answer whole, and evilTCPAnswer returns how many bytes its first
+// read took.
+func evilTCPAnswer(t *testing.T, e *env, whole []byte, at int) int {
+	t.Helper()
+	var ln net.Listener
+	if err := e.tp.LAN.Do(func() error {
+		var err error
+		ln, err = net.Listen("tcp", net.JoinHostPort(topo.LANProxy4, "53"))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	served := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			served <- err
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		c.(*net.TCPConn).SetNoDelay(true)
+		q := make([]byte, 512)
+		if _, err := c.Read(q); err != nil {
+			served <- err
+			return
+		}
+		if _, err := c.Write(whole[:at]); err != nil {
+			served <- err
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+		_, err = c.Write(whole[at:])
+		served <- err
+	}()
+	first := 0
+	if err := e.tp.Ctr.Do(func() error {
+		c, err := net.DialTimeout("tcp", net.JoinHostPort(topo.LANProxy4, "53"), 2*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		q := new(dns.Msg)
+		q.SetQuestion("evil.names.test.", dns.TypeTXT)
+		b, _ := q.Pack()
+		if _, err := c.Write(append([]byte{byte(len(b) >> 8), byte(len(b))}, b...)); err != nil {
+			return err
+		}
+		buf := make([]byte, len(whole))
+		n, err := c.Read(buf)
+		if err != nil {
+			return err
+		}
+		first = n
+		if _, err := io.ReadFull(c, buf[n:]); err != nil {
+			return err
+		}
+		if string(buf) != string(whole) {
+			return fmt.Errorf("the client read %d bytes unlike the answer sent", len(buf))
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-served; err != nil {
+		t.Fatal(err)
+	}
+	return first
+}
+
+// sendUDPRaw sends payload in a UDP datagram from src:sport to dst:dport
+// over c, a raw IPv4 socket of protocol UDP, with its checksum right, or
+// off by one if wrong.
+func sendUDPRaw(c net.PacketConn, src, dst netip.Addr, sport, dport uint16, payload []byte, wrong bool) error {
+	h := make([]byte, 8, 8+len(payload))
+	be.BigEndian.PutUint16(h[0:], sport)
+	be.BigEndian.PutUint16(h[2:], dport)
+	be.BigEndian.PutUint16(h[4:], uint16(8+len(payload)))
+	seg := append(h, payload...)
+	pseudo := append(append(src.AsSlice(), dst.AsSlice()...), 0, 17, byte(len(seg)>>8), byte(len(seg)))
+	sum := harness.Checksum(append(pseudo, seg...))
+	if sum == 0 {
+		sum = 0xffff
+	}
+	if wrong {
+		sum ^= 1
+	}
+	be.BigEndian.PutUint16(seg[6:], sum)
+	_, err := c.WriteTo(seg, &net.IPAddr{IP: dst.AsSlice()})
+	return err
 }
