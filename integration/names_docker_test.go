@@ -307,6 +307,50 @@ func TestNamesAgainstDocker(t *testing.T) {
 		}
 	})
 
+	t.Run("an answer over TCP teaches all of its 100 addresses", func(t *testing.T) {
+		// Docker's embedded resolver forwards a query that came over TCP
+		// over TCP: the answer crosses the forward hook as a TCP stream,
+		// in segments.
+		a := x.target(t, "", 0)
+		addrs := []netip.Addr{a}
+		for i := range 99 {
+			addrs = append(addrs, netip.AddrFrom4([4]byte{198, 18, 7, byte(i + 1)}))
+		}
+		x.dns.Set("big.wild.names.test", time.Minute, addrs...)
+		var in *dns.Msg
+		if err := ctrNS.Do(func() error {
+			m := new(dns.Msg)
+			m.SetQuestion("big.wild.names.test.", dns.TypeA)
+			var err error
+			in, _, err = (&dns.Client{Net: "tcp", Timeout: 3 * time.Second}).Exchange(m, "127.0.0.11:53")
+			return err
+		}); err != nil {
+			t.Fatalf("big.wild.names.test over TCP through Docker's resolver: %v", err)
+		}
+		elems := x.nameElements()
+		answered, learned := 0, 0
+		for _, rr := range in.Answer {
+			if r, ok := rr.(*dns.A); ok {
+				answered++
+				if ad, ok := netip.AddrFromSlice(r.A.To4()); ok && (strings.Contains(elems, ad.String()+" ") || strings.Contains(elems, ad.String()+",")) {
+					learned++
+				}
+			}
+		}
+		t.Logf("over TCP: %d addresses in the answer, %d in the set when the answer came", answered, learned)
+		if n := x.dns.TCPQueries("big.wild.names.test"); n != 1 {
+			t.Errorf("the DNS server had %d queries for big.wild.names.test over TCP, want 1: Docker's resolver did not forward over TCP", n)
+		}
+		if answered != 100 || learned != 100 {
+			t.Errorf("big.wild.names.test over TCP: %d addresses in the answer, %d of them in the set when it came; want 100 and 100\n%s", answered, learned, elems)
+		}
+		if got := x.d.TCP(t, "app1", hostPort(a.String(), namePort), dialTimeout); got != "ok" {
+			t.Errorf("connect to big.wild.names.test's %s after the lookup over TCP: %s, want ok", a, got)
+		}
+		body := x.scrape()
+		t.Logf("metrics:\n%s", grepLines(body, "dockerfence_dns_messages_not_learned"))
+	})
+
 	t.Run("an address reached without a lookup is refused", func(t *testing.T) {
 		a := x.target(t, "unlooked.names.test", time.Minute)
 		if got := x.d.TCP(t, "app1", hostPort(a.String(), namePort), dialTimeout); got != "refused" {

@@ -27,12 +27,13 @@ type DNSServer struct {
 	// Addr is the address it serves, "host:53".
 	Addr string
 
-	mu      sync.Mutex
-	records map[string]*dnsName // by lower-case fully qualified name
-	queries map[string]int      // by lower-case fully qualified name
-	clients map[netip.Addr]int  // queries by source address
-	total   atomic.Int64
-	servers []*dns.Server
+	mu         sync.Mutex
+	records    map[string]*dnsName // by lower-case fully qualified name
+	queries    map[string]int      // by lower-case fully qualified name
+	tcpQueries map[string]int      // those of queries that came over TCP
+	clients    map[netip.Addr]int  // queries by source address
+	total      atomic.Int64
+	servers    []*dns.Server
 }
 
 // dnsName is what the server knows about one name.
@@ -47,7 +48,7 @@ type dnsName struct {
 // cannot be bound.
 func StartDNS(t topo.T, ns Doer, addr string) *DNSServer {
 	t.Helper()
-	s := &DNSServer{Addr: net.JoinHostPort(addr, "53"), records: map[string]*dnsName{}, queries: map[string]int{}, clients: map[netip.Addr]int{}}
+	s := &DNSServer{Addr: net.JoinHostPort(addr, "53"), records: map[string]*dnsName{}, queries: map[string]int{}, tcpQueries: map[string]int{}, clients: map[netip.Addr]int{}}
 	var pc net.PacketConn
 	var ln net.Listener
 	if err := ns.Do(func() error {
@@ -106,6 +107,13 @@ func (s *DNSServer) Queries(name string) int {
 	return s.queries[fqdn(name)]
 }
 
+// TCPQueries returns how many queries for name came over TCP.
+func (s *DNSServer) TCPQueries(name string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tcpQueries[fqdn(name)]
+}
+
 // Clients returns how many queries came from each source address.
 func (s *DNSServer) Clients() map[netip.Addr]int {
 	s.mu.Lock()
@@ -136,6 +144,9 @@ func (s *DNSServer) serve(w dns.ResponseWriter, req *dns.Msg) {
 	q := req.Question[0]
 	s.mu.Lock()
 	s.queries[fqdn(q.Name)]++
+	if w.RemoteAddr().Network() == "tcp" {
+		s.tcpQueries[fqdn(q.Name)]++
+	}
 	if ap, err := netip.ParseAddrPort(w.RemoteAddr().String()); err == nil {
 		s.clients[ap.Addr().Unmap()]++
 	}
