@@ -17,6 +17,11 @@ const (
 	// bytes it still misses (segments out of order); past it, it gives
 	// the stream up.
 	maxEarly = 64 << 10
+	// maxBuffered is how many bytes it keeps of all streams together, of
+	// messages not whole yet and of segments out of order: a container
+	// that opens many streams and reads none of their answers makes it
+	// give streams up, not grow.
+	maxBuffered = 16 << 20
 	// streamIdle is how long a stream it hears nothing of is kept.
 	streamIdle = 2 * time.Minute
 )
@@ -35,6 +40,7 @@ type streamKey struct{ server, client netip.AddrPort }
 // sequence number of the next byte in order, the bytes of a message not
 // whole yet, and the segments that came before the bytes they follow.
 type stream struct {
+	isn     uint32 // of the SYN-ACK
 	next    uint32
 	started bool // bytes have come in order
 	buf     []byte
@@ -65,6 +71,7 @@ type segment struct {
 type streams struct {
 	m         map[streamKey]*stream
 	lastSweep time.Time
+	buffered  int // bytes of buf and early over all streams
 }
 
 func newStreams() *streams { return &streams{m: map[streamKey]*stream{}} }
@@ -81,21 +88,28 @@ func (s *streams) segment(p *dnsname.Packet, now time.Time) (msgs [][]byte, why 
 	seq, data := p.Seq, p.Data
 	switch {
 	case p.Flags&dnsname.TCPRST != 0:
-		delete(s.m, k)
+		if st != nil {
+			s.drop(k, st)
+		}
 		return nil, ""
 	case p.Flags&dnsname.TCPSYN != 0:
 		if p.Flags&dnsname.TCPACK == 0 {
 			return nil, "" // not a server's answer to a connect
 		}
-		if st != nil && st.started {
-			// The stream is under way: this SYN-ACK is a stale
-			// retransmission, or a forgery.
+		if st != nil && st.started && st.isn == seq {
+			// A retransmission of the SYN-ACK of a stream under way.
+			// (Conntrack does not let a SYN-ACK into an established
+			// connection: one with another sequence number is a new
+			// connection on the same addresses and ports, whose end the
+			// learner did not see.)
 			return nil, ""
 		}
-		if st == nil && len(s.m) >= maxStreams {
+		if st != nil {
+			s.drop(k, st)
+		} else if len(s.m) >= maxStreams {
 			return nil, reasonTCPLost
 		}
-		st = &stream{next: seq + 1}
+		st = &stream{isn: seq, next: seq + 1}
 		s.m[k] = st
 		seq++ // a SYN takes a sequence number; data may follow it
 	case st == nil:
@@ -106,10 +120,12 @@ func (s *streams) segment(p *dnsname.Packet, now time.Time) (msgs [][]byte, why 
 	}
 	st.seen = now
 	if !st.lost && len(data) > 0 {
-		msgs = st.take(seq, data)
+		before := len(st.buf) + st.earlyN
+		msgs = st.take(seq, data, maxBuffered-s.buffered)
+		s.buffered += len(st.buf) + st.earlyN - before
 	}
 	if p.Flags&dnsname.TCPFIN != 0 {
-		delete(s.m, k)
+		s.drop(k, st)
 	}
 	if st.lost && len(data) > 0 {
 		return msgs, reasonTCPLost
@@ -117,14 +133,27 @@ func (s *streams) segment(p *dnsname.Packet, now time.Time) (msgs [][]byte, why 
 	return msgs, ""
 }
 
+// drop forgets stream st, named k.
+func (s *streams) drop(k streamKey, st *stream) {
+	s.buffered -= len(st.buf) + st.earlyN
+	delete(s.m, k)
+}
+
 // take adds data, from sequence number seq, to the stream, and returns
-// the messages it makes whole.
-func (st *stream) take(seq uint32, data []byte) [][]byte {
+// the messages it makes whole; room is how many more bytes the stream may
+// keep (of all streams' bound), past which it is given up.
+func (st *stream) take(seq uint32, data []byte, room int) [][]byte {
+	if len(data) > room {
+		st.lost = true
+		st.buf, st.early, st.earlyN = nil, nil, 0
+		return nil
+	}
 	if d := int32(seq - st.next); d > 0 {
 		// Bytes after some the stream has not had yet: kept until
 		// those come.
 		if st.earlyN+len(data) > maxEarly {
 			st.lost = true
+			st.buf, st.early, st.earlyN = nil, nil, 0
 			return nil
 		}
 		st.early = append(st.early, segment{seq, append([]byte(nil), data...)})
@@ -198,7 +227,7 @@ func (s *streams) sweep(now time.Time) {
 	s.lastSweep = now
 	for k, st := range s.m {
 		if now.Sub(st.seen) > streamIdle {
-			delete(s.m, k)
+			s.drop(k, st)
 		}
 	}
 }

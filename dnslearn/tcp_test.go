@@ -341,12 +341,72 @@ func FuzzTCPStream(f *testing.F) {
 			for _, m := range msgs {
 				got += len(m)
 			}
-			if st := s.m[streamKey{src, dst}]; st != nil && (st.earlyN > maxEarly || len(st.buf) > 2+65535+300) {
+			st := s.m[streamKey{src, dst}]
+			if st != nil && (st.earlyN > maxEarly || len(st.buf) > 2+65535+300) {
 				t.Fatalf("buffers grew: %d early, %d buffered", st.earlyN, len(st.buf))
+			}
+			if want := 0; st != nil && s.buffered != len(st.buf)+st.earlyN || st == nil && s.buffered != want {
+				t.Fatalf("%d bytes counted as buffered, the stream holds %+v", s.buffered, st)
 			}
 		}
 		if got > given {
 			t.Fatalf("%d bytes of messages from %d bytes of data", got, given)
 		}
 	})
+}
+
+// TestTCPStreamRestartAndBound: a SYN-ACK with another sequence number
+// starts the stream anew (a new connection on the same addresses and
+// ports), a retransmitted one does not; the bytes all streams keep
+// together are bounded, and counted down as streams end.
+func TestTCPStreamRestartAndBound(t *testing.T) {
+	a := framed(t, "github.com", "140.82.121.4")
+	s := newStreams()
+	now := time.Now()
+	seg := func(port uint16, seq uint32, flags uint8, data []byte) ([][]byte, string) {
+		t.Helper()
+		p, err := dnsname.ParsePacket(fixTCPChecksum(func() []byte {
+			b := tcp4(seq, flags, data)
+			binary.BigEndian.PutUint16(b[22:], port)
+			return b
+		}()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.segment(p, now)
+	}
+	seg(1, 100, synAck, nil)
+	seg(1, 101, ack, a[:10])
+	seg(1, 100, synAck, nil) // retransmitted: the stream goes on
+	if msgs, _ := seg(1, 111, pshAck, a[10:]); len(msgs) != 1 {
+		t.Errorf("after a retransmitted SYN-ACK: %d messages, want 1", len(msgs))
+	}
+	seg(1, 101+uint32(len(a)), ack, a[:10])
+	seg(1, 5000, synAck, nil) // a new connection
+	if msgs, _ := seg(1, 5001, pshAck, a); len(msgs) != 1 {
+		t.Errorf("after a new SYN-ACK: %d messages, want 1", len(msgs))
+	}
+	if s.buffered != 0 {
+		t.Errorf("%d bytes counted as buffered with no message in progress", s.buffered)
+	}
+
+	// Streams that each keep the start of a message of 60,000 bytes.
+	big := make([]byte, 30000)
+	big[0], big[1] = 0xea, 0x60
+	lost := 0
+	for port := uint16(10); port < 10+2*maxBuffered/30000+10; port++ {
+		seg(port, 0, synAck, nil)
+		if _, why := seg(port, 1, ack, big); why == reasonTCPLost {
+			lost++
+		}
+	}
+	if s.buffered > maxBuffered || lost == 0 {
+		t.Errorf("%d bytes buffered (bound %d), %d streams given up", s.buffered, maxBuffered, lost)
+	}
+	for port := uint16(10); port < 10+2*maxBuffered/30000+10; port++ {
+		seg(port, 0, dnsname.TCPRST, nil)
+	}
+	if s.buffered != 0 || len(s.m) != 1 {
+		t.Errorf("after the resets: %d bytes buffered in %d streams, want 0 in 1", s.buffered, len(s.m))
+	}
 }
