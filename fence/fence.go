@@ -262,7 +262,7 @@ func compile(pol *policy.Policy, networks []policy.Network, sectionFor func(poli
 	}
 	t := b.r.Table
 	t.Chains = append(t.Chains[:len(bases):len(bases)], append(layerChains, t.Chains[len(bases):]...)...)
-	if out := b.holdDNS(bases[DirectionOf(policy.Egress).Base]); out != nil {
+	if out := b.holdDNS(bases[DirectionOf(policy.Egress).Base], b.hostDNSProtos(containers)); out != nil {
 		t.Chains = slices.Insert(t.Chains, len(bases), out)
 	}
 	if containers != nil {

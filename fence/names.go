@@ -44,8 +44,9 @@ type NameSet struct {
 // TCP, in the reply direction) whose output interface is one of Bridges,
 // in the forward hook (from resolvers the kernel routes, such as
 // Docker's embedded resolver in the container's namespace) and in the
-// output hook (from a resolver on the host itself), go to queue Queue,
-// with bypass: with no daemon bound, they pass.
+// output hook (from a resolver on the host itself, for each protocol on
+// which no container publishes port 53: see hostDNSProtos), go to queue
+// Queue, with bypass: with no daemon bound, they pass.
 type DNSHold struct {
 	Queue uint16
 	// Bridges are the bridges whose answers are held; "docker0" and the
@@ -55,7 +56,8 @@ type DNSHold struct {
 	// every docker0 and br-* bridge are held.
 	CatchAll bool
 	// Chains names the base chains that hold the rules (ID
-	// DNSHoldRuleID): "forward" and "output".
+	// DNSHoldRuleID): "forward" and, unless containers publish port 53
+	// on both TCP and UDP, "output".
 	Chains []string
 }
 
@@ -195,10 +197,11 @@ const (
 
 // holdDNS adds the rules that hold DNS answers to the bridges whose rules
 // use names (see DNSHold): first in the forward base chain, before its
-// accept of replies, and in an output base chain of their own. It does
+// accept of replies, and, for the protocols in output (of TCP and UDP;
+// see hostDNSProtos), in an output base chain of their own. It does
 // nothing when no rule uses names. It returns the output chain, for the
 // caller to put among the base chains; nil when there is none.
-func (b *builder) holdDNS(forward *nft.Chain) *nft.Chain {
+func (b *builder) holdDNS(forward *nft.Chain, output []uint8) *nft.Chain {
 	if len(b.r.NameSets) == 0 {
 		return nil
 	}
@@ -233,11 +236,11 @@ func (b *builder) holdDNS(forward *nft.Chain) *nft.Chain {
 		ifs = append(ifs, nft.IfName{Name: "br-", Prefix: true, Out: true})
 		h.Bridges = append(h.Bridges, "br-")
 	}
-	rules := func(from []*nft.Addr) []*nft.Rule {
+	rules := func(protos []uint8, from []*nft.Addr) []*nft.Rule {
 		out := make([]*nft.Rule, 0, len(ifs))
 		for _, m := range ifs {
 			for _, a := range from {
-				ms := []nft.Match{nft.CtReply{}, nft.L4Proto{Protos: []uint8{ipproto.TCP, ipproto.UDP}}, nft.SPort{Range: nft.PortRange{First: 53, Last: 53}}, m}
+				ms := []nft.Match{nft.CtReply{}, nft.L4Proto{Protos: protos}, nft.SPort{Range: nft.PortRange{First: 53, Last: 53}}, m}
 				if a != nil {
 					ms = append(ms, *a)
 				}
@@ -267,10 +270,14 @@ func (b *builder) holdDNS(forward *nft.Chain) *nft.Chain {
 	if len(from) == 0 {
 		b.r.Warnings = append(b.r.Warnings, "rules use DNS names, but the host has no resolver (list @resolvers is empty): only answers of a resolver on the host itself teach their addresses")
 	}
-	forward.Rules = append(rules(from), forward.Rules...)
-	h.Chains = []string{forward.Name, outputChain}
+	forward.Rules = append(rules([]uint8{ipproto.TCP, ipproto.UDP}, from), forward.Rules...)
+	h.Chains = []string{forward.Name}
 	b.r.DNSHold = h
-	return &nft.Chain{Name: outputChain, Hook: nft.HookOutput, Rules: rules([]*nft.Addr{nil})}
+	if len(output) == 0 {
+		return nil
+	}
+	h.Chains = append(h.Chains, outputChain)
+	return &nft.Chain{Name: outputChain, Hook: nft.HookOutput, Rules: rules(output, []*nft.Addr{nil})}
 }
 
 // Learned holds addresses learned from DNS answers, by names list.
