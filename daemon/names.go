@@ -43,29 +43,67 @@ type nameSets struct {
 	table func() *fence.Result
 }
 
-// Add implements dnslearn.Sets.
+// Add implements dnslearn.Sets: all elements in one transaction. If the
+// kernel refuses it (a set went with a policy reload between the sync and
+// the commit, say), it commits set by set, each in a transaction of its
+// own, so that one bad set does not cost the others their addresses; the
+// error then names the sets that failed, and is a *dnslearn.PartialError
+// when others went in.
 func (s nameSets) Add(elems []dnslearn.Element) error {
 	r := s.table()
 	if r == nil || r.Table == nil {
 		return errors.New("no table applied yet")
 	}
-	tx := NameElementsTx(r, elems)
-	if len(tx.Ops) == 0 {
+	parts := nameSetTxs(r, elems)
+	if len(parts) == 0 {
 		return nil
 	}
-	return s.k.Commit(tx)
+	err := s.k.Commit(mergeTxs(r.Table.Name, parts))
+	if err == nil {
+		return nil
+	}
+	if len(parts) == 1 {
+		return fmt.Errorf("names set %s: %w", parts[0].set, err)
+	}
+	var failed []dnslearn.Element
+	var sets []string
+	var errs []error
+	for _, p := range parts {
+		if err := s.k.Commit(p.tx); err != nil {
+			failed = append(failed, p.elems...)
+			sets = append(sets, p.set)
+			errs = append(errs, fmt.Errorf("%s: %w", p.set, err))
+		}
+	}
+	switch {
+	case len(sets) == 0:
+		return nil // each set went in on its own: the batch's failure passed
+	case len(sets) == len(parts):
+		return fmt.Errorf("names sets %s, each on its own: %w", strings.Join(sets, ", "), errors.Join(errs...))
+	}
+	return &dnslearn.PartialError{Failed: failed,
+		Err: fmt.Errorf("names sets %s learned nothing (the others did): %w", strings.Join(sets, ", "), errors.Join(errs...))}
 }
 
-// NameElementsTx returns the transaction that adds elems (with their
-// timeouts) to the name sets of r's table, each into its list's set of its
-// family; elements of lists r does not have are left out.
-func NameElementsTx(r *fence.Result, elems []dnslearn.Element) *nft.Transaction {
+// setTx is the transaction that puts elements into one name set.
+type setTx struct {
+	set   string
+	tx    *nft.Transaction
+	elems []dnslearn.Element
+}
+
+// nameSetTxs returns, set by set in the order of elems, the transaction
+// that puts elems (with their timeouts) into the name sets of r's table,
+// each into its list's set of its family (nft.RefreshTx: the elements
+// marked Refresh end with their new timeout on every kernel); elements of
+// lists r does not have are left out.
+func nameSetTxs(r *fence.Result, elems []dnslearn.Element) []setTx {
 	sets := map[string]fence.NameSet{}
 	for _, ns := range r.NameSets {
 		sets[ns.List] = ns
 	}
-	bySet := map[string][]nft.Element{}
-	var order []string
+	var parts []setTx
+	index := map[string]int{}
 	for _, e := range elems {
 		ns, ok := sets[e.Key]
 		if !ok {
@@ -75,16 +113,43 @@ func NameElementsTx(r *fence.Result, elems []dnslearn.Element) *nft.Transaction 
 		if e.Addr.Is6() {
 			set = ns.Set6
 		}
-		if _, seen := bySet[set]; !seen {
-			order = append(order, set)
+		i, seen := index[set]
+		if !seen {
+			i = len(parts)
+			index[set] = i
+			parts = append(parts, setTx{set: set})
 		}
-		bySet[set] = append(bySet[set], nft.Element{Prefix: netip.PrefixFrom(e.Addr, e.Addr.BitLen()), Timeout: e.Timeout})
+		parts[i].elems = append(parts[i].elems, e)
 	}
-	tx := &nft.Transaction{Table: r.Table.Name}
-	for _, set := range order {
-		tx.Ops = append(tx.Ops, nft.UpdateTx(r.Table.Name, set, bySet[set], nil).Ops...)
+	for i := range parts {
+		var add, refresh []nft.Element
+		for _, e := range parts[i].elems {
+			ne := nft.Element{Prefix: netip.PrefixFrom(e.Addr, e.Addr.BitLen()), Timeout: e.Timeout}
+			if e.Refresh {
+				refresh = append(refresh, ne)
+			} else {
+				add = append(add, ne)
+			}
+		}
+		parts[i].tx = nft.RefreshTx(r.Table.Name, parts[i].set, add, refresh)
+	}
+	return parts
+}
+
+// mergeTxs returns one transaction of table with the commands of parts.
+func mergeTxs(table string, parts []setTx) *nft.Transaction {
+	tx := &nft.Transaction{Table: table}
+	for _, p := range parts {
+		tx.Ops = append(tx.Ops, p.tx.Ops...)
 	}
 	return tx
+}
+
+// NameElementsTx returns the transaction that puts elems (with their
+// timeouts) into the name sets of r's table, each into its list's set of
+// its family; elements of lists r does not have are left out.
+func NameElementsTx(r *fence.Result, elems []dnslearn.Element) *nft.Transaction {
+	return mergeTxs(r.Table.Name, nameSetTxs(r, elems))
 }
 
 // namesRules returns what the learner learns for under the policy and

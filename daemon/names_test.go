@@ -1,17 +1,21 @@
 package daemon
 
 import (
+	"errors"
 	"net/netip"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/dockerfence/dockerfence/dnslearn"
 	"github.com/dockerfence/dockerfence/fence"
 	"github.com/dockerfence/dockerfence/nft"
+	"github.com/dockerfence/dockerfence/nft/fake"
 	"github.com/dockerfence/dockerfence/policy"
 	"github.com/dockerfence/dockerfence/status"
 	"github.com/google/nftables"
+	"golang.org/x/sys/unix"
 )
 
 type recordCommits struct{ txs []*nft.Transaction }
@@ -128,4 +132,145 @@ func TestMentionsList(t *testing.T) {
 			t.Errorf("mentionsList(%q, %q) = %v, want %v", c.match, c.list, got, c.want)
 		}
 	}
+}
+
+// namesTable returns a fence result whose table has the name sets of the
+// lists github and pypi, and a fake kernel that holds the table.
+func namesTable(t *testing.T) (*fence.Result, *fake.Kernel) {
+	t.Helper()
+	res := &fence.Result{Table: &nft.Table{Name: "dockerfence", Priority: -10}, NameSets: []fence.NameSet{
+		{List: "github", Names: []string{"github.com"}, Set4: "names_github_4", Set6: "names_github_6"},
+		{List: "pypi", Names: []string{"pypi.org"}, Set4: "names_pypi_4", Set6: "names_pypi_6"},
+	}}
+	for _, ns := range res.NameSets {
+		res.Table.Sets = append(res.Table.Sets,
+			&nft.Set{Name: ns.Set4, Key: nft.KeyIPv4, Timeout: true, Owner: nft.OwnedByRuntime},
+			&nft.Set{Name: ns.Set6, Key: nft.KeyIPv6, Timeout: true, Owner: nft.OwnedByRuntime})
+	}
+	k := fake.New()
+	if _, err := k.Apply(res.Table); err != nil {
+		t.Fatal(err)
+	}
+	return res, k
+}
+
+// TestNameSetsOneBadSet: when the kernel refuses every commit that
+// touches one name set, the batch is committed again set by set: the
+// other sets learn their addresses, and the error names the bad set and
+// gives back its elements as failed.
+func TestNameSetsOneBadSet(t *testing.T) {
+	res, k := namesTable(t)
+	touches := func(set string) func(*nft.Transaction) error {
+		return func(tx *nft.Transaction) error {
+			for _, op := range tx.Ops {
+				if op.Name == set {
+					return unix.ENOENT
+				}
+			}
+			return nil
+		}
+	}
+	k.Refuse(touches("names_pypi_4"))
+	s := nameSets{k: k, table: func() *fence.Result { return res }}
+	a := netip.MustParseAddr
+	pypi := dnslearn.Element{Key: "pypi", Addr: a("151.101.0.223"), Timeout: time.Minute}
+	before := len(k.Transactions())
+	err := s.Add([]dnslearn.Element{
+		{Key: "github", Addr: a("140.82.121.3"), Timeout: time.Minute},
+		pypi,
+		{Key: "github", Addr: a("2001:db8::3"), Timeout: time.Minute, Refresh: true},
+		{Key: "pypi", Addr: a("2001:db8::7"), Timeout: time.Minute},
+	})
+	var partial *dnslearn.PartialError
+	if !errors.As(err, &partial) {
+		t.Fatalf("Add = %v, want a PartialError", err)
+	}
+	if msg := err.Error(); !strings.Contains(msg, "names_pypi_4") || strings.Contains(msg, "names_github") || strings.Contains(msg, "names_pypi_6 ") {
+		t.Errorf("error %q, want only names_pypi_4 named as failed", msg)
+	}
+	if !errors.Is(err, unix.ENOENT) {
+		t.Errorf("error %v does not wrap the kernel's ENOENT", err)
+	}
+	if len(partial.Failed) != 1 || partial.Failed[0] != pypi {
+		t.Errorf("failed %+v, want %+v", partial.Failed, pypi)
+	}
+	for set, want := range map[string]string{"names_github_4": "140.82.121.3", "names_github_6": "2001:db8::3", "names_pypi_6": "2001:db8::7"} {
+		if got := k.Elements("dockerfence", set); len(got) != 1 || !strings.HasPrefix(got[0], want+" timeout 1m0s") {
+			t.Errorf("%s holds %q, want %s", set, got, want)
+		}
+	}
+	if got := k.Elements("dockerfence", "names_pypi_4"); len(got) != 0 {
+		t.Errorf("names_pypi_4 holds %q", got)
+	}
+	if n := len(k.Transactions()) - before; n != 3 {
+		t.Errorf("%d transactions committed, want 3, one a set but for the bad one", n)
+	}
+
+	// Every set bad: a plain error that names them all.
+	k.Refuse(func(*nft.Transaction) error { return unix.ENOENT })
+	err = s.Add([]dnslearn.Element{pypi, {Key: "github", Addr: a("140.82.121.4"), Timeout: time.Minute}})
+	if err == nil || errors.As(err, &partial) || !strings.Contains(err.Error(), "names_pypi_4, names_github_4") {
+		t.Errorf("Add with every set refused = %v, want an error naming both sets", err)
+	}
+	// One set only: its error, named.
+	err = s.Add([]dnslearn.Element{pypi})
+	if err == nil || errors.As(err, &partial) || !strings.Contains(err.Error(), "names set names_pypi_4") {
+		t.Errorf("Add of one refused set = %v", err)
+	}
+	// A batch that fails whole but goes in set by set learns everything.
+	fails := 1
+	k.Refuse(func(*nft.Transaction) error {
+		if fails > 0 {
+			fails--
+			return unix.ENOBUFS
+		}
+		return nil
+	})
+	if err := s.Add([]dnslearn.Element{pypi, {Key: "github", Addr: a("140.82.121.4"), Timeout: time.Minute}}); err != nil {
+		t.Errorf("Add after a passing failure = %v", err)
+	}
+	if got := k.Elements("dockerfence", "names_pypi_4"); len(got) != 1 {
+		t.Errorf("names_pypi_4 holds %q after the retry", got)
+	}
+}
+
+// TestNameSetsRefresh: the fake kernel keeps an element's old timeout on
+// an add, as Linux before 6.10 does; an element marked Refresh ends with
+// its new timeout there all the same, shorter or longer, and one that is
+// not in the set, or expired, is added. An element not marked keeps its
+// old timeout: only the learner's memory says which need the refresh.
+func TestNameSetsRefresh(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		res, k := namesTable(t)
+		s := nameSets{k: k, table: func() *fence.Result { return res }}
+		a := netip.MustParseAddr
+		if err := s.Add([]dnslearn.Element{
+			{Key: "github", Addr: a("140.82.121.1"), Timeout: time.Hour},
+			{Key: "github", Addr: a("140.82.121.2"), Timeout: time.Minute},
+			{Key: "github", Addr: a("140.82.121.3"), Timeout: time.Second},
+			{Key: "github", Addr: a("140.82.121.5"), Timeout: time.Hour},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Second) // 140.82.121.3 expires
+		if err := s.Add([]dnslearn.Element{
+			{Key: "github", Addr: a("140.82.121.1"), Timeout: 30 * time.Second, Refresh: true},
+			{Key: "github", Addr: a("140.82.121.2"), Timeout: 2 * time.Hour, Refresh: true},
+			{Key: "github", Addr: a("140.82.121.3"), Timeout: time.Minute, Refresh: true},
+			{Key: "github", Addr: a("140.82.121.4"), Timeout: time.Minute, Refresh: true},
+			{Key: "github", Addr: a("140.82.121.5"), Timeout: time.Minute},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		want := []string{
+			"140.82.121.1 timeout 30s expires 30s",
+			"140.82.121.2 timeout 2h0m0s expires 2h0m0s",
+			"140.82.121.3 timeout 1m0s expires 1m0s",
+			"140.82.121.4 timeout 1m0s expires 1m0s",
+			"140.82.121.5 timeout 1h0m0s expires 59m58s",
+		}
+		if got := k.Elements("dockerfence", "names_github_4"); strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("names_github_4 holds\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	})
 }

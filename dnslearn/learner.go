@@ -45,14 +45,38 @@ type Element struct {
 	Key     string
 	Addr    netip.Addr
 	Timeout time.Duration
+	// Refresh says that the set may hold the address already: the learner
+	// learned it before, and it has not expired, or only just. Its
+	// Timeout is then at least what was left of the old one.
+	Refresh bool
 }
 
 // Sets writes learned elements into the kernel's name sets: Add commits
-// all of them in one transaction (an element that is there already gets
-// its timeout renewed), and returns once the kernel has committed them.
+// all of them in one transaction, and returns once the kernel has
+// committed them. Each element ends with its Timeout, whether the set held
+// it or not (nft.RefreshTx, for those marked Refresh). If only some
+// elements went in, Add returns a *PartialError.
 type Sets interface {
 	Add(elems []Element) error
 }
+
+// PartialError is the error of Sets.Add when some of the elements are in
+// the kernel's sets and others, Failed, are not.
+type PartialError struct {
+	Failed []Element
+	Err    error
+}
+
+// Error says why the elements failed.
+func (e *PartialError) Error() string { return e.Err.Error() }
+
+// Unwrap returns why the elements failed.
+func (e *PartialError) Unwrap() error { return e.Err }
+
+// refreshGrace is how long after the learner's expiry of an address the
+// set may still hold it: the kernel's timeout starts when it takes the
+// element, a moment after the learner read its clock.
+const refreshGrace = 10 * time.Second
 
 // Rules are what the learner learns for: the name patterns of the policy
 // in force, keyed by name list, and the bounds of the timeouts.
@@ -317,17 +341,22 @@ func (l *Learner) commit(ctx context.Context, q Queue) {
 				break more
 			}
 		}
-		var elems []Element
-		for _, h := range batch {
-			elems = append(elems, h.elems...)
-		}
+		now := l.cfg.Now()
+		elems := l.prepare(batch, now)
 		err := l.cfg.Sets.Add(elems)
-		if err != nil {
+		var partial *PartialError
+		switch {
+		case err == nil:
+			l.cfg.Metrics.learnedN(len(elems))
+			l.remember(batch, now, nil)
+		case errors.As(err, &partial):
 			l.cfg.Metrics.failed()
 			l.notice(err)
-		} else {
-			l.cfg.Metrics.learnedN(len(elems))
-			l.remember(batch)
+			l.cfg.Metrics.learnedN(len(elems) - len(partial.Failed))
+			l.remember(batch, now, partial.Failed)
+		default:
+			l.cfg.Metrics.failed()
+			l.notice(err)
 		}
 		for _, h := range batch {
 			l.release(q, h, false)
@@ -335,13 +364,72 @@ func (l *Learner) commit(ctx context.Context, q Queue) {
 	}
 }
 
-// remember records what a committed batch taught, for status.
-func (l *Learner) remember(batch []*held) {
-	now := l.cfg.Now()
+// prepare returns the elements to commit for a batch of answers at now:
+// each key's address once, with the longest timeout the answers gave it.
+// An address the learner knows for the key is marked Refresh, and its
+// timeout is at least what is left of its learning, rounded up to a
+// second: an answer with a shorter TTL (another name's of the same
+// address, or the countdown of a resolver's cache) never shortens the
+// element in the kernel below what the learner says (status).
+func (l *Learner) prepare(batch []*held, now time.Time) []Element {
+	type key struct {
+		key  string
+		addr netip.Addr
+	}
+	var out []Element
+	at := map[key]int{}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, h := range batch {
+		for _, e := range h.elems {
+			k := key{e.Key, e.Addr}
+			if i, ok := at[k]; ok {
+				out[i].Timeout = max(out[i].Timeout, e.Timeout)
+				continue
+			}
+			if old := l.learned[e.Key][e.Addr]; old != nil && now.Before(old.Expires.Add(refreshGrace)) {
+				e.Refresh = true
+				if left := old.Expires.Sub(now); left > 0 {
+					e.Timeout = max(e.Timeout, ceilSecond(left))
+				}
+			} else if old, ok := l.expired[e.Addr]; ok && old.Key == e.Key && now.Before(old.Expires.Add(refreshGrace)) {
+				e.Refresh = true
+			}
+			at[k] = len(out)
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// ceilSecond rounds d up to a whole second.
+func ceilSecond(d time.Duration) time.Duration {
+	if r := d.Truncate(time.Second); r < d {
+		return r + time.Second
+	}
+	return d
+}
+
+// remember records what a committed batch taught, for status: all of it
+// but the elements of failed. now is when the batch was prepared, before
+// the kernel took it, so the learner's expiry is never after the
+// kernel's.
+func (l *Learner) remember(batch []*held, now time.Time, failed []Element) {
+	type key struct {
+		key  string
+		addr netip.Addr
+	}
+	skip := map[key]bool{}
+	for _, e := range failed {
+		skip[key{e.Key, e.Addr}] = true
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, h := range batch {
 		for i, e := range h.elems {
+			if skip[key{e.Key, e.Addr}] {
+				continue
+			}
 			m := l.learned[e.Key]
 			if m == nil {
 				m = map[netip.Addr]*Learning{}
@@ -440,6 +528,6 @@ func Remember(l *Learner, name string, elems ...Element) error {
 	for range elems {
 		h.names = append(h.names, name)
 	}
-	l.remember([]*held{h})
+	l.remember([]*held{h}, l.cfg.Now(), nil)
 	return nil
 }

@@ -3,7 +3,9 @@ package dnslearn
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -279,7 +281,7 @@ func TestExpiredMemory(t *testing.T) {
 			h.elems = append(h.elems, Element{Key: "k", Addr: netip.MustParseAddr(a), Timeout: time.Minute})
 			h.names = append(h.names, name)
 		}
-		l.remember([]*held{h})
+		l.remember([]*held{h}, clock(), nil)
 	}
 	learn("a.example", "203.0.113.1", "203.0.113.2", "203.0.113.3")
 	if _, ok := l.Expired(netip.MustParseAddr("203.0.113.1")); ok {
@@ -315,5 +317,114 @@ func TestExpiredMemory(t *testing.T) {
 	}
 	if got := l.Learned(); len(got) != 1 || got[0].Name != "b.example" || !got[0].Expires.Equal(clock().Add(time.Minute)) {
 		t.Errorf("Learned() = %+v", got)
+	}
+}
+
+// TestRefreshNeverShortens: an address learned with a long TTL and seen
+// again in an answer with a shorter one (another name's, of the same
+// list) is sent to the kernel as a refresh with what is left of the long
+// one, rounded up to a second; status keeps the long one; a fresh address
+// is a plain add with its own TTL; an address that expired a moment ago
+// is still a refresh, one long expired is not.
+func TestRefreshNeverShortens(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	t0 := now
+	clock := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return now
+	}
+	advance := func(d time.Duration) {
+		mu.Lock()
+		now = now.Add(d)
+		mu.Unlock()
+	}
+	sets := &fakeSets{}
+	l, q := start(t, Config{Sets: sets, Now: clock}, rules(t, map[string]string{"a.example": "cdn", "b.example": "cdn"}))
+	id := uint32(0)
+	send := func(name string, ttl uint32, addrs ...string) []Element {
+		t.Helper()
+		id++
+		before := len(sets.elems())
+		q.in <- nfqueue.Packet{ID: id, Payload: answer(t, name, ttl, addrs...)}
+		q.wait(t, id)
+		return sets.elems()[before:]
+	}
+	a := netip.MustParseAddr
+	if got := send("a.example", 3600, "203.0.113.1"); len(got) != 1 || got[0] != (Element{Key: "cdn", Addr: a("203.0.113.1"), Timeout: time.Hour}) {
+		t.Fatalf("first learning sent %+v, want a plain add with 1h", got)
+	}
+	advance(10*time.Minute + 400*time.Millisecond)
+	got := send("b.example", 60, "203.0.113.1", "203.0.113.2")
+	want := []Element{
+		{Key: "cdn", Addr: a("203.0.113.1"), Timeout: 50 * time.Minute, Refresh: true}, // 49m59.6s left, rounded up
+		{Key: "cdn", Addr: a("203.0.113.2"), Timeout: time.Minute},
+	}
+	if len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+		t.Errorf("the shorter answer sent %+v, want %+v", got, want)
+	}
+	learned := l.Learned()
+	if len(learned) != 2 || learned[0].Addr != a("203.0.113.1") || !learned[0].Expires.Equal(t0.Add(time.Hour)) || learned[0].Name != "b.example" {
+		t.Errorf("Learned() = %+v, want 203.0.113.1 to expire at %v still", learned, t0.Add(time.Hour))
+	}
+	// A longer TTL wins over what is left.
+	if got := send("a.example", 7200, "203.0.113.1"); len(got) != 1 || got[0].Timeout != 2*time.Hour || !got[0].Refresh {
+		t.Errorf("a longer TTL sent %+v, want a refresh with 2h", got)
+	}
+	// 203.0.113.2 expired 2s ago: the kernel may hold it yet.
+	advance(62 * time.Second)
+	l.sweep()
+	if got := send("b.example", 60, "203.0.113.2"); len(got) != 1 || got[0] != (Element{Key: "cdn", Addr: a("203.0.113.2"), Timeout: time.Minute, Refresh: true}) {
+		t.Errorf("an address expired a moment ago sent %+v, want a refresh with 1m", got)
+	}
+	advance(time.Minute + refreshGrace)
+	l.sweep()
+	if got := send("b.example", 60, "203.0.113.2"); len(got) != 1 || got[0].Refresh {
+		t.Errorf("an address long expired sent %+v, want a plain add", got)
+	}
+}
+
+// TestPrepareMerges: an address that two answers of one batch teach for
+// one key is sent once, with the longer TTL; for two keys, once each.
+func TestPrepareMerges(t *testing.T) {
+	l := New(Config{Sets: &fakeSets{}})
+	a := netip.MustParseAddr("203.0.113.5")
+	batch := []*held{
+		{elems: []Element{{Key: "k", Addr: a, Timeout: time.Minute}, {Key: "j", Addr: a, Timeout: time.Minute}}},
+		{elems: []Element{{Key: "k", Addr: a, Timeout: time.Hour}}},
+	}
+	got := l.prepare(batch, time.Now())
+	if len(got) != 2 || got[0] != (Element{Key: "k", Addr: a, Timeout: time.Hour}) || got[1] != (Element{Key: "j", Addr: a, Timeout: time.Minute}) {
+		t.Errorf("prepare = %+v", got)
+	}
+}
+
+// TestPartialAdd: when the sets take only some of an answer's elements,
+// the learner remembers those and not the others, and counts them.
+func TestPartialAdd(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	a := netip.MustParseAddr
+	sets := &fakeSets{err: &PartialError{Failed: []Element{{Key: "bad", Addr: a("203.0.113.9"), Timeout: time.Minute}}, Err: errors.New("set names_bad_4 failed")}}
+	var notices []error
+	var nmu sync.Mutex
+	l, q := start(t, Config{Sets: sets, Metrics: NewMetrics(reg), Notice: func(err error) { nmu.Lock(); notices = append(notices, err); nmu.Unlock() }},
+		rules(t, map[string]string{"www.x.example": "good", "*.x.example": "bad"}))
+	q.in <- nfqueue.Packet{ID: 1, Payload: answer(t, "www.x.example", 300, "203.0.113.9")}
+	q.wait(t, 1)
+	if n := len(sets.elems()); n != 2 {
+		t.Fatalf("sent %v, want the address for both lists", sets.elems())
+	}
+	got := l.Learned()
+	if len(got) != 1 || got[0].Key != "good" {
+		t.Errorf("Learned() = %+v, want only the good list's address", got)
+	}
+	if n := testutil.ToFloat64(l.cfg.Metrics.learned); n != 1 {
+		t.Errorf("elements learned: %v, want 1", n)
+	}
+	nmu.Lock()
+	defer nmu.Unlock()
+	if len(notices) != 1 || !strings.Contains(notices[0].Error(), "names_bad_4") {
+		t.Errorf("notices %v, want the failed set named", notices)
 	}
 }

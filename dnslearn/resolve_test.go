@@ -50,7 +50,7 @@ func TestResolveOnce(t *testing.T) {
 	if len(got) != 2 || got[0].Key != "k1" || got[1].Key != "k2" {
 		t.Fatalf("ResolveOnce = %+v", got)
 	}
-	if e := got[0].Elements; len(e) != 2 || e[0] != (Element{"k1", netip.MustParseAddr("203.0.113.1"), time.Hour}) || e[1].Addr != netip.MustParseAddr("2001:db8::1") {
+	if e := got[0].Elements; len(e) != 2 || e[0] != (Element{Key: "k1", Addr: netip.MustParseAddr("203.0.113.1"), Timeout: time.Hour}) || e[1].Addr != netip.MustParseAddr("2001:db8::1") {
 		t.Errorf("k1: %+v", e)
 	}
 	if e := got[1].Elements; len(e) != 1 || e[0].Addr != netip.MustParseAddr("203.0.113.2") {

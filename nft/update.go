@@ -59,23 +59,88 @@ func (e Element) boundaries() []nftables.SetElement {
 // the set undoes it.
 func UpdateTx(table, set string, add, del []Element) *Transaction {
 	tx := &Transaction{Table: table}
-	op := func(kind OpKind, es []Element) {
-		if len(es) == 0 {
-			return
-		}
-		o := Op{Kind: kind, Name: set}
-		for _, e := range es {
-			if kind == OpDeleteElements {
-				e.Timeout = 0
-			}
-			o.Elems = append(o.Elems, e.boundaries()...)
-			o.Items = append(o.Items, e.String())
-		}
-		tx.Ops = append(tx.Ops, o)
-	}
-	op(OpDeleteElements, del)
-	op(OpAddElements, add)
+	tx.addOp(OpDeleteElements, set, del)
+	tx.addOp(OpAddElements, set, add)
 	return tx
+}
+
+// RefreshTx returns the transaction that puts elements into one set of the
+// table (as UpdateTx does), each with its own timeout, on every kernel.
+// The elements of add are taken to be absent: they are added. Those of
+// refresh may be in the set already, with another timeout, or may have
+// expired a moment ago: each is added without a timeout (nothing if it is
+// there, else it is created), deleted, and added with its timeout, all in
+// the one transaction. So it ends with its new timeout whether it was
+// there or not, and the delete never fails for want of the element. The
+// packet path sees the set before the transaction or after it, never in
+// between: a refreshed element is never missing. An element named more
+// than once goes in once, as a refresh if it is one anywhere, with the
+// longest of its timeouts.
+//
+// Add alone would do on Linux 6.10 and later (see Kernel.Update); older
+// kernels keep the old timeout on an add of an element that is there.
+func RefreshTx(table, set string, add, refresh []Element) *Transaction {
+	type entry struct {
+		e       Element
+		refresh bool
+	}
+	var order []Element
+	seen := map[Element]*entry{}
+	put := func(es []Element, refresh bool) {
+		for _, e := range es {
+			k := Element{Ports: e.Ports} // the element without its timeout
+			if e.Prefix.IsValid() {
+				k = Element{Prefix: e.Prefix.Masked()}
+			}
+			x := seen[k]
+			if x == nil {
+				seen[k] = &entry{e, refresh}
+				order = append(order, k)
+				continue
+			}
+			x.refresh = x.refresh || refresh
+			if e.Timeout > x.e.Timeout {
+				x.e.Timeout = e.Timeout
+			}
+		}
+	}
+	put(add, false)
+	put(refresh, true)
+	var again, all []Element
+	for _, k := range order {
+		x := seen[k]
+		if x.refresh {
+			again = append(again, x.e)
+		}
+		all = append(all, x.e)
+	}
+	tx := &Transaction{Table: table}
+	bare := make([]Element, len(again))
+	for i, e := range again {
+		e.Timeout = 0
+		bare[i] = e
+	}
+	tx.addOp(OpAddElements, set, bare)
+	tx.addOp(OpDeleteElements, set, again)
+	tx.addOp(OpAddElements, set, all)
+	return tx
+}
+
+// addOp appends the command that adds or deletes es in set, if there are
+// any; a delete carries no timeouts.
+func (tx *Transaction) addOp(kind OpKind, set string, es []Element) {
+	if len(es) == 0 {
+		return
+	}
+	o := Op{Kind: kind, Name: set}
+	for _, e := range es {
+		if kind == OpDeleteElements {
+			e.Timeout = 0
+		}
+		o.Elems = append(o.Elems, e.boundaries()...)
+		o.Items = append(o.Items, e.String())
+	}
+	tx.Ops = append(tx.Ops, o)
 }
 
 // Update changes the elements of one set in one transaction (see
@@ -85,13 +150,14 @@ func UpdateTx(table, set string, add, del []Element) *Transaction {
 // batch, however many there are (a name's hundreds of addresses are one
 // commit).
 //
-// Adding an element that the set holds already refreshes it: the kernel
-// (Linux 6.10 and later, commit 4201f3938914 "netfilter: nf_tables: set
-// element timeout update support") takes an add without NLM_F_EXCL, as
-// Update sends it, as an update of the element's timeout and expiry, to
-// the new timeout whether longer or shorter. Older kernels keep the old
-// timeout on such an add; there, naming the element in del too refreshes
-// it, but fails (ENOENT, nothing committed) if it expired meanwhile.
+// Adding an element that the set holds already refreshes it only on
+// Linux 6.10 and later (commit 4201f3938914 "netfilter: nf_tables: set
+// element timeout update support"): the kernel takes an add without
+// NLM_F_EXCL, as Update sends it, as an update of the element's timeout
+// and expiry, to the new timeout whether longer or shorter. Older kernels
+// keep the old timeout on such an add; naming the element in del too
+// refreshes it there, but fails (ENOENT, nothing committed) if it expired
+// meanwhile. RefreshTx refreshes on every kernel and never fails so.
 func (k Kernel) Update(table, set string, add, del []Element) error {
 	tx := UpdateTx(table, set, add, del)
 	if len(tx.Ops) == 0 {
