@@ -70,8 +70,8 @@ func diffTable(t *Table, st *State) []string {
 // diffBase lists how the kernel chain differs from c as a base chain (or
 // as a regular one).
 func diffBase(t *Table, c *Chain, kc *ChainState) []string {
-	if c.HookText() != kc.Hook || (c.Hook != HookNone && kc.Priority != t.Priority) {
-		return []string{fmt.Sprintf("~ chain %s: hook %s priority %d, want hook %s priority %d", c.Name, kc.Hook, kc.Priority, c.HookText(), t.Priority)}
+	if c.HookText() != kc.Hook || (c.Hook != HookNone && kc.Priority != t.ChainPriority(c)) {
+		return []string{fmt.Sprintf("~ chain %s: hook %s priority %d, want hook %s priority %d", c.Name, kc.Hook, kc.Priority, c.HookText(), t.ChainPriority(c))}
 	}
 	var out []string
 	if c.Hook != HookNone && kc.Type != "filter" {

@@ -71,7 +71,7 @@ func stateOf(t *Table) *State {
 	for _, c := range t.Chains {
 		cs := ChainState{Name: c.Name, Hook: c.Hook.String()}
 		if c.Hook != HookNone {
-			cs.Priority, cs.Type, cs.Policy = t.Priority, "filter", "accept"
+			cs.Priority, cs.Type, cs.Policy = t.ChainPriority(c), "filter", "accept"
 		}
 		for i, r := range c.Rules {
 			rs := KernelRule(r, RuleUserData(r, digests))

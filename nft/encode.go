@@ -87,7 +87,7 @@ func (e *encoder) encodeOp(op Op) error {
 			}
 			var start int
 			a, start = a.begin(unix.NFTA_CHAIN_HOOK)
-			a = a.u32(unix.NFTA_HOOK_HOOKNUM, hook).u32(unix.NFTA_HOOK_PRIORITY, uint32(int32(e.tx.Priority)))
+			a = a.u32(unix.NFTA_HOOK_HOOKNUM, hook).u32(unix.NFTA_HOOK_PRIORITY, uint32(int32(e.tx.Priority+op.PriorityOffset)))
 			if op.Hook == HookIngress {
 				a = a.str(unix.NFTA_HOOK_DEV, op.Device)
 			}

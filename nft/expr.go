@@ -148,6 +148,8 @@ func ruleExprs(tbl *nftables.Table, sets func(string) *nftables.Set, anon func(*
 		switch m := m.(type) {
 		case CtReply:
 			out = append(out, &expr.Ct{Register: 1, Key: expr.CtKeyDIRECTION}, cmpEq([]byte{ctDirReply}))
+		case CtOriginal:
+			out = append(out, &expr.Ct{Register: 1, Key: expr.CtKeyDIRECTION}, cmpEq([]byte{ctDirOriginal}))
 		case CtMark:
 			bits := binaryutil.NativeEndian.PutUint32(m.Bits)
 			out = append(out, &expr.Ct{Register: 1, Key: expr.CtKeyMARK},

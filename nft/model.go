@@ -21,7 +21,8 @@ type Table struct {
 	// Family is the table's family: inet (the zero value), netdev or
 	// bridge.
 	Family Family
-	// Priority is the hook priority of every base chain.
+	// Priority is the hook priority of the base chains (each Chain may
+	// hook a little after it, PriorityOffset).
 	Priority int
 	Sets     []*Set
 	Chains   []*Chain
@@ -251,8 +252,17 @@ type Chain struct {
 	Hook Hook
 	// Device is the device of an ingress chain (HookIngress).
 	Device string
-	Rules  []*Rule
+	// PriorityOffset, for a base chain, is how far after the table's
+	// Priority it hooks: its priority is Table.Priority+PriorityOffset.
+	// The kernel runs the base chains of a hook by priority, so a chain
+	// with an offset sees only what the table's other chains of that
+	// hook passed.
+	PriorityOffset int
+	Rules          []*Rule
 }
+
+// ChainPriority returns the hook priority of base chain c of t.
+func (t *Table) ChainPriority(c *Chain) int { return t.Priority + c.PriorityOffset }
 
 // Rule is a list of matches, an optional counter, mark, meter, limit and
 // log, and a verdict, evaluated in that order.
@@ -373,6 +383,10 @@ type Match interface{ isMatch() }
 // CtReply matches packets in the reply direction of their connection.
 type CtReply struct{}
 
+// CtOriginal matches packets in the original direction of their
+// connection.
+type CtOriginal struct{}
+
 // NFProto matches IPv4 or IPv6 packets.
 type NFProto struct{ V6 bool }
 
@@ -470,6 +484,7 @@ type NDTarget struct {
 }
 
 func (CtReply) isMatch()    {}
+func (CtOriginal) isMatch() {}
 func (NFProto) isMatch()    {}
 func (L4Proto) isMatch()    {}
 func (Addr) isMatch()       {}

@@ -384,10 +384,12 @@ func (r *Rule) sets() []string {
 // daemon learns at run time).
 func (t *Table) baseChainsMatch(have *State) bool {
 	want := map[string]string{}
+	prio := map[string]int{}
 	fixed := 0
 	for _, c := range t.Chains {
 		if c.Hook != HookNone {
 			want[c.Name] = c.HookText()
+			prio[c.Name] = t.ChainPriority(c)
 			if c.Hook != HookIngress {
 				fixed++
 			}
@@ -402,7 +404,7 @@ func (t *Table) baseChainsMatch(have *State) bool {
 		if !ok && strings.HasPrefix(c.Hook, "ingress device ") && c.Priority == t.Priority && c.Type == "filter" {
 			continue // a device's chain the table no longer has: deleted in place
 		}
-		if w != c.Hook || c.Priority != t.Priority || c.Type != "filter" {
+		if w != c.Hook || c.Priority != prio[c.Name] || c.Type != "filter" {
 			return false
 		}
 		if !strings.HasPrefix(c.Hook, "ingress device ") {
@@ -503,7 +505,7 @@ func (t *Table) plan(have *State, digests map[string]string, fp flagPlan) *Plan 
 	}
 	add(addTable)
 	for _, c := range ch.Base {
-		add(Op{Kind: OpAddChain, Name: c.Name, Hook: c.Hook, Device: c.Device})
+		add(Op{Kind: OpAddChain, Name: c.Name, Hook: c.Hook, Device: c.Device, PriorityOffset: c.PriorityOffset})
 	}
 	for _, name := range ch.Flush {
 		add(Op{Kind: OpFlushChain, Name: name})
@@ -521,7 +523,7 @@ func (t *Table) plan(have *State, digests map[string]string, fp flagPlan) *Plan 
 		add(Op{Kind: OpDeleteChain, Name: name})
 	}
 	for _, c := range ch.AddChains {
-		add(Op{Kind: OpAddChain, Name: c.Name, Hook: c.Hook, Device: c.Device})
+		add(Op{Kind: OpAddChain, Name: c.Name, Hook: c.Hook, Device: c.Device, PriorityOffset: c.PriorityOffset})
 	}
 	for _, s := range ch.AddSets {
 		add(Op{Kind: OpAddSet, Set: s})

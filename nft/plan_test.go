@@ -364,6 +364,11 @@ func TestBaseChainsMatch(t *testing.T) {
 		t.Error("a priority change matches")
 	}
 	tbl.Priority = st.Chains[0].Priority
+	tbl.Chains[0].PriorityOffset = 1
+	if BaseChainsMatch(tbl, st) {
+		t.Error("a base chain's own priority change matches")
+	}
+	tbl.Chains[0].PriorityOffset = 0
 	// A container's port chain that comes or goes is added or deleted in
 	// place: the other base chains still match.
 	withPort := *tbl

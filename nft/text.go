@@ -47,7 +47,7 @@ func (t *Table) block() string {
 	for _, c := range t.Chains {
 		fmt.Fprintf(&b, "\tchain %s {\n", c.Name)
 		if c.Hook != HookNone {
-			fmt.Fprintf(&b, "\t\ttype filter hook %s priority %d; policy accept;\n", c.HookText(), t.Priority)
+			fmt.Fprintf(&b, "\t\ttype filter hook %s priority %d; policy accept;\n", c.HookText(), t.ChainPriority(c))
 		}
 		for _, r := range c.Rules {
 			fmt.Fprintf(&b, "\t\t%s\n", r.Text())
@@ -196,6 +196,8 @@ func matchText(m Match) string {
 	switch m := m.(type) {
 	case CtReply:
 		return "ct direction reply"
+	case CtOriginal:
+		return "ct direction original"
 	case CtMark:
 		return fmt.Sprintf("ct mark & 0x%08x == 0x%08x", m.Bits, m.Bits)
 	case NFProto:

@@ -163,9 +163,10 @@ func (t *Trace) String() string {
 const maxJumpDepth = 16
 
 // Trace evaluates the packet through the table rule by rule, as the kernel
-// does: the base chains of the packet's hook in the table's order, each
-// until a verdict (an accept ends only that base chain, a drop or reject
-// is final), jumps and gotos with a stack of returns, and verdict maps.
+// does: the base chains of the packet's hook by priority (in the table's
+// order where they have the same), each until a verdict (an accept ends
+// only that base chain, a drop or reject is final), jumps and gotos with
+// a stack of returns, and verdict maps.
 // Counters, logs, limits and meters do not stop evaluation; a limit or a
 // meter is taken to be under its rate, and a meter keyed by an address
 // applies to packets of its family only, as its encoding does.
@@ -182,10 +183,17 @@ func (t *Table) Trace(p Packet) (*Trace, error) {
 		return nil, fmt.Errorf("trace: source %v and destination %v are not addresses of one family", p.Src, p.Dst)
 	}
 	tr := &Trace{Verdict: Accept, Policy: true, Mark: p.Mark}
+	var bases []*Chain
 	for _, base := range t.Chains {
 		if base.Hook != p.Hook || base.Hook == HookIngress && base.Device != p.IIfName {
 			continue
 		}
+		bases = append(bases, base)
+	}
+	// The kernel runs them by priority; those of one priority in the
+	// order they were added, the table's.
+	slices.SortStableFunc(bases, func(a, b *Chain) int { return a.PriorityOffset - b.PriorityOffset })
+	for _, base := range bases {
 		if err := t.traceBase(tr, base, &p); err != nil {
 			return nil, err
 		}
@@ -338,6 +346,8 @@ func (t *Table) match(m Match, p *Packet) (bool, error) {
 	switch m := m.(type) {
 	case CtReply:
 		return p.Reply, nil
+	case CtOriginal:
+		return !p.Reply, nil
 	case CtMark:
 		return p.CtMark&m.Bits == m.Bits, nil
 	case NFProto:

@@ -48,6 +48,9 @@ func (b *fuzzBytes) prefix() netip.Prefix {
 func (b *fuzzBytes) match() Match {
 	switch b.n(11) {
 	case 0:
+		if b.bool() {
+			return CtOriginal{}
+		}
 		return CtReply{}
 	case 1:
 		return NFProto{V6: b.bool()}
@@ -151,7 +154,7 @@ func FuzzTrace(f *testing.F) {
 			return
 		}
 		switch tr.Verdict {
-		case Accept, Drop, RejectAdminProhibited:
+		case Accept, Drop, RejectAdminProhibited, Queue:
 		case RejectTCPReset:
 			if p.L4Proto != ipproto.TCP {
 				t.Errorf("tcp reset of protocol %d", p.L4Proto)

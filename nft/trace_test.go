@@ -49,6 +49,8 @@ func TestTraceMatches(t *testing.T) {
 		{"no matches", nil, tcp4(), true},
 		{"ct reply", []Match{CtReply{}}, with(tcp4(), func(p *Packet) { p.Reply = true }), true},
 		{"ct original", []Match{CtReply{}}, tcp4(), false},
+		{"ct direction original", []Match{CtOriginal{}}, tcp4(), true},
+		{"ct direction original of a reply", []Match{CtOriginal{}}, with(tcp4(), func(p *Packet) { p.Reply = true }), false},
 		{"nfproto ipv4", []Match{NFProto{}}, tcp4(), true},
 		{"nfproto ipv4 of ipv6", []Match{NFProto{}}, tcp6(), false},
 		{"nfproto ipv6", []Match{NFProto{V6: true}}, tcp6(), true},
@@ -192,6 +194,16 @@ func TestTraceVerdicts(t *testing.T) {
 			chains: []*Chain{base(HookForward, &Rule{Counter: true}, &Rule{Limit: 1, Log: &Log{Prefix: "x "}}, rule(drop))},
 			p:      tcp4(), want: Drop,
 			steps: "forward 0 yes\nforward 1 yes\nforward 2 yes drop\ndrop",
+		},
+		{
+			name: "base chains by priority, then in the table's order",
+			chains: []*Chain{
+				{Name: "late", Hook: HookForward, PriorityOffset: 1, Rules: []*Rule{rule(drop)}},
+				{Name: "first", Hook: HookForward, Rules: []*Rule{rule(accept)}},
+				{Name: "second", Hook: HookForward, Rules: []*Rule{rule(Verdict{}, isUDP)}},
+			},
+			p: tcp4(), want: Drop,
+			steps: "first 0 yes accept\nsecond 0 no\nlate 0 yes drop\ndrop",
 		},
 		{
 			name:   "other hook's base chain does not judge",

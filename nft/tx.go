@@ -33,7 +33,7 @@ const (
 //     to another socket). Without SetFlags, an existing table keeps its
 //     flags and a new one has none.
 //   - OpAddChain: Name and Hook (a base chain takes the transaction's
-//     Priority and policy accept).
+//     Priority plus PriorityOffset, and policy accept).
 //   - OpFlushChain, OpDeleteChain: Name.
 //   - OpAddSet: Set, created with its elements.
 //   - OpDeleteSet: Name, and Map for a verdict map.
@@ -51,9 +51,12 @@ type Op struct {
 	Hook     Hook
 	// Device is the device of an ingress chain (Hook HookIngress).
 	Device string
-	Map    bool
-	Set    *Set
-	Rule   *Rule
+	// PriorityOffset is how far after the transaction's Priority a base
+	// chain hooks (Chain.PriorityOffset).
+	PriorityOffset int
+	Map            bool
+	Set            *Set
+	Rule           *Rule
 	// UserData is what the rule carries in the kernel: its comment and
 	// dockerfence's tags (see RuleStateOf).
 	UserData []byte
@@ -110,7 +113,7 @@ func (tx *Transaction) opText(op Op) string {
 	case OpAddChain:
 		if op.Hook != HookNone {
 			c := Chain{Hook: op.Hook, Device: op.Device}
-			return obj("add", "chain", op.Name) + fmt.Sprintf(" { type filter hook %s priority %d; policy accept; }", c.HookText(), tx.Priority)
+			return obj("add", "chain", op.Name) + fmt.Sprintf(" { type filter hook %s priority %d; policy accept; }", c.HookText(), tx.Priority+op.PriorityOffset)
 		}
 		return obj("add", "chain", op.Name)
 	case OpFlushChain:

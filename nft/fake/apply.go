@@ -138,7 +138,7 @@ func (k *Kernel) apply(tables map[string]*table, name string, tx *nft.Transactio
 	switch op.Kind {
 	case nft.OpAddChain:
 		if c := t.chain(op.Name); c != nil {
-			if c.hook != op.Hook || c.device != op.Device || (op.Hook != nft.HookNone && c.priority != tx.Priority) {
+			if c.hook != op.Hook || c.device != op.Device || (op.Hook != nft.HookNone && c.priority != tx.Priority+op.PriorityOffset) {
 				return refusal(unix.EEXIST, "add chain %s: it exists with another hook or priority", op.Name)
 			}
 			if c.hook != nft.HookNone {
@@ -146,7 +146,7 @@ func (k *Kernel) apply(tables map[string]*table, name string, tx *nft.Transactio
 			}
 			return nil
 		}
-		t.chains = append(t.chains, &chain{name: op.Name, hook: op.Hook, device: op.Device, priority: tx.Priority, policy: "accept"})
+		t.chains = append(t.chains, &chain{name: op.Name, hook: op.Hook, device: op.Device, priority: tx.Priority + op.PriorityOffset, policy: "accept"})
 	case nft.OpFlushChain:
 		c := t.chain(op.Name)
 		if c == nil {

@@ -378,10 +378,18 @@ func (k *Kernel) table(fam nft.Family, name string) *nft.Table {
 		return nil
 	}
 	out := &nft.Table{Name: name, Family: fam}
+	// The table's priority is its lowest base chain's; the others hook
+	// after it by their offset.
+	first := true
+	for _, c := range t.chains {
+		if c.hook != nft.HookNone && (first || c.priority < out.Priority) {
+			out.Priority, first = c.priority, false
+		}
+	}
 	for _, c := range t.chains {
 		mc := &nft.Chain{Name: c.name, Hook: c.hook, Device: c.device}
 		if c.hook != nft.HookNone {
-			out.Priority = c.priority
+			mc.PriorityOffset = c.priority - out.Priority
 		}
 		for _, r := range c.rules {
 			mc.Rules = append(mc.Rules, r.r)

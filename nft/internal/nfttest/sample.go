@@ -11,7 +11,8 @@ import (
 )
 
 // Sample is a small table that uses every kind of match, every verdict,
-// an address set of each family, a service set, a verdict map by input
+// a base chain that hooks after the table's priority, an address set of
+// each family, a service set, a verdict map by input
 // interface name, one by output interface name, one by address, a runtime set with timeouts, and the dynamic sets
 // of a meter of each family. The golden netlink
 // tests encode it; the nft -f tests load it.
@@ -48,6 +49,9 @@ func Sample() *nft.Table {
 				{Matches: []nft.Match{nft.IfName{Name: "br-x"}}, Counter: true, SetMark: 0x02000000, Verdict: to(nft.Return, ""), ID: "mark", Comment: "rule mark"},
 				r("drop", to(nft.Drop, ""), nft.IfName{Name: "br-", Prefix: true}),
 				r("by-port", nft.Verdict{Kind: nft.VMap, Target: "by_port", Key: nft.SelDPort}, nft.L4Proto{Protos: []uint8{6}}),
+			}},
+			{Name: "late", Hook: nft.HookForward, PriorityOffset: 1, Rules: []*nft.Rule{
+				r("after", to(nft.Accept, ""), nft.CtOriginal{}, nft.L4Proto{Protos: []uint8{17}}, nft.DPort{Range: nft.PortRange{First: 53, Last: 53}}),
 			}},
 			{Name: "fwd.network", Rules: []*nft.Rule{
 				{Counter: true, Verdict: nft.Verdict{Kind: nft.VMap, Target: "fwd_if"}, ID: "dispatch"},
