@@ -262,8 +262,8 @@ func compile(pol *policy.Policy, networks []policy.Network, sectionFor func(poli
 	}
 	t := b.r.Table
 	t.Chains = append(t.Chains[:len(bases):len(bases)], append(layerChains, t.Chains[len(bases):]...)...)
-	if out := b.holdDNS(bases[DirectionOf(policy.Egress).Base], b.hostDNSProtos(containers)); out != nil {
-		t.Chains = slices.Insert(t.Chains, len(bases), out)
+	if held := b.holdDNS(bases[DirectionOf(policy.Egress).Base], b.hostDNSProtos(containers)); held != nil {
+		t.Chains = slices.Insert(t.Chains, len(bases), held...)
 	}
 	if containers != nil {
 		b.proxy(bases[DirectionOf(policy.Host).Base])

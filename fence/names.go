@@ -47,6 +47,17 @@ type NameSet struct {
 // output hook (from a resolver on the host itself, for each protocol on
 // which no container publishes port 53: see hostDNSProtos), go to queue
 // Queue, with bypass: with no daemon bound, they pass.
+//
+// The queries over UDP that those answers answer go to the same queue,
+// so that the daemon, which reads it in order, knows each query before
+// its answer and learns only from an answer that matches one (address,
+// port, DNS ID and question): from the Bridges to the resolvers in the
+// forward hook, and, when the host's answers over UDP are held, to the
+// host itself in the input hook. Their rules sit in base chains of their
+// own (QueryChains) that hook just after the table's others: an accept
+// verdict of the queue ends the base chain the packet was queued from,
+// so they must not skip the fence's rules, and they see only the queries
+// that the fence let pass.
 type DNSHold struct {
 	Queue uint16
 	// Bridges are the bridges whose answers are held; "docker0" and the
@@ -59,10 +70,22 @@ type DNSHold struct {
 	// DNSHoldRuleID): "forward" and, unless containers publish port 53
 	// on both TCP and UDP, "output".
 	Chains []string
+	// QueryChains names the base chains that hold the rules that queue
+	// the queries (ID DNSQueryRuleID): "dnsq_forward" and "dnsq_input".
+	QueryChains []string
 }
 
 // DNSHoldRuleID is the ID of the rules that queue DNS answers.
 const DNSHoldRuleID = "dns hold"
+
+// DNSQueryRuleID is the ID of the rules that queue DNS queries over UDP.
+const DNSQueryRuleID = "dns query"
+
+// Names of the base chains of the DNS queries (see DNSHold).
+const (
+	queryForwardChain = "dnsq_forward"
+	queryInputChain   = "dnsq_input"
+)
 
 // outputChain is the output base chain, which the table has only when
 // DNS answers are held.
@@ -198,10 +221,11 @@ const (
 // holdDNS adds the rules that hold DNS answers to the bridges whose rules
 // use names (see DNSHold): first in the forward base chain, before its
 // accept of replies, and, for the protocols in output (of TCP and UDP;
-// see hostDNSProtos), in an output base chain of their own. It does
-// nothing when no rule uses names. It returns the output chain, for the
-// caller to put among the base chains; nil when there is none.
-func (b *builder) holdDNS(forward *nft.Chain, output []uint8) *nft.Chain {
+// see hostDNSProtos), in an output base chain of their own; and those
+// that hold their queries, in base chains of their own. It does nothing
+// when no rule uses names. It returns the base chains it adds, for the
+// caller to put among the base chains.
+func (b *builder) holdDNS(forward *nft.Chain, output []uint8) []*nft.Chain {
 	if len(b.r.NameSets) == 0 {
 		return nil
 	}
@@ -272,12 +296,45 @@ func (b *builder) holdDNS(forward *nft.Chain, output []uint8) *nft.Chain {
 	}
 	forward.Rules = append(rules([]uint8{ipproto.TCP, ipproto.UDP}, from), forward.Rules...)
 	h.Chains = []string{forward.Name}
-	b.r.DNSHold = h
-	if len(output) == 0 {
-		return nil
+	// The queries: from the same bridges (as input interface), to the
+	// same resolvers, or to the host itself.
+	queries := func(to []*nft.Addr) []*nft.Rule {
+		out := make([]*nft.Rule, 0, len(ifs))
+		for _, m := range ifs {
+			m.Out = false
+			for _, a := range to {
+				ms := []nft.Match{nft.CtOriginal{}, nft.L4Proto{Protos: []uint8{ipproto.UDP}}, nft.DPort{Range: nft.PortRange{First: 53, Last: 53}}, m}
+				if a != nil {
+					ms = append(ms, *a)
+				}
+				out = append(out, &nft.Rule{
+					Matches: ms, Counter: true, Verdict: nft.Verdict{Kind: nft.Queue, QueueNum: h.Queue, Bypass: true},
+					ID: DNSQueryRuleID, Comment: "DNS queries, which the answers held must match",
+				})
+			}
+		}
+		return out
 	}
-	h.Chains = append(h.Chains, outputChain)
-	return &nft.Chain{Name: outputChain, Hook: nft.HookOutput, Rules: rules(output, []*nft.Addr{nil})}
+	var to []*nft.Addr
+	for _, a := range from {
+		d := *a
+		d.Src = false
+		to = append(to, &d)
+	}
+	b.r.DNSHold = h
+	chains := []*nft.Chain{{Name: queryForwardChain, Hook: nft.HookForward, PriorityOffset: 1, Rules: queries(to)}}
+	h.QueryChains = []string{queryForwardChain}
+	if slices.Contains(output, ipproto.UDP) {
+		// The host's answers over UDP are held: so are the queries
+		// they answer.
+		chains = append(chains, &nft.Chain{Name: queryInputChain, Hook: nft.HookInput, PriorityOffset: 1, Rules: queries([]*nft.Addr{nil})})
+		h.QueryChains = append(h.QueryChains, queryInputChain)
+	}
+	if len(output) > 0 {
+		h.Chains = append(h.Chains, outputChain)
+		chains = append([]*nft.Chain{{Name: outputChain, Hook: nft.HookOutput, Rules: rules(output, []*nft.Addr{nil})}}, chains...)
+	}
+	return chains
 }
 
 // Learned holds addresses learned from DNS answers, by names list.

@@ -140,7 +140,7 @@ func TestNamesTrace(t *testing.T) {
 // hold and no name sets.
 func TestNoNamesNoHold(t *testing.T) {
 	res := compileTable(loadPolicy(t, "testdata/names.yaml"), testNetworks)
-	if res.DNSHold != nil || len(res.NameSets) != 0 || res.Chain("output") != nil {
+	if res.DNSHold != nil || len(res.NameSets) != 0 || res.Chain("output") != nil || res.Chain("dnsq_forward") != nil || res.Chain("dnsq_input") != nil {
 		t.Errorf("DNSHold %+v, NameSets %+v, output %v", res.DNSHold, res.NameSets, res.Chain("output"))
 	}
 }
@@ -294,6 +294,122 @@ containers:
 		}
 		if got != c.want {
 			t.Errorf("%s: verdict %v, want %v\n%s", c.name, tr.Verdict, c.want, tr)
+		}
+	}
+}
+
+// TestNamesQueries: the queries over UDP of fenced containers to the
+// host's resolvers (forward) and to the host itself (input) are queued,
+// in base chains that hook after the fence's, so that only the queries
+// the fence let pass are held, and a query's queue verdict skips none of
+// the fence's rules; queries over TCP, and answers, are not held there.
+func TestNamesQueries(t *testing.T) {
+	withNames(t, map[string][]string{"github": {"github.com"}})
+	pol := parsePolicy(t, `version: 1
+lists:
+  github: []
+networks:
+  - match: {name: app_default}
+    egress:
+      - allow: "@resolvers"
+        ports: [53]
+      - allow: "@github"
+        ports: [443]
+      - deny: 192.168.100.0/24
+    egress_default: allow
+    host:
+      - deny: any
+        proto: udp
+        ports: [5353]
+`)
+	res := compileTable(pol, testNetworks)
+	h := res.DNSHold
+	if h == nil || !slices.Equal(h.QueryChains, []string{"dnsq_forward", "dnsq_input"}) {
+		t.Fatalf("DNSHold = %+v", h)
+	}
+	for _, c := range []struct {
+		name string
+		hook nft.Hook
+		n    int
+	}{{"dnsq_forward", nft.HookForward, 2}, {"dnsq_input", nft.HookInput, 1}} {
+		ch := res.Chain(c.name)
+		if ch == nil || ch.Hook != c.hook || ch.PriorityOffset != 1 || len(ch.Rules) != c.n {
+			t.Fatalf("chain %s = %+v", c.name, ch)
+		}
+		for _, r := range ch.Rules {
+			if r.ID != DNSQueryRuleID || r.Verdict.Kind != nft.Queue || r.Verdict.QueueNum != h.Queue || !r.Verdict.Bypass {
+				t.Errorf("%s: rule %s", c.name, r.Text())
+			}
+		}
+	}
+	if got := res.Chain("dnsq_forward").Rules[0].Text(); got != `ct direction original meta l4proto udp th dport 53 iifname "br-0123456789ab" ip daddr 192.168.100.2 counter queue num 53 bypass comment "DNS queries, which the answers held must match"` {
+		t.Errorf("query rule %s", got)
+	}
+	const br = "br-0123456789ab"
+	a := netip.MustParseAddr
+	for _, c := range []struct {
+		name string
+		p    nft.Packet
+		want nft.VerdictKind
+		// last is the chain of the last step of the trace.
+		last string
+	}{
+		{"query to the resolver", nft.Packet{Hook: nft.HookForward, IIfName: br, OIfName: "eth0", Src: a("172.20.0.2"), Dst: a("192.168.100.2"), L4Proto: 17, SPort: 40000, DPort: 53, HopLimit: 63}, nft.Queue, "dnsq_forward"},
+		{"query to the resolver, v6", nft.Packet{Hook: nft.HookForward, IIfName: br, OIfName: "eth0", Src: a("fd00:20::2"), Dst: a("fd00:100::2"), L4Proto: 17, SPort: 40000, DPort: 53, HopLimit: 63}, nft.Queue, "dnsq_forward"},
+		{"query over TCP: not held", nft.Packet{Hook: nft.HookForward, IIfName: br, OIfName: "eth0", Src: a("172.20.0.2"), Dst: a("192.168.100.2"), L4Proto: 6, SPort: 40000, DPort: 53, HopLimit: 63}, nft.Accept, "dnsq_forward"},
+		{"query to a server the fence denies: not held", nft.Packet{Hook: nft.HookForward, IIfName: br, OIfName: "eth0", Src: a("172.20.0.2"), Dst: a("192.168.100.3"), L4Proto: 17, SPort: 40000, DPort: 53, HopLimit: 63}, nft.RejectAdminProhibited, ""},
+		{"query to another server the fence allows: not held", nft.Packet{Hook: nft.HookForward, IIfName: br, OIfName: "eth0", Src: a("172.20.0.2"), Dst: a("192.0.2.53"), L4Proto: 17, SPort: 40000, DPort: 53, HopLimit: 63}, nft.Accept, "dnsq_forward"},
+		{"query from an unheld bridge", nft.Packet{Hook: nft.HookForward, IIfName: "docker0", OIfName: "eth0", Src: a("172.17.0.2"), Dst: a("192.168.100.2"), L4Proto: 17, SPort: 40000, DPort: 53, HopLimit: 63}, nft.Accept, "dnsq_forward"},
+		{"query to the host", nft.Packet{Hook: nft.HookInput, IIfName: br, Src: a("172.20.0.2"), Dst: a("172.20.0.1"), L4Proto: 17, SPort: 40000, DPort: 53, HopLimit: 64}, nft.Queue, "dnsq_input"},
+		{"answer: held by the forward chain", nft.Packet{Hook: nft.HookForward, IIfName: "eth0", OIfName: br, Src: a("192.168.100.2"), Dst: a("172.20.0.2"), L4Proto: 17, SPort: 53, DPort: 40000, Reply: true}, nft.Queue, "forward"},
+	} {
+		tr, err := res.Trace(c.p)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if tr.Verdict != c.want {
+			t.Errorf("%s: verdict %v, want %v:\n%s", c.name, tr.Verdict, c.want, tr)
+		}
+		if c.last != "" && (len(tr.Steps) == 0 || tr.Steps[len(tr.Steps)-1].Chain != c.last) {
+			t.Errorf("%s: the trace does not end in %s:\n%s", c.name, c.last, tr)
+		}
+		if c.want == nft.Queue && c.last != "forward" && (len(tr.Steps) == 0 || tr.Steps[0].Chain == c.last) {
+			t.Errorf("%s: the query chain came first:\n%s", c.name, tr)
+		}
+	}
+}
+
+// TestNamesQueriesExplain: explain follows a query through the chain
+// that holds it: the query passes, by the rule that allowed it.
+func TestNamesQueriesExplain(t *testing.T) {
+	withNames(t, map[string][]string{"github": {"github.com"}})
+	pol := parsePolicy(t, `version: 1
+lists:
+  github: []
+networks:
+  - match: {name: app_default}
+    egress:
+      - allow: "@resolvers"
+        ports: [53]
+        comment: DNS
+      - allow: "@github"
+        ports: [443]
+    egress_default: deny
+`)
+	a := netip.MustParseAddr
+	for _, p := range []Probe{
+		{Hook: policy.Egress, Src: a("172.20.0.2"), Dst: a("192.168.100.2"), Proto: policy.ProtoUDP, Port: 53},
+		{Hook: policy.Host, Src: a("172.20.0.2"), Dst: a("172.20.0.1"), Proto: policy.ProtoUDP, Port: 53},
+	} {
+		d, err := Explain(pol, testNetworks, testNetworks[1], p)
+		if err != nil {
+			t.Fatalf("%+v: %v", p, err)
+		}
+		if !d.Passes || d.Verdict != policy.Allow || d.Trace == nil || !strings.Contains(d.Trace.String(), "dnsq_") {
+			t.Errorf("%+v: passes %v verdict %v rule %+v\n%s", p, d.Passes, d.Verdict, d.Rule, d.Trace)
+		}
+		if p.Hook == policy.Egress && (d.Rule == nil || d.Rule.Comment != "DNS") {
+			t.Errorf("%+v: rule %+v", p, d.Rule)
 		}
 	}
 }
