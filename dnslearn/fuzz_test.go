@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dockerfence/dockerfence/dnsname"
 	"github.com/dockerfence/dockerfence/nfqueue"
 )
 
@@ -21,6 +22,13 @@ func FuzzHandle(f *testing.F) {
 		sets := &fakeSets{q: q}
 		l := New(Config{Sets: sets, Bound: time.Second})
 		l.SetRules(r)
+		// An answer that teaches must match a query: make the one it
+		// would match wait, so that the learning is fuzzed too.
+		if pkt, err := dnsname.ParsePacket(payload); err == nil && len(pkt.Msgs) == 1 {
+			if hdr, err := dnsname.ReadHeader(pkt.Msgs[0]); err == nil {
+				l.queries.add(query{client: pkt.Dst, server: pkt.Src, id: hdr.ID, name: hdr.Name, qtype: hdr.Type, qclass: hdr.Class}, time.Now())
+			}
+		}
 		l.handle(q, nfqueue.Packet{ID: 1, Payload: payload})
 		// A packet that teaches waits for the committer: play it.
 		select {

@@ -10,6 +10,13 @@
 // follows each stream from the server's SYN-ACK (which the kernel holds
 // too), and holds the segment that makes a message whole.
 //
+// The kernel queues the containers' queries over UDP too, in the same
+// queue, so that the learner reads each before its answer: it records
+// them (addresses, ports, DNS ID, question) and lets them go on at once,
+// and learns only from a UDP answer that matches a recorded query, the
+// first such answer only, within DefaultQueryTimeout. A forged answer
+// must so guess the port, the ID and the question, as a resolver requires.
+//
 // The learner never holds an answer longer than a bound (Config.Bound,
 // default 250 ms): past it, the answer is accepted before its addresses are
 // in the kernel, and the event is counted. A packet it cannot read (not
@@ -108,6 +115,11 @@ type Config struct {
 	// ExpiredMemory is how many expired learnings the learner remembers
 	// for Expired (default 4096).
 	ExpiredMemory int
+	// QueryTimeout is how long a query over UDP waits for its answer
+	// (DefaultQueryTimeout if 0); MaxQueries bounds how many wait
+	// (DefaultMaxQueries if 0).
+	QueryTimeout time.Duration
+	MaxQueries   int
 }
 
 // Learner learns addresses from held DNS answers. Its methods are safe for
@@ -117,6 +129,9 @@ type Learner struct {
 	rules atomic.Pointer[Rules]
 	work  chan *held
 	tcp   *streams // of the reader of the queue only
+	// queries are the UDP queries that wait for their answers: only an
+	// answer that matches one teaches.
+	queries *queries
 
 	mu      sync.Mutex
 	learned map[string]map[netip.Addr]*Learning // by key, then address
@@ -166,6 +181,7 @@ func New(cfg Config) *Learner {
 		cfg:     cfg,
 		work:    make(chan *held, 4096),
 		tcp:     newStreams(),
+		queries: newQueries(cfg.QueryTimeout, cfg.MaxQueries),
 		learned: map[string]map[netip.Addr]*Learning{},
 		expired: map[netip.Addr]Learning{},
 	}
@@ -219,9 +235,11 @@ func (l *Learner) notice(err error) {
 	}
 }
 
-// handle reads one held packet: an answer that teaches nothing passes at
-// once; one that teaches goes to the committer with a timer that lets it
-// pass at the bound if the kernel is slower.
+// handle reads one held packet: a query over UDP is recorded for its
+// answer and passes at once; an answer that teaches nothing (over UDP: one
+// that matches no recorded query) passes at once; one that teaches goes to
+// the committer with a timer that lets it pass at the bound if the kernel
+// is slower.
 func (l *Learner) handle(q Queue, p nfqueue.Packet) {
 	now := l.cfg.Now()
 	received := now
@@ -229,10 +247,17 @@ func (l *Learner) handle(q Queue, p nfqueue.Packet) {
 		received = p.Time
 	}
 	m := l.cfg.Metrics
-	m.held()
 	h := &held{id: p.ID, received: received}
 	rules := l.rules.Load()
 	pkt, err := dnsname.ParsePacket(p.Payload)
+	if err == nil && !pkt.TCP && l.query(p.Hook, pkt) {
+		// A query, recorded for its answer: it goes on at once.
+		if err := q.SetVerdict(p.ID, nfqueue.Accept); err != nil {
+			l.notice(err)
+		}
+		return
+	}
+	m.held()
 	if err != nil {
 		if errors.Is(err, dnsname.ErrChecksum) {
 			m.unreadableInc("checksum")
@@ -252,6 +277,10 @@ func (l *Learner) handle(q Queue, p nfqueue.Packet) {
 		if why != "" {
 			m.unreadableInc(why)
 		}
+	}
+	if !pkt.TCP && !l.solicited(p.Hook, pkt) {
+		l.release(q, h, false)
+		return
 	}
 	for _, msg := range msgs {
 		if rules == nil || rules.Matcher == nil {

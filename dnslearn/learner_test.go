@@ -96,11 +96,13 @@ func (s *fakeSets) elems() []Element {
 }
 
 // answer returns an IPv4/UDP packet from 192.168.100.2:53 to
-// 10.0.0.2:40000 carrying an answer for name with the addresses and ttl.
+// 10.0.0.2:40000 carrying an answer (DNS ID testID) for name with the
+// addresses and ttl; ask returns the query it answers.
 func answer(t *testing.T, name string, ttl uint32, addrs ...string) []byte {
 	t.Helper()
 	m := new(dns.Msg)
 	m.SetQuestion(dns.Fqdn(name), dns.TypeA)
+	m.Id = testID
 	m.Response = true
 	for _, a := range addrs {
 		m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: dns.Fqdn(name), Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: ttl},
@@ -111,6 +113,42 @@ func answer(t *testing.T, name string, ttl uint32, addrs ...string) []byte {
 		t.Fatal(err)
 	}
 	return udp4(msg)
+}
+
+// testID is the DNS ID of the messages of answer and ask.
+const testID = 0x4a7e
+
+// ask returns an IPv4/UDP packet from 10.0.0.2:40000 to 192.168.100.2:53
+// carrying a query (DNS ID testID) for name of type A: the query that
+// answer's answers.
+func ask(t *testing.T, name string) []byte {
+	t.Helper()
+	return udp(t, "10.0.0.2:40000", "192.168.100.2:53", queryMsg(t, name, testID, dns.TypeA))
+}
+
+// queryMsg returns a DNS query for name of type qtype with DNS ID id.
+func queryMsg(t *testing.T, name string, id, qtype uint16) []byte {
+	t.Helper()
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(name), qtype)
+	m.Id = id
+	msg, err := m.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return msg
+}
+
+// udp returns an IPv4/UDP packet from src to dst carrying payload.
+func udp(t *testing.T, src, dst string, payload []byte) []byte {
+	t.Helper()
+	s, d := netip.MustParseAddrPort(src), netip.MustParseAddrPort(dst)
+	b := udp4(payload)
+	copy(b[12:], s.Addr().AsSlice())
+	copy(b[16:], d.Addr().AsSlice())
+	binary.BigEndian.PutUint16(b[20:], s.Port())
+	binary.BigEndian.PutUint16(b[22:], d.Port())
+	return b
 }
 
 func udp4(payload []byte) []byte {
@@ -172,6 +210,8 @@ func TestLearnThenAccept(t *testing.T) {
 	sets := &fakeSets{delay: 20 * time.Millisecond}
 	l, q := start(t, Config{Sets: sets, Metrics: NewMetrics(reg)}, rules(t, map[string]string{"*.example.com": "web", "api.example.com": "api"}))
 
+	q.in <- nfqueue.Packet{ID: 101, Payload: ask(t, "api.example.com")}
+	q.wait(t, 101)
 	t0 := time.Now()
 	q.in <- nfqueue.Packet{ID: 1, Payload: answer(t, "api.Example.com.", 5, "203.0.113.7", "203.0.113.8")}
 	if at := q.wait(t, 1); at.Sub(t0) < sets.delay {
@@ -197,6 +237,7 @@ func TestLearnThenAccept(t *testing.T) {
 	q.in <- nfqueue.Packet{ID: 3, Payload: []byte{0x45, 0, 0}}
 	q.in <- nfqueue.Packet{ID: 4, Payload: udp4([]byte("not a DNS message at all"))}
 	trunc := answer(t, "api.example.com", 5, "203.0.113.9")
+	q.in <- nfqueue.Packet{ID: 105, Payload: ask(t, "api.example.com")}
 	q.in <- nfqueue.Packet{ID: 5, Payload: udp4(trunc[28 : len(trunc)-3])}
 	for id := uint32(2); id <= 5; id++ {
 		q.wait(t, id)
@@ -221,8 +262,16 @@ func TestLearnThenAccept(t *testing.T) {
 	if got := testutil.ToFloat64(l.cfg.Metrics.unreadable.WithLabelValues("packet")); got != 1 {
 		t.Errorf("unreadable packets: %v, want 1", got)
 	}
-	if got := testutil.ToFloat64(l.cfg.Metrics.unreadable.WithLabelValues("malformed")); got != 2 {
-		t.Errorf("malformed messages: %v, want 2", got)
+	if got := testutil.ToFloat64(l.cfg.Metrics.unreadable.WithLabelValues("malformed")); got != 1 {
+		t.Errorf("malformed messages: %v, want 1", got)
+	}
+	// The answer for example.org and the datagram that is no DNS answer
+	// match no query.
+	if got := testutil.ToFloat64(l.cfg.Metrics.unreadable.WithLabelValues("unsolicited")); got != 2 {
+		t.Errorf("unsolicited answers: %v, want 2", got)
+	}
+	if got := testutil.ToFloat64(l.cfg.Metrics.queries); got != 2 {
+		t.Errorf("queries held: %v, want 2", got)
 	}
 	if got := l.Learned(); len(got) != 4 || got[0].Key != "api" || got[0].Name != "api.example.com" {
 		t.Errorf("Learned() = %+v", got)
@@ -235,6 +284,7 @@ func TestBound(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	sets := &fakeSets{delay: 400 * time.Millisecond}
 	l, q := start(t, Config{Sets: sets, Bound: 50 * time.Millisecond, Metrics: NewMetrics(reg)}, rules(t, map[string]string{"slow.example": "k"}))
+	q.in <- nfqueue.Packet{ID: 109, Payload: ask(t, "slow.example")}
 	t0 := time.Now()
 	q.in <- nfqueue.Packet{ID: 9, Payload: answer(t, "slow.example", 5, "203.0.113.70")}
 	took := q.wait(t, 9).Sub(t0)

@@ -16,6 +16,7 @@ type Metrics struct {
 	expired    prometheus.Counter
 	failures   prometheus.Counter
 	unreadable *prometheus.CounterVec
+	queries    prometheus.Counter
 }
 
 // NewMetrics returns the learner's metrics, registered with reg.
@@ -48,10 +49,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		unreadable: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dockerfence_dns_messages_not_learned_total",
-			Help: "Held packets or DNS messages that taught nothing, by reason: packet (not a whole UDP datagram with a payload or TCP segment), checksum (a UDP or TCP checksum that does not add up: the receiver drops the packet), tcp-unknown (a TCP segment of a stream whose start the learner did not see), tcp-lost (a TCP segment of a stream the learner gave up: bytes it cannot place), malformed (not a DNS message), ignored (not an answer to learn from).",
+			Help: "Held packets or DNS messages that taught nothing, by reason: packet (not a whole UDP datagram with a payload or TCP segment), checksum (a UDP or TCP checksum that does not add up: the receiver drops the packet), unsolicited (a UDP answer that matches no query waiting for it: address, port, DNS ID and question), tcp-unknown (a TCP segment of a stream whose start the learner did not see), tcp-lost (a TCP segment of a stream the learner gave up: bytes it cannot place), malformed (not a DNS message), ignored (not an answer to learn from).",
 		}, []string{"reason"}),
+		queries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dockerfence_dns_queries_held_total",
+			Help: "DNS queries over UDP the kernel held for the learner of names, which records them for their answers and lets them go on at once.",
+		}),
 	}
-	reg.MustRegister(m.heldTotal, m.holdTime, m.overBound, m.learned, m.expired, m.failures, m.unreadable)
+	reg.MustRegister(m.heldTotal, m.holdTime, m.overBound, m.learned, m.expired, m.failures, m.unreadable, m.queries)
 	return m
 }
 
@@ -92,5 +97,11 @@ func (m *Metrics) learnedN(n int) {
 func (m *Metrics) expiredN(n int) {
 	if m != nil && n > 0 {
 		m.expired.Add(float64(n))
+	}
+}
+
+func (m *Metrics) queryInc() {
+	if m != nil {
+		m.queries.Inc()
 	}
 }

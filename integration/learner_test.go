@@ -34,9 +34,10 @@ func (s learnerSets) Add(elems []dnslearn.Element) error {
 }
 
 // TestLearnerHoldsAnswers runs the learner of names (package dnslearn) on
-// a real queue in Host, without the daemon and the policy: an iptables
-// NFQUEUE rule (with bypass) holds the DNS answers that Host forwards to
-// Ctr from the DNS server in LAN. The moment Ctr has an answer for a
+// a real queue in Host, without the daemon and the policy: iptables
+// NFQUEUE rules (with bypass) hold the DNS answers that Host forwards to
+// Ctr from the DNS server in LAN, and Ctr's queries over UDP, which the
+// answers must match to teach. The moment Ctr has an answer for a
 // listed name, its addresses are in the set already, with the TTL raised
 // to the minimum; an answer for another name and a datagram from port 53
 // that is not DNS pass and teach nothing; with the learner gone, answers
@@ -47,6 +48,7 @@ func TestLearnerHoldsAnswers(t *testing.T) {
 	e.tp.Host.Run(t, "nft", "add table inet learn; add set inet learn s4 { type ipv4_addr; flags interval, timeout; }")
 	e.tp.Host.Run(t, "iptables", "-A", "FORWARD", "-m", "conntrack", "--ctdir", "REPLY", "-p", "udp", "--sport", "53", "-j", "NFQUEUE", "--queue-num", "7", "--queue-bypass")
 	e.tp.Host.Run(t, "iptables", "-A", "FORWARD", "-m", "conntrack", "--ctdir", "REPLY", "-p", "tcp", "--sport", "53", "-j", "NFQUEUE", "--queue-num", "7", "--queue-bypass")
+	e.tp.Host.Run(t, "iptables", "-A", "FORWARD", "-m", "conntrack", "--ctdir", "ORIGINAL", "-p", "udp", "--dport", "53", "-j", "NFQUEUE", "--queue-num", "7", "--queue-bypass")
 
 	var conn *nfqueue.Conn
 	if err := e.tp.Host.Do(func() error {
