@@ -397,6 +397,7 @@ func TestRefreshNeverShortens(t *testing.T) {
 		t.Helper()
 		id++
 		before := len(sets.elems())
+		q.in <- nfqueue.Packet{ID: 1000 + id, Payload: ask(t, name)}
 		q.in <- nfqueue.Packet{ID: id, Payload: answer(t, name, ttl, addrs...)}
 		q.wait(t, id)
 		return sets.elems()[before:]
@@ -460,6 +461,7 @@ func TestPartialAdd(t *testing.T) {
 	var nmu sync.Mutex
 	l, q := start(t, Config{Sets: sets, Metrics: NewMetrics(reg), Notice: func(err error) { nmu.Lock(); notices = append(notices, err); nmu.Unlock() }},
 		rules(t, map[string]string{"www.x.example": "good", "*.x.example": "bad"}))
+	q.in <- nfqueue.Packet{ID: 101, Payload: ask(t, "www.x.example")}
 	q.in <- nfqueue.Packet{ID: 1, Payload: answer(t, "www.x.example", 300, "203.0.113.9")}
 	q.wait(t, 1)
 	if n := len(sets.elems()); n != 2 {
