@@ -73,7 +73,12 @@ func fillNames(ctx context.Context, out io.Writer, g *globalFlags, pol *policy.P
 	}
 	var elems []dnslearn.Element
 	for _, l := range res {
-		elems = append(elems, l.Elements...)
+		for _, e := range l.Elements {
+			// An address an earlier apply (or run) put in is renewed to
+			// the new timeout on every kernel (see nft.RefreshTx).
+			e.Refresh = true
+			elems = append(elems, e)
+		}
 	}
 	if err := (nft.Kernel{}).Commit(daemon.NameElementsTx(t, elems)); err != nil {
 		return fmt.Errorf("adding the names' addresses: %w", err)
