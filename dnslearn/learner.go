@@ -267,6 +267,16 @@ func (l *Learner) handle(q Queue, p nfqueue.Packet) {
 		l.release(q, h, false)
 		return
 	}
+	if p.InDev != 0 && p.InDev == p.OutDev {
+		// Routed back out of the interface it came in by: a container
+		// that sent itself an answer from its resolver's address through
+		// its gateway. The table does not hold such packets (its hold
+		// rules check the reverse path); a table that does teaches
+		// nothing by them either.
+		m.unreadableInc("hairpin")
+		l.release(q, h, false)
+		return
+	}
 	msgs := pkt.Msgs
 	if pkt.TCP {
 		// The messages this segment makes whole in its stream: the

@@ -410,3 +410,26 @@ func TestTCPStreamRestartAndBound(t *testing.T) {
 		t.Errorf("after the resets: %d bytes buffered in %d streams, want 0 in 1", s.buffered, len(s.m))
 	}
 }
+
+// TestHairpinTeachesNothing: an answer routed back out of the interface it
+// came in by (a container's own, from its resolver's address, through its
+// gateway) teaches nothing and leaves the stream as it was; the same
+// bytes from the resolver's side then teach.
+func TestHairpinTeachesNothing(t *testing.T) {
+	a := framed(t, "github.com", "140.82.121.4")
+	l, q, sets := tcpLearner(t, 0)
+	q.in <- nfqueue.Packet{ID: 1, InDev: 2, OutDev: 5, Payload: tcp4(100, synAck, nil)}
+	q.in <- nfqueue.Packet{ID: 2, InDev: 5, OutDev: 5, Payload: tcp4(101, pshAck, framed(t, "github.com", "6.6.6.6"))}
+	q.wait(t, 2)
+	if got := learnedAddrs(sets); len(got) != 0 {
+		t.Errorf("a hairpinned answer taught %v", got)
+	}
+	if got := testutil.ToFloat64(l.cfg.Metrics.unreadable.WithLabelValues("hairpin")); got != 1 {
+		t.Errorf("hairpinned answers counted: %v, want 1", got)
+	}
+	q.in <- nfqueue.Packet{ID: 3, InDev: 2, OutDev: 5, Payload: tcp4(101, pshAck, a)}
+	q.wait(t, 3)
+	if got := learnedAddrs(sets); len(got) != 1 || got[0] != "140.82.121.4" {
+		t.Errorf("then the resolver's answer taught %v, want 140.82.121.4", got)
+	}
+}

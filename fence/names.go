@@ -294,7 +294,18 @@ func (b *builder) holdDNS(forward *nft.Chain, output []uint8) []*nft.Chain {
 	if len(from) == 0 {
 		b.r.Warnings = append(b.r.Warnings, "rules use DNS names, but the host has no resolver (list @resolvers is empty): only answers of a resolver on the host itself teach their addresses")
 	}
-	forward.Rules = append(rules([]uint8{ipproto.TCP, ipproto.UDP}, from), forward.Rules...)
+	// And only answers that came in by the interface the host routes the
+	// resolver through (fib saddr . iif oif, as a strict reverse path
+	// check): a container that sends itself an answer from the
+	// resolver's address, through its gateway (routed back out of the
+	// same bridge: hairpin, or IPv6), makes a reply of conntrack's for
+	// its own query, whose port and ID it knows, and would teach itself
+	// any address.
+	held := rules([]uint8{ipproto.TCP, ipproto.UDP}, from)
+	for _, r := range held {
+		r.Matches = append(r.Matches, nft.Fib{Src: true})
+	}
+	forward.Rules = append(held, forward.Rules...)
 	h.Chains = []string{forward.Name}
 	// The queries: from the same bridges (as input interface), to the
 	// same resolvers, or to the host itself.

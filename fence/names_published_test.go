@@ -69,7 +69,7 @@ func TestNamesPublishedDNSPort(t *testing.T) {
 		{"answer from the host's port 53 over UDP (docker-proxy)", nft.Packet{Hook: nft.HookOutput, OIfName: br, Src: a("172.20.0.1"), Dst: a("172.20.0.2"), L4Proto: 17, SPort: 53, DPort: 40000, Reply: true}, nft.Accept},
 		{"answer from the host's port 53 over UDP, IPv6", nft.Packet{Hook: nft.HookOutput, OIfName: br, Src: a("fd00:20::1"), Dst: a("fd00:20::2"), L4Proto: 17, SPort: 53, DPort: 40000, Reply: true}, nft.Accept},
 		{"answer from the host's port 53 over TCP", nft.Packet{Hook: nft.HookOutput, OIfName: br, Src: a("172.20.0.1"), Dst: a("172.20.0.2"), L4Proto: 6, SPort: 53, DPort: 40000, Reply: true}, nft.Queue},
-		{"answer of the host's resolver, forwarded", nft.Packet{Hook: nft.HookForward, IIfName: "eth0", OIfName: br, Src: a("192.168.100.2"), Dst: a("172.20.0.2"), L4Proto: 17, SPort: 53, DPort: 40000, Reply: true}, nft.Queue},
+		{"answer of the host's resolver, forwarded", nft.Packet{Hook: nft.HookForward, IIfName: "eth0", OIfName: br, Src: a("192.168.100.2"), Dst: a("172.20.0.2"), L4Proto: 17, SPort: 53, DPort: 40000, Reply: true, Fib: nft.FibAnswers{SrcViaIIf: true}}, nft.Queue},
 	} {
 		tr, err := res.Trace(c.p)
 		if err != nil {

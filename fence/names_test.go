@@ -61,7 +61,7 @@ func TestNamesGolden(t *testing.T) {
 	if fwd.Rules[0].ID != DNSHoldRuleID || fwd.Rules[1].ID != DNSHoldRuleID || fwd.Rules[2].ID != "reply" {
 		t.Errorf("forward chain starts with %q, %q, %q; want the DNS holds, then the accept of replies", fwd.Rules[0].ID, fwd.Rules[1].ID, fwd.Rules[2].ID)
 	}
-	if got := fwd.Rules[0].Text(); got != "ct direction reply meta l4proto { tcp, udp } th sport 53 oifname \"br-0123456789ab\" ip saddr 192.168.100.2 counter queue num 53 bypass comment \"DNS answers held until their names' addresses are learned\"" {
+	if got := fwd.Rules[0].Text(); got != "ct direction reply meta l4proto { tcp, udp } th sport 53 oifname \"br-0123456789ab\" ip saddr 192.168.100.2 fib saddr . iif oif != 0 counter queue num 53 bypass comment \"DNS answers held until their names' addresses are learned\"" {
 		t.Errorf("hold rule %s", got)
 	}
 }
@@ -86,11 +86,13 @@ func TestNamesTrace(t *testing.T) {
 		p    nft.Packet
 		want nft.VerdictKind
 	}{
-		{"answer forwarded, udp", nft.Packet{Hook: nft.HookForward, IIfName: "eth0", OIfName: br, Src: a("192.168.100.2"), Dst: a("172.20.0.2"), L4Proto: 17, SPort: 53, DPort: 40000, Reply: true}, nft.Queue},
-		{"answer forwarded, tcp, v6", nft.Packet{Hook: nft.HookForward, IIfName: "eth0", OIfName: br, Src: a("fd00:100::2"), Dst: a("fd00:20::2"), L4Proto: 6, SPort: 53, DPort: 40000, Reply: true}, nft.Queue},
-		{"answer of a server not the host's resolver: not held, not learned", nft.Packet{Hook: nft.HookForward, IIfName: "eth0", OIfName: br, Src: a("192.0.2.53"), Dst: a("172.20.0.2"), L4Proto: 17, SPort: 53, DPort: 40000, Reply: true}, nft.Accept},
+		{"answer forwarded, udp", nft.Packet{Hook: nft.HookForward, IIfName: "eth0", OIfName: br, Src: a("192.168.100.2"), Dst: a("172.20.0.2"), L4Proto: 17, SPort: 53, DPort: 40000, Reply: true, Fib: nft.FibAnswers{SrcViaIIf: true}}, nft.Queue},
+		{"answer forwarded, tcp, v6", nft.Packet{Hook: nft.HookForward, IIfName: "eth0", OIfName: br, Src: a("fd00:100::2"), Dst: a("fd00:20::2"), L4Proto: 6, SPort: 53, DPort: 40000, Reply: true, Fib: nft.FibAnswers{SrcViaIIf: true}}, nft.Queue},
+		{"answer of a server not the host's resolver: not held, not learned", nft.Packet{Hook: nft.HookForward, IIfName: "eth0", OIfName: br, Src: a("192.0.2.53"), Dst: a("172.20.0.2"), L4Proto: 17, SPort: 53, DPort: 40000, Reply: true, Fib: nft.FibAnswers{SrcViaIIf: true}}, nft.Accept},
 		{"answer from the host", nft.Packet{Hook: nft.HookOutput, OIfName: br, Src: a("172.20.0.1"), Dst: a("172.20.0.2"), L4Proto: 17, SPort: 53, DPort: 40000, Reply: true}, nft.Queue},
-		{"answer to another bridge", nft.Packet{Hook: nft.HookForward, IIfName: "eth0", OIfName: "docker0", Src: a("192.0.2.53"), Dst: a("172.17.0.2"), L4Proto: 17, SPort: 53, DPort: 40000, Reply: true}, nft.Accept},
+		{"answer to another bridge", nft.Packet{Hook: nft.HookForward, IIfName: "eth0", OIfName: "docker0", Src: a("192.0.2.53"), Dst: a("172.17.0.2"), L4Proto: 17, SPort: 53, DPort: 40000, Reply: true, Fib: nft.FibAnswers{SrcViaIIf: true}}, nft.Accept},
+		{"answer from the resolver's address sent back by the container itself (hairpin): not held, not learned", nft.Packet{Hook: nft.HookForward, IIfName: br, OIfName: br, Src: a("192.168.100.2"), Dst: a("172.20.0.2"), L4Proto: 17, SPort: 53, DPort: 40000, Reply: true}, nft.Accept},
+		{"the same over TCP, IPv6", nft.Packet{Hook: nft.HookForward, IIfName: br, OIfName: br, Src: a("fd00:100::2"), Dst: a("fd00:20::2"), L4Proto: 6, SPort: 53, DPort: 40000, Reply: true}, nft.Accept},
 		{"other reply", nft.Packet{Hook: nft.HookForward, IIfName: "eth0", OIfName: br, Src: a("192.0.2.80"), Dst: a("172.20.0.2"), L4Proto: 6, SPort: 80, DPort: 40000, Reply: true}, nft.Accept},
 		{"query to port 53, original direction", nft.Packet{Hook: nft.HookOutput, OIfName: br, Src: a("172.20.0.1"), Dst: a("172.20.0.2"), L4Proto: 17, SPort: 53, DPort: 53}, nft.Accept},
 	} {
@@ -205,7 +207,7 @@ networks:
 		t.Errorf("hold rules:\n%s", strings.Join(holds, "\n"))
 	}
 	a := netip.MustParseAddr
-	tr, err := res.Trace(nft.Packet{Hook: nft.HookForward, IIfName: "eth0", OIfName: "br-new", Src: a("192.168.100.2"), Dst: a("172.30.0.2"), L4Proto: 17, SPort: 53, DPort: 40000, Reply: true})
+	tr, err := res.Trace(nft.Packet{Hook: nft.HookForward, IIfName: "eth0", OIfName: "br-new", Src: a("192.168.100.2"), Dst: a("172.30.0.2"), L4Proto: 17, SPort: 53, DPort: 40000, Reply: true, Fib: nft.FibAnswers{SrcViaIIf: true}})
 	if err != nil || tr.Verdict != nft.Queue {
 		t.Errorf("answer to a new bridge: %v, %v", tr, err)
 	}
@@ -361,7 +363,7 @@ networks:
 		{"query to another server the fence allows: not held", nft.Packet{Hook: nft.HookForward, IIfName: br, OIfName: "eth0", Src: a("172.20.0.2"), Dst: a("192.0.2.53"), L4Proto: 17, SPort: 40000, DPort: 53, HopLimit: 63}, nft.Accept, "dnsq_forward"},
 		{"query from an unheld bridge", nft.Packet{Hook: nft.HookForward, IIfName: "docker0", OIfName: "eth0", Src: a("172.17.0.2"), Dst: a("192.168.100.2"), L4Proto: 17, SPort: 40000, DPort: 53, HopLimit: 63}, nft.Accept, "dnsq_forward"},
 		{"query to the host", nft.Packet{Hook: nft.HookInput, IIfName: br, Src: a("172.20.0.2"), Dst: a("172.20.0.1"), L4Proto: 17, SPort: 40000, DPort: 53, HopLimit: 64}, nft.Queue, "dnsq_input"},
-		{"answer: held by the forward chain", nft.Packet{Hook: nft.HookForward, IIfName: "eth0", OIfName: br, Src: a("192.168.100.2"), Dst: a("172.20.0.2"), L4Proto: 17, SPort: 53, DPort: 40000, Reply: true}, nft.Queue, "forward"},
+		{"answer: held by the forward chain", nft.Packet{Hook: nft.HookForward, IIfName: "eth0", OIfName: br, Src: a("192.168.100.2"), Dst: a("172.20.0.2"), L4Proto: 17, SPort: 53, DPort: 40000, Reply: true, Fib: nft.FibAnswers{SrcViaIIf: true}}, nft.Queue, "forward"},
 	} {
 		tr, err := res.Trace(c.p)
 		if err != nil {
