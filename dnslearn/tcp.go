@@ -10,9 +10,18 @@ import (
 
 // Bounds of the streams of DNS over TCP that the learner follows.
 const (
-	// maxStreams is how many streams it follows at once: a stream past it
-	// is not followed, and its answers teach nothing.
+	// maxStreams is how many streams it follows at once: past it, a new
+	// stream takes the place of the one heard of longest ago.
 	maxStreams = 4096
+	// maxClientStreams is how many of them may be of one client address:
+	// past it, a new stream of the client takes the place of the client's
+	// own heard of longest ago, so that a container that opens streams
+	// and resets them (the learner sees only the server's side) cannot
+	// crowd out its neighbours'.
+	maxClientStreams = 256
+	// maxEarlySegments is how many segments out of order it keeps of a
+	// stream; past it, it gives the stream up.
+	maxEarlySegments = 64
 	// maxEarly is how many bytes of a stream it keeps that came before
 	// bytes it still misses (segments out of order); past it, it gives
 	// the stream up.
@@ -70,11 +79,14 @@ type segment struct {
 // lock.
 type streams struct {
 	m         map[streamKey]*stream
+	clients   map[netip.Addr]int // streams by client address
 	lastSweep time.Time
 	buffered  int // bytes of buf and early over all streams
 }
 
-func newStreams() *streams { return &streams{m: map[streamKey]*stream{}} }
+func newStreams() *streams {
+	return &streams{m: map[streamKey]*stream{}, clients: map[netip.Addr]int{}}
+}
 
 // segment takes a segment from a stream's server and returns the messages
 // that it makes whole (nil if none), or why it teaches nothing ("" if it
@@ -106,11 +118,16 @@ func (s *streams) segment(p *dnsname.Packet, now time.Time) (msgs [][]byte, why 
 		}
 		if st != nil {
 			s.drop(k, st)
-		} else if len(s.m) >= maxStreams {
-			return nil, reasonTCPLost
+		}
+		if s.clients[k.client.Addr()] >= maxClientStreams {
+			s.evict(func(o streamKey) bool { return o.client.Addr() == k.client.Addr() })
+		}
+		if len(s.m) >= maxStreams {
+			s.evict(func(streamKey) bool { return true })
 		}
 		st = &stream{isn: seq, next: seq + 1}
 		s.m[k] = st
+		s.clients[k.client.Addr()]++
 		seq++ // a SYN takes a sequence number; data may follow it
 	case st == nil:
 		if len(data) == 0 {
@@ -137,6 +154,26 @@ func (s *streams) segment(p *dnsname.Packet, now time.Time) (msgs [][]byte, why 
 func (s *streams) drop(k streamKey, st *stream) {
 	s.buffered -= len(st.buf) + st.earlyN
 	delete(s.m, k)
+	if s.clients[k.client.Addr()]--; s.clients[k.client.Addr()] <= 0 {
+		delete(s.clients, k.client.Addr())
+	}
+}
+
+// evict forgets, of the streams that which picks, the one heard of
+// longest ago.
+func (s *streams) evict(which func(streamKey) bool) {
+	var (
+		oldest streamKey
+		st     *stream
+	)
+	for k, o := range s.m {
+		if which(k) && (st == nil || o.seen.Before(st.seen)) {
+			oldest, st = k, o
+		}
+	}
+	if st != nil {
+		s.drop(oldest, st)
+	}
 }
 
 // take adds data, from sequence number seq, to the stream, and returns
@@ -151,7 +188,7 @@ func (st *stream) take(seq uint32, data []byte, room int) [][]byte {
 	if d := int32(seq - st.next); d > 0 {
 		// Bytes after some the stream has not had yet: kept until
 		// those come.
-		if st.earlyN+len(data) > maxEarly {
+		if st.earlyN+len(data) > maxEarly || len(st.early) >= maxEarlySegments {
 			st.lost = true
 			st.buf, st.early, st.earlyN = nil, nil, 0
 			return nil

@@ -203,7 +203,7 @@ func TestTCPForgedInsideAMessage(t *testing.T) {
 	q.in <- nfqueue.Packet{ID: 4, Payload: func() []byte {
 		p := tcp4(5000, pshAck, whole[at:])
 		binary.BigEndian.PutUint16(p[22:], 40001)
-		return fixTCPChecksum(p)
+		return tcp4Recheck(p)
 	}()}
 	q.wait(t, 4)
 	if got := learnedAddrs(sets); len(got) != 0 {
@@ -215,15 +215,6 @@ func TestTCPForgedInsideAMessage(t *testing.T) {
 	if got := testutil.ToFloat64(l.cfg.Metrics.unreadable.WithLabelValues(reasonTCPUnknown)); got != 1 {
 		t.Errorf("segments of unknown streams: %v, want 1", got)
 	}
-}
-
-// fixTCPChecksum sets the checksum of a segment from tcp4 whose header was
-// changed.
-func fixTCPChecksum(p []byte) []byte {
-	seq := binary.BigEndian.Uint32(p[24:])
-	q := tcp4(seq, p[33], p[40:])
-	copy(q[20:24], p[20:24])
-	return tcp4Recheck(q)
 }
 
 // tcp4Recheck recomputes the checksum of an IPv4 TCP segment.
@@ -276,10 +267,30 @@ func TestTCPStreamGivenUp(t *testing.T) {
 
 	seg(100, synAck, nil)
 	for i := uint32(0); ; i++ {
-		_, why := seg(101+10000+i*1000, pshAck, make([]byte, 1000))
+		_, why := seg(101+10000+i*2000, pshAck, make([]byte, 2000))
 		if why == reasonTCPLost {
-			if n := int(i) * 1000; n < maxEarly-1000 || n > maxEarly {
+			if n := int(i) * 2000; n < maxEarly-2000 || n > maxEarly {
 				t.Errorf("gave up after %d bytes out of order, want about %d", n, maxEarly)
+			}
+			break
+		}
+		if i > 1000 {
+			t.Fatal("never gave up")
+		}
+	}
+	if msgs, why := seg(101, pshAck, a); len(msgs) != 0 || why != reasonTCPLost {
+		t.Errorf("a stream given up: %d messages, %q", len(msgs), why)
+	}
+	seg(0, dnsname.TCPRST, nil)
+
+	// Bytes one at a time, out of order: given up at maxEarlySegments,
+	// whose merging stays cheap.
+	seg(100, synAck, nil)
+	for i := uint32(0); ; i++ {
+		_, why := seg(101+10000-i, pshAck, []byte{1})
+		if why == reasonTCPLost {
+			if i != maxEarlySegments {
+				t.Errorf("gave up after %d segments out of order, want %d", i, maxEarlySegments)
 			}
 			break
 		}
@@ -292,22 +303,53 @@ func TestTCPStreamGivenUp(t *testing.T) {
 	}
 }
 
-// TestTCPStreamsBounded: the learner follows at most maxStreams streams;
-// a stream idle for streamIdle is forgotten.
+// TestTCPStreamsBounded: the learner follows at most maxStreams streams,
+// of which at most maxClientStreams of one client: past either, a new
+// stream takes the place of the one (of the client's) heard of longest
+// ago. A stream idle for streamIdle is forgotten.
 func TestTCPStreamsBounded(t *testing.T) {
 	s := newStreams()
 	now := time.Now()
+	server := netip.MustParseAddrPort("192.168.100.2:53")
+	synAckOf := func(client netip.AddrPort, at time.Time) {
+		s.segment(&dnsname.Packet{TCP: true, Flags: synAck, Src: server, Dst: client}, at)
+	}
+	// A neighbour's stream, then one client's many.
+	neighbour := netip.MustParseAddrPort("10.0.0.9:4000")
+	synAckOf(neighbour, now)
+	for i := range maxClientStreams + 100 {
+		synAckOf(netip.AddrPortFrom(netip.MustParseAddr("10.0.0.2"), uint16(i+1)), now.Add(time.Duration(i+1)*time.Millisecond))
+	}
+	if n := s.clients[netip.MustParseAddr("10.0.0.2")]; n != maxClientStreams {
+		t.Errorf("one client has %d streams followed, want %d", n, maxClientStreams)
+	}
+	if s.m[streamKey{server, neighbour}] == nil {
+		t.Error("one client's streams crowded out its neighbour's")
+	}
+	if s.m[streamKey{server, netip.MustParseAddrPort("10.0.0.2:1")}] != nil || s.m[streamKey{server, netip.AddrPortFrom(netip.MustParseAddr("10.0.0.2"), maxClientStreams+100)}] == nil {
+		t.Error("the client's oldest stream was kept, or its newest not")
+	}
+	// Many clients.
 	for i := range maxStreams + 10 {
-		p := &dnsname.Packet{TCP: true, Flags: synAck, Src: netip.MustParseAddrPort("192.168.100.2:53"),
-			Dst: netip.AddrPortFrom(netip.MustParseAddr("10.0.0.2"), uint16(i))}
-		s.segment(p, now)
+		c := netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)})
+		synAckOf(netip.AddrPortFrom(c, 1), now.Add(time.Second+time.Duration(i)*time.Millisecond))
 	}
 	if len(s.m) != maxStreams {
 		t.Errorf("%d streams followed, want %d", len(s.m), maxStreams)
 	}
-	s.segment(&dnsname.Packet{TCP: true, Flags: ack, Src: netip.MustParseAddrPort("192.168.100.2:53"), Dst: netip.MustParseAddrPort("10.0.0.3:1")}, now.Add(streamIdle+time.Minute))
-	if len(s.m) != 0 {
-		t.Errorf("%d idle streams kept", len(s.m))
+	if s.m[streamKey{server, neighbour}] != nil {
+		t.Error("the stream heard of longest ago was kept past the bound")
+	}
+	total := 0
+	for _, n := range s.clients {
+		total += n
+	}
+	if total != len(s.m) {
+		t.Errorf("streams by client add up to %d, %d followed", total, len(s.m))
+	}
+	s.segment(&dnsname.Packet{TCP: true, Flags: ack, Src: server, Dst: netip.MustParseAddrPort("10.0.0.3:1")}, now.Add(streamIdle+time.Hour))
+	if len(s.m) != 0 || len(s.clients) != 0 {
+		t.Errorf("%d idle streams kept (%d clients)", len(s.m), len(s.clients))
 	}
 }
 
@@ -365,9 +407,10 @@ func TestTCPStreamRestartAndBound(t *testing.T) {
 	now := time.Now()
 	seg := func(port uint16, seq uint32, flags uint8, data []byte) ([][]byte, string) {
 		t.Helper()
-		p, err := dnsname.ParsePacket(fixTCPChecksum(func() []byte {
+		p, err := dnsname.ParsePacket(tcp4Recheck(func() []byte {
 			b := tcp4(seq, flags, data)
 			binary.BigEndian.PutUint16(b[22:], port)
+			b[18], b[19] = byte(port>>8), byte(port) // a client address a port
 			return b
 		}()))
 		if err != nil {
