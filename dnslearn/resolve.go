@@ -51,7 +51,8 @@ func ResolveOnce(ctx context.Context, r Lookuper, lists map[string][]dnsname.Pat
 				res.Wildcards = append(res.Wildcards, p.String())
 				continue
 			}
-			addrs, err := r.LookupNetIP(ctx, "ip", p.String())
+			// Fully qualified: no search domain of the host's is tried.
+			addrs, err := r.LookupNetIP(ctx, "ip", p.String()+".")
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,8 +18,10 @@ func (f fakeLookuper) LookupNetIP(_ context.Context, network, host string) ([]ne
 	if network != "ip" {
 		return nil, errors.New("network " + network)
 	}
-	as, ok := f[host]
-	if !ok {
+	// Asked fully qualified only: a name without its dot would go through
+	// the host's search domains.
+	as, ok := f[strings.TrimSuffix(host, ".")]
+	if !ok || !strings.HasSuffix(host, ".") {
 		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
 	}
 	var out []netip.Addr

@@ -4,7 +4,6 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
-	"strings"
 
 	"github.com/dockerfence/dockerfence/ipproto"
 	"github.com/dockerfence/dockerfence/nft"
@@ -163,7 +162,7 @@ func (b *builder) nameSet(ref NamesRef) *NameSet {
 // its spec uses (see policyRules): one per list and family, as r's
 // protocol allows, with mk's tail, verdict and ID. n is the network whose
 // rules they are, ctr the container whose they are (nil for a network's).
-func (b *builder) nameRules(r *policy.Rule, d Direction, chain string, n *policy.Network, ctr *Container, mk func(...nft.Match) *nft.Rule) []*nft.Rule {
+func (b *builder) nameRules(r *policy.Rule, d Direction, chain string, n *policy.Network, ctr *Container, layer ContainerLayer, mk func(...nft.Match) *nft.Rule) []*nft.Rule {
 	if b.namesOf == nil || d.Inbound {
 		return nil
 	}
@@ -193,10 +192,10 @@ func (b *builder) nameRules(r *policy.Rule, d Direction, chain string, n *policy
 	// network's, its container section's, its label's), and what one
 	// layer's names rule allowed must not pass another layer's twin.
 	bit := uint32(NamesConnMark)
-	switch {
-	case strings.HasSuffix(chain, ".s"):
+	switch layer {
+	case LayerSection:
 		bit = NamesConnMarkSection
-	case strings.HasSuffix(chain, ".l"):
+	case LayerLabel:
 		bit = NamesConnMarkLabel
 	}
 	for _, kr := range out {

@@ -415,3 +415,40 @@ networks:
 		}
 	}
 }
+
+// TestNamesConnMarkOfABridgeNamedLikeALayer: the bit of a network's names
+// rule is the network's, whatever its bridge is called; a bridge named
+// "app.s" (interface names may hold dots) once took the container
+// section's bit by the suffix of its chain's name.
+func TestNamesConnMarkOfABridgeNamedLikeALayer(t *testing.T) {
+	pol := parsePolicy(t, `version: 1
+lists:
+  github: {names: [github.com]}
+networks:
+  - match: {name: "*"}
+    egress:
+      - allow: "@github"
+        proto: tcp
+        ports: [443]
+    egress_default: deny
+`)
+	for _, br := range []string{"app.s", "app.l", "br-0123456789ab"} {
+		nets := []policy.Network{{Name: "app", Bridge: br, Subnets: []netip.Prefix{netip.MustParsePrefix("172.20.0.0/16")}}}
+		r := CompileContainers(pol, nets, nil)
+		marks := 0
+		for _, c := range r.Table.Chains {
+			for _, rule := range c.Rules {
+				if rule.SetCtMark == 0 {
+					continue
+				}
+				marks++
+				if rule.SetCtMark != NamesConnMark {
+					t.Errorf("bridge %s: chain %s marks with %#x, want the network's %#x: %s", br, c.Name, rule.SetCtMark, NamesConnMark, rule.Text())
+				}
+			}
+		}
+		if marks == 0 {
+			t.Errorf("bridge %s: no rule marks its connections", br)
+		}
+	}
+}

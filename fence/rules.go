@@ -495,7 +495,7 @@ func (b *builder) policyRules(chain string, den Denial, d Direction, r *policy.R
 	if v6 != nil && r.Proto != policy.ProtoICMP {
 		out = append(out, mk(*v6))
 	}
-	return append(out, b.nameRules(r, d, chain, n, den.Container, mk)...)
+	return append(out, b.nameRules(r, d, chain, n, den.Container, den.Layer, mk)...)
 }
 
 // protoNumber returns the IANA number of a policy protocol.

@@ -94,8 +94,11 @@ func (p *parser) rules(n *yaml.Node, what string, hook Hook, pol *Policy) []*Rul
 			continue
 		}
 		r.Addrs = p.addrSpec(addrNode, rw+"."+r.Verdict.String(), pol)
-		if len(r.Addrs.Names) > 0 && hook != Egress {
+		switch {
+		case len(r.Addrs.Names) > 0 && hook != Egress:
 			p.errorf(addrNode, "%s.%s: names (%s) are not for %s rules; names are learned from the DNS answers containers get and match the destinations of egress rules only: %s", rw, r.Verdict, r.Addrs.Names[0].Text(), hook, namesElsewhere[hook])
+		case len(r.Addrs.Names) > 0 && r.Verdict == Deny:
+			p.errorf(addrNode, "%s.deny: names (%s) can only be allowed: a deny by name would deny only the addresses learned from the answers containers got so far, not one hard-coded or resolved another way (DNS over HTTPS); deny the addresses or a CIDR, or allow only the names a container may use and deny the rest (egress_default: deny)", rw, r.Addrs.Names[0].Text())
 		}
 		if portsNode != nil && !r.Proto.HasPorts() {
 			p.errorf(portsNode, "%s.ports: protocol %s has no ports; use tcp, udp or sctp, or drop ports", rw, r.Proto)
