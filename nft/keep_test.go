@@ -15,12 +15,14 @@ import (
 )
 
 // TestReplacementKeepsElementsInKernel replaces a table of a real kernel
-// (in a network namespace of its own) whose runtime timeout set holds
-// elements: the new table's set holds them, each with about the time it
-// had left (not a fresh full timeout, and not gone), one without a
-// timeout as it was; and UDP flooded to one of them through the set's
-// rule is let through after each replacement, and refused only in the
-// moment the kernel takes to publish the new set (see below).
+// (in a network namespace of its own; its priority changes) whose runtime
+// timeout set holds elements: the new table's set holds them, each with
+// about the time it had left (not a fresh full timeout, and not gone), one
+// without a timeout as it was; and UDP flooded to one of them through the
+// set's rule is let through after each replacement, and refused only in
+// the moment the kernel takes to publish the new set (see below). A base
+// chain that comes and goes does not replace the table: the set stays as
+// it is, and no datagram is refused.
 func TestReplacementKeepsElementsInKernel(t *testing.T) {
 	ns, k := nfttest.NetNS(t)
 	for _, args := range [][]string{{"link", "set", "lo", "up"}, {"addr", "add", "198.18.0.7/32", "dev", "lo"}} {
@@ -30,10 +32,11 @@ func TestReplacementKeepsElementsInKernel(t *testing.T) {
 	}
 	udp := L4Proto{Protos: []uint8{17}}
 	port := DPort{Range: PortRange{First: 9999, Last: 9999}}
-	// Two tables that differ in their base chains: each apply of one over
-	// the other replaces the table.
-	table := func(input bool) *Table {
-		tbl := &Table{Name: "df_keep", Priority: -10,
+	// Tables that differ in their base chains: a change of priority
+	// replaces the table; an input chain that comes or goes is added or
+	// deleted in place.
+	table := func(prio int, input bool) *Table {
+		tbl := &Table{Name: "df_keep", Priority: prio,
 			Sets: []*Set{{Name: "names_x_4", Key: KeyIPv4, Timeout: true, Owner: OwnedByRuntime}},
 			Chains: []*Chain{{Name: "output", Hook: HookOutput, Rules: []*Rule{
 				{Matches: []Match{udp, port, Addr{Set: "names_x_4"}}, Counter: true, Verdict: Verdict{Kind: Accept}, ID: "learned"},
@@ -44,7 +47,7 @@ func TestReplacementKeepsElementsInKernel(t *testing.T) {
 		}
 		return tbl
 	}
-	if _, err := k.Apply(table(false)); err != nil {
+	if _, err := k.Apply(table(-10, false)); err != nil {
 		t.Fatal(err)
 	}
 	pfx := netip.MustParsePrefix
@@ -62,7 +65,7 @@ func TestReplacementKeepsElementsInKernel(t *testing.T) {
 	}
 	time.Sleep(1100 * time.Millisecond)
 
-	p, err := k.Plan(table(true))
+	p, err := k.Plan(table(-20, false))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +122,7 @@ func TestReplacementKeepsElementsInKernel(t *testing.T) {
 				return
 			case <-time.After(20 * time.Millisecond):
 			}
-			if _, err := k.Apply(table(i%2 == 0)); err != nil {
+			if _, err := k.Apply(table(-10-10*(i%2), false)); err != nil {
 				errs <- fmt.Errorf("replacement %d: %w", i, err)
 				return
 			}
@@ -143,7 +146,56 @@ func TestReplacementKeepsElementsInKernel(t *testing.T) {
 		t.Errorf("after %d replacements: %d datagrams sent, %d arrived, %d refused; want none refused", replacements.Load(), sent, arrived, refused)
 	}
 	if _, _, ok := timeoutOf(t, list(), "198.18.0.7"); !ok {
-		t.Errorf("198.18.0.7 is gone after %d replacements:\n%s", replacements.Load(), list())
+		t.Fatalf("198.18.0.7 is gone after %d replacements:\n%s", replacements.Load(), list())
+	}
+
+	// An input chain added and deleted in place, in a loop: the set is
+	// kept as it is (its elements' timeouts do not change), and no
+	// datagram is refused. First back to priority -10, where the loop
+	// above may not have left it.
+	if _, err := k.Apply(table(-10, false)); err != nil {
+		t.Fatal(err)
+	}
+	timeout, _, ok := timeoutOf(t, list(), "198.18.0.7")
+	if !ok {
+		t.Fatalf("198.18.0.7 is gone:\n%s", list())
+	}
+	var changes atomic.Int64
+	stop = make(chan struct{})
+	errs = make(chan error, 1)
+	go func() {
+		defer close(errs)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			p, err := k.Plan(table(-10, i%2 == 0))
+			if err == nil && strings.Contains(p.String(), "delete table") {
+				err = fmt.Errorf("the plan replaces the table:\n%.400s", p)
+			}
+			if err == nil {
+				err = p.Send(k)
+			}
+			if err != nil {
+				errs <- fmt.Errorf("change %d: %w", i, err)
+				return
+			}
+			changes.Add(1)
+		}
+	}()
+	sent, arrived, refused = floodRefused(t, ns, 2*time.Second)
+	close(stop)
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d in-place additions and deletions of a base chain during the flood: %d datagrams sent, %d arrived, %d refused", changes.Load(), sent, arrived, refused)
+	if changes.Load() < 10 || sent < 1000 || refused != 0 {
+		t.Errorf("%d of %d datagrams refused during %d in-place changes of base chains; want none", refused, sent, changes.Load())
+	}
+	if again, _, ok := timeoutOf(t, list(), "198.18.0.7"); !ok || again != timeout {
+		t.Errorf("198.18.0.7 after the in-place changes: timeout %v (there: %v), want %v as before: the set was re-created", again, ok, timeout)
 	}
 }
 

@@ -485,8 +485,11 @@ func (r *Rule) sets() []string {
 	return out
 }
 
-// baseChainsMatch reports whether the kernel's base chains are exactly t's,
-// with the same hooks and priority, so that they can be kept.
+// baseChainsMatch reports whether the kernel's base chains can be kept:
+// every base chain that t and the kernel both have (by name) has the same
+// hook and priority, every base chain of the kernel is of type filter, and
+// no base chain that only t has shares its hook with one that only the
+// kernel has; the plan then changes the table in place.
 //
 // Base chains are never deleted and created again in one transaction: the
 // kernel registers a new base chain's hook before the commit, ahead of an old
@@ -495,41 +498,47 @@ func (r *Rule) sets() []string {
 // change of priority (or a foreign base chain) replaces the whole table, and
 // that one apply has the window; the README says so.
 //
-// A base chain on one device's ingress hook (a container's bridge port)
-// may come and go without that: no other base chain of the table shares
-// its hook, so it is added or deleted in place, and a container starting
-// or stopping does not replace the table (and lose the elements that the
-// daemon learns at run time).
+// A base chain that only t has, or only the kernel has, on a hook where
+// none of the other kind is, is added or deleted in place: it takes the
+// place of no chain, so no packet can miss both. Before the commit a new
+// one is empty (its policy is accept) and the kept chains judge as
+// before; after it, a deleted one is gone. So a container's port chain
+// (ingress device) starting or stopping, the chains of names coming and
+// going, or a container publishing port 53 (the output chain goes) do not
+// replace the table, and the sets keep their elements as they are: those
+// the daemon learns at run time included.
 func (t *Table) baseChainsMatch(have *State) bool {
-	want := map[string]string{}
-	prio := map[string]int{}
-	fixed := 0
+	want := map[string]*Chain{}
 	for _, c := range t.Chains {
 		if c.Hook != HookNone {
-			want[c.Name] = c.HookText()
-			prio[c.Name] = t.ChainPriority(c)
-			if c.Hook != HookIngress {
-				fixed++
-			}
+			want[c.Name] = c
 		}
 	}
-	n := 0
+	kept := map[string]bool{}
+	goneHooks := map[string]bool{}
 	for _, c := range have.Chains {
 		if c.Hook == "" {
 			continue
 		}
-		w, ok := want[c.Name]
-		if !ok && strings.HasPrefix(c.Hook, "ingress device ") && c.Priority == t.Priority && c.Type == "filter" {
-			continue // a device's chain the table no longer has: deleted in place
-		}
-		if w != c.Hook || c.Priority != prio[c.Name] || c.Type != "filter" {
+		if c.Type != "filter" {
 			return false
 		}
-		if !strings.HasPrefix(c.Hook, "ingress device ") {
-			n++
+		w, ok := want[c.Name]
+		if !ok {
+			goneHooks[c.Hook] = true // deleted in place
+			continue
+		}
+		if w.HookText() != c.Hook || c.Priority != t.ChainPriority(w) {
+			return false
+		}
+		kept[c.Name] = true
+	}
+	for name, c := range want {
+		if !kept[name] && goneHooks[c.HookText()] {
+			return false // a new chain in the place of a deleted one
 		}
 	}
-	return n == fixed
+	return true
 }
 
 // flagPlan is what a plan does with the table's flags.
