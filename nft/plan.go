@@ -611,12 +611,15 @@ func (t *Table) plan(have *State, digests map[string]string, fp flagPlan) *Plan 
 		adopt.Ops = []Op{addTable}
 		p.Txs, p.Adopts = []*Transaction{adopt}, true
 	}
-	ch, replace := t.fresh(have), have != nil
+	var ch *changes
+	replace := have != nil
 	if have != nil && !fp.replace && t.baseChainsMatch(have) {
 		ch, replace = t.changes(have, digests), false
 		if ch.empty() && !fp.change {
 			return p
 		}
+	} else {
+		ch = t.fresh(have)
 	}
 	if len(ch.Stage) > 0 {
 		stage, undo := newTx(), newTx()
