@@ -71,7 +71,9 @@ func (x *namesEnv) waitOutputHold(t *testing.T, want string) string {
 // docker-proxy (the answer crosses the output hook from port 53, counted
 // by a table of the test's own), and its connection there is refused:
 // nothing was learned. status and apply name the container and the port.
-// With the container gone, the host's resolver teaches again.
+// The address learned before is kept (the chain that held the host's
+// queries over UDP goes in place). With the container gone, the host's
+// resolver teaches again.
 func TestNamesPublishedDNSPort(t *testing.T) {
 	x := newNamesEnv(t)
 	pol := x.write("policy.yaml", namesPolicy([]string{"host.proxy53.test", "pay.proxy53.test", "again.proxy53.test"}))
@@ -80,7 +82,7 @@ func TestNamesPublishedDNSPort(t *testing.T) {
 	x.waitFenced(x.bridge, time.Now())
 	x.waitOutputHold(t, holdBoth)
 
-	hostResolver := func(t *testing.T, name string) {
+	hostResolver := func(t *testing.T, name string) netip.Addr {
 		t.Helper()
 		srv := harness.StartDNS(t, x.tp.Host, namesGateway4)
 		defer srv.Close()
@@ -92,8 +94,10 @@ func TestNamesPublishedDNSPort(t *testing.T) {
 		if n := srv.Queries(name); n == 0 {
 			t.Errorf("the host's resolver saw no query for %s", name)
 		}
+		return a
 	}
-	t.Run("a resolver on the host itself teaches", func(t *testing.T) { hostResolver(t, "host.proxy53.test") })
+	var learned netip.Addr
+	t.Run("a resolver on the host itself teaches", func(t *testing.T) { learned = hostResolver(t, "host.proxy53.test") })
 
 	t.Run("a container that publishes 53/udp teaches nothing through docker-proxy", func(t *testing.T) {
 		x.d.Run(t, "evil", "app", dockerd.RunOptions{IPv4: evilDNS4, Publish: []string{"53:53/udp"}})
@@ -104,6 +108,18 @@ func TestNamesPublishedDNSPort(t *testing.T) {
 		evil.Set("pay.proxy53.test", time.Minute, attacker)
 		chain := x.waitOutputHold(t, holdTCP)
 		t.Logf("the output chain with evil publishing 53/udp:\n%s", chain)
+		// The chain that held the host's queries over UDP went, in
+		// place: the address learned before is still there, and a new
+		// connection to it, without a lookup, still succeeds.
+		if out, _ := x.tp.Host.Try("nft", "list", "chain", "inet", "dockerfence", "dnsq_input"); strings.Contains(out, "queue") {
+			t.Errorf("the host's queries over UDP are still held:\n%s", out)
+		}
+		if learned.IsValid() {
+			code, out := x.d.Exec(t, "app1", "sh", "-c", fmt.Sprintf("nc -w 2 %s %d -e true", learned, namePort))
+			if got := dockerd.ClassifyNC(code, out); got != "ok" || !strings.Contains(x.nameElements(), learned.String()) {
+				t.Errorf("connect to %s, learned before evil published 53/udp: %s, want ok\n%s", learned, got, x.nameElements())
+			}
+		}
 
 		// A table of the test's own counts the answers that leave the
 		// host from port 53 to the bridge in the reply direction: what

@@ -199,9 +199,13 @@ const (
 	// timeouts), through Kernel.Update; an apply creates them (with the
 	// model's elements, usually none) but never reads, compares or
 	// replaces their elements, and their contents are left out of rule
-	// digests and of the set digests rules record. Only an apply that
-	// re-creates the set (its type changed) or the table (its base chains
-	// changed) empties it.
+	// digests and of the set digests rules record. An apply that
+	// re-creates the set (its type changed) or the whole table (its base
+	// chains changed) reads the old set then, and only then, and creates
+	// the new one holding its live elements, each with the time it has
+	// left as its timeout, in the same transaction (see keptElems):
+	// provided the set has timeouts, is not Dynamic (a meter's limits go),
+	// and the old one has the same key type. Otherwise it starts empty.
 	OwnedByRuntime
 )
 

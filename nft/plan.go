@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -66,6 +67,9 @@ type setElems struct {
 	Elems []nftables.SetElement
 	// Items are the intervals deleted or added, in nft syntax (see Op.Items).
 	Items []string
+	// Kept says that the elements are the live ones of the kernel's set of
+	// that name, which the plan creates anew: see keptElems.
+	Kept bool
 }
 
 type mapElems struct {
@@ -79,23 +83,132 @@ func (c *changes) empty() bool {
 		len(c.AddChains)+len(c.AddSets)+len(c.AddElems)+len(c.AddMapElems)+len(c.Fill)+len(c.Base) == 0
 }
 
-// fresh returns the changes that create t from nothing.
-func (t *Table) fresh() *changes {
-	return &changes{AddChains: t.Chains, AddSets: t.Sets, Fill: t.Chains}
+// fresh returns the changes that create t from nothing, in place of the
+// kernel's table have (nil if there is none): the sets of have that were
+// dumped and carry their elements over (see carries) hand them to t's
+// new sets of the same name, in the same transaction, so that no packet
+// meets those sets without them.
+func (t *Table) fresh(have *State) *changes {
+	ch := &changes{AddChains: t.Chains, AddSets: t.Sets, Fill: t.Chains}
+	if have == nil {
+		return ch
+	}
+	for _, ks := range have.Sets {
+		if s := t.Set(ks.Name); s != nil && ks.Dumped && ks.carries(s) {
+			if kept := keptElems(s, &ks); len(kept.Elems) > 0 {
+				ch.AddElems = append(ch.AddElems, kept)
+			}
+		}
+	}
+	return ch
 }
 
 // needDump lists the plain sets of have whose elements Apply must read
 // before changes can edit them in place: ours, of the right type, and with
-// other contents than t wants (digests, from t.setDigests), or named in verify.
+// other contents than t wants (digests, from t.setDigests), or named in
+// verify. It also lists the sets owned at run time that changes re-creates
+// (their type changed) and that can hand their elements to the new one
+// (see carries).
 func (t *Table) needDump(have *State, digests map[string]string, verify ...string) []string {
 	var out []string
 	for _, ks := range have.Sets {
 		s := t.Set(ks.Name)
-		if s != nil && !s.Map && s.Owner == OwnedByModel && ks.compatible(s) && (ks.Digest != digests[s.Name] || slices.Contains(verify, s.Name)) {
+		switch {
+		case s == nil:
+		case !s.Map && s.Owner == OwnedByModel && ks.compatible(s) && (ks.Digest != digests[s.Name] || slices.Contains(verify, s.Name)):
+			out = append(out, s.Name)
+		case !ks.compatible(s) && ks.carries(s):
 			out = append(out, s.Name)
 		}
 	}
 	return out
+}
+
+// keepSets lists the sets of have that hand their live elements to the
+// sets of t of the same name when a plan replaces the whole table (see
+// carries): the only sets such a plan reads.
+func (t *Table) keepSets(have *State) []string {
+	var out []string
+	for _, ks := range have.Sets {
+		if s := t.Set(ks.Name); s != nil && ks.carries(s) {
+			out = append(out, s.Name)
+		}
+	}
+	return out
+}
+
+// carries reports whether the kernel's set ks hands its live elements to
+// s when s is created anew in its place (the table replaced, or the set
+// re-created for a change of type): s is owned at run time, with
+// timeouts, and ks is a plain set of the same key type, intervals or
+// not, whose elements the packet path does not write (a meter's are
+// limits, not addresses, and go). The elements that the daemon learned
+// at run time are then not lost with the old set: see keptElems.
+func (ks *SetState) carries(s *Set) bool {
+	if s.Map || s.Dynamic || s.Owner != OwnedByRuntime || !s.Timeout {
+		return false
+	}
+	want := NewSetState(s)
+	const kind = unix.NFT_SET_INTERVAL | unix.NFT_SET_MAP | nftSetConcat | unix.NFT_SET_OBJECT | unix.NFT_SET_EVAL
+	return ks.Flags&kind == want.Flags&kind && ks.KeyType == want.KeyType
+}
+
+// keptElems returns the elements that s, created anew in place of the
+// kernel's set ks (dumped), takes over from it: every live element, the
+// start of an interval with the time it has left (the kernel's
+// NFTA_SET_ELEM_EXPIRATION) as its timeout, so that it expires when it
+// would have; an element without a timeout as it is. An element that
+// expired (the kernel has yet to remove it) is left out, and so is one
+// that overlaps what the model puts in s, which holds it already.
+//
+// Writing the time left as the timeout works on every kernel: the
+// element is a new one. Its timeout, as the kernel lists it afterwards,
+// is that time, not the one it was first given.
+func keptElems(s *Set, ks *SetState) setElems {
+	out := setElems{Set: s.Name, Kept: true}
+	model := intervals(setElements(s))
+	g := groupIntervals(ks.Elems)
+	for _, k := range g.order {
+		es := g.by[k]
+		if es[0].IntervalEnd {
+			continue // an end without its start
+		}
+		var timeout time.Duration
+		switch {
+		case es[0].Expires > 0:
+			timeout = max(es[0].Expires, time.Millisecond)
+		case es[0].Timeout > 0:
+			continue // expired
+		}
+		if s.Interval() && overlaps(intervals(es), model) {
+			continue
+		}
+		group := make([]nftables.SetElement, len(es))
+		for i, e := range es {
+			group[i] = nftables.SetElement{Key: e.Key, IntervalEnd: e.IntervalEnd}
+		}
+		group[0].Timeout = timeout
+		out.Elems = append(out.Elems, group...)
+		for _, item := range elemItems(s, group) {
+			if timeout > 0 {
+				item += " timeout " + durationText(timeout)
+			}
+			out.Items = append(out.Items, item)
+		}
+	}
+	return out
+}
+
+// overlaps reports whether a range of a shares a key with one of b.
+func overlaps(a, b []keyRange) bool {
+	for _, x := range a {
+		for _, y := range b {
+			if bytes.Compare(x.from, y.to) <= 0 && bytes.Compare(y.from, x.to) <= 0 {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // changes computes how to turn have into t, whose set digests are digests
@@ -124,6 +237,11 @@ func (t *Table) changes(have *State, digests map[string]string) *changes {
 			out.DelSets = append(out.DelSets, s.Name)
 			out.AddSets = append(out.AddSets, s)
 			replaced[s.Name] = true
+			if ks.Dumped && ks.carries(s) {
+				if kept := keptElems(s, ks); len(kept.Elems) > 0 {
+					out.AddElems = append(out.AddElems, kept)
+				}
+			}
 		case s.Map:
 			del, add := vmapDiff(ks.VMap, s.VMap)
 			if len(del) > 0 {
@@ -142,10 +260,10 @@ func (t *Table) changes(have *State, digests map[string]string) *changes {
 			}
 			delItems, addItems := itemDiff(elemItems(s, ks.Elems), elemItems(s, want))
 			if len(del)+len(delItems) > 0 {
-				out.DelElems = append(out.DelElems, setElems{s.Name, del, delItems})
+				out.DelElems = append(out.DelElems, setElems{Set: s.Name, Elems: del, Items: delItems})
 			}
 			if len(add)+len(addItems) > 0 {
-				out.AddElems = append(out.AddElems, setElems{s.Name, add, addItems})
+				out.AddElems = append(out.AddElems, setElems{Set: s.Name, Elems: add, Items: addItems})
 			}
 		}
 	}
@@ -367,8 +485,11 @@ func (r *Rule) sets() []string {
 	return out
 }
 
-// baseChainsMatch reports whether the kernel's base chains are exactly t's,
-// with the same hooks and priority, so that they can be kept.
+// baseChainsMatch reports whether the kernel's base chains can be kept:
+// every base chain that t and the kernel both have (by name) has the same
+// hook and priority, every base chain of the kernel is of type filter, and
+// no base chain that only t has shares its hook with one that only the
+// kernel has; the plan then changes the table in place.
 //
 // Base chains are never deleted and created again in one transaction: the
 // kernel registers a new base chain's hook before the commit, ahead of an old
@@ -377,41 +498,47 @@ func (r *Rule) sets() []string {
 // change of priority (or a foreign base chain) replaces the whole table, and
 // that one apply has the window; the README says so.
 //
-// A base chain on one device's ingress hook (a container's bridge port)
-// may come and go without that: no other base chain of the table shares
-// its hook, so it is added or deleted in place, and a container starting
-// or stopping does not replace the table (and lose the elements that the
-// daemon learns at run time).
+// A base chain that only t has, or only the kernel has, on a hook where
+// none of the other kind is, is added or deleted in place: it takes the
+// place of no chain, so no packet can miss both. Before the commit a new
+// one is empty (its policy is accept) and the kept chains judge as
+// before; after it, a deleted one is gone. So a container's port chain
+// (ingress device) starting or stopping, the chains of names coming and
+// going, or a container publishing port 53 (the output chain goes) do not
+// replace the table, and the sets keep their elements as they are: those
+// the daemon learns at run time included.
 func (t *Table) baseChainsMatch(have *State) bool {
-	want := map[string]string{}
-	prio := map[string]int{}
-	fixed := 0
+	want := map[string]*Chain{}
 	for _, c := range t.Chains {
 		if c.Hook != HookNone {
-			want[c.Name] = c.HookText()
-			prio[c.Name] = t.ChainPriority(c)
-			if c.Hook != HookIngress {
-				fixed++
-			}
+			want[c.Name] = c
 		}
 	}
-	n := 0
+	kept := map[string]bool{}
+	goneHooks := map[string]bool{}
 	for _, c := range have.Chains {
 		if c.Hook == "" {
 			continue
 		}
-		w, ok := want[c.Name]
-		if !ok && strings.HasPrefix(c.Hook, "ingress device ") && c.Priority == t.Priority && c.Type == "filter" {
-			continue // a device's chain the table no longer has: deleted in place
-		}
-		if w != c.Hook || c.Priority != prio[c.Name] || c.Type != "filter" {
+		if c.Type != "filter" {
 			return false
 		}
-		if !strings.HasPrefix(c.Hook, "ingress device ") {
-			n++
+		w, ok := want[c.Name]
+		if !ok {
+			goneHooks[c.Hook] = true // deleted in place
+			continue
+		}
+		if w.HookText() != c.Hook || c.Priority != t.ChainPriority(w) {
+			return false
+		}
+		kept[c.Name] = true
+	}
+	for name, c := range want {
+		if !kept[name] && goneHooks[c.HookText()] {
+			return false // a new chain in the place of a deleted one
 		}
 	}
-	return n == fixed
+	return true
 }
 
 // flagPlan is what a plan does with the table's flags.
@@ -472,7 +599,9 @@ func planFlags(p Protection, fam Family, table string, have *State) (flagPlan, e
 // digests (t.setDigests). have must hold the elements of the sets needDump
 // names; a set whose elements were not read is replaced whole. Without a
 // table, or with other base chains (see baseChainsMatch), the main
-// transaction creates the table from nothing, deleting the old one first.
+// transaction creates the table from nothing, deleting the old one first;
+// the sets keepSets names, if dumped, keep their live elements then (see
+// keptElems).
 func (t *Table) plan(have *State, digests map[string]string, fp flagPlan) *Plan {
 	p := &Plan{Table: t, Have: have}
 	newTx := func() *Transaction { return &Transaction{Table: t.Name, Priority: t.Priority} }
@@ -482,12 +611,15 @@ func (t *Table) plan(have *State, digests map[string]string, fp flagPlan) *Plan 
 		adopt.Ops = []Op{addTable}
 		p.Txs, p.Adopts = []*Transaction{adopt}, true
 	}
-	ch, replace := t.fresh(), have != nil
+	var ch *changes
+	replace := have != nil
 	if have != nil && !fp.replace && t.baseChainsMatch(have) {
 		ch, replace = t.changes(have, digests), false
 		if ch.empty() && !fp.change {
 			return p
 		}
+	} else {
+		ch = t.fresh(have)
 	}
 	if len(ch.Stage) > 0 {
 		stage, undo := newTx(), newTx()
@@ -529,7 +661,11 @@ func (t *Table) plan(have *State, digests map[string]string, fp flagPlan) *Plan 
 		add(Op{Kind: OpAddSet, Set: s})
 	}
 	for _, m := range ch.AddElems {
-		add(Op{Kind: OpAddElements, Name: m.Set, Elems: m.Elems, Items: m.Items})
+		op := Op{Kind: OpAddElements, Name: m.Set, Elems: m.Elems, Items: m.Items}
+		if m.Kept {
+			op.Note = fmt.Sprintf("keeps the %d live elements of set %s, each with the time it has left", len(m.Items), m.Set)
+		}
+		add(op)
 	}
 	for _, m := range ch.AddMapElems {
 		add(Op{Kind: OpAddElements, Name: m.Set, Map: true, VMap: m.Elems})

@@ -386,6 +386,25 @@ func TestBaseChainsMatch(t *testing.T) {
 	if BaseChainsMatch(&withPort, &moved) {
 		t.Error("a device chain on another device matches")
 	}
+	// So are the chains of names (output, dnsq_input at an offset) that
+	// come and go: they take the place of no chain.
+	withNames := *tbl
+	withNames.Chains = append(slices.Clone(tbl.Chains), &Chain{Name: "output", Hook: HookOutput}, &Chain{Name: "dnsq_input", Hook: HookInput, PriorityOffset: 1})
+	if !BaseChainsMatch(&withNames, st) {
+		t.Error("new base chains of names replace the table")
+	}
+	namesGone := *st
+	namesGone.Chains = append(slices.Clone(st.Chains), ChainState{Name: "output", Hook: "output", Priority: tbl.Priority, Type: "filter"},
+		ChainState{Name: "dnsq_input", Hook: "input", Priority: tbl.Priority + 1, Type: "filter"})
+	if !BaseChainsMatch(tbl, &namesGone) {
+		t.Error("base chains of names to delete replace the table")
+	}
+	// A new chain on the hook of one that goes would take its place.
+	renamed := *tbl
+	renamed.Chains = append(slices.Clone(tbl.Chains), &Chain{Name: "output2", Hook: HookOutput})
+	if BaseChainsMatch(&renamed, &namesGone) {
+		t.Error("a new output chain in place of the old one matches")
+	}
 	st.Chains = append(st.Chains, ChainState{Name: "foreign", Hook: "hook0"})
 	if BaseChainsMatch(tbl, st) {
 		t.Error("a foreign base chain matches")

@@ -348,7 +348,7 @@ func readRules(c *conn, st *State, anon map[string]string) error {
 }
 
 // readElements dumps the elements of set name of table: keys, interval
-// ends, timeouts and verdicts.
+// ends, timeouts, the time left before they expire, and verdicts.
 func readElements(c *conn, fam Family, table, name string) ([]nftables.SetElement, error) {
 	var out []nftables.SetElement
 	a := attrs(nil).str(unix.NFTA_SET_ELEM_LIST_TABLE, table).str(unix.NFTA_SET_ELEM_LIST_SET, name)
@@ -383,6 +383,10 @@ func decodeElem(b []byte) nftables.SetElement {
 			e.IntervalEnd = be32(v)&unix.NFT_SET_ELEM_INTERVAL_END != 0
 		case unix.NFTA_SET_ELEM_TIMEOUT:
 			e.Timeout = time.Duration(be64(v)) * time.Millisecond
+		case unix.NFTA_SET_ELEM_EXPIRATION:
+			// The time the element has left, which the kernel counts
+			// down from its timeout.
+			e.Expires = time.Duration(be64(v)) * time.Millisecond
 		case unix.NFTA_SET_ELEM_DATA:
 			eachAttr(v, func(typ uint16, v []byte) bool {
 				if typ != unix.NFTA_DATA_VERDICT {

@@ -70,6 +70,9 @@ type Op struct {
 	// same elements.
 	Items []string
 	VMap  []VMapElem
+	// Note, if set, says why the command is there, for people: the text
+	// of the transaction has it as a comment line before the command.
+	Note string
 }
 
 // Transaction is one nf_tables transaction on the tables of one name (the
@@ -91,6 +94,9 @@ func (tx *Transaction) String() string {
 	var b strings.Builder
 	for _, op := range tx.Ops {
 		if text := tx.opText(op); text != "" {
+			if op.Note != "" {
+				b.WriteString("# " + op.Note + "\n")
+			}
 			b.WriteString(text)
 			b.WriteByte('\n')
 		}
@@ -319,8 +325,16 @@ func planTable(b Backend, prot Protection, t *Table, verify []string) (*Plan, er
 		return nil, err
 	}
 	digests := t.setDigests()
-	if have != nil && !fp.replace && t.baseChainsMatch(have) {
+	switch {
+	case have == nil:
+	case !fp.replace && t.baseChainsMatch(have):
 		if err := b.Dump(have, t.needDump(have, digests, verify...)); err != nil {
+			return nil, err
+		}
+	default:
+		// The table is replaced: only the sets that keep their elements
+		// are read (see keepSets), and only now.
+		if err := b.Dump(have, t.keepSets(have)); err != nil {
 			return nil, err
 		}
 	}

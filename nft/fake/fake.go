@@ -49,6 +49,8 @@ type Kernel struct {
 	watchers []*watcher
 	// log lists the transactions committed through Commit.
 	log []*nft.Transaction
+	// dumped lists the sets whose elements Dump read, in order.
+	dumped []string
 	// refuse, if set, is called with every transaction Commit is given;
 	// an error it returns refuses the transaction.
 	refuse func(*nft.Transaction) error
@@ -319,7 +321,9 @@ func (k *Kernel) ReadFamily(fam nft.Family, name string) (*nft.State, error) {
 }
 
 // Dump reads the elements of the named plain sets into st, as
-// nft.Kernel.Dump does.
+// nft.Kernel.Dump does: keys, interval ends, and for elements with a
+// timeout, the timeout and the time they have left (Expires), in
+// milliseconds as the kernel counts them.
 func (k *Kernel) Dump(st *nft.State, names []string) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -333,18 +337,31 @@ func (k *Kernel) Dump(st *nft.State, names []string) error {
 			return fmt.Errorf("read set %s of inet %s: %w", name, st.Name, unix.ENOENT)
 		}
 		k.live(s)
+		k.dumped = append(k.dumped, name)
 		for i := range st.Sets {
 			if st.Sets[i].Name != name {
 				continue
 			}
 			st.Sets[i].Elems = nil
 			for _, e := range s.elems {
-				st.Sets[i].Elems = append(st.Sets[i].Elems, nftables.SetElement{Key: e.Key, IntervalEnd: e.IntervalEnd})
+				de := nftables.SetElement{Key: e.Key, IntervalEnd: e.IntervalEnd, Timeout: e.Timeout}
+				if !e.expires.IsZero() {
+					de.Expires = e.expires.Sub(k.now()).Truncate(time.Millisecond)
+				}
+				st.Sets[i].Elems = append(st.Sets[i].Elems, de)
 			}
 			st.Sets[i].Dumped = true
 		}
 	}
 	return nil
+}
+
+// Dumped returns the names of the sets whose elements Dump has read, in
+// order, once a read: tests tell from it which plans read which sets.
+func (k *Kernel) Dumped() []string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return slices.Clone(k.dumped)
 }
 
 // Table returns the table as a model (nil if there is none), for tests to
