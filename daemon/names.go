@@ -249,6 +249,33 @@ func expiredName(l *dnslearn.Learner, dst string) (string, time.Time, bool) {
 	return e.Name, e.Expires, ok
 }
 
+// seedLearner tells l of the addresses the name sets of t hold in the
+// kernel state st (read with every set's elements), each with the time it
+// has left: an earlier daemon's, or a one-shot apply's. It returns how
+// many it told.
+func seedLearner(l *dnslearn.Learner, t *fence.Result, st *nft.State) int {
+	if l == nil || t == nil || st == nil {
+		return 0
+	}
+	n := 0
+	for _, ns := range t.NameSets {
+		for _, ss := range st.Sets {
+			if ss.Name != ns.Set4 && ss.Name != ns.Set6 || !ss.Dumped {
+				continue
+			}
+			for _, e := range ss.Elems {
+				a, ok := netip.AddrFromSlice(e.Key)
+				if e.IntervalEnd || !ok || e.Expires <= 0 {
+					continue
+				}
+				l.Seed(ns.List, a.Unmap(), e.Expires)
+				n++
+			}
+		}
+	}
+	return n
+}
+
 // NamesSettings returns the policy's settings of names: dns_min_ttl,
 // dns_max_ttl and dns_hold.
 func NamesSettings(pol *policy.Policy) (minTTL, maxTTL, hold time.Duration) {
@@ -304,7 +331,7 @@ func namesStatus(l *dnslearn.Learner, t *fence.Result, st *nft.State, s *status.
 				set = ns.Set6
 			}
 			n.Learned = append(n.Learned, status.LearnedAddr{Addr: e.Addr.String(), Name: e.Name, Learned: e.Learned,
-				TTLLeft: e.Expires.Sub(now).Round(time.Second).Seconds(), InKernel: inKernel(set, e.Addr)})
+				TTLLeft: e.Expires.Sub(now).Round(time.Second).Seconds(), InKernel: inKernel(set, e.Addr), Inherited: e.Inherited})
 		}
 		for _, r := range rules {
 			if mentionsList(r.Match, ns.List) || strings.HasPrefix(ns.List, "inline.") && strings.Contains(r.Match, "names:") && containsAll(r.Match, ns.Names) {

@@ -111,6 +111,43 @@ func TestNamesStatus(t *testing.T) {
 	}
 }
 
+// TestSeedLearner: the addresses the name sets held when the daemon
+// started, with their time left, are the learner's (inherited), and status
+// shows them; interval ends, expired elements and other sets are not.
+func TestSeedLearner(t *testing.T) {
+	now := time.Date(2026, 12, 7, 11, 0, 0, 0, time.UTC)
+	l := dnslearn.New(dnslearn.Config{Sets: &recordSets{}, Now: func() time.Time { return now }})
+	l.SetRules(&dnslearn.Rules{Keys: []string{"github"}})
+	res := &fence.Result{Table: &nft.Table{Name: "dockerfence"}, NameSets: []fence.NameSet{
+		{List: "github", Names: []string{"github.com"}, Set4: "names_github_4", Set6: "names_github_6"}}}
+	st := &nft.State{Sets: []nft.SetState{
+		{Name: "names_github_4", Dumped: true, Elems: []nftables.SetElement{
+			{Key: []byte{140, 82, 121, 3}, Timeout: time.Hour, Expires: 20 * time.Minute},
+			{Key: []byte{140, 82, 121, 4}, IntervalEnd: true},
+			{Key: []byte{140, 82, 121, 9}, Timeout: time.Hour}, // no time left given: expiring
+		}},
+		{Name: "names_github_6", Dumped: true, Elems: []nftables.SetElement{
+			{Key: netip.MustParseAddr("2606:50c0:8000::154").AsSlice(), Timeout: time.Hour, Expires: time.Minute},
+		}},
+		{Name: "private_4", Dumped: true, Elems: []nftables.SetElement{{Key: []byte{10, 0, 0, 0}}}},
+	}}
+	if n := seedLearner(l, res, st); n != 2 {
+		t.Errorf("seedLearner told %d addresses, want 2", n)
+	}
+	got := namesStatus(l, res, st, &status.Status{}, now)
+	if len(got) != 1 || len(got[0].Learned) != 2 {
+		t.Fatalf("namesStatus = %+v", got)
+	}
+	if a := got[0].Learned[0]; a.Addr != "140.82.121.3" || !a.Inherited || a.TTLLeft != 1200 || !a.InKernel {
+		t.Errorf("inherited %+v", a)
+	}
+	var text strings.Builder
+	status.WriteText(&text, status.Status{Names: got})
+	if !strings.Contains(text.String(), "(in the set when the daemon started)") {
+		t.Errorf("status text does not say where the address came from:\n%s", text.String())
+	}
+}
+
 type recordSets struct{}
 
 func (recordSets) Add([]dnslearn.Element) error { return nil }

@@ -94,6 +94,7 @@ func Serve(ctx context.Context, cfg Config, s Services) error {
 		}
 	}
 	var queue namesQueue
+	seeded := false
 	onSync, onDocker, ready := cfg.OnSync, cfg.OnDocker, cfg.Ready
 	var group uint16
 	groupSent := false // log_group 0 is a valid group
@@ -118,6 +119,22 @@ func Serve(ctx context.Context, cfg Config, s Services) error {
 				log.Error("names lists", "err", err)
 			}
 			learner.SetRules(rules)
+			if !seeded && rules != nil {
+				// What the name sets held when the daemon started: an
+				// earlier daemon's learning, or a one-shot apply's.
+				seeded = true
+				read := cfg.Kernel.Read
+				if ra, ok := cfg.Kernel.(interface {
+					ReadAll(string) (*nft.State, error)
+				}); ok {
+					read = ra.ReadAll
+				}
+				if st, err := read(r.Table.Table.Name); err != nil {
+					log.Warn("could not read the name sets the table held at start; their addresses are renewed as new ones", "err", err)
+				} else if n := seedLearner(learner, r.Table, st); n > 0 {
+					log.Info("names: addresses in the sets from before the daemon started", "addresses", n)
+				}
+			}
 			q := namesQueue{}
 			if h := r.Table.DNSHold; h != nil {
 				q = namesQueue{num: h.Queue, on: true}

@@ -147,6 +147,10 @@ type Learning struct {
 	Addr    netip.Addr
 	Learned time.Time
 	Expires time.Time
+	// Inherited is set for an address the set held when the learner
+	// started (see Seed): an earlier daemon's, or a one-shot apply's,
+	// whose name and time of learning are not known.
+	Inherited bool
 }
 
 // expiry is an entry of the order of expired learnings: stale unless
@@ -558,6 +562,29 @@ func (l *Learner) Expired(a netip.Addr) (Learning, bool) {
 	defer l.mu.Unlock()
 	e, ok := l.expired[a.Unmap()]
 	return e, ok
+}
+
+// Seed records that the kernel's set of key holds addr already, for left
+// more, unless the learner knows addr for key: what an earlier daemon
+// learned, or a one-shot apply put in, before this learner started. So a
+// new answer for it renews it as a refresh (on every kernel), never
+// shorter than left, and status shows it.
+func (l *Learner) Seed(key string, addr netip.Addr, left time.Duration) {
+	if left <= 0 {
+		return
+	}
+	now := l.cfg.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	m := l.learned[key]
+	if m == nil {
+		m = map[netip.Addr]*Learning{}
+		l.learned[key] = m
+	}
+	if m[addr] != nil {
+		return
+	}
+	m[addr] = &Learning{Key: key, Addr: addr, Expires: now.Add(left), Inherited: true}
 }
 
 // Remember records, as a committed answer for name would, that elems were

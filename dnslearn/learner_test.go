@@ -480,3 +480,33 @@ func TestPartialAdd(t *testing.T) {
 		t.Errorf("notices %v, want the failed set named", notices)
 	}
 }
+
+// TestSeedRenewsAsRefresh: an address the set held when the learner
+// started (Seed: an earlier daemon's, or a one-shot apply's) shows in
+// Learned as inherited; a new answer for it renews it as a refresh, never
+// shorter than it had left, and then it is the answer's.
+func TestSeedRenewsAsRefresh(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	sets := &fakeSets{}
+	l, q := start(t, Config{Sets: sets, Now: func() time.Time { return now }}, rules(t, map[string]string{"a.example": "k"}))
+	a := netip.MustParseAddr
+	l.Seed("k", a("203.0.113.1"), 20*time.Minute)
+	l.Seed("k", a("203.0.113.9"), 0) // expired: not seeded
+	if got := l.Learned(); len(got) != 1 || !got[0].Inherited || got[0].Name != "" || !got[0].Expires.Equal(now.Add(20*time.Minute)) {
+		t.Fatalf("Learned() after Seed = %+v", got)
+	}
+	q.in <- nfqueue.Packet{ID: 1001, Payload: ask(t, "a.example")}
+	q.in <- nfqueue.Packet{ID: 1, Payload: answer(t, "a.example", 60, "203.0.113.1")}
+	q.wait(t, 1)
+	if got := sets.elems(); len(got) != 1 || got[0] != (Element{Key: "k", Addr: a("203.0.113.1"), Timeout: 20 * time.Minute, Refresh: true}) {
+		t.Errorf("the answer sent %+v, want a refresh with the 20m left", got)
+	}
+	if got := l.Learned(); len(got) != 1 || got[0].Inherited || got[0].Name != "a.example" {
+		t.Errorf("Learned() after the answer = %+v, want a.example's", got)
+	}
+	// Seeding what the learner knows changes nothing.
+	l.Seed("k", a("203.0.113.1"), time.Second)
+	if got := l.Learned(); got[0].Inherited || !got[0].Expires.Equal(now.Add(20*time.Minute)) {
+		t.Errorf("Seed over a learning: %+v", got)
+	}
+}

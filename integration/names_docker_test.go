@@ -509,6 +509,42 @@ func TestNamesAgainstDocker(t *testing.T) {
 			t.Errorf("%s (%s), learned before the kill: %s, want ok until it expires\n%s", names[0], x.mustLookup(t, names[0]), got, out)
 		}
 	})
+
+	t.Run("a daemon started again takes the sets as they are, and renews them as refreshes", func(t *testing.T) {
+		a := x.mustLookup(t, "late.names.test")
+		df2 := x.startDaemonArgs(x.d, pol)
+		df2.waitLog(t, "table applied")
+		df2.waitLog(t, "addresses in the sets from before the daemon started")
+		learned := func() (status.LearnedAddr, bool) {
+			t.Helper()
+			out := x.mustDFDocker(x.d, "status", "--json")
+			var st status.Status
+			if err := json.Unmarshal([]byte(out), &st); err != nil {
+				t.Fatalf("status --json: %v\n%s", err, out)
+			}
+			for _, n := range st.Names {
+				for _, l := range n.Learned {
+					if l.Addr == a {
+						return l, true
+					}
+				}
+			}
+			return status.LearnedAddr{}, false
+		}
+		// The one-shot apply put it in for dns_max_ttl (24h).
+		if l, ok := learned(); !ok || !l.Inherited || !l.InKernel || l.TTLLeft < 23*3600 {
+			t.Errorf("status after the restart: %s: %+v (found %v); want it inherited, in the kernel, with about 24h left", a, l, ok)
+		}
+		if addr, got := x.lookupConnect(t, "app1", "late.names.test", namePort); addr != a || got != "ok" {
+			t.Errorf("nslookup late.names.test, then connect: %q, %s; want %s, ok", addr, got, a)
+		}
+		// Its answer (TTL 60s) renews it as a refresh, never shorter.
+		if l, ok := learned(); !ok || l.Inherited || l.Name != "late.names.test" || l.TTLLeft < 23*3600 {
+			t.Errorf("status after the lookup: %+v (found %v); want late.names.test's, with about 24h left", l, ok)
+		}
+		elems := x.nameElements()
+		t.Logf("the set after the lookup:\n%s", elems)
+	})
 }
 
 // defaultDenied returns the packets counted by app's egress_default.

@@ -104,6 +104,10 @@ type LearnedAddr struct {
 	// InKernel is false if the address is not in the list's set in the
 	// kernel (it expired early, or someone deleted it).
 	InKernel bool `json:"in_kernel"`
+	// Inherited is set for an address the set held when the daemon
+	// started (an earlier daemon's, or a one-shot apply's): its Name and
+	// Learned are not known.
+	Inherited bool `json:"inherited,omitempty"`
 }
 
 // TableStatus describes the kernel table.

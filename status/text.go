@@ -150,7 +150,11 @@ func WriteText(out io.Writer, s Status) {
 		tw := tabwriter.NewWriter(out, 2, 8, 2, ' ', 0)
 		fmt.Fprintln(tw, "  ADDRESS\tNAME\tTTL LEFT\tIN KERNEL")
 		for _, l := range n.Learned {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%v\n", l.Addr, l.Name, time.Duration(l.TTLLeft*float64(time.Second)).Round(time.Second), l.InKernel)
+			name := l.Name
+			if l.Inherited {
+				name = "(in the set when the daemon started)"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%v\n", l.Addr, name, time.Duration(l.TTLLeft*float64(time.Second)).Round(time.Second), l.InKernel)
 		}
 		tw.Flush()
 	}
