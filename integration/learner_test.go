@@ -215,6 +215,16 @@ func TestLearnerHoldsAnswers(t *testing.T) {
 	// off, as some hosts run, the learner must.
 	{
 		e.tp.Host.Run(t, "sysctl", "-qw", "net.netfilter.nf_conntrack_checksum=0")
+		// A socket that takes the query and answers nothing: no ICMP
+		// port unreachable for it.
+		var silent net.PacketConn
+		if err := e.tp.LAN.Do(func() (err error) {
+			silent, err = net.ListenPacket("udp4", net.JoinHostPort(topo.LANProxy4, "53"))
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		defer silent.Close()
 		q := new(dns.Msg)
 		q.SetQuestion("one.names.test.", dns.TypeA)
 		qb, _ := q.Pack()
@@ -229,6 +239,13 @@ func TestLearnerHoldsAnswers(t *testing.T) {
 		defer client.Close()
 		if _, err := client.WriteTo(qb, &net.UDPAddr{IP: net.ParseIP(topo.LANProxy4), Port: 53}); err != nil {
 			t.Fatal(err)
+		}
+		// The answers go out once the query has arrived: until the
+		// learner has let it go on, its conntrack entry is not confirmed,
+		// and an answer would start a connection of its own.
+		silent.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if _, _, err := silent.ReadFrom(make([]byte, 512)); err != nil {
+			t.Fatalf("the query did not arrive: %v", err)
 		}
 		received := func() int {
 			n := 0

@@ -102,7 +102,7 @@ networks:
 	if _, err := c.WriteToUDP(qb, &net.UDPAddr{IP: net.ParseIP(resolver), Port: 53}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(20 * time.Millisecond) // the query has passed its queue; its conntrack entry is confirmed
+	time.Sleep(200 * time.Millisecond) // the query has passed its queue; its conntrack entry is confirmed
 	a := new(dns.Msg)
 	a.SetReply(q)
 	if v6 {
