@@ -509,15 +509,23 @@ func (r *Rule) sets() []string {
 // the daemon learns at run time included.
 func (t *Table) baseChainsMatch(have *State) bool {
 	want := map[string]*Chain{}
+	regular := map[string]bool{}
 	for _, c := range t.Chains {
 		if c.Hook != HookNone {
 			want[c.Name] = c
+		} else {
+			regular[c.Name] = true
 		}
 	}
 	kept := map[string]bool{}
 	goneHooks := map[string]bool{}
 	for _, c := range have.Chains {
 		if c.Hook == "" {
+			if want[c.Name] != nil {
+				// A regular chain where a base chain belongs (someone
+				// else's doing): the kernel cannot turn it into one.
+				return false
+			}
 			continue
 		}
 		if c.Type != "filter" {
@@ -525,6 +533,9 @@ func (t *Table) baseChainsMatch(have *State) bool {
 		}
 		w, ok := want[c.Name]
 		if !ok {
+			if regular[c.Name] {
+				return false // a base chain where a regular one belongs
+			}
 			goneHooks[c.Hook] = true // deleted in place
 			continue
 		}

@@ -399,6 +399,31 @@ func TestBaseChainsMatch(t *testing.T) {
 	if !BaseChainsMatch(tbl, &namesGone) {
 		t.Error("base chains of names to delete replace the table")
 	}
+	// A regular chain where a base chain belongs (someone else's): the
+	// kernel cannot make it a base chain in place.
+	regular := *st
+	regular.Chains = append(slices.Clone(st.Chains), ChainState{Name: "output"})
+	if BaseChainsMatch(&withNames, &regular) {
+		t.Error("a regular chain named output matches the base chain output")
+	}
+	// And a base chain where a regular chain belongs.
+	var reg string
+	for _, c := range tbl.Chains {
+		if c.Hook == HookNone {
+			reg = c.Name
+			break
+		}
+	}
+	hooked := *st
+	hooked.Chains = slices.Clone(st.Chains)
+	for i := range hooked.Chains {
+		if hooked.Chains[i].Name == reg {
+			hooked.Chains[i].Hook, hooked.Chains[i].Type, hooked.Chains[i].Priority = "forward", "filter", tbl.Priority
+		}
+	}
+	if reg == "" || BaseChainsMatch(tbl, &hooked) {
+		t.Errorf("a base chain named like the regular chain %q matches", reg)
+	}
 	// A new chain on the hook of one that goes would take its place.
 	renamed := *tbl
 	renamed.Chains = append(slices.Clone(tbl.Chains), &Chain{Name: "output2", Hook: HookOutput})
