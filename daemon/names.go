@@ -106,8 +106,8 @@ func nameSetTxs(r *fence.Result, elems []dnslearn.Element) []setTx {
 	index := map[string]int{}
 	for _, e := range elems {
 		ns, ok := sets[e.Key]
-		if !ok {
-			continue // the list went with a reload
+		if !ok || e.Tag != "" && e.Tag != fence.NamesTag(ns.Names) {
+			continue // the list went with a reload, or its names changed
 		}
 		set := ns.Set4
 		if e.Addr.Is6() {
@@ -171,6 +171,10 @@ func namesRules(pol *policy.Policy, r *fence.Result) (*dnslearn.Rules, error) {
 			m.Add(p, ns.List)
 		}
 		rules.Keys = append(rules.Keys, ns.List)
+		if rules.Tags == nil {
+			rules.Tags = map[string]string{}
+		}
+		rules.Tags[ns.List] = fence.NamesTag(ns.Names)
 	}
 	return rules, nil
 }

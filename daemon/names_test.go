@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -145,6 +146,21 @@ func TestSeedLearner(t *testing.T) {
 	status.WriteText(&text, status.Status{Names: got})
 	if !strings.Contains(text.String(), "(in the set when the daemon started)") {
 		t.Errorf("status text does not say where the address came from:\n%s", text.String())
+	}
+}
+
+// TestNameElementsOfEditedList: an element learned under other names of
+// its list (another tag) does not go into the list's sets.
+func TestNameElementsOfEditedList(t *testing.T) {
+	res := &fence.Result{Table: &nft.Table{Name: "dockerfence"}, NameSets: []fence.NameSet{
+		{List: "gh", Names: []string{"new.example"}, Set4: "names_gh_4", Set6: "names_gh_6"}}}
+	tx := NameElementsTx(res, []dnslearn.Element{
+		{Key: "gh", Addr: netip.MustParseAddr("203.0.113.1"), Timeout: time.Minute, Tag: fence.NamesTag([]string{"old.example"})},
+		{Key: "gh", Addr: netip.MustParseAddr("203.0.113.2"), Timeout: time.Minute, Tag: fence.NamesTag([]string{"new.example"})},
+	})
+	text := fmt.Sprint(tx)
+	if len(tx.Ops) == 0 || strings.Contains(text, "203.0.113.1") || !strings.Contains(text, "203.0.113.2") {
+		t.Errorf("transaction %s: want 203.0.113.2 alone", text)
 	}
 }
 

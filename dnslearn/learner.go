@@ -28,6 +28,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -56,6 +57,9 @@ type Element struct {
 	// learned it before, and it has not expired, or only just. Its
 	// Timeout is then at least what was left of the old one.
 	Refresh bool
+	// Tag is the version of the key's patterns it was learned under
+	// (Rules.Tags): a set of another version must not take it.
+	Tag string
 }
 
 // Sets writes learned elements into the kernel's name sets: Add commits
@@ -96,6 +100,24 @@ type Rules struct {
 	// Hold is the longest an answer is held (settings.dns_hold); 0 takes
 	// Config.Bound.
 	Hold time.Duration
+	// Tags tells, by key, the version of its patterns (fence.NamesTag):
+	// a key whose tag changes is a list whose names were edited, and what
+	// was learned for it, or is being learned under the old rules, is
+	// forgotten.
+	Tags map[string]string
+}
+
+// current reports whether what rules r taught for key still holds under
+// the rules in force, cur: the key is there, with the same patterns.
+// A learning of no known rules (Remember, Seed) holds while its key does.
+func current(r, cur *Rules, key string) bool {
+	switch {
+	case r == nil:
+		return cur == nil || slices.Contains(cur.Keys, key)
+	case cur == nil || !slices.Contains(cur.Keys, key):
+		return false
+	}
+	return r == cur || r.Tags[key] == cur.Tags[key]
 }
 
 // Config configures a Learner.
@@ -164,6 +186,7 @@ type expiry struct {
 type held struct {
 	id       uint32
 	received time.Time
+	rules    *Rules // what it was read under
 	elems    []Element
 	names    []string // the question's name of each element
 	done     atomic.Bool
@@ -195,16 +218,10 @@ func New(cfg Config) *Learner {
 // reload). nil, or a Matcher without patterns, learns nothing. What was
 // learned for a key that the new rules no longer have is forgotten.
 func (l *Learner) SetRules(r *Rules) {
-	l.rules.Store(r)
-	keys := map[string]bool{}
-	if r != nil {
-		for _, k := range r.Keys {
-			keys[k] = true
-		}
-	}
+	old := l.rules.Swap(r)
 	l.mu.Lock()
 	for k := range l.learned {
-		if !keys[k] {
+		if !current(old, r, k) {
 			delete(l.learned, k)
 		}
 	}
@@ -251,8 +268,8 @@ func (l *Learner) handle(q Queue, p nfqueue.Packet) {
 		received = p.Time
 	}
 	m := l.cfg.Metrics
-	h := &held{id: p.ID, received: received}
 	rules := l.rules.Load()
+	h := &held{id: p.ID, received: received, rules: rules}
 	pkt, err := dnsname.ParsePacket(p.Payload)
 	if err == nil && !pkt.TCP && l.query(p.Hook, pkt) {
 		// A query, recorded for its answer: it goes on at once.
@@ -423,8 +440,15 @@ func (l *Learner) prepare(batch []*held, now time.Time) []Element {
 	at := map[key]int{}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	cur := l.rules.Load()
 	for _, h := range batch {
 		for _, e := range h.elems {
+			if !current(h.rules, cur, e.Key) {
+				continue // its list went, or its names changed, meanwhile
+			}
+			if h.rules != nil {
+				e.Tag = h.rules.Tags[e.Key]
+			}
 			k := key{e.Key, e.Addr}
 			if i, ok := at[k]; ok {
 				out[i].Timeout = max(out[i].Timeout, e.Timeout)
@@ -466,11 +490,12 @@ func (l *Learner) remember(batch []*held, now time.Time, failed []Element) {
 	for _, e := range failed {
 		skip[key{e.Key, e.Addr}] = true
 	}
+	cur := l.rules.Load()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, h := range batch {
 		for i, e := range h.elems {
-			if skip[key{e.Key, e.Addr}] {
+			if skip[key{e.Key, e.Addr}] || !current(h.rules, cur, e.Key) {
 				continue
 			}
 			m := l.learned[e.Key]

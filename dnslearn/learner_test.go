@@ -510,3 +510,42 @@ func TestSeedRenewsAsRefresh(t *testing.T) {
 		t.Errorf("Seed over a learning: %+v", got)
 	}
 }
+
+// TestEditedNamesForgotten: when a key's patterns change (its tag), what
+// was learned for it is forgotten, and an answer read under the old
+// patterns but committed after the change teaches nothing; a key whose
+// tag stays keeps its learnings.
+func TestEditedNamesForgotten(t *testing.T) {
+	sets := &fakeSets{delay: 50 * time.Millisecond}
+	r1 := rules(t, map[string]string{"old.example": "k", "keep.example": "j"})
+	r1.Tags = map[string]string{"k": "v1", "j": "v1"}
+	l, q := start(t, Config{Sets: sets}, r1)
+	q.in <- nfqueue.Packet{ID: 1001, Payload: ask(t, "keep.example")}
+	q.in <- nfqueue.Packet{ID: 1, Payload: answer(t, "keep.example", 60, "203.0.113.1")}
+	q.wait(t, 1)
+	q.in <- nfqueue.Packet{ID: 1002, Payload: ask(t, "old.example")}
+	q.in <- nfqueue.Packet{ID: 2, Payload: answer(t, "old.example", 60, "203.0.113.2")}
+	q.wait(t, 2)
+	// An answer for the old name, held while the names change.
+	q.in <- nfqueue.Packet{ID: 1003, Payload: ask(t, "old.example")}
+	q.in <- nfqueue.Packet{ID: 3, Payload: answer(t, "old.example", 60, "203.0.113.3")}
+	time.Sleep(10 * time.Millisecond) // read, and in the committer's hands
+	r2 := rules(t, map[string]string{"new.example": "k", "keep.example": "j"})
+	r2.Tags = map[string]string{"k": "v2", "j": "v1"}
+	l.SetRules(r2)
+	q.wait(t, 3)
+	var got []string
+	for _, e := range l.Learned() {
+		got = append(got, e.Key+" "+e.Addr.String())
+	}
+	if len(got) != 1 || got[0] != "j 203.0.113.1" {
+		t.Errorf("Learned() after the names of k changed = %v, want only j's 203.0.113.1", got)
+	}
+	// If the committer had it already, it went with the old tag, which
+	// the new sets refuse (daemon: NameElementsTx).
+	for _, e := range sets.elems() {
+		if e.Addr == netip.MustParseAddr("203.0.113.3") && e.Tag != "v1" {
+			t.Errorf("an answer for the old name went to the sets as %+v, not with the old tag", e)
+		}
+	}
+}

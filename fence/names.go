@@ -1,9 +1,12 @@
 package fence
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"net/netip"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/dockerfence/dockerfence/ipproto"
 	"github.com/dockerfence/dockerfence/nft"
@@ -90,6 +93,18 @@ const (
 // DNS answers are held.
 const outputChain = "output"
 
+// NamesTag is the tag of a names list's sets (nft.Set.Tag): "names "
+// and a digest of its names, in any order and case.
+func NamesTag(names []string) string {
+	sorted := make([]string, len(names))
+	for i, n := range names {
+		sorted[i] = strings.ToLower(strings.TrimSuffix(n, "."))
+	}
+	slices.Sort(sorted)
+	sum := sha256.Sum256([]byte(strings.Join(sorted, "\n")))
+	return "names " + hex.EncodeToString(sum[:6])
+}
+
 // NameSetName names the set of a names list's addresses of one family.
 func NameSetName(list string, v6 bool) string {
 	if v6 {
@@ -152,7 +167,9 @@ func (b *builder) nameSet(ref NamesRef) *NameSet {
 		name string
 		key  nft.KeyType
 	}{{ns.Set4, nft.KeyIPv4}, {ns.Set6, nft.KeyIPv6}} {
-		b.addSet(&nft.Set{Name: s.name, Key: s.key, Timeout: true, Owner: nft.OwnedByRuntime})
+		// Tagged with its names: a list whose names were edited gets its
+		// sets anew, without the addresses learned for the old ones.
+		b.addSet(&nft.Set{Name: s.name, Key: s.key, Timeout: true, Owner: nft.OwnedByRuntime, Tag: NamesTag(ref.Names)})
 	}
 	b.r.NameSets = append(b.r.NameSets, ns)
 	return &b.r.NameSets[len(b.r.NameSets)-1]

@@ -113,3 +113,49 @@ func timeoutOf(t *testing.T, listing, addr string) (timeout, left time.Duration,
 	}
 	return parse(m[1]), parse(m[2]), true
 }
+
+// TestEditedListRevokesOldNames: a container learns an address by looking
+// up a listed name; the operator takes the name out of the list and
+// reloads: the container's new connection to the address is refused at
+// once (the list's sets are created anew), and status no longer lists it.
+// An open connection goes on (the rule's twin keeps it, as for an
+// expired address).
+func TestEditedListRevokesOldNames(t *testing.T) {
+	e := newEnv(t)
+	real := netip.MustParseAddr(topo.InetIP4)
+	e.tp.Inet.ListenTCP(t, hostPort(real.String(), forgePort))
+	srv := harness.StartDNS(t, e.tp.LAN, topo.LANDNS4)
+	srv.Set("allowed.names.test", 10*time.Minute, real)
+	pol := e.write("policy.yaml", forgedPolicy())
+	p := startProc(t, e.dfCmd("run", "--no-docker", "-c", pol))
+	p.waitLog(t, "table applied")
+	p.waitLog(t, "learning names from DNS answers")
+	connect := func() string { return tcpOutcome(e.tp.Ctr, hostPort(real.String(), forgePort)) }
+	if _, err := harness.Lookup(e.tp.Ctr, hostPort(topo.LANDNS4, 53), "allowed.names.test", dns.TypeA, 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if got := connect(); got != "ok" {
+		t.Fatalf("after the lookup: %s; want ok", got)
+	}
+	edited := strings.Replace(forgedPolicy(), "allowed: {names: [allowed.names.test]}", "allowed: {names: [other.names.test]}", 1)
+	if edited == forgedPolicy() {
+		t.Fatal("the policy has no list to edit")
+	}
+	if err := os.WriteFile(pol, []byte(edited), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n := p.countLog(`msg="table applied"`, `reason="policy reload"`)
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	p.waitCount(t, n, `msg="table applied"`, `reason="policy reload"`)
+	if got := connect(); got != "refused" {
+		t.Errorf("after allowed.names.test left the list: a new connection to its %s: %s, want refused\n%s", real, got,
+			e.tp.Host.Run(t, "nft", "list", "set", "inet", "dockerfence", "names_allowed_4"))
+	}
+	for _, l := range e.statusJSON().Names {
+		for _, a := range l.Learned {
+			if a.Addr == real.String() {
+				t.Errorf("status still lists %s under %s: %+v", real, l.List, a)
+			}
+		}
+	}
+}

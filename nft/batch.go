@@ -93,7 +93,7 @@ func kernelSet(tbl *nftables.Table, s *Set) (*nftables.Set, []nftables.SetElemen
 
 // setHeader returns the google/nftables set without building its elements.
 func setHeader(tbl *nftables.Table, s *Set) *nftables.Set {
-	ns := &nftables.Set{Table: tbl, Name: s.Name, Comment: setComment, Interval: s.Interval(), HasTimeout: s.Timeout, Dynamic: s.Dynamic}
+	ns := &nftables.Set{Table: tbl, Name: s.Name, Comment: s.comment(), Interval: s.Interval(), HasTimeout: s.Timeout, Dynamic: s.Dynamic}
 	switch s.Key {
 	case KeyIPv4:
 		ns.KeyType = nftables.TypeIPAddr
@@ -170,6 +170,14 @@ func eachElement(s *Set, fn func(key []byte, end bool)) {
 // change in place (see changes), so the comment, which cannot, holds no
 // digest: the rules that look a set up record its digest instead.
 const setComment = "dockerfence"
+
+// comment is the comment s is created with: setComment, then its Tag.
+func (s *Set) comment() string {
+	if s.Tag == "" {
+		return setComment
+	}
+	return setComment + " " + s.Tag
+}
 
 // setDigest is a short hash of a plain set's elements, as kernelSet renders
 // them: the count, and the hash of each element's key in hex (see elemKey),

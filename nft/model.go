@@ -222,6 +222,12 @@ type Set struct {
 	// such a set is OwnedByRuntime, and it holds no intervals.
 	Dynamic bool
 	Owner   Owner
+	// Tag, if set, follows the set's comment ("dockerfence TAG"): a
+	// kernel's set whose tag differs is another's contents, so the set is
+	// created anew (empty) and carries none of its elements. Names lists
+	// tag their sets with a digest of their names, so that editing them
+	// drops the addresses learned for the old names.
+	Tag string
 	// Ranges holds the elements of address sets: sorted, disjoint, of the
 	// key's family.
 	Ranges []Range

@@ -150,7 +150,8 @@ func (ks *SetState) carries(s *Set) bool {
 	}
 	want := NewSetState(s)
 	const kind = unix.NFT_SET_INTERVAL | unix.NFT_SET_MAP | nftSetConcat | unix.NFT_SET_OBJECT | unix.NFT_SET_EVAL
-	return ks.Flags&kind == want.Flags&kind && ks.KeyType == want.KeyType
+	// The same comment: a set of another Tag holds another's contents.
+	return ks.Flags&kind == want.Flags&kind && ks.KeyType == want.KeyType && ks.Comment == want.Comment
 }
 
 // keptElems returns the elements that s, created anew in place of the

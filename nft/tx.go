@@ -166,7 +166,7 @@ func setSpec(s *Set) string {
 	if flags := s.flagNames(); len(flags) > 0 {
 		parts = append(parts, "flags "+strings.Join(flags, ","))
 	}
-	parts = append(parts, fmt.Sprintf("comment %q", setComment))
+	parts = append(parts, fmt.Sprintf("comment %q", s.comment()))
 	if items := setItems(s); len(items) > 0 {
 		parts = append(parts, "elements = { "+strings.Join(items, ", ")+" }")
 	}
