@@ -22,10 +22,14 @@ import (
 // attacker's DNS server) teach every fenced network that uses names any
 // address for a listed name. So on that protocol they pass unheld and
 // teach nothing, and, when rules use names, a warning names the
-// container. With containers nil (not known), both protocols are held.
+// container. With containers nil (not known), both protocols are held,
+// and a warning says what that leaves open.
 func (b *builder) hostDNSProtos(containers []Container) []uint8 {
 	held := []uint8{ipproto.TCP, ipproto.UDP}
 	if containers == nil {
+		if len(b.r.NameSets) > 0 {
+			b.r.Warnings = append(b.r.Warnings, "the containers are not known (Docker not asked), so answers from the host's port 53 are held and teach as a resolver's on the host would; a container that publishes port 53 could relay its own through docker-proxy: run with Docker, or give containers a resolver in @resolvers")
+		}
 		return held
 	}
 	ctrs := slices.Clone(containers)

@@ -147,7 +147,10 @@ func TestNamesPublishedOtherPorts(t *testing.T) {
 		if got := holdRules(c.res, "output"); len(got) != 1 || got[0] != both {
 			t.Errorf("%s: output hold rules %q, want %q", c.name, got, both)
 		}
-		if slices.ContainsFunc(c.res.Warnings, func(s string) bool { return strings.Contains(s, "port 53") }) {
+		warned := slices.ContainsFunc(c.res.Warnings, func(s string) bool { return strings.Contains(s, "port 53") })
+		// Only not knowing the containers is warned of: a container that
+		// publishes port 53 could then teach.
+		if unknown := c.name == "containers not known"; warned != unknown {
 			t.Errorf("%s: warnings %q", c.name, c.res.Warnings)
 		}
 	}
