@@ -260,6 +260,11 @@ func ruleExprs(tbl *nftables.Table, sets func(string) *nftables.Set, anon func(*
 		case HopLimit:
 			// The hop limit is byte 7 of the IPv6 header.
 			out = append(out, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 7, Len: 1}, cmpEq([]byte{m.Value}))
+		case UDPLength:
+			// The length is bytes 4..6 of the UDP header, big-endian, so
+			// the bytewise comparison orders them as numbers.
+			out = append(out, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 4, Len: 2},
+				&expr.Cmp{Op: expr.CmpOpGte, Register: 1, Data: binaryutil.BigEndian.PutUint16(m.Min)})
 		case EtherSrc:
 			// The source address is bytes 6..12 of the Ethernet header.
 			out = append(out, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseLLHeader, Offset: 6, Len: 6},

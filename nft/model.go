@@ -459,6 +459,13 @@ type CtMark struct{ Bits uint32 }
 // packet bridged by br_netfilter.
 type HopLimit struct{ Value uint8 }
 
+// UDPLength matches packets whose UDP length field (the UDP header's 8
+// bytes and the payload) is at least Min: a DNS query over UDP holds a
+// header (12 bytes) and a question (5 at least) after it. The encoding
+// reads the transport header's bytes 4 and 5 whatever the protocol, so
+// the rule must match L4Proto UDP first.
+type UDPLength struct{ Min uint16 }
+
 // EtherSrc matches frames whose Ethernet source address is MAC, or, with
 // Neg, is not.
 type EtherSrc struct {
@@ -504,6 +511,7 @@ func (IfName) isMatch()     {}
 func (Fib) isMatch()        {}
 func (ICMPv6Type) isMatch() {}
 func (HopLimit) isMatch()   {}
+func (UDPLength) isMatch()  {}
 func (EtherSrc) isMatch()   {}
 func (Protocol) isMatch()   {}
 func (ARPSender) isMatch()  {}

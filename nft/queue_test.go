@@ -124,6 +124,60 @@ func TestQueueVerdict(t *testing.T) {
 	t.Logf("bypass: %d of %d arrived; held: 0 of 5; counters %v", n, n, counts)
 }
 
+// TestUDPLengthKernel loads rules that match the UDP length in a
+// namespace of its own: nft lists them as the model's text renders them,
+// a plan of the same table is empty, and the kernel compares the length
+// as a number: the datagrams udpThrough sends (6 bytes of payload, a UDP
+// length of 14) are counted by "udp length >= 14" and not by ">= 15" nor
+// ">= 256" (whose low byte is smaller).
+func TestUDPLengthKernel(t *testing.T) {
+	ns, k := nfttest.NetNS(t)
+	if out, err := exec.Command("ip", "-n", ns, "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		t.Fatalf("ip link set lo up: %v: %s", err, out)
+	}
+	udp := L4Proto{Protos: []uint8{17}}
+	to := DPort{Range: PortRange{First: 5353, Last: 5353}}
+	tbl := &Table{Name: "df_udplen", Priority: -10, Chains: []*Chain{
+		{Name: "output", Hook: HookOutput, Rules: []*Rule{
+			{Matches: []Match{udp, to, UDPLength{Min: 14}}, Counter: true, ID: "14"},
+			{Matches: []Match{udp, to, UDPLength{Min: 15}}, Counter: true, ID: "15"},
+			{Matches: []Match{udp, to, UDPLength{Min: 256}}, Counter: true, ID: "256"},
+		}},
+	}}
+	if _, err := k.Apply(tbl); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := k.Plan(tbl); err != nil || !p.Empty() {
+		t.Fatalf("plan of the same table: %v, %v", p, err)
+	}
+	listing := nfttest.NFT(t, ns, "", "list", "table", "inet", tbl.Name)
+	for _, r := range tbl.Chains[0].Rules {
+		// nft shortens "meta l4proto udp th dport" to "udp dport".
+		line := strings.Replace(r.Text(), "meta l4proto udp th dport", "udp dport", 1)
+		if !strings.Contains(listing, strings.Replace(line, "counter", "counter packets 0 bytes 0", 1)) {
+			t.Errorf("nft lists otherwise than the model's text %q:\n%s", line, listing)
+		}
+	}
+	const n = 5
+	if got := udpThrough(t, ns, 40000, n); got != n {
+		t.Fatalf("%d of %d datagrams arrived", got, n)
+	}
+	st, err := k.Read(tbl.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]uint64{}
+	for _, c := range st.Chains {
+		for _, r := range c.Rules {
+			counts[r.ID] = r.Packets
+		}
+	}
+	if counts["14"] != n || counts["15"] != 0 || counts["256"] != 0 {
+		t.Errorf("counters %v, want 14: %d, 15: 0, 256: 0", counts, n)
+	}
+	t.Logf("counters %v", counts)
+}
+
 // TestUpdateRefreshAndMany adds 300 addresses with timeouts to a runtime
 // set in one Update, then adds some of them again with other timeouts
 // (without deleting them first): the kernel (Linux 6.10 and later)

@@ -277,6 +277,8 @@ func matchText(m Match) string {
 		return fmt.Sprintf("icmpv6 type %d-%d", m.Types[0], m.Types[len(m.Types)-1])
 	case HopLimit:
 		return fmt.Sprintf("ip6 hoplimit %d", m.Value)
+	case UDPLength:
+		return fmt.Sprintf("udp length >= %d", m.Min)
 	case Mark:
 		if m.Clear {
 			return fmt.Sprintf("meta mark & 0x%08x == 0x%08x", m.Bits, 0)

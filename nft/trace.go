@@ -37,6 +37,10 @@ type Packet struct {
 	// ICMPType is the first byte of the transport header, the type of an
 	// ICMP or ICMPv6 message.
 	ICMPType uint8
+	// UDPLength is what "udp length" reads: the two bytes at offset 4 of
+	// the transport header, the length of a UDP datagram (its header and
+	// payload). A caller without it gives 0.
+	UDPLength uint16
 	// HopLimit is an IPv6 packet's hop limit as the hook sees it: in the
 	// forward hook a routed packet has already lost one.
 	HopLimit uint8
@@ -421,6 +425,8 @@ func (t *Table) match(m Match, p *Packet) (bool, error) {
 			return m.Value == 0, nil
 		}
 		return p.HopLimit == m.Value, nil
+	case UDPLength:
+		return p.UDPLength >= m.Min, nil
 	case Mark:
 		if m.Clear {
 			return p.Mark&m.Bits == 0, nil

@@ -119,6 +119,10 @@ func TestTraceMatches(t *testing.T) {
 		{"hoplimit other", []Match{HopLimit{Value: 255}}, tcp6(), false},
 		{"hoplimit of ipv4 reads the fragment offset", []Match{HopLimit{Value: 255}}, with(tcp4(), func(p *Packet) { p.HopLimit = 255 }), false},
 		{"hoplimit 0 of ipv4", []Match{HopLimit{Value: 0}}, tcp4(), true},
+		{"udp length at least", []Match{UDPLength{Min: 25}}, with(tcp4(), func(p *Packet) { p.L4Proto, p.UDPLength = ipproto.UDP, 25 }), true},
+		{"udp length longer", []Match{UDPLength{Min: 25}}, with(tcp6(), func(p *Packet) { p.L4Proto, p.UDPLength = ipproto.UDP, 512 }), true},
+		{"udp length shorter", []Match{UDPLength{Min: 25}}, with(tcp4(), func(p *Packet) { p.L4Proto, p.UDPLength = ipproto.UDP, 24 }), false},
+		{"udp length unknown", []Match{UDPLength{Min: 25}}, tcp4(), false},
 		{"all must hold", []Match{NFProto{}, L4Proto{Protos: []uint8{ipproto.TCP}}, DPort{Range: PortRange{80, 80}}}, tcp4(), false},
 		{"all hold", []Match{NFProto{}, L4Proto{Protos: []uint8{ipproto.TCP}}, DPort{Range: PortRange{443, 443}}, IfName{Name: "br-a"}}, tcp4(), true},
 	}
