@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/dockerfence/dockerfence/ipproto"
 	"github.com/dockerfence/dockerfence/nft"
@@ -324,20 +325,49 @@ func (b *builder) holdDNS(forward *nft.Chain, output []uint8) []*nft.Chain {
 	forward.Rules = append(held, forward.Rules...)
 	h.Chains = []string{forward.Name}
 	// The queries: from the same bridges (as input interface), to the
-	// same resolvers, or to the host itself.
+	// same resolvers, or to the host itself. Only datagrams that can be
+	// a query (a DNS header and a question) are queued, and only within
+	// a rate per source address: queries and answers share the queue
+	// and its reader, so a container that floods the resolver's port 53
+	// would otherwise fill the queue (which lets what it cannot take
+	// pass unheld and unlearned) and crowd out its neighbours' queries.
+	// Beyond its rate a source's queries pass unqueued, so their
+	// answers teach nothing: learning fails closed for that source only.
+	meters := [2]*nft.Meter{}
+	for i, fam := range []struct {
+		set string
+		key nft.KeyType
+		sel nft.Selector
+	}{{dnsQueryMeterSet4, nft.KeyIPv4, nft.SelSAddr4}, {dnsQueryMeterSet6, nft.KeyIPv6, nft.SelSAddr6}} {
+		if _, ok := b.sets[fam.set]; !ok {
+			b.addSet(&nft.Set{Name: fam.set, Key: fam.key, Dynamic: true, Timeout: true, Owner: nft.OwnedByRuntime})
+		}
+		meters[i] = &nft.Meter{Set: fam.set, Key: fam.sel, Rate: dnsQueryRate, Timeout: dnsQueryMeterTimeout}
+	}
 	queries := func(to []*nft.Addr) []*nft.Rule {
-		out := make([]*nft.Rule, 0, len(ifs))
+		out := make([]*nft.Rule, 0, 2*len(ifs))
 		for _, m := range ifs {
 			m.Out = false
 			for _, a := range to {
-				ms := []nft.Match{nft.CtOriginal{}, nft.L4Proto{Protos: []uint8{ipproto.UDP}}, nft.DPort{Range: nft.PortRange{First: 53, Last: 53}}, m}
-				if a != nil {
-					ms = append(ms, *a)
+				// A meter's key implies its family: the rule for a
+				// resolver's address takes that family's meter, the rule
+				// for the host itself one of each.
+				fams := meters[:]
+				if a != nil && a.V6 {
+					fams = meters[1:]
+				} else if a != nil {
+					fams = meters[:1]
 				}
-				out = append(out, &nft.Rule{
-					Matches: ms, Counter: true, Verdict: nft.Verdict{Kind: nft.Queue, QueueNum: h.Queue, Bypass: true},
-					ID: DNSQueryRuleID, Comment: "DNS queries, which the answers held must match",
-				})
+				for _, meter := range fams {
+					ms := []nft.Match{nft.CtOriginal{}, nft.L4Proto{Protos: []uint8{ipproto.UDP}}, nft.DPort{Range: nft.PortRange{First: 53, Last: 53}}, nft.UDPLength{Min: minDNSQueryLength}, m}
+					if a != nil {
+						ms = append(ms, *a)
+					}
+					out = append(out, &nft.Rule{
+						Matches: ms, Meter: meter, Counter: true, Verdict: nft.Verdict{Kind: nft.Queue, QueueNum: h.Queue, Bypass: true},
+						ID: DNSQueryRuleID, Comment: "DNS queries, which the answers held must match",
+					})
+				}
 			}
 		}
 		return out
@@ -363,6 +393,33 @@ func (b *builder) holdDNS(forward *nft.Chain, output []uint8) []*nft.Chain {
 	}
 	return chains
 }
+
+// Names of the meter sets that limit the DNS queries queued per source
+// address (see holdDNS).
+const (
+	dnsQueryMeterSet4 = "dnsq_4"
+	dnsQueryMeterSet6 = "dnsq_6"
+)
+
+// dnsQueryRate is how many DNS queries a second (burst the same) one
+// source address may have queued for the learner. A lookup is usually
+// two queries (A and AAAA), so a program that starts by resolving a
+// hundred names at once stays within the burst, and a sustained 200 a
+// second is far beyond what a container asks of a resolver, while a
+// flood of that rate is a small part of what the learner reads a second.
+// A source beyond it does not learn: its connections to the names it
+// asked for are denied until it slows down.
+const dnsQueryRate = 200
+
+// dnsQueryMeterTimeout is how long a source's query limit is kept after
+// its last query: its burst is back in full after a second without one.
+const dnsQueryMeterTimeout = 10 * time.Second
+
+// minDNSQueryLength is the shortest UDP datagram (by the UDP length
+// field: its header's 8 bytes and the payload) that can be a DNS query:
+// a DNS header of 12 bytes and a question of 5 at least (the root name's
+// one byte, type and class).
+const minDNSQueryLength = 8 + 12 + 5
 
 // Learned holds addresses learned from DNS answers, by names list.
 type Learned map[string][]netip.Addr

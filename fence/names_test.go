@@ -304,7 +304,9 @@ containers:
 // host's resolvers (forward) and to the host itself (input) are queued,
 // in base chains that hook after the fence's, so that only the queries
 // the fence let pass are held, and a query's queue verdict skips none of
-// the fence's rules; queries over TCP, and answers, are not held there.
+// the fence's rules; queries over TCP, datagrams too short to be a
+// query, and answers, are not held there. Each rule queues only within a
+// per-source limit (a meter of the rule's family).
 func TestNamesQueries(t *testing.T) {
 	withNames(t, map[string][]string{"github": {"github.com"}})
 	pol := parsePolicy(t, `version: 1
@@ -333,7 +335,7 @@ networks:
 		name string
 		hook nft.Hook
 		n    int
-	}{{"dnsq_forward", nft.HookForward, 2}, {"dnsq_input", nft.HookInput, 1}} {
+	}{{"dnsq_forward", nft.HookForward, 2}, {"dnsq_input", nft.HookInput, 2}} {
 		ch := res.Chain(c.name)
 		if ch == nil || ch.Hook != c.hook || ch.PriorityOffset != 1 || len(ch.Rules) != c.n {
 			t.Fatalf("chain %s = %+v", c.name, ch)
@@ -342,9 +344,20 @@ networks:
 			if r.ID != DNSQueryRuleID || r.Verdict.Kind != nft.Queue || r.Verdict.QueueNum != h.Queue || !r.Verdict.Bypass {
 				t.Errorf("%s: rule %s", c.name, r.Text())
 			}
+			if m := r.Meter; m == nil || m.Rate != dnsQueryRate || (m.Key != nft.SelSAddr4 || m.Set != "dnsq_4") && (m.Key != nft.SelSAddr6 || m.Set != "dnsq_6") {
+				t.Errorf("%s: rule %s has no meter per source", c.name, r.Text())
+			}
+			if !slices.Contains(r.Matches, nft.Match(nft.UDPLength{Min: 25})) {
+				t.Errorf("%s: rule %s queues datagrams too short to be a query", c.name, r.Text())
+			}
 		}
 	}
-	if got := res.Chain("dnsq_forward").Rules[0].Text(); got != `ct direction original meta l4proto udp th dport 53 iifname "br-0123456789ab" ip daddr 192.168.100.2 counter queue num 53 bypass comment "DNS queries, which the answers held must match"` {
+	for _, set := range []string{"dnsq_4", "dnsq_6"} {
+		if s := res.Table.Set(set); s == nil || !s.Dynamic || !s.Timeout || s.Owner != nft.OwnedByRuntime {
+			t.Errorf("meter set %s = %+v", set, s)
+		}
+	}
+	if got := res.Chain("dnsq_forward").Rules[0].Text(); got != `ct direction original meta l4proto udp th dport 53 udp length >= 25 iifname "br-0123456789ab" ip daddr 192.168.100.2 counter update @dnsq_4 { ip saddr timeout 10s limit rate 200/second burst 200 packets } queue num 53 bypass comment "DNS queries, which the answers held must match"` {
 		t.Errorf("query rule %s", got)
 	}
 	const br = "br-0123456789ab"
@@ -356,13 +369,16 @@ networks:
 		// last is the chain of the last step of the trace.
 		last string
 	}{
-		{"query to the resolver", nft.Packet{Hook: nft.HookForward, IIfName: br, OIfName: "eth0", Src: a("172.20.0.2"), Dst: a("192.168.100.2"), L4Proto: 17, SPort: 40000, DPort: 53, HopLimit: 63}, nft.Queue, "dnsq_forward"},
-		{"query to the resolver, v6", nft.Packet{Hook: nft.HookForward, IIfName: br, OIfName: "eth0", Src: a("fd00:20::2"), Dst: a("fd00:100::2"), L4Proto: 17, SPort: 40000, DPort: 53, HopLimit: 63}, nft.Queue, "dnsq_forward"},
+		{"query to the resolver", nft.Packet{Hook: nft.HookForward, IIfName: br, OIfName: "eth0", Src: a("172.20.0.2"), Dst: a("192.168.100.2"), L4Proto: 17, SPort: 40000, DPort: 53, UDPLength: 40, HopLimit: 63}, nft.Queue, "dnsq_forward"},
+		{"query to the resolver, v6", nft.Packet{Hook: nft.HookForward, IIfName: br, OIfName: "eth0", Src: a("fd00:20::2"), Dst: a("fd00:100::2"), L4Proto: 17, SPort: 40000, DPort: 53, UDPLength: 40, HopLimit: 63}, nft.Queue, "dnsq_forward"},
+		{"4 bytes to the resolver's port 53: not held", nft.Packet{Hook: nft.HookForward, IIfName: br, OIfName: "eth0", Src: a("172.20.0.2"), Dst: a("192.168.100.2"), L4Proto: 17, SPort: 40000, DPort: 53, UDPLength: 12, HopLimit: 63}, nft.Accept, "dnsq_forward"},
+		{"a header without a question: not held", nft.Packet{Hook: nft.HookForward, IIfName: br, OIfName: "eth0", Src: a("fd00:20::2"), Dst: a("fd00:100::2"), L4Proto: 17, SPort: 40000, DPort: 53, UDPLength: 24, HopLimit: 63}, nft.Accept, "dnsq_forward"},
 		{"query over TCP: not held", nft.Packet{Hook: nft.HookForward, IIfName: br, OIfName: "eth0", Src: a("172.20.0.2"), Dst: a("192.168.100.2"), L4Proto: 6, SPort: 40000, DPort: 53, HopLimit: 63}, nft.Accept, "dnsq_forward"},
 		{"query to a server the fence denies: not held", nft.Packet{Hook: nft.HookForward, IIfName: br, OIfName: "eth0", Src: a("172.20.0.2"), Dst: a("192.168.100.3"), L4Proto: 17, SPort: 40000, DPort: 53, HopLimit: 63}, nft.RejectAdminProhibited, ""},
 		{"query to another server the fence allows: not held", nft.Packet{Hook: nft.HookForward, IIfName: br, OIfName: "eth0", Src: a("172.20.0.2"), Dst: a("192.0.2.53"), L4Proto: 17, SPort: 40000, DPort: 53, HopLimit: 63}, nft.Accept, "dnsq_forward"},
 		{"query from an unheld bridge", nft.Packet{Hook: nft.HookForward, IIfName: "docker0", OIfName: "eth0", Src: a("172.17.0.2"), Dst: a("192.168.100.2"), L4Proto: 17, SPort: 40000, DPort: 53, HopLimit: 63}, nft.Accept, "dnsq_forward"},
-		{"query to the host", nft.Packet{Hook: nft.HookInput, IIfName: br, Src: a("172.20.0.2"), Dst: a("172.20.0.1"), L4Proto: 17, SPort: 40000, DPort: 53, HopLimit: 64}, nft.Queue, "dnsq_input"},
+		{"query to the host", nft.Packet{Hook: nft.HookInput, IIfName: br, Src: a("172.20.0.2"), Dst: a("172.20.0.1"), L4Proto: 17, SPort: 40000, DPort: 53, UDPLength: 25, HopLimit: 64}, nft.Queue, "dnsq_input"},
+		{"query to the host, v6", nft.Packet{Hook: nft.HookInput, IIfName: br, Src: a("fd00:20::2"), Dst: a("fd00:20::1"), L4Proto: 17, SPort: 40000, DPort: 53, UDPLength: 25, HopLimit: 64}, nft.Queue, "dnsq_input"},
 		{"answer: held by the forward chain", nft.Packet{Hook: nft.HookForward, IIfName: "eth0", OIfName: br, Src: a("192.168.100.2"), Dst: a("172.20.0.2"), L4Proto: 17, SPort: 53, DPort: 40000, Reply: true, Fib: nft.FibAnswers{SrcViaIIf: true}}, nft.Queue, "forward"},
 	} {
 		tr, err := res.Trace(c.p)
