@@ -17,6 +17,15 @@ const DefaultQueryTimeout = 10 * time.Second
 // default; past it, the oldest is forgotten.
 const DefaultMaxQueries = 65536
 
+// maxClientQueries is how many of the queries that wait may be of one
+// client address: past it, a new query of the client takes the place of
+// the client's own oldest, so that a container that sends queries no
+// answer comes for cannot evict its neighbours' from the global bound.
+// The query rules let a source queue 200 a second, and a query waits 10
+// seconds at most: a client that keeps within the rate with answers
+// coming keeps far fewer waiting.
+const maxClientQueries = 1024
+
 // query is what an answer over UDP must match to teach, as a resolver
 // checks it: the client's and the server's addresses and ports, the DNS
 // ID and the question (name in lower case, type and class).
@@ -37,6 +46,16 @@ type queries struct {
 	pending map[query]pendingQuery
 	order   []queued // oldest first; may hold stale entries
 	seq     uint64
+	// maxClient bounds the queries of one client address (clients).
+	maxClient int
+	clients   map[netip.Addr]*clientQueries
+}
+
+// clientQueries are one client address's queries that wait: how many,
+// and their order, oldest first (which may hold stale entries).
+type clientQueries struct {
+	n     int
+	order []queued
 }
 
 // pendingQuery is a query's place in the order and until when it waits.
@@ -58,7 +77,7 @@ func newQueries(timeout time.Duration, max int) *queries {
 	if max <= 0 {
 		max = DefaultMaxQueries
 	}
-	return &queries{timeout: timeout, max: max, pending: map[query]pendingQuery{}}
+	return &queries{timeout: timeout, max: max, pending: map[query]pendingQuery{}, maxClient: maxClientQueries, clients: map[netip.Addr]*clientQueries{}}
 }
 
 // add records q, sent at now; a query sent again (the same ID, port and
@@ -68,19 +87,56 @@ func (t *queries) add(q query, now time.Time) {
 	defer t.mu.Unlock()
 	t.expire(now)
 	t.seq++
+	c := t.clients[q.client.Addr()]
+	if c == nil {
+		c = &clientQueries{}
+		t.clients[q.client.Addr()] = c
+	}
+	if _, again := t.pending[q]; !again {
+		c.n++
+	}
 	t.pending[q] = pendingQuery{seq: t.seq, expires: now.Add(t.timeout)}
 	t.order = append(t.order, queued{q, t.seq})
+	c.order = append(c.order, queued{q, t.seq})
+	for c.n > t.maxClient {
+		e := c.order[0]
+		c.order[0] = queued{}
+		c.order = c.order[1:]
+		if t.live(e) {
+			t.forget(e.q)
+		}
+	}
+	c.order = t.compact(c.order, c.n)
 	for len(t.pending) > t.max {
 		t.pop()
 	}
-	if len(t.order) > 2*t.max+16 {
-		kept := t.order[:0]
-		for _, e := range t.order {
-			if t.live(e) {
-				kept = append(kept, e)
-			}
+	t.order = t.compact(t.order, t.max)
+}
+
+// compact returns order without its stale entries once they are many
+// (it holds more than twice live, the entries that may be live, and 16).
+func (t *queries) compact(order []queued, live int) []queued {
+	if len(order) <= 2*live+16 {
+		return order
+	}
+	kept := order[:0]
+	for _, e := range order {
+		if t.live(e) {
+			kept = append(kept, e)
 		}
-		t.order = kept
+	}
+	clear(order[len(kept):])
+	return kept
+}
+
+// forget deletes q, which waits, and counts it off its client's.
+func (t *queries) forget(q query) {
+	delete(t.pending, q)
+	a := q.client.Addr()
+	if c := t.clients[a]; c != nil {
+		if c.n--; c.n <= 0 {
+			delete(t.clients, a)
+		}
 	}
 }
 
@@ -94,7 +150,7 @@ func (t *queries) take(q query, now time.Time) bool {
 	if !ok || !now.Before(p.expires) {
 		return false
 	}
-	delete(t.pending, q)
+	t.forget(q)
 	return true
 }
 
@@ -113,7 +169,7 @@ func (t *queries) live(e queued) bool {
 // pop forgets the oldest entry of the order (the query, if it is live).
 func (t *queries) pop() {
 	if e := t.order[0]; t.live(e) {
-		delete(t.pending, e.q)
+		t.forget(e.q)
 	}
 	t.order[0] = queued{}
 	t.order = t.order[1:]

@@ -195,3 +195,69 @@ func TestQueriesBounded(t *testing.T) {
 		t.Errorf("%d wait after the others expired, want 1", qs.len())
 	}
 }
+
+// TestQueriesPerClient: past maxClient queries of one client address,
+// the client's own oldest goes, not another client's, however many the
+// client sends; the counts per client follow answers, expiry and the
+// global bound, and the per-client order stays bounded.
+func TestQueriesPerClient(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	qs := newQueries(time.Second, 8)
+	qs.maxClient = 3
+	k := func(client string, port uint16) query {
+		return query{client: netip.AddrPortFrom(netip.MustParseAddr(client), port), server: netip.MustParseAddrPort("192.168.100.2:53"), id: 1, name: "github.com.", qtype: dns.TypeA, qclass: dns.ClassINET}
+	}
+	const victim, flooder = "10.0.0.2", "10.0.0.3"
+	qs.add(k(victim, 1), now)
+	qs.add(k(victim, 2), now)
+	for p := uint16(1); p <= 1000; p++ {
+		qs.add(k(flooder, p), now)
+	}
+	if n := qs.len(); n != 5 {
+		t.Errorf("%d queries wait, want the victim's 2 and the flooder's 3", n)
+	}
+	if c := qs.clients[netip.MustParseAddr(flooder)]; c == nil || c.n != 3 || len(c.order) > 2*3+16 {
+		if c != nil {
+			t.Errorf("the flooder's count: %d, order of %d; want 3, at most 22", c.n, len(c.order))
+		} else {
+			t.Error("the flooder has no count")
+		}
+	}
+	if qs.take(k(flooder, 997), now) || !qs.take(k(flooder, 998), now) || !qs.take(k(flooder, 1000), now) {
+		t.Error("the flooder's newest 3 must wait, the older be gone")
+	}
+	if !qs.take(k(victim, 1), now) || !qs.take(k(victim, 2), now) {
+		t.Error("the flooder evicted the victim's queries")
+	}
+	if c := qs.clients[netip.MustParseAddr(victim)]; c != nil {
+		t.Errorf("the victim's count after its answers: %+v, want none", c)
+	}
+	// A query sent again counts once.
+	for range 10 {
+		qs.add(k(victim, 3), now)
+	}
+	qs.add(k(victim, 4), now)
+	qs.add(k(victim, 5), now)
+	if !qs.take(k(victim, 3), now) {
+		t.Error("a query sent again counted more than once against its client")
+	}
+	// The global bound still holds, and counts the evicted off their
+	// clients; expiry empties the counts.
+	for i := range 20 {
+		qs.add(k(netip.AddrFrom4([4]byte{10, 1, 0, byte(i)}).String(), 1), now)
+	}
+	if n := qs.len(); n != 8 {
+		t.Errorf("%d wait, want the global bound 8", n)
+	}
+	total := 0
+	for _, c := range qs.clients {
+		total += c.n
+	}
+	if total != 8 {
+		t.Errorf("clients count %d queries, want 8", total)
+	}
+	qs.add(k(victim, 9), now.Add(2*time.Second))
+	if len(qs.clients) != 1 || qs.clients[netip.MustParseAddr(victim)].n != 1 {
+		t.Errorf("after expiry: %d clients", len(qs.clients))
+	}
+}
