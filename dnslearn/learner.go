@@ -278,6 +278,15 @@ func (l *Learner) handle(q Queue, p nfqueue.Packet) {
 		}
 		return
 	}
+	if err == nil && !pkt.TCP && toPort53(p.Hook, pkt) {
+		// It came by the rules of the queries, as queries do, but is
+		// none: it is not an answer held either, and goes on at once.
+		m.unreadableInc("not-a-query")
+		if err := q.SetVerdict(p.ID, nfqueue.Accept); err != nil {
+			l.notice(err)
+		}
+		return
+	}
 	m.held()
 	if err != nil {
 		if errors.Is(err, dnsname.ErrChecksum) {

@@ -49,7 +49,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		unreadable: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dockerfence_dns_messages_not_learned_total",
-			Help: "Held packets or DNS messages that taught nothing, by reason: packet (not a whole UDP datagram with a payload or TCP segment), checksum (a UDP or TCP checksum that does not add up: the receiver drops the packet), unsolicited (a UDP answer that matches no query waiting for it: address, port, DNS ID and question), hairpin (an answer routed back out of the interface it came in by: a container's own forgery), tcp-unknown (a TCP segment of a stream whose start the learner did not see), tcp-lost (a TCP segment of a stream the learner gave up: bytes it cannot place), malformed (not a DNS message), ignored (not an answer to learn from).",
+			Help: "Held packets or DNS messages that taught nothing, by reason: packet (not a whole UDP datagram with a payload or TCP segment), checksum (a UDP or TCP checksum that does not add up: the receiver drops the packet), unsolicited (a UDP answer that matches no query waiting for it: address, port, DNS ID and question), hairpin (an answer routed back out of the interface it came in by: a container's own forgery), tcp-unknown (a TCP segment of a stream whose start the learner did not see), tcp-lost (a TCP segment of a stream the learner gave up: bytes it cannot place), malformed (not a DNS message), ignored (not an answer to learn from), not-a-query (a UDP datagram to port 53 that came by the rules of the queries but is no DNS query: it passes at once and is not counted among the answers held).",
 		}, []string{"reason"}),
 		queries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "dockerfence_dns_queries_held_total",

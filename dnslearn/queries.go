@@ -203,7 +203,7 @@ const port53 = 53
 // not from the output hook), and reports whether it was: it is accepted
 // at once, and is not counted among the answers held.
 func (l *Learner) query(hook uint8, pkt *dnsname.Packet) bool {
-	if len(pkt.Msgs) != 1 || pkt.Dst.Port() != port53 || pkt.Src.Port() == port53 || hook == unix.NF_INET_LOCAL_OUT {
+	if len(pkt.Msgs) != 1 || !toPort53(hook, pkt) {
 		return false
 	}
 	hdr, err := dnsname.ReadHeader(pkt.Msgs[0])
@@ -213,6 +213,13 @@ func (l *Learner) query(hook uint8, pkt *dnsname.Packet) bool {
 	l.queries.add(query{client: pkt.Src, server: pkt.Dst, id: hdr.ID, name: hdr.Name, qtype: hdr.Type, qclass: hdr.Class}, l.cfg.Now())
 	l.cfg.Metrics.queryInc()
 	return true
+}
+
+// toPort53 reports whether pkt, a held UDP packet that hook queued, went
+// to port 53 from another port, not in the output hook: what the rules of
+// the queries queue, and never those of the answers.
+func toPort53(hook uint8, pkt *dnsname.Packet) bool {
+	return pkt.Dst.Port() == port53 && pkt.Src.Port() != port53 && hook != unix.NF_INET_LOCAL_OUT
 }
 
 // solicited reports whether pkt, a held UDP packet that hook queued, is

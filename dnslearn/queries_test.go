@@ -261,3 +261,40 @@ func TestQueriesPerClient(t *testing.T) {
 		t.Errorf("after expiry: %d clients", len(qs.clients))
 	}
 }
+
+// TestNotAQueryNotHeld: a UDP datagram to port 53 that is no query (not
+// DNS, a header alone, an answer) came by the rules of the queries: it
+// passes at once, is counted as not-a-query, and neither as an answer
+// held nor as an unsolicited one; a query after them is still recorded.
+func TestNotAQueryNotHeld(t *testing.T) {
+	const client, resolver = "10.0.0.2:40000", "192.168.100.2:53"
+	l, q := start(t, Config{Sets: &fakeSets{}, Metrics: NewMetrics(prometheus.NewRegistry())}, rules(t, map[string]string{"github.com": "gh"}))
+	notDNS := []byte{1, 0, 0, 0}
+	header := make([]byte, 12)
+	for i, payload := range [][]byte{
+		notDNS,
+		header,
+		answerMsg(t, "github.com", 0x1111, dns.TypeA, "203.0.113.66"),
+		queryMsg(t, "github.com", 0x1111, dns.TypeA),
+	} {
+		id := uint32(i + 1)
+		q.in <- nfqueue.Packet{ID: id, Payload: udp(t, client, resolver, payload)}
+		q.wait(t, id)
+	}
+	m := l.cfg.Metrics
+	for name, c := range map[string]struct {
+		got  float64
+		want float64
+	}{
+		"answers held":   {testutil.ToFloat64(m.heldTotal), 0},
+		"not-a-query":    {testutil.ToFloat64(m.unreadable.WithLabelValues("not-a-query")), 3},
+		"unsolicited":    {testutil.ToFloat64(m.unreadable.WithLabelValues("unsolicited")), 0},
+		"packet":         {testutil.ToFloat64(m.unreadable.WithLabelValues("packet")), 0},
+		"queries held":   {testutil.ToFloat64(m.queries), 1},
+		"queries queued": {float64(l.queries.len()), 1},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s: %v, want %v", name, c.got, c.want)
+		}
+	}
+}
