@@ -403,13 +403,12 @@ const (
 
 // dnsQueryRate is how many DNS queries a second (burst the same) one
 // source address may have queued for the learner. A lookup is usually
-// two queries (A and AAAA), so a program that starts by resolving a
-// hundred names at once stays within the burst, and a sustained 200 a
-// second is far beyond what a container asks of a resolver, while a
-// flood of that rate is a small part of what the learner reads a second.
-// A source beyond it does not learn: its connections to the names it
-// asked for are denied until it slows down.
-const dnsQueryRate = 200
+// two queries (A and AAAA), so a program that resolves hundreds of names
+// at once (a package manager, a crawler) stays within it, while a flood
+// of that rate is a small part of what the learner reads a second. A
+// source beyond it does not learn: its connections to the names it asked
+// for are denied until it slows down.
+const dnsQueryRate = 1000
 
 // dnsQueryMeterTimeout is how long a source's query limit is kept after
 // its last query: its burst is back in full after a second without one.

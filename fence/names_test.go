@@ -357,7 +357,7 @@ networks:
 			t.Errorf("meter set %s = %+v", set, s)
 		}
 	}
-	if got := res.Chain("dnsq_forward").Rules[0].Text(); got != `ct direction original meta l4proto udp th dport 53 udp length >= 25 iifname "br-0123456789ab" ip daddr 192.168.100.2 counter update @dnsq_4 { ip saddr timeout 10s limit rate 200/second burst 200 packets } queue num 53 bypass comment "DNS queries, which the answers held must match"` {
+	if got := res.Chain("dnsq_forward").Rules[0].Text(); got != `ct direction original meta l4proto udp th dport 53 udp length >= 25 iifname "br-0123456789ab" ip daddr 192.168.100.2 counter update @dnsq_4 { ip saddr timeout 10s limit rate 1000/second burst 1000 packets } queue num 53 bypass comment "DNS queries, which the answers held must match"` {
 		t.Errorf("query rule %s", got)
 	}
 	const br = "br-0123456789ab"

@@ -127,7 +127,7 @@ networks:
 			fakeB[0], fakeB[1] = byte(i>>8), byte(i)
 			if i%20000 == 19999 {
 				// Its burst emptied at once, whatever the pace before.
-				for range 300 {
+				for range 1200 {
 					if _, err := fakes.Write(fakeB); err == nil {
 						sentFakes.Add(1)
 					}
@@ -137,8 +137,9 @@ networks:
 				sentFakes.Add(1)
 			}
 			if k := int(sentOwn.Load()); i%20000 == 19999 && k < maxOwn {
-				// The 300 messages just before it, sent in far less
-				// than half a second, have emptied its burst of 200.
+				// The 1,200 messages just before it, sent in far less
+				// than a fifth of a second, have emptied its burst of
+				// 1,000.
 				if _, err := own.Write(ownB[k]); err == nil {
 					sentOwn.Add(1)
 				}
@@ -234,10 +235,10 @@ networks:
 	if answered != n || learnedN != n || connected != n {
 		t.Errorf("under a neighbour's flood: %d/%d answered, %d learned, %d connected; want all", answered, n, learnedN, connected)
 	}
-	// Beyond its burst the flooder queues 200 a second: the messages
+	// Beyond its burst the flooder queues 1,000 a second: the messages
 	// queued (none a query) stay far below what it sent.
 	notQuery := metricValue(t, body, `dockerfence_dns_messages_not_learned_total{reason="not-a-query"}`)
-	if limit := 200 * (time.Since(started).Seconds() + 1); notQuery == 0 || notQuery > limit {
+	if limit := 1000 * (time.Since(started).Seconds() + 1); notQuery == 0 || notQuery > limit {
 		t.Errorf("%v of the flooder's messages queued (not-a-query), want some and at most %v by its rate", notQuery, limit)
 	}
 	if held := metricValue(t, body, "dockerfence_dns_answers_held_total"); held > 5*n+float64(sentOwn.Load()) {

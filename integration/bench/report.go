@@ -355,9 +355,9 @@ func healTarget(r Reaction) Target {
 // writeNames writes the section of DNS names.
 func writeNames(w func(string, ...any), n *NamesReport) {
 	w("## Names (DNS answers held until learned)\n\n")
-	w("A container namespace asks the benchmark's own DNS server (miekg/dns) behind the host for fresh names over UDP, one query at a time, each answering a fresh address; every answer crosses the host's forward hook towards the container. ")
+	w("A container namespace asks the benchmark's own DNS server (miekg/dns) behind the host for fresh names over UDP, one query at a time, one every 2 ms (under the 1,000 a second per source that the query rules queue), each answering a fresh address; every query and answer crosses the host's forward hook. ")
 	w("`none`: no dockerfence. `dockerfence, no names`: `dockerfence run` fences the bridge with an allow of the DNS server and no names (no answer is held). ")
-	w("`dockerfence names`: the same with a list `{names: [\"*.bench.test\"]}` allowed on tcp/443, so the kernel holds every answer in the queue until the daemon has parsed it and committed its address into the list's set, the worst case (no name was seen before: one transaction an answer). ")
+	w("`dockerfence names`: the same with a list `{names: [\"*.bench.test\"]}` allowed on tcp/443, so the kernel holds every query in the queue until the daemon has recorded it (an answer must match one), and every answer until the daemon has parsed it and committed its address into the list's set, the worst case (no name was seen before: one transaction an answer). ")
 	w("Latency is the client's round trip of a query; the configurations take turns in rounds; added is the excess over `none` of the same run. ")
 	w("On the first and last timed query of the first round, the answer's address was checked to be in the table the moment the client had it under `names`, and not under the others.\n\n")
 	w("| configuration | queries | p50 (µs) | p99 (µs) | max (µs) | added p50 (µs) | added p99 (µs) |\n|---|---:|---:|---:|---:|---:|---:|\n")
