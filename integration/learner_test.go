@@ -2,7 +2,6 @@ package integration
 
 import (
 	"context"
-	be "encoding/binary"
 	"fmt"
 	"io"
 	"net"
@@ -415,20 +414,10 @@ func evilTCPAnswer(t *testing.T, e *env, whole []byte, at int) int {
 // over c, a raw IPv4 socket of protocol UDP, with its checksum right, or
 // off by one if wrong.
 func sendUDPRaw(c net.PacketConn, src, dst netip.Addr, sport, dport uint16, payload []byte, wrong bool) error {
-	h := make([]byte, 8, 8+len(payload))
-	be.BigEndian.PutUint16(h[0:], sport)
-	be.BigEndian.PutUint16(h[2:], dport)
-	be.BigEndian.PutUint16(h[4:], uint16(8+len(payload)))
-	seg := append(h, payload...)
-	pseudo := append(append(src.AsSlice(), dst.AsSlice()...), 0, 17, byte(len(seg)>>8), byte(len(seg)))
-	sum := harness.Checksum(append(pseudo, seg...))
-	if sum == 0 {
-		sum = 0xffff
-	}
+	seg := udpPacket(netip.AddrPortFrom(src, sport), netip.AddrPortFrom(dst, dport), payload)[20:]
 	if wrong {
-		sum ^= 1
+		seg[7] ^= 1
 	}
-	be.BigEndian.PutUint16(seg[6:], sum)
 	_, err := c.WriteTo(seg, &net.IPAddr{IP: dst.AsSlice()})
 	return err
 }

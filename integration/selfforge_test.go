@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dockerfence/dockerfence/integration/harness"
 	"github.com/dockerfence/dockerfence/integration/topo"
 	"github.com/miekg/dns"
 	"golang.org/x/sys/unix"
@@ -169,23 +170,11 @@ func udpPacket(src, dst netip.AddrPort, payload []byte) []byte {
 	enc.BigEndian.PutUint16(u[2:], dst.Port())
 	enc.BigEndian.PutUint16(u[4:], uint16(ul))
 	copy(u[8:], payload)
-	var s uint32
-	add := func(x []byte) {
-		for ; len(x) >= 2; x = x[2:] {
-			s += uint32(enc.BigEndian.Uint16(x))
-		}
-		if len(x) == 1 {
-			s += uint32(x[0]) << 8
-		}
+	pseudo := append(append(src.Addr().AsSlice(), dst.Addr().AsSlice()...), 0, unix.IPPROTO_UDP, byte(ul>>8), byte(ul))
+	if src.Addr().Is6() {
+		pseudo = append(append(src.Addr().AsSlice(), dst.Addr().AsSlice()...), 0, 0, byte(ul>>8), byte(ul), 0, 0, 0, unix.IPPROTO_UDP)
 	}
-	add(src.Addr().AsSlice())
-	add(dst.Addr().AsSlice())
-	s += uint32(ul) + unix.IPPROTO_UDP
-	add(u)
-	for s>>16 != 0 {
-		s = s&0xffff + s>>16
-	}
-	sum := ^uint16(s)
+	sum := harness.Checksum(append(pseudo, u...))
 	if sum == 0 {
 		sum = 0xffff
 	}
@@ -197,14 +186,7 @@ func udpPacket(src, dst netip.AddrPort, payload []byte) []byte {
 		h[8], h[9] = 64, unix.IPPROTO_UDP
 		copy(h[12:], src.Addr().AsSlice())
 		copy(h[16:], dst.Addr().AsSlice())
-		var hs uint32
-		for i := 0; i < 20; i += 2 {
-			hs += uint32(enc.BigEndian.Uint16(h[i:]))
-		}
-		for hs>>16 != 0 {
-			hs = hs&0xffff + hs>>16
-		}
-		enc.BigEndian.PutUint16(h[10:], ^uint16(hs))
+		enc.BigEndian.PutUint16(h[10:], harness.Checksum(h))
 		return append(h, u...)
 	}
 	h := make([]byte, 40)
