@@ -99,14 +99,16 @@ type setTx struct {
 // lists r does not have are left out.
 func nameSetTxs(r *fence.Result, elems []dnslearn.Element) []setTx {
 	sets := map[string]fence.NameSet{}
+	tags := map[string]string{}
 	for _, ns := range r.NameSets {
 		sets[ns.List] = ns
+		tags[ns.List] = fence.NamesTag(ns.Names)
 	}
 	var parts []setTx
 	index := map[string]int{}
 	for _, e := range elems {
 		ns, ok := sets[e.Key]
-		if !ok || e.Tag != "" && e.Tag != fence.NamesTag(ns.Names) {
+		if !ok || e.Tag != "" && e.Tag != tags[e.Key] {
 			continue // the list went with a reload, or its names changed
 		}
 		set := ns.Set4
