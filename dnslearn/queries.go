@@ -21,7 +21,7 @@ const DefaultMaxQueries = 65536
 // client address: past it, a new query of the client takes the place of
 // the client's own oldest, so that a container that sends queries no
 // answer comes for cannot evict its neighbours' from the global bound.
-// The query rules let a source queue 200 a second, and a query waits 10
+// The query rules let a source queue 1,000 a second, and a query waits 10
 // seconds at most: a client that keeps within the rate with answers
 // coming keeps far fewer waiting.
 const maxClientQueries = 1024
