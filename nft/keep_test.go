@@ -199,8 +199,10 @@ func TestReplacementKeepsElementsInKernel(t *testing.T) {
 	}
 }
 
-// floodRefused is flood, which also counts the datagrams that the output
-// hook refused (their send fails with EPERM).
+// floodRefused sends UDP datagrams to 198.18.0.7:9999 in namespace ns for
+// d, to a socket of its own there, and returns how many were sent, how
+// many arrived, and how many the output hook refused (their send fails
+// with EPERM).
 func floodRefused(t *testing.T, ns string, d time.Duration) (sent, got, refused int) {
 	t.Helper()
 	const script = `

@@ -5,7 +5,6 @@ import (
 	"net/netip"
 	"os/exec"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -232,43 +231,9 @@ func TestRefreshKeepsPackets(t *testing.T) {
 // flood sends UDP datagrams to 198.18.0.7:9999 in namespace ns for d, to
 // a socket of its own there, and returns how many were sent and how many
 // arrived. A datagram that the output hook drops fails its send (EPERM);
-// it counts as sent, not as arrived.
+// it counts as sent, not as arrived (floodRefused counts those too).
 func flood(t *testing.T, ns string, d time.Duration) (sent, got int) {
 	t.Helper()
-	const script = `
-import socket, sys, time
-d = float(sys.argv[1])
-r = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-r.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 24)
-r.bind(("198.18.0.7", 9999)); r.setblocking(False)
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-sent = got = 0
-def drain():
-    global got
-    while True:
-        try:
-            r.recv(64); got += 1
-        except BlockingIOError:
-            return
-end = time.monotonic() + d
-while time.monotonic() < end:
-    for _ in range(50):
-        sent += 1
-        try:
-            s.sendto(b"x", ("198.18.0.7", 9999))
-        except PermissionError:
-            pass
-    drain()
-time.sleep(0.05)
-drain()
-print(sent, got)
-`
-	out, err := exec.Command("ip", "netns", "exec", ns, "python3", "-c", script, strconv.FormatFloat(d.Seconds(), 'f', 3, 64)).CombinedOutput()
-	if err != nil {
-		t.Fatalf("python3 in %s: %v: %s", ns, err, out)
-	}
-	if _, err := fmt.Sscan(string(out), &sent, &got); err != nil {
-		t.Fatalf("python3 printed %q: %v", out, err)
-	}
+	sent, got, _ = floodRefused(t, ns, d)
 	return sent, got
 }
