@@ -28,23 +28,7 @@ func tcp4(seq uint32, flags uint8, payload []byte) []byte {
 	b[32] = 5 << 4
 	b[33] = flags
 	copy(b[40:], payload)
-	var sum uint32
-	add := func(x []byte) {
-		for ; len(x) >= 2; x = x[2:] {
-			sum += uint32(x[0])<<8 | uint32(x[1])
-		}
-		if len(x) == 1 {
-			sum += uint32(x[0]) << 8
-		}
-	}
-	add(b[12:20])
-	sum += 6 + uint32(len(b)-20)
-	add(b[20:])
-	for sum>>16 != 0 {
-		sum = sum&0xffff + sum>>16
-	}
-	binary.BigEndian.PutUint16(b[36:], ^uint16(sum))
-	return b
+	return tcp4Recheck(b)
 }
 
 const (
