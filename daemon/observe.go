@@ -217,13 +217,7 @@ func (o *Observer) Status() (status.Status, error) {
 	} else {
 		// Every set's elements too, so that the drift shows an element
 		// deleted behind the daemon's back.
-		read := o.kernel.Read
-		if ra, ok := o.kernel.(interface {
-			ReadAll(string) (*nft.State, error)
-		}); ok {
-			read = ra.ReadAll
-		}
-		st, err := read(t.Name)
+		st, err := readAll(o.kernel, t.Name)
 		if err != nil {
 			return status.Status{}, err
 		}
@@ -256,4 +250,15 @@ func PublishedPorts(ctrs []discover.Container) []status.ContainerPorts {
 		out = append(out, cp)
 	}
 	return out
+}
+
+// readAll reads table with every set's elements where k can (nft.Kernel's
+// ReadAll), else as k.Read does.
+func readAll(k Reader, table string) (*nft.State, error) {
+	if ra, ok := k.(interface {
+		ReadAll(string) (*nft.State, error)
+	}); ok {
+		return ra.ReadAll(table)
+	}
+	return k.Read(table)
 }

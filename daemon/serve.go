@@ -123,13 +123,7 @@ func Serve(ctx context.Context, cfg Config, s Services) error {
 				// What the name sets held when the daemon started: an
 				// earlier daemon's learning, or a one-shot apply's.
 				seeded = true
-				read := cfg.Kernel.Read
-				if ra, ok := cfg.Kernel.(interface {
-					ReadAll(string) (*nft.State, error)
-				}); ok {
-					read = ra.ReadAll
-				}
-				if st, err := read(r.Table.Table.Name); err != nil {
+				if st, err := readAll(cfg.Kernel, r.Table.Table.Name); err != nil {
 					log.Warn("could not read the name sets the table held at start; their addresses are renewed as new ones", "err", err)
 				} else if n := seedLearner(learner, r.Table, st); n > 0 {
 					log.Info("names: addresses in the sets from before the daemon started", "addresses", n)
